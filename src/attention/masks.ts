@@ -1,0 +1,77 @@
+/** Attention masks: causal masks, padding masks and the rule that combines them (1 = attend). */
+import * as tf from '@tensorflow/tfjs';
+import {ValueError} from '../errors';
+
+/**
+ * The causal mask [T, S]: query t may attend key s iff s <= t. It is aligned top-left, like
+ * PyTorch's `is_causal` and Keras' `use_causal_mask`, also when S != T.
+ */
+export function causalMask(queryLength: number, keyLength: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const rows = tf.range(0, queryLength, 1, 'int32').reshape([queryLength, 1]);  // [T, 1]
+    const cols = tf.range(0, keyLength, 1, 'int32').reshape([1, keyLength]);      // [1, S]
+    return tf.greaterEqual(rows, cols) as tf.Tensor2D;                             // [T, S] bool
+  });
+}
+
+/** Casts a 0/1 or boolean mask to bool. */
+export function toBoolMask(mask: tf.Tensor): tf.Tensor {
+  return mask.dtype === 'bool' ? mask : tf.notEqual(mask, 0);
+}
+
+/**
+ * Checks that `mask` broadcasts against `target` (the shape of the scores) and returns it
+ * right-aligned to the target's rank. A mask of rank 3 [B, T, S] given to multi-head scores
+ * [B, H, T, S] gains a head axis: [B, 1, T, S]. `name` is the argument's name in errors.
+ */
+export function alignMask(mask: tf.Tensor, target: number[], name: string): tf.Tensor {
+  let aligned = mask;
+  if (mask.rank === target.length - 1 && target.length === 4 && mask.rank === 3) {
+    aligned = mask.expandDims(1);  // [B, 1, T, S]
+  } else if (mask.rank > target.length || mask.rank < 2) {
+    throw new ValueError(
+        `Argument \`${name}\` must have rank 2 to ${target.length} and broadcast to the ` +
+        `attention scores [${target.join(', ')}]. Received: ${name}.shape=[${mask.shape.join(', ')}]`);
+  }
+  const offset = target.length - aligned.rank;
+  aligned.shape.forEach((size, axis) => {
+    const want = target[axis + offset];
+    if (size !== want && size !== 1) {
+      throw new ValueError(
+          `Argument \`${name}\` of shape [${mask.shape.join(', ')}] does not broadcast to the ` +
+          `attention scores of shape [${target.join(', ')}]: axis ${axis} has ${size}, expected ${want} or 1.`);
+    }
+  });
+  return aligned;
+}
+
+/**
+ * Combines an explicit mask and the causal mask into one bool mask that broadcasts to the
+ * scores' shape, or returns null when nothing is masked. All masks combine with AND.
+ */
+export function combineMasks(
+    mask: tf.Tensor|null|undefined, causal: boolean, scoresShape: number[], name = 'mask'): tf.Tensor|null {
+  const [queryLength, keyLength] = scoresShape.slice(-2);
+  let combined: tf.Tensor|null = mask == null ? null : toBoolMask(alignMask(mask, scoresShape, name));
+  if (causal) {
+    const triangle = causalMask(queryLength, keyLength);  // [T, S]
+    combined = combined == null ? triangle : tf.logicalAnd(combined, triangle);
+  }
+  return combined;
+}
+
+/**
+ * Builds the [B, T, S] mask implied by padding masks of the query [B, T] and the keys [B, S]:
+ * a pair attends when neither side is padding. Either may be null.
+ */
+export function paddingMask(
+    queryMask: tf.Tensor|null, keyMask: tf.Tensor|null, queryLength: number, keyLength: number): tf.Tensor|null {
+  if (queryMask == null && keyMask == null) return null;
+  return tf.tidy(() => {
+    const rows = queryMask == null ?
+        tf.ones([1, queryLength, 1], 'bool') : toBoolMask(queryMask).expandDims(2);  // [B, T, 1]
+    const cols = keyMask == null ?
+        tf.ones([1, 1, keyLength], 'bool') : toBoolMask(keyMask).expandDims(1);      // [B, 1, S]
+    return tf.logicalAnd(rows, cols);                                                // [B, T, S]
+  });
+}
