@@ -1,4 +1,5 @@
 /** tfjs-attention: scaled dot-product attention layers and ops for TensorFlow.js. */
+import {registerWasmKernels} from './backend/wasm_kernels';
 import {registerFileSystemRouters} from './io/file_system_io';
 
 export {ValueError} from './errors';
@@ -23,3 +24,5 @@ export {fileSystem, FileSystemIO} from './io/file_system_io';
 // Plain @tensorflow/tfjs in Node has no file:// handler; this gives model.save and
 // tf.loadLayersModel one (it steps aside when tfjs-node is loaded).
 registerFileSystemRouters();
+// tfjs' wasm backend has no UnsortedSegmentSum, the gradient of embeddings.
+registerWasmKernels();
