@@ -1,0 +1,70 @@
+/** npm run explain -- "<sentence>": the four steps of the model's attention, printed and drawn. */
+import * as fs from 'fs';
+import {selectBackend} from '../src';
+import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
+import {readingNotices} from '../src/cli/format';
+import {attentionHeatmapSvg, explainSentence, meanOverHeads} from '../src/park/explanation';
+import {defaultModelDir, loadParkModel} from '../src/park/park_files';
+import {predictNextWords} from '../src/park/prediction';
+import {terminalHeatmap} from '../src/plots/terminal_heatmap';
+
+const OPTIONS = {
+  model: {type: 'string', help: 'Folder of a model saved by npm run train (default: models/park-play).'},
+  svg: {type: 'string', help: 'Where to write the attention heatmap (default: attention-heatmap.svg).'},
+  color: {type: 'boolean', help: 'Color the terminal heatmaps even when stdout is not a terminal.'},
+} as const;
+const USAGE = usage('npm run explain -- "<sentence>" [options]', OPTIONS);
+
+const TITLES = {
+  scores: 'Step 1. Scores: each query word\'s dot product with each key word',
+  scaled: 'Step 2. Scaled by 1/√d, so the softmax does not saturate',
+  weights: 'Step 3. Attention weights: softmax over each row (rows sum to 1)',
+  output: 'Step 4. Output: each row is a weighted sum of the value vectors',
+};
+
+async function main(): Promise<void> {
+  const {options, positionals} = parseCommandLine(process.argv.slice(2), OPTIONS);
+  if (options.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (positionals.length !== 1) {
+    throw new UsageError(`Expected one sentence in quotes. Received: ${positionals.length} arguments`);
+  }
+  const svgPath = (options.svg as string|undefined) ?? 'attention-heatmap.svg';
+  const color = options.color === true || process.stdout.isTTY === true;
+  await selectBackend('auto');
+  const park = await loadParkModel((options.model as string|undefined) ?? defaultModelDir());
+  try {
+    const explanation = explainSentence(park, positionals[0]);
+    for (const notice of readingNotices(explanation)) process.stderr.write(`${notice}\n`);
+    const labels = explanation.labels;
+    console.log(`Attention of the model's "attention" layer for "${labels.join(' ')}"`);
+    console.log(`${explanation.steps[0].shape[0]} heads, d = ${explanation.keyDim}, 1/√d = ${explanation.scale.toFixed(4)}\n`);
+    for (const step of explanation.steps) {
+      const [heads, rows, cols] = step.shape;
+      console.log(`${TITLES[step.name]}\n  ${step.formula}    shape [${heads}, ${rows}, ${cols}] (heads, queries, ${step.name === 'output' ? 'value dims' : 'keys'})`);
+      const columnLabels = step.name === 'output' ? Array.from({length: cols}, (_, i) => `v${i}`) : labels;
+      step.heads.forEach((matrix, head) => {
+        console.log(`  head ${head}`);
+        console.log(indent(terminalHeatmap(matrix, labels, columnLabels, {color, digits: step.name === 'weights' ? 2 : 1})));
+      });
+      console.log('');
+    }
+    const weights = explanation.steps[2];
+    console.log(`A, mean of the ${weights.shape[0]} heads (row "${labels[labels.length - 1]}" is what predicts the next word):`);
+    console.log(indent(terminalHeatmap(meanOverHeads(weights.heads), labels, labels, {color, digits: 2})));
+    const top = predictNextWords(park, positionals[0], 3).predictions;
+    console.log(`\nNext word: ${top.map(p => `${p.word} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
+    fs.writeFileSync(svgPath, attentionHeatmapSvg(explanation));
+    console.log(`Wrote the heatmap to ${svgPath}`);
+  } finally {
+    park.model.dispose();
+  }
+}
+
+function indent(text: string): string {
+  return text.split('\n').map(line => `  ${line}`).join('\n');
+}
+
+if (require.main === module) runMain(main, USAGE);

@@ -1,0 +1,78 @@
+/** npm run train: trains the "park and play ___" model, saves it with its plots, and prints a summary. */
+import * as fs from 'fs';
+import * as path from 'path';
+import {BACKEND_NAMES, BackendName, selectBackend} from '../src';
+import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
+import {epochLine, predictionTable} from '../src/cli/format';
+import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
+import {attentionHeatmapSvg, explainSentence} from '../src/park/explanation';
+import {saveParkModel} from '../src/park/park_files';
+import {PARK_SENTENCE} from '../src/park/park_model';
+import {predictNextWords} from '../src/park/prediction';
+import {evaluateAccuracy, trainParkModel} from '../src/park/training';
+import {lineChartSvg} from '../src/plots/line_chart_svg';
+
+export const DEFAULT_EPOCHS = 40;
+
+const OPTIONS = {
+  corpus: {type: 'string', help: 'Corpus file, one sentence per line (default: the built-in park corpus).'},
+  epochs: {type: 'integer', min: 1, help: `Passes over the training sentences (default: ${DEFAULT_EPOCHS}).`},
+  seed: {type: 'integer', min: 0, help: 'Seed of the initializers and shuffling (default: 42).'},
+  backend: {type: 'string', choices: BACKEND_NAMES.filter(b => b !== 'webgl'), help: 'tfjs backend (default: auto).'},
+  out: {type: 'string', help: 'Folder to save the model and its plots in (default: models/park-play).'},
+} as const;
+const USAGE = usage('npm run train -- [options]', OPTIONS);
+
+async function main(): Promise<void> {
+  const {options, positionals} = parseCommandLine(process.argv.slice(2), OPTIONS);
+  if (options.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
+  const corpusPath = (options.corpus as string|undefined) ?? defaultCorpusPath();
+  const epochs = (options.epochs as number|undefined) ?? DEFAULT_EPOCHS;
+  const seed = (options.seed as number|undefined) ?? 42;
+  const out = (options.out as string|undefined) ?? path.join('models', 'park-play');
+
+  const corpus = loadCorpus(corpusPath);  // a bad corpus fails here, before any training
+  const backend = await selectBackend((options.backend as BackendName|undefined) ?? 'auto');
+  console.log(
+      `Training on ${corpus.train.length} sentences (${corpus.heldOut.length} held out) from ${corpusPath}\n` +
+      `backend ${backend}, ${epochs} epochs, seed ${seed}`);
+
+  const started = Date.now();
+  let epochStarted = Date.now();
+  const {park, history} = await trainParkModel(corpus, {
+    epochs, seed,
+    onEpochEnd: (epoch, logs) => {
+      console.log(epochLine(epoch, epochs, logs.loss, logs.accuracy, (Date.now() - epochStarted) / 1000));
+      epochStarted = Date.now();
+    },
+  });
+  const seconds = (Date.now() - started) / 1000;
+  const heldOut = evaluateAccuracy(park, corpus.heldOut);
+  const trainAccuracy = evaluateAccuracy(park, corpus.train);
+  const parkSentence = predictNextWords(park, PARK_SENTENCE, 5);
+
+  park.model.setUserDefinedMetadata({
+    ...park.model.getUserDefinedMetadata() as object, backend, heldOutAccuracy: heldOut, trainSeconds: seconds,
+  });
+  await saveParkModel(park, out);
+  const curve = path.join(out, 'training-curve.svg');
+  fs.writeFileSync(curve, lineChartSvg([
+    {name: 'loss', values: history.map(h => h.loss)},
+    {name: 'accuracy', values: history.map(h => h.accuracy)},
+  ], {title: 'Training loss and accuracy per epoch', xLabel: 'epoch'}));
+  const explanation = explainSentence(park, PARK_SENTENCE);
+  const heatmap = path.join(out, 'attention-heatmap.svg');
+  fs.writeFileSync(heatmap, attentionHeatmapSvg(explanation));
+
+  console.log(`\nTrained in ${seconds.toFixed(1)} s. Training accuracy ${(trainAccuracy * 100).toFixed(1)}%, ` +
+              `held-out accuracy ${(heldOut * 100).toFixed(1)}% (${corpus.heldOut.length} sentences never seen in training).`);
+  console.log(`\n"${PARK_SENTENCE} ___"\n${predictionTable(parkSentence.predictions)}`);
+  console.log(`\nSaved the model to ${out}/model.json, the curves to ${curve} and the attention heatmap to ${heatmap}.`);
+  park.model.dispose();
+}
+
+if (require.main === module) runMain(main, USAGE);

@@ -1,0 +1,96 @@
+/** Command-line parsing for the scripts: typed options, one positional sentence, and usage errors. */
+import {parseArgs} from 'util';
+import {ValueError} from '../errors';
+
+/** A bad command line; the scripts print its message and the usage, and exit with code 2. */
+export class UsageError extends ValueError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+    Object.setPrototypeOf(this, UsageError.prototype);
+  }
+}
+
+export interface OptionSpec {
+  type: 'string'|'integer'|'boolean';
+  /** For integers: the smallest value allowed. */
+  min?: number;
+  /** For strings: the values allowed. */
+  choices?: readonly string[];
+  help: string;
+}
+
+export type ParsedOptions = {[name: string]: string|number|boolean|undefined};
+
+/** Parses `argv` (without node and the script) against `specs`; unknown options are errors. */
+export function parseCommandLine(argv: string[], specs: {[name: string]: OptionSpec}):
+    {options: ParsedOptions; positionals: string[]} {
+  const parseSpecs: {[name: string]: {type: 'string'|'boolean'}} = {help: {type: 'boolean'}};
+  for (const [name, spec] of Object.entries(specs)) parseSpecs[name] = {type: spec.type === 'boolean' ? 'boolean' : 'string'};
+  // "--epochs -1" would read -1 as an option; join such values so the range check can name them.
+  const args = argv.reduce<string[]>((joined, arg) => {
+    const previous = joined[joined.length - 1];
+    const option = previous?.startsWith('--') && !previous.includes('=') ? specs[previous.slice(2)] : undefined;
+    if (option != null && option.type !== 'boolean' && /^-\d/.test(arg)) joined[joined.length - 1] = `${previous}=${arg}`;
+    else joined.push(arg);
+    return joined;
+  }, []);
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({args, options: parseSpecs, allowPositionals: true, strict: true});
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const options: ParsedOptions = {help: parsed.values.help as boolean|undefined};
+  for (const [name, spec] of Object.entries(specs)) {
+    const raw = parsed.values[name];
+    if (raw == null) continue;
+    if (spec.type === 'boolean') {
+      options[name] = raw as boolean;
+    } else if (spec.type === 'integer') {
+      const value = Number(raw);
+      if (!/^-?\d+$/.test(String(raw).trim()) || !Number.isSafeInteger(value) || value < (spec.min ?? -Infinity)) {
+        throw new UsageError(
+            `Received an invalid value for option \`--${name}\`, expected an integer` +
+            `${spec.min != null ? ` >= ${spec.min}` : ''}. Received: --${name} ${raw}`);
+      }
+      options[name] = value;
+    } else {
+      if (spec.choices != null && !spec.choices.includes(raw as string)) {
+        throw new UsageError(
+            `Received an invalid value for option \`--${name}\`, expected one of ${spec.choices.join(', ')}. ` +
+            `Received: --${name} ${raw}`);
+      }
+      options[name] = raw as string;
+    }
+  }
+  return {options, positionals: parsed.positionals};
+}
+
+/** The usage text: the command line, then one line per option. */
+export function usage(command: string, specs: {[name: string]: OptionSpec}): string {
+  const lines = [`Usage: ${command}`, '', 'Options:'];
+  for (const [name, spec] of Object.entries(specs)) {
+    const value = spec.type === 'boolean' ? '' : spec.choices ? ` <${spec.choices.join('|')}>` : ` <${spec.type === 'integer' ? 'n' : 'value'}>`;
+    lines.push(`  --${(name + value).padEnd(34)} ${spec.help}`);
+  }
+  lines.push(`  ${'--help'.padEnd(36)} Show this help.`);
+  return lines.join('\n');
+}
+
+/**
+ * Runs a script's main, printing errors without a stack trace: usage errors with the usage
+ * (exit code 2), other errors alone (exit code 1).
+ */
+export function runMain(main: () => Promise<void>, usageText: string): void {
+  main().catch((error: Error) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`Error: ${error.message}\n\n${usageText}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`Error: ${error.message}\n`);
+      if (!(error instanceof ValueError) && process.env.DEBUG) process.stderr.write(`${error.stack}\n`);
+      process.exitCode = 1;
+    }
+  });
+}

@@ -1,0 +1,11 @@
+/** Finds this package's root folder, from src/ (tsx, ts-jest) or from dist/src/ (after tsc). */
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** The nearest folder above this file that holds package.json. */
+export function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return process.cwd();
+  }
+}

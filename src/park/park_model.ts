@@ -1,0 +1,105 @@
+/** The "park and play ___" next-word model: embedding, positions, attention, last position, softmax. */
+import * as tf from '@tensorflow/tfjs';
+import {ScaledDotProductAttention, scaledDotProductAttention} from '../attention/scaled_dot_product_attention';
+import {checkPositiveInteger, ValueError} from '../errors';
+import {lastPosition} from '../layers/last_position';
+import {positionEmbedding} from '../layers/position_embedding';
+import {Vocabulary} from './vocabulary';
+
+/** Architecture sizes. The defaults train to the acceptance targets in seconds. */
+export interface ParkModelOptions {
+  /** Number of ids, `<pad>` and `<unk>` included. */
+  vocabularySize: number;
+  /** Context length in tokens; inputs are left-padded to it. */
+  window: number;
+  /** Width d of the word and position embeddings. Defaults to 32. */
+  embeddingDim?: number;
+  /** Attention heads. Defaults to 2. */
+  numHeads?: number;
+  /** Per-head query/key size. Defaults to 16. */
+  keyDim?: number;
+  /** Seed of every initializer, so a seed gives the same model. Defaults to 42. */
+  seed?: number;
+}
+
+/** What is saved in model.json's user-defined metadata beside the weights. */
+export interface ParkMetadata {
+  task: 'park-play';
+  vocabulary: {words: string[]};
+  window: number;
+  [key: string]: unknown;
+}
+
+/** A trained model with what it needs to read sentences. */
+export interface ParkModel {
+  model: tf.LayersModel;
+  vocabulary: Vocabulary;
+  window: number;
+}
+
+/** The explainer's sentence. */
+export const PARK_SENTENCE = 'i like to go to the park and play';
+
+/** The name of the attention layer, which `explain` traces. */
+export const ATTENTION_LAYER = 'attention';
+
+/**
+ * Builds the model: tokens [B, W] -> embedding (maskZero) + learned positions [B, W, d]
+ * -> ScaledDotProductAttention (+ residual, layer norm) [B, W, d] -> last position [B, d]
+ * -> softmax over the vocabulary [B, V]. Attention is the only place where positions
+ * exchange information: no RNN, no flattening across positions.
+ */
+export function createParkModel(options: ParkModelOptions): tf.LayersModel {
+  checkPositiveInteger('vocabularySize', options.vocabularySize);
+  checkPositiveInteger('window', options.window);
+  const d = options.embeddingDim ?? 32;
+  const seed = options.seed ?? 42;
+  checkPositiveInteger('embeddingDim', d);
+  const uniform = (offset: number) => tf.initializers.randomUniform({minval: -0.05, maxval: 0.05, seed: seed + offset});
+  const glorot = (offset: number) => tf.initializers.glorotUniform({seed: seed + offset});
+
+  const tokens = tf.input({shape: [options.window], dtype: 'int32', name: 'tokens'});  // [B, W]
+  const embedded = tf.layers.embedding({
+    inputDim: options.vocabularySize, outputDim: d, maskZero: true, embeddingsInitializer: uniform(0), name: 'embedding',
+  }).apply(tokens) as tf.SymbolicTensor;                                                // [B, W, d]
+  const positioned = positionEmbedding({
+    sequenceLength: options.window, embeddingsInitializer: uniform(1), name: 'positions',
+  }).apply(embedded) as tf.SymbolicTensor;                                              // [B, W, d]
+  const attended = scaledDotProductAttention({
+    numHeads: options.numHeads ?? 2, keyDim: options.keyDim ?? 16, outputDim: d, useBias: true,
+    kernelInitializer: glorot(2), name: ATTENTION_LAYER,
+  }).apply(positioned) as tf.SymbolicTensor;                                            // [B, W, d]
+  const residual = tf.layers.add({name: 'residual'}).apply([positioned, attended]) as tf.SymbolicTensor;
+  const normalized = tf.layers.layerNormalization({name: 'norm'}).apply(residual) as tf.SymbolicTensor;
+  const last = lastPosition({name: 'last_position'}).apply(normalized) as tf.SymbolicTensor;  // [B, d]
+  const probabilities = tf.layers.dense({
+    units: options.vocabularySize, activation: 'softmax', kernelInitializer: glorot(3), name: 'next_word',
+  }).apply(last) as tf.SymbolicTensor;                                                  // [B, V]
+  return tf.model({inputs: tokens, outputs: probabilities, name: 'park_play'});
+}
+
+/** Stores the vocabulary and window in the model, so model.json alone is enough to predict. */
+export function attachMetadata(park: ParkModel, extra: {[key: string]: unknown} = {}): void {
+  const metadata: ParkMetadata = {...extra, task: 'park-play', vocabulary: park.vocabulary.toJSON(), window: park.window};
+  park.model.setUserDefinedMetadata(metadata);
+}
+
+/**
+ * Reads the vocabulary and window back from a loaded model. `source` (a path or URL)
+ * names the model in errors.
+ */
+export function parkModelFromLoaded(model: tf.LayersModel, source: string): ParkModel {
+  const metadata = model.getUserDefinedMetadata() as Partial<ParkMetadata>|undefined;
+  if (metadata == null || metadata.task !== 'park-play' || metadata.vocabulary == null) {
+    throw new ValueError(
+        `${source} is not a park-play model: its model.json has no park-play metadata (vocabulary, window). ` +
+        'Train one with `npm run train`.');
+  }
+  checkPositiveInteger('window', metadata.window);
+  const park = {model, vocabulary: Vocabulary.fromJSON(metadata.vocabulary), window: metadata.window as number};
+  const attention = model.getLayer(ATTENTION_LAYER);
+  if (!(attention instanceof ScaledDotProductAttention)) {
+    throw new ValueError(`${source} has no ScaledDotProductAttention layer named "${ATTENTION_LAYER}"`);
+  }
+  return park;
+}
