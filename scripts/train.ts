@@ -12,7 +12,7 @@ import {predictNextWords} from '../src/park/prediction';
 import {evaluateAccuracy, trainParkModel} from '../src/park/training';
 import {lineChartSvg} from '../src/plots/line_chart_svg';
 
-export const DEFAULT_EPOCHS = 40;
+export const DEFAULT_EPOCHS = 20;
 
 const OPTIONS = {
   corpus: {type: 'string', help: 'Corpus file, one sentence per line (default: the built-in park corpus).'},

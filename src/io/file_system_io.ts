@@ -54,6 +54,7 @@ export class FileSystemIO implements tf.io.IOHandler {
     const parent = path.dirname(this.folder);
     fs.mkdirSync(parent, {recursive: true});
     const temp = fs.mkdtempSync(path.join(parent, `.${path.basename(this.folder)}.saving-`));
+    fs.chmodSync(temp, 0o755);  // mkdtemp makes it private; a saved model is an ordinary folder
     try {
       const weightData = artifacts.weightData == null ? new ArrayBuffer(0) :
           tf.io.concatenateArrayBuffers(Array.isArray(artifacts.weightData) ? artifacts.weightData : [artifacts.weightData]);
