@@ -15,6 +15,9 @@ export {
 export type {DotProductAttentionOptions} from './attention/dot_product_attention';
 export {memoryEfficientAttention} from './attention/memory_efficient_attention';
 export {causalMask} from './attention/masks';
+export {PositionEmbedding, positionEmbedding} from './layers/position_embedding';
+export type {PositionEmbeddingArgs} from './layers/position_embedding';
+export {LastPosition, lastPosition} from './layers/last_position';
 export {traceAttention} from './attention/trace_attention';
 export type {AttentionTrace} from './attention/trace_attention';
 export {selectBackend, BACKEND_NAMES} from './backend/select_backend';
