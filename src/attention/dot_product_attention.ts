@@ -151,7 +151,8 @@ export function checkAttentionInputs(query: tf.Tensor, key: tf.Tensor, value: tf
       throw new ValueError(`Argument \`${name}\` must be float32. Received: ${name}.dtype=${t.dtype}`);
     }
   }
-  const shapes = `query.shape=[${query.shape}], key.shape=[${key.shape}], value.shape=[${value.shape}]`;
+  const shape = (t: tf.Tensor) => `[${t.shape.join(', ')}]`;  // "[2, 3, 4]", as in every other message
+  const shapes = `query.shape=${shape(query)}, key.shape=${shape(key)}, value.shape=${shape(value)}`;
   if (key.rank !== query.rank || value.rank !== query.rank) {
     throw new ValueError(`Arguments \`query\`, \`key\` and \`value\` must have the same rank. Received: ${shapes}`);
   }

@@ -25,24 +25,24 @@ export function toBoolMask(mask: tf.Tensor): tf.Tensor {
  * [B, H, T, S] gains a head axis: [B, 1, T, S]. `name` is the argument's name in errors.
  */
 export function alignMask(mask: tf.Tensor, target: number[], name: string): tf.Tensor {
-  let aligned = mask;
-  if (mask.rank === target.length - 1 && target.length === 4 && mask.rank === 3) {
-    aligned = mask.expandDims(1);  // [B, 1, T, S]
-  } else if (mask.rank > target.length || mask.rank < 2) {
+  // A [B, T, S] mask for multi-head scores [B, H, T, S] applies to every head.
+  const perHead = mask.rank === 3 && target.length === 4;
+  const checked = perHead ? [target[0], target[2], target[3]] : target;
+  if (mask.rank > checked.length || mask.rank < 2) {
     throw new ValueError(
         `Argument \`${name}\` must have rank 2 to ${target.length} and broadcast to the ` +
         `attention scores [${target.join(', ')}]. Received: ${name}.shape=[${mask.shape.join(', ')}]`);
   }
-  const offset = target.length - aligned.rank;
-  aligned.shape.forEach((size, axis) => {
-    const want = target[axis + offset];
+  const offset = checked.length - mask.rank;
+  mask.shape.forEach((size, axis) => {
+    const want = checked[axis + offset];
     if (size !== want && size !== 1) {
       throw new ValueError(
           `Argument \`${name}\` of shape [${mask.shape.join(', ')}] does not broadcast to the ` +
           `attention scores of shape [${target.join(', ')}]: axis ${axis} has ${size}, expected ${want} or 1.`);
     }
   });
-  return aligned;
+  return perHead ? mask.expandDims(1) : mask;  // [B, 1, T, S] when per head
 }
 
 /**

@@ -192,7 +192,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
           'Argument `attentionMask` must be an eager tf.Tensor: tfjs does not pass call arguments ' +
           'through a saved or symbolic graph. In a model, use `causal` or padding masks from ' +
           '`tf.layers.embedding({maskZero: true})`. Received: a SymbolicTensor of shape ' +
-          `[${kwargs.attentionMask.shape.join(', ')}]`);
+          `[${kwargs.attentionMask.shape.map(String).join(', ')}]`);
     }
     return super.apply(inputs, kwargs);
   }
@@ -382,7 +382,7 @@ function splitShapes(inputShape: Shape|Shape[]): [Shape, Shape] {
   if (queryShape[0] != null && contextShape[0] != null && queryShape[0] !== contextShape[0]) {
     throw new ValueError(
         'Arguments `query` and `context` must have the same batch size. Received: ' +
-        `query.shape=[${queryShape.join(', ')}], context.shape=[${contextShape.join(', ')}]`);
+        `query.shape=[${queryShape.map(String).join(', ')}], context.shape=[${contextShape.map(String).join(', ')}]`);
   }
   return [queryShape, contextShape];
 }

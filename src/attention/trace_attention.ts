@@ -4,8 +4,11 @@ import {ValueError} from '../errors';
 import {combineMasks} from './masks';
 import {ScaledDotProductAttention, ScaledDotProductAttentionOptions} from './scaled_dot_product_attention';
 
-/** The intermediate tensors of one attention call. B batch, H heads, T queries, S keys. */
-export interface AttentionTrace {
+/**
+ * The intermediate tensors of one attention call. B batch, H heads, T queries, S keys.
+ * (A type alias, not an interface, so that it is a tf.TensorContainer: `tf.dispose(trace)`.)
+ */
+export type AttentionTrace = {
   /** Q = x·Wq (+bq), split into heads: [B, H, T, dk]. */
   query: tf.Tensor4D;
   /** K = c·Wk (+bk): [B, H, S, dk]. */
@@ -22,7 +25,7 @@ export interface AttentionTrace {
   output: tf.Tensor4D;
   /** The multiplier used in step 2. */
   scaleFactor: number;
-}
+};
 
 /**
  * Runs the layer's computation as the four literal steps and returns every intermediate

@@ -1,0 +1,385 @@
+/**
+ * Specification of the functional op dotProductAttention(query, key, value, options):
+ * errors, returnWeights, causal, scale, mask broadcasting, fully masked rows, dropout, the
+ * choice of the standard path, and leaks. Expected values come from the plain-JS reference.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {dotProductAttention, MEMORY_EFFICIENT_THRESHOLD, ValueError} from '../src';
+import * as memoryEfficientModule from '../src/attention/memory_efficient_attention';
+import {referenceDotProductAttention} from './helpers/reference_attention';
+import type {Matrix} from './helpers/reference_attention';
+import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, Nested, randomArray} from './helpers/tensors';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+type Lead = number[];
+type NestedMatrices = Matrix|NestedMatrices[];
+
+/** Seeded q [..lead, T, dk], k [..lead, S, dk], v [..lead, S, dv] as nested arrays. */
+function inputsArrays(lead: Lead, T: number, S: number, dk: number, dv: number, seed = 1) {
+  return {
+    q: randomArray([...lead, T, dk], seed) as NestedMatrices,
+    k: randomArray([...lead, S, dk], seed + 1) as NestedMatrices,
+    v: randomArray([...lead, S, dv], seed + 2) as NestedMatrices,
+  };
+}
+
+const tensorOf = (x: NestedMatrices) => tf.tensor(x as unknown as number[]);
+
+function tensorsOf(a: {q: NestedMatrices; k: NestedMatrices; v: NestedMatrices}) {
+  return {q: tensorOf(a.q), k: tensorOf(a.k), v: tensorOf(a.v)};
+}
+
+describe('argument errors name the argument and the shapes, and leak nothing', () => {
+  const t = (shape: number[], dtype: 'float32'|'int32' = 'float32') => tf.zeros(shape, dtype);
+  const cases: Array<[string, () => unknown, RegExp]> = [
+    ['a query that is not a tensor', () => dotProductAttention([1, 2] as unknown as tf.Tensor, t([1, 2, 2]), t([1, 2, 2])),
+      /^Argument `query` must be a tf\.Tensor\. Received: query=1,2$/],
+    ['a rank-2 query', () => dotProductAttention(t([3, 4]), t([1, 3, 4]), t([1, 3, 4])),
+      /^Argument `query` must have rank 3 \[B, T, d\] or rank 4 \[B, H, T, d\]\. Received: query\.shape=\[3, 4\]$/],
+    ['rank-5 inputs', () => dotProductAttention(t([1, 1, 1, 3, 4]), t([1, 1, 1, 3, 4]), t([1, 1, 1, 3, 4])),
+      /^Argument `query` must have rank 3 .*Received: query\.shape=\[1, 1, 1, 3, 4\]$/],
+    ['an int32 key', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4], 'int32'), t([1, 3, 4])),
+      /^Argument `key` must be float32\. Received: key\.dtype=int32$/],
+    ['an int32 value', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4], 'int32')),
+      /^Argument `value` must be float32\. Received: value\.dtype=int32$/],
+    ['ranks that differ', () => dotProductAttention(t([1, 3, 4]), t([1, 1, 3, 4]), t([1, 1, 3, 4])),
+      /`query`, `key` and `value` must have the same rank\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 1, 3, 4\], value\.shape=\[1, 1, 3, 4\]/],
+    ['batch sizes that differ', () => dotProductAttention(t([2, 3, 4]), t([1, 5, 4]), t([1, 5, 2])),
+      /must agree on the batch axis\. Received: query\.shape=\[2, 3, 4\], key\.shape=\[1, 5, 4\], value\.shape=\[1, 5, 2\]/],
+    ['head counts that differ', () => dotProductAttention(t([1, 2, 3, 4]), t([1, 3, 5, 4]), t([1, 3, 5, 2])),
+      /must agree on the head axis\. Received: query\.shape=\[1, 2, 3, 4\], key\.shape=\[1, 3, 5, 4\]/],
+    ['query and key widths that differ', () => dotProductAttention(t([1, 3, 4]), t([1, 5, 3]), t([1, 5, 2])),
+      /`query` and `key` must have the same last dimension\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 5, 3\]/],
+    ['key and value lengths that differ', () => dotProductAttention(t([1, 3, 4]), t([1, 5, 4]), t([1, 6, 2])),
+      /`key` and `value` must have the same length \(axis -2\)\. Received: .*key\.shape=\[1, 5, 4\], value\.shape=\[1, 6, 2\]/],
+    ['a rank-1 mask', () => dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {mask: tf.ones([5])}),
+      /^Argument `mask` must have rank 2 to 3 and broadcast to the attention scores \[2, 3, 5\]\. Received: mask\.shape=\[5\]$/],
+    ['a rank-4 mask on rank-3 inputs', () => dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {mask: tf.ones([2, 1, 3, 5])}),
+      /^Argument `mask` must have rank 2 to 3 .*Received: mask\.shape=\[2, 1, 3, 5\]$/],
+    ['a mask with the wrong key length', () => dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {mask: tf.ones([2, 3, 4])}),
+      /^Argument `mask` of shape \[2, 3, 4\] does not broadcast to the attention scores of shape \[2, 3, 5\]: axis 2 has 4, expected 5 or 1\.$/],
+    ['a [B, T, S] mask with the wrong batch on rank-4 inputs', () =>
+      dotProductAttention(t([2, 2, 3, 4]), t([2, 2, 5, 4]), t([2, 2, 5, 2]), {mask: tf.ones([3, 3, 5])}),
+    /^Argument `mask` of shape \[3, 3, 5\] does not broadcast to the attention scores of shape \[2, 2, 3, 5\]: axis 0 has 3, expected 2 or 1\.$/],
+    ['a [B, H, T, S] mask with the wrong head count', () =>
+      dotProductAttention(t([2, 2, 3, 4]), t([2, 2, 5, 4]), t([2, 2, 5, 2]), {mask: tf.ones([2, 3, 3, 5])}),
+    /^Argument `mask` of shape \[2, 3, 3, 5\] does not broadcast .*\[2, 2, 3, 5\]: axis 1 has 3, expected 2 or 1\.$/],
+    ['scale 0', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {scale: 0}),
+      /^Received an invalid value for argument `scale`, expected a positive finite number\. Received: scale=0$/],
+    ['scale NaN', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {scale: NaN}),
+      /^Received an invalid value for argument `scale`, expected a positive finite number\. Received: scale=NaN$/],
+    ['dropout 1', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {dropout: 1}),
+      /^Received an invalid value for argument `dropout`, expected a number in \[0, 1\)\. Received: dropout=1$/],
+    ['blockSize 1.5', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {blockSize: 1.5}),
+      /^Received an invalid value for argument `blockSize`, expected a positive integer\. Received: blockSize=1\.5$/],
+    ['blockSize with returnWeights', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {blockSize: 2, returnWeights: true}),
+      /cannot return them\. Use blockSize=0 .*Received: blockSize=2$/],
+    ['blockSize with dropout in training', () =>
+      dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {blockSize: 2, dropout: 0.5, training: true}),
+    /does not support dropout .*Received: blockSize=2$/],
+  ];
+
+  it.each(cases)('rejects %s', (_, call, pattern) => {
+    // The inputs are made inside the tidy, so every tensor of the call is accounted for.
+    expectThrowsWithoutLeak(() => tf.tidy(() => {
+      call();
+    }), pattern);
+    expect(() => tf.tidy(() => {
+      call();
+    })).toThrow(ValueError);
+  });
+
+  it('leaks nothing when the caller owns the inputs and the mask is bad', () => {
+    const [q, k, v, mask] = [tf.ones([2, 3, 4]), tf.ones([2, 5, 4]), tf.ones([2, 5, 2]), tf.ones([2, 3, 4])];
+    expectThrowsWithoutLeak(() => dotProductAttention(q, k, v, {mask, causal: true}), /`mask`/);
+    disposeAll(q, k, v, mask);
+  });
+});
+
+describe('returnWeights', () => {
+  it.each([
+    ['rank 3', [2]],
+    ['rank 4', [2, 3]],
+  ] as Array<[string, Lead]>)('%s: gives [output, weights] matching the reference; weight rows sum to 1', (_, lead) => {
+    const a = inputsArrays(lead, 3, 5, 4, 2);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v);
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      const result = dotProductAttention(q, k, v, {returnWeights: true});
+      expect(Array.isArray(result)).toBe(true);
+      const [output, weights] = result;
+      expect(output.shape).toEqual([...lead, 3, 2]);
+      expect(weights.shape).toEqual([...lead, 3, 5]);
+      expectClose(output, expected.output as Nested, 1e-5);
+      expectClose(weights, expected.weights as Nested, 1e-5);
+      expectClose(tf.sum(weights, -1), tf.ones([...lead, 3]), 1e-6);
+      // Without returnWeights, the output alone, the same values.
+      const alone = dotProductAttention(q, k, v);
+      expect(alone).toBeInstanceOf(tf.Tensor);
+      expectClose(alone, expected.output as Nested, 1e-5);
+    }));
+    disposeAll(q, k, v);
+  });
+});
+
+describe('causal, top-left aligned', () => {
+  it.each([
+    ['rank 3, T = S', [2], 4, 4],
+    ['rank 3, T < S', [1], 3, 5],
+    ['rank 3, T > S', [1], 5, 3],
+    ['rank 4, T < S', [1, 2], 2, 4],
+  ] as Array<[string, Lead, number, number]>)('%s: query t attends keys s <= t only', (_, lead, T, S) => {
+    const a = inputsArrays(lead, T, S, 3, 2, 5);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {causal: true});
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      const [output, weights] = dotProductAttention(q, k, v, {causal: true, returnWeights: true});
+      expectClose(output, expected.output as Nested, 1e-5);
+      expectClose(weights, expected.weights as Nested, 1e-5);
+      const w = flatten(weights.arraySync() as Nested);
+      w.forEach((value, i) => {
+        const s = i % S;
+        const t = Math.floor(i / S) % T;
+        if (s > t) expect(value).toBe(0);
+      });
+    }));
+    disposeAll(q, k, v);
+  });
+});
+
+describe('scale', () => {
+  it.each([
+    ['the default 1/sqrt(dk)', undefined],
+    ['null means the default', null],
+    ['a custom 0.3', 0.3],
+    ['a custom 2.5', 2.5],
+  ] as Array<[string, number|null|undefined]>)('%s matches the reference', (_, scale) => {
+    const a = inputsArrays([2], 3, 4, 4, 3, 9);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {scale});
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      const [output, weights] = dotProductAttention(q, k, v, {scale, returnWeights: true});
+      expectClose(output, expected.output as Nested, 1e-5);
+      expectClose(weights, expected.weights as Nested, 1e-5);
+    }));
+    disposeAll(q, k, v);
+  });
+
+  it('gives the same result whether dk <= S or dk > S (where the scale is applied differs)', () => {
+    // dk = 6 > S = 2: the scale multiplies the scores rather than Q.
+    const a = inputsArrays([1], 3, 2, 6, 2, 13);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {scale: 0.7});
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      expectClose(dotProductAttention(q, k, v, {scale: 0.7}), expected.output as Nested, 1e-5);
+    }));
+    disposeAll(q, k, v);
+  });
+});
+
+describe('mask broadcasting (1 = attend)', () => {
+  const B = 2;
+  const H = 2;
+  const T = 3;
+  const S = 4;
+  /** A 0/1 array of the given shape with about 2/3 ones, seeded. */
+  const bits = (shape: number[], seed: number) =>
+    flatten(randomArray(shape, seed)).map((x) => (x > -0.4 ? 1 : 0));
+  const at = (values: number[], shape: number[], index: number[]) =>
+    values[index.reduce((flat, i, axis) => flat * shape[axis] + i, 0)];
+
+  interface MaskCase {
+    lead: Lead;
+    shape: number[];
+    /** Which mask entry governs (lead, t, s). */
+    index: (lead: number[], t: number, s: number) => number[];
+  }
+  const cases: Array<[string, MaskCase]> = [
+    ['[T, S] on rank-3 inputs', {lead: [B], shape: [T, S], index: (_, t, s) => [t, s]}],
+    ['[B, T, S] on rank-3 inputs', {lead: [B], shape: [B, T, S], index: ([b], t, s) => [b, t, s]}],
+    ['[1, T, S] on rank-3 inputs', {lead: [B], shape: [1, T, S], index: (_, t, s) => [0, t, s]}],
+    ['[B, 1, S] (key padding) on rank-3 inputs', {lead: [B], shape: [B, 1, S], index: ([b], _, s) => [b, 0, s]}],
+    ['[T, S] on rank-4 inputs', {lead: [B, H], shape: [T, S], index: (_, t, s) => [t, s]}],
+    ['[B, T, S] on rank-4 inputs: the same for every head', {lead: [B, H], shape: [B, T, S], index: ([b], t, s) => [b, t, s]}],
+    ['[B, 1, T, S] on rank-4 inputs', {lead: [B, H], shape: [B, 1, T, S], index: ([b], t, s) => [b, 0, t, s]}],
+    ['[1, H, T, S] on rank-4 inputs: per head', {lead: [B, H], shape: [1, H, T, S], index: ([, h], t, s) => [0, h, t, s]}],
+    ['[B, H, T, S] on rank-4 inputs', {lead: [B, H], shape: [B, H, T, S], index: ([b, h], t, s) => [b, h, t, s]}],
+    ['[B, 1, 1, S] (key padding) on rank-4 inputs', {lead: [B, H], shape: [B, 1, 1, S], index: ([b], _, s) => [b, 0, 0, s]}],
+  ];
+
+  describe.each(['float32', 'bool', 'int32'] as const)('with a %s mask', (dtype) => {
+    it.each(cases)('%s', (_, c) => {
+      const values = bits(c.shape, 17 + c.shape.length);
+      const a = inputsArrays(c.lead, T, S, 3, 2, 21);
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {
+        allowed: (lead, t, s) => at(values, c.shape, c.index(lead, t, s)) === 1,
+      });
+      const {q, k, v} = tensorsOf(a);
+      const mask = tf.tensor(values, c.shape, dtype);
+      expectNoLeak(() => tf.tidy(() => {
+        const [output, weights] = dotProductAttention(q, k, v, {mask, returnWeights: true});
+        expectAllFinite(output);
+        expectClose(output, expected.output as Nested, 1e-5);
+        expectClose(weights, expected.weights as Nested, 1e-5);
+      }));
+      disposeAll(q, k, v, mask);
+    });
+  });
+
+  it('combines with causal (AND)', () => {
+    const maskValues = bits([B, T, S], 31);
+    const a = inputsArrays([B, H], T, S, 3, 2, 33);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {
+      causal: true, allowed: ([b], t, s) => at(maskValues, [B, T, S], [b, t, s]) === 1,
+    });
+    const {q, k, v} = tensorsOf(a);
+    const mask = tf.tensor3d(maskValues, [B, T, S]);
+    expectNoLeak(() => tf.tidy(() => {
+      const [output, weights] = dotProductAttention(q, k, v, {mask, causal: true, returnWeights: true});
+      expectClose(output, expected.output as Nested, 1e-5);
+      expectClose(weights, expected.weights as Nested, 1e-5);
+    }));
+    disposeAll(q, k, v, mask);
+  });
+});
+
+describe('fully masked rows', () => {
+  it.each([
+    ['a zero row in a [T, S] mask', {mask: [[1, 0, 1], [0, 0, 0], [1, 1, 1]]}, [1]],
+    ['causal AND a mask that hides key 0 from query 0', {mask: [[0, 1, 1], [1, 1, 1], [0, 1, 0]], causal: true}, [0]],
+    ['everything masked', {mask: [[0, 0, 0], [0, 0, 0], [0, 0, 0]]}, [0, 1, 2]],
+  ] as Array<[string, {mask: number[][]; causal?: boolean}, number[]]>)(
+      '%s: zero output and zero weights, never NaN', (_, c, rows) => {
+        const a = inputsArrays([2, 2], 3, 3, 2, 4, 41);
+        const expected = referenceDotProductAttention(a.q, a.k, a.v, {
+          causal: c.causal, allowed: (__, t, s) => c.mask[t][s] === 1,
+        });
+        const {q, k, v} = tensorsOf(a);
+        const mask = tf.tensor2d(c.mask);
+        expectNoLeak(() => tf.tidy(() => {
+          const [output, weights] = dotProductAttention(q, k, v, {mask, causal: c.causal, returnWeights: true});
+          expectAllFinite(output);
+          expectAllFinite(weights);
+          expectClose(output, expected.output as Nested, 1e-5);
+          expectClose(weights, expected.weights as Nested, 1e-5);
+          const out = output.arraySync() as number[][][][];
+          const w = weights.arraySync() as number[][][][];
+          for (const b of [0, 1]) {
+            for (const h of [0, 1]) {
+              for (const t of rows) {
+                expect(out[b][h][t]).toEqual([0, 0, 0, 0]);
+                expect(w[b][h][t]).toEqual([0, 0, 0]);
+              }
+            }
+          }
+        }));
+        disposeAll(q, k, v, mask);
+      });
+
+  it('stays finite with huge scores (inputs ~1e4) and a mask', () => {
+    const a = inputsArrays([1], 3, 4, 2, 2, 51);
+    const big = (x: NestedMatrices) => (x as number[][][]).map((m) => m.map((row) => row.map((v) => v * 1e4)));
+    const mask = [[1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]];
+    const expected = referenceDotProductAttention(big(a.q), big(a.k), a.v, {allowed: (_, t, s) => mask[t][s] === 1});
+    const [q, k, v, m] = [tf.tensor(big(a.q)), tf.tensor(big(a.k)), tensorOf(a.v), tf.tensor2d(mask)];
+    expectNoLeak(() => tf.tidy(() => {
+      const [output, weights] = dotProductAttention(q, k, v, {mask: m, returnWeights: true});
+      expectAllFinite(output);
+      expectAllFinite(weights);
+      expectClose(weights, expected.weights as Nested, 1e-5);
+      expectClose(output, expected.output as Nested, 1e-5);
+    }));
+    disposeAll(q, k, v, m);
+  });
+});
+
+describe('dropout on the weights', () => {
+  it('is ignored unless training', () => {
+    const a = inputsArrays([1, 2], 3, 4, 2, 2, 61);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v);
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      for (const training of [undefined, false]) {
+        const [output, weights] = dotProductAttention(q, k, v, {dropout: 0.5, training, returnWeights: true});
+        expectClose(output, expected.output as Nested, 1e-5);
+        expectClose(weights, expected.weights as Nested, 1e-5);
+      }
+    }));
+    disposeAll(q, k, v);
+  });
+
+  it('in training zeroes weights and scales the kept ones by 1/(1 - rate)', () => {
+    const rate = 0.5;
+    const a = inputsArrays([2, 2], 4, 4, 2, 2, 63);
+    const expected = flatten(referenceDotProductAttention(a.q, a.k, a.v).weights as Nested);
+    const {q, k, v} = tensorsOf(a);
+    const weights = expectNoLeak(() => tf.tidy(() => {
+      const [, w] = dotProductAttention(q, k, v, {dropout: rate, training: true, returnWeights: true});
+      return flatten(w.arraySync() as Nested);
+    }));
+    const zeros = weights.filter((w) => w === 0).length;
+    expect(zeros).toBeGreaterThan(0);
+    expect(zeros).toBeLessThan(weights.length);
+    weights.forEach((w, i) => {
+      if (w !== 0) expect(Math.abs(w - expected[i] / (1 - rate))).toBeLessThan(1e-5);
+    });
+    disposeAll(q, k, v);
+  });
+});
+
+describe('path selection', () => {
+  let spy: jest.SpyInstance;
+
+  beforeEach(() => {
+    spy = jest.spyOn(memoryEfficientModule, 'memoryEfficientAttention');
+  });
+
+  afterEach(() => {
+    spy.mockRestore();
+  });
+
+  it('blockSize: 0 forces the standard path, even for a key length at the threshold', () => {
+    const S = MEMORY_EFFICIENT_THRESHOLD;
+    const a = inputsArrays([1], 2, S, 2, 1, 71);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v);
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      expectClose(dotProductAttention(q, k, v, {blockSize: 0}), expected.output as Nested, 1e-5);
+      const [, weights] = dotProductAttention(q, k, v, {blockSize: 0, returnWeights: true});
+      expectClose(weights, expected.weights as Nested, 1e-5);
+    }));
+    expect(spy).not.toHaveBeenCalled();
+    disposeAll(q, k, v);
+  });
+
+  it('a positive blockSize hands rank-4 views of rank-3 inputs to the blocked path (so the spy above sees calls)', () => {
+    // The blocked kernel is replaced here: this checks only the op's dispatch, not the kernel.
+    spy.mockImplementation((q: tf.Tensor4D, _k: tf.Tensor4D, v: tf.Tensor4D) =>
+      tf.zeros([q.shape[0], q.shape[1], q.shape[2], v.shape[3]]) as tf.Tensor4D);
+    const {q, k, v} = tensorsOf(inputsArrays([2], 3, 5, 4, 2, 77));
+    expectNoLeak(() => tf.tidy(() => {
+      const output = dotProductAttention(q, k, v, {blockSize: 2, causal: true, scale: 0.5});
+      expect(output.shape).toEqual([2, 3, 2]);
+    }));
+    expect(spy).toHaveBeenCalledTimes(1);
+    const [qArg, kArg, vArg, options] = spy.mock.calls[0];
+    expect([qArg.shape, kArg.shape, vArg.shape]).toEqual([[2, 1, 3, 4], [2, 1, 5, 4], [2, 1, 5, 2]]);
+    expect(options).toEqual(expect.objectContaining({blockSize: 2, causal: true, scale: 0.5}));
+    disposeAll(q, k, v);
+  });
+
+  it('by default, short key lengths and returnWeights use the standard path', () => {
+    const a = inputsArrays([1], 2, MEMORY_EFFICIENT_THRESHOLD, 2, 1, 73);
+    const {q, k, v} = tensorsOf(a);
+    const short = tensorsOf(inputsArrays([1], 2, 8, 2, 1, 75));
+    expectNoLeak(() => tf.tidy(() => {
+      dotProductAttention(short.q, short.k, short.v);
+      dotProductAttention(q, k, v, {returnWeights: true});
+    }));
+    expect(spy).not.toHaveBeenCalled();
+    disposeAll(q, k, v, short.q, short.k, short.v);
+  });
+});
