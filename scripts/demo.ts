@@ -1,0 +1,206 @@
+/**
+ * npm run demo: bundles the browser demo (src/demo) with esbuild into dist/demo/ and serves
+ * it, with the trained models under /models/, on localhost with Node's http module.
+ *
+ * The tests use `buildDemo` and `startDemoServer` directly (test/browser_test.ts).
+ */
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import * as esbuild from 'esbuild';
+import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
+import {packageRoot} from '../src/package_root';
+
+const ROOT = packageRoot();
+/** Where the bundle goes: git-ignored through `dist/`. */
+export const DEFAULT_DEMO_DIR = path.join(ROOT, 'dist', 'demo');
+/** What /models/ serves: the repo's models folder, so the page finds models/park-play. */
+export const DEFAULT_MODELS_DIR = path.join(ROOT, 'models');
+const SOURCE_DIR = path.join(ROOT, 'src', 'demo');
+const WASM_DIR = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+
+/**
+ * Bundles src/demo/main.ts into `outDir`/main.js and copies index.html, style.css and the
+ * tfjs-backend-wasm binaries (into `outDir`/wasm/, where the page's setWasmPaths points).
+ * Returns `outDir`.
+ */
+export async function buildDemo(outDir: string = DEFAULT_DEMO_DIR): Promise<string> {
+  fs.rmSync(outDir, {recursive: true, force: true});
+  fs.mkdirSync(path.join(outDir, 'wasm'), {recursive: true});
+  await esbuild.build({
+    entryPoints: [path.join(SOURCE_DIR, 'main.ts')],
+    outfile: path.join(outDir, 'main.js'),
+    bundle: true,
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2020',
+    minify: true,
+    sourcemap: true,
+    legalComments: 'none',
+    logLevel: 'error',
+    define: {'process.env.NODE_ENV': '"production"'},
+  });
+  for (const file of ['index.html', 'style.css']) {
+    fs.copyFileSync(path.join(SOURCE_DIR, file), path.join(outDir, file));
+  }
+  for (const file of fs.readdirSync(WASM_DIR).filter(f => f.endsWith('.wasm'))) {
+    fs.copyFileSync(path.join(WASM_DIR, file), path.join(outDir, 'wasm', file));
+  }
+  return outDir;
+}
+
+const CONTENT_TYPES: {[extension: string]: string} = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.bin': 'application/octet-stream',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+export function contentTypeOf(file: string): string {
+  return CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/**
+ * The file that `urlPath` names under `root`, or null when it leaves `root` (`..`, encoded
+ * or not), holds a NUL, or is not valid percent-encoding.
+ */
+export function resolveUnder(root: string, urlPath: string): string|null {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return null;
+  }
+  if (decoded.includes('\0') || decoded.includes('\\')) return null;
+  const base = path.resolve(root);
+  const resolved = path.resolve(base, `.${path.posix.normalize(`/${decoded}`)}`);
+  return resolved === base || resolved.startsWith(base + path.sep) ? resolved : null;
+}
+
+export interface DemoServerOptions {
+  /** 0 picks a free port. Defaults to 8080. */
+  port?: number;
+  /** Defaults to 127.0.0.1 (localhost only). */
+  host?: string;
+  /** The built page (see buildDemo). Defaults to dist/demo. */
+  demoDir?: string;
+  /** Served at /models/. Defaults to the repo's models folder. */
+  modelsDir?: string;
+}
+
+export interface DemoServer {
+  /** e.g. http://127.0.0.1:8080/ */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `demoDir` at / and `modelsDir` at /models/ (GET and HEAD only). Missing files and
+ * folders are 404, paths that would leave the served folders are 400.
+ */
+export function startDemoServer(options: DemoServerOptions = {}): Promise<DemoServer> {
+  const demoDir = path.resolve(options.demoDir ?? DEFAULT_DEMO_DIR);
+  const modelsDir = path.resolve(options.modelsDir ?? DEFAULT_MODELS_DIR);
+  const host = options.host ?? '127.0.0.1';
+  if (!fs.existsSync(path.join(demoDir, 'index.html'))) {
+    return Promise.reject(new Error(`No demo build in ${demoDir}: run buildDemo() (npm run demo builds it).`));
+  }
+
+  const server = http.createServer((request, response) => {
+    const send = (status: number, body: string) => {
+      response.writeHead(status, {'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store'});
+      response.end(request.method === 'HEAD' ? undefined : `${body}\n`);
+    };
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.setHeader('Allow', 'GET, HEAD');
+      send(405, 'Method not allowed');
+      return;
+    }
+    const pathname = (request.url ?? '/').split(/[?#]/)[0];
+    let file: string|null;
+    if (pathname === '/models' || pathname.startsWith('/models/')) {
+      file = resolveUnder(modelsDir, pathname.slice('/models'.length));
+    } else {
+      file = resolveUnder(demoDir, pathname === '/' ? '/index.html' : pathname);
+    }
+    if (file == null) {
+      send(400, 'Bad path');
+      return;
+    }
+    fs.stat(file, (error, stats) => {
+      if (error != null || !stats.isFile()) {
+        send(404, `Not found: ${pathname}`);
+        return;
+      }
+      response.writeHead(200, {
+        'Content-Type': contentTypeOf(file!), 'Content-Length': stats.size, 'Cache-Control': 'no-store',
+        'X-Content-Type-Options': 'nosniff',
+      });
+      if (request.method === 'HEAD') {
+        response.end();
+        return;
+      }
+      fs.createReadStream(file!).on('error', () => response.destroy()).pipe(response);
+    });
+  });
+
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 8080, host, () => {
+      server.off('error', reject);
+      const port = (server.address() as {port: number}).port;
+      resolve({
+        url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
+        port,
+        close: () => new Promise<void>((done) => {
+          server.closeAllConnections();
+          server.close(() => done());
+        }),
+      });
+    });
+  });
+}
+
+const OPTIONS = {
+  port: {type: 'integer', min: 0, help: 'Port to listen on; 0 picks a free one (default: 8080).'},
+  host: {type: 'string', help: 'Address to listen on (default: 127.0.0.1).'},
+  models: {type: 'string', help: 'Folder served at /models/; the page loads park-play/ in it (default: models).'},
+} as const;
+const USAGE = usage('npm run demo -- [options]', OPTIONS);
+
+async function main(): Promise<void> {
+  const {options, positionals} = parseCommandLine(process.argv.slice(2), OPTIONS);
+  if (options.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
+  const port = (options.port as number|undefined) ?? 8080;
+  if (port > 65535) throw new UsageError(`Received an invalid value for option \`--port\`, expected 0 to 65535. Received: --port ${port}`);
+  const modelsDir = path.resolve((options.models as string|undefined) ?? DEFAULT_MODELS_DIR);
+
+  const started = Date.now();
+  const demoDir = await buildDemo();
+  console.log(`Built the page into ${path.relative(process.cwd(), demoDir) || demoDir} in ${Date.now() - started} ms.`);
+  if (!fs.existsSync(path.join(modelsDir, 'park-play', 'model.json'))) {
+    console.warn(
+        `Warning: ${path.join(modelsDir, 'park-play', 'model.json')} does not exist; the page will say "model not found". ` +
+        'Train one with `npm run train`.');
+  }
+  const server = await startDemoServer({port, host: options.host as string|undefined, modelsDir});
+  console.log(`Serving the demo at ${server.url} (models from ${modelsDir}). Press Ctrl+C to stop.`);
+  const stop = () => {
+    void server.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+if (require.main === module) runMain(main, USAGE);
