@@ -5,5 +5,7 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*_test.ts'],
   testTimeout: 120000,
+  // Builds dist/ once for the tests that load the package in child Node processes.
+  globalSetup: '<rootDir>/test/global_setup.js',
   transform: {'^.+\\.ts$': ['ts-jest', {tsconfig: 'tsconfig.json', diagnostics: {warnOnly: false}}]},
 };

@@ -220,11 +220,18 @@ export function fileSystemRouter(url: string|string[]): tf.io.IOHandler|null {
   return new FileSystemIO(url);
 }
 
-let registered = false;
-/** Registers the file:// save and load routers once. Called when the package is imported. */
+/**
+ * The tfjs instances that have the routers, shared by every copy of this package in the
+ * process: two copies on one tfjs (say, two versions installed side by side) would otherwise
+ * both answer file:// and tfjs refuses to save with "Found more than one (2) save handlers".
+ */
+const ROUTED_KEY = Symbol.for('tfjs-attention.fileSystemRouters');
+/** Registers the file:// save and load routers once per tfjs instance. Called when the package is imported. */
 export function registerFileSystemRouters(): void {
-  if (registered) return;
-  registered = true;
+  const holder = globalThis as unknown as {[ROUTED_KEY]?: WeakSet<object>};
+  const routed = holder[ROUTED_KEY] ??= new WeakSet<object>();
+  if (routed.has(tf.io)) return;
+  routed.add(tf.io);
   // tfjs' IORouter type says it returns a handler, but its registry skips routers that return null.
   tf.io.registerSaveRouter(fileSystemRouter as IORouter);
   tf.io.registerLoadRouter(fileSystemRouter as IORouter);

@@ -1,0 +1,453 @@
+/**
+ * Acceptances 5 and 6: `model.save('file://…')` without tfjs-node writes tfjs-node's layout;
+ * a child Node process that imports only `@tensorflow/tfjs` and `tfjs-attention` (the built
+ * package, by require and by ESM import) loads it with identical predictions and trains on;
+ * saves are atomic; corrupt or hostile model files give errors that name the file; no path
+ * leaks tensors.
+ */
+import {spawnSync} from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import {ScaledDotProductAttention} from '../src';
+import {setAfterFileWrittenForTest} from '../src/io/file_system_io';
+
+const REPO = path.resolve(__dirname, '..');
+let tmp = '';
+
+type Nested = number[][][];
+
+/** Deterministic numbers in [-1, 1). */
+function randomArray3(shape: [number, number, number], seed: number): Nested {
+  let state = seed >>> 0;
+  const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1;
+  return Array.from({length: shape[0]}, () =>
+    Array.from({length: shape[1]}, () => Array.from({length: shape[2]}, next)));
+}
+
+/** Two stacked attention layers (so weight names must stay unique), biases, causal, a regularizer. */
+function buildModel(seed: number): tf.LayersModel {
+  const input = tf.input({shape: [4, 3]});
+  const first = new ScaledDotProductAttention({
+    numHeads: 2, keyDim: 2, valueDim: 3, useBias: true, outputDim: 4, causal: true,
+    kernelInitializer: tf.initializers.glorotUniform({seed}),
+    biasInitializer: tf.initializers.randomUniform({minval: -0.3, maxval: 0.3, seed: seed + 1}),
+  }).apply(input) as tf.SymbolicTensor;
+  const second = new ScaledDotProductAttention({
+    keyDim: 3, scale: 0.5, kernelRegularizer: 'l1l2', kernelInitializer: tf.initializers.glorotUniform({seed: seed + 2}),
+  }).apply(first) as tf.SymbolicTensor;
+  const model = tf.model({inputs: input, outputs: second});
+  model.compile({optimizer: tf.train.adam(0.02), loss: 'meanSquaredError'});
+  return model;
+}
+
+const INPUT = randomArray3([2, 4, 3], 1);
+const TRAIN_X = randomArray3([8, 4, 3], 2);
+const TRAIN_Y = randomArray3([8, 4, 3], 3);
+
+function predictArray(model: tf.LayersModel, input: Nested = INPUT): Nested {
+  return tf.tidy(() => (model.predict(tf.tensor3d(input)) as tf.Tensor).arraySync() as Nested);
+}
+
+function maxAbsDiff(a: unknown, b: unknown): number {
+  const flat = (v: unknown): number[] => Array.isArray(v) ? v.flatMap(flat) : [v as number];
+  const [x, y] = [flat(a), flat(b)];
+  expect(x).toHaveLength(y.length);
+  return Math.max(...x.map((v, i) => Math.abs(v - y[i])));
+}
+
+async function expectNoLeak(body: () => Promise<unknown>|unknown): Promise<void> {
+  const before = tf.memory().numTensors;
+  await body();
+  expect(tf.memory().numTensors).toBe(before);
+}
+
+/** The body shared by the CommonJS and the ESM child script: load, predict, train on, save, reload. */
+const CHILD_BODY = `
+const job = JSON.parse(process.argv[2]);
+(async () => {
+  await tf.setBackend('cpu');
+  const model = await tf.loadLayersModel(job.url);
+  const x = tf.tensor(job.input);
+  const result = {
+    resolved: RESOLVED,
+    registered: tf.serialization.SerializationMap.getMap().classNameMap.ScaledDotProductAttention?.[0] === ScaledDotProductAttention,
+    layerClasses: model.layers.map(l => l.getClassName()),
+    optimizer: model.optimizer ? model.optimizer.getClassName() : null,  // as loaded
+    prediction: model.predict(x).arraySync(),
+  };
+  if (job.train) {
+    if (model.optimizer == null) model.compile({optimizer: tf.train.adam(0.02), loss: 'meanSquaredError'});
+    const history = await model.fit(tf.tensor(job.train.x), tf.tensor(job.train.y),
+        {epochs: job.train.epochs, batchSize: 8, shuffle: false, verbose: 0});
+    result.losses = history.history.loss;
+    result.predictionAfterFit = model.predict(x).arraySync();
+    await model.save(job.saveTo);
+    const reloaded = await tf.loadLayersModel(job.saveTo + '/model.json');
+    result.reloadedPrediction = reloaded.predict(x).arraySync();
+  }
+  console.log('RESULT ' + JSON.stringify(result));
+})().catch(error => {
+  console.error(error && error.stack || String(error));
+  process.exit(1);
+});
+`;
+
+const CHILD_CJS = `const tf = require('@tensorflow/tfjs');
+const {ScaledDotProductAttention} = require('tfjs-attention');
+const RESOLVED = require.resolve('tfjs-attention');
+${CHILD_BODY}`;
+
+const CHILD_ESM = `import * as tf from '@tensorflow/tfjs';
+import {ScaledDotProductAttention} from 'tfjs-attention';
+const RESOLVED = new URL(import.meta.resolve('tfjs-attention')).pathname;
+${CHILD_BODY}`;
+
+interface ChildResult {
+  resolved: string;
+  registered: boolean;
+  layerClasses: string[];
+  optimizer: string|null;
+  prediction: Nested;
+  losses?: number[];
+  predictionAfterFit?: Nested;
+  reloadedPrediction?: Nested;
+}
+
+/** Runs a child script in `tmp`, whose node_modules links `tfjs-attention` (this repo) and `@tensorflow`. */
+function runChild(script: string, job: object): ChildResult {
+  const child = spawnSync(process.execPath, [path.join(tmp, script), JSON.stringify(job)], {
+    cwd: tmp, encoding: 'utf8', timeout: 90000, env: {...process.env, NODE_PATH: '', NODE_OPTIONS: ''},
+  });
+  const line = (child.stdout ?? '').split('\n').find(l => l.startsWith('RESULT '));
+  if (child.status !== 0 || line == null) {
+    throw new Error(`child ${script} failed (status ${child.status}):\n${child.stderr}\n${child.stdout}`);
+  }
+  return JSON.parse(line.slice('RESULT '.length));
+}
+
+function buildResult(): {status: number|null; output: string} {
+  return JSON.parse(fs.readFileSync(path.join(REPO, 'dist', 'build-result.json'), 'utf8'));
+}
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-save-'));
+  fs.mkdirSync(path.join(tmp, 'node_modules'));
+  fs.symlinkSync(REPO, path.join(tmp, 'node_modules', 'tfjs-attention'), 'dir');
+  fs.symlinkSync(path.join(REPO, 'node_modules', '@tensorflow'), path.join(tmp, 'node_modules', '@tensorflow'), 'dir');
+  fs.writeFileSync(path.join(tmp, 'child.js'), CHILD_CJS);
+  fs.writeFileSync(path.join(tmp, 'child.mjs'), CHILD_ESM);
+});
+
+afterAll(() => {
+  setAfterFileWrittenForTest(null);
+  if (tmp) fs.rmSync(tmp, {recursive: true, force: true});
+});
+
+describe('model.save("file://…") without tfjs-node', () => {
+  it('writes model.json and weights.bin in tfjs-node\'s layout, the bytes being the weights in manifest order', async () => {
+    const model = buildModel(10);
+    const folder = path.join(tmp, 'layout', 'nested', 'model');  // parents are created
+    const result = await model.save(`file://${folder}`);
+    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', 'weights.bin']);
+
+    const json = JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8'));
+    expect(json.format).toBe('layers-model');
+    expect(json.generatedBy).toMatch(/^TensorFlow\.js tfjs-layers v4\.22/);
+    expect(json.modelTopology.class_name).toBe('Model');
+    expect(JSON.stringify(json.modelTopology)).toContain('"class_name":"ScaledDotProductAttention"');
+    expect(json.trainingConfig).toBeUndefined();  // as tfjs: only with {includeOptimizer: true}
+    expect(json.weightsManifest).toHaveLength(1);
+    expect(json.weightsManifest[0].paths).toEqual(['weights.bin']);
+    const specs = json.weightsManifest[0].weights as Array<{name: string; shape: number[]; dtype: string}>;
+    expect(specs.map(s => s.name)).toEqual(model.weights.map(w => w.name));
+    expect(specs.map(s => s.shape)).toEqual(model.weights.map(w => w.shape));
+    expect(new Set(specs.map(s => s.name)).size).toBe(specs.length);  // the two layers' weights stay apart
+
+    // 2 heads: wq 3x4, wk 3x4, wv 3x6, bq 4, bk 4, bv 6, wo 6x4, bo 4; then wq, wk, wv 4x3.
+    const floats = 12 + 12 + 18 + 4 + 4 + 6 + 24 + 4 + 12 + 12 + 12;
+    const bin = fs.readFileSync(path.join(folder, 'weights.bin'));
+    expect(bin.byteLength).toBe(floats * 4);
+    expect(result.modelArtifactsInfo.weightDataBytes).toBe(floats * 4);
+    const expectedBytes = Buffer.concat(model.getWeights().map(w => Buffer.from((w.dataSync() as Float32Array).buffer)));
+    expect(bin.equals(expectedBytes)).toBe(true);
+  });
+
+  it('saves and loads in-process with identical predictions; save, load and dispose leak nothing', async () => {
+    const folder = path.join(tmp, 'in-process');
+    await expectNoLeak(async () => {
+      const model = buildModel(20);
+      const expected = predictArray(model);
+      await model.save(`file://${folder}`);
+      const loaded = await tf.loadLayersModel(`file://${folder}/model.json`);
+      expect(loaded.layers.filter(l => l instanceof ScaledDotProductAttention)).toHaveLength(2);
+      expect(predictArray(loaded)).toEqual(expected);
+      const byFolder = await tf.loadLayersModel(`file://${folder}`);  // the folder works as well
+      expect(predictArray(byFolder)).toEqual(expected);
+      model.dispose();
+      model.optimizer.dispose();  // Adam's two step counters: not the model's to dispose
+      loaded.dispose();
+      byFolder.dispose();
+    });
+  });
+
+  const cases: Array<[string, string, boolean]> = [
+    ['require (CommonJS)', 'child.js', false],
+    ['import (ESM .mjs)', 'child.mjs', true],
+  ];
+  for (const [kind, script, includeOptimizer] of cases) {
+    const saved = includeOptimizer ? 'saved with its optimizer' : 'saved without optimizer (the child compiles it)';
+    it(`a child Node process using ${kind} of tfjs-attention loads a model ${saved} with identical predictions and trains on`, async () => {
+      expect(buildResult().status).toBe(0);
+      const model = buildModel(30);
+      await model.fit(tf.tensor3d(TRAIN_X), tf.tensor3d(TRAIN_Y), {epochs: 2, batchSize: 8, verbose: 0});
+      const folder = path.join(tmp, `for-${script}`);
+      await model.save(`file://${folder}`, {includeOptimizer});
+      const expected = predictArray(model);
+      if (includeOptimizer) {
+        const json = JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8'));
+        expect(json.trainingConfig).toEqual(expect.objectContaining({loss: 'mean_squared_error'}));
+        const groups = (json.weightsManifest[0].weights as Array<{group?: string}>).map(w => w.group);
+        expect(groups).toContain('optimizer');  // Adam's moments travel in the same weights.bin
+      }
+
+      const saveTo = path.join(tmp, `trained-by-${script}`);
+      const child = runChild(script, {
+        url: `file://${folder}/model.json`, input: INPUT, train: {x: TRAIN_X, y: TRAIN_Y, epochs: 6}, saveTo: `file://${saveTo}`,
+      });
+      expect(fs.realpathSync(child.resolved)).toBe(path.join(REPO, 'dist', 'src', 'index.js'));  // the built package
+      expect(child.registered).toBe(true);
+      expect(child.layerClasses.filter(c => c === 'ScaledDotProductAttention')).toHaveLength(2);
+      expect(maxAbsDiff(child.prediction, expected)).toBeLessThanOrEqual(1e-6);
+      expect(child.prediction).toEqual(expected);  // same cpu kernels: bit for bit
+
+      // Training continues (with the optimizer from trainingConfig, when saved): the loss falls.
+      expect(child.optimizer).toBe(includeOptimizer ? 'Adam' : null);
+      const losses = child.losses!;
+      expect(losses).toHaveLength(6);
+      expect(losses[losses.length - 1]).toBeLessThan(losses[0]);
+      expect(maxAbsDiff(child.predictionAfterFit, expected)).toBeGreaterThan(1e-4);
+      expect(child.reloadedPrediction).toEqual(child.predictionAfterFit);
+
+      // And the child's save comes back here with the child's predictions.
+      const retrained = await tf.loadLayersModel(`file://${saveTo}/model.json`);
+      expect(predictArray(retrained)).toEqual(child.predictionAfterFit);
+      retrained.dispose();
+      model.dispose();
+    });
+  }
+});
+
+describe('two copies of tfjs-attention on one tfjs (e.g. two versions installed side by side)', () => {
+  it('register one file:// handler between them, so saving and loading still work', () => {
+    const copy = path.join(tmp, 'second-copy');
+    fs.cpSync(path.join(REPO, 'dist', 'src'), path.join(copy, 'dist', 'src'), {recursive: true});
+    const folder = path.join(tmp, 'saved-with-two-copies');
+    fs.writeFileSync(path.join(tmp, 'two_copies.js'), `const tf = require('@tensorflow/tfjs');
+require('tfjs-attention');
+require(${JSON.stringify(path.join(copy, 'dist', 'src', 'index.js'))});
+(async () => {
+  await tf.setBackend('cpu');
+  const model = tf.sequential({layers: [tf.layers.dense({units: 1, inputShape: [2], kernelInitializer: 'ones'})]});
+  const handlers = tf.io.getSaveHandlers('file://${folder}').length;
+  await model.save('file://${folder}');
+  const loaded = await tf.loadLayersModel('file://${folder}/model.json');
+  console.log('RESULT ' + JSON.stringify({handlers, prediction: loaded.predict(tf.tensor2d([[1, 2]])).arraySync()}));
+})().catch(error => { console.error(error.stack); process.exit(1); });
+`);
+    const child = spawnSync(process.execPath, ['two_copies.js'], {cwd: tmp, encoding: 'utf8', timeout: 90000});
+    const line = child.stdout.split('\n').find(l => l.startsWith('RESULT '));
+    expect({status: child.status, stderr: line == null ? child.stderr : ''}).toEqual({status: 0, stderr: ''});
+    expect(JSON.parse(line!.slice('RESULT '.length))).toEqual({handlers: 1, prediction: [[3]]});
+  });
+});
+
+describe('atomic saves', () => {
+  const savingLeftovers = (parent: string) => fs.readdirSync(parent).filter(name => name.includes('.saving-'));
+
+  afterEach(() => setAfterFileWrittenForTest(null));
+
+  it('a save that fails after weights.bin is written leaves the previous model intact and loadable, and no temp folder', async () => {
+    const parent = path.join(tmp, 'atomic');
+    const folder = path.join(parent, 'model');
+    const original = buildModel(40);
+    const originalPrediction = predictArray(original);
+    await original.save(`file://${folder}`);
+    const before = {
+      json: fs.readFileSync(path.join(folder, 'model.json')), bin: fs.readFileSync(path.join(folder, 'weights.bin')),
+    };
+
+    const replacement = buildModel(41);
+    expect(predictArray(replacement)).not.toEqual(originalPrediction);
+    const written: string[] = [];
+    setAfterFileWrittenForTest(file => {
+      written.push(file);
+      if (file === 'weights.bin') throw new Error('simulated crash after weights.bin');
+    });
+    await expectNoLeak(async () => {
+      await expect(replacement.save(`file://${folder}`)).rejects.toThrow(/simulated crash after weights\.bin/);
+    });
+    setAfterFileWrittenForTest(null);
+    expect(written).toEqual(['weights.bin']);
+
+    expect(savingLeftovers(parent)).toEqual([]);
+    expect(fs.readdirSync(parent)).toEqual(['model']);
+    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', 'weights.bin']);
+    expect(fs.readFileSync(path.join(folder, 'model.json')).equals(before.json)).toBe(true);
+    expect(fs.readFileSync(path.join(folder, 'weights.bin')).equals(before.bin)).toBe(true);
+    const reloaded = await tf.loadLayersModel(`file://${folder}/model.json`);
+    expect(predictArray(reloaded)).toEqual(originalPrediction);
+    reloaded.dispose();
+
+    // A failure while writing model.json (the last file) is just as harmless.
+    setAfterFileWrittenForTest(file => {
+      if (file === 'model.json') throw new Error('simulated crash after model.json');
+    });
+    await expect(replacement.save(`file://${folder}`)).rejects.toThrow(/simulated crash after model\.json/);
+    expect(savingLeftovers(parent)).toEqual([]);
+    expect(fs.readFileSync(path.join(folder, 'weights.bin')).equals(before.bin)).toBe(true);
+    original.dispose();
+    replacement.dispose();
+  });
+
+  it('a failed first save to a new path creates nothing there', async () => {
+    const parent = path.join(tmp, 'atomic-new');
+    fs.mkdirSync(parent);
+    const model = buildModel(50);
+    setAfterFileWrittenForTest(file => {
+      if (file === 'weights.bin') throw new Error('simulated crash after weights.bin');
+    });
+    await expect(model.save(`file://${path.join(parent, 'model')}`)).rejects.toThrow(/simulated crash/);
+    expect(fs.readdirSync(parent)).toEqual([]);
+    model.dispose();
+  });
+
+  it('a save over an existing folder replaces the model and keeps the other files and folders there', async () => {
+    const folder = path.join(tmp, 'keeps-others');
+    const first = buildModel(60);
+    await first.save(`file://${folder}`);
+    fs.writeFileSync(path.join(folder, 'loss.svg'), '<svg>loss</svg>');
+    fs.mkdirSync(path.join(folder, 'plots'));
+    fs.writeFileSync(path.join(folder, 'plots', 'weights.txt'), 'heatmap');
+
+    const second = buildModel(61);
+    await second.save(`file://${folder}`);
+    expect(fs.readdirSync(folder).sort()).toEqual(['loss.svg', 'model.json', 'plots', 'weights.bin']);
+    expect(fs.readFileSync(path.join(folder, 'loss.svg'), 'utf8')).toBe('<svg>loss</svg>');
+    expect(fs.readFileSync(path.join(folder, 'plots', 'weights.txt'), 'utf8')).toBe('heatmap');
+    expect(fs.readdirSync(tmp).filter(name => name.includes('.saving-'))).toEqual([]);
+    const loaded = await tf.loadLayersModel(`file://${folder}/model.json`);
+    expect(predictArray(loaded)).toEqual(predictArray(second));
+    expect(predictArray(loaded)).not.toEqual(predictArray(first));
+    [first, second, loaded].forEach(m => m.dispose());
+  });
+
+  it('refuses to save over a path that is a file, leaving it and no temp folder', async () => {
+    const parent = path.join(tmp, 'atomic-file');
+    fs.mkdirSync(parent);
+    const target = path.join(parent, 'model');
+    fs.writeFileSync(target, 'not a folder');
+    const model = buildModel(70);
+    await expectNoLeak(async () => {
+      await expect(model.save(`file://${target}`)).rejects.toThrow(
+          new RegExp(`Cannot save a model to ${escapeRegExp(target)}: it exists and is not a folder`));
+    });
+    expect(fs.readdirSync(parent)).toEqual(['model']);
+    expect(fs.readFileSync(target, 'utf8')).toBe('not a folder');
+    model.dispose();
+  });
+});
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+describe('loading corrupt or hostile model files', () => {
+  let good = '';
+  let weightBytes = 0;
+
+  beforeAll(async () => {
+    good = path.join(tmp, 'good');
+    const model = buildModel(80);
+    await model.save(`file://${good}`);
+    weightBytes = fs.statSync(path.join(good, 'weights.bin')).size;
+    model.dispose();
+  });
+
+  /** A fresh copy of the good model, changed by `damage`; returns the copy's folder. */
+  function damagedCopy(name: string, damage: (folder: string) => void): string {
+    const folder = path.join(tmp, 'damaged', name);
+    fs.cpSync(good, folder, {recursive: true});
+    damage(folder);
+    return folder;
+  }
+
+  function editManifest(folder: string, edit: (paths: string[]) => string[]): void {
+    const file = path.join(folder, 'model.json');
+    const json = JSON.parse(fs.readFileSync(file, 'utf8'));
+    json.weightsManifest[0].paths = edit(json.weightsManifest[0].paths);
+    fs.writeFileSync(file, JSON.stringify(json));
+  }
+
+  async function expectLoadError(url: string, message: RegExp): Promise<void> {
+    await expectNoLeak(async () => {
+      await expect(tf.loadLayersModel(url)).rejects.toThrow(message);
+    });
+  }
+
+  it('a missing weights.bin: an error naming that file and the model.json that lists it', async () => {
+    const folder = damagedCopy('missing-bin', f => fs.rmSync(path.join(f, 'weights.bin')));
+    await expectLoadError(`file://${folder}/model.json`, new RegExp(
+        `Weights file not found: ${escapeRegExp(path.join(folder, 'weights.bin'))} \\(listed in ${escapeRegExp(path.join(folder, 'model.json'))}\\)`));
+  });
+
+  it('a truncated weights.bin: an error naming the file, saying truncated, with both byte counts', async () => {
+    const kept = weightBytes - 10;
+    const folder = damagedCopy('truncated-bin', f => fs.truncateSync(path.join(f, 'weights.bin'), kept));
+    await expectLoadError(`file://${folder}/model.json`, new RegExp(
+        `Weights file ${escapeRegExp(path.join(folder, 'weights.bin'))} is truncated: .*expects ${weightBytes} bytes, ` +
+        `the files hold ${kept}`));
+  });
+
+  it('a weights.bin with extra bytes: an error naming the file, saying too long', async () => {
+    const folder = damagedCopy('long-bin', f => fs.appendFileSync(path.join(f, 'weights.bin'), Buffer.alloc(8)));
+    await expectLoadError(`file://${folder}/model.json`, new RegExp(
+        `Weights file ${escapeRegExp(path.join(folder, 'weights.bin'))} is too long: .*expects ${weightBytes} bytes, ` +
+        `the files hold ${weightBytes + 8}`));
+  });
+
+  it('invalid JSON in model.json: an error naming model.json', async () => {
+    const folder = damagedCopy('bad-json', f => fs.writeFileSync(path.join(f, 'model.json'), '{"modelTopology": {'));
+    await expectLoadError(`file://${folder}/model.json`,
+                          new RegExp(`Cannot parse ${escapeRegExp(path.join(folder, 'model.json'))} as JSON`));
+  });
+
+  it('a JSON file that is not a model: an error naming it', async () => {
+    const folder = damagedCopy('not-a-model', f => fs.writeFileSync(path.join(f, 'model.json'), '{"hello": 1}'));
+    await expectLoadError(`file://${folder}/model.json`,
+                          new RegExp(`${escapeRegExp(path.join(folder, 'model.json'))} has no \`modelTopology\``));
+  });
+
+  it.each([
+    ['a relative path climbing out', '../../etc/passwd'],
+    ['an absolute path', '/etc/passwd'],
+    ['a sibling folder that shares the name as a prefix', '../path-escape-evil/weights.bin'],
+  ])('refuses a weights path that leads outside the model folder: %s', async (_what, hostile) => {
+    const folder = damagedCopy('path-escape', f => editManifest(f, () => [hostile]));
+    fs.mkdirSync(path.join(tmp, 'damaged', 'path-escape-evil'), {recursive: true});
+    fs.copyFileSync(path.join(good, 'weights.bin'), path.join(tmp, 'damaged', 'path-escape-evil', 'weights.bin'));
+    await expectLoadError(`file://${folder}/model.json`, new RegExp(
+        `${escapeRegExp(path.join(folder, 'model.json'))} names a weights path outside the model's folder ` +
+        `${escapeRegExp(folder)}, which is refused\\. Received: ${escapeRegExp(JSON.stringify(hostile))}`));
+    fs.rmSync(folder, {recursive: true});
+  });
+
+  it('a missing model folder: an error naming the path', async () => {
+    const missing = path.join(tmp, 'no-such-model');
+    await expectLoadError(`file://${missing}`, new RegExp(`Model file not found: ${escapeRegExp(path.join(missing, 'model.json'))}`));
+    await expectLoadError(`file://${missing}/model.json`,
+                          new RegExp(`Model file not found: ${escapeRegExp(path.join(missing, 'model.json'))}`));
+  });
+});
