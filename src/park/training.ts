@@ -80,7 +80,7 @@ export async function trainParkModel(corpus: Corpus, options: TrainOptions = {})
     for (let epoch = 0; epoch < epochs; epoch++) {
       const order = tf.tensor1d(permutation(xs.shape[0], random), 'int32');
       const epochXs = tf.gather(xs, order);                             // [N, W]
-      const epochYs = tf.gather(ys, order).cast('float32').expandDims(1);  // [N, 1]
+      const epochYs = tf.tidy(() => tf.gather(ys, order).cast('float32').expandDims(1));  // [N, 1]
       try {
         const fitted = await model.fit(epochXs, epochYs, {epochs: 1, batchSize, shuffle: false, verbose: 0});
         const logs = {loss: fitted.history.loss[0] as number, accuracy: fitted.history.acc[0] as number};
