@@ -1,10 +1,11 @@
 /** npm run explain -- "<sentence>": the four steps of the model's attention, printed and drawn. */
-import * as fs from 'fs';
 import {selectBackend} from '../src';
+import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
 import {readingNotices} from '../src/cli/format';
 import {attentionHeatmapSvg, explainSentence, meanOverHeads} from '../src/park/explanation';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
+import {disposeParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
 import {terminalHeatmap} from '../src/plots/terminal_heatmap';
 
@@ -56,10 +57,10 @@ async function main(): Promise<void> {
     console.log(indent(terminalHeatmap(meanOverHeads(weights.heads), labels, labels, {color, digits: 2})));
     const top = predictNextWords(park, positionals[0], 3).predictions;
     console.log(`\nNext word: ${top.map(p => `${p.word} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
-    fs.writeFileSync(svgPath, attentionHeatmapSvg(explanation));
+    writeFileAtomic(svgPath, attentionHeatmapSvg(explanation));
     console.log(`Wrote the heatmap to ${svgPath}`);
   } finally {
-    park.model.dispose();
+    disposeParkModel(park);
   }
 }
 

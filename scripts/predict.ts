@@ -3,6 +3,7 @@ import {selectBackend} from '../src';
 import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
 import {predictionTable, readingNotices} from '../src/cli/format';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
+import {disposeParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
 
 const OPTIONS = {
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
       console.log(`"${result.kept.join(' ')} ___"\n${predictionTable(result.predictions)}`);
     }
   } finally {
-    park.model.dispose();
+    disposeParkModel(park);
   }
 }
 

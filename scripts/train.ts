@@ -1,13 +1,13 @@
 /** npm run train: trains the "park and play ___" model, saves it with its plots, and prints a summary. */
-import * as fs from 'fs';
 import * as path from 'path';
 import {BACKEND_NAMES, BackendName, selectBackend} from '../src';
+import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
 import {epochLine, predictionTable} from '../src/cli/format';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {attentionHeatmapSvg, explainSentence} from '../src/park/explanation';
 import {saveParkModel} from '../src/park/park_files';
-import {PARK_SENTENCE} from '../src/park/park_model';
+import {PARK_SENTENCE, disposeParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
 import {evaluateAccuracy, trainParkModel} from '../src/park/training';
 import {lineChartSvg} from '../src/plots/line_chart_svg';
@@ -60,19 +60,19 @@ async function main(): Promise<void> {
   });
   await saveParkModel(park, out);
   const curve = path.join(out, 'training-curve.svg');
-  fs.writeFileSync(curve, lineChartSvg([
+  writeFileAtomic(curve, lineChartSvg([
     {name: 'loss', values: history.map(h => h.loss)},
     {name: 'accuracy', values: history.map(h => h.accuracy)},
   ], {title: 'Training loss and accuracy per epoch', xLabel: 'epoch'}));
   const explanation = explainSentence(park, PARK_SENTENCE);
   const heatmap = path.join(out, 'attention-heatmap.svg');
-  fs.writeFileSync(heatmap, attentionHeatmapSvg(explanation));
+  writeFileAtomic(heatmap, attentionHeatmapSvg(explanation));
 
   console.log(`\nTrained in ${seconds.toFixed(1)} s. Training accuracy ${(trainAccuracy * 100).toFixed(1)}%, ` +
               `held-out accuracy ${(heldOut * 100).toFixed(1)}% (${corpus.heldOut.length} sentences never seen in training).`);
   console.log(`\n"${PARK_SENTENCE} ___"\n${predictionTable(parkSentence.predictions)}`);
   console.log(`\nSaved the model to ${out}/model.json, the curves to ${curve} and the attention heatmap to ${heatmap}.`);
-  park.model.dispose();
+  disposeParkModel(park);
 }
 
 if (require.main === module) runMain(main, USAGE);

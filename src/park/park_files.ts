@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import '../index';  // registers the layers and the file:// handler
 import {ValueError} from '../errors';
 import {packageRoot} from '../package_root';
-import {ParkModel, parkModelFromLoaded} from './park_model';
+import {disposeParkModel, ParkModel, parkModelFromLoaded} from './park_model';
 
 /** The committed model, `models/park-play` in this package. */
 export function defaultModelDir(): string {
@@ -30,7 +30,7 @@ export async function loadParkModel(location: string): Promise<ParkModel> {
   try {
     return parkModelFromLoaded(model, location);
   } catch (error) {
-    model.dispose();
+    disposeParkModel({model} as ParkModel);
     throw error;
   }
 }

@@ -103,3 +103,14 @@ export function parkModelFromLoaded(model: tf.LayersModel, source: string): Park
   }
   return park;
 }
+
+/**
+ * Frees the model's weights and its optimizer's state. A model loaded with
+ * `tf.loadLayersModel` is compiled from its saved training config, and `model.dispose()`
+ * leaves that optimizer's tensors behind.
+ */
+export function disposeParkModel(park: ParkModel): void {
+  const optimizer = park.model.optimizer;
+  park.model.dispose();
+  optimizer?.dispose();
+}
