@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import * as esbuild from 'esbuild';
-import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
+import {ParsedOptions, runCommand, UsageError} from '../src/cli/arguments';
 import {packageRoot} from '../src/package_root';
 
 const ROOT = packageRoot();
@@ -173,15 +173,8 @@ const OPTIONS = {
   host: {type: 'string', help: 'Address to listen on (default: 127.0.0.1).'},
   models: {type: 'string', help: 'Folder served at /models/; the page loads park-play/ in it (default: models).'},
 } as const;
-const USAGE = usage('npm run demo -- [options]', OPTIONS);
 
-async function main(): Promise<void> {
-  const {options, positionals} = parseCommandLine(process.argv.slice(2), OPTIONS);
-  if (options.help) {
-    console.log(USAGE);
-    return;
-  }
-  if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
+async function main(options: ParsedOptions, _: string): Promise<void> {
   const port = (options.port as number|undefined) ?? 8080;
   if (port > 65535) throw new UsageError(`Received an invalid value for option \`--port\`, expected 0 to 65535. Received: --port ${port}`);
   const modelsDir = path.resolve((options.models as string|undefined) ?? DEFAULT_MODELS_DIR);
@@ -203,4 +196,6 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop);
 }
 
-if (require.main === module) runMain(main, USAGE);
+if (require.main === module) {
+  runCommand({command: 'npm run demo -- [options]', options: OPTIONS, takesSentence: false}, main);
+}

@@ -1,7 +1,7 @@
 /** npm run explain -- "<sentence>": the four steps of the model's attention, printed and drawn. */
 import {selectBackend} from '../src';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
-import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
+import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {readingNotices} from '../src/cli/format';
 import {attentionHeatmapSvg, explainSentence, meanOverHeads} from '../src/park/explanation';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
@@ -14,7 +14,6 @@ const OPTIONS = {
   svg: {type: 'string', help: 'Where to write the attention heatmap (default: attention-heatmap.svg).'},
   color: {type: 'boolean', help: 'Color the terminal heatmaps even when stdout is not a terminal.'},
 } as const;
-const USAGE = usage('npm run explain -- "<sentence>" [options]', OPTIONS);
 
 const TITLES = {
   scores: 'Step 1. Scores: each query word\'s dot product with each key word',
@@ -23,21 +22,13 @@ const TITLES = {
   output: 'Step 4. Output: each row is a weighted sum of the value vectors',
 };
 
-async function main(): Promise<void> {
-  const {options, positionals} = parseCommandLine(process.argv.slice(2), OPTIONS);
-  if (options.help) {
-    console.log(USAGE);
-    return;
-  }
-  if (positionals.length !== 1) {
-    throw new UsageError(`Expected one sentence in quotes. Received: ${positionals.length} arguments`);
-  }
+async function main(options: ParsedOptions, sentence: string): Promise<void> {
   const svgPath = (options.svg as string|undefined) ?? 'attention-heatmap.svg';
   const color = options.color === true || process.stdout.isTTY === true;
   await selectBackend('auto');
   const park = await loadParkModel((options.model as string|undefined) ?? defaultModelDir());
   try {
-    const explanation = explainSentence(park, positionals[0]);
+    const explanation = explainSentence(park, sentence);
     for (const notice of readingNotices(explanation)) process.stderr.write(`${notice}\n`);
     const labels = explanation.labels;
     console.log(`Attention of the model's "attention" layer for "${labels.join(' ')}"`);
@@ -55,7 +46,7 @@ async function main(): Promise<void> {
     const weights = explanation.steps[2];
     console.log(`A, mean of the ${weights.shape[0]} heads (row "${labels[labels.length - 1]}" is what predicts the next word):`);
     console.log(indent(terminalHeatmap(meanOverHeads(weights.heads), labels, labels, {color, digits: 2})));
-    const top = predictNextWords(park, positionals[0], 3).predictions;
+    const top = predictNextWords(park, sentence, 3).predictions;
     console.log(`\nNext word: ${top.map(p => `${p.word} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
     writeFileAtomic(svgPath, attentionHeatmapSvg(explanation));
     console.log(`Wrote the heatmap to ${svgPath}`);
@@ -68,4 +59,6 @@ function indent(text: string): string {
   return text.split('\n').map(line => `  ${line}`).join('\n');
 }
 
-if (require.main === module) runMain(main, USAGE);
+if (require.main === module) {
+  runCommand({command: 'npm run explain -- "<sentence>" [options]', options: OPTIONS, takesSentence: true}, main);
+}

@@ -1,6 +1,6 @@
 /** npm run predict -- "<sentence>": the model's most likely next words, as a table or JSON. */
 import {selectBackend} from '../src';
-import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
+import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {predictionTable, readingNotices} from '../src/cli/format';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
 import {disposeParkModel} from '../src/park/park_model';
@@ -11,18 +11,8 @@ const OPTIONS = {
   json: {type: 'boolean', help: 'Print [{"word", "probability"}, ...] and nothing else on stdout.'},
   model: {type: 'string', help: 'Folder of a model saved by npm run train (default: models/park-play).'},
 } as const;
-const USAGE = usage('npm run predict -- "<sentence>" [options]', OPTIONS);
 
-async function main(): Promise<void> {
-  const {options, positionals} = parseCommandLine(process.argv.slice(2), OPTIONS);
-  if (options.help) {
-    console.log(USAGE);
-    return;
-  }
-  if (positionals.length !== 1) {
-    throw new UsageError(`Expected one sentence in quotes. Received: ${positionals.length} arguments`);
-  }
-  const sentence = positionals[0];
+async function main(options: ParsedOptions, sentence: string): Promise<void> {
   const k = (options.k as number|undefined) ?? 5;
   const modelDir = (options.model as string|undefined) ?? defaultModelDir();
   await selectBackend('auto');
@@ -40,4 +30,6 @@ async function main(): Promise<void> {
   }
 }
 
-if (require.main === module) runMain(main, USAGE);
+if (require.main === module) {
+  runCommand({command: 'npm run predict -- "<sentence>" [options]', options: OPTIONS, takesSentence: true}, main);
+}

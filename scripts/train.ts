@@ -2,7 +2,7 @@
 import * as path from 'path';
 import {BACKEND_NAMES, BackendName, selectBackend} from '../src';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
-import {parseCommandLine, runMain, usage, UsageError} from '../src/cli/arguments';
+import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {epochLine, predictionTable} from '../src/cli/format';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {attentionHeatmapSvg, explainSentence} from '../src/park/explanation';
@@ -21,15 +21,8 @@ const OPTIONS = {
   backend: {type: 'string', choices: BACKEND_NAMES.filter(b => b !== 'webgl'), help: 'tfjs backend (default: auto).'},
   out: {type: 'string', help: 'Folder to save the model and its plots in (default: models/park-play).'},
 } as const;
-const USAGE = usage('npm run train -- [options]', OPTIONS);
 
-async function main(): Promise<void> {
-  const {options, positionals} = parseCommandLine(process.argv.slice(2), OPTIONS);
-  if (options.help) {
-    console.log(USAGE);
-    return;
-  }
-  if (positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
+async function main(options: ParsedOptions, _: string): Promise<void> {
   const corpusPath = (options.corpus as string|undefined) ?? defaultCorpusPath();
   const epochs = (options.epochs as number|undefined) ?? DEFAULT_EPOCHS;
   const seed = (options.seed as number|undefined) ?? 42;
@@ -75,4 +68,6 @@ async function main(): Promise<void> {
   disposeParkModel(park);
 }
 
-if (require.main === module) runMain(main, USAGE);
+if (require.main === module) {
+  runCommand({command: 'npm run train -- [options]', options: OPTIONS, takesSentence: false}, main);
+}

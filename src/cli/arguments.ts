@@ -94,3 +94,32 @@ export function runMain(main: () => Promise<void>, usageText: string): void {
     }
   });
 }
+
+/** What a script takes: its options, and whether it takes one quoted sentence. */
+export interface CommandSpec<Specs extends {[name: string]: OptionSpec}> {
+  /** The command line shown in the usage, e.g. 'npm run predict -- "<sentence>" [options]'. */
+  command: string;
+  options: Specs;
+  takesSentence: boolean;
+}
+
+/**
+ * The scripts' shared frame: parses process.argv, answers --help with the usage, checks the
+ * positional arguments, then runs `main` under `runMain`'s error handling.
+ */
+export function runCommand<Specs extends {[name: string]: OptionSpec}>(
+    spec: CommandSpec<Specs>, main: (options: ParsedOptions, sentence: string) => Promise<void>): void {
+  const usageText = usage(spec.command, spec.options);
+  runMain(async () => {
+    const {options, positionals} = parseCommandLine(process.argv.slice(2), spec.options);
+    if (options.help) {
+      console.log(usageText);
+      return;
+    }
+    if (spec.takesSentence && positionals.length !== 1) {
+      throw new UsageError(`Expected one sentence in quotes. Received: ${positionals.length} arguments`);
+    }
+    if (!spec.takesSentence && positionals.length > 0) throw new UsageError(`Unexpected argument: ${positionals[0]}`);
+    await main(options, positionals[0] ?? '');
+  }, usageText);
+}
