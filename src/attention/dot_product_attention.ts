@@ -2,20 +2,32 @@
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
 import {combineMasks} from './masks';
-import {matMulTransposeB} from './matmul';
+import {matMulFast, simdBatchMatMul, simdFits, splitMatrices, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 
 /**
  * Key length from which the op and the layer switch to the memory-efficient (blocked)
- * path by default, when nothing requires the full weight matrix.
+ * path by default, when nothing requires the full weight matrix. Measured on wasm (2-core
+ * machine, B = H = 1, d = 64, forward, block 512): the blocked path takes 1.24× the
+ * standard path's time at S = 1024, 1.18× at 2048, 1.11× at 4096 and 1.19× at 8192, while
+ * the standard path holds two [T, S] score tensors: 8 MiB at 1024, 32 MiB at 2048, 128 MiB
+ * at 4096 (224 MiB with gradients) and 512 MiB at 8192. From 4096 keys on, the memory
+ * saved (over 100 MiB per batch·head) is worth the ~10% of time; below, speed wins.
+ * Shorter keys also switch when one score tensor would exceed STANDARD_PATH_MAX_SCORE_BYTES.
  */
-export const MEMORY_EFFICIENT_THRESHOLD = 2048;
-/** Key block size of the memory-efficient path when it is switched on automatically. */
+export const MEMORY_EFFICIENT_THRESHOLD = 4096;
+/**
+ * Key block size of the memory-efficient path when it is switched on automatically.
+ * Measured at S = 8192 on wasm: blocks of 256, 512 and 1024 keys take 1.27×, 1.19× and
+ * 1.16× the standard path's time, and the forward's peak is about 2·T·blockSize floats:
+ * 512 keeps it near 1/9 of the standard path's (61 vs 528 MiB), 1024 doubles it for 3%.
+ */
 export const DEFAULT_BLOCK_SIZE = 512;
 
 /**
  * Logit given to masked positions. Finite, so that a row whose keys are all masked gives a
- * softmax without NaN (which the mask then zeroes), and far below any real score.
+ * softmax without NaN (which the mask then zeroes), and far below any real score: in
+ * float32, s + MASKED_LOGIT rounds to MASKED_LOGIT for any |s| < 1e22.
  */
 const MASKED_LOGIT = -1e30;
 
@@ -73,31 +85,67 @@ export function dotProductAttention(
   const causal = options.causal ?? false;
   const dropoutActive = dropout > 0 && options.training === true;
   const keyLength = key.shape[key.rank - 2];
+  const scoresShape = [...query.shape.slice(0, -1), keyLength];  // [B, (H,) T, S]
 
-  const blockSize = resolveBlockSize(options.blockSize, keyLength, options.returnWeights === true, dropoutActive);
+  const blockSize = resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);
   if (blockSize > 0) {
     return memoryEfficientPath(query, key, value, {mask: options.mask, causal, scale, blockSize});
   }
+  checkStandardPathMemory(scoresShape, `query.shape=[${query.shape.join(', ')}], key.shape=[${key.shape.join(', ')}]`);
 
   return tf.tidy(() => {
-    const scoresShape = [...query.shape.slice(0, -1), keyLength];
-    const allowed = combineMasks(options.mask, causal, scoresShape);  // broadcasts to [B, (H,) T, S]
-    // The scale is folded into the smaller operand: Q [.., T, dk] when dk < S, else the scores.
-    const scaled = dk <= keyLength ?
-        matMulTransposeB(tf.mul(query, scale), key) :                 // [B, (H,) T, S]
-        tf.mul(matMulTransposeB(query, key), scale);
-    let weights = tf.softmax(allowed == null ? scaled : tf.where(allowed, scaled, MASKED_LOGIT));
-    if (allowed != null) weights = tf.mul(weights, tf.cast(allowed, 'float32'));  // fully masked rows -> 0
+    const allowed = combineMasks(options.mask, causal, scoresShape);  // bool, broadcasts to [B, (H,) T, S]
+    const bias = allowed == null ? null : maskBias(allowed);           // 0 / MASKED_LOGIT, same shape
+    // Only an explicit mask can leave a row with no key (causal always keeps key 0).
+    const rows = options.mask == null || allowed == null ? null : attendedRows(allowed);  // [.., T, 1] 0/1
+    // The custom-gradient kernel pays where tfjs's own matMul gradients are slow (wasm); on
+    // cpu its backward measured 12% slower than tfjs's at (8, 128, 64, 4), whose broadcasts
+    // differ, so there gradients keep to the plain ops below.
+    const customKernel = transposeFlagsAreSlow() || !tf.engine().isTapeOn();
+    if (!options.returnWeights && !dropoutActive && customKernel) {
+      return attendStandard(query, key, value, {bias, rows, scale});  // [B, (H,) T, dv]
+    }
+    // The weights are an output (or dropped out), or tfjs differentiates: plain ops.
+    // The scale goes to the smaller operand: Q [.., T, dk] when dk <= S, else the scores.
+    const scaleQuery = dk <= keyLength;
+    const q = scaleQuery && scale !== 1 ? tf.mul(query, scale) : query;  // [B, (H,) T, dk]
+    let scores = matMulFast(q, key, false, true);                       // [B, (H,) T, S]
+    if (!scaleQuery) scores = tf.mul(scores, scale);
+    let weights = tf.softmax(bias == null ? scores : tf.add(scores, bias));
+    if (rows != null) weights = tf.mul(weights, rows);                  // fully masked rows -> 0
     if (dropoutActive) weights = tf.dropout(weights, dropout);
-    const output = tf.matMul(weights, value);                          // [B, (H,) T, dv]
+    const output = matMulFast(weights, value);                          // [B, (H,) T, dv]
     return options.returnWeights ? [output, weights] as [tf.Tensor, tf.Tensor] : output;
   });
 }
 
+/**
+ * The additive form of a bool mask: 0 where attended, MASKED_LOGIT where not. Added to the
+ * scores it masks them like tf.where(mask, scores, MASKED_LOGIT), but tf.where with
+ * broadcasting is very slow on wasm (its compare and Tile took 30-90 ms per [1024, 128]
+ * block) while a broadcast add takes under 1 ms.
+ */
+function maskBias(allowed: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.sub(tf.cast(allowed, 'float32'), 1), -MASKED_LOGIT));  // same shape as allowed
+}
+
+/** 1 for the query rows that attend at least one key, 0 for fully masked rows: [.., T, 1]. */
+function attendedRows(allowed: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.cast(tf.any(allowed, -1, true), 'float32'));  // [.., T, 1]
+}
+
+/**
+ * The block size to run with, 0 for the standard path. By default (null) the blocked path
+ * runs from MEMORY_EFFICIENT_THRESHOLD keys on, and also below it when one score tensor
+ * [B, (H,) T, S] would exceed STANDARD_PATH_MAX_SCORE_BYTES (many batches or heads), unless
+ * the weights or dropout need the standard path.
+ */
 function resolveBlockSize(
-    blockSize: number|null|undefined, keyLength: number, returnWeights: boolean, dropoutActive: boolean): number {
+    blockSize: number|null|undefined, scoresShape: number[], returnWeights: boolean, dropoutActive: boolean): number {
   if (blockSize == null) {
-    return keyLength >= MEMORY_EFFICIENT_THRESHOLD && !returnWeights && !dropoutActive ? DEFAULT_BLOCK_SIZE : 0;
+    const keyLength = scoresShape[scoresShape.length - 1];
+    const tooBig = scoreBytes(scoresShape) > STANDARD_PATH_MAX_SCORE_BYTES;
+    return (keyLength >= MEMORY_EFFICIENT_THRESHOLD || tooBig) && !returnWeights && !dropoutActive ? DEFAULT_BLOCK_SIZE : 0;
   }
   if (blockSize === 0) return 0;
   checkPositiveInteger('blockSize', blockSize);
@@ -112,6 +160,244 @@ function resolveBlockSize(
         `Use blockSize=0 or dropout=0 while training. Received: blockSize=${blockSize}`);
   }
   return blockSize;
+}
+
+/**
+ * The most bytes that one score tensor [B, (H,) T, S] of the standard path may take:
+ * 512 MiB, T = S = 11,585 for one head. The standard path holds two such tensors in the
+ * forward pass (scores, then weights) and up to five with gradients (weights, dP, dS and
+ * temporaries), so at this limit it stays under wasm's 4 GiB heap, the smallest memory of
+ * the Node backends. Beyond it the op refuses up front instead of failing inside a kernel
+ * (a failed wasm allocation can leave the backend unusable).
+ */
+export const STANDARD_PATH_MAX_SCORE_BYTES = 512 * 2 ** 20;
+
+/** Score-sized tensors alive at once in the standard path: forward, and forward+backward. */
+const SCORE_TENSORS_FORWARD = 2;
+const SCORE_TENSORS_TRAINING = 5;
+
+/** Bytes of a float32 score tensor of this shape. */
+function scoreBytes(scoresShape: number[]): number {
+  return scoresShape.reduce((a, b) => a * b, 1) * 4;
+}
+
+/** "1.00 GiB" / "512 MiB". */
+function formatBytes(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+}
+
+/**
+ * Throws, without allocating anything, when the standard path's score tensor
+ * `scoresShape` = [B, (H,) T, S] would exceed STANDARD_PATH_MAX_SCORE_BYTES. `received`
+ * names the caller's inputs for the message ("query.shape=[...], key.shape=[...]").
+ */
+export function checkStandardPathMemory(scoresShape: number[], received: string): void {
+  const bytes = scoreBytes(scoresShape);
+  if (bytes <= STANDARD_PATH_MAX_SCORE_BYTES) return;
+  throw new ValueError(
+      `The standard attention path would need score tensors of shape [${scoresShape.join(', ')}], ` +
+      `${formatBytes(bytes)} each: about ${formatBytes(SCORE_TENSORS_FORWARD * bytes)} for the forward pass and ` +
+      `${formatBytes(SCORE_TENSORS_TRAINING * bytes)} with gradients, over its budget of ` +
+      `${formatBytes(STANDARD_PATH_MAX_SCORE_BYTES)} per score tensor (wasm memory stops at 4 GiB). ` +
+      'Use the memory-efficient path (blockSize=null, the default, or a positive blockSize), ' +
+      `which needs neither the attention weights nor dropout. Received: ${received}`);
+}
+
+/**
+ * Whether `dotProductAttention` takes the standard path for these options (it throws, as
+ * the op would, on options that contradict each other). Lets the layer refuse an input
+ * that is too long before it runs any op.
+ */
+export function takesStandardPath(
+    blockSize: number|null|undefined, scoresShape: number[], returnWeights: boolean, dropoutActive: boolean): boolean {
+  return resolveBlockSize(blockSize, scoresShape, returnWeights, dropoutActive) === 0;
+}
+
+/**
+ * Below this many FLOPs per (batch, head) pair, wasm runs the two products of a batched
+ * input as one batched matMul (its scalar loop, ~1 GFLOP/s, no per-call cost); above it,
+ * as one XNNPACK matMul per pair (~20-40 GFLOP/s, but ~0.1 ms per call to pack the
+ * operand). Measured per pair, Q·Kᵀ, softmax and P·V with 2·T·S·(dk+dv) FLOPs:
+ * T=S=16, d=64 (65 kFLOP): batched 2.1 ms, per pair 12 ms for 32 pairs; T=S=128, d=16
+ * (1 MFLOP): 21 ms vs 15 ms; T=S=256, d=32 (8 MFLOP): 42 ms vs 10 ms.
+ */
+export const PER_PAIR_MIN_FLOPS = 500_000;
+
+/** Options of the standard path's kernel. */
+interface StandardConfig {
+  /** Additive mask, broadcastable to the scores, or null. */
+  bias: tf.Tensor|null;
+  /** 0/1 per query row [.., T, 1] (0 = all keys masked), broadcastable, or null. */
+  rows: tf.Tensor|null;
+  /** Multiplies Q·Kᵀ. */
+  scale: number;
+}
+
+/**
+ * Returns f(x) and disposes x: in a chain of [.., T, S] ops each input is freed as soon as
+ * its successor exists, so at most two score-sized tensors live at once.
+ */
+function consume<R extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => R): R {
+  const result = f(x);
+  x.dispose();
+  return result;
+}
+
+/** A matrix product scale·op(a)·op(b), like tf.mul(tf.matMul(a, b, transposeA, transposeB), scale). */
+type MatMul = (a: tf.Tensor, b: tf.Tensor, transposeA?: boolean, transposeB?: boolean, scale?: number) => tf.Tensor;
+
+/** matMulFast with the scale as a separate multiply. */
+function scaledMatMulFast(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false, scale = 1): tf.Tensor {
+  const product = matMulFast(a, b, transposeA, transposeB);
+  return scale === 1 ? product : consume(product, x => tf.mul(x, scale));
+}
+
+/** Forward of one (batch of) pair(s): output R and weights P. Works on [T, d] or [.., T, d]. */
+function forwardPair(
+    mm: MatMul, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor|null, rows: tf.Tensor|null,
+    scoreScale: number): {out: tf.Tensor; p: tf.Tensor} {
+  let scores = mm(q, k, false, true, scoreScale);                             // [.., T, S]
+  if (bias != null) scores = consume(scores, s => tf.add(s, bias));
+  const p = consume(scores, s => tf.softmax(s));                              // [.., T, S]
+  let out = mm(p, v);                                                         // [.., T, dv]
+  // Fully masked rows -> 0; adding 0 turns the -0 of (negative output)·0 into 0.
+  if (rows != null) out = consume(out, o => tf.tidy(() => tf.add(tf.mul(o, rows), 0)));  // [.., T, dv]
+  return {out, p};
+}
+
+/**
+ * Backward of one (batch of) pair(s), given the weights P of the forward: with dO' = dO
+ * (times the attended rows), dV = Pᵀ·dO', dP = dO'·Vᵀ, dS = P ∘ (dP - rowsum(dO' ∘ O)) and
+ * dQ = dS·K, dK = dSᵀ·Q. rowsum(dO' ∘ O) equals rowsum(dP ∘ P) with [T, dv] work instead
+ * of [T, S] (FlashAttention's D).
+ */
+function backwardPair(
+    mm: MatMul, dy: tf.Tensor, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, out: tf.Tensor, p: tf.Tensor,
+    rows: tf.Tensor|null, scoreScale: number): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const dOut = rows == null ? dy : tf.mul(dy, rows);                        // [.., T, dv]
+    const dv = mm(p, dOut, true, false);                                      // [.., S, dv]
+    const rowTerm = tf.sum(tf.mul(dOut, out), -1, true);                      // [.., T, 1]
+    const dp = mm(dOut, v, false, true);                                      // [.., T, S]
+    const ds = consume(consume(dp, x => tf.sub(x, rowTerm)), x => tf.mul(x, p));  // [.., T, S]
+    // The scale of the scores goes to dQ and dK, smaller than dS (and free in the SIMD kernel).
+    const dq = mm(ds, k, false, false, scoreScale);                           // [.., T, dk]
+    const dk = mm(ds, q, true, false, scoreScale);                            // [.., S, dk]
+    return [dq, dk, dv];
+  });
+}
+
+/** x [L..., R, C] -> the [R, C] slice of each of the prod(L) pairs (contiguous, so cheap). */
+function splitPairs(x: tf.Tensor): tf.Tensor[] {
+  const [rows, cols] = x.shape.slice(-2);
+  if (x.size === rows * cols) return [x.reshape([rows, cols])];               // [R, C]
+  return splitMatrices(x);                                                    // pairs x [R, C]
+}
+
+/**
+ * The piece of a broadcastable tensor (bias or rows, rank <= the scores' rank) that goes
+ * with each pair of the leading dims `lead`: pairs whose dims the tensor broadcasts share
+ * one piece.
+ */
+function pairPieces(x: tf.Tensor|null, lead: number[]): Array<tf.Tensor|null> {
+  const pairs = lead.reduce((a, b) => a * b, 1);
+  if (x == null) return new Array<null>(pairs).fill(null);
+  const full = [...new Array<number>(lead.length + 2 - x.rank).fill(1), ...x.shape];  // rank of the scores
+  const xLead = full.slice(0, lead.length);
+  const pieces = splitPairs(x.reshape(full));
+  return Array.from({length: pairs}, (_, n) => {
+    let index = 0;
+    let rest = n;
+    let stride = 1;
+    for (let axis = lead.length - 1; axis >= 0; axis--) {
+      const i = rest % lead[axis];
+      rest = Math.floor(rest / lead[axis]);
+      if (xLead[axis] !== 1) index += i * stride;
+      stride *= xLead[axis];
+    }
+    return pieces[index];
+  });
+}
+
+/** How the standard path runs its products (see `chooseMode`). */
+type Mode = 'batched'|'simd'|'pairs';
+
+/**
+ * Where matMul's flags are slow (wasm): one pair (B·H = 1) runs as 2-D products, which go
+ * to XNNPACK; several pairs run on the SIMD kernel while they fit SIMD_MAX_BYTES, else as
+ * one XNNPACK product per pair when each is large enough (PER_PAIR_MIN_FLOPS), else as
+ * wasm's batched matMul. Elsewhere (cpu, webgl, tensorflow) as tf.matMul with flags.
+ */
+function chooseMode(pairs: number, T: number, S: number, dk: number, dv: number): Mode {
+  if (!transposeFlagsAreSlow()) return 'batched';
+  if (pairs === 1) return 'pairs';
+  const d = Math.max(dk, dv);
+  if (simdFits(pairs, T, d, S) && simdFits(pairs, S, T, d)) return 'simd';
+  return 2 * T * S * (dk + dv) >= PER_PAIR_MIN_FLOPS ? 'pairs' : 'batched';
+}
+
+/**
+ * The standard path: softmax(Q·Kᵀ + bias)·V with a custom gradient, on [B, (H,) T, d]
+ * inputs, its products run as `chooseMode` says. The custom gradient keeps the backward on
+ * the same fast products, where tfjs's own gradients of matMul use the transpose flags.
+ */
+function attendStandard(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, config: StandardConfig): tf.Tensor {
+  const lead = q.shape.slice(0, -2);
+  const [T, dk] = q.shape.slice(-2);
+  const [S, dv] = v.shape.slice(-2);
+  const pairs = lead.reduce((a, b) => a * b, 1);
+  const mode = chooseMode(pairs, T, S, dk, dv);
+  const mm: MatMul = mode === 'simd' ? simdBatchMatMul : scaledMatMulFast;
+  const {bias, rows, scale} = config;
+  // The SIMD kernel scales its products for free. Elsewhere the scale goes to the smaller
+  // operand: Q [.., T, dk] when dk <= S (differentiated by tfjs, outside the custom
+  // gradient), else the products whose size is [.., T, S] or smaller.
+  const scaleQuery = mode !== 'simd' && dk <= S && scale !== 1;
+  const query = scaleQuery ? tf.mul(q, scale) : q;                           // [B, (H,) T, dk]
+  const scoreScale = scaleQuery ? 1 : scale;
+  const forward = (qIn: tf.Tensor, kIn: tf.Tensor, vIn: tf.Tensor): {out: tf.Tensor; weights: tf.Tensor[]} => {
+    if (mode !== 'pairs') {
+      const {out, p} = forwardPair(mm, qIn, kIn, vIn, bias, rows, scoreScale);
+      return {out, weights: [p]};                                              // [B, (H,) T, dv], [B, (H,) T, S]
+    }
+    const qs = splitPairs(qIn);
+    const ks = splitPairs(kIn);
+    const vs = splitPairs(vIn);
+    const biases = pairPieces(bias, lead);
+    const rowsOf = pairPieces(rows, lead);
+    const results = qs.map((qi, n) => forwardPair(mm, qi, ks[n], vs[n], biases[n], rowsOf[n], scoreScale));
+    const out = results.length === 1 ?
+        results[0].out.reshape([...lead, T, dv]) :
+        tf.concat(results.map(r => r.out), 0).reshape([...lead, T, dv]);      // [B, (H,) T, dv]
+    return {out, weights: results.map(r => r.p)};                              // pairs x [T, S]
+  };
+  // Without a gradient tape the custom gradient's wrapper (~0.1 ms) is not needed.
+  if (!tf.engine().isTapeOn()) return forward(query, k, v).out;
+  const run = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
+    const [qIn, kIn, vIn] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const {out, weights} = forward(qIn, kIn, vIn);
+    // Saved (not read through the closure): the op's tidy disposes rows before any backward.
+    save([qIn, kIn, vIn, out, ...(rows == null ? [] : [rows]), ...weights]);
+    return {
+      value: out,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [qS, kS, vS, outS] = saved;
+        const rowsS = rows == null ? null : saved[4];
+        const ps = saved.slice(rows == null ? 4 : 5);
+        if (mode !== 'pairs') return backwardPair(mm, dy, qS, kS, vS, outS, ps[0], rowsS, scoreScale);
+        return tf.tidy(() => {
+          const [qs, ks, vs, outs, dys] = [qS, kS, vS, outS, dy].map(splitPairs);
+          const rowsOf = pairPieces(rowsS, lead);
+          const grads = qs.map((qi, n) => backwardPair(mm, dys[n], qi, ks[n], vs[n], outs[n], ps[n], rowsOf[n], scoreScale));
+          const join = (i: number, shape: number[]) =>
+              (grads.length === 1 ? grads[0][i] : tf.concat(grads.map(g => g[i]), 0)).reshape(shape);
+          return [join(0, qS.shape), join(1, kS.shape), join(2, vS.shape)];  // dq, dk, dv
+        });
+      },
+    };
+  });
+  return run(query, k, v);
 }
 
 /** Runs the blocked kernel, which works on rank-4 tensors, on rank-3 or rank-4 inputs. */

@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {ValueError, checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../errors';
+import {pickPerRow, sliceFast, splitMatrices} from './matmul';
 
 /** Options of {@link memoryEfficientAttention}. */
 export interface MemoryEfficientOptions {
@@ -27,7 +28,7 @@ interface BlockConfig {
 
 /** The online-softmax state carried from one key block to the next. */
 type OnlineState = {
-  /** Running row max of the (masked) logits, floored at LOWEST. */
+  /** Running row max of the (masked) logits. */
   m: tf.Tensor4D;
   /** Running softmax denominator, relative to m. */
   l: tf.Tensor4D;
@@ -37,12 +38,6 @@ type OnlineState = {
 
 /** One backward block's contribution. */
 type BackwardStep = {dq: tf.Tensor4D; dk: tf.Tensor4D; dv: tf.Tensor4D};
-
-/**
- * The most negative float32. The running max starts here rather than at -∞ so that
- * exp(m_old - m_new) is never exp(-∞ - (-∞)) = NaN while a row has seen only masked keys.
- */
-const LOWEST_FLOAT32 = -3.4028234663852886e38;
 
 /**
  * Scaled dot-product attention computed one key block at a time, so that no [T, S] tensor
@@ -64,10 +59,14 @@ const LOWEST_FLOAT32 = -3.4028234663852886e38;
 export function memoryEfficientAttention(
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: MemoryEfficientOptions): tf.Tensor4D {
   const config = validate(q, k, v, options);
+  const [B, H] = q.shape;
+  // On wasm a batched matMul (B·H > 1) runs a scalar loop at ~1 GFLOP/s; one pair at a
+  // time, every block product is a 2-D XNNPACK matMul (~20-40 GFLOP/s).
+  const perPair = explicitTranspose() && B * H > 1;
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [qIn, kIn, vIn] = args as tf.Tensor4D[];
     const save = args[3] as tf.GradSaveFunc;
-    const {out, lse} = forwardBlocks(qIn, kIn, vIn, config);
+    const {out, lse} = perPair ? forwardPairs(qIn, kIn, vIn, config) : forwardBlocks(qIn, kIn, vIn, config);
     // The mask is saved rather than read through the closure: a caller may dispose it
     // (e.g. inside the function given to tf.grads) before the backward pass runs.
     save(config.mask == null ? [qIn, kIn, vIn, out, lse] : [qIn, kIn, vIn, out, lse, config.mask]);
@@ -75,11 +74,59 @@ export function memoryEfficientAttention(
       value: out,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [qS, kS, vS, outS, lseS, maskS] = saved as tf.Tensor4D[];
-        return backwardBlocks(dy, qS, kS, vS, outS, lseS, {...config, mask: maskS ?? null});
+        const savedConfig = {...config, mask: maskS ?? null};
+        return perPair ?
+            backwardPairs(dy, qS, kS, vS, outS, lseS, savedConfig) :
+            backwardBlocks(dy, qS, kS, vS, outS, lseS, savedConfig);
       },
     };
   });
   return attention(q, k, v);
+}
+
+/** x [B, H, L, d] -> the B·H pairs' [1, 1, L, d] (contiguous slices). */
+function pairsOf(x: tf.Tensor4D): tf.Tensor4D[] {
+  const [B, H, L, d] = x.shape;
+  if (B * H === 1) return [x];
+  return splitMatrices(x).map(t => t.reshape([1, 1, L, d]) as tf.Tensor4D);
+}
+
+/** Joins per-pair results [1, 1, L, d] back into [B, H, L, d]. */
+function joinPairs(parts: tf.Tensor[], B: number, H: number): tf.Tensor4D {
+  const [, , L, d] = parts[0].shape;
+  return tf.concat(parts, 0).reshape([B, H, L, d]);  // [B, H, L, d]
+}
+
+/** The config of pair n = b·H + h: its slice [1, 1, mT, mS] of a broadcastable mask. */
+function pairConfig(config: BlockConfig, n: number, H: number): BlockConfig {
+  if (config.mask == null) return config;
+  const [mB, mH, mT, mS] = config.mask.shape;
+  const [b, h] = [Math.floor(n / H), n % H];
+  return {...config, mask: sliceFast(config.mask, [mB === 1 ? 0 : b, mH === 1 ? 0 : h, 0, 0], [1, 1, mT, mS]) as tf.Tensor4D};
+}
+
+/** forwardBlocks one (batch, head) pair at a time. */
+function forwardPairs(
+    q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, config: BlockConfig): {out: tf.Tensor4D; lse: tf.Tensor4D} {
+  const [B, H] = q.shape;
+  return tf.tidy(() => {
+    const [qs, ks, vs] = [q, k, v].map(pairsOf);
+    const results = qs.map((qi, n) => forwardBlocks(qi, ks[n], vs[n], pairConfig(config, n, H)));
+    return {out: joinPairs(results.map(r => r.out), B, H), lse: joinPairs(results.map(r => r.lse), B, H)};
+  });
+}
+
+/** backwardBlocks one (batch, head) pair at a time. */
+function backwardPairs(
+    dy: tf.Tensor4D, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, out: tf.Tensor4D, lse: tf.Tensor4D,
+    config: BlockConfig): tf.Tensor4D[] {
+  const [B, H] = q.shape;
+  return tf.tidy(() => {
+    const [dys, qs, ks, vs, outs, lses] = [dy, q, k, v, out, lse].map(pairsOf);
+    const grads = qs.map((qi, n) => tf.tidy(() =>
+      backwardBlocks(dys[n], qi, ks[n], vs[n], outs[n], lses[n], pairConfig(config, n, H))));
+    return [0, 1, 2].map(i => joinPairs(grads.map(g => g[i]), B, H));  // dq, dk, dv
+  });
 }
 
 /**
@@ -109,17 +156,17 @@ function keyLimit(T: number, S: number, causal: boolean): number {
  * Additive and float rather than a bool for tf.where: on wasm, broadcasting compares and the
  * Tile inside tf.where take ~30-90 ms per [1024, 128] block, a broadcast add/sub < 1 ms.
  */
-function blockBias(config: BlockConfig, T: number, start: number, end: number, transposed: boolean): tf.Tensor {
+function blockBias(
+    config: BlockConfig, T: number, start: number, end: number, transposed: boolean, masked = -Infinity): tf.Tensor {
   const sb = end - start;
   const parts: tf.Tensor[] = [];
   if (config.mask != null) {
     const mask = config.mask;
     const [mB, mH, mT, mS] = mask.shape;
     // A mask with S dim 1 applies the same value to every key: broadcast instead of slicing.
-    const blk = mS === 1 ? mask : tf.slice(mask, [0, 0, 0, start], [mB, mH, mT, sb]);  // [mB, mH, mT, Sb|1]
+    const blk = mS === 1 ? mask : sliceFast(mask, [0, 0, 0, start], [mB, mH, mT, sb]);  // [mB, mH, mT, Sb|1]
     const allowed = blk.dtype === 'bool' ? blk : tf.notEqual(blk, 0);  // [mB, mH, mT, Sb|1]
-    // log(1) = 0 and log(0) = -∞.
-    const bias = consume(tf.cast(allowed, 'float32'), a => tf.log(a));  // [mB, mH, mT, Sb|1]
+    const bias = consume(tf.cast(allowed, 'float32'), a => toBias(a, masked));  // [mB, mH, mT, Sb|1]
     parts.push(transposed ?
         consume(bias, b => tf.transpose(b, [0, 1, 3, 2])) :  // [mB, mH, Sb|1, mT]
         bias);  // [mB, mH, mT, Sb|1]
@@ -131,9 +178,17 @@ function blockBias(config: BlockConfig, T: number, start: number, end: number, t
     const gap = transposed ?
         tf.sub(tf.reshape(queries, [1, T]), tf.reshape(keysMinus1, [sb, 1])) :  // [Sb, T]
         tf.sub(tf.reshape(queries, [T, 1]), tf.reshape(keysMinus1, [1, sb]));  // [T, Sb]
-    parts.push(consume(consume(gap, g => tf.clipByValue(g, 0, 1)), c => tf.log(c)));  // [T, Sb] or [Sb, T]
+    parts.push(consume(consume(gap, g => tf.clipByValue(g, 0, 1)), c => toBias(c, masked)));  // [T, Sb] or [Sb, T]
   }
-  return parts.reduce((a, b) => tf.add(a, b));  // [mB|1, mH|1, T, Sb] or [mB|1, mH|1, Sb, T]
+  const sum = parts.reduce((a, b) => tf.add(a, b));  // [mB|1, mH|1, T, Sb] or [mB|1, mH|1, Sb, T]
+  // Two finite biases add up to 2·masked; clamp so that every masked logit is the same.
+  return parts.length > 1 && Number.isFinite(masked) ? consume(sum, x => tf.maximum(x, masked)) : sum;
+}
+
+/** A 0/1 tensor as an additive bias: 1 -> 0, 0 -> `masked` (log for -∞: log(1) = 0, log(0) = -∞). */
+function toBias(allowed01: tf.Tensor, masked: number): tf.Tensor {
+  if (masked === -Infinity) return tf.log(allowed01);
+  return tf.tidy(() => tf.mul(tf.sub(allowed01, 1), -masked));
 }
 
 /**
@@ -149,16 +204,31 @@ function consume<R extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => R): R {
 
 /** Sets the logits of keys that may not be attended to -∞ (consumes `scores`). */
 function maskScores(
-    scores: tf.Tensor, config: BlockConfig, T: number, start: number, end: number, transposed: boolean): tf.Tensor {
+    scores: tf.Tensor, config: BlockConfig, T: number, start: number, end: number, transposed: boolean,
+    masked = -Infinity): tf.Tensor {
   if (config.mask == null && !config.causal) return scores;  // [B, H, T, Sb] or [B, H, Sb, T]
   // [B, H, T, Sb] or [B, H, Sb, T]
-  return consume(scores, s => tf.add(s, blockBias(config, T, start, end, transposed)));
+  return consume(scores, s => tf.add(s, blockBias(config, T, start, end, transposed, masked)));
 }
+
+/**
+ * Logit of masked keys in the forward pass. Finite there, because each block goes through
+ * tf.softmax, which gives NaN on a row of -∞; in float32, s + MASKED_LOGIT = MASKED_LOGIT
+ * for any real score, so such keys get weight exactly 0 next to any real key. A row is
+ * attended iff its running max stays above MASKED_LOGIT / 2.
+ */
+const MASKED_LOGIT = -1e30;
 
 /**
  * Forward pass: online softmax over key blocks. Returns the output and the per-row
  * logsumexp of the masked, scaled logits, which is +∞ (not -∞) on fully masked rows so that
  * the backward pass's exp(s - lse) is 0 there instead of NaN.
+ *
+ * Each block runs tf.softmax (XNNPACK's fused kernel on wasm) rather than exp(s - m) as
+ * separate ops: on wasm tf.exp alone took 80 ms on a [8192, 512] block against 22 ms for
+ * tf.softmax. The block's max m_b and sum Σ exp(s - m_b) = 1 / p_j are read at the row's
+ * argmax j; the blocks combine as (m, l, acc) with acc = Σ exp(s - m)·v and
+ * l = Σ exp(s - m), relative to the running max m.
  */
 function forwardBlocks(
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, config: BlockConfig): {out: tf.Tensor4D; lse: tf.Tensor4D} {
@@ -166,47 +236,60 @@ function forwardBlocks(
   const S = k.shape[2];
   const dv = v.shape[3];
   const explicit = explicitTranspose();
-  // Transposed once so that every block's q·kᵀ is a plain matMul on wasm.
-  const kT: tf.Tensor4D|null = explicit ? tf.transpose(k, [0, 1, 3, 2]) : null;  // [B, H, dk, S]
-  let state: OnlineState = {
-    m: tf.fill([B, H, T, 1], LOWEST_FLOAT32) as tf.Tensor4D,  // [B, H, T, 1]
-    l: tf.zeros([B, H, T, 1]) as tf.Tensor4D,  // [B, H, T, 1]
-    acc: tf.zeros([B, H, T, dv]) as tf.Tensor4D,  // [B, H, T, dv]
-  };
+  // The scale multiplies q once rather than every block's scores.
+  const qScaled = config.scale === 1 ? q : tf.mul(q, config.scale) as tf.Tensor4D;  // [B, H, T, dk]
+  let state: OnlineState|null = null;
   const limit = keyLimit(T, S, config.causal);
   for (let start = 0; start < limit; start += config.blockSize) {
     const end = Math.min(start + config.blockSize, S);
     const sb = end - start;
-    const prev = state;
     // One tidy per block frees the block's [B, H, T, Sb] intermediates right away.
-    state = tf.tidy((): OnlineState => {
-      const raw = kT != null ?
-          tf.matMul(q, tf.slice(kT, [0, 0, 0, start], [B, H, dk, sb])) :  // [B, H, T, Sb]
-          tf.matMul(q, tf.slice(k, [0, 0, start, 0], [B, H, sb, dk]), false, true);  // [B, H, T, Sb]
-      const scores = consume(raw, r => tf.mul(r, config.scale));  // [B, H, T, Sb]
-      const masked = maskScores(scores, config, T, start, end, false);  // [B, H, T, Sb]
-      const m = tf.maximum(prev.m, tf.max(masked, -1, true));  // [B, H, T, 1]
-      // Masked logits are -∞ and m is finite, so their weight is exactly 0.
-      const p = consume(masked, x => tf.exp(tf.sub(x, m)));  // [B, H, T, Sb]
+    const block = tf.tidy(() => {
+      const kBlk = sliceFast(k, [0, 0, start, 0], [B, H, sb, dk]);  // [B, H, Sb, dk]
+      // On wasm the block of keys is transposed so that q·kᵀ is a plain matMul (slicing a
+      // once-transposed kᵀ along its last axis took 3.5 ms a block at T = 8192).
+      const raw = explicit ?
+          tf.matMul(qScaled, tf.transpose(kBlk, [0, 1, 3, 2])) :  // [B, H, T, Sb]
+          tf.matMul(qScaled, kBlk, false, true);  // [B, H, T, Sb]
+      const scores = maskScores(raw, config, T, start, end, false, MASKED_LOGIT);  // [B, H, T, Sb]
+      const p = tf.softmax(scores);  // [B, H, T, Sb]
+      // At the row's argmax j, p_j = exp(m - lse) with m = s_j the row max: lse = s_j - log(p_j),
+      // one reduction pass (ArgMax) instead of two (Max of s, Max of p; 6 ms each there).
+      const at = tf.reshape(tf.argMax(p, -1), [-1]);  // [B·H·T] int32
+      const m = tf.reshape(pickPerRow(tf.reshape(scores, [-1, sb]), at), [B, H, T, 1]) as tf.Tensor4D;  // [B, H, T, 1]
+      scores.dispose();
+      // Σ exp(s - m) = 1 / p_j.
+      const l = tf.reshape(tf.reciprocal(pickPerRow(tf.reshape(p, [-1, sb]), at)), [B, H, T, 1]) as tf.Tensor4D;
+      const vBlk = sliceFast(v, [0, 0, start, 0], [B, H, sb, dv]);  // [B, H, Sb, dv]
+      const acc = tf.mul(consume(p, x => tf.matMul(x, vBlk)), l) as tf.Tensor4D;  // [B, H, T, dv]
+      return {m, l, acc};
+    });
+    const prev: OnlineState|null = state;
+    state = prev == null ? block : tf.tidy((): OnlineState => {
+      const m = tf.maximum(prev.m, block.m);  // [B, H, T, 1]
       const alpha = tf.exp(tf.sub(prev.m, m));  // [B, H, T, 1]
-      const vBlk = tf.slice(v, [0, 0, start, 0], [B, H, sb, dv]);  // [B, H, Sb, dv]
+      const beta = tf.exp(tf.sub(block.m, m));  // [B, H, T, 1]
       return {
-        m: m as tf.Tensor4D,  // [B, H, T, 1]
-        l: tf.add(tf.mul(prev.l, alpha), tf.sum(p, -1, true)) as tf.Tensor4D,  // [B, H, T, 1]
-        acc: tf.add(tf.mul(prev.acc, alpha), tf.matMul(p, vBlk)) as tf.Tensor4D,  // [B, H, T, dv]
+        m: m as tf.Tensor4D,
+        l: tf.add(tf.mul(prev.l, alpha), tf.mul(block.l, beta)) as tf.Tensor4D,  // [B, H, T, 1]
+        acc: tf.add(tf.mul(prev.acc, alpha), tf.mul(block.acc, beta)) as tf.Tensor4D,  // [B, H, T, dv]
       };
     });
-    tf.dispose([prev.m, prev.l, prev.acc]);
+    if (prev != null) tf.dispose([prev.m, prev.l, prev.acc, block.m, block.l, block.acc]);
   }
   const result = tf.tidy(() => {
-    // l > 0 iff the row has at least one allowed key; fully masked rows have l = 0 and acc = 0.
-    const attended = tf.greater(state.l, 0);  // [B, H, T, 1]
-    const out = tf.div(state.acc, tf.where(attended, state.l, 1)) as tf.Tensor4D;  // [B, H, T, dv]
+    if (state == null) {
+      // No key at all (S = 0): every row is fully masked.
+      return {out: tf.zeros([B, H, T, dv]) as tf.Tensor4D, lse: tf.fill([B, H, T, 1], Infinity) as tf.Tensor4D};
+    }
+    const attended = tf.greater(state.m, MASKED_LOGIT / 2);  // [B, H, T, 1]
+    // Fully masked rows averaged the values of masked keys: zero them (+ 0 turns -0 into 0).
+    const out = tf.add(tf.mul(tf.div(state.acc, state.l), tf.cast(attended, 'float32')), 0) as tf.Tensor4D;  // [B, H, T, dv]
     const lse = tf.where(attended, tf.add(state.m, tf.log(state.l)), Infinity) as tf.Tensor4D;  // [B, H, T, 1]
     return {out, lse};
   });
-  tf.dispose([state.m, state.l, state.acc]);
-  if (kT != null) kT.dispose();
+  if (state != null) tf.dispose([state.m, state.l, state.acc]);
+  if (qScaled !== q) qScaled.dispose();
   return result;
 }
 
@@ -244,8 +327,8 @@ function backwardBlocks(
     }
     const prevDq = dqAcc;
     const step = tf.tidy((): BackwardStep => {
-      const kBlk = tf.slice(k, [0, 0, start, 0], [B, H, sb, dk]);  // [B, H, Sb, dk]
-      const vBlk = tf.slice(v, [0, 0, start, 0], [B, H, sb, dv]);  // [B, H, Sb, dv]
+      const kBlk = sliceFast(k, [0, 0, start, 0], [B, H, sb, dk]);  // [B, H, Sb, dk]
+      const vBlk = sliceFast(v, [0, 0, start, 0], [B, H, sb, dv]);  // [B, H, Sb, dv]
       const raw = qT != null ? tf.matMul(kBlk, qT) : tf.matMul(kBlk, q, false, true);  // [B, H, Sb, T]
       const scores = consume(raw, r => tf.mul(r, config.scale));  // [B, H, Sb, T]
       const masked = maskScores(scores, config, T, start, end, true);  // [B, H, Sb, T]

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, invalidArgument, ValueError} from '../errors';
 import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstraint, resolveInitializer,
         resolveRegularizer, serializeObject} from '../keras_objects';
-import {dotProductAttention} from './dot_product_attention';
+import {checkStandardPathMemory, dotProductAttention, takesStandardPath} from './dot_product_attention';
 import {paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
 
@@ -199,8 +199,9 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
 
   override call(inputs: tf.Tensor|tf.Tensor[], kwargs: Kwargs): tf.Tensor|tf.Tensor[] {
     const options = kwargs as ScaledDotProductAttentionOptions;
+    const [query, context] = splitInputs(inputs);
+    this.checkScoresFit(query, context, options.training === true);
     return tf.tidy(() => {
-      const [query, context] = splitInputs(inputs);
       const heads = this.projectHeads(query, context);
       const mask = this.attentionMaskFor(query, context, options);          // [B, T, S] bool or null
       const attention = {
@@ -215,6 +216,23 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
       const attended = dotProductAttention(heads.query, heads.key, heads.value, attention);  // [B, H, T, dv]
       return this.mergeHeads(attended);                                                       // [B, T, out]
     });
+  }
+
+  /**
+   * Refuses, before any op, inputs whose attention scores the standard path could not hold
+   * (see STANDARD_PATH_MAX_SCORE_BYTES). The op checks too, but only after the
+   * projections: inside tf.grads an error at that point would leave behind the tensors that
+   * tfjs saved for the backward pass.
+   */
+  private checkScoresFit(query: tf.Tensor, context: tf.Tensor, training: boolean): void {
+    if (!(query instanceof tf.Tensor) || !(context instanceof tf.Tensor) || query.rank !== 3 || context.rank !== 3) return;
+    const [batch, queryLength] = query.shape as [number, number, number];
+    const keyLength = context.shape[1] as number;
+    const scoresShape = [batch, this.numHeads, queryLength, keyLength];
+    if (!takesStandardPath(this.blockSize, scoresShape, this.returnAttentionScores, this.dropout > 0 && training)) return;
+    const received = query === context ? `inputs.shape=[${query.shape.join(', ')}]` :
+        `query.shape=[${query.shape.join(', ')}], context.shape=[${context.shape.join(', ')}]`;
+    checkStandardPathMemory(scoresShape, received);
   }
 
   /**

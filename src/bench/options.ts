@@ -1,0 +1,66 @@
+/** The command line of `npm run bench`. */
+import {parseArgs} from 'util';
+import {BACKEND_NAMES} from '../backend/select_backend';
+import type {BackendName} from '../backend/select_backend';
+import {UsageError} from '../cli/arguments';
+import type {BenchOptions} from './run_bench';
+
+export const BENCH_USAGE = `Usage: npm run bench -- [options]
+
+Times the ScaledDotProductAttention layer (forward, and forward+backward with gradients for
+the input and every weight) against the naive literal version and a plain 1024×1024 matMul.
+
+Options:
+  --backend <name>[,<name>]   tfjs backend(s), repeatable: ${BACKEND_NAMES.filter(b => b !== 'webgl').join(', ')} (default: auto)
+  --reps <n>                  timed repetitions per row for T < 4096 (default: 15, cpu 5)
+  --large-reps <n>            timed repetitions per row for T >= 4096 (default: 3)
+  --warmup <n>                untimed rounds before timing (default: 5, cpu 2; 1 for T >= 4096)
+  --quick                     the tiny grid of the tests (1 repetition)
+  --json <file>               also write all results to this JSON file
+  --help                      show this help`;
+
+export interface BenchCommandLine extends BenchOptions {
+  json: string|null;
+  help: boolean;
+}
+
+function count(name: string, raw: string|undefined, min: number): number|undefined {
+  if (raw == null) return undefined;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || value < min) {
+    throw new UsageError(`Received an invalid value for option \`--${name}\`, expected an integer >= ${min}. Received: --${name} ${raw}`);
+  }
+  return value;
+}
+
+/** Parses the arguments after the script's name. */
+export function parseBenchArgs(argv: string[]): BenchCommandLine {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: argv, allowPositionals: false, strict: true,
+      options: {
+        'backend': {type: 'string', multiple: true}, 'reps': {type: 'string'}, 'large-reps': {type: 'string'},
+        'warmup': {type: 'string'}, 'quick': {type: 'boolean'}, 'json': {type: 'string'}, 'help': {type: 'boolean'},
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const values = parsed.values as {[name: string]: string|string[]|boolean|undefined};
+  const backends = ((values.backend as string[]|undefined) ?? []).flatMap(b => b.split(',')).map(b => b.trim()).filter(b => b !== '');
+  for (const name of backends) {
+    if (!BACKEND_NAMES.includes(name as BackendName)) {
+      throw new UsageError(`Received an invalid value for option \`--backend\`, expected one of ${BACKEND_NAMES.join(', ')}. Received: --backend ${name}`);
+    }
+  }
+  return {
+    backends: backends as BackendName[],
+    reps: count('reps', values.reps as string|undefined, 1),
+    largeReps: count('large-reps', values['large-reps'] as string|undefined, 1),
+    warmup: count('warmup', values.warmup as string|undefined, 0),
+    quick: values.quick === true,
+    json: (values.json as string|undefined) ?? null,
+    help: values.help === true,
+  };
+}

@@ -1,0 +1,142 @@
+/** The benchmark's output: a Markdown table per backend, the issue's targets checked, and the JSON file. */
+import * as fs from 'fs';
+import * as path from 'path';
+import type {BackendResults, BenchResults, BenchRow} from './run_bench';
+
+const MIB = 2 ** 20;
+
+function fixed(value: number|null, digits: number): string {
+  return value == null || !Number.isFinite(value) ? '–' : value.toFixed(digits);
+}
+
+/** The Markdown table of one backend's rows. */
+export function formatTable(results: BackendResults): string {
+  const lines = [
+    '| B, T, d, H | path | pass | median ms | GFLOP/s | peak MiB | naive ms | × naive | % of matMul | leaked |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const row of results.rows) {
+    const point = `${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}`;
+    const pathName = row.ranPath === 'memory-efficient' ? `memory-efficient (${row.blockSize})` : 'standard';
+    const shown = row.isDefault ? `${pathName}, default` : pathName;
+    if (row.status !== 'ok') {
+      lines.push(`| ${point} | ${shown} | ${row.pass} | ${row.status} | | | | | | ${row.leakedTensors} |`);
+      continue;
+    }
+    lines.push(`| ${point} | ${shown} | ${row.pass} | ${fixed(row.medianMs, 2)} | ${fixed(row.gflops, 1)} | ` +
+        `${fixed(row.peakBytes == null ? null : row.peakBytes / MIB, 1)} | ${fixed(row.naiveMedianMs, 2)} | ` +
+        `${fixed(row.speedupVsNaive, 2)} | ${fixed(row.fractionOfMatMul == null ? null : row.fractionOfMatMul * 100, 0)} | ` +
+        `${row.leakedTensors} |`);
+  }
+  return lines.join('\n');
+}
+
+/** The whole report: per backend a heading, its matMul speed, the table, the notes and the targets. */
+export function formatReport(results: BenchResults): string {
+  const parts: string[] = [];
+  for (const backend of results.backends) {
+    const n = backend.rows[0]?.matMulSize ?? 1024;
+    const {reps, largeReps, warmup} = backend.settings;
+    parts.push(`## ${backend.backend}: plain ${n}×${n} matMul ${fixed(backend.matMulGflops, 1)} GFLOP/s ` +
+        `(median over the rows; each row's ratio uses the matMul timed with it)`, '',
+        `Medians of ${reps} timed calls (${largeReps} for T >= 4096) after ${warmup} warm-up rounds (1 for T >= 4096), ` +
+        'the layer, the naive version and the matMul interleaved.');
+    parts.push('', formatTable(backend), '');
+    const refused = backend.rows.filter(r => r.status !== 'ok');
+    for (const row of refused) parts.push(`- (${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}) ${row.path} ${row.pass}: ${row.note}`);
+    for (const note of backend.notes) parts.push(`- ${note}`);
+    parts.push('', `Targets (the issue sets them for wasm; rows not run count as missed):`,
+        ...evaluateTargets(backend).map(t => `- ${t.met ? 'met' : 'MISSED'}: ${t.target}: ${t.detail}`), '');
+  }
+  if (results.backends.length > 1) parts.push(formatSpeedups(results), '');
+  parts.push(`Node ${results.node}, ${results.cpus} CPUs; memory-efficient by default from S >= ${results.memoryEfficientThreshold}, ` +
+      `block ${results.defaultBlockSize}.`);
+  return parts.join('\n');
+}
+
+/**
+ * How many times faster the first backend ran each row than every other backend, for the
+ * rows both ran: the layer, and the naive version.
+ */
+export function formatSpeedups(results: BenchResults): string {
+  const [first, ...others] = results.backends;
+  const lines: string[] = [];
+  for (const other of others) {
+    lines.push(`## ${first.backend} over ${other.backend} (same run)`, '',
+        '| B, T, d, H | path | pass | layer × | naive × |', '| --- | --- | --- | ---: | ---: |');
+    for (const row of first.rows) {
+      const twin = other.rows.find(r => r.batch === row.batch && r.length === row.length && r.dModel === row.dModel &&
+          r.heads === row.heads && r.path === row.path && r.pass === row.pass && r.status === 'ok');
+      if (twin == null || row.status !== 'ok') continue;
+      const ratio = (a: number|null, b: number|null) => (a == null || b == null ? null : a / b);
+      lines.push(`| ${row.batch}, ${row.length}, ${row.dModel}, ${row.heads} | ${row.ranPath} | ${row.pass} | ` +
+          `${fixed(ratio(twin.medianMs, row.medianMs), 1)} | ${fixed(ratio(twin.naiveMedianMs, row.naiveMedianMs), 1)} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/** A target of the issue and whether this run met it. */
+export interface TargetCheck {
+  target: string;
+  met: boolean;
+  detail: string;
+}
+
+function find(rows: BenchRow[], length: number, batch: number, pass: string, ran?: string, path?: string): BenchRow|undefined {
+  return rows.find(r => r.length === length && r.batch === batch && r.pass === pass &&
+      (ran == null || r.ranPath === ran) && (path == null || r.path === path));
+}
+
+/** Checks the issue's targets 1-5 against one backend's rows (rows that were not run are reported as missing). */
+export function evaluateTargets(results: BackendResults): TargetCheck[] {
+  const rows = results.rows;
+  const checks: TargetCheck[] = [];
+  const small = [find(rows, 16, 32, 'forward'), find(rows, 128, 8, 'forward')];
+  checks.push({
+    target: '1. forward >= 2× naive at (32, 16, 64, 1) and (8, 128, 64, 4)',
+    met: small.every(r => r?.speedupVsNaive != null && r.speedupVsNaive >= 2),
+    detail: small.map(r => (r == null ? 'not run' : `${fixed(r.speedupVsNaive, 2)}×`)).join(', '),
+  });
+  const long = rows.filter(r => r.length >= 1024 && r.pass === 'forward' && r.status === 'ok' && r.isDefault);
+  checks.push({
+    target: '2. forward >= 85% of the plain matMul GFLOP/s at T >= 1024 (default path)',
+    met: long.length > 0 && long.every(r => (r.fractionOfMatMul ?? 0) >= 0.85),
+    detail: long.length === 0 ? 'not run' :
+        long.map(r => `T=${r.length} ${r.ranPath}: ${fixed((r.fractionOfMatMul ?? NaN) * 100, 0)}%`).join(', '),
+  });
+  const std8k = find(rows, 8192, 1, 'forward', 'standard', 'standard');
+  const me8k = find(rows, 8192, 1, 'forward', 'memory-efficient', 'memory-efficient');
+  const ok8k = std8k?.status === 'ok' && me8k?.status === 'ok';
+  const peakRatio = ok8k ? me8k!.peakBytes! / std8k!.peakBytes! : NaN;
+  const timeRatio = ok8k ? me8k!.medianMs! / std8k!.medianMs! : NaN;
+  checks.push({
+    target: '3. at T = 8192 memory-efficient peak <= 1/8 of standard and time <= 1.3× standard (forward)',
+    met: ok8k && peakRatio <= 1 / 8 && timeRatio <= 1.3,
+    detail: ok8k ? `peak ${fixed(peakRatio * 100, 1)}% of standard (${fixed(me8k!.peakBytes! / MIB, 0)} vs ` +
+        `${fixed(std8k!.peakBytes! / MIB, 0)} MiB), time ${fixed(timeRatio, 2)}×` : 'not run',
+  });
+  const me16k = find(rows, 16384, 1, 'forward+backward', 'memory-efficient', 'memory-efficient');
+  const std16k = find(rows, 16384, 1, 'forward+backward', 'standard', 'standard');
+  checks.push({
+    target: '4. forward+backward at T = 16384 completes with the memory-efficient path; standard works or is refused up front',
+    met: me16k?.status === 'ok' && std16k != null && std16k.status !== 'skipped',
+    detail: `memory-efficient: ${me16k == null ? 'not run' : me16k.status === 'ok' ? `${fixed(me16k.medianMs! / 1000, 1)} s` : me16k.status}; ` +
+        `standard: ${std16k == null ? 'not run' : std16k.status}`,
+  });
+  const leaks = rows.filter(r => r.leakedTensors !== 0);
+  checks.push({
+    target: '5. no benchmarked path leaks tensors',
+    met: leaks.length === 0,
+    detail: leaks.length === 0 ? `0 tensors leaked in ${rows.length} rows` :
+        leaks.map(r => `(${r.batch}, ${r.length}) ${r.path} ${r.pass}: ${r.leakedTensors}`).join(', '),
+  });
+  return checks;
+}
+
+/** Writes the results as JSON (creating the folder); returns the path written. */
+export function writeJson(file: string, results: BenchResults): string {
+  fs.mkdirSync(path.dirname(path.resolve(file)), {recursive: true});
+  fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  return file;
+}

@@ -1,0 +1,259 @@
+/** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
+import * as tf from '@tensorflow/tfjs';
+import * as os from 'os';
+import {DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD, takesStandardPath} from '../attention/dot_product_attention';
+import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
+import {selectBackend} from '../backend/select_backend';
+import type {BackendName} from '../backend/select_backend';
+import {ValueError} from '../errors';
+import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
+import {BenchCall, median, peakBytes, timeInterleaved} from './measure';
+import {naiveSelfAttention} from './naive_attention';
+
+/** A grid point (batch, T, dModel, heads) and the paths to time there. */
+export interface GridPoint extends AttentionSize {
+  /** 'default' (blockSize null: the layer picks), 'standard' (blockSize 0), 'memory-efficient'. */
+  paths: PathName[];
+  /** Block size of the 'memory-efficient' rows. Defaults to DEFAULT_BLOCK_SIZE. */
+  blockSize?: number;
+}
+
+export type PathName = 'default'|'standard'|'memory-efficient';
+export type Pass = 'forward'|'forward+backward';
+
+/** One measured (or refused, or skipped) row of the table. */
+export interface BenchRow {
+  batch: number;
+  length: number;
+  dModel: number;
+  heads: number;
+  /** The path asked for, and the one that ran ('standard' or 'memory-efficient'). */
+  path: PathName;
+  ranPath: 'standard'|'memory-efficient';
+  /** Whether the layer takes this path with its default options (blockSize null). */
+  isDefault: boolean;
+  blockSize: number|null;
+  pass: Pass;
+  status: 'ok'|'refused'|'skipped';
+  /** Why the row was refused or skipped. */
+  note: string|null;
+  reps: number;
+  medianMs: number|null;
+  /** Effective GFLOP/s: forwardFlops (or trainingFlops) / median time. */
+  gflops: number|null;
+  /** Tensor bytes added at the call's peak (see measure.peakBytes). */
+  peakBytes: number|null;
+  /** The naive literal version, timed interleaved with the layer; null when skipped. */
+  naiveMedianMs: number|null;
+  naivePeakBytes: number|null;
+  /** naiveMedianMs / medianMs: > 1 means the layer is faster. */
+  speedupVsNaive: number|null;
+  /** The n×n matMul (n = matMulSize) timed interleaved with this row. */
+  matMulGflops: number|null;
+  matMulSize: number;
+  /** gflops / matMulGflops. */
+  fractionOfMatMul: number|null;
+  /** numTensors after all the row's calls minus before (0 = no leak). */
+  leakedTensors: number;
+}
+
+export interface BackendResults {
+  backend: string;
+  /** Repetitions and warm-up used on this backend. */
+  settings: {reps: number; largeReps: number; warmup: number; quick: boolean};
+  /** Median over the rows of the interleaved 1024×1024 matMul, GFLOP/s. */
+  matMulGflops: number;
+  rows: BenchRow[];
+  /** Points left out on this backend, with the reason. */
+  notes: string[];
+}
+
+export interface BenchResults {
+  date: string;
+  node: string;
+  cpus: number;
+  memoryEfficientThreshold: number;
+  defaultBlockSize: number;
+  backends: BackendResults[];
+}
+
+export interface BenchOptions {
+  /** Backends to run, in order; empty = selectBackend('auto'). */
+  backends?: BackendName[];
+  /** Timed repetitions per row for T < 4096. Defaults to 15 (5 on cpu). */
+  reps?: number;
+  /** Timed repetitions per row for T >= 4096. Defaults to 3. */
+  largeReps?: number;
+  /**
+   * Untimed warm-up rounds before timing. Defaults to 5 (the JS loops of the wasm kernels
+   * need a few calls to be optimised by V8; 2 on cpu, where calls take seconds), 1 for T >= 4096.
+   */
+  warmup?: number;
+  /** The small grid of the tests. */
+  quick?: boolean;
+  /** A grid to run instead of FULL_GRID / QUICK_GRID (for experiments). */
+  grid?: GridPoint[];
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
+
+/** The issue's grid: the small points, T = 1024 and 4096, and 8192 and 16384 for the memory-efficient path. */
+export const FULL_GRID: GridPoint[] = [
+  {batch: 32, length: 16, dModel: 64, heads: 1, paths: ['default']},
+  {batch: 8, length: 128, dModel: 64, heads: 4, paths: ['default']},
+  {batch: 1, length: 1024, dModel: 64, heads: 1, paths: ['default']},
+  {batch: 1, length: 4096, dModel: 64, heads: 1, paths: ['standard', 'memory-efficient']},
+  {batch: 1, length: 8192, dModel: 64, heads: 1, paths: ['standard', 'memory-efficient']},
+  {batch: 1, length: 16384, dModel: 64, heads: 1, paths: ['standard', 'memory-efficient']},
+];
+
+/** A tiny grid for the tests: both paths, a few ms per row. */
+export const QUICK_GRID: GridPoint[] = [
+  {batch: 2, length: 8, dModel: 16, heads: 2, paths: ['default']},
+  {batch: 1, length: 40, dModel: 8, heads: 1, paths: ['standard', 'memory-efficient'], blockSize: 16},
+];
+
+/** cpu runs attention ~40× slower than wasm: its grid stops at T = 1024. */
+const CPU_MAX_LENGTH = 1024;
+
+/**
+ * Largest B·H·T·S for which the naive version is timed: its forward holds three [T, S]
+ * tensors (768 MiB at T = 8192), and its backward is tfjs's autodiff, whose flagged
+ * matMuls run in wasm's scalar loop (~1 GFLOP/s: some 10 s per call at T = 4096).
+ */
+const NAIVE_MAX_SCORES = {'forward': 8192 * 8192, 'forward+backward': 2048 * 2048};
+
+/** Side of the reference matMul; the quick grid uses a smaller one (cpu takes seconds for 1024). */
+export const MATMUL_SIZE = 1024;
+const QUICK_MATMUL_SIZE = 128;
+
+/** Runs the benchmark on each backend and returns all rows. The last backend stays active. */
+export async function runBench(options: BenchOptions = {}): Promise<BenchResults> {
+  const log = options.log ?? (() => {});
+  const quick = options.quick ?? false;
+  const names = options.backends == null || options.backends.length === 0 ? ['auto' as BackendName] : options.backends;
+  const backends: BackendResults[] = [];
+  for (const name of names) {
+    const backend = await selectBackend(name);
+    const cpu = backend === 'cpu';
+    const reps = options.reps ?? (quick ? 1 : cpu ? 5 : 15);
+    const largeReps = options.largeReps ?? (quick ? 1 : 3);
+    const warmup = options.warmup ?? (quick ? 1 : cpu ? 2 : 5);
+    const settings = {reps, largeReps, warmup, quick};
+    const grid = options.grid ?? (quick ? QUICK_GRID : FULL_GRID);
+    const notes: string[] = [];
+    const rows: BenchRow[] = [];
+    for (const point of grid) {
+      if (cpu && point.length > CPU_MAX_LENGTH) {
+        notes.push(`(${point.batch}, ${point.length}, ${point.dModel}, ${point.heads}) skipped on cpu: ` +
+            `about 40× slower than wasm, a single call at T=${point.length} would take minutes.`);
+        continue;
+      }
+      const large = point.length >= 4096;
+      for (const path of point.paths) {
+        for (const pass of ['forward', 'forward+backward'] as Pass[]) {
+          const row = await benchRow(
+              point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup,
+              quick ? QUICK_MATMUL_SIZE : MATMUL_SIZE);
+          log(`${backend} ${describeRow(row)}`);
+          rows.push(row);
+        }
+      }
+    }
+    const matMuls = rows.map(r => r.matMulGflops).filter((g): g is number => g != null);
+    backends.push({backend, settings, matMulGflops: matMuls.length > 0 ? median(matMuls) : NaN, rows, notes});
+  }
+  return {
+    date: new Date().toISOString(), node: process.version, cpus: cpuCount(),
+    memoryEfficientThreshold: MEMORY_EFFICIENT_THRESHOLD, defaultBlockSize: DEFAULT_BLOCK_SIZE, backends,
+  };
+}
+
+function cpuCount(): number {
+  return os.cpus().length;
+}
+
+/** One line of progress. */
+export function describeRow(row: BenchRow): string {
+  const point = `(${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}) ${row.path}/${row.ranPath} ${row.pass}`;
+  if (row.status !== 'ok') return `${point}: ${row.status}: ${row.note}`;
+  return `${point}: ${row.medianMs!.toFixed(2)} ms, ${row.gflops!.toFixed(1)} GFLOP/s` +
+      (row.speedupVsNaive != null ? `, ${row.speedupVsNaive.toFixed(2)}× naive` : '') +
+      `, ${((row.fractionOfMatMul ?? NaN) * 100).toFixed(0)}% of matMul, leaked ${row.leakedTensors}`;
+}
+
+/** The block size that a path gives the layer. */
+function blockSizeOf(point: GridPoint, path: PathName): number|null {
+  if (path === 'standard') return 0;
+  if (path === 'memory-efficient') return point.blockSize ?? DEFAULT_BLOCK_SIZE;
+  return null;
+}
+
+/** Times one (point, path, pass): the layer, the naive version and the matMul, interleaved. */
+async function benchRow(
+    point: GridPoint, path: PathName, pass: Pass, reps: number, warmup: number, matMulSize: number): Promise<BenchRow> {
+  const {batch: B, length: T, dModel: d, heads: H} = point;
+  const blockSize = blockSizeOf(point, path);
+  const scoresShape = [B, H, T, T];
+  const ranPath = takesStandardPath(blockSize, scoresShape, false, false) ? 'standard' : 'memory-efficient';
+  const defaultPath = takesStandardPath(null, scoresShape, false, false) ? 'standard' : 'memory-efficient';
+  const row: BenchRow = {
+    batch: B, length: T, dModel: d, heads: H, path, ranPath, isDefault: ranPath === defaultPath,
+    blockSize: blockSize ?? (ranPath === 'standard' ? 0 : DEFAULT_BLOCK_SIZE),
+    pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
+    naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null, leakedTensors: 0,
+  };
+  const before = tf.memory().numTensors;
+  const layer = new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize});
+  const x = tf.randomNormal([B, T, d], 0, 1, 'float32', 1);
+  const a = tf.randomNormal([matMulSize, matMulSize], 0, 1, 'float32', 2) as tf.Tensor2D;
+  const b = tf.randomNormal([matMulSize, matMulSize], 0, 1, 'float32', 3) as tf.Tensor2D;
+  try {
+    tf.tidy(() => {
+      layer.apply(tf.zeros([1, 1, d]));  // builds the weights
+    });
+    const training = pass === 'forward+backward';
+    // Gradients for x and every weight: x as a variable, next to the layer's kernels.
+    const xVar = training ? tf.variable(x, true) : null;
+    const variables = [...(xVar ? [xVar] : []), ...layer.trainableWeights.map(w => w.read() as tf.Variable)];
+    const withGrads = (f: () => tf.Tensor): BenchCall => () => {
+      const {value, grads} = tf.variableGrads(() => tf.sum(f()) as tf.Scalar, variables);
+      return [...Object.values(grads), value];
+    };
+    const input = xVar ?? x;
+    const layerCall: BenchCall = training ?
+        withGrads(() => layer.apply(input) as tf.Tensor) : () => layer.apply(input) as tf.Tensor;
+    const naiveCall: BenchCall = training ?
+        withGrads(() => naiveSelfAttention(layer, input)) : () => naiveSelfAttention(layer, input);
+    const matMulCall: BenchCall = () => tf.matMul(a, b);
+    const naiveFits = B * H * T * T <= NAIVE_MAX_SCORES[pass];
+    try {
+      const calls = naiveFits ? [layerCall, naiveCall, matMulCall] : [layerCall, matMulCall];
+      const times = timeInterleaved(calls, reps, warmup);
+      row.medianMs = median(times[0]);
+      row.gflops = (training ? trainingFlops(point) : forwardFlops(point)) / row.medianMs / 1e6;
+      const matMulMs = median(times[times.length - 1]);
+      row.matMulGflops = matMulFlops(matMulSize) / matMulMs / 1e6;
+      row.fractionOfMatMul = row.gflops / row.matMulGflops;
+      row.peakBytes = await peakBytes(layerCall);
+      if (naiveFits) {
+        row.naiveMedianMs = median(times[1]);
+        row.speedupVsNaive = row.naiveMedianMs / row.medianMs;
+        row.naivePeakBytes = await peakBytes(naiveCall);
+      } else {
+        row.note = `naive version not timed: B·H·T·S > ${NAIVE_MAX_SCORES[pass]}`;
+      }
+    } catch (error) {
+      if (!(error instanceof ValueError)) throw error;
+      row.status = 'refused';
+      row.note = error.message;
+    } finally {
+      xVar?.dispose();
+    }
+  } finally {
+    tf.dispose([x, a, b]);
+    layer.dispose();
+  }
+  row.leakedTensors = tf.memory().numTensors - before;
+  return row;
+}

@@ -1,0 +1,277 @@
+/**
+ * `npm run bench` (correctness only, never timing): the naive twin computes what the layer
+ * computes, the FLOP formula, a --quick run's results, the standard path's refusal of huge
+ * inputs, the JSON file and the command line; and the wasm kernels that the fast paths use.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import {dotProductAttention, scaledDotProductAttention, ValueError} from '../src';
+import {checkStandardPathMemory, STANDARD_PATH_MAX_SCORE_BYTES, takesStandardPath} from '../src/attention/dot_product_attention';
+import * as matmulModule from '../src/attention/matmul';
+import {pickPerRow, simdBatchMatMul, simdFits, sliceFast} from '../src/attention/matmul';
+import {forwardFlops, matMulFlops, trainingFlops} from '../src/bench/flops';
+import {naiveSelfAttention} from '../src/bench/naive_attention';
+import {parseBenchArgs} from '../src/bench/options';
+import {evaluateTargets, formatReport, writeJson} from '../src/bench/report';
+import {BenchResults, QUICK_GRID, runBench} from '../src/bench/run_bench';
+import {UsageError} from '../src/cli/arguments';
+
+let savedBackend: string;
+
+beforeAll(async () => {
+  savedBackend = tf.getBackend();
+  await tf.setBackend('wasm');
+});
+
+afterAll(async () => {
+  await tf.setBackend(savedBackend);
+});
+
+/** max |a - b| over two tensors of one shape. */
+function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
+  expect(a.shape).toEqual(b.shape);
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+}
+
+describe('the naive literal version', () => {
+  const cases = [
+    {name: 'one head', args: {numHeads: 1, keyDim: 8}, shape: [3, 5, 8]},
+    {name: 'four heads', args: {numHeads: 4, keyDim: 4}, shape: [2, 7, 16]},
+    {name: 'biases, an output projection and a custom scale', args: {numHeads: 2, keyDim: 3, valueDim: 5, useBias: true,
+      outputDim: 6, scale: 0.3, biasInitializer: 'glorotUniform'}, shape: [2, 6, 10]},
+  ];
+  for (const backend of ['wasm', 'cpu']) {
+    it.each(cases)(`matches the layer on ${backend}: $name`, async ({args, shape}) => {
+      await tf.setBackend(backend);
+      try {
+        const before = tf.memory().numTensors;
+        const layer = scaledDotProductAttention(args);
+        const x = tf.randomNormal(shape, 0, 1, 'float32', 5);
+        tf.tidy(() => {
+          const fromLayer = layer.apply(x) as tf.Tensor;
+          expect(maxDiff(naiveSelfAttention(layer, x), fromLayer)).toBeLessThan(1e-5);
+        });
+        x.dispose();
+        layer.dispose();
+        expect(tf.memory().numTensors).toBe(before);
+      } finally {
+        await tf.setBackend('wasm');
+      }
+    });
+  }
+
+  it('refuses a causal layer, which it does not model', () => {
+    const layer = scaledDotProductAttention({causal: true});
+    const x = tf.zeros([1, 2, 4]);
+    tf.tidy(() => {
+      layer.apply(x);
+    });
+    expect(() => naiveSelfAttention(layer, x)).toThrow(/plain self-attention only/);
+    x.dispose();
+    layer.dispose();
+  });
+});
+
+describe('FLOP counts', () => {
+  it('counts projections and the two attention products (hand-computed)', () => {
+    // B=2, T=3, d=4, H=2, dk=dv=2: projections 2·2·3·4·2·(2+2+2) = 576, attention
+    // 2·2·2·3·3·(2+2) = 288; with outputDim 5 also 2·2·3·(2·2)·5 = 240.
+    expect(forwardFlops({batch: 2, length: 3, dModel: 4, heads: 2})).toBe(864);
+    expect(forwardFlops({batch: 2, length: 3, dModel: 4, heads: 2, outputDim: 5})).toBe(1104);
+    // dk=3, dv=1: 2·1·2·4·1·(3+3+1) = 112 and 2·1·1·2·2·(3+1) = 32.
+    expect(forwardFlops({batch: 1, length: 2, dModel: 4, heads: 1, keyDim: 3, valueDim: 1})).toBe(144);
+    expect(trainingFlops({batch: 2, length: 3, dModel: 4, heads: 2})).toBe(3 * 864);
+    expect(matMulFlops(1024)).toBe(2 ** 31);
+  });
+});
+
+describe('npm run bench --quick', () => {
+  let results: BenchResults;
+
+  beforeAll(async () => {
+    results = await runBench({backends: ['wasm'], quick: true, reps: 1});
+  });
+
+  it('times every row of the small grid on wasm, with finite numbers and no leaked tensor', () => {
+    expect(results.backends.map(b => b.backend)).toEqual(['wasm']);
+    const rows = results.backends[0].rows;
+    const expectedRows = QUICK_GRID.reduce((n, p) => n + 2 * p.paths.length, 0);
+    expect(rows).toHaveLength(expectedRows);
+    for (const row of rows) {
+      expect(row.status).toBe('ok');
+      for (const value of [row.medianMs, row.gflops, row.naiveMedianMs, row.speedupVsNaive, row.matMulGflops, row.fractionOfMatMul]) {
+        expect(Number.isFinite(value)).toBe(true);
+        expect(value).toBeGreaterThan(0);
+      }
+      expect(row.peakBytes).toBeGreaterThan(0);
+      expect(row.leakedTensors).toBe(0);
+    }
+    expect(new Set(rows.map(r => r.ranPath))).toEqual(new Set(['standard', 'memory-efficient']));
+    expect(new Set(rows.map(r => r.pass))).toEqual(new Set(['forward', 'forward+backward']));
+  });
+
+  it('prints a Markdown table and the targets, and writes valid JSON', () => {
+    const report = formatReport(results);
+    expect(report).toContain('| B, T, d, H | path | pass | median ms |');
+    expect(report).toContain('5. no benchmarked path leaks tensors');
+    const checks = evaluateTargets(results.backends[0]);
+    expect(checks.map(c => c.target.slice(0, 2))).toEqual(['1.', '2.', '3.', '4.', '5.']);
+    expect(checks[4].met).toBe(true);  // no leak; the others need the full grid
+
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-')), 'out', 'results.json');
+    writeJson(file, results);
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults;
+    expect(parsed.backends[0].rows).toHaveLength(results.backends[0].rows.length);
+    expect(parsed.backends[0].rows[0].medianMs).toBe(results.backends[0].rows[0].medianMs);
+    expect(parsed.memoryEfficientThreshold).toBeGreaterThan(0);
+  });
+});
+
+describe('the command line', () => {
+  it('takes repeated and comma-separated backends, counts and --json', () => {
+    const options = parseBenchArgs(['--backend', 'wasm', '--backend', 'cpu,wasm', '--reps', '3', '--json', 'out.json', '--quick']);
+    expect(options.backends).toEqual(['wasm', 'cpu', 'wasm']);
+    expect(options.reps).toBe(3);
+    expect(options.json).toBe('out.json');
+    expect(options.quick).toBe(true);
+    expect(parseBenchArgs([]).backends).toEqual([]);
+  });
+
+  it('rejects unknown backends, bad counts and unknown options', () => {
+    expect(() => parseBenchArgs(['--backend', 'gpu'])).toThrow(UsageError);
+    expect(() => parseBenchArgs(['--reps', '0'])).toThrow(/expected an integer >= 1/);
+    expect(() => parseBenchArgs(['--fast'])).toThrow(UsageError);
+  });
+});
+
+describe('the standard path refuses score tensors over its budget', () => {
+  it('says how much memory it would need, without allocating', () => {
+    const before = tf.memory();
+    let error: Error|undefined;
+    try {
+      checkStandardPathMemory([1, 1, 16384, 16384], 'query.shape=[1, 1, 16384, 64], key.shape=[1, 1, 16384, 64]');
+    } catch (e) {
+      error = e as Error;
+    }
+    expect(error).toBeInstanceOf(ValueError);
+    expect(error!.message).toMatch(/score tensors of shape \[1, 1, 16384, 16384\], 1\.00 GiB each/);
+    expect(error!.message).toMatch(/2\.00 GiB for the forward pass/);
+    expect(error!.message).toMatch(/memory-efficient path/);
+    expect(error!.message).toMatch(/Received: query\.shape=\[1, 1, 16384, 64\]/);
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(() => checkStandardPathMemory([1, 1, 8192, 8192], '')).not.toThrow();  // 256 MiB
+    expect(STANDARD_PATH_MAX_SCORE_BYTES).toBe(512 * 2 ** 20);
+  });
+
+  it('in the op and the layer, before any score tensor exists; by default the long input goes to the memory-efficient path', () => {
+    const T = 20000;  // [1, 1, 20000, 20000] scores: 1.49 GiB; the inputs are 80 kB
+    const q = tf.zeros([1, 1, T, 1]);
+    const x = tf.zeros([1, T, 1]);
+    const layer = scaledDotProductAttention({blockSize: 0});
+    tf.tidy(() => {
+      layer.apply(tf.zeros([1, 2, 1]));  // builds the weights
+    });
+    const before = tf.memory();
+    expect(() => dotProductAttention(q, q, q, {blockSize: 0})).toThrow(/1\.49 GiB each/);
+    expect(() => dotProductAttention(q, q, q, {returnWeights: true})).toThrow(/standard attention path would need/);
+    expect(() => layer.apply(x)).toThrow(/Received: inputs\.shape=\[1, 20000, 1\]/);
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
+    expect(takesStandardPath(null, [1, 1, T, T], false, false)).toBe(false);
+    // Short keys, but too many batches·heads for the standard path: also memory-efficient by default.
+    expect(takesStandardPath(null, [64, 16, 512, 512], false, false)).toBe(false);
+    expect(takesStandardPath(null, [8, 4, 128, 128], false, false)).toBe(true);
+    tf.dispose([q, x]);
+    layer.dispose();
+  });
+});
+
+describe('wasm kernels of the fast paths', () => {
+  it.each([
+    [[3, 5, 7], [3, 7, 6], false, false],
+    [[2, 2, 16, 8], [2, 2, 16, 8], false, true],   // q·kᵀ
+    [[4, 9, 3], [4, 9, 5], true, false],            // pᵀ·dO, swapped form
+    [[1, 13, 4], [1, 6, 4], false, true],
+  ])('simdBatchMatMul(%j, %j, %s, %s) equals tf.matMul (times 0.5)', (aShape, bShape, transposeA, transposeB) => {
+    const a = tf.randomNormal(aShape as number[], 0, 1, 'float32', 1);
+    const b = tf.randomNormal(bShape as number[], 0, 1, 'float32', 2);
+    const [m, k] = transposeA ? [a.shape[a.rank - 1], a.shape[a.rank - 2]] : a.shape.slice(-2);
+    expect(simdFits(a.size / (m * k), m, k, b.shape[b.rank - (transposeB ? 2 : 1)])).toBe(true);
+    tf.tidy(() => {
+      const expected = tf.mul(tf.matMul(a, b, transposeA, transposeB), 0.5);
+      expect(maxDiff(simdBatchMatMul(a, b, transposeA, transposeB, 0.5), expected)).toBeLessThan(1e-5);
+    });
+    tf.dispose([a, b]);
+  });
+
+  it('sliceFast equals tf.slice; pickPerRow picks one element per row', () => {
+    const x = tf.randomNormal([2, 3, 5, 4], 0, 1, 'float32', 3);
+    tf.tidy(() => {
+      for (const [begin, size] of [[[0, 0, 1, 0], [2, 3, 3, 4]], [[1, 2, 0, 1], [1, 1, 5, 2]], [[0, 0, 0, 0], [2, 3, 5, 4]]]) {
+        expect(maxDiff(sliceFast(x, begin, size), tf.slice(x, begin, size))).toBe(0);
+      }
+      const m = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+      expect(Array.from(pickPerRow(m, tf.tensor1d([2, 0], 'int32')).dataSync())).toEqual([3, 4]);
+    });
+    x.dispose();
+  });
+});
+
+describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
+  // On wasm the standard path runs its own products and custom gradient (batch 1: 2-D
+  // XNNPACK products; several pairs: the SIMD kernel, or one product per pair when too big
+  // for it); on cpu tfjs differentiates plain ops. Masks cover a fully masked batch.
+  // The last column pretends the SIMD kernel is unavailable (or the product too big for it).
+  const cases: Array<[string, number[], number, number, number, number, boolean, number[]|null, number, boolean]> = [
+    ['rank 3, SIMD kernel', [3], 5, 6, 4, 3, false, null, 0, false],
+    ['rank 4, SIMD kernel, causal', [2, 3], 70, 90, 16, 24, true, null, 0, false],
+    ['rank 4, key padding mask [B, 1, 1, S]', [2, 3], 33, 40, 16, 8, false, [2, 1, 1, 40], 0, false],
+    ['batch 1, [T, S] mask, causal', [1, 1], 50, 50, 8, 8, true, [50, 50], 0, false],
+    ['one product per pair, key padding mask', [2, 2], 128, 128, 16, 16, false, [2, 1, 1, 128], 0, true],
+    ['wasm\'s batched matMul, causal', [3], 5, 6, 4, 3, true, null, 0, true],
+    ['memory-efficient, several pairs, mask, causal', [2, 2], 40, 45, 8, 4, true, [2, 1, 40, 45], 16, false],
+  ];
+  let spy: jest.SpyInstance|null = null;
+  afterEach(() => {
+    spy?.mockRestore();
+    spy = null;
+  });
+  it.each(cases)('%s', async (_, lead, T, S, dk, dv, causal, maskShape, blockSize, noSimd) => {
+    if (noSimd) spy = jest.spyOn(matmulModule, 'simdFits').mockReturnValue(false);
+    const run = async (backend: string) => {
+      await tf.setBackend(backend);
+      return tf.tidy(() => {
+        const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 11);
+        const k = tf.randomNormal([...lead, S, dk], 0, 1, 'float32', 12);
+        const v = tf.randomNormal([...lead, S, dv], 0, 1, 'float32', 13);
+        const readout = tf.randomNormal([...lead, T, dv], 0, 1, 'float32', 14);
+        let mask: tf.Tensor|null = null;
+        if (maskShape != null) {
+          mask = tf.greater(tf.randomUniform(maskShape, 0, 1, 'float32', 15), 0.3);
+          if (maskShape[0] === lead[0] && lead[0] > 1) {
+            // The first batch attends nothing: its output and gradients must be exact zeros.
+            const rest = tf.slice(mask, [1, 0, 0, 0], [maskShape[0] - 1, ...maskShape.slice(1)]);
+            mask = tf.concat([tf.zeros([1, ...maskShape.slice(1)], 'bool'), rest], 0);
+          }
+        }
+        const options = {causal, mask, blockSize};
+        const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, options), readout));
+        const output = dotProductAttention(q, k, v, options);
+        const grads = tf.grads(loss)([q, k, v]);
+        return [output, ...grads].map(t => t.arraySync());
+      });
+    };
+    const onWasm = await run('wasm');
+    if (spy != null) expect(spy).toHaveBeenCalled();
+    const onCpu = await run('cpu');
+    await tf.setBackend('wasm');
+    onWasm.forEach((values, i) => {
+      const [a, b] = [tf.tensor(values as number[]), tf.tensor(onCpu[i] as number[])];
+      expect(maxDiff(a, b)).toBeLessThan(i === 0 ? 1e-5 : 1e-4);
+      tf.dispose([a, b]);
+    });
+  });
+});
