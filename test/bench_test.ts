@@ -10,8 +10,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention, ValueError} from '../src';
 import {checkStandardPathMemory, STANDARD_PATH_MAX_SCORE_BYTES, takesStandardPath} from '../src/attention/dot_product_attention';
-import * as matmulModule from '../src/attention/matmul';
-import {pickPerRow, simdBatchMatMul, simdFits, sliceFast} from '../src/attention/matmul';
+import * as wasmKernels from '../src/backend/wasm_simd_kernels';
+import {pickPerRow, simdBatchMatMul, simdFits, sliceFast} from '../src/backend/wasm_simd_kernels';
 import {forwardFlops, matMulFlops, trainingFlops} from '../src/bench/flops';
 import {naiveSelfAttention} from '../src/bench/naive_attention';
 import {parseBenchArgs} from '../src/bench/options';
@@ -240,7 +240,7 @@ describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
     spy = null;
   });
   it.each(cases)('%s', async (_, lead, T, S, dk, dv, causal, maskShape, blockSize, noSimd) => {
-    if (noSimd) spy = jest.spyOn(matmulModule, 'simdFits').mockReturnValue(false);
+    if (noSimd) spy = jest.spyOn(wasmKernels, 'simdFits').mockReturnValue(false);
     const run = async (backend: string) => {
       await tf.setBackend(backend);
       return tf.tidy(() => {

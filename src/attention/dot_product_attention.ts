@@ -2,7 +2,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
 import {combineMasks} from './masks';
-import {matMulFast, simdBatchMatMul, simdFits, splitMatrices, transposeFlagsAreSlow} from './matmul';
+import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
+import {matMulFast, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 
 /**

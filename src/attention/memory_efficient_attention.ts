@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {ValueError, checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../errors';
-import {pickPerRow, sliceFast, splitMatrices} from './matmul';
+import {pickPerRow, sliceFast, splitMatrices} from '../backend/wasm_simd_kernels';
 
 /** Options of {@link memoryEfficientAttention}. */
 export interface MemoryEfficientOptions {

@@ -1,0 +1,361 @@
+/**
+ * Kernels for tfjs' wasm backend that make attention fast there: a batched matMul in
+ * WebAssembly SIMD (assembled here, since wasm's own batched matMul runs a scalar loop), a
+ * slice that does not copy its whole input, and a per-row pick. Each registers on first use.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {sizeOf, swapLastAxes} from '../attention/matmul';
+
+// ---------------------------------------------------------------------------------------
+// A WebAssembly SIMD kernel for small batched products.
+
+/** Unsigned LEB128, an integer encoding of the wasm binary format. */
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+/** Signed LEB128 (for i32.const). */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+/**
+ * The bytes of a wasm module exporting `mm(a, b, c, batches, M, K, N, scale)` and its
+ * memory `mem`: for each batch n, C[n] = scale·A[n]·B[n] with A [M, K], B [K, N], C [M, N]
+ * row-major float32 at byte offsets a, b, c, and M and N multiples of 4. Each step of the
+ * inner loop loads four floats of a row of B once and multiply-adds them into a 4×4 tile
+ * of C held in four f32x4 registers, one per row of A. Hand-assembled so that the package
+ * needs no toolchain; the instruction names are those of the wasm text format.
+ */
+function simdModuleBytes(): Uint8Array<ArrayBuffer> {
+  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+  const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+  const name = (s: string) => [...uleb(s.length), ...Array.from(s, c => c.charCodeAt(0))];
+  const get = (i: number) => [0x20, ...uleb(i)];                     // local.get
+  const set = (i: number) => [0x21, ...uleb(i)];                     // local.set
+  const tee = (i: number) => [0x22, ...uleb(i)];                     // local.tee
+  const i32 = (n: number) => [0x41, ...sleb(n)];                     // i32.const
+  const [add, mul, ltU, eqz] = [[0x6a], [0x6c], [0x49], [0x45]];     // i32.add, i32.mul, i32.lt_u, i32.eqz
+  const f32Load = [0x2a, 2, 0];                                      // f32.load align=4
+  const v128Load = [0xfd, 0x00, 2, 0];                               // v128.load align=4
+  const v128Store = [0xfd, 0x0b, 2, 0];                              // v128.store align=4
+  const [splat, fAdd, fMul] = [[0xfd, 0x13], [0xfd, 0xe4, 0x01], [0xfd, 0xe6, 0x01]];  // f32x4.splat, .add, .mul
+  const zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];       // v128.const 0
+  const loop = (body: number[]) => [0x03, 0x40, ...body, 0x0b];
+  const block = (body: number[]) => [0x02, 0x40, ...body, 0x0b];
+  const brIf = (depth: number) => [0x0d, ...uleb(depth)];
+  // Parameters 0-7 (i32 ×7, f32 scale), then i32 locals 8-22 and v128 locals 23-28.
+  const [A, B, C, BATCHES, M, K, N, SCALE] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [n, i, j, k, pa0, pa1, pa2, pa3, pb, rowA, rowB, baseA, baseB, baseC, pc] =
+      [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22];
+  const acc = [23, 24, 25, 26];
+  const pa = [pa0, pa1, pa2, pa3];
+  const [bv, scale] = [27, 28];
+  const kLoop = loop([                                               // for k: tile += A[i..i+3, k] ⊗ B[k, j..j+3]
+    ...get(pb), ...v128Load, ...set(bv),
+    ...acc.flatMap((a, r) => [
+      ...get(a), ...get(pa[r]), ...f32Load, ...splat, ...get(bv), ...fMul, ...fAdd, ...set(a),
+      ...get(pa[r]), ...i32(4), ...add, ...set(pa[r])]),
+    ...get(pb), ...get(rowB), ...add, ...set(pb),
+    ...get(k), ...i32(1), ...add, ...tee(k), ...get(K), ...ltU, ...brIf(0),
+  ]);
+  const jLoop = loop([                                               // for j in steps of 4: one 4×4 tile
+    ...acc.flatMap(a => [...zero, ...set(a)]),
+    ...get(baseA), ...get(i), ...get(rowA), ...mul, ...add, ...set(pa0),
+    ...get(pa0), ...get(rowA), ...add, ...set(pa1),
+    ...get(pa1), ...get(rowA), ...add, ...set(pa2),
+    ...get(pa2), ...get(rowA), ...add, ...set(pa3),
+    ...get(baseB), ...get(j), ...i32(4), ...mul, ...add, ...set(pb),
+    ...i32(0), ...set(k),
+    ...block([...get(K), ...eqz, ...brIf(0), ...kLoop]),
+    ...get(baseC), ...get(i), ...get(rowB), ...mul, ...add, ...get(j), ...i32(4), ...mul, ...add, ...set(pc),
+    ...acc.flatMap(a => [...get(pc), ...get(a), ...get(scale), ...fMul, ...v128Store, ...get(pc), ...get(rowB), ...add, ...set(pc)]),
+    ...get(j), ...i32(4), ...add, ...tee(j), ...get(N), ...ltU, ...brIf(0),
+  ]);
+  const iLoop = loop([                                               // for i in steps of 4
+    ...i32(0), ...set(j), ...jLoop,
+    ...get(i), ...i32(4), ...add, ...tee(i), ...get(M), ...ltU, ...brIf(0),
+  ]);
+  const nLoop = loop([                                               // for each batch
+    ...get(A), ...get(n), ...get(M), ...mul, ...get(rowA), ...mul, ...add, ...set(baseA),
+    ...get(B), ...get(n), ...get(K), ...mul, ...get(rowB), ...mul, ...add, ...set(baseB),
+    ...get(C), ...get(n), ...get(M), ...mul, ...get(rowB), ...mul, ...add, ...set(baseC),
+    ...i32(0), ...set(i), ...iLoop,
+    ...get(n), ...i32(1), ...add, ...tee(n), ...get(BATCHES), ...ltU, ...brIf(0),
+  ]);
+  const code = [
+    ...get(K), ...i32(4), ...mul, ...set(rowA),                      // bytes per row of A
+    ...get(N), ...i32(4), ...mul, ...set(rowB),                      // bytes per row of B and C
+    ...get(SCALE), ...splat, ...set(scale),
+    ...i32(0), ...set(n),
+    ...block([...get(BATCHES), ...eqz, ...brIf(0), ...get(M), ...eqz, ...brIf(0), ...get(N), ...eqz, ...brIf(0), ...nLoop]),
+    0x0b,
+  ];
+  const body = [...vector([[...uleb(15), 0x7f], [...uleb(6), 0x7b]]), ...code];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,                  // "\0asm", version 1
+    ...section(1, vector([[0x60, ...vector([...new Array<number[]>(7).fill([0x7f]), [0x7d]]), 0x00]])),  // (i32 ×7, f32) -> ()
+    ...section(3, vector([[0x00]])),                                 // one function of type 0
+    ...section(5, vector([[0x00, 0x01]])),                           // one memory, 1 page to start
+    ...section(7, vector([[...name('mm'), 0x00, 0x00], [...name('mem'), 0x02, 0x00]])),  // exports
+    ...section(10, vector([[...uleb(body.length), ...body]])),       // code
+  ]);
+}
+
+interface SimdKernel {
+  mm: (a: number, b: number, c: number, batches: number, m: number, k: number, n: number, scale: number) => void;
+  memory: WebAssembly.Memory;
+}
+
+/** undefined: not tried yet; null: this runtime has no wasm SIMD. */
+let simdKernel: SimdKernel|null|undefined;
+
+function loadSimdKernel(): SimdKernel|null {
+  if (simdKernel !== undefined) return simdKernel;
+  simdKernel = null;
+  try {
+    const bytes = simdModuleBytes();
+    if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) {
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+      simdKernel = {
+        mm: instance.exports.mm as SimdKernel['mm'],
+        memory: instance.exports.mem as WebAssembly.Memory,
+      };
+    }
+  } catch {
+    simdKernel = null;  // no WebAssembly SIMD (old browsers): callers fall back to tf.matMul
+  }
+  return simdKernel;
+}
+
+/**
+ * The most bytes (A, B and C with rows padded to multiples of 4) that one call of the SIMD
+ * kernel may use. Its memory grows to the largest call and never shrinks, so the kernel is
+ * kept to small products: 64 MiB holds the products of (B, H, T) = (8, 4, 512), d = 64.
+ */
+export const SIMD_MAX_BYTES = 64 * 2 ** 20;
+
+/** Whether `simdBatchMatMul` can take this product: a SIMD runtime and at most SIMD_MAX_BYTES. */
+export function simdFits(batches: number, m: number, k: number, n: number): boolean {
+  const [mp, np] = [(m + 3) & ~3, (n + 3) & ~3];
+  return 4 * batches * (mp * k + k * np + mp * np) <= SIMD_MAX_BYTES && loadSimdKernel() != null;
+}
+
+/**
+ * Copies `batches` matrices [rows, cols] from `src` into `dst` at `offset`, rows `dstRows`
+ * apart per batch and `dstCols` apart within one (the kernel's padded layout; the padding
+ * is left as it is).
+ */
+function copyIn(
+    src: Float32Array, dst: Float32Array, offset: number, batches: number, rows: number, cols: number,
+    dstRows: number, dstCols: number): void {
+  if (rows === dstRows && cols === dstCols) {
+    dst.set(src.subarray(0, batches * rows * cols), offset);
+    return;
+  }
+  for (let batch = 0; batch < batches; batch++) {
+    const from = batch * rows * cols;
+    const to = offset + batch * dstRows * dstCols;
+    if (cols === dstCols) {
+      dst.set(src.subarray(from, from + rows * cols), to);
+    } else {
+      for (let r = 0; r < rows; r++) dst.set(src.subarray(from + r * cols, from + (r + 1) * cols), to + r * dstCols);
+    }
+  }
+}
+
+/** What the kernel below uses of tfjs-backend-wasm's backend object. */
+interface WasmBackendLike {
+  /** A view of a tensor's memory in the wasm heap (invalid once the heap grows). */
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+}
+
+/** Name of the kernel, registered for 'wasm' on first use. */
+const SIMD_KERNEL_NAME = 'TfjsAttentionSimdBatchMatMul';
+
+/**
+ * The kernel function: copies a [..., M, K] and b [..., K, N] from the wasm heap into the
+ * SIMD module's memory (padding M and N to multiples of 4), runs it, and copies C into a
+ * new output in the heap. Written as a tfjs kernel so that no JS array is allocated on the way: an
+ * intermediate Float32Array and tf.tensor() took 2.5 ms for a 2 MB result.
+ */
+function simdKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
+  const kernel = loadSimdKernel()!;
+  const backend = args.backend as WasmBackendLike;
+  const {a, b} = args.inputs;
+  const scale = (args.attrs?.scale as number|undefined) ?? 1;
+  const [m, k] = a.shape.slice(-2);
+  const n = b.shape[b.rank - 1];
+  const lead = a.shape.slice(0, -2);
+  const batches = sizeOf(lead);
+  const [mp, np] = [(m + 3) & ~3, (n + 3) & ~3];
+  const [aLen, bLen, cLen] = [batches * mp * k, batches * k * np, batches * mp * np];
+  const memory = kernel.memory;
+  const bytes = 4 * (aLen + bLen + cLen);
+  if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536));
+  const heap = new Float32Array(memory.buffer, 0, aLen + bLen + cLen);
+  if (mp !== m) heap.fill(0, 0, aLen);                                  // padding rows of A
+  if (np !== n) heap.fill(0, aLen, aLen + bLen);                        // padding columns of B
+  copyIn(backend.typedArrayFromHeap(a), heap, 0, batches, m, k, mp, k);
+  copyIn(backend.typedArrayFromHeap(b), heap, aLen, batches, k, n, k, np);
+  kernel.mm(0, 4 * aLen, 4 * (aLen + bLen), batches, mp, k, np, scale);
+  const output = backend.makeOutput([...lead, m, n], 'float32');       // [..., M, N]
+  const out = backend.typedArrayFromHeap(output);                       // after makeOutput, which may grow the heap
+  const c = heap.subarray(aLen + bLen);
+  if (mp === m && np === n) {
+    out.set(c);
+  } else {
+    for (let batch = 0; batch < batches; batch++) {
+      for (let r = 0; r < m; r++) {
+        const from = (batch * mp + r) * np;
+        out.set(c.subarray(from, from + n), (batch * m + r) * n);
+      }
+    }
+  }
+  return output;
+}
+
+/**
+ * scale·op(a)·op(b) for batched float32 operands with equal batch dims, op(a) [..., M, K]
+ * and op(b) [..., K, N], on the SIMD kernel: about 20 GFLOP/s on this machine for
+ * [32, 16, 64]·[32, 64, 16] or [32, 128, 16]·[32, 16, 128], where wasm's batched matMul
+ * runs a scalar loop at about 1 GFLOP/s. The flags become explicit transposes (wasm's
+ * transpose kernel is faster than a JS loop), chosen as in matMulFast to move the fewest
+ * elements. wasm backend only; not differentiable (no gradient is registered): only custom
+ * gradients call it. Callers check `simdFits` first.
+ */
+export function simdBatchMatMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false, scale = 1): tf.Tensor {
+  if (tf.getKernel(SIMD_KERNEL_NAME, 'wasm') == null) {
+    tf.registerKernel({
+      kernelName: SIMD_KERNEL_NAME, backendName: 'wasm', kernelFunc: simdKernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+  const run = (left: tf.Tensor, right: tf.Tensor) =>
+    tf.engine().runKernel(SIMD_KERNEL_NAME, {a: left, b: right}, {scale}) as tf.Tensor;
+  if (!transposeA && !transposeB) return run(a, b);                    // [..., M, N]
+  return tf.tidy(() => {
+    const outRows = a.shape[a.rank - (transposeA ? 1 : 2)];
+    const outCols = b.shape[b.rank - (transposeB ? 2 : 1)];
+    const batch = sizeOf(a.shape.slice(0, -2));
+    const direct = (transposeA ? a.size : 0) + (transposeB ? b.size : 0);
+    const swapped = (transposeA ? 0 : a.size) + (transposeB ? 0 : b.size) + batch * outRows * outCols;
+    if (direct <= swapped) return run(transposeA ? swapLastAxes(a) : a, transposeB ? swapLastAxes(b) : b);  // [..., M, N]
+    return swapLastAxes(run(transposeB ? b : swapLastAxes(b), transposeA ? a : swapLastAxes(a)));  // [..., M, N]
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Slicing without copying the whole input.
+
+/** Name of the slice kernel below, registered for 'wasm' on first use. */
+const SLICE_KERNEL_NAME = 'TfjsAttentionSlice';
+
+/**
+ * tf.slice for wasm, reading the input in place. tfjs-backend-wasm 4.22's Slice starts with
+ * readSync(x), a copy of the whole input, so that taking a 128 KB block of a 2 MB key tensor
+ * cost 1-3 ms, and splitting n pairs cost n full copies. This copies only the slice: runs of
+ * contiguous elements, from a view of the heap.
+ */
+function sliceKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const {x} = args.inputs;
+  const begin = args.attrs!.begin as number[];
+  const size = args.attrs!.size as number[];
+  const output = backend.makeOutput(size, x.dtype);
+  const src = backend.typedArrayFromHeap(x);                           // views, taken after makeOutput
+  const dst = backend.typedArrayFromHeap(output);
+  const rank = x.shape.length;
+  const strides = new Array<number>(rank).fill(1);
+  for (let axis = rank - 2; axis >= 0; axis--) strides[axis] = strides[axis + 1] * x.shape[axis + 1];
+  // The trailing axes taken whole, and the last partial one, form runs of contiguous elements.
+  let axis = rank - 1;
+  let run = 1;
+  while (axis >= 0 && begin[axis] === 0 && size[axis] === x.shape[axis]) run *= x.shape[axis--];
+  if (axis < 0) {
+    dst.set(src.subarray(0, run));
+    return output;
+  }
+  run *= size[axis];
+  const runs = sizeOf(size.slice(0, axis));
+  const index = new Array<number>(axis).fill(0);
+  for (let n = 0; n < runs; n++) {
+    let offset = begin[axis] * strides[axis];
+    for (let a = 0; a < axis; a++) offset += (begin[a] + index[a]) * strides[a];
+    dst.set(src.subarray(offset, offset + run), n * run);
+    for (let a = axis - 1; a >= 0; a--) {                              // next index, last axis fastest
+      if (++index[a] < size[a]) break;
+      index[a] = 0;
+    }
+  }
+  return output;
+}
+
+/** tf.slice(x, begin, size) with full begin and size (no -1), fast on wasm (see sliceKernelFunc). */
+export function sliceFast(x: tf.Tensor, begin: number[], size: number[]): tf.Tensor {
+  if (tf.getBackend() !== 'wasm' || x.dtype === 'string') return tf.slice(x, begin, size);
+  if (tf.getKernel(SLICE_KERNEL_NAME, 'wasm') == null) {
+    tf.registerKernel({
+      kernelName: SLICE_KERNEL_NAME, backendName: 'wasm', kernelFunc: sliceKernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+  return tf.engine().runKernel(SLICE_KERNEL_NAME, {x}, {begin, size}) as tf.Tensor;
+}
+
+/** x [L..., R, C] split into its prod(L) matrices [R, C], each by sliceFast. */
+export function splitMatrices(x: tf.Tensor): tf.Tensor[] {
+  const [rows, cols] = x.shape.slice(-2);
+  const count = x.size / (rows * cols);
+  const flat = x.reshape([count, rows, cols]);                          // [N, R, C]
+  return Array.from({length: count}, (_, n) => sliceFast(flat, [n, 0, 0], [1, rows, cols]).reshape([rows, cols]));
+}
+
+/** Name of the row-pick kernel below, registered for 'wasm' on first use. */
+const PICK_KERNEL_NAME = 'TfjsAttentionPickPerRow';
+
+/** out[r] = x[r, index[r]] for x [R, C] float32 and index [R] int32, read in place. */
+function pickKernelFunc(args: {inputs: tf.NamedTensorMap; backend: unknown}): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const {x, index} = args.inputs;
+  const [rows, cols] = x.shape;
+  const output = backend.makeOutput([rows], 'float32');
+  const src = backend.typedArrayFromHeap(x);
+  const at = backend.typedArrayFromHeap(index) as unknown as Int32Array;
+  const dst = backend.typedArrayFromHeap(output);
+  for (let r = 0; r < rows; r++) dst[r] = src[r * cols + at[r]];
+  return output;
+}
+
+/**
+ * x[r, index[r]] for each row r of x [R, C] (float32) with index [R] (int32) -> [R]. On wasm
+ * a kernel reading x in place: tf.gather on the flattened x took ~3 ms for 8192 rows of a
+ * [8192, 512] tensor, this ~0.05 ms.
+ */
+export function pickPerRow(x: tf.Tensor, index: tf.Tensor): tf.Tensor {
+  const [rows, cols] = x.shape;
+  if (tf.getBackend() !== 'wasm') {
+    return tf.tidy(() => tf.gather(x.reshape([-1]), tf.add(tf.mul(tf.range(0, rows, 1, 'int32'), tf.scalar(cols, 'int32')), index)));
+  }
+  if (tf.getKernel(PICK_KERNEL_NAME, 'wasm') == null) {
+    tf.registerKernel({
+      kernelName: PICK_KERNEL_NAME, backendName: 'wasm', kernelFunc: pickKernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+  return tf.engine().runKernel(PICK_KERNEL_NAME, {x, index}) as tf.Tensor;
+}
