@@ -26,7 +26,7 @@ function loadBackendPackage(name: 'tensorflow'|'wasm'): boolean {
 /**
  * Makes `name` the active tfjs backend and returns the name that is active.
  * 'auto' takes tfjs-node ('tensorflow') when it loads, else wasm, else cpu: on a 2-core
- * machine wasm runs attention about 40x faster than tfjs' pure-JS cpu backend (see the
+ * machine wasm runs attention 19 to 55 times faster than tfjs' pure-JS cpu backend (see the
  * README's benchmark). A named backend that cannot be loaded is an error.
  */
 export async function selectBackend(name: BackendName = 'auto'): Promise<string> {
