@@ -5,6 +5,7 @@ import {Corpus} from './corpus';
 import {contextWindow, makeExamples} from './dataset';
 import {attachMetadata, createParkModel, ParkModel, ParkModelOptions} from './park_model';
 import {Vocabulary} from './vocabulary';
+import {seededRandom} from '../random';
 
 export interface TrainOptions {
   /** Passes over the training sentences. Defaults to 60. */
@@ -29,18 +30,6 @@ export interface EpochLogs {
 export interface TrainingResult {
   park: ParkModel;
   history: EpochLogs[];
-}
-
-/** mulberry32: a small seeded PRNG, so that shuffles repeat for a seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6D2B79F5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A Fisher-Yates permutation of 0..n-1 drawn from `random`. */

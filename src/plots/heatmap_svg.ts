@@ -18,6 +18,18 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', '\'': '&apos;'})[c]!);
 }
 
+/** The opening <svg> tag and, when there is one, a bold centred title at height `titleY`. */
+export function svgHeader(width: number, height: number, fontSize: number, title: string|undefined, titleY: number): string[] {
+  const header = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="${fontSize}">`,
+  ];
+  if (title) {
+    header.push(`<text x="${width / 2}" y="${titleY}" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`);
+  }
+  return header;
+}
+
 /**
  * Throws unless `matrix` is a non-empty rectangle of finite numbers with one row per
  * row label and one column per column label.
@@ -133,12 +145,7 @@ export function heatmapSvg(matrix: number[][], opts: HeatmapOptions): string {
   const height = top + barH + (xLabel ? 36 : 12);
 
   const out: string[] = [];
-  out.push(
-      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
-      `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="${FONT}">`);
-  if (title) {
-    out.push(`<text x="${width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`);
-  }
+  out.push(...svgHeader(width, height, FONT, title, 18));
   colLabels.forEach((label, j) => {
     const x = left + j * CELL + CELL / 2;
     const y = top - 6;

@@ -1,7 +1,7 @@
 /** Line charts (e.g. loss and accuracy per epoch) as self-contained SVG strings, with no dependencies. */
 
 import {ValueError, invalidArgument} from '../errors';
-import {escapeXml} from './heatmap_svg';
+import {escapeXml, svgHeader} from './heatmap_svg';
 
 /** One line: `values[i]` is drawn at x = i + 1 (epochs count from 1). */
 export interface LineSeries {
@@ -103,12 +103,7 @@ export function lineChartSvg(series: LineSeries[], opts: LineChartOptions = {}):
   const fmt = (v: number) => Number(v.toFixed(2)).toString();
 
   const out: string[] = [];
-  out.push(
-      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${HEIGHT}" ` +
-      `viewBox="0 0 ${width} ${HEIGHT}" font-family="sans-serif" font-size="12">`);
-  if (title) {
-    out.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(title)}</text>`);
-  }
+  out.push(...svgHeader(width, HEIGHT, 12, title, 22));
   for (const t of yTicks) {
     const yy = fmt(py(t));
     out.push(`<line class="grid" x1="${left}" y1="${yy}" x2="${right}" y2="${yy}" stroke="#e5e5e5"/>`);

@@ -1,5 +1,6 @@
 /** Test helpers: comparing tensors with nested arrays, finding leaks, and small array utilities. */
 import * as tf from '@tensorflow/tfjs';
+import {seededRandom} from '../../src/random';
 
 /** A number or an arbitrarily nested array of numbers (what `arraySync` returns). */
 export type Nested = number|Nested[];
@@ -126,17 +127,8 @@ export function escapeRegExp(text: string): RegExp {
   return new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
 }
 
-/** A deterministic pseudo-random generator (mulberry32) giving numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The same generator as training's shuffles; here it only makes test inputs.
+export {seededRandom};
 
 /** A nested array of the given shape filled by `fill(flatIndex)`. */
 export function filled(shape: number[], fill: (i: number) => number): Nested {
