@@ -113,7 +113,7 @@ export const QUICK_GRID: GridPoint[] = [
   {batch: 1, length: 40, dModel: 8, heads: 1, paths: ['standard', 'memory-efficient'], blockSize: 16},
 ];
 
-/** cpu runs attention ~40× slower than wasm: its grid stops at T = 1024. */
+/** cpu runs attention 20-55× slower than wasm: its grid stops at T = 1024. */
 const CPU_MAX_LENGTH = 1024;
 
 /**
@@ -146,7 +146,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     for (const point of grid) {
       if (cpu && point.length > CPU_MAX_LENGTH) {
         notes.push(`(${point.batch}, ${point.length}, ${point.dModel}, ${point.heads}) skipped on cpu: ` +
-            `about 40× slower than wasm, a single call at T=${point.length} would take minutes.`);
+            `20 to 55 times slower than wasm, a single call at T=${point.length} would take minutes.`);
         continue;
       }
       const large = point.length >= 4096;
