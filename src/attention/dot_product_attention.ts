@@ -1,7 +1,7 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
-import {combineMasks} from './masks';
+import {combineMasks, MASKED_LOGIT} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
 import {matMulFast, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
@@ -24,13 +24,6 @@ export const MEMORY_EFFICIENT_THRESHOLD = 4096;
  * 512 keeps it near 1/9 of the standard path's (61 vs 528 MiB), 1024 doubles it for 3%.
  */
 export const DEFAULT_BLOCK_SIZE = 512;
-
-/**
- * Logit given to masked positions. Finite, so that a row whose keys are all masked gives a
- * softmax without NaN (which the mask then zeroes), and far below any real score: in
- * float32, s + MASKED_LOGIT rounds to MASKED_LOGIT for any |s| < 1e22.
- */
-const MASKED_LOGIT = -1e30;
 
 export interface DotProductAttentionOptions {
   /**

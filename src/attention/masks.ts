@@ -3,6 +3,14 @@ import * as tf from '@tensorflow/tfjs';
 import {ValueError} from '../errors';
 
 /**
+ * Logit given to masked keys by every attention path. Finite, because tf.softmax gives NaN
+ * on a row of -∞ (a row whose keys are all masked then comes out uniform, and is zeroed
+ * after); in float32 s + MASKED_LOGIT rounds to MASKED_LOGIT for any |s| < 1e22, so a masked
+ * key gets weight exactly 0 next to any real one.
+ */
+export const MASKED_LOGIT = -1e30;
+
+/**
  * The causal mask [T, S]: query t may attend key s iff s <= t. It is aligned top-left, like
  * PyTorch's `is_causal` and Keras' `use_causal_mask`, also when S != T.
  */

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import {ValueError, checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../errors';
 import {pickPerRow, sliceFast, splitMatrices} from '../backend/wasm_simd_kernels';
+import {MASKED_LOGIT} from './masks';
 
 /** Options of {@link memoryEfficientAttention}. */
 export interface MemoryEfficientOptions {
@@ -211,13 +212,8 @@ function maskScores(
   return consume(scores, s => tf.add(s, blockBias(config, T, start, end, transposed, masked)));
 }
 
-/**
- * Logit of masked keys in the forward pass. Finite there, because each block goes through
- * tf.softmax, which gives NaN on a row of -∞; in float32, s + MASKED_LOGIT = MASKED_LOGIT
- * for any real score, so such keys get weight exactly 0 next to any real key. A row is
- * attended iff its running max stays above MASKED_LOGIT / 2.
- */
-const MASKED_LOGIT = -1e30;
+// Masked keys get MASKED_LOGIT (see masks.ts); a row is attended iff its running max stays
+// above MASKED_LOGIT / 2.
 
 /**
  * Forward pass: online softmax over key blocks. Returns the output and the per-row

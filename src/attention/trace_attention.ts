@@ -1,7 +1,8 @@
 /** traceAttention: the explainer's four steps of a layer's computation, as tensors to print and plot. */
 import * as tf from '@tensorflow/tfjs';
 import {ValueError} from '../errors';
-import {combineMasks} from './masks';
+import {combineMasks, MASKED_LOGIT} from './masks';
+import {matMulTransposeB} from './matmul';
 import {ScaledDotProductAttention, ScaledDotProductAttentionOptions} from './scaled_dot_product_attention';
 
 /**
@@ -45,10 +46,10 @@ export function traceAttention(
     const heads = layer.projectHeads(query, context);
     const dk = heads.query.shape[3];
     const scaleFactor = layer.scale ?? 1 / Math.sqrt(dk);
-    const scores = tf.matMul(heads.query, heads.key, false, true);  // [B, H, T, S]
+    const scores = matMulTransposeB(heads.query, heads.key);  // [B, H, T, S]
     const scaled = tf.mul(scores, scaleFactor);                        // [B, H, T, S]
     const mask = combineMasks(layer.attentionMaskFor(query, context, options), layer.causal, scaled.shape);
-    let weights = tf.softmax(mask == null ? scaled : tf.where(mask, scaled, -1e30));  // [B, H, T, S]
+    let weights = tf.softmax(mask == null ? scaled : tf.where(mask, scaled, MASKED_LOGIT));  // [B, H, T, S]
     if (mask != null) weights = tf.mul(weights, tf.cast(mask, 'float32'));
     const output = tf.matMul(weights, heads.value);                   // [B, H, T, dv]
     return {
