@@ -42,3 +42,22 @@ describe('README examples', () => {
     }
   });
 });
+
+describe('README "Reuse the saved model" snippet', () => {
+  const script = fs.readFileSync(path.join(root, 'scripts', 'reuse_saved_model.js'), 'utf8');
+
+  it('is scripts/reuse_saved_model.js verbatim (below its two comment lines)', () => {
+    const body = script.split('\n').slice(2).join('\n').trim();
+    expect(readme).toContain(body);
+  });
+
+  it('runs with only @tensorflow/tfjs and tfjs-attention and names the cued sport first', () => {
+    const result = spawnSync(process.execPath, ['scripts/reuse_saved_model.js', 'she takes her racket to the park to play'], {
+      cwd: root, encoding: 'utf8', timeout: 120_000,
+    });
+    expect(result.status).toBe(0);
+    const [word, probability] = result.stdout.trim().split('\n')[0].split(' ');
+    expect(word).toBe('tennis');
+    expect(Number(probability)).toBeGreaterThan(0.5);
+  });
+});
