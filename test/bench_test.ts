@@ -109,7 +109,9 @@ describe('npm run bench --quick', () => {
       expect(row.peakBytes).toBeGreaterThan(0);
       expect(row.leakedTensors).toBe(0);
     }
-    expect(new Set(rows.map(r => r.ranPath))).toEqual(new Set(['standard', 'memory-efficient']));
+    // Inference on wasm runs the fused kernel by default; training the standard path.
+    expect(new Set(rows.map(r => r.ranPath))).toEqual(new Set(['fused', 'standard', 'memory-efficient']));
+    expect(rows.filter(r => r.ranPath === 'fused').map(r => [r.path, r.pass])).toEqual([['default', 'forward']]);
     expect(new Set(rows.map(r => r.pass))).toEqual(new Set(['forward', 'forward+backward']));
   });
 

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
 import {combineMasks, MASKED_LOGIT} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
+import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
 import {matMulFast, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 
@@ -81,6 +82,11 @@ export function dotProductAttention(
   const keyLength = key.shape[key.rank - 2];
   const scoresShape = [...query.shape.slice(0, -1), keyLength];  // [B, (H,) T, S]
 
+  const [T, dv] = [query.shape[query.rank - 2], value.shape[value.rank - 1]];
+  const unmasked = options.mask == null && !causal;
+  if (takesFusedPath(options.blockSize, {T, S: keyLength, dk, dv}, options.returnWeights === true, dropoutActive, unmasked)) {
+    return fusedAttention(query, key, value, scale);  // [B, (H,) T, dv]
+  }
   const blockSize = resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);
   if (blockSize > 0) {
     return memoryEfficientPath(query, key, value, {mask: options.mask, causal, scale, blockSize});
@@ -126,6 +132,37 @@ function maskBias(allowed: tf.Tensor): tf.Tensor {
 /** 1 for the query rows that attend at least one key, 0 for fully masked rows: [.., T, 1]. */
 function attendedRows(allowed: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.cast(tf.any(allowed, -1, true), 'float32'));  // [.., T, 1]
+}
+
+/** The three ways the op can run; see `attentionPath`. */
+export type AttentionPath = 'fused'|'standard'|'memory-efficient';
+
+/**
+ * Whether the op runs the fused kernel (src/backend/wasm_fused_attention.ts): with the
+ * default blockSize (null), on wasm, for inference (no gradient is being recorded), without
+ * masks, weights or dropout. It never forms the weights, so it serves every length.
+ */
+export function takesFusedPath(
+    blockSize: number|null|undefined, sizes: {T: number; S: number; dk: number; dv: number},
+    returnWeights: boolean, dropoutActive: boolean, unmasked: boolean): boolean {
+  return blockSize == null && !returnWeights && !dropoutActive && unmasked && !tf.engine().isTapeOn() &&
+      fusedAttentionFits(sizes.T, sizes.S, sizes.dk, sizes.dv);
+}
+
+/**
+ * The path the op takes for scores [B, (H,) T, S] with these options, where `recording`
+ * says whether a gradient will be recorded (else: whether one is now). For the benchmark.
+ */
+export function attentionPath(
+    blockSize: number|null|undefined, scoresShape: number[], dk: number, dv: number,
+    options: {returnWeights?: boolean; dropoutActive?: boolean; unmasked?: boolean; recording?: boolean} = {}): AttentionPath {
+  const [T, S] = scoresShape.slice(-2);
+  const returnWeights = options.returnWeights ?? false;
+  const dropoutActive = options.dropoutActive ?? false;
+  const fused = options.recording !== true &&
+      takesFusedPath(blockSize, {T, S, dk, dv}, returnWeights, dropoutActive, options.unmasked ?? true);
+  if (fused) return 'fused';
+  return resolveBlockSize(blockSize, scoresShape, returnWeights, dropoutActive) === 0 ? 'standard' : 'memory-efficient';
 }
 
 /**

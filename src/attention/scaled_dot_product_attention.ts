@@ -3,7 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, invalidArgument, ValueError} from '../errors';
 import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstraint, resolveInitializer,
         resolveRegularizer, serializeObject} from '../keras_objects';
-import {checkStandardPathMemory, dotProductAttention, takesStandardPath} from './dot_product_attention';
+import {checkStandardPathMemory, dotProductAttention, takesFusedPath, takesStandardPath} from './dot_product_attention';
+import {fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
 import {paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
 
@@ -202,8 +203,10 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const [query, context] = splitInputs(inputs);
     this.checkScoresFit(query, context, options.training === true);
     return tf.tidy(() => {
-      const heads = this.projectHeads(query, context);
       const mask = this.attentionMaskFor(query, context, options);          // [B, T, S] bool or null
+      const fused = this.callFused(query, context, mask == null, options.training === true);
+      if (fused != null) return fused;
+      const heads = this.projectHeads(query, context);
       const attention = {
         mask, causal: this.causal, scale: this.scale, dropout: this.dropout,
         training: options.training === true, blockSize: this.blockSize,
@@ -216,6 +219,30 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
       const attended = dotProductAttention(heads.query, heads.key, heads.value, attention);  // [B, H, T, dv]
       return this.mergeHeads(attended);                                                       // [B, T, out]
     });
+  }
+
+  /**
+   * Inference on wasm: the three projections, the fused attention kernel reading each
+   * head's columns of them in place and writing the heads side by side (no split or merge
+   * of heads), and the output projection. Returns null where
+   * `dotProductAttention` would not take its fused path (see `takesFusedPath`).
+   */
+  private callFused(query: tf.Tensor, context: tf.Tensor, unmasked: boolean, training: boolean): tf.Tensor|null {
+    if (this.returnAttentionScores || this.causal || query.rank !== 3 || context.rank !== 3) return null;
+    const heads = this.numHeads;
+    const dk = this.wq!.read().shape[1]! / heads;
+    const dv = this.wv!.read().shape[1]! / heads;
+    const sizes = {T: query.shape[1]!, S: context.shape[1]!, dk, dv};
+    if (!takesFusedPath(this.blockSize, sizes, false, this.dropout > 0 && training, unmasked)) return null;
+    this.checkInputs(query, context);
+    const scale = this.scale ?? 1 / Math.sqrt(dk);
+    // Three products, not one with [Wq | Wk | Wv]: XNNPACK keeps each weight matrix packed
+    // between calls, and a concatenated one, new at each call, would be packed every time.
+    const q = dense(query, this.wq!.read(), this.bq?.read());                   // [B, T, H*dk]
+    const k = dense(context, this.wk!.read(), this.bk?.read());                 // [B, S, H*dk]
+    const v = dense(context, this.wv!.read(), this.bv?.read());                 // [B, S, H*dv]
+    const attended = fusedMultiHeadAttention({x: q, column: 0}, {x: k, column: 0}, {x: v, column: 0}, {heads, dk, dv, scale});  // [B, T, H*dv]
+    return this.wo == null ? attended : dense(attended, this.wo.read(), this.bo?.read());  // [B, T, out]
   }
 
   /**

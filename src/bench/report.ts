@@ -17,7 +17,7 @@ export function formatTable(results: BackendResults): string {
   ];
   for (const row of results.rows) {
     const point = `${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}`;
-    const pathName = row.ranPath === 'memory-efficient' ? `memory-efficient (${row.blockSize})` : 'standard';
+    const pathName = row.ranPath === 'memory-efficient' ? `memory-efficient (${row.blockSize})` : row.ranPath;
     const shown = row.isDefault ? `${pathName}, default` : pathName;
     if (row.status !== 'ok') {
       lines.push(`| ${point} | ${shown} | ${row.pass} | ${row.status} | | | | | | ${row.leakedTensors} |`);

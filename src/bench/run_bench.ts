@@ -1,7 +1,9 @@
 /** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD, takesStandardPath} from '../attention/dot_product_attention';
+import {attentionPath, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD} from '../attention/dot_product_attention';
+import type {AttentionPath} from '../attention/dot_product_attention';
+import {fusedAttentionBytes} from '../backend/wasm_fused_attention';
 import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
 import {selectBackend} from '../backend/select_backend';
 import type {BackendName} from '../backend/select_backend';
@@ -27,9 +29,9 @@ export interface BenchRow {
   length: number;
   dModel: number;
   heads: number;
-  /** The path asked for, and the one that ran ('standard' or 'memory-efficient'). */
+  /** The path asked for, and the one that ran ('fused', 'standard' or 'memory-efficient'). */
   path: PathName;
-  ranPath: 'standard'|'memory-efficient';
+  ranPath: AttentionPath;
   /** Whether the layer takes this path with its default options (blockSize null). */
   isDefault: boolean;
   blockSize: number|null;
@@ -41,7 +43,10 @@ export interface BenchRow {
   medianMs: number|null;
   /** Effective GFLOP/s: forwardFlops (or trainingFlops) / median time. */
   gflops: number|null;
-  /** Tensor bytes added at the call's peak (see measure.peakBytes). */
+  /**
+   * Bytes added at the call's peak: tensors (see measure.peakBytes), plus on the fused path
+   * the work buffers that its kernel takes from the wasm heap.
+   */
   peakBytes: number|null;
   /** The naive literal version, timed interleaved with the layer; null when skipped. */
   naiveMedianMs: number|null;
@@ -97,14 +102,18 @@ export interface BenchOptions {
   log?: (line: string) => void;
 }
 
-/** The issue's grid: the small points, T = 1024 and 4096, and 8192 and 16384 for the memory-efficient path. */
+/**
+ * The issue's grid: the small points, T = 1024 and 4096, and 8192 and 16384 for the
+ * memory-efficient path. A 'default' row is left out where the default runs the same path
+ * as a forced row of its point (which is then marked as the default).
+ */
 export const FULL_GRID: GridPoint[] = [
   {batch: 32, length: 16, dModel: 64, heads: 1, paths: ['default']},
   {batch: 8, length: 128, dModel: 64, heads: 4, paths: ['default']},
   {batch: 1, length: 1024, dModel: 64, heads: 1, paths: ['default']},
-  {batch: 1, length: 4096, dModel: 64, heads: 1, paths: ['standard', 'memory-efficient']},
-  {batch: 1, length: 8192, dModel: 64, heads: 1, paths: ['standard', 'memory-efficient']},
-  {batch: 1, length: 16384, dModel: 64, heads: 1, paths: ['standard', 'memory-efficient']},
+  {batch: 1, length: 4096, dModel: 64, heads: 1, paths: ['default', 'standard', 'memory-efficient']},
+  {batch: 1, length: 8192, dModel: 64, heads: 1, paths: ['default', 'standard', 'memory-efficient']},
+  {batch: 1, length: 16384, dModel: 64, heads: 1, paths: ['default', 'standard', 'memory-efficient']},
 ];
 
 /** A tiny grid for the tests: both paths, a few ms per row. */
@@ -152,6 +161,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       const large = point.length >= 4096;
       for (const path of point.paths) {
         for (const pass of ['forward', 'forward+backward'] as Pass[]) {
+          if (path === 'default' && point.paths.some(other => other !== 'default' && samePath(point, other, pass))) continue;
           const row = await benchRow(
               point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup,
               quick ? QUICK_MATMUL_SIZE : MATMUL_SIZE);
@@ -182,6 +192,20 @@ export function describeRow(row: BenchRow): string {
       `, ${((row.fractionOfMatMul ?? NaN) * 100).toFixed(0)}% of matMul, leaked ${row.leakedTensors}`;
 }
 
+/** The path the layer runs for a (point, path, pass). */
+function ranPathOf(point: GridPoint, path: PathName, pass: Pass): AttentionPath {
+  const d = point.dModel / point.heads;
+  return attentionPath(blockSizeOf(point, path), [point.batch, point.heads, point.length, point.length], d, d,
+                       {recording: pass === 'forward+backward'});
+}
+
+/** Whether the forced `path` runs what the default runs, with the same block size. */
+function samePath(point: GridPoint, path: PathName, pass: Pass): boolean {
+  const ran = ranPathOf(point, path, pass);
+  const sameBlock = ran !== 'memory-efficient' || (point.blockSize ?? DEFAULT_BLOCK_SIZE) === DEFAULT_BLOCK_SIZE;
+  return ran === ranPathOf(point, 'default', pass) && sameBlock;
+}
+
 /** The block size that a path gives the layer. */
 function blockSizeOf(point: GridPoint, path: PathName): number|null {
   if (path === 'standard') return 0;
@@ -194,12 +218,10 @@ async function benchRow(
     point: GridPoint, path: PathName, pass: Pass, reps: number, warmup: number, matMulSize: number): Promise<BenchRow> {
   const {batch: B, length: T, dModel: d, heads: H} = point;
   const blockSize = blockSizeOf(point, path);
-  const scoresShape = [B, H, T, T];
-  const ranPath = takesStandardPath(blockSize, scoresShape, false, false) ? 'standard' : 'memory-efficient';
-  const defaultPath = takesStandardPath(null, scoresShape, false, false) ? 'standard' : 'memory-efficient';
+  const ranPath = ranPathOf(point, path, pass);
   const row: BenchRow = {
-    batch: B, length: T, dModel: d, heads: H, path, ranPath, isDefault: ranPath === defaultPath,
-    blockSize: blockSize ?? (ranPath === 'standard' ? 0 : DEFAULT_BLOCK_SIZE),
+    batch: B, length: T, dModel: d, heads: H, path, ranPath, isDefault: path === 'default' || samePath(point, path, pass),
+    blockSize: blockSize ?? (ranPath === 'memory-efficient' ? DEFAULT_BLOCK_SIZE : ranPath === 'standard' ? 0 : null),
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
     naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null, leakedTensors: 0,
   };
@@ -235,7 +257,7 @@ async function benchRow(
       const matMulMs = median(times[times.length - 1]);
       row.matMulGflops = matMulFlops(matMulSize) / matMulMs / 1e6;
       row.fractionOfMatMul = row.gflops / row.matMulGflops;
-      row.peakBytes = await peakBytes(layerCall);
+      row.peakBytes = await peakBytes(layerCall) + (ranPath === 'fused' ? fusedAttentionBytes(T, T, d / H, d / H) : 0);
       if (naiveFits) {
         row.naiveMedianMs = median(times[1]);
         row.speedupVsNaive = row.naiveMedianMs / row.medianMs;
