@@ -1,0 +1,549 @@
+/**
+ * The fused WebAssembly SIMD attention kernel (src/backend/wasm_fused_attention.ts), on the
+ * wasm backend: what it computes, checked against softmax(scale·Q·Kᵀ)·V written with plain
+ * number[][] loops (test/helpers/reference_attention.ts), never against tfjs ops; its
+ * numerical stability; the multi-head form that reads heads side by side; when it can run
+ * (`fusedAttentionFits`) and when the op and the layer take it (`attentionPath`); that the
+ * op and the layer give the same results on it as on the standard path; and that it leaks
+ * neither tensors nor wasm heap.
+ */
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import {dotProductAttention, scaledDotProductAttention} from '../src';
+import {attentionPath, takesFusedPath} from '../src/attention/dot_product_attention';
+import * as fusedModule from '../src/backend/wasm_fused_attention';
+import {
+  FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedMultiHeadAttention,
+} from '../src/backend/wasm_fused_attention';
+import {attendOneHead, Matrix, referenceAttention, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
+import {
+  disposeAll, expectAllFinite, expectClose, expectThrowsWithoutLeak, maxAbsDiff, Nested, randomArray,
+} from './helpers/tensors';
+
+/** What the tests read of tfjs-backend-wasm's backend object. */
+interface WasmBackendView {
+  wasm: {HEAPU8: Uint8Array; _malloc(bytes: number): number; _free(address: number): void};
+  typedArrayFromHeap(t: tf.Tensor): Float32Array;
+}
+
+let savedBackend: string;
+
+beforeAll(async () => {
+  savedBackend = tf.getBackend();
+  await tf.setBackend('wasm');
+  await tf.ready();
+  expect(tf.getBackend()).toBe('wasm');
+});
+
+afterAll(async () => {
+  await tf.setBackend(savedBackend);
+});
+
+/** Runs `fn` with `backend` active, then switches back to wasm. */
+async function onBackend<T>(backend: string, fn: () => T): Promise<T> {
+  await tf.setBackend(backend);
+  try {
+    return fn();
+  } finally {
+    await tf.setBackend('wasm');
+  }
+}
+
+/** Runs `fn` and asserts that the only tensor it leaves behind is the one it returns. */
+function onlyTheOutput<T extends tf.Tensor>(fn: () => T): T {
+  const before = tf.memory().numTensors;
+  const result = fn();
+  expect(tf.memory().numTensors).toBe(before + 1);
+  return result;
+}
+
+/** A float32 tensor of uniform values in [-range, range), and its values as nested arrays (rounded to float32). */
+function randomTensor(shape: number[], seed: number, range = 1): {tensor: tf.Tensor; values: Nested} {
+  const tensor = tf.tensor(randomArray(shape, seed, range) as number[], shape, 'float32');
+  return {tensor, values: tensor.arraySync() as Nested};
+}
+
+/** Columns from..from+width of every row of every batch: [B][L][C] -> [B][L][width]. */
+function columns(x: Tensor3, from: number, width: number): Tensor3 {
+  return x.map(rows => rows.map(row => row.slice(from, from + width)));
+}
+
+/** Per-head reference of heads side by side: head h reads the given columns, outputs concatenated [B][T][H·dv]. */
+function referenceHeads(
+    q: Tensor3, qColumn: number, kv: {k: Tensor3; kColumn: number; v: Tensor3; vColumn: number},
+    sizes: {heads: number; dk: number; dv: number; scale: number}): Tensor3 {
+  const {heads, dk, dv, scale} = sizes;
+  return q.map((qb, b) => {
+    const perHead = Array.from({length: heads}, (_, h) => {
+      const qh = columns([qb], qColumn + h * dk, dk)[0];
+      const kh = columns([kv.k[b]], kv.kColumn + h * dk, dk)[0];
+      const vh = columns([kv.v[b]], kv.vColumn + h * dv, dv)[0];
+      const allowed = qh.map(() => kh.map(() => true));
+      return attendOneHead(qh, kh, vh, allowed, scale).output;  // [T][dv]
+    });
+    return qb.map((_, t) => perHead.flatMap(head => head[t]));  // [T][H·dv]
+  });
+}
+
+describe('fusedAttention computes softmax(scale·Q·Kᵀ)·V', () => {
+  // [name, leading dims, T, S, dk, dv, scale (null: 1/sqrt(dk))]. The kernel works on tiles of
+  // 4 queries, panels of 8 keys and 8 output columns, so sizes off those multiples are padded.
+  const cases: Array<[string, number[], number, number, number, number, number|null]> = [
+    ['aligned sizes: T % 4 = 0, S % 8 = 0, dv % 8 = 0 (output written in place)', [2], 8, 16, 8, 8, null],
+    ['T = 1 and S = 1', [1], 1, 1, 4, 8, null],
+    ['T = 1, odd dk and dv', [2], 1, 9, 3, 5, null],
+    ['S = 1: every weight is 1, the output is V', [2], 5, 1, 3, 5, null],
+    ['T not a multiple of 4 (T = 7)', [3], 7, 16, 8, 16, null],
+    ['T = 13, S = 2', [1], 13, 2, 4, 8, null],
+    ['S not a multiple of 8 (S = 13)', [2], 8, 13, 8, 8, null],
+    ['S = 7, fewer keys than one panel', [1], 4, 7, 8, 8, null],
+    ['dk odd (dk = 3)', [2], 12, 24, 3, 8, null],
+    ['dk = 1', [1], 6, 10, 1, 4, null],
+    ['dv = 5', [2], 8, 8, 4, 5, null],
+    ['dv = 12', [2], 9, 17, 6, 12, null],
+    ['dv = 1', [1], 5, 11, 4, 1, null],
+    ['rank 4 [B, H, T, d]', [2, 3], 10, 11, 3, 12, null],
+    ['rank 4, aligned', [1, 2], 16, 32, 16, 16, null],
+    ['cross shapes, T > S', [1], 33, 7, 5, 9, null],
+    ['cross shapes, T < S', [2], 3, 70, 16, 24, null],
+    ['custom scale 0.05', [2], 6, 10, 4, 5, 0.05],
+    ['custom scale 2.5', [1], 9, 9, 3, 8, 2.5],
+    ['many tiles and panels (T = 37, S = 131, d = 20)', [2], 37, 131, 20, 20, null],
+    ['d = 64, T = S = 64', [1], 64, 64, 64, 64, null],
+  ];
+  it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i, scale %s', (_, lead, T, S, dk, dv, scale) => {
+    const q = randomTensor([...lead, T, dk], 101);
+    const k = randomTensor([...lead, S, dk], 102);
+    const v = randomTensor([...lead, S, dv], 103);
+    const s = scale ?? 1 / Math.sqrt(dk);
+    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale: s}).output;
+    const out = onlyTheOutput(() => fusedAttention(q.tensor, k.tensor, v.tensor, s));
+    expect(out.shape).toEqual([...lead, T, dv]);
+    expect(out.dtype).toBe('float32');
+    expectClose(out, expected as Nested, 1e-5);
+    disposeAll(out, q.tensor, k.tensor, v.tensor);
+  });
+
+  it('leaves its inputs unchanged and gives the same result twice', () => {
+    const q = randomTensor([2, 7, 3], 1);
+    const k = randomTensor([2, 9, 3], 2);
+    const v = randomTensor([2, 9, 5], 3);
+    const first = fusedAttention(q.tensor, k.tensor, v.tensor, 0.7);
+    const second = fusedAttention(q.tensor, k.tensor, v.tensor, 0.7);
+    expect(Array.from(second.dataSync())).toEqual(Array.from(first.dataSync()));
+    expectClose(q.tensor, q.values, 0);
+    expectClose(k.tensor, k.values, 0);
+    expectClose(v.tensor, v.values, 0);
+    disposeAll(first, second, q.tensor, k.tensor, v.tensor);
+  });
+
+  it('keeps batches apart (batches of very different values)', () => {
+    const B = 3;
+    const qValues = Array.from({length: B}, (_, b) => [[b + 1, -b], [0.5, b], [b, b]]);           // [3][3][2]
+    const kValues = Array.from({length: B}, (_, b) => [[1, 0], [0, 1], [b, -1]]);                // [3][3][2]
+    const vValues = Array.from({length: B}, (_, b) => [[100 * b], [100 * b + 1], [100 * b + 2]]);  // [3][3][1]
+    const out = fusedAttention(tf.tensor3d(qValues), tf.tensor3d(kValues), tf.tensor3d(vValues), 1);
+    const expected = referenceDotProductAttention(qValues, kValues, vValues, {scale: 1}).output;
+    expectClose(out, expected as Nested, 1e-4);
+    tf.dispose(out);
+  });
+});
+
+describe('numerical stability', () => {
+  it('very large logits (queries ~1e2, scores thousands apart) give finite outputs equal to the reference', () => {
+    // Scores of magnitude ~1e3: float32 rounds them to ~1e-4, whence the tolerance.
+    for (const [lead, T, S, dk, dv] of [[[2], 6, 13, 4, 5], [[1, 2], 9, 20, 8, 16], [[1], 1, 3, 3, 8]] as Array<[number[], number, number, number, number]>) {
+      const q = randomTensor([...lead, T, dk], 7, 100);
+      const k = randomTensor([...lead, S, dk], 8, 10);
+      const v = randomTensor([...lead, S, dv], 9);
+      const scale = 1 / Math.sqrt(dk);
+      const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale}).output;
+      const out = fusedAttention(q.tensor, k.tensor, v.tensor, scale);
+      expectAllFinite(out);
+      expectClose(out, expected as Nested, {abs: 1e-4});
+      disposeAll(out, q.tensor, k.tensor, v.tensor);
+    }
+  });
+
+  it('scores thousands apart select the best key alone (the others weigh ~1e-38, exp being clamped at -87)', () => {
+    // Query 100·t·[1, 1, 1] against key 10·s·[1, 1, 1]: scaled scores 3000·t·s/sqrt(3), so
+    // for t >= 1 neighbouring keys are 1732·t apart and the last key takes all the weight.
+    // Query 0 scores 0 against every key: the mean of V.
+    const T = 5;
+    const S = 11;  // not a multiple of 8: padding keys must not count
+    const q = tf.tensor3d([Array.from({length: T}, (_, t) => [100 * t, 100 * t, 100 * t])]);
+    const k = tf.tensor3d([Array.from({length: S}, (_, s) => [10 * s, 10 * s, 10 * s])]);
+    const vValues = Array.from({length: S}, (_, s) => [s, -s, 1, s * s, 0.5]);
+    const v = tf.tensor3d([vValues]);
+    const out = fusedAttention(q, k, v, 1 / Math.sqrt(3));
+    const mean = vValues[0].map((_, c) => vValues.reduce((sum, row) => sum + row[c], 0) / S);
+    expectClose(out, [[mean, ...Array.from({length: T - 1}, () => vValues[S - 1])]], 1e-5);
+    disposeAll(out, q, k, v);
+  });
+
+  it('all real scores far below zero, with padding keys in the last panel, still pick the best real key', () => {
+    // Scores -300·sqrt(3)·(s + 1): all very negative, best at s = 0. The 7 padding keys of the
+    // panel (zero keys, score 0) must take no part in the max: else every weight is clamped
+    // to the same e^-87 and the output is the mean of V.
+    const S = 9;
+    const q = tf.tensor3d([[[100, 100, 100], [1, 1, 1]]]);
+    const k = tf.tensor3d([Array.from({length: S}, (_, s) => [-(s + 1), -(s + 1), -(s + 1)])]);
+    const vValues = Array.from({length: S}, (_, s) => [s + 1, 2 * s, -s]);
+    const v = tf.tensor3d([vValues]);
+    const out = fusedAttention(q, k, v, 1 / Math.sqrt(3));
+    const expected = referenceDotProductAttention(
+        [[[100, 100, 100], [1, 1, 1]]], k.arraySync() as Matrix[], [vValues], {scale: 1 / Math.sqrt(3)}).output as Tensor3;
+    expectClose(expected[0][0], vValues[0], 1e-12);  // the reference agrees: key 0 alone
+    expectClose(out, expected, 1e-5);
+    disposeAll(out, q, k, v);
+  });
+
+  it('rows whose scores are all equal give the mean of V', () => {
+    const S = 13;
+    const vValues = randomArray([S, 6], 21) as number[][];
+    const mean = vValues[0].map((_, c) => vValues.reduce((sum, row) => sum + row[c], 0) / S);
+    const v = tf.tensor3d([vValues]);
+    // Zero queries, and nonzero queries against identical keys.
+    const zeroQ = tf.zeros([1, 5, 4]);
+    const k = tf.tensor3d([randomArray([S, 4], 22) as number[][]]);
+    const sameQ = tf.tensor3d([randomArray([5, 4], 23, 50) as number[][]]);
+    const sameK = tf.tensor3d([Array.from({length: S}, () => [0.3, -2, 1, 0.25])]);
+    const meanRows = [Array.from({length: 5}, () => mean)];
+    for (const out of [fusedAttention(zeroQ, k, v, 0.5), fusedAttention(sameQ, sameK, v, 0.5)]) {
+      expectClose(out, meanRows, 1e-5);
+      out.dispose();
+    }
+    disposeAll(v, zeroQ, k, sameQ, sameK);
+  });
+});
+
+describe('fusedMultiHeadAttention reads heads side by side in the last axis', () => {
+  const selfCases: Array<[number, number, number, number, number]> = [
+    // B, T, H, dk, dv
+    [2, 7, 3, 3, 5],
+    [1, 8, 2, 8, 8],    // aligned: values read and output written in place
+    [2, 5, 4, 4, 12],
+    [1, 1, 2, 2, 3],
+  ];
+  it.each(selfCases)('self-attention from one tensor qkv [B, T, H·(2dk + dv)]: B=%i, T=%i, H=%i, dk=%i, dv=%i', (B, T, H, dk, dv) => {
+    const qkv = randomTensor([B, T, H * (2 * dk + dv)], 31);
+    const scale = 1 / Math.sqrt(dk);
+    const sizes = {heads: H, dk, dv, scale};
+    const out = onlyTheOutput(() => fusedMultiHeadAttention(
+        {x: qkv.tensor, column: 0}, {x: qkv.tensor, column: H * dk}, {x: qkv.tensor, column: 2 * H * dk}, sizes));
+    expect(out.shape).toEqual([B, T, H * dv]);
+    const x = qkv.values as Tensor3;
+    expectClose(out, referenceHeads(x, 0, {k: x, kColumn: H * dk, v: x, vColumn: 2 * H * dk}, sizes), 1e-5);
+    disposeAll(out, qkv.tensor);
+  });
+
+  it.each([
+    [2, 6, 11, 2, 4, 5],
+    [1, 9, 16, 3, 8, 8],
+    [3, 4, 3, 1, 5, 7],
+  ])('cross-attention, queries at column 2 of q, keys and values in one kv tensor: B=%i, T=%i, S=%i, H=%i, dk=%i, dv=%i',
+     (B, T, S, H, dk, dv) => {
+       const q = randomTensor([B, T, 2 + H * dk + 1], 41);      // two columns before the heads, one after
+       const kv = randomTensor([B, S, H * (dk + dv)], 42);
+       const sizes = {heads: H, dk, dv, scale: 0.6};
+       const out = onlyTheOutput(() => fusedMultiHeadAttention(
+           {x: q.tensor, column: 2}, {x: kv.tensor, column: 0}, {x: kv.tensor, column: H * dk}, sizes));
+       expect(out.shape).toEqual([B, T, H * dv]);
+       const c = kv.values as Tensor3;
+       expectClose(out, referenceHeads(q.values as Tensor3, 2, {k: c, kColumn: 0, v: c, vColumn: H * dk}, sizes), 1e-5);
+       disposeAll(out, q.tensor, kv.tensor);
+     });
+
+  it('three separate tensors, each head at column 0', () => {
+    const [B, T, S, H, dk, dv] = [2, 5, 9, 2, 3, 6];
+    const q = randomTensor([B, T, H * dk], 51);
+    const k = randomTensor([B, S, H * dk], 52);
+    const v = randomTensor([B, S, H * dv], 53);
+    const sizes = {heads: H, dk, dv, scale: 1 / Math.sqrt(dk)};
+    const out = fusedMultiHeadAttention({x: q.tensor, column: 0}, {x: k.tensor, column: 0}, {x: v.tensor, column: 0}, sizes);
+    const expected = referenceHeads(q.values as Tensor3, 0, {k: k.values as Tensor3, kColumn: 0, v: v.values as Tensor3, vColumn: 0}, sizes);
+    expectClose(out, expected, 1e-5);
+    disposeAll(out, q.tensor, k.tensor, v.tensor);
+  });
+});
+
+describe('fusedAttentionFits', () => {
+  it('is true for ordinary sizes on wasm', () => {
+    for (const [T, S, dk, dv] of [[1, 1, 1, 1], [7, 13, 3, 5], [64, 64, 64, 64], [1024, 1024, 64, 64], [65536, 65536, 64, 64]]) {
+      expect(fusedAttentionFits(T, S, dk, dv)).toBe(true);
+    }
+  });
+
+  it('is false for a zero-sized dimension', () => {
+    for (const [T, S, dk, dv] of [[0, 8, 8, 8], [8, 0, 8, 8], [8, 8, 0, 8], [8, 8, 8, 0]]) {
+      expect(fusedAttentionFits(T, S, dk, dv)).toBe(false);
+    }
+  });
+
+  it('counts the bytes of its work buffers (hand-computed) and refuses more than FUSED_MAX_BYTES', () => {
+    // T=5, S=9, dk=3, dv=5: 2 tiles, 2 panels, rows of 8 values. Q packed 2·3·4 = 24 floats,
+    // K 2·3·8 = 48, V padded 9·8 = 72, output padded 8·8 = 64, scores 16·8·4/4 = 64 + 4 sums.
+    expect(fusedAttentionBytes(5, 9, 3, 5)).toBe(4 * (24 + 48 + 72 + 64 + 64 + 4));
+    // Aligned (T=8, S=16, d=8): no padded copies of V or the output.
+    expect(fusedAttentionBytes(8, 16, 8, 8)).toBe(4 * (2 * 8 * 4 + 2 * 8 * 8 + 2 * 8 * 4 + 4));
+    expect(FUSED_MAX_BYTES).toBe(64 * 2 ** 20);
+    // A million keys of width 64: the packed keys alone take 256 MiB.
+    expect(fusedAttentionBytes(4, 2 ** 20, 64, 64)).toBeGreaterThan(FUSED_MAX_BYTES);
+    expect(fusedAttentionFits(4, 2 ** 20, 64, 64)).toBe(false);
+    // Just under and just over the limit, by the key count.
+    let S = 1;
+    while (fusedAttentionBytes(4, 2 * S, 64, 64) <= FUSED_MAX_BYTES) S *= 2;
+    while (fusedAttentionBytes(4, S + 8, 64, 64) <= FUSED_MAX_BYTES) S += 8;
+    expect(fusedAttentionFits(4, S, 64, 64)).toBe(true);
+    expect(fusedAttentionBytes(4, S + 8, 64, 64)).toBeGreaterThan(FUSED_MAX_BYTES);
+    expect(fusedAttentionFits(4, S + 8, 64, 64)).toBe(false);
+  });
+
+  it('is false on the cpu backend', async () => {
+    const fits = await onBackend('cpu', () => [fusedAttentionFits(7, 13, 3, 5), fusedAttentionFits(64, 64, 64, 64)]);
+    expect(fits).toEqual([false, false]);
+    expect(fusedAttentionFits(64, 64, 64, 64)).toBe(true);  // back on wasm
+  });
+});
+
+describe('which path the op takes (attentionPath)', () => {
+  const shape = [2, 4, 128, 128];
+
+  it('on wasm: fused for inference by default; standard or blocked when recording, asked or masked', () => {
+    expect(attentionPath(null, shape, 16, 16)).toBe('fused');
+    expect(attentionPath(undefined, shape, 3, 5)).toBe('fused');
+    expect(attentionPath(null, shape, 16, 16, {recording: true})).toBe('standard');        // T < 4096
+    expect(attentionPath(0, shape, 16, 16)).toBe('standard');
+    expect(attentionPath(16, shape, 16, 16)).toBe('memory-efficient');
+    expect(attentionPath(null, shape, 16, 16, {unmasked: false})).not.toBe('fused');
+    expect(attentionPath(null, shape, 16, 16, {returnWeights: true})).not.toBe('fused');
+    expect(attentionPath(null, shape, 16, 16, {dropoutActive: true})).not.toBe('fused');
+    // Long keys: the fused kernel serves every length; with a gradient, the blocked path.
+    expect(attentionPath(null, [1, 1, 8192, 8192], 64, 64)).toBe('fused');
+    expect(attentionPath(null, [1, 1, 8192, 8192], 64, 64, {recording: true})).toBe('memory-efficient');
+    expect(takesFusedPath(null, {T: 128, S: 128, dk: 16, dv: 16}, false, false, true)).toBe(true);
+    expect(takesFusedPath(16, {T: 128, S: 128, dk: 16, dv: 16}, false, false, true)).toBe(false);
+  });
+
+  it('not fused while a gradient tape records', () => {
+    let inside: string|null = null;
+    const x = tf.scalar(2);
+    const g = tf.grad((a: tf.Tensor) => {
+      inside = attentionPath(null, shape, 16, 16);
+      return tf.mul(a, a);
+    })(x);
+    expect(inside).toBe('standard');
+    disposeAll(x, g);
+  });
+
+  it('on cpu: never fused', async () => {
+    const paths = await onBackend('cpu', () => [
+      attentionPath(null, shape, 16, 16), attentionPath(undefined, shape, 3, 5),
+      attentionPath(null, [1, 1, 8192, 8192], 64, 64),
+    ]);
+    expect(paths).toEqual(['standard', 'standard', 'memory-efficient']);
+  });
+});
+
+describe('the op and the layer on wasm give the same results on the fused path as on the standard path', () => {
+  let spies: jest.SpyInstance[] = [];
+  const spyOnFused = () => {
+    spies = [jest.spyOn(fusedModule, 'fusedAttention'), jest.spyOn(fusedModule, 'fusedMultiHeadAttention')];
+    return spies;
+  };
+  afterEach(() => {
+    spies.forEach(s => s.mockRestore());
+    spies = [];
+  });
+
+  it.each([
+    ['rank 3', [2], 7, 13, 3, 5],
+    ['rank 4', [2, 3], 10, 9, 8, 12],
+    ['rank 4, aligned', [1, 2], 16, 16, 16, 16],
+  ])('dotProductAttention(q, k, v), %s: leading %j, T=%i, S=%i, dk=%i, dv=%i', (_, lead, T, S, dk, dv) => {
+    const q = randomTensor([...lead, T, dk], 61);
+    const k = randomTensor([...lead, S, dk], 62);
+    const v = randomTensor([...lead, S, dv], 63);
+    const [fusedSpy] = spyOnFused();
+    const fused = onlyTheOutput(() => dotProductAttention(q.tensor, k.tensor, v.tensor));
+    expect(fusedSpy).toHaveBeenCalledTimes(1);
+    const standard = dotProductAttention(q.tensor, k.tensor, v.tensor, {blockSize: 0});
+    expect(fusedSpy).toHaveBeenCalledTimes(1);  // blockSize 0 is the standard path
+    expectClose(fused, standard, 1e-5);
+    expectClose(fused, referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix).output as Nested, 1e-5);
+    disposeAll(fused, standard, q.tensor, k.tensor, v.tensor);
+  });
+
+  /** A built layer with `args` and a twin on the standard path (blockSize 0) with the same weights. */
+  function layerPair(args: Parameters<typeof scaledDotProductAttention>[0], build: tf.Tensor|tf.Tensor[]) {
+    const fused = scaledDotProductAttention({...args, biasInitializer: 'glorotUniform'});
+    const standard = scaledDotProductAttention({...args, blockSize: 0});
+    tf.tidy(() => {
+      fused.apply(build);
+      standard.apply(build);
+    });
+    standard.setWeights(fused.getWeights());
+    return {fused, standard};
+  }
+
+  const layerArgs = {numHeads: 2, keyDim: 3, valueDim: 5, useBias: true, outputDim: 7};
+
+  it('the layer, self-attention: fused path (default) = standard path (blockSize 0) = plain-array reference', () => {
+    const x = randomTensor([2, 6, 4], 71);
+    const {fused, standard} = layerPair(layerArgs, x.tensor);
+    const [, multiSpy] = spyOnFused();
+    const a = onlyTheOutput(() => fused.apply(x.tensor) as tf.Tensor);
+    expect(multiSpy).toHaveBeenCalledTimes(1);
+    const b = standard.apply(x.tensor) as tf.Tensor;
+    expect(multiSpy).toHaveBeenCalledTimes(1);
+    expect(a.shape).toEqual([2, 6, 7]);
+    expectClose(a, b, 1e-5);
+    // The weights in the order the layer adds them: wq, wk, wv, bq, bk, bv, wo, bo.
+    const w = fused.getWeights().map(t => t.arraySync());
+    const [wq, wk, wv] = w.slice(0, 3) as Matrix[];
+    const [bq, bk, bv] = w.slice(3, 6) as number[][];
+    const reference = referenceAttention(
+        x.values as Tensor3, null, {wq, wk, wv, bq, bk, bv, wo: w[6] as Matrix, bo: w[7] as number[]}, {numHeads: 2});
+    expectClose(a, reference.output, 1e-5);
+    disposeAll(a, b, x.tensor);
+    fused.dispose();
+    standard.dispose();
+  });
+
+  it('the layer, cross-attention [query, context] with T != S and different widths', () => {
+    const query = randomTensor([2, 5, 4], 72);
+    const context = randomTensor([2, 9, 6], 73);
+    const inputs = [query.tensor, context.tensor];
+    const {fused, standard} = layerPair(layerArgs, inputs);
+    const [, multiSpy] = spyOnFused();
+    const a = onlyTheOutput(() => fused.apply(inputs) as tf.Tensor);
+    expect(multiSpy).toHaveBeenCalledTimes(1);
+    const b = standard.apply(inputs) as tf.Tensor;
+    expect(a.shape).toEqual([2, 5, 7]);
+    expectClose(a, b, 1e-5);
+    disposeAll(a, b, query.tensor, context.tensor);
+    fused.dispose();
+    standard.dispose();
+  });
+
+  it('the layer with an attentionMask, or causal, leaves the fused path and still matches', () => {
+    const x = randomTensor([2, 6, 4], 74);
+    const mask = tf.tensor3d(randomArray([2, 6, 6], 75) as number[][][]).greater(-0.5);
+    const plain = layerPair(layerArgs, x.tensor);
+    const causal = layerPair({...layerArgs, causal: true}, x.tensor);
+    const [fusedSpy, multiSpy] = spyOnFused();
+    const outputs = [
+      plain.fused.apply(x.tensor, {attentionMask: mask}), plain.standard.apply(x.tensor, {attentionMask: mask}),
+      causal.fused.apply(x.tensor), causal.standard.apply(x.tensor),
+    ] as tf.Tensor[];
+    expect(fusedSpy).not.toHaveBeenCalled();
+    expect(multiSpy).not.toHaveBeenCalled();
+    expectClose(outputs[0], outputs[1], 1e-5);
+    expectClose(outputs[2], outputs[3], 1e-5);
+    // The masks do change the output: the fallback is not the unmasked fused result.
+    const unmasked = plain.fused.apply(x.tensor) as tf.Tensor;
+    expect(Math.max(...[0, 2].map(i => tf.tidy(() => tf.max(tf.abs(tf.sub(outputs[i], unmasked))).dataSync()[0]))))
+        .toBeGreaterThan(1e-3);
+    disposeAll(...outputs, unmasked, mask, x.tensor);
+    [plain.fused, plain.standard, causal.fused, causal.standard].forEach(l => l.dispose());
+  });
+});
+
+describe('no leaks', () => {
+  it('no tensor is left behind by fusedAttention, fusedMultiHeadAttention or the layer, nor by a call that throws', () => {
+    const q = randomTensor([2, 3, 5, 3], 81);
+    const k = randomTensor([2, 3, 9, 3], 82);
+    const v = randomTensor([2, 3, 9, 5], 83);
+    const qkv = randomTensor([2, 5, 2 * (2 * 3 + 5)], 84);
+    const layer = scaledDotProductAttention({numHeads: 2, keyDim: 3, valueDim: 5, useBias: true, outputDim: 7});
+    const x = randomTensor([2, 5, 4], 85);
+    tf.dispose(layer.apply(x.tensor) as tf.Tensor);  // builds the weights
+    const before = tf.memory().numTensors;
+    tf.dispose(fusedAttention(q.tensor, k.tensor, v.tensor, 0.5));
+    tf.dispose(fusedMultiHeadAttention(
+        {x: qkv.tensor, column: 0}, {x: qkv.tensor, column: 6}, {x: qkv.tensor, column: 12}, {heads: 2, dk: 3, dv: 5, scale: 0.5}));
+    tf.dispose(layer.apply(x.tensor) as tf.Tensor);
+    expect(tf.memory().numTensors).toBe(before);
+    const wrongWidth = tf.zeros([2, 5, 3]);
+    const wrongBatch = tf.zeros([3, 5, 4]);
+    expectThrowsWithoutLeak(() => layer.apply(wrongWidth), /built for query width 4/);
+    expectThrowsWithoutLeak(() => layer.apply([x.tensor, wrongBatch]), /same batch size/);
+    disposeAll(q.tensor, k.tensor, v.tensor, qkv.tensor, x.tensor, wrongWidth, wrongBatch);
+    layer.dispose();
+  });
+
+  it('frees its heap work buffer: 50 calls on [1, 512, 64] grow neither tensor bytes nor the wasm heap', () => {
+    const backend = tf.backend() as unknown as WasmBackendView;
+    const wasm = backend.wasm;
+    const [malloc, free] = [wasm._malloc, wasm._free];  // already bound (tensors were allocated and freed)
+    for (const [T, dv] of [[512, 64], [510, 60]]) {  // aligned, and padded (more work buffers)
+      const q = tf.randomNormal([1, T, 64], 0, 1, 'float32', 91);
+      const k = tf.randomNormal([1, 512, 64], 0, 1, 'float32', 92);
+      const v = tf.randomNormal([1, 512, dv], 0, 1, 'float32', 93);
+      tf.dispose(fusedAttention(q, k, v, 0.125));  // the first call may grow the heap
+      const before = tf.memory();
+      const heapBytes = wasm.HEAPU8.length;
+      // Every block taken from the heap during the calls (outputs, work buffers) and not yet given back.
+      const live = new Map<number, number>();
+      let allocations = 0;
+      wasm._malloc = (bytes: number) => {
+        const address = malloc(bytes);
+        live.set(address >>> 0, bytes);
+        allocations++;
+        return address;
+      };
+      wasm._free = (address: number) => {
+        live.delete(address >>> 0);
+        free(address);
+      };
+      try {
+        for (let i = 0; i < 50; i++) tf.dispose(fusedAttention(q, k, v, 0.125));
+      } finally {
+        [wasm._malloc, wasm._free] = [malloc, free];
+      }
+      expect(allocations).toBeGreaterThanOrEqual(2 * 50);  // the output and the work buffer per call
+      expect([...live.values()]).toEqual([]);
+      expect(tf.memory().numTensors).toBe(before.numTensors);
+      expect(tf.memory().numBytes).toBe(before.numBytes);
+      expect(wasm.HEAPU8.length).toBe(heapBytes);
+      disposeAll(q, k, v);
+    }
+  });
+});
+
+// A wasm heap over 2 GiB (it may grow to 4 GiB) puts new allocations at byte addresses of
+// 2^31 and above, which wasm's _malloc returns as negative int32s. Slow (it fills a 2.2 GB
+// tensor), so it runs only with TFJS_ATTENTION_LARGE_HEAP=1.
+const describeLargeHeap = process.env.TFJS_ATTENTION_LARGE_HEAP === '1' ? describe : describe.skip;
+
+describeLargeHeap('with a wasm heap over 2 GiB', () => {
+  let big: tf.Tensor;
+  beforeAll(() => {
+    big = tf.fill([540e6], 7);  // 2.16 GB: the heap grows past 2^31 bytes, later blocks lie above
+    expect((tf.backend() as unknown as WasmBackendView).wasm.HEAPU8.length).toBeGreaterThan(2 ** 31);
+  });
+  afterAll(() => {
+    big.dispose();
+  });
+
+  it.each([
+    ['aligned (T % 4 = 0, S % 8 = 0, dv % 8 = 0)', 8, 16, 8, 8],
+    ['padded queries, keys and values (copies through the heap)', 5, 9, 3, 5],
+    ['padded queries only', 5, 16, 8, 8],
+  ])('fusedAttention, %s: T=%i, S=%i, dk=%i, dv=%i, computes the reference and writes nothing outside its output',
+     (_, T, S, dk, dv) => {
+       const q = randomTensor([1, T, dk], 1);
+       const k = randomTensor([1, S, dk], 2);
+       const v = randomTensor([1, S, dv], 3);
+       const out = fusedAttention(q.tensor, k.tensor, v.tensor, 0.5);
+       const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale: 0.5}).output;
+       const view = (tf.backend() as unknown as WasmBackendView).typedArrayFromHeap(big);
+       let overwritten = 0;
+       for (let i = 0; i < view.length; i++) if (view[i] !== 7) overwritten++;
+       const {diff} = maxAbsDiff(out, expected as Nested);
+       // Both facts in one assertion, so that a failure shows both.
+       expect({overwrittenElementsOfAnotherTensor: overwritten, maxAbsDiffFromReference: diff})
+           .toEqual({overwrittenElementsOfAnotherTensor: 0, maxAbsDiffFromReference: expect.closeTo(0, 5)});
+       disposeAll(out, q.tensor, k.tensor, v.tensor);
+     });
+});

@@ -1,0 +1,114 @@
+/**
+ * The wasm kernels that the fast paths use (src/backend/wasm_simd_kernels.ts: the SIMD
+ * batched matMul, sliceFast, pickPerRow), and the fast paths on wasm, with their custom
+ * gradients, against tfjs on cpu. Moved from test/bench_test.ts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import {dotProductAttention} from '../src';
+import * as wasmKernels from '../src/backend/wasm_simd_kernels';
+import {pickPerRow, simdBatchMatMul, simdFits, sliceFast} from '../src/backend/wasm_simd_kernels';
+
+let savedBackend: string;
+
+beforeAll(async () => {
+  savedBackend = tf.getBackend();
+  await tf.setBackend('wasm');
+});
+
+afterAll(async () => {
+  await tf.setBackend(savedBackend);
+});
+
+/** max |a - b| over two tensors of one shape. */
+function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
+  expect(a.shape).toEqual(b.shape);
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+}
+
+describe('wasm kernels of the fast paths', () => {
+  it.each([
+    [[3, 5, 7], [3, 7, 6], false, false],
+    [[2, 2, 16, 8], [2, 2, 16, 8], false, true],   // q·kᵀ
+    [[4, 9, 3], [4, 9, 5], true, false],            // pᵀ·dO, swapped form
+    [[1, 13, 4], [1, 6, 4], false, true],
+  ])('simdBatchMatMul(%j, %j, %s, %s) equals tf.matMul (times 0.5)', (aShape, bShape, transposeA, transposeB) => {
+    const a = tf.randomNormal(aShape as number[], 0, 1, 'float32', 1);
+    const b = tf.randomNormal(bShape as number[], 0, 1, 'float32', 2);
+    const [m, k] = transposeA ? [a.shape[a.rank - 1], a.shape[a.rank - 2]] : a.shape.slice(-2);
+    expect(simdFits(a.size / (m * k), m, k, b.shape[b.rank - (transposeB ? 2 : 1)])).toBe(true);
+    tf.tidy(() => {
+      const expected = tf.mul(tf.matMul(a, b, transposeA, transposeB), 0.5);
+      expect(maxDiff(simdBatchMatMul(a, b, transposeA, transposeB, 0.5), expected)).toBeLessThan(1e-5);
+    });
+    tf.dispose([a, b]);
+  });
+
+  it('sliceFast equals tf.slice; pickPerRow picks one element per row', () => {
+    const x = tf.randomNormal([2, 3, 5, 4], 0, 1, 'float32', 3);
+    tf.tidy(() => {
+      for (const [begin, size] of [[[0, 0, 1, 0], [2, 3, 3, 4]], [[1, 2, 0, 1], [1, 1, 5, 2]], [[0, 0, 0, 0], [2, 3, 5, 4]]]) {
+        expect(maxDiff(sliceFast(x, begin, size), tf.slice(x, begin, size))).toBe(0);
+      }
+      const m = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+      expect(Array.from(pickPerRow(m, tf.tensor1d([2, 0], 'int32')).dataSync())).toEqual([3, 4]);
+    });
+    x.dispose();
+  });
+});
+
+describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
+  // On wasm the standard path runs its own products and custom gradient (batch 1: 2-D
+  // XNNPACK products; several pairs: the SIMD kernel, or one product per pair when too big
+  // for it); on cpu tfjs differentiates plain ops. Masks cover a fully masked batch.
+  // The last column pretends the SIMD kernel is unavailable (or the product too big for it).
+  const cases: Array<[string, number[], number, number, number, number, boolean, number[]|null, number, boolean]> = [
+    ['rank 3, SIMD kernel', [3], 5, 6, 4, 3, false, null, 0, false],
+    ['rank 4, SIMD kernel, causal', [2, 3], 70, 90, 16, 24, true, null, 0, false],
+    ['rank 4, key padding mask [B, 1, 1, S]', [2, 3], 33, 40, 16, 8, false, [2, 1, 1, 40], 0, false],
+    ['batch 1, [T, S] mask, causal', [1, 1], 50, 50, 8, 8, true, [50, 50], 0, false],
+    ['one product per pair, key padding mask', [2, 2], 128, 128, 16, 16, false, [2, 1, 1, 128], 0, true],
+    ['wasm\'s batched matMul, causal', [3], 5, 6, 4, 3, true, null, 0, true],
+    ['memory-efficient, several pairs, mask, causal', [2, 2], 40, 45, 8, 4, true, [2, 1, 40, 45], 16, false],
+  ];
+  let spy: jest.SpyInstance|null = null;
+  afterEach(() => {
+    spy?.mockRestore();
+    spy = null;
+  });
+  it.each(cases)('%s', async (_, lead, T, S, dk, dv, causal, maskShape, blockSize, noSimd) => {
+    if (noSimd) spy = jest.spyOn(wasmKernels, 'simdFits').mockReturnValue(false);
+    const run = async (backend: string) => {
+      await tf.setBackend(backend);
+      return tf.tidy(() => {
+        const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 11);
+        const k = tf.randomNormal([...lead, S, dk], 0, 1, 'float32', 12);
+        const v = tf.randomNormal([...lead, S, dv], 0, 1, 'float32', 13);
+        const readout = tf.randomNormal([...lead, T, dv], 0, 1, 'float32', 14);
+        let mask: tf.Tensor|null = null;
+        if (maskShape != null) {
+          mask = tf.greater(tf.randomUniform(maskShape, 0, 1, 'float32', 15), 0.3);
+          if (maskShape[0] === lead[0] && lead[0] > 1) {
+            // The first batch attends nothing: its output and gradients must be exact zeros.
+            const rest = tf.slice(mask, [1, 0, 0, 0], [maskShape[0] - 1, ...maskShape.slice(1)]);
+            mask = tf.concat([tf.zeros([1, ...maskShape.slice(1)], 'bool'), rest], 0);
+          }
+        }
+        const options = {causal, mask, blockSize};
+        const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, options), readout));
+        const output = dotProductAttention(q, k, v, options);
+        const grads = tf.grads(loss)([q, k, v]);
+        return [output, ...grads].map(t => t.arraySync());
+      });
+    };
+    const onWasm = await run('wasm');
+    if (spy != null) expect(spy).toHaveBeenCalled();
+    const onCpu = await run('cpu');
+    await tf.setBackend('wasm');
+    onWasm.forEach((values, i) => {
+      const [a, b] = [tf.tensor(values as number[]), tf.tensor(onCpu[i] as number[])];
+      expect(maxDiff(a, b)).toBeLessThan(i === 0 ? 1e-5 : 1e-4);
+      tf.dispose([a, b]);
+    });
+  });
+});
