@@ -21,6 +21,7 @@ export {LastPosition, lastPosition} from './layers/last_position';
 export {traceAttention} from './attention/trace_attention';
 export type {AttentionTrace} from './attention/trace_attention';
 export {selectBackend, BACKEND_NAMES} from './backend/select_backend';
+export {setAttentionThreads} from './backend/attention_threads';
 export type {BackendName} from './backend/select_backend';
 export {fileSystem, FileSystemIO} from './io/file_system_io';
 

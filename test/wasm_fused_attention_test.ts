@@ -15,6 +15,8 @@ import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {
   FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedMultiHeadAttention,
 } from '../src/backend/wasm_fused_attention';
+import {setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
+import {ValueError} from '../src/errors';
 import {attendOneHead, Matrix, referenceAttention, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
 import {
   disposeAll, expectAllFinite, expectClose, expectThrowsWithoutLeak, maxAbsDiff, Nested, randomArray,
@@ -267,6 +269,64 @@ describe('fusedMultiHeadAttention reads heads side by side in the last axis', ()
   });
 });
 
+describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN_FLOPS)', () => {
+  afterEach(() => {
+    setAttentionThreads(2);
+  });
+
+  /** The kernel's result with one thread and with two. */
+  function bothWays(run: () => tf.Tensor): {one: tf.Tensor; two: tf.Tensor} {
+    setAttentionThreads(1);
+    const one = run();
+    setAttentionThreads(2);
+    const two = run();
+    return {one, two};
+  }
+
+  // [name, leading dims, T, S, dk, dv]: each call is above the threshold (checked below).
+  const cases: Array<[string, number[], number, number, number, number]> = [
+    ['one pair, aligned: V read in place, output in its final layout', [1], 512, 512, 64, 64],
+    ['T % 4 != 0 and S % 8 != 0: padded queries and keys', [1], 509, 517, 64, 64],
+    ['dv % 8 != 0: V and the output go through padded copies', [2], 340, 401, 40, 36],
+    ['rank 4, several heads', [2, 3], 200, 260, 32, 32],
+    ['cross shapes T < S', [1], 132, 1200, 64, 64],
+  ];
+  it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i: bit for bit the one-thread result, and the reference', (_, lead, T, S, dk, dv) => {
+    const pairs = lead.reduce((a, b) => a * b, 1);
+    expect(2 * pairs * T * S * (dk + dv)).toBeGreaterThanOrEqual(TWO_THREAD_MIN_FLOPS);
+    const q = randomTensor([...lead, T, dk], 201);
+    const k = randomTensor([...lead, S, dk], 202);
+    const v = randomTensor([...lead, S, dv], 203);
+    const scale = 1 / Math.sqrt(dk);
+    const {one, two} = bothWays(() => onlyTheOutput(() => fusedAttention(q.tensor, k.tensor, v.tensor, scale)));
+    // The same kernel computes each tile on either thread: the results are identical.
+    expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
+    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale}).output;
+    expectClose(two, expected as Nested, 1e-5);
+    disposeAll(one, two, q.tensor, k.tensor, v.tensor);
+  });
+
+  it('reads heads side by side from one tensor qkv (copied once) as on one thread', () => {
+    const [B, T, H, dk, dv] = [2, 256, 4, 16, 16];
+    const qkv = randomTensor([B, T, H * (2 * dk + dv)], 204);
+    const sizes = {heads: H, dk, dv, scale: 0.25};
+    const run = () => fusedMultiHeadAttention(
+        {x: qkv.tensor, column: 0}, {x: qkv.tensor, column: H * dk}, {x: qkv.tensor, column: 2 * H * dk}, sizes);
+    const {one, two} = bothWays(run);
+    expect(two.shape).toEqual([B, T, H * dv]);
+    expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
+    disposeAll(one, two, qkv.tensor);
+  });
+
+  it('setAttentionThreads takes 1 or 2 and returns the previous setting; anything else is refused by name', () => {
+    expect(setAttentionThreads(1)).toBe(2);
+    expect(setAttentionThreads(2)).toBe(1);
+    expect(() => setAttentionThreads(3 as 1)).toThrow(ValueError);
+    expect(() => setAttentionThreads(0 as 1)).toThrow('Argument `count` must be 1 or 2. Received: count=0');
+    expect(setAttentionThreads(2)).toBe(2);  // the refused calls changed nothing
+  });
+});
+
 describe('fusedAttentionFits', () => {
   it('is true for ordinary sizes on wasm', () => {
     for (const [T, S, dk, dv] of [[1, 1, 1, 1], [7, 13, 3, 5], [64, 64, 64, 64], [1024, 1024, 64, 64], [65536, 65536, 64, 64]]) {
@@ -512,11 +572,9 @@ describe('no leaks', () => {
 });
 
 // A wasm heap over 2 GiB (it may grow to 4 GiB) puts new allocations at byte addresses of
-// 2^31 and above, which wasm's _malloc returns as negative int32s. Slow (it fills a 2.2 GB
-// tensor), so it runs only with TFJS_ATTENTION_LARGE_HEAP=1.
-const describeLargeHeap = process.env.TFJS_ATTENTION_LARGE_HEAP === '1' ? describe : describe.skip;
-
-describeLargeHeap('with a wasm heap over 2 GiB', () => {
+// 2^31 and above, which wasm's _malloc returns as negative int32s (about 10 s: it fills a
+// 2.2 GB tensor).
+describe('with a wasm heap over 2 GiB', () => {
   let big: tf.Tensor;
   beforeAll(() => {
     big = tf.fill([540e6], 7);  // 2.16 GB: the heap grows past 2^31 bytes, later blocks lie above

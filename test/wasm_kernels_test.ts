@@ -1,13 +1,16 @@
 /**
  * The wasm kernels that the fast paths use (src/backend/wasm_simd_kernels.ts: the SIMD
- * batched matMul, sliceFast, pickPerRow), and the fast paths on wasm, with their custom
- * gradients, against tfjs on cpu. Moved from test/bench_test.ts.
+ * batched matMul, sliceFast, pickPerRow; src/backend/wasm_dense.ts: the projections of
+ * inference), and the fast paths on wasm, with their custom gradients, against tfjs on cpu.
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention} from '../src';
 import * as wasmKernels from '../src/backend/wasm_simd_kernels';
 import {pickPerRow, simdBatchMatMul, simdFits, sliceFast} from '../src/backend/wasm_simd_kernels';
+import {DENSE_FUSED_MAX_WEIGHT_BYTES, denseFused, denseFusedFits} from '../src/backend/wasm_dense';
+import {dense as referenceDense, Matrix} from './helpers/reference_attention';
+import {expectClose, randomArray} from './helpers/tensors';
 
 let savedBackend: string;
 
@@ -110,5 +113,45 @@ describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
       expect(maxDiff(a, b)).toBeLessThan(i === 0 ? 1e-5 : 1e-4);
       tf.dispose([a, b]);
     });
+  });
+});
+
+describe('denseFused: x·w + b for inference in one kernel', () => {
+  // [x shape, dOut, bias]: rows off multiples of 4 and dOut off multiples of 8 take padded copies.
+  it.each([
+    [[8, 16], 16, false],
+    [[5, 3], 7, true],
+    [[2, 13, 64], 24, true],
+    [[1024, 64], 64, false],
+    [[3, 1], 1, true],
+  ])('x %j · w [.., %i] (bias: %s) equals the plain-array product', (xShape, dOut, bias) => {
+    const dIn = xShape[xShape.length - 1];
+    const xValues = randomArray(xShape, 301) as number[];
+    const wValues = randomArray([dIn, dOut], 302) as Matrix;
+    const bValues = bias ? randomArray([dOut], 303) as number[] : undefined;
+    const x = tf.tensor(xValues, xShape);
+    const w = tf.tensor2d(wValues);
+    const b = bValues == null ? null : tf.tensor1d(bValues);
+    const rows = tf.tidy(() => x.reshape([-1, dIn]).arraySync()) as Matrix;  // [N, dIn], as float32 values
+    const expected = referenceDense(rows, w.arraySync(), b?.arraySync());
+    const before = tf.memory().numTensors;
+    const y = denseFused(x, w, b);
+    expect(tf.memory().numTensors).toBe(before + 1);
+    expect(y.shape).toEqual([...xShape.slice(0, -1), dOut]);
+    expectClose(tf.tidy(() => y.reshape([-1, dOut]).arraySync()) as Matrix, expected, 1e-5);
+    tf.dispose([x, w, b, y].filter((t): t is tf.Tensor => t != null));
+  });
+
+  it('takes weights up to DENSE_FUSED_MAX_WEIGHT_BYTES on wasm, none on cpu', async () => {
+    expect(denseFusedFits(64, 64)).toBe(true);
+    expect(denseFusedFits(256, DENSE_FUSED_MAX_WEIGHT_BYTES / (4 * 256))).toBe(true);
+    expect(denseFusedFits(256, DENSE_FUSED_MAX_WEIGHT_BYTES / (4 * 256) + 1)).toBe(false);
+    expect(denseFusedFits(0, 8)).toBe(false);
+    await tf.setBackend('cpu');
+    try {
+      expect(denseFusedFits(64, 64)).toBe(false);
+    } finally {
+      await tf.setBackend('wasm');
+    }
   });
 });

@@ -1,5 +1,6 @@
 /** Matrix products and slices the fastest way per backend, with a WebAssembly SIMD kernel for small batched products on wasm. */
 import * as tf from '@tensorflow/tfjs';
+import {denseFused, denseFusedFits} from '../backend/wasm_dense';
 
 /**
  * Backends on which matMul's transpose flags are slow. tfjs-backend-wasm 4.22 hands a
@@ -91,6 +92,8 @@ export function dense(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor|null): tf.Tensor
   // The custom gradient only while tfjs records gradients: its wrapper costs ~0.1 ms a call.
   if (transposeFlagsAreSlow() && tf.engine().isTapeOn()) {
     y = b == null ? denseExplicit(x2, w) : denseExplicit(x2, w, b);  // [N, dOut]
+  } else if (!tf.engine().isTapeOn() && denseFusedFits(dIn, dOut)) {
+    y = denseFused(x2, w, b);                                        // [N, dOut]
   } else {
     y = tf.matMul(x2, w as tf.Tensor2D);  // [N, dOut]
     if (b != null) y = tf.add(y, b);

@@ -79,10 +79,13 @@ export interface WasmFunction {
 }
 
 /**
- * A module exporting `functions` and a memory. With `importMemory` the memory is imported as
- * `env.mem` (any size), else the module has its own, one page to start, exported as `mem`.
+ * Where a module's memory comes from: its own (one page to start, exported as `mem`), or
+ * imported as `env.mem`, of any size, or shared (for threads) with at most `sharedPages`.
  */
-export function moduleBytes(functions: WasmFunction[], importMemory = false): Uint8Array<ArrayBuffer> {
+export type ModuleMemory = 'own'|'imported'|{sharedPages: number};
+
+/** A module exporting `functions`, with a memory as `memory` says. */
+export function moduleBytes(functions: WasmFunction[], memory: ModuleMemory = 'own'): Uint8Array<ArrayBuffer> {
   const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
   const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
   const text = (s: string) => [...uleb(s.length), ...Array.from(s, c => c.charCodeAt(0))];
@@ -92,13 +95,15 @@ export function moduleBytes(functions: WasmFunction[], importMemory = false): Ui
     return [...uleb(body.length), ...body];
   });
   const exports = functions.map((f, index) => [...text(f.name), 0x00, ...uleb(index)]);
+  // Limits of an imported memory: min 0 pages, and for a shared one (flag 3) its maximum.
+  const limits = typeof memory === 'object' ? [0x03, 0x00, ...uleb(memory.sharedPages)] : [0x00, 0x00];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,                  // "\0asm", version 1
     ...section(1, vector(types)),
-    ...(importMemory ? section(2, vector([[...text('env'), ...text('mem'), 0x02, 0x00, 0x00]])) : []),  // memory, min 0
+    ...(memory === 'own' ? [] : section(2, vector([[...text('env'), ...text('mem'), 0x02, ...limits]]))),
     ...section(3, vector(functions.map((_, index) => uleb(index)))),  // function i has type i
-    ...(importMemory ? [] : section(5, vector([[0x00, 0x01]]))),      // own memory, 1 page to start
-    ...section(7, vector(importMemory ? exports : [...exports, [...text('mem'), 0x02, 0x00]])),
+    ...(memory === 'own' ? section(5, vector([[0x00, 0x01]])) : []),  // own memory, 1 page to start
+    ...section(7, vector(memory === 'own' ? [...exports, [...text('mem'), 0x02, 0x00]] : exports)),
     ...section(10, vector(bodies)),
   ]);
 }

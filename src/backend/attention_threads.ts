@@ -1,0 +1,194 @@
+/**
+ * A second thread for the fused attention kernel in Node. tfjs' wasm backend runs on one
+ * core in Node (its threaded build starts Workers from blob: URLs, which Node refuses), so
+ * this starts one worker_threads Worker of its own, which instantiates the `attend` function
+ * on a shared WebAssembly.Memory. For a large call the kernel copies the packed operands
+ * into that memory; the worker takes the first half of each pair's query tiles and this
+ * thread the second half, and they meet again through Atomics. Browsers, and runtimes
+ * without worker_threads or shared memory, keep to one thread.
+ */
+import {ValueError} from '../errors';
+import {sharedModuleBytes} from './wasm_heap_module';
+import type {HeapModule} from './wasm_heap_module';
+
+/** Most 64 KiB pages of the shared memory (1 GiB of address space, reserved, not used). */
+const SHARED_PAGES = 16384;
+/** Most bytes of operands one two-thread call may place in the shared memory. */
+export const SHARED_MAX_BYTES = 256 * 2 ** 20;
+/**
+ * Fewest FLOPs of one call, 2·B·H·T·S·(dk + dv), for which the second thread is used: below,
+ * copying the operands and waking the worker cost about what half the work saves. Measured
+ * on the 2-core machine, time on one thread / time on two (medians of 20 calls): 0.96 at
+ * (B, H, T, d) = (8, 4, 128, 16) and 1.15 at (32, 1, 64, 64), both 34 MFLOP; 1.40 at
+ * (1, 1, 384, 64), 38 MFLOP; 1.42-1.49 at 67 MFLOP; 1.83 at (1, 1, 1024, 64); 2.15 at
+ * (1, 1, 4096, 64).
+ */
+export const TWO_THREAD_MIN_FLOPS = 36e6;
+
+/** How long this thread waits for the worker's share before giving up on the worker. */
+const WORKER_TIMEOUT_MS = 120_000;
+
+/** Byte offset of the job's fields (int32) at the start of the shared memory. */
+const HEADER_BYTES = 128;
+/** Int32 slots of the header. */
+const SLOT = {
+  job: 0,       // 0: idle, 1: a job for the worker, 2: stop
+  done: 1,      // set to 1 by the worker when its share is done
+  failed: 2,    // set to 1 by the worker when its share threw
+  pairs: 3,     // the job: `pairs` calls of attend, their addresses q, k, v, out in a table of int32
+  table: 4, rowV: 5, rowOut: 6, scratch: 7, tiles: 8, S: 9, panels: 10, dk: 11, dvp: 12, scale: 13,  // scale as float32
+};
+
+/** The worker's code: wait for a job, run `attend` over its pairs and tiles, report, repeat. */
+const WORKER_SOURCE = `
+const {workerData} = require('worker_threads');
+const {memory, bytes} = workerData;
+const {attend} = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}}).exports;
+const header = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
+const scale = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
+for (;;) {
+  Atomics.wait(header, ${SLOT.job}, 0);
+  if (Atomics.load(header, ${SLOT.job}) === 2) break;
+  const h = header;
+  try {
+    const table = new Int32Array(memory.buffer, h[${SLOT.table}], 4 * h[${SLOT.pairs}]);
+    for (let p = 0; p < h[${SLOT.pairs}]; p++) {
+      attend(table[4 * p], table[4 * p + 1], table[4 * p + 2], h[${SLOT.rowV}], table[4 * p + 3], h[${SLOT.rowOut}],
+             h[${SLOT.scratch}], h[${SLOT.tiles}], h[${SLOT.S}], h[${SLOT.panels}], h[${SLOT.dk}], h[${SLOT.dvp}], scale[${SLOT.scale}]);
+    }
+  } catch (error) {
+    Atomics.store(h, ${SLOT.failed}, 1);
+  }
+  Atomics.store(h, ${SLOT.job}, 0);
+  Atomics.store(h, ${SLOT.done}, 1);
+  Atomics.notify(h, ${SLOT.done});
+}
+`;
+
+/** The shared memory, this thread's instance on it, and the worker. */
+export interface SecondThread {
+  memory: WebAssembly.Memory;
+  module: HeapModule;
+  /** Int32 view of the header. */
+  header: Int32Array;
+  /** Float32 view of the header (for the scale). */
+  headerFloats: Float32Array;
+  /** Byte offset where operands may start. */
+  dataStart: number;
+}
+
+/** undefined: not tried; null: not available here. */
+let secondThread: SecondThread|null|undefined;
+
+interface WorkerLike {
+  unref(): void;
+  on(event: 'error', listener: (error: Error) => void): void;
+}
+interface WorkerThreadsLike {
+  Worker: new (source: string, options: {eval: true; workerData: unknown}) => WorkerLike;
+}
+
+/** Node's worker_threads, where the runtime has it (never in browsers, never bundled). */
+function workerThreads(): WorkerThreadsLike|null {
+  const proc = (globalThis as {process?: {getBuiltinModule?: (name: string) => unknown}}).process;
+  try {
+    return (proc?.getBuiltinModule?.('worker_threads') as WorkerThreadsLike|undefined) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Threads the fused kernel may use: 2 by default, 1 to keep it on the calling thread. */
+let threadCount: 1|2 = 2;
+
+/**
+ * How many threads the fused attention kernel may use in Node: 2 (the default) runs large
+ * calls on this thread and one worker; 1 keeps every call on this thread (and never starts
+ * the worker). Returns the previous setting.
+ */
+export function setAttentionThreads(count: 1|2): 1|2 {
+  if (count !== 1 && count !== 2) {
+    throw new ValueError(`Argument \`count\` must be 1 or 2. Received: count=${String(count)}`);
+  }
+  const previous = threadCount;
+  threadCount = count;
+  return previous;
+}
+
+/** The second thread, started on first use; null where it cannot run or is switched off. */
+export function getSecondThread(): SecondThread|null {
+  if (threadCount === 1) return null;
+  if (secondThread !== undefined) return secondThread;
+  secondThread = null;
+  const threads = workerThreads();
+  if (threads == null || typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return null;
+  try {
+    const memory = new WebAssembly.Memory({initial: 1, maximum: SHARED_PAGES, shared: true});
+    const bytes = sharedModuleBytes(SHARED_PAGES);
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}});
+    const worker = new threads.Worker(WORKER_SOURCE, {eval: true, workerData: {memory, bytes}});
+    worker.unref();  // never keeps the process alive
+    worker.on('error', () => {
+      secondThread = null;
+    });
+    secondThread = {
+      memory, module: instance.exports as unknown as HeapModule,
+      header: new Int32Array(memory.buffer, 0, HEADER_BYTES / 4),
+      headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4), dataStart: HEADER_BYTES,
+    };
+  } catch {
+    secondThread = null;
+  }
+  return secondThread;
+}
+
+/** Grows the shared memory to hold `bytes` after the header; returns a fresh Float32Array of it all. */
+export function sharedFloats(thread: SecondThread, bytes: number): Float32Array {
+  const needed = thread.dataStart + bytes;
+  const have = thread.memory.buffer.byteLength;
+  if (have < needed) thread.memory.grow(Math.ceil((needed - have) / 65536));
+  return new Float32Array(thread.memory.buffer);
+}
+
+/**
+ * The worker's share of a call: `attend` for each of `pairs` (batch, head) pairs, whose
+ * byte addresses q, k, v and out are the int32 quadruples of the table at byte `table`.
+ */
+export interface WorkerShare {
+  pairs: number;
+  table: number;
+  rowV: number; rowOut: number; scratch: number;
+  tiles: number; S: number; panels: number; dk: number; dvp: number; scale: number;
+}
+
+/**
+ * Runs `mine` on this thread while the worker runs `share`, and returns when both are
+ * done. Throws if the worker's share failed.
+ */
+export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine: () => void): void {
+  const h = thread.header;
+  const fields: Array<[number, number]> = [
+    [SLOT.pairs, share.pairs], [SLOT.table, share.table], [SLOT.rowV, share.rowV], [SLOT.rowOut, share.rowOut],
+    [SLOT.scratch, share.scratch], [SLOT.tiles, share.tiles], [SLOT.S, share.S], [SLOT.panels, share.panels],
+    [SLOT.dk, share.dk], [SLOT.dvp, share.dvp],
+  ];
+  for (const [slot, value] of fields) h[slot] = value;
+  thread.headerFloats[SLOT.scale] = share.scale;
+  Atomics.store(h, SLOT.done, 0);
+  Atomics.store(h, SLOT.failed, 0);
+  Atomics.store(h, SLOT.job, 1);
+  Atomics.notify(h, SLOT.job);
+  try {
+    mine();
+  } finally {
+    if (Atomics.wait(h, SLOT.done, 0, WORKER_TIMEOUT_MS) === 'timed-out') {
+      secondThread = null;  // never again: the next calls run on one thread
+      // eslint-disable-next-line no-unsafe-finally
+      throw new Error(`tfjs-attention: the second thread did not finish its share of the fused attention in ${WORKER_TIMEOUT_MS / 1000} s`);
+    }
+  }
+  if (Atomics.load(h, SLOT.failed) !== 0) {
+    secondThread = null;
+    throw new Error('tfjs-attention: the second thread failed in its share of the fused attention');
+  }
+}

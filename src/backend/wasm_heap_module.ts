@@ -1,0 +1,295 @@
+/**
+ * The WebAssembly SIMD functions behind the fused attention and dense kernels, instantiated
+ * on the memory of tfjs' wasm backend itself, so that they read tensors in place and write
+ * their outputs straight into output tensors: `attend` (softmax(scale·Q·Kᵀ)·V for one
+ * (batch, head) pair), `pack` (a layout change) and `project` (x·w + b). Hand-assembled
+ * with wasm_assembler.ts, so that the package needs no toolchain.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import {F32, I32, moduleBytes, op, V128} from './wasm_assembler';
+import type {WasmFunction} from './wasm_assembler';
+
+const {get, set, tee, i32, loop, block, brIf} = op;
+
+/**
+ * `attend(q, k, v, rowV, out, rowOut, scratch, tiles, S, panels, dk, dvp, scale)`: attention
+ * of one (batch, head) pair. Arguments are byte addresses in the memory and sizes:
+ * - q: the queries packed by fours, [tiles][dk][4] (tiles = ceil(T / 4));
+ * - k: the keys packed by eights, [panels][dk][8] (panels = ceil(S / 8));
+ * - v: the values, S rows of dvp floats `rowV` bytes apart (dvp: a multiple of 8);
+ * - out: the output, tiles·4 rows of dvp floats `rowOut` bytes apart;
+ * - scratch: one tile's scores, then weights, [panels·8][4] (query in the lane), and the
+ *   tile's four 1/rowsum.
+ * Per tile of four queries:
+ * 1. scores[s] = Σ_k Q[k][0..3] · K[s][k], eight keys per panel in eight f32x4 registers;
+ * 2. m = max_s scores[s], e[s] = exp(scale·(scores[s] - m)), sum = Σ_s e[s], lane-wise;
+ * 3. out[r][c..c+7] = Σ_s e[s][r] · V[s][c..c+7] / sum[r], eight columns at a time.
+ */
+function attendFunction(): WasmFunction {
+  const {f32x4Add: add, f32x4Sub: sub, f32x4Mul: mul, f32x4Pmax: pmax, f32x4Div: div} = op;
+  const {i32Add, i32Mul, i32LtU, v128Load, v128Store, load32Splat, f32x4Const, i32x4Const} = op;
+  // Parameters.
+  const [Q, K, V, ROW_V, OUT, ROW_OUT, SCR, TILES, S, PANELS, DK, DVP, SCALE] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  // i32 locals.
+  const [i, jb, k, s, col, pq, pk, pst, pv, pout, qTile, outTile, colEnd, inv] =
+      Array.from({length: 14}, (_, n) => 13 + n);
+  // v128 locals.
+  const acc = Array.from({length: 8}, (_, n) => 27 + n);
+  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 35 + n);
+
+  const inc = (local: number, by: number[]) => [...get(local), ...by, ...i32Add, ...set(local)];
+  const zeroAccumulators = acc.flatMap(a => [...f32x4Const(0), ...set(a)]);
+  const mulAdd = (a: number, left: number[], right: number[]) => [...get(a), ...left, ...right, ...mul, ...add, ...set(a)];
+
+  // 1. Scores of the tile against one panel of eight keys: for each k,
+  // acc[2r + h] += Q[k][r] · K[k][8jb + 4h .. 8jb + 4h + 3] (query r, keys in the lanes),
+  // then each 4×4 block is transposed so that scratch[8jb + c] holds key c's four scores.
+  const kLoop = op.whileLoop([...get(k), ...get(DK), ...i32LtU], [
+    ...get(pk), ...v128Load(0), ...set(v0), ...get(pk), ...v128Load(16), ...set(v1),  // K[k][8jb .. 8jb + 7]
+    ...[0, 1, 2, 3].flatMap(r => [
+      ...get(pq), ...load32Splat(4 * r), ...set(w),                             // Q[k][r]
+      ...mulAdd(acc[2 * r], get(w), get(v0)), ...mulAdd(acc[2 * r + 1], get(w), get(v1)),
+    ]),
+    ...inc(pq, i32(16)), ...inc(pk, i32(32)), ...inc(k, i32(1)),
+  ]);
+  // Transposes the rows acc[h], acc[2 + h], acc[4 + h], acc[6 + h] into scratch[8jb + 4h + j].
+  const lanes = (...picks: number[]) => picks.flatMap(lane => [4 * lane, 4 * lane + 1, 4 * lane + 2, 4 * lane + 3]);
+  const shuffle = (picks: number[]) => [0xfd, 0x0d, ...lanes(...picks)];     // i8x16.shuffle of two f32x4
+  const [t0, t1, t2, t3] = [x, t, y, w];
+  const storeTransposed = (h: number) => [
+    ...get(acc[h]), ...get(acc[2 + h]), ...shuffle([0, 4, 1, 5]), ...set(t0),  // a0 b0 a1 b1
+    ...get(acc[h]), ...get(acc[2 + h]), ...shuffle([2, 6, 3, 7]), ...set(t1),  // a2 b2 a3 b3
+    ...get(acc[4 + h]), ...get(acc[6 + h]), ...shuffle([0, 4, 1, 5]), ...set(t2),  // c0 d0 c1 d1
+    ...get(acc[4 + h]), ...get(acc[6 + h]), ...shuffle([2, 6, 3, 7]), ...set(t3),  // c2 d2 c3 d3
+    ...get(pst), ...get(t0), ...get(t2), ...shuffle([0, 1, 4, 5]), ...v128Store(64 * h),       // a0 b0 c0 d0
+    ...get(pst), ...get(t0), ...get(t2), ...shuffle([2, 3, 6, 7]), ...v128Store(64 * h + 16),  // a1 b1 c1 d1
+    ...get(pst), ...get(t1), ...get(t3), ...shuffle([0, 1, 4, 5]), ...v128Store(64 * h + 32),  // a2 b2 c2 d2
+    ...get(pst), ...get(t1), ...get(t3), ...shuffle([2, 3, 6, 7]), ...v128Store(64 * h + 48),  // a3 b3 c3 d3
+  ];
+  const panelLoop = loop([
+    ...zeroAccumulators,
+    ...get(qTile), ...set(pq), ...i32(0), ...set(k),
+    ...kLoop,
+    ...storeTransposed(0), ...storeTransposed(1),
+    ...inc(pst, i32(128)),
+    ...get(jb), ...i32(1), ...i32Add, ...tee(jb), ...get(PANELS), ...i32LtU, ...brIf(0),
+  ]);
+  // 2. Softmax over the S keys, four queries in the four lanes: row max, then exp and sum.
+  const maxLoop = loop([
+    ...get(m), ...get(pst), ...v128Load(), ...pmax, ...set(m),
+    ...inc(pst, i32(16)),
+    ...get(s), ...i32(1), ...i32Add, ...tee(s), ...get(S), ...i32LtU, ...brIf(0),
+  ]);
+  // exp(x) for x <= 0 as 2^n · e^r, n = round(x / ln 2), |r| <= ln(2)/2, e^r by Cephes'
+  // expf polynomial (relative error ~1e-7). x is clamped at -87, where 2^n stays a normal
+  // float; n is rounded by adding 1.5·2^23, which leaves n in the low bits of the sum.
+  const expOfX = [
+    ...get(x), ...f32x4Const(1.44269504), ...mul, ...f32x4Const(12582912), ...add, ...set(t),  // t = x·log2(e) + 1.5·2^23
+    ...get(t), ...f32x4Const(12582912), ...sub, ...set(y),                                     // y = n
+    ...get(x), ...get(y), ...f32x4Const(0.693359375), ...mul, ...sub,
+    ...get(y), ...f32x4Const(-2.12194440e-4), ...mul, ...sub, ...set(x),                      // x = r = x - n·ln 2
+    ...f32x4Const(1.9875691500e-4), ...get(x), ...mul, ...f32x4Const(1.3981999507e-3), ...add,
+    ...get(x), ...mul, ...f32x4Const(8.3334519073e-3), ...add,
+    ...get(x), ...mul, ...f32x4Const(4.1665795894e-2), ...add,
+    ...get(x), ...mul, ...f32x4Const(1.6666665459e-1), ...add,
+    ...get(x), ...mul, ...f32x4Const(5.0000001201e-1), ...add,
+    ...get(x), ...mul, ...get(x), ...mul, ...get(x), ...add, ...f32x4Const(1), ...add,      // e^r
+    ...get(t), ...i32x4Const(127), ...op.i32x4Add, ...i32(23), ...op.i32x4Shl,                // 2^n, as bits (n + 127) << 23
+    ...mul,
+  ];
+  const expLoop = loop([
+    ...f32x4Const(-87), ...get(pst), ...v128Load(), ...get(m), ...sub, ...get(scale), ...mul, ...pmax, ...set(x),
+    ...get(pst), ...expOfX, ...tee(y), ...v128Store(),
+    ...get(sum), ...get(y), ...add, ...set(sum),
+    ...inc(pst, i32(16)),
+    ...get(s), ...i32(1), ...i32Add, ...tee(s), ...get(S), ...i32LtU, ...brIf(0),
+  ]);
+  // 3. Eight output columns of the tile: Σ_s e[s][r] · V[s][col..col+7], times 1/sum[r].
+  const sLoop = op.whileLoop([...get(s), ...get(S), ...i32LtU], [
+    ...get(pv), ...v128Load(0), ...set(v0), ...get(pv), ...v128Load(16), ...set(v1),  // V[s][col .. col + 7]
+    ...[0, 1, 2, 3].flatMap(r => [
+      ...get(pst), ...load32Splat(4 * r), ...set(w),                            // e[s][r]
+      ...mulAdd(acc[2 * r], get(w), get(v0)), ...mulAdd(acc[2 * r + 1], get(w), get(v1)),
+    ]),
+    ...inc(pst, i32(16)), ...inc(pv, get(ROW_V)), ...inc(s, i32(1)),
+  ]);
+  const columnLoop = loop([
+    ...zeroAccumulators,
+    ...get(SCR), ...set(pst), ...get(V), ...get(col), ...i32Add, ...set(pv), ...i32(0), ...set(s),
+    ...sLoop,
+    ...get(outTile), ...get(col), ...i32Add, ...set(pout),
+    ...[0, 1, 2, 3].flatMap(r => [
+      ...get(inv), ...load32Splat(4 * r), ...set(w),
+      ...get(pout), ...get(acc[2 * r]), ...get(w), ...mul, ...v128Store(0),
+      ...get(pout), ...get(acc[2 * r + 1]), ...get(w), ...mul, ...v128Store(16),
+      ...inc(pout, get(ROW_OUT)),
+    ]),
+    ...get(col), ...i32(32), ...i32Add, ...tee(col), ...get(colEnd), ...i32LtU, ...brIf(0),
+  ]);
+  const tileLoop = loop([
+    ...get(i), ...get(DK), ...i32Mul, ...i32(16), ...i32Mul, ...get(Q), ...i32Add, ...set(qTile),
+    ...get(i), ...i32(4), ...i32Mul, ...get(ROW_OUT), ...i32Mul, ...get(OUT), ...i32Add, ...set(outTile),
+    ...i32(0), ...set(jb), ...get(K), ...set(pk), ...get(SCR), ...set(pst),
+    ...panelLoop,
+    ...f32x4Const(-Infinity), ...set(m), ...i32(0), ...set(s), ...get(SCR), ...set(pst),
+    ...maxLoop,
+    ...f32x4Const(0), ...set(sum), ...i32(0), ...set(s), ...get(SCR), ...set(pst),
+    ...expLoop,
+    ...get(inv), ...f32x4Const(1), ...get(sum), ...div, ...v128Store(),
+    ...i32(0), ...set(col),
+    ...columnLoop,
+    ...get(i), ...i32(1), ...i32Add, ...tee(i), ...get(TILES), ...i32LtU, ...brIf(0),
+  ]);
+  const code = [
+    ...get(DVP), ...i32(4), ...i32Mul, ...set(colEnd),                        // bytes of output columns per row
+    ...get(PANELS), ...i32(128), ...i32Mul, ...get(SCR), ...i32Add, ...set(inv),  // 1/sum after the scores
+    ...get(SCALE), ...op.f32x4Splat, ...set(scale),
+    ...block([
+      ...get(TILES), ...op.i32Eqz, ...brIf(0),
+      ...get(S), ...op.i32Eqz, ...brIf(0), ...get(DK), ...op.i32Eqz, ...brIf(0), ...get(DVP), ...op.i32Eqz, ...brIf(0),
+      ...i32(0), ...set(i),
+      ...tileLoop,
+    ]),
+  ];
+  return {name: 'attend', params: [...new Array<number>(12).fill(I32), F32], locals: [[14, I32], [8 + 9, V128]], code};
+}
+
+/**
+ * `pack(src, srcRow, dst, rows, cols, group)`: packs a matrix [rows, cols] whose rows start
+ * `srcRow` bytes apart at src by groups of `group` rows (a power of two), as the queries (4)
+ * and keys (8) are laid out for `attend`: row r, column c goes to float
+ * (r - r % group)·cols + c·group + r % group of dst.
+ */
+function packFunction(): WasmFunction {
+  const {i32Add, i32Sub, i32Mul, i32LtU} = op;
+  const [SRC, SRC_ROW, DST, ROWS, COLS, GROUP] = [0, 1, 2, 3, 4, 5];
+  const [r, c, ps, pd, lane, step] = [6, 7, 8, 9, 10, 11];
+  const f32Store = [0x38, 2, 0];
+  const i32And = [0x71];
+  const columns = loop([
+    ...get(pd), ...get(ps), ...op.f32Load(), ...f32Store,
+    ...get(ps), ...i32(4), ...i32Add, ...set(ps), ...get(pd), ...get(step), ...i32Add, ...set(pd),
+    ...get(c), ...i32(1), ...i32Add, ...tee(c), ...get(COLS), ...i32LtU, ...brIf(0),
+  ]);
+  const rows = loop([
+    ...get(r), ...get(GROUP), ...i32(1), ...i32Sub, ...i32And, ...set(lane),
+    ...get(r), ...get(lane), ...i32Sub, ...get(COLS), ...i32Mul, ...get(lane), ...i32Add, ...i32(4), ...i32Mul,
+    ...get(DST), ...i32Add, ...set(pd),
+    ...get(SRC), ...get(r), ...get(SRC_ROW), ...i32Mul, ...i32Add, ...set(ps),
+    ...i32(0), ...set(c),
+    ...columns,
+    ...get(r), ...i32(1), ...i32Add, ...tee(r), ...get(ROWS), ...i32LtU, ...brIf(0),
+  ]);
+  const code = [
+    ...get(GROUP), ...i32(4), ...i32Mul, ...set(step),
+    ...block([...get(ROWS), ...op.i32Eqz, ...brIf(0), ...get(COLS), ...op.i32Eqz, ...brIf(0), ...rows]),
+  ];
+  return {name: 'pack', params: new Array<number>(6).fill(I32), locals: [[6, I32]], code};
+}
+
+/**
+ * `project(x, w, rowW, bias, out, rowOut, tiles, dIn, dOutP)`: out = x·w (+ bias) for x
+ * packed by fours, [tiles][dIn][4], and w [dIn][dOutP] with rows `rowW` bytes apart; bias
+ * (dOutP floats) is skipped when its address is 0. Writes tiles·4 rows of dOutP floats,
+ * `rowOut` bytes apart. dOutP is a multiple of 8: per tile of four rows, eight output
+ * columns at a time in eight f32x4 registers, as in step 1 of `attend`.
+ */
+function projectFunction(): WasmFunction {
+  const {f32x4Add: add, f32x4Mul: mul, i32Add, i32Mul, i32LtU, v128Load, v128Store, load32Splat, f32x4Const} = op;
+  const [X, W, ROW_W, BIAS, OUT, ROW_OUT, TILES, D_IN, D_OUT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [i, col, k, px, pw, pout, xTile, colEnd] = Array.from({length: 8}, (_, n) => 9 + n);
+  const acc = Array.from({length: 8}, (_, n) => 17 + n);
+  const [w, v0, v1] = [25, 26, 27];
+  const inc = (local: number, by: number[]) => [...get(local), ...by, ...i32Add, ...set(local)];
+  const mulAdd = (a: number, left: number[], right: number[]) => [...get(a), ...left, ...right, ...mul, ...add, ...set(a)];
+  const kLoop = op.whileLoop([...get(k), ...get(D_IN), ...i32LtU], [
+    ...get(pw), ...v128Load(0), ...set(v0), ...get(pw), ...v128Load(16), ...set(v1),  // w[k][col .. col + 7]
+    ...[0, 1, 2, 3].flatMap(r => [
+      ...get(px), ...load32Splat(4 * r), ...set(w),                             // x[r][k]
+      ...mulAdd(acc[2 * r], get(w), get(v0)), ...mulAdd(acc[2 * r + 1], get(w), get(v1)),
+    ]),
+    ...inc(px, i32(16)), ...inc(pw, get(ROW_W)), ...inc(k, i32(1)),
+  ]);
+  const initAccumulators = [
+    ...block([
+      ...get(BIAS), ...op.i32Eqz, ...brIf(0),
+      ...get(BIAS), ...get(col), ...i32Add, ...v128Load(0), ...set(v0),
+      ...get(BIAS), ...get(col), ...i32Add, ...v128Load(16), ...set(v1),
+    ]),
+    ...acc.flatMap((a, n) => [...get(n % 2 === 0 ? v0 : v1), ...set(a)]),
+  ];
+  const columnLoop = loop([
+    ...f32x4Const(0), ...set(v0), ...f32x4Const(0), ...set(v1),              // the bias, or zeros
+    ...initAccumulators,
+    ...get(xTile), ...set(px), ...get(W), ...get(col), ...i32Add, ...set(pw), ...i32(0), ...set(k),
+    ...kLoop,
+    ...get(OUT), ...get(i), ...i32(4), ...i32Mul, ...get(ROW_OUT), ...i32Mul, ...i32Add, ...get(col), ...i32Add, ...set(pout),
+    ...[0, 1, 2, 3].flatMap(r => [
+      ...get(pout), ...get(acc[2 * r]), ...v128Store(0), ...get(pout), ...get(acc[2 * r + 1]), ...v128Store(16),
+      ...inc(pout, get(ROW_OUT)),
+    ]),
+    ...get(col), ...i32(32), ...i32Add, ...tee(col), ...get(colEnd), ...i32LtU, ...brIf(0),
+  ]);
+  const tileLoop = loop([
+    ...get(i), ...get(D_IN), ...i32Mul, ...i32(16), ...i32Mul, ...get(X), ...i32Add, ...set(xTile),
+    ...i32(0), ...set(col),
+    ...columnLoop,
+    ...get(i), ...i32(1), ...i32Add, ...tee(i), ...get(TILES), ...i32LtU, ...brIf(0),
+  ]);
+  const code = [
+    ...get(D_OUT), ...i32(4), ...i32Mul, ...set(colEnd),
+    ...block([...get(TILES), ...op.i32Eqz, ...brIf(0), ...get(D_OUT), ...op.i32Eqz, ...brIf(0), ...tileLoop]),
+  ];
+  return {name: 'project', params: new Array<number>(9).fill(I32), locals: [[8, I32], [11, V128]], code};
+}
+
+/** The module's functions, called with byte addresses in the wasm backend's heap. */
+export interface HeapModule {
+  attend: (q: number, k: number, v: number, rowV: number, out: number, rowOut: number, scratch: number,
+           tiles: number, s: number, panels: number, dk: number, dvp: number, scale: number) => void;
+  pack: (src: number, srcRow: number, dst: number, rows: number, cols: number, group: number) => void;
+  project: (x: number, w: number, rowW: number, bias: number, out: number, rowOut: number, tiles: number, dIn: number, dOutP: number) => void;
+}
+
+/** What the kernels use of tfjs-backend-wasm's backend object. */
+export interface WasmBackendLike {
+  /** A view of a tensor's memory in the wasm heap (invalid once the heap grows). */
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  /** The Emscripten module: its exports (with the memory), malloc and free. */
+  wasm: {asm?: {memory?: WebAssembly.Memory}; _malloc(bytes: number): number; _free(address: number): void};
+}
+
+/** The module per backend memory; null where it cannot run (no SIMD, a shared memory). */
+const modules = new WeakMap<object, HeapModule|null>();
+
+/**
+ * The module instantiated on this backend's heap (once per heap), or null where it cannot
+ * run: a runtime without wasm SIMD, or tfjs' threaded build, whose heap is a shared memory.
+ */
+export function heapModule(backend: WasmBackendLike): HeapModule|null {
+  const memory = backend.wasm?.asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) return null;
+  let module = modules.get(memory);
+  if (module !== undefined) return module;
+  module = null;
+  // The threaded build's memory is shared, and a shared memory needs a matching import.
+  if (typeof SharedArrayBuffer === 'undefined' || !(memory.buffer instanceof SharedArrayBuffer)) {
+    try {
+      const bytes = moduleBytes([attendFunction(), packFunction(), projectFunction()], 'imported');
+      if (WebAssembly.validate(bytes)) {
+        const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}});
+        module = instance.exports as unknown as HeapModule;
+      }
+    } catch {
+      module = null;  // no WebAssembly SIMD (old browsers): callers take the other paths
+    }
+  }
+  modules.set(memory, module);
+  return module;
+}
+
+/** The module's bytes for a shared memory of at most `pages` 64 KiB pages (see attention_threads.ts). */
+export function sharedModuleBytes(pages: number): Uint8Array<ArrayBuffer> {
+  return moduleBytes([attendFunction(), packFunction(), projectFunction()], {sharedPages: pages});
+}
