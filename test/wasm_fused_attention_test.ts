@@ -112,6 +112,7 @@ describe('fusedAttention computes softmax(scale·Q·Kᵀ)·V', () => {
     ['custom scale 2.5', [1], 9, 9, 3, 8, 2.5],
     ['many tiles and panels (T = 37, S = 131, d = 20)', [2], 37, 131, 20, 20, null],
     ['d = 64, T = S = 64', [1], 64, 64, 64, 64, null],
+    ['several key blocks of 256, the last one partial (S = 600)', [2], 9, 600, 16, 8, null],
   ];
   it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i, scale %s', (_, lead, T, S, dk, dv, scale) => {
     const q = randomTensor([...lead, T, dk], 101);
@@ -197,6 +198,22 @@ describe('numerical stability', () => {
         [[[100, 100, 100], [1, 1, 1]]], k.arraySync() as Matrix[], [vValues], {scale: 1 / Math.sqrt(3)}).output as Tensor3;
     expectClose(expected[0][0], vValues[0], 1e-12);  // the reference agrees: key 0 alone
     expectClose(out, expected, 1e-5);
+    disposeAll(out, q, k, v);
+  });
+
+  it.each([
+    ['grow from block to block: each block rescales the sums and outputs before it', 1],
+    ['shrink from block to block: the first block keeps the max', -1],
+  ])('scores that %s (S = 700, three blocks of 256 keys)', (_, direction) => {
+    const [T, S] = [6, 700];
+    // Key s scores direction·s/20 for every query: a span of 35, far beyond float32's exp range at the ends.
+    const qValues = Array.from({length: T}, () => [1, 0, 0, 0]);
+    const kValues = Array.from({length: S}, (_, j) => [direction * j / 20, 0, 0, 0]);
+    const vValues = Array.from({length: S}, (_, j) => [j, 1, -j / 2, Math.sin(j)]);
+    const [q, k, v] = [qValues, kValues, vValues].map(x => tf.tensor3d([x]));
+    const expected = referenceDotProductAttention(qValues, kValues, vValues, {scale: 1}).output;
+    const out = fusedAttention(q, k, v, 1);
+    expectClose(out, [expected] as Nested, {abs: 1e-5, rel: 1e-6});  // outputs up to ~700
     disposeAll(out, q, k, v);
   });
 
@@ -341,11 +358,14 @@ describe('fusedAttentionFits', () => {
   });
 
   it('counts the bytes of its work buffers (hand-computed) and refuses more than FUSED_MAX_BYTES', () => {
-    // T=5, S=9, dk=3, dv=5: 2 tiles, 2 panels, rows of 8 values. Q packed 2·3·4 = 24 floats,
-    // K 2·3·8 = 48, V padded 9·8 = 72, output padded 8·8 = 64, scores 16·8·4/4 = 64 + 4 sums.
-    expect(fusedAttentionBytes(5, 9, 3, 5)).toBe(4 * (24 + 48 + 72 + 64 + 64 + 4));
+    // T=5, S=9, dk=3, dv=5: 2 tiles, 2 panels, rows of 8 values, one block of 16 keys. Q packed
+    // 2·3·4 = 24 floats, K 2·3·8 = 48, V padded 9·8 = 72, output padded 8·8 = 64, scores 16·4
+    // + 4 (α) rounded up to 16 floats = 80, running max and sum 2 tiles · 8 = 16.
+    expect(fusedAttentionBytes(5, 9, 3, 5)).toBe(4 * (24 + 48 + 72 + 64 + 80 + 16));
     // Aligned (T=8, S=16, d=8): no padded copies of V or the output.
-    expect(fusedAttentionBytes(8, 16, 8, 8)).toBe(4 * (2 * 8 * 4 + 2 * 8 * 8 + 2 * 8 * 4 + 4));
+    expect(fusedAttentionBytes(8, 16, 8, 8)).toBe(4 * (2 * 8 * 4 + 2 * 8 * 8 + 80 + 16));
+    // Long keys: the scores scratch stops at one block of FUSED_KEY_BLOCK = 256 keys (1028 floats -> 1040).
+    expect(fusedAttentionBytes(4, 4096, 8, 8)).toBe(4 * (8 * 4 + 512 * 8 * 8 + 1040 + 8));
     expect(FUSED_MAX_BYTES).toBe(64 * 2 ** 20);
     // A million keys of width 64: the packed keys alone take 256 MiB.
     expect(fusedAttentionBytes(4, 2 ** 20, 64, 64)).toBeGreaterThan(FUSED_MAX_BYTES);

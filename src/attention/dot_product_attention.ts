@@ -62,6 +62,10 @@ export interface DotProductAttentionOptions {
  *
  * A query whose keys are all masked outputs zeros and gets zero weights (never NaN), as
  * PyTorch's scaled_dot_product_attention does since 2024.
+ *
+ * Three paths compute it: on wasm, for inference without masks, the fused kernel
+ * (`takesFusedPath`); the standard path, which forms the weights; and from
+ * MEMORY_EFFICIENT_THRESHOLD keys the memory-efficient one (see `blockSize`).
  */
 export function dotProductAttention(
     query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,

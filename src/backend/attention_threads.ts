@@ -36,7 +36,7 @@ const SLOT = {
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
   pairs: 3,     // the job: `pairs` calls of attend, their addresses q, k, v, out in a table of int32
-  table: 4, rowV: 5, rowOut: 6, scratch: 7, tiles: 8, S: 9, panels: 10, dk: 11, dvp: 12, scale: 13,  // scale as float32
+  table: 4, rowV: 5, rowOut: 6, scratch: 7, state: 8, tiles: 9, S: 10, block: 11, dk: 12, dvp: 13, scale: 14,  // scale as float32
 };
 
 /** The worker's code: wait for a job, run `attend` over its pairs and tiles, report, repeat. */
@@ -54,7 +54,8 @@ for (;;) {
     const table = new Int32Array(memory.buffer, h[${SLOT.table}], 4 * h[${SLOT.pairs}]);
     for (let p = 0; p < h[${SLOT.pairs}]; p++) {
       attend(table[4 * p], table[4 * p + 1], table[4 * p + 2], h[${SLOT.rowV}], table[4 * p + 3], h[${SLOT.rowOut}],
-             h[${SLOT.scratch}], h[${SLOT.tiles}], h[${SLOT.S}], h[${SLOT.panels}], h[${SLOT.dk}], h[${SLOT.dvp}], scale[${SLOT.scale}]);
+             h[${SLOT.scratch}], h[${SLOT.state}], h[${SLOT.tiles}], h[${SLOT.S}], h[${SLOT.block}], h[${SLOT.dk}], h[${SLOT.dvp}],
+             scale[${SLOT.scale}]);
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -157,8 +158,8 @@ export function sharedFloats(thread: SecondThread, bytes: number): Float32Array 
 export interface WorkerShare {
   pairs: number;
   table: number;
-  rowV: number; rowOut: number; scratch: number;
-  tiles: number; S: number; panels: number; dk: number; dvp: number; scale: number;
+  rowV: number; rowOut: number; scratch: number; state: number;
+  tiles: number; S: number; block: number; dk: number; dvp: number; scale: number;
 }
 
 /**
@@ -169,7 +170,7 @@ export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine:
   const h = thread.header;
   const fields: Array<[number, number]> = [
     [SLOT.pairs, share.pairs], [SLOT.table, share.table], [SLOT.rowV, share.rowV], [SLOT.rowOut, share.rowOut],
-    [SLOT.scratch, share.scratch], [SLOT.tiles, share.tiles], [SLOT.S, share.S], [SLOT.panels, share.panels],
+    [SLOT.scratch, share.scratch], [SLOT.state, share.state], [SLOT.tiles, share.tiles], [SLOT.S, share.S], [SLOT.block, share.block],
     [SLOT.dk, share.dk], [SLOT.dvp, share.dvp],
   ];
   for (const [slot, value] of fields) h[slot] = value;

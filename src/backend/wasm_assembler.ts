@@ -40,7 +40,9 @@ export const op = {
   set: (i: number) => [0x21, ...uleb(i)],                            // local.set
   tee: (i: number) => [0x22, ...uleb(i)],                            // local.tee
   i32: (n: number) => [0x41, ...sleb(n)],                            // i32.const
-  i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c], i32LtU: [0x49], i32Eqz: [0x45],
+  i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c], i32LtU: [0x49], i32Eqz: [0x45], i32ShrU: [0x76],
+  /** select: the first operand if the third (an i32) is not 0, else the second. */
+  select: [0x1b],
   f32Load: (offset = 0) => [0x2a, ...memarg(2, offset)],             // f32.load
   v128Load: (offset = 0) => [...simd(0x00), ...memarg(2, offset)],   // v128.load (align 4)
   v128Store: (offset = 0) => [...simd(0x0b), ...memarg(2, offset)],  // v128.store (align 4)

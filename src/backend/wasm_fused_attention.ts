@@ -22,18 +22,32 @@ interface FusedSizes {
   dv: number;
 }
 
+/**
+ * Keys per block of the kernel's online softmax: 256 keys of K and V (64 KiB each at d = 64)
+ * stay in cache while every tile of four queries goes through them, and one tile's scores
+ * for a block, 4 KiB, stay in L1. Measured on wasm at T = S = 4096, d = 64, one thread
+ * (medians of 5, this shared machine): blocks of 128 keys 218 ms, 256 167-179 ms, 384
+ * 211 ms, 512 157-172 ms, 1024 204 ms; all keys in one pass (the kernel before blocks)
+ * 217-252 ms. At T = 1024 the block size made no difference beyond the noise.
+ */
+export const FUSED_KEY_BLOCK = 256;
+
 /** Where one call's work buffers lie, in floats from the start of their allocation. */
 interface Layout {
   tiles: number;
   panels: number;
   dvp: number;
+  /** Keys per block: FUSED_KEY_BLOCK, or S rounded up to 8 when smaller. */
+  block: number;
   /** One pair's queries packed by 4 and keys packed by 8. */
   q: number;
   k: number;
   /** One pair's values [S, dvp] and output [tiles·4, dvp], when not used in place (else -1). */
   v: number;
   out: number;
+  /** One tile's scores for a block, and its α; the running max and sum of each tile. */
   scratch: number;
+  state: number;
   /** Floats in all. */
   total: number;
 }
@@ -42,6 +56,7 @@ function layoutOf({T, S, dk, dv}: FusedSizes): Layout {
   const tiles = Math.ceil(T / 4);
   const panels = Math.ceil(S / 8);
   const dvp = Math.ceil(dv / 8) * 8;
+  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const padV = dvp !== dv;
   const padOut = padV || tiles * 4 !== T;
   const q = 0;
@@ -49,7 +64,13 @@ function layoutOf({T, S, dk, dv}: FusedSizes): Layout {
   const v = k + panels * dk * 8;
   const out = v + (padV ? S * dvp : 0);
   const scratch = out + (padOut ? tiles * 4 * dvp : 0);
-  return {tiles, panels, dvp, q, k, v: padV ? v : -1, out: padOut ? out : -1, scratch, total: scratch + panels * 8 * 4 + 4};
+  const state = scratch + scratchFloats(block);
+  return {tiles, panels, dvp, block, q, k, v: padV ? v : -1, out: padOut ? out : -1, scratch, state, total: state + tiles * 8};
+}
+
+/** Floats of one thread's scratch for blocks of `block` keys (16-float aligned). */
+function scratchFloats(block: number): number {
+  return Math.ceil((block * 4 + 4) / 16) * 16;
 }
 
 /**
@@ -90,13 +111,13 @@ function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: strin
   const {batch, heads, T, S, dk, dv, qColumn, kColumn, vColumn, scale} = attrs;
   const [cq, ck, cv] = [q, k, v].map(x => x.shape[2] as number);
   const layout = layoutOf(attrs);
-  const {tiles, panels, dvp} = layout;
+  const {tiles, panels, dvp, block} = layout;
   const output = backend.makeOutput([batch, T, heads * dv], 'float32');
   const pairs = batch * heads;
   const thread = 2 * pairs * T * S * (dk + dv) >= TWO_THREAD_MIN_FLOPS && tiles >= 2 ? getSecondThread() : null;
   // Bytes in the shared memory, at most: the operands copied, Q and K packed, V padded, the output, two scratch buffers.
   const sharedBytes = 4 * ([q, k, v].reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0) +
-      pairs * (4 + tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp) + 2 * (panels * 32 + 20) + 32);
+      pairs * (4 + tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp) + 2 * (scratchFloats(block) + tiles * 8) + 32);
   const allocation = backend.wasm._malloc(4 * layout.total + 64);         // may grow the heap: views come after
   const base = Math.ceil((allocation >>> 0) / 64) * 64;                    // cache-line aligned; unsigned above 2 GiB
   const at = (floats: number) => base + 4 * floats;                        // byte address in the heap
@@ -125,12 +146,12 @@ function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: strin
         }
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
         if (layout.out < 0) {
-          module.attend(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch),
-                        tiles, S, panels, dk, dvp, scale);
+          module.attend(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
+                        tiles, S, block, dk, dvp, scale);
           continue;
         }
-        module.attend(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch),
-                      tiles, S, panels, dk, dvp, scale);
+        module.attend(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
+                      tiles, S, block, dk, dvp, scale);
         for (let t = 0; t < T; t++) {                                      // [tiles·4, dvp] -> T rows of dv
           const from = (base >>> 2) + layout.out + t * dvp;
           heap.copyWithin((outHere >>> 2) + t * heads * dv, from, from + dv);
@@ -155,7 +176,7 @@ function attendOnTwoThreads(
     call: FusedSizes&{qColumn: number; kColumn: number; vColumn: number; scale: number; addressOf: (t: tf.TensorInfo) => number;
                       outAt: number; layout: Layout}): void {
   const {batch, heads, T, S, dk, dv, qColumn, kColumn, vColumn, scale, addressOf, outAt, layout} = call;
-  const {tiles, panels, dvp} = layout;
+  const {tiles, panels, dvp, block} = layout;
   const pairs = batch * heads;
   const direct = T % 4 === 0 && dvp === dv;
   const [qSize, kSize] = [tiles * dk * 4, panels * dk * 8];                 // floats per pair, packed
@@ -176,9 +197,12 @@ function attendOnTwoThreads(
   const k0 = q0 + pairs * qSize;
   const v0 = k0 + pairs * kSize;
   const out0 = v0 + pairs * vSize;
+  // Per thread: a scratch and the tiles' state (0: this thread, 1: the worker).
   const scratch0 = Math.ceil((out0 + (direct ? batch * T * heads * dv : pairs * outSize)) / 16) * 16;
-  const scratch1 = scratch0 + Math.ceil((panels * 32 + 4) / 16) * 16;
-  const shared = sharedFloats(thread, 4 * (scratch1 + panels * 32 + 4) - thread.dataStart);
+  const scratch1 = scratch0 + scratchFloats(block);
+  const state0 = scratch1 + scratchFloats(block);
+  const state1 = state0 + tiles * 8;
+  const shared = sharedFloats(thread, 4 * (state1 + tiles * 8) - thread.dataStart);
   for (const {tensor, offset} of copies.values()) {
     const from = addressOf(tensor) >>> 2;
     shared.set(heap.subarray(from, from + sizeOf(tensor)), offset);
@@ -206,10 +230,12 @@ function attendOnTwoThreads(
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : cv), bytes(direct ? heads * dv : dvp)];
   const half = tiles >> 1;
-  runOnBothThreads(thread, {pairs, table: bytes(table), rowV, rowOut, scratch: bytes(scratch1), tiles: half, S, panels, dk, dvp, scale}, () => {
+  const share = {pairs, table: bytes(table), rowV, rowOut, scratch: bytes(scratch1), state: bytes(state1), tiles: half, S, block, dk, dvp, scale};
+  runOnBothThreads(thread, share, () => {
     for (let pair = 0; pair < pairs; pair++) {
       const [q, k, v, out] = addresses.subarray(4 * pair, 4 * pair + 4);
-      module.attend(q + half * dk * 16, k, v, rowV, out + half * 4 * rowOut, rowOut, bytes(scratch0), tiles - half, S, panels, dk, dvp, scale);
+      module.attend(q + half * dk * 16, k, v, rowV, out + half * 4 * rowOut, rowOut, bytes(scratch0), bytes(state0),
+                    tiles - half, S, block, dk, dvp, scale);
     }
   });
   const result = new Float32Array(thread.memory.buffer);

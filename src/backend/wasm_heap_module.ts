@@ -12,34 +12,40 @@ import type {WasmFunction} from './wasm_assembler';
 const {get, set, tee, i32, loop, block, brIf} = op;
 
 /**
- * `attend(q, k, v, rowV, out, rowOut, scratch, tiles, S, panels, dk, dvp, scale)`: attention
- * of one (batch, head) pair. Arguments are byte addresses in the memory and sizes:
+ * `attend(q, k, v, rowV, out, rowOut, scratch, state, tiles, S, block, dk, dvp, scale)`:
+ * attention of one (batch, head) pair. Arguments are byte addresses in the memory and sizes:
  * - q: the queries packed by fours, [tiles][dk][4] (tiles = ceil(T / 4));
- * - k: the keys packed by eights, [panels][dk][8] (panels = ceil(S / 8));
+ * - k: the keys packed by eights, [ceil(S / 8)][dk][8];
  * - v: the values, S rows of dvp floats `rowV` bytes apart (dvp: a multiple of 8);
  * - out: the output, tiles·4 rows of dvp floats `rowOut` bytes apart;
- * - scratch: one tile's scores, then weights, [panels·8][4] (query in the lane), and the
- *   tile's four 1/rowsum.
- * Per tile of four queries:
+ * - scratch: one tile's scores, then weights, for `block` keys, [block][4] (query in the
+ *   lane), and four floats more;
+ * - state: per tile, the running max and sum of its four queries, tiles × 32 bytes.
+ * The keys are taken `block` at a time (a multiple of 8), so that their part of K and V
+ * stays in cache while every tile of four queries goes through it. Per block and tile:
  * 1. scores[s] = Σ_k Q[k][0..3] · K[s][k], eight keys per panel in eight f32x4 registers;
- * 2. m = max_s scores[s], e[s] = exp(scale·(scores[s] - m)), sum = Σ_s e[s], lane-wise;
- * 3. out[r][c..c+7] = Σ_s e[s][r] · V[s][c..c+7] / sum[r], eight columns at a time.
+ * 2. the online softmax (FlashAttention's recurrence), lane-wise: m' = max(m, max_s scores[s]),
+ *    α = exp(scale·(m - m')), e[s] = exp(scale·(scores[s] - m')), sum' = α·sum + Σ_s e[s];
+ * 3. out[r][c..c+7] = α[r]·out[r][c..c+7] + Σ_s e[s][r] · V[s][c..c+7], eight columns at a time.
+ * At the end every row is divided by its sum.
  */
 function attendFunction(): WasmFunction {
   const {f32x4Add: add, f32x4Sub: sub, f32x4Mul: mul, f32x4Pmax: pmax, f32x4Div: div} = op;
   const {i32Add, i32Mul, i32LtU, v128Load, v128Store, load32Splat, f32x4Const, i32x4Const} = op;
   // Parameters.
-  const [Q, K, V, ROW_V, OUT, ROW_OUT, SCR, TILES, S, PANELS, DK, DVP, SCALE] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  const [Q, K, V, ROW_V, OUT, ROW_OUT, SCR, STATE, TILES, S, BLOCK, DK, DVP, SCALE] =
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
   // i32 locals.
-  const [i, jb, k, s, col, pq, pk, pst, pv, pout, qTile, outTile, colEnd, inv] =
-      Array.from({length: 14}, (_, n) => 13 + n);
+  const [i, jb, k, s, col, pq, pk, pst, pv, pout, qTile, outTile, colEnd, alpha, j0, keys, panels, state] =
+      Array.from({length: 18}, (_, n) => 14 + n);
   // v128 locals.
-  const acc = Array.from({length: 8}, (_, n) => 27 + n);
-  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 35 + n);
+  const acc = Array.from({length: 8}, (_, n) => 32 + n);
+  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 40 + n);
 
   const inc = (local: number, by: number[]) => [...get(local), ...by, ...i32Add, ...set(local)];
   const zeroAccumulators = acc.flatMap(a => [...f32x4Const(0), ...set(a)]);
   const mulAdd = (a: number, left: number[], right: number[]) => [...get(a), ...left, ...right, ...mul, ...add, ...set(a)];
+  const count = (local: number, end: number[]) => [...get(local), ...i32(1), ...i32Add, ...tee(local), ...end, ...i32LtU, ...brIf(0)];
 
   // 1. Scores of the tile against one panel of eight keys: for each k,
   // acc[2r + h] += Q[k][r] · K[k][8jb + 4h .. 8jb + 4h + 3] (query r, keys in the lanes),
@@ -72,17 +78,11 @@ function attendFunction(): WasmFunction {
     ...kLoop,
     ...storeTransposed(0), ...storeTransposed(1),
     ...inc(pst, i32(128)),
-    ...get(jb), ...i32(1), ...i32Add, ...tee(jb), ...get(PANELS), ...i32LtU, ...brIf(0),
-  ]);
-  // 2. Softmax over the S keys, four queries in the four lanes: row max, then exp and sum.
-  const maxLoop = loop([
-    ...get(m), ...get(pst), ...v128Load(), ...pmax, ...set(m),
-    ...inc(pst, i32(16)),
-    ...get(s), ...i32(1), ...i32Add, ...tee(s), ...get(S), ...i32LtU, ...brIf(0),
+    ...count(jb, get(panels)),
   ]);
   // exp(x) for x <= 0 as 2^n · e^r, n = round(x / ln 2), |r| <= ln(2)/2, e^r by Cephes'
-  // expf polynomial (relative error ~1e-7). x is clamped at -87, where 2^n stays a normal
-  // float; n is rounded by adding 1.5·2^23, which leaves n in the low bits of the sum.
+  // expf polynomial (relative error ~1e-7). x is clamped at -87 (by the callers), where 2^n
+  // stays a normal float; n is rounded by adding 1.5·2^23, which leaves n in the low bits.
   const expOfX = [
     ...get(x), ...f32x4Const(1.44269504), ...mul, ...f32x4Const(12582912), ...add, ...set(t),  // t = x·log2(e) + 1.5·2^23
     ...get(t), ...f32x4Const(12582912), ...sub, ...set(y),                                     // y = n
@@ -97,15 +97,33 @@ function attendFunction(): WasmFunction {
     ...get(t), ...i32x4Const(127), ...op.i32x4Add, ...i32(23), ...op.i32x4Shl,                // 2^n, as bits (n + 127) << 23
     ...mul,
   ];
+  // x = max(-87, (value - m)·scale), the argument of exp.
+  const exponent = (value: number[]) => [...f32x4Const(-87), ...value, ...get(m), ...sub, ...get(scale), ...mul, ...pmax, ...set(x)];
+  // 2. The online softmax of the block, four queries in the four lanes.
+  const maxLoop = loop([
+    ...get(m), ...get(pst), ...v128Load(), ...pmax, ...set(m),
+    ...inc(pst, i32(16)),
+    ...count(s, get(keys)),
+  ]);
   const expLoop = loop([
-    ...f32x4Const(-87), ...get(pst), ...v128Load(), ...get(m), ...sub, ...get(scale), ...mul, ...pmax, ...set(x),
+    ...exponent([...get(pst), ...v128Load()]),
     ...get(pst), ...expOfX, ...tee(y), ...v128Store(),
     ...get(sum), ...get(y), ...add, ...set(sum),
     ...inc(pst, i32(16)),
-    ...get(s), ...i32(1), ...i32Add, ...tee(s), ...get(S), ...i32LtU, ...brIf(0),
+    ...count(s, get(keys)),
   ]);
-  // 3. Eight output columns of the tile: Σ_s e[s][r] · V[s][col..col+7], times 1/sum[r].
-  const sLoop = op.whileLoop([...get(s), ...get(S), ...i32LtU], [
+  const softmax = [
+    ...get(state), ...v128Load(0), ...tee(y), ...set(m),                    // m = the running max
+    ...i32(0), ...set(s), ...get(SCR), ...set(pst),
+    ...maxLoop,                                                              // m' = max(m, this block's max)
+    ...exponent(get(y)), ...get(alpha), ...expOfX, ...tee(y), ...v128Store(),  // α = exp(scale·(m - m'))
+    ...get(state), ...v128Load(16), ...get(y), ...mul, ...set(sum),          // α·sum
+    ...i32(0), ...set(s), ...get(SCR), ...set(pst),
+    ...expLoop,
+    ...get(state), ...get(m), ...v128Store(0), ...get(state), ...get(sum), ...v128Store(16),
+  ];
+  // 3. Eight output columns of the tile: α[r]·out[r] + Σ_s e[s][r] · V[s][col..col+7].
+  const sLoop = op.whileLoop([...get(s), ...get(keys), ...i32LtU], [
     ...get(pv), ...v128Load(0), ...set(v0), ...get(pv), ...v128Load(16), ...set(v1),  // V[s][col .. col + 7]
     ...[0, 1, 2, 3].flatMap(r => [
       ...get(pst), ...load32Splat(4 * r), ...set(w),                            // e[s][r]
@@ -114,44 +132,90 @@ function attendFunction(): WasmFunction {
     ...inc(pst, i32(16)), ...inc(pv, get(ROW_V)), ...inc(s, i32(1)),
   ]);
   const columnLoop = loop([
-    ...zeroAccumulators,
-    ...get(SCR), ...set(pst), ...get(V), ...get(col), ...i32Add, ...set(pv), ...i32(0), ...set(s),
-    ...sLoop,
     ...get(outTile), ...get(col), ...i32Add, ...set(pout),
+    ...[0, 1, 2, 3].flatMap(r => [                                           // the tile's output so far, times α
+      ...get(alpha), ...load32Splat(4 * r), ...set(w),
+      ...get(pout), ...get(ROW_OUT), ...i32(r), ...i32Mul, ...i32Add, ...tee(pq),
+      ...v128Load(0), ...get(w), ...mul, ...set(acc[2 * r]),
+      ...get(pq), ...v128Load(16), ...get(w), ...mul, ...set(acc[2 * r + 1]),
+    ]),
+    ...get(SCR), ...set(pst), ...get(V), ...get(j0), ...get(ROW_V), ...i32Mul, ...i32Add, ...get(col), ...i32Add, ...set(pv),
+    ...i32(0), ...set(s),
+    ...sLoop,
     ...[0, 1, 2, 3].flatMap(r => [
-      ...get(inv), ...load32Splat(4 * r), ...set(w),
-      ...get(pout), ...get(acc[2 * r]), ...get(w), ...mul, ...v128Store(0),
-      ...get(pout), ...get(acc[2 * r + 1]), ...get(w), ...mul, ...v128Store(16),
+      ...get(pout), ...get(acc[2 * r]), ...v128Store(0), ...get(pout), ...get(acc[2 * r + 1]), ...v128Store(16),
       ...inc(pout, get(ROW_OUT)),
     ]),
     ...get(col), ...i32(32), ...i32Add, ...tee(col), ...get(colEnd), ...i32LtU, ...brIf(0),
   ]);
-  const tileLoop = loop([
+  const tileAddresses = [
     ...get(i), ...get(DK), ...i32Mul, ...i32(16), ...i32Mul, ...get(Q), ...i32Add, ...set(qTile),
     ...get(i), ...i32(4), ...i32Mul, ...get(ROW_OUT), ...i32Mul, ...get(OUT), ...i32Add, ...set(outTile),
-    ...i32(0), ...set(jb), ...get(K), ...set(pk), ...get(SCR), ...set(pst),
+    ...get(i), ...i32(32), ...i32Mul, ...get(STATE), ...i32Add, ...set(state),
+  ];
+  const tileLoop = loop([
+    ...tileAddresses,
+    ...i32(0), ...set(jb), ...get(K), ...get(j0), ...get(DK), ...i32Mul, ...i32(4), ...i32Mul, ...i32Add, ...set(pk),
+    ...get(SCR), ...set(pst),
     ...panelLoop,
-    ...f32x4Const(-Infinity), ...set(m), ...i32(0), ...set(s), ...get(SCR), ...set(pst),
-    ...maxLoop,
-    ...f32x4Const(0), ...set(sum), ...i32(0), ...set(s), ...get(SCR), ...set(pst),
-    ...expLoop,
-    ...get(inv), ...f32x4Const(1), ...get(sum), ...div, ...v128Store(),
+    ...softmax,
     ...i32(0), ...set(col),
     ...columnLoop,
-    ...get(i), ...i32(1), ...i32Add, ...tee(i), ...get(TILES), ...i32LtU, ...brIf(0),
+    ...count(i, get(TILES)),
+  ]);
+  const blockLoop = loop([
+    // keys = min(BLOCK, S - j0), panels = ceil(keys / 8)
+    ...get(S), ...get(j0), ...op.i32Sub, ...tee(keys), ...get(BLOCK), ...get(keys), ...get(BLOCK), ...i32LtU, ...op.select,
+    ...set(keys),
+    ...get(keys), ...i32(7), ...i32Add, ...i32(3), ...op.i32ShrU, ...set(panels),
+    ...i32(0), ...set(i),
+    ...tileLoop,
+    ...get(j0), ...get(BLOCK), ...i32Add, ...tee(j0), ...get(S), ...i32LtU, ...brIf(0),
+  ]);
+  // Before the blocks: max -inf, sum 0 and output 0 for every tile; after: out /= sum.
+  const initialize = loop([
+    ...tileAddresses,
+    ...get(state), ...f32x4Const(-Infinity), ...v128Store(0), ...get(state), ...f32x4Const(0), ...v128Store(16),
+    ...i32(0), ...set(col),
+    ...loop([
+      ...get(outTile), ...get(col), ...i32Add, ...set(pout),
+      ...[0, 1, 2, 3].flatMap(() => [
+        ...get(pout), ...f32x4Const(0), ...v128Store(0), ...get(pout), ...f32x4Const(0), ...v128Store(16),
+        ...inc(pout, get(ROW_OUT)),
+      ]),
+      ...get(col), ...i32(32), ...i32Add, ...tee(col), ...get(colEnd), ...i32LtU, ...brIf(0),
+    ]),
+    ...count(i, get(TILES)),
+  ]);
+  const normalize = loop([
+    ...tileAddresses,
+    ...get(alpha), ...f32x4Const(1), ...get(state), ...v128Load(16), ...div, ...v128Store(),  // 1/sum
+    ...i32(0), ...set(col),
+    ...loop([
+      ...get(outTile), ...get(col), ...i32Add, ...set(pout),
+      ...[0, 1, 2, 3].flatMap(r => [
+        ...get(alpha), ...load32Splat(4 * r), ...set(w),
+        ...get(pout), ...get(pout), ...v128Load(0), ...get(w), ...mul, ...v128Store(0),
+        ...get(pout), ...get(pout), ...v128Load(16), ...get(w), ...mul, ...v128Store(16),
+        ...inc(pout, get(ROW_OUT)),
+      ]),
+      ...get(col), ...i32(32), ...i32Add, ...tee(col), ...get(colEnd), ...i32LtU, ...brIf(0),
+    ]),
+    ...count(i, get(TILES)),
   ]);
   const code = [
     ...get(DVP), ...i32(4), ...i32Mul, ...set(colEnd),                        // bytes of output columns per row
-    ...get(PANELS), ...i32(128), ...i32Mul, ...get(SCR), ...i32Add, ...set(inv),  // 1/sum after the scores
+    ...get(BLOCK), ...i32(16), ...i32Mul, ...get(SCR), ...i32Add, ...set(alpha),  // α (then 1/sum) after the scores
     ...get(SCALE), ...op.f32x4Splat, ...set(scale),
     ...block([
-      ...get(TILES), ...op.i32Eqz, ...brIf(0),
+      ...get(TILES), ...op.i32Eqz, ...brIf(0), ...get(BLOCK), ...op.i32Eqz, ...brIf(0),
       ...get(S), ...op.i32Eqz, ...brIf(0), ...get(DK), ...op.i32Eqz, ...brIf(0), ...get(DVP), ...op.i32Eqz, ...brIf(0),
-      ...i32(0), ...set(i),
-      ...tileLoop,
+      ...i32(0), ...set(i), ...initialize,
+      ...i32(0), ...set(j0), ...blockLoop,
+      ...i32(0), ...set(i), ...normalize,
     ]),
   ];
-  return {name: 'attend', params: [...new Array<number>(12).fill(I32), F32], locals: [[14, I32], [8 + 9, V128]], code};
+  return {name: 'attend', params: [...new Array<number>(13).fill(I32), F32], locals: [[18, I32], [8 + 9, V128]], code};
 }
 
 /**
@@ -245,8 +309,8 @@ function projectFunction(): WasmFunction {
 
 /** The module's functions, called with byte addresses in the wasm backend's heap. */
 export interface HeapModule {
-  attend: (q: number, k: number, v: number, rowV: number, out: number, rowOut: number, scratch: number,
-           tiles: number, s: number, panels: number, dk: number, dvp: number, scale: number) => void;
+  attend: (q: number, k: number, v: number, rowV: number, out: number, rowOut: number, scratch: number, state: number,
+           tiles: number, s: number, block: number, dk: number, dvp: number, scale: number) => void;
   pack: (src: number, srcRow: number, dst: number, rows: number, cols: number, group: number) => void;
   project: (x: number, w: number, rowW: number, bias: number, out: number, rowOut: number, tiles: number, dIn: number, dOutP: number) => void;
 }

@@ -12,20 +12,21 @@ function fixed(value: number|null, digits: number): string {
 /** The Markdown table of one backend's rows. */
 export function formatTable(results: BackendResults): string {
   const lines = [
-    '| B, T, d, H | path | pass | median ms | GFLOP/s | peak MiB | naive ms | × naive | % of matMul | leaked |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| B, T, d, H | path | pass | median ms | GFLOP/s | peak MiB | naive ms | × naive | % of matMul | 1 thread ms | % of matMul, 1 thread | leaked |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const row of results.rows) {
     const point = `${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}`;
     const pathName = row.ranPath === 'memory-efficient' ? `memory-efficient (${row.blockSize})` : row.ranPath;
     const shown = row.isDefault ? `${pathName}, default` : pathName;
     if (row.status !== 'ok') {
-      lines.push(`| ${point} | ${shown} | ${row.pass} | ${row.status} | | | | | | ${row.leakedTensors} |`);
+      lines.push(`| ${point} | ${shown} | ${row.pass} | ${row.status} | | | | | | | | ${row.leakedTensors} |`);
       continue;
     }
     lines.push(`| ${point} | ${shown} | ${row.pass} | ${fixed(row.medianMs, 2)} | ${fixed(row.gflops, 1)} | ` +
         `${fixed(row.peakBytes == null ? null : row.peakBytes / MIB, 1)} | ${fixed(row.naiveMedianMs, 2)} | ` +
         `${fixed(row.speedupVsNaive, 2)} | ${fixed(row.fractionOfMatMul == null ? null : row.fractionOfMatMul * 100, 0)} | ` +
+        `${fixed(row.oneThreadMedianMs, 2)} | ${row.threads === 2 ? fixed((row.oneThreadFractionOfMatMul ?? NaN) * 100, 0) : '–'} | ` +
         `${row.leakedTensors} |`);
   }
   return lines.join('\n');
@@ -99,11 +100,13 @@ export function evaluateTargets(results: BackendResults): TargetCheck[] {
     detail: small.map(r => (r == null ? 'not run' : `${fixed(r.speedupVsNaive, 2)}×`)).join(', '),
   });
   const long = rows.filter(r => r.length >= 1024 && r.pass === 'forward' && r.status === 'ok' && r.isDefault);
+  // Judged on one thread, like the matMul it is compared with; the two-thread figure is shown beside it.
   checks.push({
-    target: '2. forward >= 85% of the plain matMul GFLOP/s at T >= 1024 (default path)',
-    met: long.length > 0 && long.every(r => (r.fractionOfMatMul ?? 0) >= 0.85),
+    target: '2. forward >= 85% of the plain matMul GFLOP/s at T >= 1024 (default path, one thread)',
+    met: long.length > 0 && long.every(r => (r.oneThreadFractionOfMatMul ?? 0) >= 0.85),
     detail: long.length === 0 ? 'not run' :
-        long.map(r => `T=${r.length} ${r.ranPath}: ${fixed((r.fractionOfMatMul ?? NaN) * 100, 0)}%`).join(', '),
+        long.map(r => `T=${r.length} ${r.ranPath}: ${fixed((r.oneThreadFractionOfMatMul ?? NaN) * 100, 0)}%` +
+            (r.threads === 2 ? ` (${fixed((r.fractionOfMatMul ?? NaN) * 100, 0)}% on two threads)` : '')).join(', '),
   });
   const std8k = find(rows, 8192, 1, 'forward', 'standard', 'standard');
   const me8k = find(rows, 8192, 1, 'forward', 'memory-efficient', 'memory-efficient');

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
 import {attentionPath, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD} from '../attention/dot_product_attention';
 import type {AttentionPath} from '../attention/dot_product_attention';
+import {getSecondThread, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../backend/attention_threads';
 import {fusedAttentionBytes} from '../backend/wasm_fused_attention';
 import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
 import {selectBackend} from '../backend/select_backend';
@@ -58,6 +59,14 @@ export interface BenchRow {
   matMulSize: number;
   /** gflops / matMulGflops. */
   fractionOfMatMul: number|null;
+  /** Threads the layer ran on: 2 where the fused kernel takes its worker (see attention_threads.ts), else 1. */
+  threads: 1|2;
+  /** On two-thread rows, the same call kept on one thread (setAttentionThreads(1)), timed interleaved; else null. */
+  oneThreadMedianMs: number|null;
+  /** oneThreadMedianMs / medianMs: what the second thread gains. */
+  speedupVsOneThread: number|null;
+  /** The one-thread GFLOP/s over matMulGflops (the matMul runs on one thread); on one-thread rows, fractionOfMatMul. */
+  oneThreadFractionOfMatMul: number|null;
   /** numTensors after all the row's calls minus before (0 = no leak). */
   leakedTensors: number;
 }
@@ -189,7 +198,9 @@ export function describeRow(row: BenchRow): string {
   if (row.status !== 'ok') return `${point}: ${row.status}: ${row.note}`;
   return `${point}: ${row.medianMs!.toFixed(2)} ms, ${row.gflops!.toFixed(1)} GFLOP/s` +
       (row.speedupVsNaive != null ? `, ${row.speedupVsNaive.toFixed(2)}× naive` : '') +
-      `, ${((row.fractionOfMatMul ?? NaN) * 100).toFixed(0)}% of matMul, leaked ${row.leakedTensors}`;
+      `, ${((row.fractionOfMatMul ?? NaN) * 100).toFixed(0)}% of matMul` +
+      (row.threads === 2 ? ` (2 threads; 1 thread: ${row.oneThreadMedianMs!.toFixed(2)} ms, ` +
+          `${((row.oneThreadFractionOfMatMul ?? NaN) * 100).toFixed(0)}%)` : '') + `, leaked ${row.leakedTensors}`;
 }
 
 /** The path the layer runs for a (point, path, pass). */
@@ -223,7 +234,8 @@ async function benchRow(
     batch: B, length: T, dModel: d, heads: H, path, ranPath, isDefault: path === 'default' || samePath(point, path, pass),
     blockSize: blockSize ?? (ranPath === 'memory-efficient' ? DEFAULT_BLOCK_SIZE : ranPath === 'standard' ? 0 : null),
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
-    naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null, leakedTensors: 0,
+    naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null,
+    threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null, leakedTensors: 0,
   };
   const before = tf.memory().numTensors;
   const layer = new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize});
@@ -249,14 +261,31 @@ async function benchRow(
         withGrads(() => naiveSelfAttention(layer, input)) : () => naiveSelfAttention(layer, input);
     const matMulCall: BenchCall = () => tf.matMul(a, b);
     const naiveFits = B * H * T * T <= NAIVE_MAX_SCORES[pass];
+    const dHead = d / H;
+    if (ranPath === 'fused' && 2 * B * H * T * T * 2 * dHead >= TWO_THREAD_MIN_FLOPS && getSecondThread() != null) row.threads = 2;
+    const oneThreadCall: BenchCall = () => {
+      const previous = setAttentionThreads(1);
+      try {
+        return layerCall();
+      } finally {
+        setAttentionThreads(previous);
+      }
+    };
     try {
-      const calls = naiveFits ? [layerCall, naiveCall, matMulCall] : [layerCall, matMulCall];
+      const calls = [layerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []), matMulCall];
       const times = timeInterleaved(calls, reps, warmup);
+      const flops = training ? trainingFlops(point) : forwardFlops(point);
       row.medianMs = median(times[0]);
-      row.gflops = (training ? trainingFlops(point) : forwardFlops(point)) / row.medianMs / 1e6;
+      row.gflops = flops / row.medianMs / 1e6;
       const matMulMs = median(times[times.length - 1]);
       row.matMulGflops = matMulFlops(matMulSize) / matMulMs / 1e6;
       row.fractionOfMatMul = row.gflops / row.matMulGflops;
+      row.oneThreadFractionOfMatMul = row.fractionOfMatMul;
+      if (row.threads === 2) {
+        row.oneThreadMedianMs = median(times[times.length - 2]);
+        row.speedupVsOneThread = row.oneThreadMedianMs / row.medianMs;
+        row.oneThreadFractionOfMatMul = flops / row.oneThreadMedianMs / 1e6 / row.matMulGflops;
+      }
       row.peakBytes = await peakBytes(layerCall) + (ranPath === 'fused' ? fusedAttentionBytes(T, T, d / H, d / H) : 0);
       if (naiveFits) {
         row.naiveMedianMs = median(times[1]);
