@@ -5,35 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {sizeOf, swapLastAxes} from '../attention/matmul';
+import {F32, I32, moduleBytes, op, V128} from './wasm_assembler';
 
 // ---------------------------------------------------------------------------------------
 // A WebAssembly SIMD kernel for small batched products.
-
-/** Unsigned LEB128, an integer encoding of the wasm binary format. */
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-/** Signed LEB128 (for i32.const). */
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
 
 /**
  * The bytes of a wasm module exporting `mm(a, b, c, batches, M, K, N, scale)` and its
@@ -44,22 +19,14 @@ function sleb(n: number): number[] {
  * needs no toolchain; the instruction names are those of the wasm text format.
  */
 function simdModuleBytes(): Uint8Array<ArrayBuffer> {
-  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-  const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-  const name = (s: string) => [...uleb(s.length), ...Array.from(s, c => c.charCodeAt(0))];
-  const get = (i: number) => [0x20, ...uleb(i)];                     // local.get
-  const set = (i: number) => [0x21, ...uleb(i)];                     // local.set
-  const tee = (i: number) => [0x22, ...uleb(i)];                     // local.tee
-  const i32 = (n: number) => [0x41, ...sleb(n)];                     // i32.const
-  const [add, mul, ltU, eqz] = [[0x6a], [0x6c], [0x49], [0x45]];     // i32.add, i32.mul, i32.lt_u, i32.eqz
-  const f32Load = [0x2a, 2, 0];                                      // f32.load align=4
-  const v128Load = [0xfd, 0x00, 2, 0];                               // v128.load align=4
-  const v128Store = [0xfd, 0x0b, 2, 0];                              // v128.store align=4
-  const [splat, fAdd, fMul] = [[0xfd, 0x13], [0xfd, 0xe4, 0x01], [0xfd, 0xe6, 0x01]];  // f32x4.splat, .add, .mul
-  const zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];       // v128.const 0
-  const loop = (body: number[]) => [0x03, 0x40, ...body, 0x0b];
-  const block = (body: number[]) => [0x02, 0x40, ...body, 0x0b];
-  const brIf = (depth: number) => [0x0d, ...uleb(depth)];
+  const {get, set, tee, i32, v128Load: load, v128Store: store} = op;
+  const [add, mul, ltU, eqz] = [op.i32Add, op.i32Mul, op.i32LtU, op.i32Eqz];
+  const f32Load = op.f32Load();
+  const v128Load = load();
+  const v128Store = store();
+  const [splat, fAdd, fMul] = [op.f32x4Splat, op.f32x4Add, op.f32x4Mul];
+  const zero = op.f32x4Const(0);
+  const {loop, block, brIf} = op;
   // Parameters 0-7 (i32 ×7, f32 scale), then i32 locals 8-22 and v128 locals 23-28.
   const [A, B, C, BATCHES, M, K, N, SCALE] = [0, 1, 2, 3, 4, 5, 6, 7];
   const [n, i, j, k, pa0, pa1, pa2, pa3, pb, rowA, rowB, baseA, baseB, baseC, pc] =
@@ -105,17 +72,9 @@ function simdModuleBytes(): Uint8Array<ArrayBuffer> {
     ...get(SCALE), ...splat, ...set(scale),
     ...i32(0), ...set(n),
     ...block([...get(BATCHES), ...eqz, ...brIf(0), ...get(M), ...eqz, ...brIf(0), ...get(N), ...eqz, ...brIf(0), ...nLoop]),
-    0x0b,
   ];
-  const body = [...vector([[...uleb(15), 0x7f], [...uleb(6), 0x7b]]), ...code];
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,                  // "\0asm", version 1
-    ...section(1, vector([[0x60, ...vector([...new Array<number[]>(7).fill([0x7f]), [0x7d]]), 0x00]])),  // (i32 ×7, f32) -> ()
-    ...section(3, vector([[0x00]])),                                 // one function of type 0
-    ...section(5, vector([[0x00, 0x01]])),                           // one memory, 1 page to start
-    ...section(7, vector([[...name('mm'), 0x00, 0x00], [...name('mem'), 0x02, 0x00]])),  // exports
-    ...section(10, vector([[...uleb(body.length), ...body]])),       // code
-  ]);
+  // (i32 ×7, f32) -> (), with i32 locals 8-22 and v128 locals 23-28.
+  return moduleBytes([{name: 'mm', params: [...new Array<number>(7).fill(I32), F32], locals: [[15, I32], [6, V128]], code}]);
 }
 
 interface SimdKernel {
