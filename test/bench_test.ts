@@ -17,23 +17,9 @@ import {parseBenchArgs} from '../src/bench/options';
 import {evaluateTargets, formatReport, writeJson} from '../src/bench/report';
 import {BenchResults, QUICK_GRID, runBench} from '../src/bench/run_bench';
 import {UsageError} from '../src/cli/arguments';
+import {maxAbsDiff, runTestsOn} from './helpers/tensors';
 
-let savedBackend: string;
-
-beforeAll(async () => {
-  savedBackend = tf.getBackend();
-  await tf.setBackend('wasm');
-});
-
-afterAll(async () => {
-  await tf.setBackend(savedBackend);
-});
-
-/** max |a - b| over two tensors of one shape. */
-function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
-  expect(a.shape).toEqual(b.shape);
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
+runTestsOn('wasm');
 
 describe('the naive literal version', () => {
   const cases = [
@@ -51,7 +37,7 @@ describe('the naive literal version', () => {
         const x = tf.randomNormal(shape, 0, 1, 'float32', 5);
         tf.tidy(() => {
           const fromLayer = layer.apply(x) as tf.Tensor;
-          expect(maxDiff(naiveSelfAttention(layer, x), fromLayer)).toBeLessThan(1e-5);
+          expect(maxAbsDiff(naiveSelfAttention(layer, x), fromLayer).diff).toBeLessThan(1e-5);
         });
         x.dispose();
         layer.dispose();

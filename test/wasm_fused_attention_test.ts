@@ -19,7 +19,7 @@ import {setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attentio
 import {ValueError} from '../src/errors';
 import {attendOneHead, Matrix, referenceAttention, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
 import {
-  disposeAll, expectAllFinite, expectClose, expectThrowsWithoutLeak, maxAbsDiff, Nested, randomArray,
+  disposeAll, expectAllFinite, expectClose, expectThrowsWithoutLeak, maxAbsDiff, Nested, randomArray, runTestsOn,
 } from './helpers/tensors';
 
 /** What the tests read of tfjs-backend-wasm's backend object. */
@@ -28,18 +28,7 @@ interface WasmBackendView {
   typedArrayFromHeap(t: tf.Tensor): Float32Array;
 }
 
-let savedBackend: string;
-
-beforeAll(async () => {
-  savedBackend = tf.getBackend();
-  await tf.setBackend('wasm');
-  await tf.ready();
-  expect(tf.getBackend()).toBe('wasm');
-});
-
-afterAll(async () => {
-  await tf.setBackend(savedBackend);
-});
+runTestsOn('wasm');
 
 /** Runs `fn` with `backend` active, then switches back to wasm. */
 async function onBackend<T>(backend: string, fn: () => T): Promise<T> {

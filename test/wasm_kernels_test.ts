@@ -10,24 +10,9 @@ import * as wasmKernels from '../src/backend/wasm_simd_kernels';
 import {pickPerRow, simdBatchMatMul, simdFits, sliceFast} from '../src/backend/wasm_simd_kernels';
 import {DENSE_FUSED_MAX_WEIGHT_BYTES, denseFused, denseFusedFits} from '../src/backend/wasm_dense';
 import {dense as referenceDense, Matrix} from './helpers/reference_attention';
-import {expectClose, randomArray} from './helpers/tensors';
+import {expectClose, maxAbsDiff, randomArray, runTestsOn} from './helpers/tensors';
 
-let savedBackend: string;
-
-beforeAll(async () => {
-  savedBackend = tf.getBackend();
-  await tf.setBackend('wasm');
-});
-
-afterAll(async () => {
-  await tf.setBackend(savedBackend);
-});
-
-/** max |a - b| over two tensors of one shape. */
-function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
-  expect(a.shape).toEqual(b.shape);
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
+runTestsOn('wasm');
 
 describe('wasm kernels of the fast paths', () => {
   it.each([
@@ -42,7 +27,7 @@ describe('wasm kernels of the fast paths', () => {
     expect(simdFits(a.size / (m * k), m, k, b.shape[b.rank - (transposeB ? 2 : 1)])).toBe(true);
     tf.tidy(() => {
       const expected = tf.mul(tf.matMul(a, b, transposeA, transposeB), 0.5);
-      expect(maxDiff(simdBatchMatMul(a, b, transposeA, transposeB, 0.5), expected)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(simdBatchMatMul(a, b, transposeA, transposeB, 0.5), expected).diff).toBeLessThan(1e-5);
     });
     tf.dispose([a, b]);
   });
@@ -51,7 +36,7 @@ describe('wasm kernels of the fast paths', () => {
     const x = tf.randomNormal([2, 3, 5, 4], 0, 1, 'float32', 3);
     tf.tidy(() => {
       for (const [begin, size] of [[[0, 0, 1, 0], [2, 3, 3, 4]], [[1, 2, 0, 1], [1, 1, 5, 2]], [[0, 0, 0, 0], [2, 3, 5, 4]]]) {
-        expect(maxDiff(sliceFast(x, begin, size), tf.slice(x, begin, size))).toBe(0);
+        expect(maxAbsDiff(sliceFast(x, begin, size), tf.slice(x, begin, size)).diff).toBe(0);
       }
       const m = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
       expect(Array.from(pickPerRow(m, tf.tensor1d([2, 0], 'int32')).dataSync())).toEqual([3, 4]);
@@ -110,7 +95,7 @@ describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
     await tf.setBackend('wasm');
     onWasm.forEach((values, i) => {
       const [a, b] = [tf.tensor(values as number[]), tf.tensor(onCpu[i] as number[])];
-      expect(maxDiff(a, b)).toBeLessThan(i === 0 ? 1e-5 : 1e-4);
+      expect(maxAbsDiff(a, b).diff).toBeLessThan(i === 0 ? 1e-5 : 1e-4);
       tf.dispose([a, b]);
     });
   });

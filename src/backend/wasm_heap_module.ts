@@ -11,6 +11,33 @@ import type {WasmFunction} from './wasm_assembler';
 
 const {get, set, tee, i32, loop, block, brIf} = op;
 
+/** local += by (i32). */
+const inc = (local: number, by: number[]) => [...get(local), ...by, ...op.i32Add, ...set(local)];
+
+/** The v128 registers of a 4×8 tile: eight accumulators, a splat and two vectors. */
+interface TileRegisters {
+  acc: number[];
+  w: number;
+  v0: number;
+  v1: number;
+}
+
+/**
+ * One step of a 4×8 tile, the inner loop of every product here: acc[2r + h] +=
+ * a[r] · b[4h .. 4h + 3] for rows r < 4 and halves h < 2, with a[0..3] four floats at the
+ * address in local `pa` (each splat), b[0..7] eight floats at `pb`. Then pa += 16 bytes,
+ * pb += `bStride` and counter += 1, while counter < end.
+ */
+function tileSteps(regs: TileRegisters, pa: number, pb: number, bStride: number[], counter: number, end: number): number[] {
+  const {acc, w, v0, v1} = regs;
+  const mulAdd = (a: number, v: number) => [...get(a), ...get(w), ...get(v), ...op.f32x4Mul, ...op.f32x4Add, ...set(a)];
+  return op.whileLoop([...get(counter), ...get(end), ...op.i32LtU], [
+    ...get(pb), ...op.v128Load(0), ...set(v0), ...get(pb), ...op.v128Load(16), ...set(v1),
+    ...[0, 1, 2, 3].flatMap(r => [...get(pa), ...op.load32Splat(4 * r), ...set(w), ...mulAdd(acc[2 * r], v0), ...mulAdd(acc[2 * r + 1], v1)]),
+    ...inc(pa, i32(16)), ...inc(pb, bStride), ...inc(counter, i32(1)),
+  ]);
+}
+
 /**
  * `attend(q, k, v, rowV, out, rowOut, scratch, state, tiles, S, block, dk, dvp, scale)`:
  * attention of one (batch, head) pair. Arguments are byte addresses in the memory and sizes:
@@ -42,22 +69,13 @@ function attendFunction(): WasmFunction {
   const acc = Array.from({length: 8}, (_, n) => 32 + n);
   const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 40 + n);
 
-  const inc = (local: number, by: number[]) => [...get(local), ...by, ...i32Add, ...set(local)];
   const zeroAccumulators = acc.flatMap(a => [...f32x4Const(0), ...set(a)]);
-  const mulAdd = (a: number, left: number[], right: number[]) => [...get(a), ...left, ...right, ...mul, ...add, ...set(a)];
   const count = (local: number, end: number[]) => [...get(local), ...i32(1), ...i32Add, ...tee(local), ...end, ...i32LtU, ...brIf(0)];
 
   // 1. Scores of the tile against one panel of eight keys: for each k,
   // acc[2r + h] += Q[k][r] · K[k][8jb + 4h .. 8jb + 4h + 3] (query r, keys in the lanes),
   // then each 4×4 block is transposed so that scratch[8jb + c] holds key c's four scores.
-  const kLoop = op.whileLoop([...get(k), ...get(DK), ...i32LtU], [
-    ...get(pk), ...v128Load(0), ...set(v0), ...get(pk), ...v128Load(16), ...set(v1),  // K[k][8jb .. 8jb + 7]
-    ...[0, 1, 2, 3].flatMap(r => [
-      ...get(pq), ...load32Splat(4 * r), ...set(w),                             // Q[k][r]
-      ...mulAdd(acc[2 * r], get(w), get(v0)), ...mulAdd(acc[2 * r + 1], get(w), get(v1)),
-    ]),
-    ...inc(pq, i32(16)), ...inc(pk, i32(32)), ...inc(k, i32(1)),
-  ]);
+  const kLoop = tileSteps({acc, w, v0, v1}, pq, pk, i32(32), k, DK);         // Q[k][r] · K[k][8jb .. 8jb + 7]
   // Transposes the rows acc[h], acc[2 + h], acc[4 + h], acc[6 + h] into scratch[8jb + 4h + j].
   const lanes = (...picks: number[]) => picks.flatMap(lane => [4 * lane, 4 * lane + 1, 4 * lane + 2, 4 * lane + 3]);
   const shuffle = (picks: number[]) => [0xfd, 0x0d, ...lanes(...picks)];     // i8x16.shuffle of two f32x4
@@ -123,14 +141,7 @@ function attendFunction(): WasmFunction {
     ...get(state), ...get(m), ...v128Store(0), ...get(state), ...get(sum), ...v128Store(16),
   ];
   // 3. Eight output columns of the tile: α[r]·out[r] + Σ_s e[s][r] · V[s][col..col+7].
-  const sLoop = op.whileLoop([...get(s), ...get(keys), ...i32LtU], [
-    ...get(pv), ...v128Load(0), ...set(v0), ...get(pv), ...v128Load(16), ...set(v1),  // V[s][col .. col + 7]
-    ...[0, 1, 2, 3].flatMap(r => [
-      ...get(pst), ...load32Splat(4 * r), ...set(w),                            // e[s][r]
-      ...mulAdd(acc[2 * r], get(w), get(v0)), ...mulAdd(acc[2 * r + 1], get(w), get(v1)),
-    ]),
-    ...inc(pst, i32(16)), ...inc(pv, get(ROW_V)), ...inc(s, i32(1)),
-  ]);
+  const sLoop = tileSteps({acc, w, v0, v1}, pst, pv, get(ROW_V), s, keys);     // e[s][r] · V[s][col .. col + 7]
   const columnLoop = loop([
     ...get(outTile), ...get(col), ...i32Add, ...set(pout),
     ...[0, 1, 2, 3].flatMap(r => [                                           // the tile's output so far, times α
@@ -259,21 +270,12 @@ function packFunction(): WasmFunction {
  * columns at a time in eight f32x4 registers, as in step 1 of `attend`.
  */
 function projectFunction(): WasmFunction {
-  const {f32x4Add: add, f32x4Mul: mul, i32Add, i32Mul, i32LtU, v128Load, v128Store, load32Splat, f32x4Const} = op;
+  const {i32Add, i32Mul, i32LtU, v128Load, v128Store, f32x4Const} = op;
   const [X, W, ROW_W, BIAS, OUT, ROW_OUT, TILES, D_IN, D_OUT] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const [i, col, k, px, pw, pout, xTile, colEnd] = Array.from({length: 8}, (_, n) => 9 + n);
   const acc = Array.from({length: 8}, (_, n) => 17 + n);
   const [w, v0, v1] = [25, 26, 27];
-  const inc = (local: number, by: number[]) => [...get(local), ...by, ...i32Add, ...set(local)];
-  const mulAdd = (a: number, left: number[], right: number[]) => [...get(a), ...left, ...right, ...mul, ...add, ...set(a)];
-  const kLoop = op.whileLoop([...get(k), ...get(D_IN), ...i32LtU], [
-    ...get(pw), ...v128Load(0), ...set(v0), ...get(pw), ...v128Load(16), ...set(v1),  // w[k][col .. col + 7]
-    ...[0, 1, 2, 3].flatMap(r => [
-      ...get(px), ...load32Splat(4 * r), ...set(w),                             // x[r][k]
-      ...mulAdd(acc[2 * r], get(w), get(v0)), ...mulAdd(acc[2 * r + 1], get(w), get(v1)),
-    ]),
-    ...inc(px, i32(16)), ...inc(pw, get(ROW_W)), ...inc(k, i32(1)),
-  ]);
+  const kLoop = tileSteps({acc, w, v0, v1}, px, pw, get(ROW_W), k, D_IN);     // x[r][k] · w[k][col .. col + 7]
   const initAccumulators = [
     ...block([
       ...get(BIAS), ...op.i32Eqz, ...brIf(0),

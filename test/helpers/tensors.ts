@@ -150,3 +150,16 @@ export function randomArray(shape: number[], seed: number, range = 1): Nested {
 export function disposeAll(...items: unknown[]): void {
   tf.dispose(items.filter((x) => x != null) as tf.TensorContainer[]);
 }
+
+/** Makes every test of the file run on `backend` (beforeAll), and restores the one before (afterAll). */
+export function runTestsOn(backend: string): void {
+  let saved: string;
+  beforeAll(async () => {
+    saved = tf.getBackend();
+    expect(await tf.setBackend(backend)).toBe(true);
+    await tf.ready();
+  });
+  afterAll(async () => {
+    await tf.setBackend(saved);
+  });
+}
