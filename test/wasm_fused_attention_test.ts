@@ -13,7 +13,8 @@ import {dotProductAttention, scaledDotProductAttention} from '../src';
 import {attentionPath, takesFusedPath} from '../src/attention/dot_product_attention';
 import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {
-  FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedMultiHeadAttention,
+  FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedAttentionLayer, fusedAttentionLayerFits,
+  fusedMultiHeadAttention,
 } from '../src/backend/wasm_fused_attention';
 import {setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
 import {ValueError} from '../src/errors';
@@ -333,6 +334,70 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
   });
 });
 
+describe('fusedAttentionLayer: projections and attention in one kernel call', () => {
+  // [name, B, T, S (null: self-attention), dq, dc, H, dk, dv, biases]
+  const cases: Array<[string, number, number, number|null, number, number, number, number, number, boolean]> = [
+    ['self-attention, aligned widths', 2, 8, null, 16, 16, 2, 8, 8, false],
+    ['self-attention with biases, B·T and H·dk off multiples of 4 and 8', 3, 5, null, 6, 6, 2, 3, 5, true],
+    ['cross-attention, T != S, different widths', 2, 5, 9, 4, 6, 3, 4, 2, true],
+    ['one head of 64, two threads (2·T·S·(dk + dv) above the threshold)', 1, 400, null, 64, 64, 1, 64, 64, true],
+  ];
+  it.each(cases)('%s: B=%i, T=%i, S=%s, dq=%i, dc=%i, H=%i, dk=%i, dv=%i, biases %s',
+      (_, B, T, S, dq, dc, H, dk, dv, biases) => {
+    const x = randomTensor([B, T, dq], 401);
+    const c = S == null ? null : randomTensor([B, S, dc], 402);
+    const width = (n: number) => [n];
+    const weights = {
+      wq: randomTensor([dq, H * dk], 403), wk: randomTensor([S == null ? dq : dc, H * dk], 404),
+      wv: randomTensor([S == null ? dq : dc, H * dv], 405),
+      bq: randomTensor(width(H * dk), 406), bk: randomTensor(width(H * dk), 407), bv: randomTensor(width(H * dv), 408),
+    };
+    const scale = 1 / Math.sqrt(dk);
+    const sizes = {batch: B, T, S: S ?? T, dq, dc: S == null ? dq : dc, heads: H, dk, dv};
+    expect(fusedAttentionLayerFits(sizes)).toBe(true);
+    const projections = {
+      wq: weights.wq.tensor, wk: weights.wk.tensor, wv: weights.wv.tensor,
+      ...(biases ? {bq: weights.bq.tensor, bk: weights.bk.tensor, bv: weights.bv.tensor} : {}),
+    };
+    const out = onlyTheOutput(() => fusedAttentionLayer(x.tensor, c?.tensor ?? null, projections, {heads: H, dk, dv, scale}));
+    expect(out.shape).toEqual([B, T, H * dv]);
+    const reference = referenceAttention(x.values as Tensor3, (c?.values ?? null) as Tensor3|null, {
+      wq: weights.wq.values as Matrix, wk: weights.wk.values as Matrix, wv: weights.wv.values as Matrix,
+      ...(biases ? {bq: weights.bq.values as number[], bk: weights.bk.values as number[], bv: weights.bv.values as number[]} : {}),
+    }, {numHeads: H, scale});
+    // With d = 64 and inputs and weights in [-1, 1) the scores reach ~±20 and float32 is off the
+    // float64 reference by up to ~3e-5: so is the standard path (3.2e-5 on this very case).
+    expectClose(out, reference.output, dq === 64 ? 4e-5 : 1e-5);
+    disposeAll(out, x.tensor, c?.tensor, ...Object.values(weights).map(w => w.tensor));
+  });
+
+  it('takes weights up to the projection kernel\'s limit; the layer uses XNNPACK and the attention kernel beyond', () => {
+    expect(fusedAttentionLayerFits({batch: 1, T: 8, S: 8, dq: 64, dc: 64, heads: 1, dk: 64, dv: 64})).toBe(true);
+    expect(fusedAttentionLayerFits({batch: 1, T: 8, S: 8, dq: 512, dc: 512, heads: 8, dk: 64, dv: 64})).toBe(false);  // 1 MiB weights
+    const x = randomTensor([1, 6, 300], 409);
+    const layer = scaledDotProductAttention({numHeads: 4, keyDim: 64});    // wq [300, 256]: 300 KiB
+    const standard = scaledDotProductAttention({numHeads: 4, keyDim: 64, blockSize: 0});
+    tf.dispose([layer.apply(x.tensor), standard.apply(x.tensor)] as tf.Tensor[]);
+    standard.setWeights(layer.getWeights());
+    const layerSpy = jest.spyOn(fusedModule, 'fusedAttentionLayer');
+    const multiSpy = jest.spyOn(fusedModule, 'fusedMultiHeadAttention');
+    try {
+      const a = layer.apply(x.tensor) as tf.Tensor;
+      expect(layerSpy).not.toHaveBeenCalled();
+      expect(multiSpy).toHaveBeenCalledTimes(1);
+      const b = standard.apply(x.tensor) as tf.Tensor;
+      expectClose(a, b, 1e-5);
+      disposeAll(a, b);
+    } finally {
+      layerSpy.mockRestore();
+      multiSpy.mockRestore();
+    }
+    disposeAll(x.tensor);
+    layer.dispose();
+    standard.dispose();
+  });
+});
+
 describe('fusedAttentionFits', () => {
   it('is true for ordinary sizes on wasm', () => {
     for (const [T, S, dk, dv] of [[1, 1, 1, 1], [7, 13, 3, 5], [64, 64, 64, 64], [1024, 1024, 64, 64], [65536, 65536, 64, 64]]) {
@@ -417,7 +482,10 @@ describe('which path the op takes (attentionPath)', () => {
 describe('the op and the layer on wasm give the same results on the fused path as on the standard path', () => {
   let spies: jest.SpyInstance[] = [];
   const spyOnFused = () => {
-    spies = [jest.spyOn(fusedModule, 'fusedAttention'), jest.spyOn(fusedModule, 'fusedMultiHeadAttention')];
+    spies = [
+      jest.spyOn(fusedModule, 'fusedAttention'), jest.spyOn(fusedModule, 'fusedMultiHeadAttention'),
+      jest.spyOn(fusedModule, 'fusedAttentionLayer'),
+    ];
     return spies;
   };
   afterEach(() => {
@@ -460,11 +528,11 @@ describe('the op and the layer on wasm give the same results on the fused path a
   it('the layer, self-attention: fused path (default) = standard path (blockSize 0) = plain-array reference', () => {
     const x = randomTensor([2, 6, 4], 71);
     const {fused, standard} = layerPair(layerArgs, x.tensor);
-    const [, multiSpy] = spyOnFused();
+    const [, , layerSpy] = spyOnFused();
     const a = onlyTheOutput(() => fused.apply(x.tensor) as tf.Tensor);
-    expect(multiSpy).toHaveBeenCalledTimes(1);
+    expect(layerSpy).toHaveBeenCalledTimes(1);
     const b = standard.apply(x.tensor) as tf.Tensor;
-    expect(multiSpy).toHaveBeenCalledTimes(1);
+    expect(layerSpy).toHaveBeenCalledTimes(1);
     expect(a.shape).toEqual([2, 6, 7]);
     expectClose(a, b, 1e-5);
     // The weights in the order the layer adds them: wq, wk, wv, bq, bk, bv, wo, bo.
@@ -484,9 +552,9 @@ describe('the op and the layer on wasm give the same results on the fused path a
     const context = randomTensor([2, 9, 6], 73);
     const inputs = [query.tensor, context.tensor];
     const {fused, standard} = layerPair(layerArgs, inputs);
-    const [, multiSpy] = spyOnFused();
+    const [, , layerSpy] = spyOnFused();
     const a = onlyTheOutput(() => fused.apply(inputs) as tf.Tensor);
-    expect(multiSpy).toHaveBeenCalledTimes(1);
+    expect(layerSpy).toHaveBeenCalledTimes(1);
     const b = standard.apply(inputs) as tf.Tensor;
     expect(a.shape).toEqual([2, 5, 7]);
     expectClose(a, b, 1e-5);
@@ -500,13 +568,14 @@ describe('the op and the layer on wasm give the same results on the fused path a
     const mask = tf.tensor3d(randomArray([2, 6, 6], 75) as number[][][]).greater(-0.5);
     const plain = layerPair(layerArgs, x.tensor);
     const causal = layerPair({...layerArgs, causal: true}, x.tensor);
-    const [fusedSpy, multiSpy] = spyOnFused();
+    const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
     const outputs = [
       plain.fused.apply(x.tensor, {attentionMask: mask}), plain.standard.apply(x.tensor, {attentionMask: mask}),
       causal.fused.apply(x.tensor), causal.standard.apply(x.tensor),
     ] as tf.Tensor[];
     expect(fusedSpy).not.toHaveBeenCalled();
     expect(multiSpy).not.toHaveBeenCalled();
+    expect(layerSpy).not.toHaveBeenCalled();
     expectClose(outputs[0], outputs[1], 1e-5);
     expectClose(outputs[2], outputs[3], 1e-5);
     // The masks do change the output: the fallback is not the unmasked fused result.
@@ -570,7 +639,7 @@ describe('no leaks', () => {
       } finally {
         [wasm._malloc, wasm._free] = [malloc, free];
       }
-      expect(allocations).toBeGreaterThanOrEqual(2 * 50);  // the output and the work buffer per call
+      expect(allocations).toBeGreaterThanOrEqual(50);  // the output per call, and work buffers (none on two threads)
       expect([...live.values()]).toEqual([]);
       expect(tf.memory().numTensors).toBe(before.numTensors);
       expect(tf.memory().numBytes).toBe(before.numBytes);

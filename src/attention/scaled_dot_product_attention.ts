@@ -4,7 +4,7 @@ import {checkPositiveFinite, checkPositiveInteger, checkRate, invalidArgument, V
 import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstraint, resolveInitializer,
         resolveRegularizer, serializeObject} from '../keras_objects';
 import {checkStandardPathMemory, dotProductAttention, takesFusedPath, takesStandardPath} from './dot_product_attention';
-import {fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
+import {fusedAttentionLayer, fusedAttentionLayerFits, fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
 import {paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
 
@@ -222,9 +222,9 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   }
 
   /**
-   * Inference on wasm: the three projections, the fused attention kernel reading each
-   * head's columns of them in place and writing the heads side by side (no split or merge
-   * of heads), and the output projection. Returns null where
+   * Inference on wasm: the projections and the attention in one kernel call
+   * (`fusedAttentionLayer`), which writes the heads side by side (no split or merge of
+   * heads), then the output projection. Returns null where
    * `dotProductAttention` would not take its fused path (see `takesFusedPath`).
    */
   private callFused(query: tf.Tensor, context: tf.Tensor, unmasked: boolean, training: boolean): tf.Tensor|null {
@@ -236,12 +236,20 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     if (!takesFusedPath(this.blockSize, sizes, false, this.dropout > 0 && training, unmasked)) return null;
     this.checkInputs(query, context);
     const scale = this.scale ?? 1 / Math.sqrt(dk);
-    // Three products, not one with [Wq | Wk | Wv]: XNNPACK keeps each weight matrix packed
-    // between calls, and a concatenated one, new at each call, would be packed every time.
-    const q = dense(query, this.wq!.read(), this.bq?.read());                   // [B, T, H*dk]
-    const k = dense(context, this.wk!.read(), this.bk?.read());                 // [B, S, H*dk]
-    const v = dense(context, this.wv!.read(), this.bv?.read());                 // [B, S, H*dv]
-    const attended = fusedMultiHeadAttention({x: q, column: 0}, {x: k, column: 0}, {x: v, column: 0}, {heads, dk, dv, scale});  // [B, T, H*dv]
+    const [batch, T, dq] = query.shape as [number, number, number];
+    const [S, dc] = context.shape.slice(1) as [number, number];
+    let attended: tf.Tensor;                                                    // [B, T, H*dv]
+    if (fusedAttentionLayerFits({batch, T, S, dq, dc, heads, dk, dv})) {
+      const projections = {
+        wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
+      };
+      attended = fusedAttentionLayer(query, query === context ? null : context, projections, {heads, dk, dv, scale});
+    } else {  // weights too large for the projection kernel: XNNPACK's products, then the attention kernel
+      const q = dense(query, this.wq!.read(), this.bq?.read());                 // [B, T, H*dk]
+      const k = dense(context, this.wk!.read(), this.bk?.read());               // [B, S, H*dk]
+      const v = dense(context, this.wv!.read(), this.bv?.read());               // [B, S, H*dv]
+      attended = fusedMultiHeadAttention({x: q, column: 0}, {x: k, column: 0}, {x: v, column: 0}, {heads, dk, dv, scale});
+    }
     return this.wo == null ? attended : dense(attended, this.wo.read(), this.bo?.read());  // [B, T, out]
   }
 

@@ -1,14 +1,52 @@
 /** A dense layer's product x·w + b for inference on wasm, as one kernel (`project` of wasm_heap_module.ts). */
 import * as tf from '@tensorflow/tfjs';
-import {heapModule} from './wasm_heap_module';
-import type {WasmBackendLike} from './wasm_heap_module';
+import {heapAddress, heapFloats, heapModule, withHeapBuffer} from './wasm_heap_module';
+import type {HeapModule, WasmBackendLike} from './wasm_heap_module';
 
 const DENSE_KERNEL_NAME = 'TfjsAttentionDense';
 
 /**
- * x [N, dIn] · w [dIn, dOut] (+ b [dOut]) -> [N, dOut] on the heap: x is packed by fours
- * into a work buffer, w read in place (copied with padded rows when dOut is not a multiple
- * of 8), the result written in place when N is a multiple of 4 and dOut of 8.
+ * out = x·w (+ b) for x packed by fours at byte `xPacked` ([tiles][dIn][4], see `pack`):
+ * writes tiles·4 rows of w's width rounded up to 8 floats, `outRow` floats apart, at byte
+ * `out`. w [dIn, dOut] (and b) are read in place, or copied with padded rows when dOut is
+ * not a multiple of 8.
+ */
+export function projectPacked(
+    backend: WasmBackendLike, module: HeapModule, x: {packed: number; tiles: number; dIn: number},
+    w: tf.TensorInfo, b: tf.TensorInfo|null|undefined, out: number, outRow: number): void {
+  const dOut = w.shape[1] as number;
+  const dOutP = Math.ceil(dOut / 8) * 8;
+  const [wAt, bAt] = [heapAddress(backend, w), b == null ? 0 : heapAddress(backend, b)];
+  if (dOutP === dOut) {
+    module.project(x.packed, wAt, 4 * dOut, bAt, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+    return;
+  }
+  withHeapBuffer(backend, x.dIn * dOutP + dOutP, padded => {           // w [dIn, dOutP], then b [dOutP]
+    const heap = heapFloats(backend);
+    const [to, wFrom] = [padded >>> 2, wAt >>> 2];
+    heap.fill(0, to, to + x.dIn * dOutP + dOutP);
+    for (let k = 0; k < x.dIn; k++) heap.copyWithin(to + k * dOutP, wFrom + k * dOut, wFrom + (k + 1) * dOut);
+    if (b != null) heap.copyWithin(to + x.dIn * dOutP, bAt >>> 2, (bAt >>> 2) + dOut);
+    module.project(x.packed, padded, 4 * dOutP, b == null ? 0 : padded + 4 * x.dIn * dOutP, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+  });
+}
+
+/**
+ * Packs the rows of x [N, dIn] by fours into the heap at byte `packed` (zero padding rows):
+ * the layout of `project` and of `attend`'s queries.
+ */
+export function packRows(backend: WasmBackendLike, module: HeapModule, x: tf.TensorInfo, packed: number): {packed: number; tiles: number; dIn: number} {
+  const dIn = x.shape[x.shape.length - 1] as number;
+  const n = x.shape.reduce((a, b) => a * b, 1) / dIn;
+  const tiles = Math.ceil(n / 4);
+  if (n % 4 !== 0) heapFloats(backend).fill(0, (packed >>> 2) + (tiles - 1) * dIn * 4, (packed >>> 2) + tiles * dIn * 4);
+  module.pack(heapAddress(backend, x), 4 * dIn, packed, n, dIn, 4);    // [N, dIn] -> [tiles][dIn][4]
+  return {packed, tiles, dIn};
+}
+
+/**
+ * x [N, dIn] · w [dIn, dOut] (+ b [dOut]) -> [N, dOut] on the heap: x packed by fours into
+ * a work buffer, the result written in place when N is a multiple of 4 and dOut of 8.
  */
 function denseKernelFunc(args: {inputs: tf.NamedTensorMap; backend: unknown}): tf.TensorInfo {
   const backend = args.backend as WasmBackendLike;
@@ -18,39 +56,20 @@ function denseKernelFunc(args: {inputs: tf.NamedTensorMap; backend: unknown}): t
   const dOut = w.shape[1] as number;
   const tiles = Math.ceil(n / 4);
   const dOutP = Math.ceil(dOut / 8) * 8;
-  const padW = dOutP !== dOut;
-  const padOut = padW || tiles * 4 !== n;
-  const xFloats = tiles * dIn * 4;
-  const wFloats = padW ? dIn * dOutP + dOutP : 0;                          // w and b, padded
-  const outFloats = padOut ? tiles * 4 * dOutP : 0;
+  const padOut = dOutP !== dOut || tiles * 4 !== n;
   const output = backend.makeOutput([n, dOut], 'float32');
-  const allocation = backend.wasm._malloc(4 * (xFloats + wFloats + outFloats) + 64);
-  const base = Math.ceil((allocation >>> 0) / 64) * 64;                  // cache-line aligned; unsigned above 2 GiB
-  const address = (t: tf.TensorInfo) => backend.typedArrayFromHeap(t).byteOffset;
-  try {
-    const heap = new Float32Array(backend.typedArrayFromHeap(output).buffer);
-    const at = base >>> 2;
-    if (n % 4 !== 0) heap.fill(0, at + (tiles - 1) * dIn * 4, at + xFloats);
-    module.pack(address(x), 4 * dIn, base, n, dIn, 4);                      // [N, dIn] -> [tiles][dIn][4]
-    let [wAt, rowW, bAt] = [address(w), 4 * dOut, b == null ? 0 : address(b)];
-    if (padW) {
-      const wp = at + xFloats;
-      heap.fill(0, wp, wp + wFloats);
-      for (let k = 0; k < dIn; k++) heap.copyWithin(wp + k * dOutP, (wAt >>> 2) + k * dOut, (wAt >>> 2) + (k + 1) * dOut);
-      if (b != null) heap.copyWithin(wp + dIn * dOutP, bAt >>> 2, (bAt >>> 2) + dOut);
-      [wAt, rowW, bAt] = [4 * wp, 4 * dOutP, b == null ? 0 : 4 * (wp + dIn * dOutP)];
-    }
+  withHeapBuffer(backend, tiles * dIn * 4 + (padOut ? tiles * 4 * dOutP : 0), base => {
+    const packed = packRows(backend, module, x, base);
     if (!padOut) {
-      module.project(base, wAt, rowW, bAt, address(output), 4 * dOut, tiles, dIn, dOutP);
-    } else {
-      const op = at + xFloats + wFloats;
-      module.project(base, wAt, rowW, bAt, 4 * op, 4 * dOutP, tiles, dIn, dOutP);
-      const to = address(output) >>> 2;
-      for (let r = 0; r < n; r++) heap.copyWithin(to + r * dOut, op + r * dOutP, op + r * dOutP + dOut);
+      projectPacked(backend, module, packed, w, b, heapAddress(backend, output), dOut);
+      return;
     }
-  } finally {
-    backend.wasm._free(allocation);
-  }
+    const out = base + 4 * tiles * dIn * 4;
+    projectPacked(backend, module, packed, w, b, out, dOutP);
+    const heap = heapFloats(backend);
+    const to = heapAddress(backend, output) >>> 2;
+    for (let r = 0; r < n; r++) heap.copyWithin(to + r * dOut, (out >>> 2) + r * dOutP, (out >>> 2) + r * dOutP + dOut);
+  });
   return output;
 }
 

@@ -9,7 +9,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {getSecondThread, runOnBothThreads, SHARED_MAX_BYTES, sharedFloats, TWO_THREAD_MIN_FLOPS} from './attention_threads';
 import type {SecondThread} from './attention_threads';
-import {heapModule} from './wasm_heap_module';
+import {denseFusedFits, packRows, projectPacked} from './wasm_dense';
+import {heapAddress, heapFloats, heapModule, withHeapBuffer} from './wasm_heap_module';
 import type {HeapModule, WasmBackendLike} from './wasm_heap_module';
 
 /** Sizes of one call: B batches of H heads, T queries, S keys, head sizes dk and dv. */
@@ -96,50 +97,55 @@ export function fusedAttentionFits(T: number, S: number, dk: number, dv: number)
 }
 
 const FUSED_KERNEL_NAME = 'TfjsAttentionFusedAttention';
+const FUSED_LAYER_KERNEL_NAME = 'TfjsAttentionFusedLayer';
 
 /**
- * The kernel function. Inputs q [B, T, Cq], k [B, S, Ck], v [B, S, Cv] (possibly one tensor);
- * head h's queries are the dk columns of q from column `qColumn + h·dk`, its keys and values
- * likewise. Output [B, T, H·dv], the heads side by side. For each (batch, head) pair it packs
- * Q and K into a buffer of the wasm heap and runs `attend` on the heap in place.
+ * An operand in the heap: `rows` rows of `width` floats at byte address `at`; head h's
+ * queries (keys, values) are the d columns from `column + h·d` of each row, and batch b's
+ * rows are b·T (b·S) to (b + 1)·T (S) - 1.
  */
-function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
-  const backend = args.backend as WasmBackendLike;
-  const module = heapModule(backend)!;
-  const {q, k, v} = args.inputs;
-  const attrs = args.attrs as unknown as FusedSizes&{qColumn: number; kColumn: number; vColumn: number; scale: number};
-  const {batch, heads, T, S, dk, dv, qColumn, kColumn, vColumn, scale} = attrs;
-  const [cq, ck, cv] = [q, k, v].map(x => x.shape[2] as number);
-  const layout = layoutOf(attrs);
+interface Operand {
+  at: number;
+  width: number;
+  rows: number;
+  column: number;
+}
+
+/**
+ * Attention of every (batch, head) pair of `operands` into the output [B, T, H·dv] at
+ * byte `outAt`: per pair, Q and K are packed into a work buffer of the heap and `attend`
+ * runs on the heap in place; large calls go to two threads (attendOnTwoThreads).
+ */
+function attendHeads(
+    backend: WasmBackendLike, module: HeapModule, operands: {q: Operand; k: Operand; v: Operand},
+    sizes: FusedSizes&{scale: number}, outAt: number): void {
+  const {batch, heads, T, S, dk, dv, scale} = sizes;
+  const {q, k, v} = operands;
+  const layout = layoutOf(sizes);
   const {tiles, panels, dvp, block} = layout;
-  const output = backend.makeOutput([batch, T, heads * dv], 'float32');
   const pairs = batch * heads;
   const thread = 2 * pairs * T * S * (dk + dv) >= TWO_THREAD_MIN_FLOPS && tiles >= 2 ? getSecondThread() : null;
   // Bytes in the shared memory, at most: the operands copied, Q and K packed, V padded, the output, two scratch buffers.
-  const sharedBytes = 4 * ([q, k, v].reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0) +
+  const sharedBytes = 4 * ([q, k, v].reduce((n, x) => n + x.rows * x.width, 0) +
       pairs * (4 + tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp) + 2 * (scratchFloats(block) + tiles * 8) + 32);
-  const allocation = backend.wasm._malloc(4 * layout.total + 64);         // may grow the heap: views come after
-  const base = Math.ceil((allocation >>> 0) / 64) * 64;                    // cache-line aligned; unsigned above 2 GiB
-  const at = (floats: number) => base + 4 * floats;                        // byte address in the heap
-  const address = (t: tf.TensorInfo) => backend.typedArrayFromHeap(t).byteOffset;
-  try {
-    const heap = new Float32Array(backend.typedArrayFromHeap(output).buffer);
-    const [qAt, kAt, vAt, outAt] = [address(q), address(k), address(v), address(output)];
+  if (thread != null && sharedBytes <= SHARED_MAX_BYTES) {
+    attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout});
+    return;
+  }
+  withHeapBuffer(backend, layout.total, base => {
+    const heap = heapFloats(backend);
+    const at = (floats: number) => base + 4 * floats;                      // byte address in the heap
     // Padding queries and keys are zeros: their results are never read, but stay finite.
     if (T % 4 !== 0) heap.fill(0, (base >>> 2) + layout.q + (tiles - 1) * dk * 4, (base >>> 2) + layout.q + tiles * dk * 4);
     if (S % 8 !== 0) heap.fill(0, (base >>> 2) + layout.k + (panels - 1) * dk * 8, (base >>> 2) + layout.k + panels * dk * 8);
-    if (thread != null && sharedBytes <= SHARED_MAX_BYTES) {
-      attendOnTwoThreads(thread, heap, {q, k, v}, {...attrs, addressOf: address, outAt, layout});
-      return output;
-    }
     for (let b = 0; b < batch; b++) {
       for (let h = 0; h < heads; h++) {
-        module.pack(qAt + 4 * (b * T * cq + qColumn + h * dk), 4 * cq, at(layout.q), T, dk, 4);  // [T, dk] -> [tiles][dk][4]
-        module.pack(kAt + 4 * (b * S * ck + kColumn + h * dk), 4 * ck, at(layout.k), S, dk, 8);  // [S, dk] -> [panels][dk][8]
-        let [vHere, rowV] = [vAt + 4 * (b * S * cv + vColumn + h * dv), 4 * cv];
+        module.pack(q.at + 4 * (b * T * q.width + q.column + h * dk), 4 * q.width, at(layout.q), T, dk, 4);  // [T, dk] -> [tiles][dk][4]
+        module.pack(k.at + 4 * (b * S * k.width + k.column + h * dk), 4 * k.width, at(layout.k), S, dk, 8);  // [S, dk] -> [panels][dk][8]
+        let [vHere, rowV] = [v.at + 4 * (b * S * v.width + v.column + h * dv), 4 * v.width];
         if (layout.v >= 0) {                                               // [S, dv] -> [S, dvp]
           for (let s = 0; s < S; s++) {
-            const from = (vHere >>> 2) + s * cv;
+            const from = (vHere >>> 2) + s * v.width;
             heap.copyWithin((base >>> 2) + layout.v + s * dvp, from, from + dv);
           }
           [vHere, rowV] = [at(layout.v), 4 * dvp];
@@ -158,9 +164,62 @@ function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: strin
         }
       }
     }
-  } finally {
-    backend.wasm._free(allocation);
-  }
+  });
+}
+
+/**
+ * The kernel function of `fusedAttention` and `fusedMultiHeadAttention`. Inputs q [B, T, Cq],
+ * k [B, S, Ck], v [B, S, Cv] (possibly one tensor); head h's queries are the dk columns of
+ * q from column `qColumn + h·dk`, its keys and values likewise. Output [B, T, H·dv], the
+ * heads side by side.
+ */
+function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const {q, k, v} = args.inputs;
+  const attrs = args.attrs as unknown as FusedSizes&{qColumn: number; kColumn: number; vColumn: number; scale: number};
+  const output = backend.makeOutput([attrs.batch, attrs.T, attrs.heads * attrs.dv], 'float32');
+  const operand = (x: tf.TensorInfo, column: number): Operand =>
+      ({at: heapAddress(backend, x), width: x.shape[2] as number, rows: (x.shape[0] as number) * (x.shape[1] as number), column});
+  const operands = {q: operand(q, attrs.qColumn), k: operand(k, attrs.kColumn), v: operand(v, attrs.vColumn)};
+  attendHeads(backend, heapModule(backend)!, operands, attrs, heapAddress(backend, output));
+  return output;
+}
+
+/**
+ * The kernel function of `fusedAttentionLayer`: x [B, T, dq] and, for cross-attention,
+ * c [B, S, dc]; the projections wq, wk, wv and the biases bq, bk, bv if given. x (and c)
+ * are packed once, projected into work buffers of the heap, and attended there: output
+ * [B, T, H·dv].
+ */
+function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const module = heapModule(backend)!;
+  const {x, c, wq, wk, wv, bq, bk, bv} = args.inputs;
+  const {heads, dk, dv, scale} = args.attrs as unknown as {heads: number; dk: number; dv: number; scale: number};
+  const context = c ?? x;
+  const [batch, T, dq] = x.shape as [number, number, number];
+  const [S, dc] = context.shape.slice(1) as [number, number];
+  const widths = [heads * dk, heads * dk, heads * dv].map(w => Math.ceil(w / 8) * 8);  // Q, K, V rows, padded to 8
+  const [xTiles, cTiles] = [Math.ceil(batch * T / 4), Math.ceil(batch * S / 4)];
+  const xFloats = xTiles * dq * 4;
+  const cFloats = c == null ? 0 : cTiles * dc * 4;
+  const [qFloats, kFloats] = [xTiles * 4 * widths[0], cTiles * 4 * widths[1]];
+  const output = backend.makeOutput([batch, T, heads * dv], 'float32');
+  withHeapBuffer(backend, xFloats + cFloats + qFloats + kFloats + cTiles * 4 * widths[2], base => {
+    const xPacked = packRows(backend, module, x, base);
+    const cPacked = c == null ? xPacked : packRows(backend, module, c, base + 4 * xFloats);
+    const [qAt, kAt] = [base + 4 * (xFloats + cFloats), base + 4 * (xFloats + cFloats + qFloats)];
+    const vAt = kAt + 4 * kFloats;
+    projectPacked(backend, module, xPacked, wq, bq, qAt, widths[0]);
+    projectPacked(backend, module, cPacked, wk, bk, kAt, widths[1]);
+    projectPacked(backend, module, cPacked, wv, bv, vAt, widths[2]);
+    const operands = {
+      q: {at: qAt, width: widths[0], rows: batch * T, column: 0},
+      k: {at: kAt, width: widths[1], rows: batch * S, column: 0},
+      v: {at: vAt, width: widths[2], rows: batch * S, column: 0},
+    };
+    attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale}, heapAddress(backend, output));
+  });
   return output;
 }
 
@@ -172,26 +231,22 @@ function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: strin
  * layout, so that it comes back in one copy.
  */
 function attendOnTwoThreads(
-    thread: SecondThread, heap: Float32Array, tensors: {q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo},
-    call: FusedSizes&{qColumn: number; kColumn: number; vColumn: number; scale: number; addressOf: (t: tf.TensorInfo) => number;
-                      outAt: number; layout: Layout}): void {
-  const {batch, heads, T, S, dk, dv, qColumn, kColumn, vColumn, scale, addressOf, outAt, layout} = call;
+    thread: SecondThread, backend: WasmBackendLike, operands: {q: Operand; k: Operand; v: Operand}, call: FusedSizes&{scale: number; outAt: number; layout: Layout}): void {
+  const {batch, heads, T, S, dk, dv, scale, outAt, layout} = call;
   const {tiles, panels, dvp, block} = layout;
   const pairs = batch * heads;
   const direct = T % 4 === 0 && dvp === dv;
   const [qSize, kSize] = [tiles * dk * 4, panels * dk * 8];                 // floats per pair, packed
   const outSize = direct ? 0 : tiles * 4 * dvp;
   const vSize = dvp === dv ? 0 : S * dvp;
-  const sizeOf = (t: tf.TensorInfo) => t.shape.reduce((a, b) => a * b, 1);
-  const [cq, ck, cv] = [tensors.q, tensors.k, tensors.v].map(t => t.shape[2] as number);
-  // Float offsets in the shared memory: the address table, raw copies, packed Q and K, V padded, out, scratch.
+  // Float offsets in the shared memory: the address table, the operands copied, packed Q and K, V padded, out, scratch.
   const table = thread.dataStart >>> 2;
-  const copies = new Map<unknown, {tensor: tf.TensorInfo; offset: number}>();  // one copy per distinct tensor
+  const copies = new Map<number, number>();                                 // heap address -> shared offset, one copy each
   let next = table + 4 * pairs;
-  for (const tensor of [tensors.q, tensors.k, tensors.v]) {
-    if (copies.has(tensor.dataId)) continue;
-    copies.set(tensor.dataId, {tensor, offset: next});
-    next += sizeOf(tensor);
+  for (const x of [operands.q, operands.k, operands.v]) {
+    if (copies.has(x.at)) continue;
+    copies.set(x.at, next);
+    next += x.rows * x.width;
   }
   const q0 = next;
   const k0 = q0 + pairs * qSize;
@@ -203,51 +258,54 @@ function attendOnTwoThreads(
   const state0 = scratch1 + scratchFloats(block);
   const state1 = state0 + tiles * 8;
   const shared = sharedFloats(thread, 4 * (state1 + tiles * 8) - thread.dataStart);
-  for (const {tensor, offset} of copies.values()) {
-    const from = addressOf(tensor) >>> 2;
-    shared.set(heap.subarray(from, from + sizeOf(tensor)), offset);
+  const heap = heapFloats(backend);
+  for (const [at, offset] of copies) {
+    const x = [operands.q, operands.k, operands.v].find(o => o.at === at)!;
+    shared.set(heap.subarray(at >>> 2, (at >>> 2) + x.rows * x.width), offset);
   }
-  const rawAt = (t: tf.TensorInfo) => copies.get(t.dataId)!.offset;
+  const copyOf = (x: Operand) => copies.get(x.at)!;
   const addresses = new Int32Array(shared.buffer, 4 * table, 4 * pairs);
   const bytes = (floats: number) => 4 * floats;
   const module: HeapModule = thread.module;
+  const {q, k, v} = operands;
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const pair = b * heads + h;
       const [qPacked, kPacked] = [q0 + pair * qSize, k0 + pair * kSize];
       if (T % 4 !== 0) shared.fill(0, qPacked + qSize - dk * 4, qPacked + qSize);   // padding queries
       if (S % 8 !== 0) shared.fill(0, kPacked + kSize - dk * 8, kPacked + kSize);   // padding keys
-      module.pack(bytes(rawAt(tensors.q) + b * T * cq + qColumn + h * dk), bytes(cq), bytes(qPacked), T, dk, 4);
-      module.pack(bytes(rawAt(tensors.k) + b * S * ck + kColumn + h * dk), bytes(ck), bytes(kPacked), S, dk, 8);
-      let v = rawAt(tensors.v) + b * S * cv + vColumn + h * dv;
+      module.pack(bytes(copyOf(q) + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4);
+      module.pack(bytes(copyOf(k) + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
+      let vHere = copyOf(v) + b * S * v.width + v.column + h * dv;
       if (vSize > 0) {                                                      // [S, dv] -> [S, dvp]
-        for (let s = 0; s < S; s++) shared.copyWithin(v0 + pair * vSize + s * dvp, v + s * cv, v + s * cv + dv);
-        v = v0 + pair * vSize;
+        for (let s = 0; s < S; s++) shared.copyWithin(v0 + pair * vSize + s * dvp, vHere + s * v.width, vHere + s * v.width + dv);
+        vHere = v0 + pair * vSize;
       }
       const out = direct ? out0 + b * T * heads * dv + h * dv : out0 + pair * outSize;
-      addresses.set([bytes(qPacked), bytes(kPacked), bytes(v), bytes(out)], 4 * pair);
+      addresses.set([bytes(qPacked), bytes(kPacked), bytes(vHere), bytes(out)], 4 * pair);
     }
   }
-  const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : cv), bytes(direct ? heads * dv : dvp)];
+  const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
   const half = tiles >> 1;
   const share = {pairs, table: bytes(table), rowV, rowOut, scratch: bytes(scratch1), state: bytes(state1), tiles: half, S, block, dk, dvp, scale};
   runOnBothThreads(thread, share, () => {
     for (let pair = 0; pair < pairs; pair++) {
-      const [q, k, v, out] = addresses.subarray(4 * pair, 4 * pair + 4);
-      module.attend(q + half * dk * 16, k, v, rowV, out + half * 4 * rowOut, rowOut, bytes(scratch0), bytes(state0),
+      const [qa, ka, va, out] = addresses.subarray(4 * pair, 4 * pair + 4);
+      module.attend(qa + half * dk * 16, ka, va, rowV, out + half * 4 * rowOut, rowOut, bytes(scratch0), bytes(state0),
                     tiles - half, S, block, dk, dvp, scale);
     }
   });
   const result = new Float32Array(thread.memory.buffer);
+  const to = heapFloats(backend);
   if (direct) {
-    heap.set(result.subarray(out0, out0 + batch * T * heads * dv), outAt >>> 2);
+    to.set(result.subarray(out0, out0 + batch * T * heads * dv), outAt >>> 2);
     return;
   }
   for (let pair = 0; pair < pairs; pair++) {                               // [tiles·4, dvp] -> T rows of dv
     const [b, h] = [Math.floor(pair / heads), pair % heads];
     for (let t = 0; t < T; t++) {
       const from = out0 + pair * outSize + t * dvp;
-      heap.set(result.subarray(from, from + dv), (outAt >>> 2) + (b * T + t) * heads * dv + h * dv);
+      to.set(result.subarray(from, from + dv), (outAt >>> 2) + (b * T + t) * heads * dv + h * dv);
     }
   }
 }
@@ -297,4 +355,56 @@ export function fusedMultiHeadAttention(
     batch, heads: sizes.heads, T, S, dk: sizes.dk, dv: sizes.dv,
     qColumn: query.column, kColumn: key.column, vColumn: value.column, scale: sizes.scale,
   });  // [B, T, H·dv]
+}
+
+/** The projections of `fusedAttentionLayer`: wq [dq, H·dk], wk [dc, H·dk], wv [dc, H·dv] and their biases. */
+export interface FusedProjections {
+  wq: tf.Tensor;
+  wk: tf.Tensor;
+  wv: tf.Tensor;
+  bq?: tf.Tensor|null;
+  bk?: tf.Tensor|null;
+  bv?: tf.Tensor|null;
+}
+
+/** Most bytes of the projections (Q, K and V, padded) that `fusedAttentionLayer` holds in the heap. */
+export const FUSED_LAYER_MAX_BYTES = 256 * 2 ** 20;
+
+/**
+ * Whether `fusedAttentionLayer` can run x [B, T, dq] (and c [B, S, dc]) through these
+ * projections: as `fusedAttentionFits`, with each weight matrix small enough for the
+ * projection kernel (`denseFusedFits`) and the projections within FUSED_LAYER_MAX_BYTES.
+ */
+export function fusedAttentionLayerFits(
+    sizes: {batch: number; T: number; S: number; dq: number; dc: number; heads: number; dk: number; dv: number}): boolean {
+  const {batch, T, S, dq, dc, heads, dk, dv} = sizes;
+  const round8 = (n: number) => Math.ceil(n / 8) * 8;
+  const projectionBytes = 4 * (Math.ceil(batch * T / 4) * 4 * (round8(heads * dk) + dq) +
+      Math.ceil(batch * S / 4) * 4 * (round8(heads * dk) + round8(heads * dv) + dc));
+  return fusedAttentionFits(T, S, dk, dv) && projectionBytes <= FUSED_LAYER_MAX_BYTES &&
+      denseFusedFits(dq, heads * dk) && denseFusedFits(dc, heads * dk) && denseFusedFits(dc, heads * dv);
+}
+
+/**
+ * The layer's inference in one kernel call on wasm: Q = x·wq + bq, K = c·wk + bk,
+ * V = c·wv + bv (c = x when `context` is null: self-attention), then per head
+ * softmax(scale·Q·Kᵀ)·V, heads side by side: x [B, T, dq], c [B, S, dc] -> [B, T, H·dv].
+ * x and c are packed once and the projections never leave the heap as tensors. Not
+ * differentiable; callers check `fusedAttentionLayerFits` first.
+ */
+export function fusedAttentionLayer(
+    x: tf.Tensor, context: tf.Tensor|null, projections: FusedProjections,
+    sizes: {heads: number; dk: number; dv: number; scale: number}): tf.Tensor {
+  if (tf.getKernel(FUSED_LAYER_KERNEL_NAME, 'wasm') == null) {
+    tf.registerKernel({
+      kernelName: FUSED_LAYER_KERNEL_NAME, backendName: 'wasm', kernelFunc: fusedLayerKernelFunc as unknown as tf.KernelFunc,
+    });
+  }
+  const inputs: tf.NamedTensorMap = {x, wq: projections.wq, wk: projections.wk, wv: projections.wv};
+  if (context != null) inputs.c = context;
+  for (const name of ['bq', 'bk', 'bv'] as const) {
+    const bias = projections[name];
+    if (bias != null) inputs[name] = bias;
+  }
+  return tf.engine().runKernel(FUSED_LAYER_KERNEL_NAME, inputs, sizes as unknown as tf.NamedAttrMap) as tf.Tensor;  // [B, T, H·dv]
 }

@@ -359,3 +359,29 @@ export function heapModule(backend: WasmBackendLike): HeapModule|null {
 export function sharedModuleBytes(pages: number): Uint8Array<ArrayBuffer> {
   return moduleBytes([attendFunction(), packFunction(), projectFunction()], {sharedPages: pages});
 }
+
+/**
+ * Runs `fn` with a buffer of `floats` float32 from the heap, cache-line aligned, freed
+ * afterwards even if `fn` throws. `fn` gets its byte address; views of the heap must be
+ * taken inside `fn` (the allocation may grow the heap). Addresses are unsigned: the heap
+ * may pass 2 GiB, where wasm's malloc returns negative int32s.
+ */
+export function withHeapBuffer<R>(backend: WasmBackendLike, floats: number, fn: (address: number) => R): R {
+  const allocation = backend.wasm._malloc(4 * floats + 64);
+  try {
+    return fn(Math.ceil((allocation >>> 0) / 64) * 64);
+  } finally {
+    backend.wasm._free(allocation);
+  }
+}
+
+/** A Float32Array over the whole heap (valid until the heap grows). */
+export function heapFloats(backend: WasmBackendLike): Float32Array {
+  return new Float32Array(backend.wasm.asm!.memory!.buffer);
+}
+
+/** The byte address of a tensor's data in the heap. */
+export function heapAddress(backend: WasmBackendLike, t: tf.TensorInfo): number {
+  return backend.typedArrayFromHeap(t).byteOffset;
+}
+
