@@ -142,6 +142,36 @@ describe('fusedAttention computes softmax(scale·Q·Kᵀ)·V', () => {
   });
 });
 
+describe('fusedAttention with causal: query t attends keys s <= t (top-left aligned)', () => {
+  // [name, leading dims, T, S, dk, dv]: tiles of 4 queries meet the diagonal inside blocks of 256 keys.
+  const cases: Array<[string, number[], number, number, number, number]> = [
+    ['T = S = 1', [1], 1, 1, 4, 8],
+    ['T = S, off multiples of 4 and 8', [2], 13, 13, 5, 6],
+    ['T > S: queries past the last key attend every key', [1], 21, 9, 8, 8],
+    ['T < S: keys past the last query are never attended', [2], 7, 30, 8, 16],
+    ['several blocks of 256 keys: whole blocks skipped for early tiles', [1], 600, 600, 16, 8],
+    ['rank 4, several heads', [2, 3], 37, 37, 8, 8],
+  ];
+  it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i', (_, lead, T, S, dk, dv) => {
+    const q = randomTensor([...lead, T, dk], 111);
+    const k = randomTensor([...lead, S, dk], 112);
+    const v = randomTensor([...lead, S, dv], 113);
+    const scale = 1 / Math.sqrt(dk);
+    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale, causal: true}).output;
+    const out = onlyTheOutput(() => fusedAttention(q.tensor, k.tensor, v.tensor, scale, true));
+    expectClose(out, expected as Nested, 1e-5);
+    disposeAll(out, q.tensor, k.tensor, v.tensor);
+  });
+
+  it('the first query sees only the first key: its output is V[0]', () => {
+    const q = randomTensor([1, 9, 4], 114);
+    const v = randomTensor([1, 9, 5], 115);
+    const out = fusedAttention(q.tensor, q.tensor, v.tensor, 0.5, true);
+    expectClose(tf.tidy(() => out.slice([0, 0, 0], [1, 1, 5]).arraySync()) as Nested, [[(v.values as number[][][])[0][0]]], 1e-6);
+    disposeAll(out, q.tensor, v.tensor);
+  });
+});
+
 describe('numerical stability', () => {
   it('very large logits (queries ~1e2, scores thousands apart) give finite outputs equal to the reference', () => {
     // Scores of magnitude ~1e3: float32 rounds them to ~1e-4, whence the tolerance.
@@ -309,6 +339,20 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     // The same kernel computes each tile on either thread: the results are identical.
     expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
     const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale}).output;
+    expectClose(two, expected as Nested, 1e-5);
+    disposeAll(one, two, q.tensor, k.tensor, v.tensor);
+  });
+
+  it.each([
+    ['T = S = 512', 512, 512],
+    ['T = 509, S = 700 (the worker takes the first half of the queries: q0 = 0 and 4·half)', 509, 700],
+  ])('causal, %s: bit for bit the one-thread result, and the reference', (_, T, S) => {
+    const q = randomTensor([1, T, 64], 211);
+    const k = randomTensor([1, S, 64], 212);
+    const v = randomTensor([1, S, 64], 213);
+    const {one, two} = bothWays(() => fusedAttention(q.tensor, k.tensor, v.tensor, 0.125, true));
+    expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
+    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale: 0.125, causal: true}).output;
     expectClose(two, expected as Nested, 1e-5);
     disposeAll(one, two, q.tensor, k.tensor, v.tensor);
   });
@@ -563,7 +607,20 @@ describe('the op and the layer on wasm give the same results on the fused path a
     standard.dispose();
   });
 
-  it('the layer with an attentionMask, or causal, leaves the fused path and still matches', () => {
+  it('the layer with causal stays on the fused path and matches the standard path', () => {
+    const x = randomTensor([2, 9, 4], 76);
+    const {fused, standard} = layerPair({...layerArgs, causal: true}, x.tensor);
+    const [, , layerSpy] = spyOnFused();
+    const a = onlyTheOutput(() => fused.apply(x.tensor) as tf.Tensor);
+    expect(layerSpy).toHaveBeenCalledTimes(1);
+    const b = standard.apply(x.tensor) as tf.Tensor;
+    expectClose(a, b, 1e-5);
+    disposeAll(a, b, x.tensor);
+    fused.dispose();
+    standard.dispose();
+  });
+
+  it('the layer with an attentionMask leaves the fused path and still matches; causal stays on it', () => {
     const x = randomTensor([2, 6, 4], 74);
     const mask = tf.tensor3d(randomArray([2, 6, 6], 75) as number[][][]).greater(-0.5);
     const plain = layerPair(layerArgs, x.tensor);
@@ -575,7 +632,7 @@ describe('the op and the layer on wasm give the same results on the fused path a
     ] as tf.Tensor[];
     expect(fusedSpy).not.toHaveBeenCalled();
     expect(multiSpy).not.toHaveBeenCalled();
-    expect(layerSpy).not.toHaveBeenCalled();
+    expect(layerSpy).toHaveBeenCalledTimes(1);  // the causal layer without a mask
     expectClose(outputs[0], outputs[1], 1e-5);
     expectClose(outputs[2], outputs[3], 1e-5);
     // The masks do change the output: the fallback is not the unmasked fused result.

@@ -87,9 +87,9 @@ export function dotProductAttention(
   const scoresShape = [...query.shape.slice(0, -1), keyLength];  // [B, (H,) T, S]
 
   const [T, dv] = [query.shape[query.rank - 2], value.shape[value.rank - 1]];
-  const unmasked = options.mask == null && !causal;
+  const unmasked = options.mask == null;
   if (takesFusedPath(options.blockSize, {T, S: keyLength, dk, dv}, options.returnWeights === true, dropoutActive, unmasked)) {
-    return fusedAttention(query, key, value, scale);  // [B, (H,) T, dv]
+    return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
   }
   const blockSize = resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);
   if (blockSize > 0) {
@@ -144,7 +144,8 @@ export type AttentionPath = 'fused'|'standard'|'memory-efficient';
 /**
  * Whether the op runs the fused kernel (src/backend/wasm_fused_attention.ts): with the
  * default blockSize (null), on wasm, for inference (no gradient is being recorded), without
- * masks, weights or dropout. It never forms the weights, so it serves every length.
+ * a mask (causal is fine), weights or dropout. It never forms the weights, so it serves
+ * every length.
  */
 export function takesFusedPath(
     blockSize: number|null|undefined, sizes: {T: number; S: number; dk: number; dv: number},

@@ -228,7 +228,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
    * `dotProductAttention` would not take its fused path (see `takesFusedPath`).
    */
   private callFused(query: tf.Tensor, context: tf.Tensor, unmasked: boolean, training: boolean): tf.Tensor|null {
-    if (this.returnAttentionScores || this.causal || query.rank !== 3 || context.rank !== 3) return null;
+    if (this.returnAttentionScores || query.rank !== 3 || context.rank !== 3) return null;
     const heads = this.numHeads;
     const dk = this.wq!.read().shape[1]! / heads;
     const dv = this.wv!.read().shape[1]! / heads;
@@ -243,12 +243,12 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
       const projections = {
         wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
       };
-      attended = fusedAttentionLayer(query, query === context ? null : context, projections, {heads, dk, dv, scale});
+      attended = fusedAttentionLayer(query, query === context ? null : context, projections, {heads, dk, dv, scale, causal: this.causal});
     } else {  // weights too large for the projection kernel: XNNPACK's products, then the attention kernel
       const q = dense(query, this.wq!.read(), this.bq?.read());                 // [B, T, H*dk]
       const k = dense(context, this.wk!.read(), this.bk?.read());               // [B, S, H*dk]
       const v = dense(context, this.wv!.read(), this.bv?.read());               // [B, S, H*dv]
-      attended = fusedMultiHeadAttention({x: q, column: 0}, {x: k, column: 0}, {x: v, column: 0}, {heads, dk, dv, scale});
+      attended = fusedMultiHeadAttention({x: q, column: 0}, {x: k, column: 0}, {x: v, column: 0}, {heads, dk, dv, scale, causal: this.causal});
     }
     return this.wo == null ? attended : dense(attended, this.wo.read(), this.bo?.read());  // [B, T, out]
   }

@@ -37,6 +37,7 @@ const SLOT = {
   failed: 2,    // set to 1 by the worker when its share threw
   pairs: 3,     // the job: `pairs` calls of attend, their addresses q, k, v, out in a table of int32
   table: 4, rowV: 5, rowOut: 6, scratch: 7, state: 8, tiles: 9, S: 10, block: 11, dk: 12, dvp: 13, scale: 14,  // scale as float32
+  causal: 15, q0: 16,
 };
 
 /** The worker's code: wait for a job, run `attend` over its pairs and tiles, report, repeat. */
@@ -55,7 +56,7 @@ for (;;) {
     for (let p = 0; p < h[${SLOT.pairs}]; p++) {
       attend(table[4 * p], table[4 * p + 1], table[4 * p + 2], h[${SLOT.rowV}], table[4 * p + 3], h[${SLOT.rowOut}],
              h[${SLOT.scratch}], h[${SLOT.state}], h[${SLOT.tiles}], h[${SLOT.S}], h[${SLOT.block}], h[${SLOT.dk}], h[${SLOT.dvp}],
-             scale[${SLOT.scale}]);
+             scale[${SLOT.scale}], h[${SLOT.causal}], h[${SLOT.q0}]);
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -160,6 +161,8 @@ export interface WorkerShare {
   table: number;
   rowV: number; rowOut: number; scratch: number; state: number;
   tiles: number; S: number; block: number; dk: number; dvp: number; scale: number;
+  /** 1: query t attends only keys s <= t, where the first query of the share is query q0. */
+  causal: number; q0: number;
 }
 
 /**
@@ -171,7 +174,7 @@ export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine:
   const fields: Array<[number, number]> = [
     [SLOT.pairs, share.pairs], [SLOT.table, share.table], [SLOT.rowV, share.rowV], [SLOT.rowOut, share.rowOut],
     [SLOT.scratch, share.scratch], [SLOT.state, share.state], [SLOT.tiles, share.tiles], [SLOT.S, share.S], [SLOT.block, share.block],
-    [SLOT.dk, share.dk], [SLOT.dvp, share.dvp],
+    [SLOT.dk, share.dk], [SLOT.dvp, share.dvp], [SLOT.causal, share.causal], [SLOT.q0, share.q0],
   ];
   for (const [slot, value] of fields) h[slot] = value;
   thread.headerFloats[SLOT.scale] = share.scale;

@@ -49,6 +49,8 @@ export const op = {
   load32Splat: (offset = 0) => [...simd(0x09), ...memarg(2, offset)],  // v128.load32_splat
   /** v128.const with four equal f32 lanes. */
   f32x4Const: (x: number) => [...simd(0x0c), ...Array.from({length: 4}, () => [...new Uint8Array(new Float32Array([x]).buffer)]).flat()],
+  /** v128.const with four f32 lanes, lane 0 first. */
+  f32x4Lanes: (...x: number[]) => [...simd(0x0c), ...new Uint8Array(new Float32Array(x).buffer)],
   /** v128.const with four equal i32 lanes. */
   i32x4Const: (x: number) => [...simd(0x0c), ...Array.from({length: 4}, () => [...new Uint8Array(new Int32Array([x]).buffer)]).flat()],
   f32x4Splat: simd(0x13),
@@ -60,7 +62,7 @@ export const op = {
   block: (body: number[]) => [0x02, 0x40, ...body, 0x0b],
   brIf: (depth: number) => [0x0d, ...uleb(depth)],
   br: (depth: number) => [0x0c, ...uleb(depth)],
-  i32LeU: [0x4d],
+  i32LeU: [0x4d], i32LeS: [0x4c], i32GeU: [0x4f],
   /** while (condition) body, where `condition` leaves an i32 on the stack. */
   whileLoop: (condition: number[], body: number[]) =>
     [0x02, 0x40, 0x03, 0x40, ...condition, 0x45, 0x0d, 0x01, ...body, 0x0c, 0x00, 0x0b, 0x0b],

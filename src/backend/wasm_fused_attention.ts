@@ -23,6 +23,12 @@ interface FusedSizes {
   dv: number;
 }
 
+/** How one call attends: the scale of the scores, and whether query t attends only keys s <= t. */
+interface Attending {
+  scale: number;
+  causal: boolean;
+}
+
 /**
  * Keys per block of the kernel's online softmax: 256 keys of K and V (64 KiB each at d = 64)
  * stay in cache while every tile of four queries goes through them, and one tile's scores
@@ -118,8 +124,9 @@ interface Operand {
  */
 function attendHeads(
     backend: WasmBackendLike, module: HeapModule, operands: {q: Operand; k: Operand; v: Operand},
-    sizes: FusedSizes&{scale: number}, outAt: number): void {
+    sizes: FusedSizes&Attending, outAt: number): void {
   const {batch, heads, T, S, dk, dv, scale} = sizes;
+  const causal = sizes.causal ? 1 : 0;
   const {q, k, v} = operands;
   const layout = layoutOf(sizes);
   const {tiles, panels, dvp, block} = layout;
@@ -153,11 +160,11 @@ function attendHeads(
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
         if (layout.out < 0) {
           module.attend(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
-                        tiles, S, block, dk, dvp, scale);
+                        tiles, S, block, dk, dvp, scale, causal, 0);
           continue;
         }
         module.attend(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
-                      tiles, S, block, dk, dvp, scale);
+                      tiles, S, block, dk, dvp, scale, causal, 0);
         for (let t = 0; t < T; t++) {                                      // [tiles·4, dvp] -> T rows of dv
           const from = (base >>> 2) + layout.out + t * dvp;
           heap.copyWithin((outHere >>> 2) + t * heads * dv, from, from + dv);
@@ -176,7 +183,7 @@ function attendHeads(
 function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
   const backend = args.backend as WasmBackendLike;
   const {q, k, v} = args.inputs;
-  const attrs = args.attrs as unknown as FusedSizes&{qColumn: number; kColumn: number; vColumn: number; scale: number};
+  const attrs = args.attrs as unknown as FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number};
   const output = backend.makeOutput([attrs.batch, attrs.T, attrs.heads * attrs.dv], 'float32');
   const operand = (x: tf.TensorInfo, column: number): Operand =>
       ({at: heapAddress(backend, x), width: x.shape[2] as number, rows: (x.shape[0] as number) * (x.shape[1] as number), column});
@@ -195,7 +202,7 @@ function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: 
   const backend = args.backend as WasmBackendLike;
   const module = heapModule(backend)!;
   const {x, c, wq, wk, wv, bq, bk, bv} = args.inputs;
-  const {heads, dk, dv, scale} = args.attrs as unknown as {heads: number; dk: number; dv: number; scale: number};
+  const {heads, dk, dv, scale, causal} = args.attrs as unknown as Attending&{heads: number; dk: number; dv: number};
   const context = c ?? x;
   const [batch, T, dq] = x.shape as [number, number, number];
   const [S, dc] = context.shape.slice(1) as [number, number];
@@ -218,7 +225,7 @@ function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: 
       k: {at: kAt, width: widths[1], rows: batch * S, column: 0},
       v: {at: vAt, width: widths[2], rows: batch * S, column: 0},
     };
-    attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale}, heapAddress(backend, output));
+    attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale, causal}, heapAddress(backend, output));
   });
   return output;
 }
@@ -231,8 +238,10 @@ function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: 
  * layout, so that it comes back in one copy.
  */
 function attendOnTwoThreads(
-    thread: SecondThread, backend: WasmBackendLike, operands: {q: Operand; k: Operand; v: Operand}, call: FusedSizes&{scale: number; outAt: number; layout: Layout}): void {
+    thread: SecondThread, backend: WasmBackendLike, operands: {q: Operand; k: Operand; v: Operand},
+    call: FusedSizes&Attending&{outAt: number; layout: Layout}): void {
   const {batch, heads, T, S, dk, dv, scale, outAt, layout} = call;
+  const causal = call.causal ? 1 : 0;
   const {tiles, panels, dvp, block} = layout;
   const pairs = batch * heads;
   const direct = T % 4 === 0 && dvp === dv;
@@ -287,12 +296,15 @@ function attendOnTwoThreads(
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
   const half = tiles >> 1;
-  const share = {pairs, table: bytes(table), rowV, rowOut, scratch: bytes(scratch1), state: bytes(state1), tiles: half, S, block, dk, dvp, scale};
+  const share = {
+    pairs, table: bytes(table), rowV, rowOut, scratch: bytes(scratch1), state: bytes(state1), tiles: half, S, block, dk, dvp,
+    scale, causal, q0: 0,
+  };
   runOnBothThreads(thread, share, () => {
     for (let pair = 0; pair < pairs; pair++) {
       const [qa, ka, va, out] = addresses.subarray(4 * pair, 4 * pair + 4);
       module.attend(qa + half * dk * 16, ka, va, rowV, out + half * 4 * rowOut, rowOut, bytes(scratch0), bytes(state0),
-                    tiles - half, S, block, dk, dvp, scale);
+                    tiles - half, S, block, dk, dvp, scale, causal, 4 * half);
     }
   });
   const result = new Float32Array(thread.memory.buffer);
@@ -310,7 +322,7 @@ function attendOnTwoThreads(
   }
 }
 
-function runFused(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, attrs: FusedSizes&{qColumn: number; kColumn: number; vColumn: number; scale: number}): tf.Tensor {
+function runFused(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, attrs: FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number}): tf.Tensor {
   if (tf.getKernel(FUSED_KERNEL_NAME, 'wasm') == null) {
     tf.registerKernel({
       kernelName: FUSED_KERNEL_NAME, backendName: 'wasm', kernelFunc: fusedKernelFunc as unknown as tf.KernelFunc,
@@ -322,10 +334,11 @@ function runFused(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, attrs: FusedSizes&{q
 /**
  * softmax(scale·Q·Kᵀ)·V over the last two axes, in one kernel call on the wasm backend:
  * query [..., T, dk], key [..., S, dk], value [..., S, dv] with equal leading dims ->
- * [..., T, dv]. Never forms the [T, S] weights. Not differentiable (no gradient is
- * registered), no mask; callers check `fusedAttentionFits` first.
+ * [..., T, dv]. With `causal`, query t attends only keys s <= t (top-left aligned). Never
+ * forms the [T, S] weights. Not differentiable (no gradient is registered), no other mask;
+ * callers check `fusedAttentionFits` first.
  */
-export function fusedAttention(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, scale: number): tf.Tensor {
+export function fusedAttention(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, scale: number, causal = false): tf.Tensor {
   const [T, dk] = query.shape.slice(-2);
   const [S, dv] = value.shape.slice(-2);
   const lead = query.shape.slice(0, -2);
@@ -333,7 +346,7 @@ export function fusedAttention(query: tf.Tensor, key: tf.Tensor, value: tf.Tenso
   return tf.tidy(() => {
     const as3d = (x: tf.Tensor, rows: number, cols: number) => x.reshape([batch, rows, cols]);
     const out = runFused(as3d(query, T, dk), as3d(key, S, dk), as3d(value, S, dv),
-                         {batch, heads: 1, T, S, dk, dv, qColumn: 0, kColumn: 0, vColumn: 0, scale});  // [B·H, T, dv]
+                         {batch, heads: 1, T, S, dk, dv, qColumn: 0, kColumn: 0, vColumn: 0, scale, causal});  // [B·H, T, dv]
     return out.reshape([...lead, T, dv]);                                   // [..., T, dv]
   });
 }
@@ -348,12 +361,12 @@ export function fusedAttention(query: tf.Tensor, key: tf.Tensor, value: tf.Tenso
  */
 export function fusedMultiHeadAttention(
     query: {x: tf.Tensor; column: number}, key: {x: tf.Tensor; column: number}, value: {x: tf.Tensor; column: number},
-    sizes: {heads: number; dk: number; dv: number; scale: number}): tf.Tensor {
+    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}): tf.Tensor {
   const [batch, T] = query.x.shape as [number, number];
   const S = key.x.shape[1] as number;
   return runFused(query.x, key.x, value.x, {
     batch, heads: sizes.heads, T, S, dk: sizes.dk, dv: sizes.dv,
-    qColumn: query.column, kColumn: key.column, vColumn: value.column, scale: sizes.scale,
+    qColumn: query.column, kColumn: key.column, vColumn: value.column, scale: sizes.scale, causal: sizes.causal ?? false,
   });  // [B, T, H·dv]
 }
 
@@ -394,7 +407,7 @@ export function fusedAttentionLayerFits(
  */
 export function fusedAttentionLayer(
     x: tf.Tensor, context: tf.Tensor|null, projections: FusedProjections,
-    sizes: {heads: number; dk: number; dv: number; scale: number}): tf.Tensor {
+    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}): tf.Tensor {
   if (tf.getKernel(FUSED_LAYER_KERNEL_NAME, 'wasm') == null) {
     tf.registerKernel({
       kernelName: FUSED_LAYER_KERNEL_NAME, backendName: 'wasm', kernelFunc: fusedLayerKernelFunc as unknown as tf.KernelFunc,
@@ -406,5 +419,6 @@ export function fusedAttentionLayer(
     const bias = projections[name];
     if (bias != null) inputs[name] = bias;
   }
-  return tf.engine().runKernel(FUSED_LAYER_KERNEL_NAME, inputs, sizes as unknown as tf.NamedAttrMap) as tf.Tensor;  // [B, T, H·dv]
+  const attrs = {...sizes, causal: sizes.causal ?? false};
+  return tf.engine().runKernel(FUSED_LAYER_KERNEL_NAME, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;  // [B, T, H·dv]
 }

@@ -39,7 +39,7 @@ function tileSteps(regs: TileRegisters, pa: number, pb: number, bStride: number[
 }
 
 /**
- * `attend(q, k, v, rowV, out, rowOut, scratch, state, tiles, S, block, dk, dvp, scale)`:
+ * `attend(q, k, v, rowV, out, rowOut, scratch, state, tiles, S, block, dk, dvp, scale, causal, q0)`:
  * attention of one (batch, head) pair. Arguments are byte addresses in the memory and sizes:
  * - q: the queries packed by fours, [tiles][dk][4] (tiles = ceil(T / 4));
  * - k: the keys packed by eights, [ceil(S / 8)][dk][8];
@@ -54,20 +54,23 @@ function tileSteps(regs: TileRegisters, pa: number, pb: number, bStride: number[
  * 2. the online softmax (FlashAttention's recurrence), lane-wise: m' = max(m, max_s scores[s]),
  *    α = exp(scale·(m - m')), e[s] = exp(scale·(scores[s] - m')), sum' = α·sum + Σ_s e[s];
  * 3. out[r][c..c+7] = α[r]·out[r][c..c+7] + Σ_s e[s][r] · V[s][c..c+7], eight columns at a time.
- * At the end every row is divided by its sum.
+ * At the end every row is divided by its sum. With `causal` (1), query t attends only keys
+ * s <= t, where the first tile's first query is query `q0` (tiles may be split between
+ * threads): blocks wholly after a tile are skipped, and the keys t0 + 1 .. t0 + 3 of a tile
+ * t0 .. t0 + 3 are masked, lane by lane, with -inf scores.
  */
 function attendFunction(): WasmFunction {
   const {f32x4Add: add, f32x4Sub: sub, f32x4Mul: mul, f32x4Pmax: pmax, f32x4Div: div} = op;
-  const {i32Add, i32Mul, i32LtU, v128Load, v128Store, load32Splat, f32x4Const, i32x4Const} = op;
+  const {i32Add, i32Mul, i32LtU, v128Load, v128Store, load32Splat, f32x4Const, f32x4Lanes, i32x4Const} = op;
   // Parameters.
-  const [Q, K, V, ROW_V, OUT, ROW_OUT, SCR, STATE, TILES, S, BLOCK, DK, DVP, SCALE] =
-      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+  const [Q, K, V, ROW_V, OUT, ROW_OUT, SCR, STATE, TILES, S, BLOCK, DK, DVP, SCALE, CAUSAL, Q0] =
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
   // i32 locals.
-  const [i, jb, k, s, col, pq, pk, pst, pv, pout, qTile, outTile, colEnd, alpha, j0, keys, panels, state] =
-      Array.from({length: 18}, (_, n) => 14 + n);
+  const [i, jb, k, s, col, pq, pk, pst, pv, pout, qTile, outTile, colEnd, alpha, j0, keys, state, tileKeys, tilePanels, firstQuery, index] =
+      Array.from({length: 21}, (_, n) => 16 + n);
   // v128 locals.
-  const acc = Array.from({length: 8}, (_, n) => 32 + n);
-  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 40 + n);
+  const acc = Array.from({length: 8}, (_, n) => 37 + n);
+  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 45 + n);
 
   const zeroAccumulators = acc.flatMap(a => [...f32x4Const(0), ...set(a)]);
   const count = (local: number, end: number[]) => [...get(local), ...i32(1), ...i32Add, ...tee(local), ...end, ...i32LtU, ...brIf(0)];
@@ -96,7 +99,7 @@ function attendFunction(): WasmFunction {
     ...kLoop,
     ...storeTransposed(0), ...storeTransposed(1),
     ...inc(pst, i32(128)),
-    ...count(jb, get(panels)),
+    ...count(jb, get(tilePanels)),
   ]);
   // exp(x) for x <= 0 as 2^n · e^r, n = round(x / ln 2), |r| <= ln(2)/2, e^r by Cephes'
   // expf polynomial (relative error ~1e-7). x is clamped at -87 (by the callers), where 2^n
@@ -121,14 +124,14 @@ function attendFunction(): WasmFunction {
   const maxLoop = loop([
     ...get(m), ...get(pst), ...v128Load(), ...pmax, ...set(m),
     ...inc(pst, i32(16)),
-    ...count(s, get(keys)),
+    ...count(s, get(tileKeys)),
   ]);
   const expLoop = loop([
     ...exponent([...get(pst), ...v128Load()]),
     ...get(pst), ...expOfX, ...tee(y), ...v128Store(),
     ...get(sum), ...get(y), ...add, ...set(sum),
     ...inc(pst, i32(16)),
-    ...count(s, get(keys)),
+    ...count(s, get(tileKeys)),
   ]);
   const softmax = [
     ...get(state), ...v128Load(0), ...tee(y), ...set(m),                    // m = the running max
@@ -141,7 +144,7 @@ function attendFunction(): WasmFunction {
     ...get(state), ...get(m), ...v128Store(0), ...get(state), ...get(sum), ...v128Store(16),
   ];
   // 3. Eight output columns of the tile: α[r]·out[r] + Σ_s e[s][r] · V[s][col..col+7].
-  const sLoop = tileSteps({acc, w, v0, v1}, pst, pv, get(ROW_V), s, keys);     // e[s][r] · V[s][col .. col + 7]
+  const sLoop = tileSteps({acc, w, v0, v1}, pst, pv, get(ROW_V), s, tileKeys);     // e[s][r] · V[s][col .. col + 7]
   const columnLoop = loop([
     ...get(outTile), ...get(col), ...i32Add, ...set(pout),
     ...[0, 1, 2, 3].flatMap(r => [                                           // the tile's output so far, times α
@@ -164,21 +167,45 @@ function attendFunction(): WasmFunction {
     ...get(i), ...i32(4), ...i32Mul, ...get(ROW_OUT), ...i32Mul, ...get(OUT), ...i32Add, ...set(outTile),
     ...get(i), ...i32(32), ...i32Mul, ...get(STATE), ...i32Add, ...set(state),
   ];
+  // Causal: query t attends keys s <= t. A tile of queries t0 .. t0 + 3 takes the block's
+  // keys up to t0 + 3 (none if the block starts after), and its keys t0 + 1 .. t0 + 3 are
+  // masked in the lanes of the queries before them: the scores get -inf there.
+  const causalKeys = [
+    ...get(CAUSAL), ...op.i32Eqz, ...brIf(0),
+    ...get(Q0), ...get(i), ...i32(4), ...i32Mul, ...i32Add, ...set(firstQuery),
+    ...get(firstQuery), ...i32(4), ...i32Add, ...get(j0), ...op.i32Sub, ...tee(index),  // keys up to t0 + 3
+    ...i32(0), ...op.i32LeS, ...brIf(1),                                       // none: skip the tile
+    ...get(index), ...get(tileKeys), ...get(index), ...get(tileKeys), ...i32LtU, ...op.select, ...set(tileKeys),
+  ];
+  const causalMask = [
+    ...get(CAUSAL), ...op.i32Eqz, ...brIf(0),
+    ...[1, 2, 3].flatMap(delta => op.block([
+      ...get(firstQuery), ...i32(delta), ...i32Add, ...get(j0), ...op.i32Sub, ...tee(index),  // key t0 + delta in the block
+      ...get(tileKeys), ...op.i32GeU, ...brIf(0),
+      ...get(index), ...i32(16), ...i32Mul, ...get(SCR), ...i32Add, ...tee(pst),
+      ...get(pst), ...v128Load(), ...f32x4Lanes(...[0, 1, 2].map(r => (r < delta ? -Infinity : 0)), 0), ...add, ...v128Store(),
+    ])),
+  ];
   const tileLoop = loop([
     ...tileAddresses,
-    ...i32(0), ...set(jb), ...get(K), ...get(j0), ...get(DK), ...i32Mul, ...i32(4), ...i32Mul, ...i32Add, ...set(pk),
-    ...get(SCR), ...set(pst),
-    ...panelLoop,
-    ...softmax,
-    ...i32(0), ...set(col),
-    ...columnLoop,
+    ...op.block([
+      ...get(keys), ...set(tileKeys),
+      ...op.block(causalKeys),
+      ...get(tileKeys), ...i32(7), ...i32Add, ...i32(3), ...op.i32ShrU, ...set(tilePanels),
+      ...i32(0), ...set(jb), ...get(K), ...get(j0), ...get(DK), ...i32Mul, ...i32(4), ...i32Mul, ...i32Add, ...set(pk),
+      ...get(SCR), ...set(pst),
+      ...panelLoop,
+      ...op.block(causalMask),
+      ...softmax,
+      ...i32(0), ...set(col),
+      ...columnLoop,
+    ]),
     ...count(i, get(TILES)),
   ]);
   const blockLoop = loop([
-    // keys = min(BLOCK, S - j0), panels = ceil(keys / 8)
+    // keys = min(BLOCK, S - j0)
     ...get(S), ...get(j0), ...op.i32Sub, ...tee(keys), ...get(BLOCK), ...get(keys), ...get(BLOCK), ...i32LtU, ...op.select,
     ...set(keys),
-    ...get(keys), ...i32(7), ...i32Add, ...i32(3), ...op.i32ShrU, ...set(panels),
     ...i32(0), ...set(i),
     ...tileLoop,
     ...get(j0), ...get(BLOCK), ...i32Add, ...tee(j0), ...get(S), ...i32LtU, ...brIf(0),
@@ -226,7 +253,7 @@ function attendFunction(): WasmFunction {
       ...i32(0), ...set(i), ...normalize,
     ]),
   ];
-  return {name: 'attend', params: [...new Array<number>(13).fill(I32), F32], locals: [[18, I32], [8 + 9, V128]], code};
+  return {name: 'attend', params: [...new Array<number>(13).fill(I32), F32, I32, I32], locals: [[21, I32], [8 + 9, V128]], code};
 }
 
 /**
@@ -312,7 +339,7 @@ function projectFunction(): WasmFunction {
 /** The module's functions, called with byte addresses in the wasm backend's heap. */
 export interface HeapModule {
   attend: (q: number, k: number, v: number, rowV: number, out: number, rowOut: number, scratch: number, state: number,
-           tiles: number, s: number, block: number, dk: number, dvp: number, scale: number) => void;
+           tiles: number, s: number, block: number, dk: number, dvp: number, scale: number, causal: number, q0: number) => void;
   pack: (src: number, srcRow: number, dst: number, rows: number, cols: number, group: number) => void;
   project: (x: number, w: number, rowW: number, bias: number, out: number, rowOut: number, tiles: number, dIn: number, dOutP: number) => void;
 }
