@@ -239,7 +239,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const [batch, T, dq] = query.shape as [number, number, number];
     const [S, dc] = context.shape.slice(1) as [number, number];
     let attended: tf.Tensor;                                                    // [B, T, H*dv]
-    if (fusedAttentionLayerFits({batch, T, S, dq, dc, heads, dk, dv})) {
+    if (fusedAttentionLayerFits({batch, T, S, dq, dc, heads, dk, dv, selfAttention: query === context})) {
       const projections = {
         wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
       };

@@ -388,14 +388,43 @@ export const FUSED_LAYER_MAX_BYTES = 256 * 2 ** 20;
  * projections: as `fusedAttentionFits`, with each weight matrix small enough for the
  * projection kernel (`denseFusedFits`) and the projections within FUSED_LAYER_MAX_BYTES.
  */
-export function fusedAttentionLayerFits(
-    sizes: {batch: number; T: number; S: number; dq: number; dc: number; heads: number; dk: number; dv: number}): boolean {
-  const {batch, T, S, dq, dc, heads, dk, dv} = sizes;
-  const round8 = (n: number) => Math.ceil(n / 8) * 8;
-  const projectionBytes = 4 * (Math.ceil(batch * T / 4) * 4 * (round8(heads * dk) + dq) +
-      Math.ceil(batch * S / 4) * 4 * (round8(heads * dk) + round8(heads * dv) + dc));
-  return fusedAttentionFits(T, S, dk, dv) && projectionBytes <= FUSED_LAYER_MAX_BYTES &&
+export function fusedAttentionLayerFits(sizes: FusedLayerSizes): boolean {
+  const {T, S, dq, dc, heads, dk, dv} = sizes;
+  return fusedAttentionFits(T, S, dk, dv) && projectionBytes(sizes) <= FUSED_LAYER_MAX_BYTES &&
       denseFusedFits(dq, heads * dk) && denseFusedFits(dc, heads * dk) && denseFusedFits(dc, heads * dv);
+}
+
+/**
+ * Sizes of a `fusedAttentionLayer` call: x [B, T, dq], c [B, S, dc], H heads of dk and dv;
+ * `selfAttention` when c is x (packed once).
+ */
+export interface FusedLayerSizes {
+  selfAttention?: boolean;
+  batch: number;
+  T: number;
+  S: number;
+  dq: number;
+  dc: number;
+  heads: number;
+  dk: number;
+  dv: number;
+}
+
+/** Bytes of x and c packed and of Q, K and V (rows padded to 8) in the heap. */
+function projectionBytes({batch, T, S, dq, dc, heads, dk, dv, selfAttention}: FusedLayerSizes): number {
+  const round8 = (n: number) => Math.ceil(n / 8) * 8;
+  return 4 * (Math.ceil(batch * T / 4) * 4 * (round8(heads * dk) + dq) +
+      Math.ceil(batch * S / 4) * 4 * (round8(heads * dk) + round8(heads * dv) + (selfAttention ? 0 : dc)));
+}
+
+/**
+ * Most bytes of heap work buffers that one `fusedAttentionLayer` call holds at once, besides
+ * its output: the projections and, on one thread, the attention's (fusedAttentionBytes). On
+ * two threads it copies Q, K and V and their packed forms into the worker's shared memory
+ * instead, about as much again.
+ */
+export function fusedAttentionLayerBytes(sizes: FusedLayerSizes): number {
+  return projectionBytes(sizes) + fusedAttentionBytes(sizes.T, sizes.S, sizes.dk, sizes.dv);
 }
 
 /**

@@ -13,7 +13,7 @@ the input and every weight) against the naive literal version and a plain 1024×
 Options:
   --backend <name>[,<name>]   tfjs backend(s), repeatable: ${BACKEND_NAMES.filter(b => b !== 'webgl').join(', ')} (default: auto)
   --reps <n>                  timed repetitions per row for T < 4096 (default: 15, cpu 5)
-  --large-reps <n>            timed repetitions per row for T >= 4096 (default: 3)
+  --large-reps <n>            timed repetitions per row for T >= 4096 (default: 5)
   --warmup <n>                untimed rounds before timing (default: 5, cpu 2; 1 for T >= 4096)
   --quick                     the tiny grid of the tests (1 repetition)
   --json <file>               also write all results to this JSON file

@@ -4,7 +4,7 @@ import * as os from 'os';
 import {attentionPath, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD} from '../attention/dot_product_attention';
 import type {AttentionPath} from '../attention/dot_product_attention';
 import {getSecondThread, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../backend/attention_threads';
-import {fusedAttentionBytes} from '../backend/wasm_fused_attention';
+import {fusedAttentionLayerBytes} from '../backend/wasm_fused_attention';
 import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
 import {selectBackend} from '../backend/select_backend';
 import type {BackendName} from '../backend/select_backend';
@@ -46,7 +46,7 @@ export interface BenchRow {
   gflops: number|null;
   /**
    * Bytes added at the call's peak: tensors (see measure.peakBytes), plus on the fused path
-   * the work buffers that its kernel takes from the wasm heap.
+   * the work buffers that its kernel takes from the wasm heap (fusedAttentionLayerBytes).
    */
   peakBytes: number|null;
   /** The naive literal version, timed interleaved with the layer; null when skipped. */
@@ -96,7 +96,7 @@ export interface BenchOptions {
   backends?: BackendName[];
   /** Timed repetitions per row for T < 4096. Defaults to 15 (5 on cpu). */
   reps?: number;
-  /** Timed repetitions per row for T >= 4096. Defaults to 3. */
+  /** Timed repetitions per row for T >= 4096. Defaults to 5 (with 3, one slow or fast matMul moved a row's ratio by 15%). */
   largeReps?: number;
   /**
    * Untimed warm-up rounds before timing. Defaults to 5 (the JS loops of the wasm kernels
@@ -155,7 +155,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     const backend = await selectBackend(name);
     const cpu = backend === 'cpu';
     const reps = options.reps ?? (quick ? 1 : cpu ? 5 : 15);
-    const largeReps = options.largeReps ?? (quick ? 1 : 3);
+    const largeReps = options.largeReps ?? (quick ? 1 : 5);
     const warmup = options.warmup ?? (quick ? 1 : cpu ? 2 : 5);
     const settings = {reps, largeReps, warmup, quick};
     const grid = options.grid ?? (quick ? QUICK_GRID : FULL_GRID);
@@ -286,7 +286,8 @@ async function benchRow(
         row.speedupVsOneThread = row.oneThreadMedianMs / row.medianMs;
         row.oneThreadFractionOfMatMul = flops / row.oneThreadMedianMs / 1e6 / row.matMulGflops;
       }
-      row.peakBytes = await peakBytes(layerCall) + (ranPath === 'fused' ? fusedAttentionBytes(T, T, d / H, d / H) : 0);
+      const heapWork = fusedAttentionLayerBytes({batch: B, T, S: T, dq: d, dc: d, heads: H, dk: dHead, dv: dHead, selfAttention: true});
+      row.peakBytes = await peakBytes(layerCall) + (ranPath === 'fused' ? heapWork : 0);
       if (naiveFits) {
         row.naiveMedianMs = median(times[1]);
         row.speedupVsNaive = row.naiveMedianMs / row.medianMs;
