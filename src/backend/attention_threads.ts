@@ -2,9 +2,9 @@
  * A second thread for the fused attention kernel in Node. tfjs' wasm backend runs on one
  * core in Node (its threaded build starts Workers from blob: URLs, which Node refuses), so
  * this starts one worker_threads Worker of its own, which instantiates the `attend` function
- * on a shared WebAssembly.Memory. For a large call the kernel copies the packed operands
- * into that memory; the worker takes the first half of each pair's query tiles and this
- * thread the second half, and they meet again through Atomics. Browsers, and runtimes
+ * on a shared WebAssembly.Memory. For a large call the kernel copies the operands into that
+ * memory and packs them there; the worker takes the first half of each pair's query tiles
+ * and this thread the second half, and they meet again through Atomics. Browsers, and runtimes
  * without worker_threads or shared memory, keep to one thread.
  */
 import {ValueError} from '../errors';

@@ -1,10 +1,11 @@
 /**
  * The whole attention forward, softmax(scale·Q·Kᵀ)·V, as one kernel for tfjs' wasm backend
  * (the `attend` function of wasm_heap_module.ts). Four queries at a time, it computes their
- * scores against every key into a small scratch buffer, takes the softmax there and
- * multiplies by V: the T×S score matrix never exists, so memory stays linear in T, and the
- * four steps cost one kernel call instead of five ops. Inference only: no gradient is
- * registered.
+ * scores against a block of keys into a small scratch buffer, takes an online softmax there
+ * and adds the weighted values: the T×S score matrix never exists, so memory stays linear in
+ * T, and the four steps cost one kernel call instead of five ops. `fusedAttentionLayer`
+ * adds the layer's projections to the same call. Large calls run on two threads in Node
+ * (attention_threads.ts). Inference only: no gradient is registered.
  */
 import * as tf from '@tensorflow/tfjs';
 import {getSecondThread, runOnBothThreads, SHARED_MAX_BYTES, sharedFloats, TWO_THREAD_MIN_FLOPS} from './attention_threads';
@@ -82,8 +83,9 @@ function scratchFloats(block: number): number {
 
 /**
  * Most bytes of work buffers that one call takes from the wasm heap, freed after the call:
- * one pair's packed Q and K, V and output when their rows need padding, and 16·S bytes of
- * scores. 64 MiB is T = S = 64 Ki keys with d = 64: the kernel is linear in T.
+ * one pair's packed Q and K, V and output when their rows need padding, one block's scores
+ * and the running max and sum of each tile. 64 MiB is about 64 Ki queries and keys with
+ * d = 64: the kernel is linear in T and S.
  */
 export const FUSED_MAX_BYTES = 64 * 2 ** 20;
 
