@@ -16,7 +16,8 @@ import {
   FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedAttentionLayer, fusedAttentionLayerFits,
   fusedMultiHeadAttention,
 } from '../src/backend/wasm_fused_attention';
-import {setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
+import {getSecondThread, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
+import {runCommand} from './helpers/run_script';
 import {ValueError} from '../src/errors';
 import {attendOneHead, Matrix, referenceAttention, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
 import {
@@ -368,6 +369,30 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
     disposeAll(one, two, qkv.tensor);
   });
+
+  it('starts its worker in Node; with setAttentionThreads(1) it is not used', () => {
+    expect(getSecondThread()).not.toBeNull();
+    setAttentionThreads(1);
+    expect(getSecondThread()).toBeNull();
+  });
+
+  it('never keeps the process alive: a script that used both threads exits by itself', async () => {
+    const script = [
+      "const tf = require('@tensorflow/tfjs');",
+      "const {selectBackend, dotProductAttention} = require('./dist/src');",
+      '(async () => {',
+      "  await selectBackend('wasm');",
+      '  const q = tf.randomNormal([1, 1024, 64]);',
+      '  const out = dotProductAttention(q, q, q);',
+      "  console.log('shape', JSON.stringify(out.shape), 'finite', out.isFinite().all().dataSync()[0]);",
+      '})();',
+    ].join('\n');
+    const result = await runCommand('node', ['-e', script], 60000);
+    expect(result.stderr).toBe('');
+    expect(result.signal).toBeNull();  // not killed at the timeout
+    expect(result.status).toBe(0);
+    expect(result.stdout.trim()).toBe('shape [1,1024,64] finite 1');
+  }, 70000);
 
   it('setAttentionThreads takes 1 or 2 and returns the previous setting; anything else is refused by name', () => {
     expect(setAttentionThreads(1)).toBe(2);

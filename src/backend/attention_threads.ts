@@ -25,8 +25,16 @@ export const SHARED_MAX_BYTES = 256 * 2 ** 20;
  */
 export const TWO_THREAD_MIN_FLOPS = 36e6;
 
-/** How long this thread waits for the worker's share before giving up on the worker. */
-const WORKER_TIMEOUT_MS = 120_000;
+/** How long this thread waits for the worker to start, once. */
+const WORKER_START_TIMEOUT_MS = 10_000;
+/**
+ * How long this thread waits for the worker's share before giving up on the worker: two
+ * minutes, and more for large shares (1 ms per MFLOP, at least 1 GFLOP/s).
+ */
+function workerTimeoutMs(share: WorkerShare): number {
+  const flops = 2 * share.pairs * 4 * share.tiles * share.S * (share.dk + share.dvp);
+  return Math.max(120_000, flops / 1e6);
+}
 
 /** Byte offset of the job's fields (int32) at the start of the shared memory. */
 const HEADER_BYTES = 128;
@@ -35,6 +43,7 @@ const SLOT = {
   job: 0,       // 0: idle, 1: a job for the worker, 2: stop
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
+  ready: 17,    // set by the worker once started: 1, or -1 if it could not instantiate the kernel
   pairs: 3,     // the job: `pairs` calls of attend, their addresses q, k, v, out in a table of int32
   table: 4, rowV: 5, rowOut: 6, scratch: 7, state: 8, tiles: 9, S: 10, block: 11, dk: 12, dvp: 13, scale: 14,  // scale as float32
   causal: 15, q0: 16,
@@ -44,10 +53,17 @@ const SLOT = {
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
 const {memory, bytes} = workerData;
-const {attend} = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}}).exports;
 const header = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const scale = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
-for (;;) {
+let attend = null;
+try {
+  attend = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}}).exports.attend;
+  Atomics.store(header, ${SLOT.ready}, 1);
+} catch (error) {
+  Atomics.store(header, ${SLOT.ready}, -1);
+}
+Atomics.notify(header, ${SLOT.ready});
+while (attend != null) {
   Atomics.wait(header, ${SLOT.job}, 0);
   if (Atomics.load(header, ${SLOT.job}) === 2) break;
   const h = header;
@@ -133,9 +149,12 @@ export function getSecondThread(): SecondThread|null {
     worker.on('error', () => {
       secondThread = null;
     });
+    const header = new Int32Array(memory.buffer, 0, HEADER_BYTES / 4);
+    // Wait (once, some 50 ms) until the worker runs, so that no job ever waits on a worker that failed to start.
+    Atomics.wait(header, SLOT.ready, 0, WORKER_START_TIMEOUT_MS);
+    if (Atomics.load(header, SLOT.ready) !== 1) return null;
     secondThread = {
-      memory, module: instance.exports as unknown as HeapModule,
-      header: new Int32Array(memory.buffer, 0, HEADER_BYTES / 4),
+      memory, module: instance.exports as unknown as HeapModule, header,
       headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4), dataStart: HEADER_BYTES,
     };
   } catch {
@@ -182,13 +201,14 @@ export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine:
   Atomics.store(h, SLOT.failed, 0);
   Atomics.store(h, SLOT.job, 1);
   Atomics.notify(h, SLOT.job);
+  const timeout = workerTimeoutMs(share);
   try {
     mine();
   } finally {
-    if (Atomics.wait(h, SLOT.done, 0, WORKER_TIMEOUT_MS) === 'timed-out') {
+    if (Atomics.wait(h, SLOT.done, 0, timeout) === 'timed-out') {
       secondThread = null;  // never again: the next calls run on one thread
       // eslint-disable-next-line no-unsafe-finally
-      throw new Error(`tfjs-attention: the second thread did not finish its share of the fused attention in ${WORKER_TIMEOUT_MS / 1000} s`);
+      throw new Error(`tfjs-attention: the second thread did not finish its share of the fused attention in ${Math.round(timeout / 1000)} s`);
     }
   }
   if (Atomics.load(h, SLOT.failed) !== 0) {
