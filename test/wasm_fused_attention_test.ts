@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention} from '../src';
+import type {ScaledDotProductAttentionArgs} from '../src';
 import {attentionPath, takesFusedPath} from '../src/attention/dot_product_attention';
 import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {
@@ -641,6 +642,48 @@ describe('the op and the layer on wasm give the same results on the fused path a
     const b = standard.apply(x.tensor) as tf.Tensor;
     expectClose(a, b, 1e-5);
     disposeAll(a, b, x.tensor);
+    fused.dispose();
+    standard.dispose();
+  });
+
+  // Padding masks as tfjs passes them ([B, T] bool; for cross-attention [queryMask, contextMask]):
+  // row 0 right-padded, row 1 left-padded, row 2 all padding (its queries attend no key).
+  const padding = (T: number, real: number) => [
+    Array.from({length: T}, (_, t) => t < real), Array.from({length: T}, (_, t) => t >= T - real), new Array<boolean>(T).fill(false),
+  ];
+  it.each<[string, ScaledDotProductAttentionArgs, number, number, number]>([
+    ['self-attention', {numHeads: 2, keyDim: 3, valueDim: 5, useBias: true, outputDim: 7}, 3, 9, 4],
+    ['self-attention, causal (the left-padded row has queries with no key before them)', {numHeads: 1, keyDim: 4, causal: true}, 3, 9, 4],
+    ['two threads: T = 300, d = 64', {numHeads: 1, keyDim: 64}, 3, 300, 64],
+  ])('the layer with padding masks stays on the fused path and matches the standard path: %s', (_, args, B, T, d) => {
+    const x = randomTensor([B, T, d], 77);
+    const mask = tf.tensor2d(padding(T, Math.ceil(T / 2)).slice(0, B), undefined, 'bool');
+    const {fused, standard} = layerPair(args, x.tensor);
+    const [, , layerSpy] = spyOnFused();
+    const a = onlyTheOutput(() => fused.apply(x.tensor, {mask}) as tf.Tensor);
+    expect(layerSpy).toHaveBeenCalledTimes(1);
+    const b = standard.apply(x.tensor, {mask}) as tf.Tensor;
+    expectClose(a, b, 1e-5);
+    // The all-padding row attends nothing: its output is the output projection's bias, or 0.
+    const lastRow = tf.tidy(() => a.slice([B - 1, 0, 0], [1, T, a.shape[2]!]).abs().max().dataSync()[0]);
+    if (args.outputDim == null) expect(lastRow).toBe(0);
+    disposeAll(a, b, x.tensor, mask);
+    fused.dispose();
+    standard.dispose();
+  });
+
+  it('the layer, cross-attention with query and context padding masks, on the fused path', () => {
+    const query = randomTensor([3, 5, 4], 78);
+    const context = randomTensor([3, 11, 6], 79);
+    const masks = [tf.tensor2d(padding(5, 3), undefined, 'bool'), tf.tensor2d(padding(11, 4), undefined, 'bool')];
+    const inputs = [query.tensor, context.tensor];
+    const {fused, standard} = layerPair({numHeads: 2, keyDim: 3, useBias: true}, inputs);
+    const [, , layerSpy] = spyOnFused();
+    const a = onlyTheOutput(() => fused.apply(inputs, {mask: masks}) as tf.Tensor);
+    expect(layerSpy).toHaveBeenCalledTimes(1);
+    const b = standard.apply(inputs, {mask: masks}) as tf.Tensor;
+    expectClose(a, b, 1e-5);
+    disposeAll(a, b, query.tensor, context.tensor, ...masks);
     fused.dispose();
     standard.dispose();
   });

@@ -83,3 +83,31 @@ export function paddingMask(
     return tf.logicalAnd(rows, cols);                                                // [B, T, S]
   });
 }
+
+/**
+ * 1 for the queries that attend at least one key, 0 for the others, [B, T, 1] float32, from
+ * padding masks: query t of batch b attends key s when queryMask[b, t] and keyMask[b, s]
+ * (and s <= t with `causal`). Null when every query attends a key (no mask, or causal
+ * without a key mask, where key 0 is always there).
+ */
+export function attendedQueries(
+    queryMask: tf.Tensor|null, keyMask: tf.Tensor|null, queryLength: number, causal: boolean): tf.Tensor|null {
+  if (queryMask == null && keyMask == null) return null;
+  return tf.tidy(() => {
+    let rows = queryMask == null ? null : tf.cast(toBoolMask(queryMask), 'float32');  // [B, T]
+    if (keyMask != null) {
+      const keys = tf.cast(toBoolMask(keyMask), 'float32');                           // [B, S]
+      const keyLength = keys.shape[1] as number;
+      let anyKey: tf.Tensor;                                                           // [B, T] or [B, 1]
+      if (causal) {  // query t has a key among s <= min(t, S - 1)
+        const upTo = tf.cumsum(keys, 1);                                               // [B, S]
+        const last = tf.minimum(tf.range(0, queryLength, 1, 'int32'), tf.scalar(keyLength - 1, 'int32'));  // [T]
+        anyKey = tf.cast(tf.greater(tf.gather(upTo, last, 1), 0), 'float32');          // [B, T]
+      } else {
+        anyKey = tf.cast(tf.greater(tf.sum(keys, 1, true), 0), 'float32');             // [B, 1]
+      }
+      rows = rows == null ? anyKey : tf.mul(rows, anyKey);
+    }
+    return rows!.expandDims(2);                                                        // [B, T, 1]
+  });
+}

@@ -5,7 +5,7 @@ import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstrain
         resolveRegularizer, serializeObject} from '../keras_objects';
 import {checkStandardPathMemory, dotProductAttention, takesFusedPath, takesStandardPath} from './dot_product_attention';
 import {fusedAttentionLayer, fusedAttentionLayerFits, fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
-import {paddingMask, toBoolMask} from './masks';
+import {attendedQueries, MASKED_LOGIT, paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
@@ -203,9 +203,9 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const [query, context] = splitInputs(inputs);
     this.checkScoresFit(query, context, options.training === true);
     return tf.tidy(() => {
-      const mask = this.attentionMaskFor(query, context, options);          // [B, T, S] bool or null
-      const fused = this.callFused(query, context, mask == null, options.training === true);
+      const fused = this.callFused(query, context, options);
       if (fused != null) return fused;
+      const mask = this.attentionMaskFor(query, context, options);          // [B, T, S] bool or null
       const heads = this.projectHeads(query, context);
       const attention = {
         mask, causal: this.causal, scale: this.scale, dropout: this.dropout,
@@ -224,31 +224,42 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   /**
    * Inference on wasm: the projections and the attention in one kernel call
    * (`fusedAttentionLayer`), which writes the heads side by side (no split or merge of
-   * heads), then the output projection. Returns null where
+   * heads), then the output projection. Padding masks (tfjs' `mask`) and `causal` are
+   * applied in the kernel; an explicit `attentionMask` takes the other paths. Returns null where
    * `dotProductAttention` would not take its fused path (see `takesFusedPath`).
    */
-  private callFused(query: tf.Tensor, context: tf.Tensor, unmasked: boolean, training: boolean): tf.Tensor|null {
-    if (this.returnAttentionScores || query.rank !== 3 || context.rank !== 3) return null;
+  private callFused(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions): tf.Tensor|null {
+    if (this.returnAttentionScores || options.attentionMask != null || query.rank !== 3 || context.rank !== 3) return null;
     const heads = this.numHeads;
     const dk = this.wq!.read().shape[1]! / heads;
     const dv = this.wv!.read().shape[1]! / heads;
-    const sizes = {T: query.shape[1]!, S: context.shape[1]!, dk, dv};
-    if (!takesFusedPath(this.blockSize, sizes, false, this.dropout > 0 && training, unmasked)) return null;
-    this.checkInputs(query, context);
-    const scale = this.scale ?? 1 / Math.sqrt(dk);
     const [batch, T, dq] = query.shape as [number, number, number];
     const [S, dc] = context.shape.slice(1) as [number, number];
+    const dropoutActive = this.dropout > 0 && options.training === true;
+    if (!takesFusedPath(this.blockSize, {T, S, dk, dv}, false, dropoutActive, true)) return null;
+    this.checkInputs(query, context);
+    const {queryMask, contextMask} = this.paddingMasksFor(query, context, options);
+    const masked = queryMask != null || contextMask != null;
+    const selfAttention = query === context;
+    const kernelFits = fusedAttentionLayerFits({batch, T, S, dq, dc, heads, dk, dv, selfAttention});
+    if (masked && !kernelFits) return null;  // the masks need the layer kernel
+    const scale = this.scale ?? 1 / Math.sqrt(dk);
+    const causal = this.causal;
     let attended: tf.Tensor;                                                    // [B, T, H*dv]
-    if (fusedAttentionLayerFits({batch, T, S, dq, dc, heads, dk, dv, selfAttention: query === context})) {
+    if (kernelFits) {
       const projections = {
         wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
       };
-      attended = fusedAttentionLayer(query, query === context ? null : context, projections, {heads, dk, dv, scale, causal: this.causal});
+      // Padded keys get MASKED_LOGIT in every score; queries left with no key output zeros, as on the standard path.
+      const keyBias = contextMask == null ? null : tf.mul(tf.sub(1, tf.cast(toBoolMask(contextMask), 'float32')), MASKED_LOGIT);  // [B, S]
+      attended = fusedAttentionLayer(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, keyBias);
+      const rows = attendedQueries(queryMask, contextMask, T, causal);          // [B, T, 1] or null
+      if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);           // + 0: no -0 in zeroed rows
     } else {  // weights too large for the projection kernel: XNNPACK's products, then the attention kernel
       const q = dense(query, this.wq!.read(), this.bq?.read());                 // [B, T, H*dk]
       const k = dense(context, this.wk!.read(), this.bk?.read());               // [B, S, H*dk]
       const v = dense(context, this.wv!.read(), this.bv?.read());               // [B, S, H*dv]
-      attended = fusedMultiHeadAttention({x: q, column: 0}, {x: k, column: 0}, {x: v, column: 0}, {heads, dk, dv, scale, causal: this.causal});
+      attended = fusedMultiHeadAttention({x: q, column: 0}, {x: k, column: 0}, {x: v, column: 0}, {heads, dk, dv, scale, causal});
     }
     return this.wo == null ? attended : dense(attended, this.wo.read(), this.bo?.read());  // [B, T, out]
   }
@@ -303,11 +314,12 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   }
 
   /**
-   * The [B, T, S] mask from the explicit `attentionMask` and the padding masks that tfjs
-   * passes as `mask` (the query's alone, or [queryMask, contextMask]); null if none.
-   * For self-attention the query's padding mask also masks the keys.
+   * The padding masks that tfjs passes as `mask`: the query's [B, T] and the context's [B, S]
+   * (for self-attention the query's, which then also masks the keys), checked; null where
+   * there is none.
    */
-  attentionMaskFor(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions): tf.Tensor|null {
+  private paddingMasksFor(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions):
+      {queryMask: tf.Tensor|null; contextMask: tf.Tensor|null} {
     const [batch, queryLength] = query.shape as [number, number, number];
     const keyLength = context.shape[1] as number;
     const selfAttention = query === context;
@@ -322,6 +334,18 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     }
     checkPaddingMask('mask', queryMask, batch, queryLength, 'query', query.shape);
     checkPaddingMask('mask', contextMask, batch, keyLength, 'context', context.shape);
+    return {queryMask, contextMask};
+  }
+
+  /**
+   * The [B, T, S] mask from the explicit `attentionMask` and the padding masks that tfjs
+   * passes as `mask` (the query's alone, or [queryMask, contextMask]); null if none.
+   * For self-attention the query's padding mask also masks the keys.
+   */
+  attentionMaskFor(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions): tf.Tensor|null {
+    const [batch, queryLength] = query.shape as [number, number, number];
+    const keyLength = context.shape[1] as number;
+    const {queryMask, contextMask} = this.paddingMasksFor(query, context, options);
     const explicit = options.attentionMask ?? null;
     if (explicit != null) {
       const expected = [batch, queryLength, keyLength];

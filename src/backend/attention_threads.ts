@@ -44,10 +44,13 @@ const SLOT = {
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
   ready: 17,    // set by the worker once started: 1, or -1 if it could not instantiate the kernel
-  pairs: 3,     // the job: `pairs` calls of attend, their addresses q, k, v, out in a table of int32
+  pairs: 3,     // the job: `pairs` calls of attend, their addresses in a table of int32 (TABLE_ENTRIES per pair)
   table: 4, rowV: 5, rowOut: 6, scratch: 7, state: 8, tiles: 9, S: 10, block: 11, dk: 12, dvp: 13, scale: 14,  // scale as float32
   causal: 15, q0: 16,
 };
+
+/** Int32 entries per pair in a job's table: the byte addresses of q, k, v, out and the key bias (0: none). */
+export const TABLE_ENTRIES = 5;
 
 /** The worker's code: wait for a job, run `attend` over its pairs and tiles, report, repeat. */
 const WORKER_SOURCE = `
@@ -68,11 +71,12 @@ while (attend != null) {
   if (Atomics.load(header, ${SLOT.job}) === 2) break;
   const h = header;
   try {
-    const table = new Int32Array(memory.buffer, h[${SLOT.table}], 4 * h[${SLOT.pairs}]);
+    const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
     for (let p = 0; p < h[${SLOT.pairs}]; p++) {
-      attend(table[4 * p], table[4 * p + 1], table[4 * p + 2], h[${SLOT.rowV}], table[4 * p + 3], h[${SLOT.rowOut}],
+      const e = ${TABLE_ENTRIES} * p;
+      attend(table[e], table[e + 1], table[e + 2], h[${SLOT.rowV}], table[e + 3], h[${SLOT.rowOut}],
              h[${SLOT.scratch}], h[${SLOT.state}], h[${SLOT.tiles}], h[${SLOT.S}], h[${SLOT.block}], h[${SLOT.dk}], h[${SLOT.dvp}],
-             scale[${SLOT.scale}], h[${SLOT.causal}], h[${SLOT.q0}]);
+             scale[${SLOT.scale}], h[${SLOT.causal}], h[${SLOT.q0}], table[e + 4]);
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -173,7 +177,8 @@ export function sharedFloats(thread: SecondThread, bytes: number): Float32Array 
 
 /**
  * The worker's share of a call: `attend` for each of `pairs` (batch, head) pairs, whose
- * byte addresses q, k, v and out are the int32 quadruples of the table at byte `table`.
+ * byte addresses q, k, v, out and key bias are TABLE_ENTRIES int32 each in the table at
+ * byte `table`.
  */
 export interface WorkerShare {
   pairs: number;

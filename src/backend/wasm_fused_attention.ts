@@ -8,7 +8,7 @@
  * (attention_threads.ts). Inference only: no gradient is registered.
  */
 import * as tf from '@tensorflow/tfjs';
-import {getSecondThread, runOnBothThreads, SHARED_MAX_BYTES, sharedFloats, TWO_THREAD_MIN_FLOPS} from './attention_threads';
+import {getSecondThread, runOnBothThreads, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, TWO_THREAD_MIN_FLOPS} from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import {denseFusedFits, packRows, projectPacked} from './wasm_dense';
 import {heapAddress, heapFloats, heapModule, withHeapBuffer} from './wasm_heap_module';
@@ -119,14 +119,21 @@ interface Operand {
   column: number;
 }
 
+/** Q, K and V, and optionally a key mask as a bias [B, S] (0 or MASKED_LOGIT) at byte `keyBias`. */
+interface Operands {
+  q: Operand;
+  k: Operand;
+  v: Operand;
+  keyBias?: number|null;
+}
+
 /**
  * Attention of every (batch, head) pair of `operands` into the output [B, T, H·dv] at
  * byte `outAt`: per pair, Q and K are packed into a work buffer of the heap and `attend`
  * runs on the heap in place; large calls go to two threads (attendOnTwoThreads).
  */
 function attendHeads(
-    backend: WasmBackendLike, module: HeapModule, operands: {q: Operand; k: Operand; v: Operand},
-    sizes: FusedSizes&Attending, outAt: number): void {
+    backend: WasmBackendLike, module: HeapModule, operands: Operands, sizes: FusedSizes&Attending, outAt: number): void {
   const {batch, heads, T, S, dk, dv, scale} = sizes;
   const causal = sizes.causal ? 1 : 0;
   const {q, k, v} = operands;
@@ -135,12 +142,13 @@ function attendHeads(
   const pairs = batch * heads;
   const thread = 2 * pairs * T * S * (dk + dv) >= TWO_THREAD_MIN_FLOPS && tiles >= 2 ? getSecondThread() : null;
   // Bytes in the shared memory, at most: the operands copied, Q and K packed, V padded, the output, two scratch buffers.
-  const sharedBytes = 4 * ([q, k, v].reduce((n, x) => n + x.rows * x.width, 0) +
-      pairs * (4 + tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp) + 2 * (scratchFloats(block) + tiles * 8) + 32);
+  const sharedBytes = 4 * ([q, k, v].reduce((n, x) => n + x.rows * x.width, 0) + batch * S +
+      pairs * (5 + tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp) + 2 * (scratchFloats(block) + tiles * 8) + 32);
   if (thread != null && sharedBytes <= SHARED_MAX_BYTES) {
     attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout});
     return;
   }
+  const keyBiasOf = (b: number) => (operands.keyBias == null ? 0 : operands.keyBias + 4 * b * S);
   withHeapBuffer(backend, layout.total, base => {
     const heap = heapFloats(backend);
     const at = (floats: number) => base + 4 * floats;                      // byte address in the heap
@@ -162,11 +170,11 @@ function attendHeads(
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
         if (layout.out < 0) {
           module.attend(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
-                        tiles, S, block, dk, dvp, scale, causal, 0);
+                        tiles, S, block, dk, dvp, scale, causal, 0, keyBiasOf(b));
           continue;
         }
         module.attend(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
-                      tiles, S, block, dk, dvp, scale, causal, 0);
+                      tiles, S, block, dk, dvp, scale, causal, 0, keyBiasOf(b));
         for (let t = 0; t < T; t++) {                                      // [tiles·4, dvp] -> T rows of dv
           const from = (base >>> 2) + layout.out + t * dvp;
           heap.copyWithin((outHere >>> 2) + t * heads * dv, from, from + dv);
@@ -203,7 +211,7 @@ function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: strin
 function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
   const backend = args.backend as WasmBackendLike;
   const module = heapModule(backend)!;
-  const {x, c, wq, wk, wv, bq, bk, bv} = args.inputs;
+  const {x, c, wq, wk, wv, bq, bk, bv, keyBias} = args.inputs;
   const {heads, dk, dv, scale, causal} = args.attrs as unknown as Attending&{heads: number; dk: number; dv: number};
   const context = c ?? x;
   const [batch, T, dq] = x.shape as [number, number, number];
@@ -226,6 +234,7 @@ function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: 
       q: {at: qAt, width: widths[0], rows: batch * T, column: 0},
       k: {at: kAt, width: widths[1], rows: batch * S, column: 0},
       v: {at: vAt, width: widths[2], rows: batch * S, column: 0},
+      keyBias: keyBias == null ? null : heapAddress(backend, keyBias),
     };
     attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale, causal}, heapAddress(backend, output));
   });
@@ -240,8 +249,7 @@ function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: 
  * layout, so that it comes back in one copy.
  */
 function attendOnTwoThreads(
-    thread: SecondThread, backend: WasmBackendLike, operands: {q: Operand; k: Operand; v: Operand},
-    call: FusedSizes&Attending&{outAt: number; layout: Layout}): void {
+    thread: SecondThread, backend: WasmBackendLike, operands: Operands, call: FusedSizes&Attending&{outAt: number; layout: Layout}): void {
   const {batch, heads, T, S, dk, dv, scale, outAt, layout} = call;
   const causal = call.causal ? 1 : 0;
   const {tiles, panels, dvp, block} = layout;
@@ -253,7 +261,8 @@ function attendOnTwoThreads(
   // Float offsets in the shared memory: the address table, the operands copied, packed Q and K, V padded, out, scratch.
   const table = thread.dataStart >>> 2;
   const copies = new Map<number, number>();                                 // heap address -> shared offset, one copy each
-  let next = table + 4 * pairs;
+  const keyBias = table + TABLE_ENTRIES * pairs;                           // the key bias [B, S], if any
+  let next = keyBias + (operands.keyBias == null ? 0 : batch * S);
   for (const x of [operands.q, operands.k, operands.v]) {
     if (copies.has(x.at)) continue;
     copies.set(x.at, next);
@@ -274,8 +283,9 @@ function attendOnTwoThreads(
     const x = [operands.q, operands.k, operands.v].find(o => o.at === at)!;
     shared.set(heap.subarray(at >>> 2, (at >>> 2) + x.rows * x.width), offset);
   }
+  if (operands.keyBias != null) shared.set(heap.subarray(operands.keyBias >>> 2, (operands.keyBias >>> 2) + batch * S), keyBias);
   const copyOf = (x: Operand) => copies.get(x.at)!;
-  const addresses = new Int32Array(shared.buffer, 4 * table, 4 * pairs);
+  const addresses = new Int32Array(shared.buffer, 4 * table, TABLE_ENTRIES * pairs);
   const bytes = (floats: number) => 4 * floats;
   const module: HeapModule = thread.module;
   const {q, k, v} = operands;
@@ -293,7 +303,8 @@ function attendOnTwoThreads(
         vHere = v0 + pair * vSize;
       }
       const out = direct ? out0 + b * T * heads * dv + h * dv : out0 + pair * outSize;
-      addresses.set([bytes(qPacked), bytes(kPacked), bytes(vHere), bytes(out)], 4 * pair);
+      const bias = operands.keyBias == null ? 0 : bytes(keyBias + b * S);
+      addresses.set([bytes(qPacked), bytes(kPacked), bytes(vHere), bytes(out), bias], TABLE_ENTRIES * pair);
     }
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
@@ -304,9 +315,9 @@ function attendOnTwoThreads(
   };
   runOnBothThreads(thread, share, () => {
     for (let pair = 0; pair < pairs; pair++) {
-      const [qa, ka, va, out] = addresses.subarray(4 * pair, 4 * pair + 4);
+      const [qa, ka, va, out, bias] = addresses.subarray(TABLE_ENTRIES * pair, TABLE_ENTRIES * (pair + 1));
       module.attend(qa + half * dk * 16, ka, va, rowV, out + half * 4 * rowOut, rowOut, bytes(scratch0), bytes(state0),
-                    tiles - half, S, block, dk, dvp, scale, causal, 4 * half);
+                    tiles - half, S, block, dk, dvp, scale, causal, 4 * half, bias);
     }
   });
   const result = new Float32Array(thread.memory.buffer);
@@ -433,12 +444,13 @@ export function fusedAttentionLayerBytes(sizes: FusedLayerSizes): number {
  * The layer's inference in one kernel call on wasm: Q = x·wq + bq, K = c·wk + bk,
  * V = c·wv + bv (c = x when `context` is null: self-attention), then per head
  * softmax(scale·Q·Kᵀ)·V, heads side by side: x [B, T, dq], c [B, S, dc] -> [B, T, H·dv].
- * x and c are packed once and the projections never leave the heap as tensors. Not
- * differentiable; callers check `fusedAttentionLayerFits` first.
+ * x and c are packed once and the projections never leave the heap as tensors. `keyBias`
+ * [B, S] (float32, 0 or MASKED_LOGIT) is added to every score of each key: a key padding
+ * mask. Not differentiable; callers check `fusedAttentionLayerFits` first.
  */
 export function fusedAttentionLayer(
     x: tf.Tensor, context: tf.Tensor|null, projections: FusedProjections,
-    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}): tf.Tensor {
+    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}, keyBias?: tf.Tensor|null): tf.Tensor {
   if (tf.getKernel(FUSED_LAYER_KERNEL_NAME, 'wasm') == null) {
     tf.registerKernel({
       kernelName: FUSED_LAYER_KERNEL_NAME, backendName: 'wasm', kernelFunc: fusedLayerKernelFunc as unknown as tf.KernelFunc,
@@ -446,6 +458,7 @@ export function fusedAttentionLayer(
   }
   const inputs: tf.NamedTensorMap = {x, wq: projections.wq, wk: projections.wk, wv: projections.wv};
   if (context != null) inputs.c = context;
+  if (keyBias != null) inputs.keyBias = keyBias;
   for (const name of ['bq', 'bk', 'bv'] as const) {
     const bias = projections[name];
     if (bias != null) inputs[name] = bias;

@@ -39,7 +39,7 @@ function tileSteps(regs: TileRegisters, pa: number, pb: number, bStride: number[
 }
 
 /**
- * `attend(q, k, v, rowV, out, rowOut, scratch, state, tiles, S, block, dk, dvp, scale, causal, q0)`:
+ * `attend(q, k, v, rowV, out, rowOut, scratch, state, tiles, S, block, dk, dvp, scale, causal, q0, keyBias)`:
  * attention of one (batch, head) pair. Arguments are byte addresses in the memory and sizes:
  * - q: the queries packed by fours, [tiles][dk][4] (tiles = ceil(T / 4));
  * - k: the keys packed by eights, [ceil(S / 8)][dk][8];
@@ -57,20 +57,22 @@ function tileSteps(regs: TileRegisters, pa: number, pb: number, bStride: number[
  * At the end every row is divided by its sum. With `causal` (1), query t attends only keys
  * s <= t, where the first tile's first query is query `q0` (tiles may be split between
  * threads): blocks wholly after a tile are skipped, and the keys t0 + 1 .. t0 + 3 of a tile
- * t0 .. t0 + 3 are masked, lane by lane, with -inf scores.
+ * t0 .. t0 + 3 are masked, lane by lane, with -inf scores. A nonzero `keyBias` is the address
+ * of S floats added to every query's score of each key (a padding mask: 0 or a large negative
+ * number).
  */
 function attendFunction(): WasmFunction {
   const {f32x4Add: add, f32x4Sub: sub, f32x4Mul: mul, f32x4Pmax: pmax, f32x4Div: div} = op;
   const {i32Add, i32Mul, i32LtU, v128Load, v128Store, load32Splat, f32x4Const, f32x4Lanes, i32x4Const} = op;
   // Parameters.
-  const [Q, K, V, ROW_V, OUT, ROW_OUT, SCR, STATE, TILES, S, BLOCK, DK, DVP, SCALE, CAUSAL, Q0] =
-      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+  const [Q, K, V, ROW_V, OUT, ROW_OUT, SCR, STATE, TILES, S, BLOCK, DK, DVP, SCALE, CAUSAL, Q0, KEY_BIAS] =
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
   // i32 locals.
   const [i, jb, k, s, col, pq, pk, pst, pv, pout, qTile, outTile, colEnd, alpha, j0, keys, state, tileKeys, tilePanels, firstQuery, index] =
-      Array.from({length: 21}, (_, n) => 16 + n);
+      Array.from({length: 21}, (_, n) => 17 + n);
   // v128 locals.
-  const acc = Array.from({length: 8}, (_, n) => 37 + n);
-  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 45 + n);
+  const acc = Array.from({length: 8}, (_, n) => 38 + n);
+  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 46 + n);
 
   const zeroAccumulators = acc.flatMap(a => [...f32x4Const(0), ...set(a)]);
   const count = (local: number, end: number[]) => [...get(local), ...i32(1), ...i32Add, ...tee(local), ...end, ...i32LtU, ...brIf(0)];
@@ -186,6 +188,17 @@ function attendFunction(): WasmFunction {
       ...get(pst), ...v128Load(), ...f32x4Lanes(...[0, 1, 2].map(r => (r < delta ? -Infinity : 0)), 0), ...add, ...v128Store(),
     ])),
   ];
+  // A key mask: every query's score of key j0 + s gets keyBias[j0 + s] (0, or a large negative number).
+  const keyBias = [
+    ...get(KEY_BIAS), ...op.i32Eqz, ...brIf(0),
+    ...i32(0), ...set(s), ...get(SCR), ...set(pst),
+    ...get(KEY_BIAS), ...get(j0), ...i32(4), ...i32Mul, ...i32Add, ...set(pv),
+    ...loop([
+      ...get(pst), ...get(pst), ...v128Load(), ...get(pv), ...load32Splat(), ...add, ...v128Store(),
+      ...inc(pst, i32(16)), ...inc(pv, i32(4)),
+      ...count(s, get(tileKeys)),
+    ]),
+  ];
   const tileLoop = loop([
     ...tileAddresses,
     ...op.block([
@@ -196,6 +209,7 @@ function attendFunction(): WasmFunction {
       ...get(SCR), ...set(pst),
       ...panelLoop,
       ...op.block(causalMask),
+      ...op.block(keyBias),
       ...softmax,
       ...i32(0), ...set(col),
       ...columnLoop,
@@ -253,7 +267,7 @@ function attendFunction(): WasmFunction {
       ...i32(0), ...set(i), ...normalize,
     ]),
   ];
-  return {name: 'attend', params: [...new Array<number>(13).fill(I32), F32, I32, I32], locals: [[21, I32], [8 + 9, V128]], code};
+  return {name: 'attend', params: [...new Array<number>(13).fill(I32), F32, I32, I32, I32], locals: [[21, I32], [8 + 9, V128]], code};
 }
 
 /**
@@ -339,7 +353,8 @@ function projectFunction(): WasmFunction {
 /** The module's functions, called with byte addresses in the wasm backend's heap. */
 export interface HeapModule {
   attend: (q: number, k: number, v: number, rowV: number, out: number, rowOut: number, scratch: number, state: number,
-           tiles: number, s: number, block: number, dk: number, dvp: number, scale: number, causal: number, q0: number) => void;
+           tiles: number, s: number, block: number, dk: number, dvp: number, scale: number, causal: number, q0: number,
+           keyBias: number) => void;
   pack: (src: number, srcRow: number, dst: number, rows: number, cols: number, group: number) => void;
   project: (x: number, w: number, rowW: number, bias: number, out: number, rowOut: number, tiles: number, dIn: number, dOutP: number) => void;
 }
