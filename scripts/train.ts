@@ -6,13 +6,13 @@ import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {epochLine, predictionTable} from '../src/cli/format';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {attentionHeatmapSvg, explainSentence} from '../src/park/explanation';
-import {saveParkModel} from '../src/park/park_files';
+import {defaultModelDir, saveParkModel} from '../src/park/park_files';
 import {PARK_SENTENCE, disposeParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
 import {evaluateAccuracy, trainParkModel} from '../src/park/training';
 import {lineChartSvg} from '../src/plots/line_chart_svg';
 
-export const DEFAULT_EPOCHS = 20;
+const DEFAULT_EPOCHS = 20;
 
 const OPTIONS = {
   corpus: {type: 'string', help: 'Corpus file, one sentence per line (default: the built-in park corpus).'},
@@ -26,7 +26,10 @@ async function main(options: ParsedOptions, _: string): Promise<void> {
   const corpusPath = (options.corpus as string|undefined) ?? defaultCorpusPath();
   const epochs = (options.epochs as number|undefined) ?? DEFAULT_EPOCHS;
   const seed = (options.seed as number|undefined) ?? 42;
-  const out = (options.out as string|undefined) ?? path.join('models', 'park-play');
+  // Default: the committed model's folder, which predict and explain load, whatever the working
+  // directory; made relative to the working directory so that messages still say models/park-play
+  // when run from the package root.
+  const out = (options.out as string|undefined) ?? (path.relative(process.cwd(), defaultModelDir()) || '.');
 
   const corpus = loadCorpus(corpusPath);  // a bad corpus fails here, before any training
   const backend = await selectBackend((options.backend as BackendName|undefined) ?? 'auto');

@@ -358,6 +358,26 @@ describe('atomic saves', () => {
     expect(fs.readFileSync(target, 'utf8')).toBe('not a folder');
     model.dispose();
   });
+
+  it('refuses to save to a path ending in .json, leaving the folder that would hold it untouched', async () => {
+    const parent = path.join(tmp, 'save-to-json');
+    fs.mkdirSync(parent);
+    const sibling = path.join(parent, 'notes.txt');
+    fs.writeFileSync(sibling, 'keep me');
+    const before = fs.statSync(parent).ino;
+    const url = `file://${path.join(parent, 'x.json')}`;
+    const model = buildModel(80);
+    await expectNoLeak(async () => {
+      await expect(model.save(url)).rejects.toThrow(
+          `Received an invalid value for argument \`url\`, expected a folder to save model.json and weights.bin in, ` +
+          `not a path ending in .json. Received: url=${JSON.stringify(url)}`);
+    });
+    expect(fs.statSync(parent).ino).toBe(before);  // the same folder, not a replacement
+    expect(fs.readdirSync(parent)).toEqual(['notes.txt']);
+    expect(fs.readFileSync(sibling, 'utf8')).toBe('keep me');
+    expect(fs.readdirSync(tmp).filter(name => name.includes('.saving-'))).toEqual([]);
+    model.dispose();
+  });
 });
 
 function escapeRegExp(text: string): string {

@@ -22,7 +22,7 @@ import {traceAttention} from '../attention/trace_attention';
 import {registerWasmKernels} from '../backend/wasm_kernels';
 import {readingNotices} from '../cli/format';
 import {ExplainedStep, Explanation, explainSentence, meanOverHeads} from '../park/explanation';
-import {PARK_SENTENCE, ParkModel, parkModelFromLoaded} from '../park/park_model';
+import {disposeParkModel, PARK_SENTENCE, ParkModel, parkModelFromLoaded} from '../park/park_model';
 import {NextWordPrediction, predictNextWords, WordProbability} from '../park/prediction';
 import {tokenize} from '../park/vocabulary';
 import {heatmapSvg} from '../plots/heatmap_svg';
@@ -130,7 +130,7 @@ async function loadModel(url: string): Promise<ParkModel> {
   try {
     return parkModelFromLoaded(model, url);
   } catch (error) {
-    model.dispose();
+    disposeParkModel({model});
     throw error;
   }
 }

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {ValueError} from '../errors';
+import {invalidArgument, ValueError} from '../errors';
 
 const MODEL_JSON = 'model.json';
 const WEIGHTS_BIN = 'weights.bin';
@@ -19,7 +19,7 @@ export function setAfterFileWrittenForTest(hook: ((file: string) => void)|null):
 }
 
 /** 'file:///a/b' or 'file://a/b' -> '/a/b' or 'a/b'; a plain path stays as it is. */
-export function pathFromUrl(url: string): string {
+function pathFromUrl(url: string): string {
   return url.startsWith('file://') ? url.slice('file://'.length) : url;
 }
 
@@ -31,6 +31,8 @@ export function pathFromUrl(url: string): string {
 export class FileSystemIO implements tf.io.IOHandler {
   readonly folder: string;
   private readonly modelJsonPath: string;
+  /** The URL as given, when it names a .json file: loading reads it, saving refuses it. */
+  private readonly jsonUrl: string|null;
 
   constructor(url: string) {
     if (typeof url !== 'string' || pathFromUrl(url).trim() === '') {
@@ -38,6 +40,7 @@ export class FileSystemIO implements tf.io.IOHandler {
     }
     const target = path.resolve(pathFromUrl(url));
     const namesJson = path.basename(target).endsWith('.json');
+    this.jsonUrl = namesJson ? url : null;
     this.folder = namesJson ? path.dirname(target) : target;
     this.modelJsonPath = namesJson ? target : path.join(target, MODEL_JSON);
   }
@@ -45,9 +48,13 @@ export class FileSystemIO implements tf.io.IOHandler {
   /**
    * Writes the model into a temporary folder beside the target, then swaps it in with
    * renames, so a failure part way leaves the previous model as it was. Other files in an
-   * existing target folder (plots, notes) are carried over.
+   * existing target folder (plots, notes) are carried over. A URL that names a .json file
+   * is refused: saving writes a folder, and would replace the one that holds that file.
    */
   async save(artifacts: ModelArtifacts): Promise<SaveResult> {
+    if (this.jsonUrl != null) {
+      throw invalidArgument('url', 'a folder to save model.json and weights.bin in, not a path ending in .json', this.jsonUrl);
+    }
     if (artifacts.modelTopology instanceof ArrayBuffer) {
       throw new ValueError('FileSystemIO saves Layers models only; it received a binary (graph) model topology.');
     }
@@ -214,7 +221,7 @@ function linkOrCopy(from: string, to: string): void {
 }
 
 /** `tf.io` routers for file:// URLs, active only while tfjs-node (which has its own) is not loaded. */
-export function fileSystemRouter(url: string|string[]): tf.io.IOHandler|null {
+function fileSystemRouter(url: string|string[]): tf.io.IOHandler|null {
   if (Array.isArray(url) || typeof url !== 'string' || !url.startsWith('file://')) return null;
   if (tf.findBackendFactory('tensorflow') != null) return null;  // tfjs-node handles file:// itself
   return new FileSystemIO(url);

@@ -4,6 +4,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '../index';  // registers the layers and the file:// handler
 import {ValueError} from '../errors';
+import {fileSystem} from '../io/file_system_io';
 import {packageRoot} from '../package_root';
 import {disposeParkModel, ParkModel, parkModelFromLoaded} from './park_model';
 
@@ -30,12 +31,16 @@ export async function loadParkModel(location: string): Promise<ParkModel> {
   try {
     return parkModelFromLoaded(model, location);
   } catch (error) {
-    disposeParkModel({model} as ParkModel);
+    disposeParkModel({model});
     throw error;
   }
 }
 
-/** Saves atomically (a temporary folder beside `folder`, then a rename). */
+/**
+ * Saves atomically (a temporary folder beside `folder`, then a rename) with this package's
+ * own handler, named explicitly: a file:// URL would go to tfjs-node's handler when tfjs-node
+ * is loaded, since this package's file:// router then steps aside.
+ */
 export async function saveParkModel(park: ParkModel, folder: string): Promise<void> {
-  await park.model.save(`file://${path.resolve(folder)}`);
+  await park.model.save(fileSystem(path.resolve(folder)));
 }

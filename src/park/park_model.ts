@@ -109,7 +109,7 @@ export function parkModelFromLoaded(model: tf.LayersModel, source: string): Park
  * `tf.loadLayersModel` is compiled from its saved training config, and `model.dispose()`
  * leaves that optimizer's tensors behind.
  */
-export function disposeParkModel(park: ParkModel): void {
+export function disposeParkModel(park: Pick<ParkModel, 'model'>): void {
   const optimizer = park.model.optimizer;
   park.model.dispose();
   optimizer?.dispose();
