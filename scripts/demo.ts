@@ -13,9 +13,9 @@ import {packageRoot} from '../src/package_root';
 
 const ROOT = packageRoot();
 /** Where the bundle goes: git-ignored through `dist/`. */
-export const DEFAULT_DEMO_DIR = path.join(ROOT, 'dist', 'demo');
+const DEFAULT_DEMO_DIR = path.join(ROOT, 'dist', 'demo');
 /** What /models/ serves: the repo's models folder, so the page finds models/park-play. */
-export const DEFAULT_MODELS_DIR = path.join(ROOT, 'models');
+const DEFAULT_MODELS_DIR = path.join(ROOT, 'models');
 const SOURCE_DIR = path.join(ROOT, 'src', 'demo');
 const WASM_DIR = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
 
@@ -62,7 +62,7 @@ const CONTENT_TYPES: {[extension: string]: string} = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-export function contentTypeOf(file: string): string {
+function contentTypeOf(file: string): string {
   return CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
@@ -70,7 +70,7 @@ export function contentTypeOf(file: string): string {
  * The file that `urlPath` names under `root`, or null when it leaves `root` (`..`, encoded
  * or not), holds a NUL, or is not valid percent-encoding.
  */
-export function resolveUnder(root: string, urlPath: string): string|null {
+function resolveUnder(root: string, urlPath: string): string|null {
   let decoded: string;
   try {
     decoded = decodeURIComponent(urlPath);

@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import {parseCorpus} from '../src/park/corpus';
+import {defaultCorpusPath, parseCorpus} from '../src/park/corpus';
 
 /** A sentence subject with what its verbs need to agree. */
 export interface Subject {
@@ -31,7 +31,7 @@ export const SUBJECTS: Subject[] = [
 export const SPORTS = ['football', 'cricket', 'basketball', 'tennis'];
 
 /** The words that name a sport's kit or place; a sentence with one of them is about that sport only. */
-export const SPORT_CUES: Record<string, string[]> = {
+const SPORT_CUES: Record<string, string[]> = {
   cricket: ['bat', 'wicket'],
   tennis: ['racket', 'net'],
   football: ['boots', 'goal'],
@@ -39,10 +39,10 @@ export const SPORT_CUES: Record<string, string[]> = {
 };
 
 /** The fewest words between a cue and the last word: the model must look back to find it. */
-export const MIN_CUE_DISTANCE = 4;
+const MIN_CUE_DISTANCE = 4;
 
 /** The longest sentence, in words (the model's context window is one less). */
-export const MAX_WORDS = 14;
+const MAX_WORDS = 14;
 
 /**
  * One sentence pattern. Placeholders: {S} subject, {P} its pronoun, {poss} its possessive,
@@ -62,23 +62,21 @@ export interface Template {
   ambiguous?: boolean;
 }
 
-export const TEMPLATES: Template[] = [
+const TEMPLATES: Template[] = [
   // Ambiguous: any sport (the explainer's "i like to go to the park and play ___").
   {context: 'park', pattern: '{S} {V} to go to the park and play {X}', verbs: ['like', 'love', 'want'], last: SPORTS, ambiguous: true},
   {context: 'park', pattern: '{S} went to the park to play {X}', last: SPORTS, ambiguous: true},
-  // Determined by a cue word several words before the sport.
-  {context: 'cricket', pattern: '{S} {take} {poss} bat to the park to play {X}', last: ['cricket']},
-  {context: 'cricket', pattern: '{S} {V} to bring {poss} bat to the park and play {X}', verbs: ['like', 'want'], last: ['cricket']},
-  {context: 'cricket', pattern: 'with {poss} new bat {S} {go} to the park to play {X}', last: ['cricket']},
-  {context: 'cricket', pattern: '{S} {set} up the wicket in the park and {play} {X}', last: ['cricket']},
-  {context: 'tennis', pattern: '{S} {take} {poss} racket to the park to play {X}', last: ['tennis']},
-  {context: 'tennis', pattern: '{S} {V} to bring {poss} racket to the park and play {X}', verbs: ['like', 'want'], last: ['tennis']},
-  {context: 'tennis', pattern: 'with {poss} new racket {S} {go} to the park to play {X}', last: ['tennis']},
-  {context: 'tennis', pattern: '{S} {set} up the net in the park and {play} {X}', last: ['tennis']},
-  {context: 'football', pattern: '{S} {take} {poss} boots to the park to play {X}', last: ['football']},
-  {context: 'football', pattern: '{S} {V} to bring {poss} boots to the park and play {X}', verbs: ['like', 'want'], last: ['football']},
-  {context: 'football', pattern: 'with {poss} new boots {S} {go} to the park to play {X}', last: ['football']},
-  {context: 'football', pattern: '{S} {set} up the goal in the park and {play} {X}', last: ['football']},
+  // Determined by a cue word several words before the sport: its kit (the sport's first
+  // SPORT_CUES word) or its place (the second), four patterns for each of these three sports.
+  ...['cricket', 'tennis', 'football'].flatMap((sport): Template[] => {
+    const [kit, place] = SPORT_CUES[sport];
+    return [
+      {context: sport, pattern: `{S} {take} {poss} ${kit} to the park to play {X}`, last: [sport]},
+      {context: sport, pattern: `{S} {V} to bring {poss} ${kit} to the park and play {X}`, verbs: ['like', 'want'], last: [sport]},
+      {context: sport, pattern: `with {poss} new ${kit} {S} {go} to the park to play {X}`, last: [sport]},
+      {context: sport, pattern: `{S} {set} up the ${place} in the park and {play} {X}`, last: [sport]},
+    ];
+  }),
   {context: 'basketball', pattern: '{S} {take} {poss} ball to the hoop at the park to play {X}', last: ['basketball']},
   {context: 'basketball', pattern: '{S} {V} to shoot at the hoop in the park and play {X}', verbs: ['like', 'want'], last: ['basketball']},
   {context: 'basketball', pattern: '{S} {throw} the ball through the hoop at the park and {play} {X}', last: ['basketball']},
@@ -134,7 +132,7 @@ function heldOutSubject(k: number): Subject {
 }
 
 /** The sport a sentence's cue words name, or undefined when it has none. */
-export function cuedSport(words: string[]): string | undefined {
+function cuedSport(words: string[]): string | undefined {
   const sports = SPORTS.filter((sport) => SPORT_CUES[sport].some((cue) => words.includes(cue)));
   if (sports.length > 1) throw new Error(`make_corpus: "${words.join(' ')}" names cues of ${sports.join(', ')}`);
   return sports[0];
@@ -252,7 +250,7 @@ function check(train: Generated[], heldOut: Generated[]): void {
 }
 
 /** Where the corpus lives in the source tree. */
-export const CORPUS_PATH = path.join(__dirname, '..', 'src', 'park', 'corpus', 'park_corpus.txt');
+const CORPUS_PATH = defaultCorpusPath();
 
 if (require.main === module) {
   const text = corpusText();

@@ -23,7 +23,7 @@ export interface OptionSpec {
 export type ParsedOptions = {[name: string]: string|number|boolean|undefined};
 
 /** Parses `argv` (without node and the script) against `specs`; unknown options are errors. */
-export function parseCommandLine(argv: string[], specs: {[name: string]: OptionSpec}):
+function parseCommandLine(argv: string[], specs: {[name: string]: OptionSpec}):
     {options: ParsedOptions; positionals: string[]} {
   const parseSpecs: {[name: string]: {type: 'string'|'boolean'}} = {help: {type: 'boolean'}};
   for (const [name, spec] of Object.entries(specs)) parseSpecs[name] = {type: spec.type === 'boolean' ? 'boolean' : 'string'};

@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import * as nodePath from 'path';
 
 import {ValueError} from '../errors';
+import {packageRoot} from '../package_root';
 import {tokenize} from './vocabulary';
 
 /** Tokenized sentences; the last word of each is the word to predict. */
@@ -81,12 +82,7 @@ export function defaultCorpusPath(): string {
   if (fs.existsSync(beside)) return beside;
   // After tsc this file runs from dist/src/park, where tsc did not copy the .txt file:
   // the corpus is still in the package's src folder.
-  for (let dir = __dirname; ; dir = nodePath.dirname(dir)) {
-    if (fs.existsSync(nodePath.join(dir, 'package.json'))) {
-      return nodePath.join(dir, 'src', 'park', 'corpus', 'park_corpus.txt');
-    }
-    if (nodePath.dirname(dir) === dir) return beside;
-  }
+  return nodePath.join(packageRoot(), 'src', 'park', 'corpus', 'park_corpus.txt');
 }
 
 /** Holds out sentences 10, 20, 30, ... unless that takes the last example of their last word. */

@@ -62,7 +62,7 @@ export function predictNextWords(park: ParkModel, sentence: string, k = 5): Next
 }
 
 /** The k largest entries of one probability row, as words. */
-export function topK(park: ParkModel, row: ArrayLike<number>, k: number): WordProbability[] {
+function topK(park: ParkModel, row: ArrayLike<number>, k: number): WordProbability[] {
   const ids: number[] = [];
   for (let id = 0; id < row.length; id++) if (id !== PAD_ID && id !== UNK_ID) ids.push(id);
   ids.sort((a, b) => row[b] - row[a] || a - b);

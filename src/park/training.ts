@@ -1,6 +1,6 @@
 /** Training and evaluation of the park model, deterministic for a seed and backend. */
 import * as tf from '@tensorflow/tfjs';
-import {checkPositiveFinite, checkPositiveInteger} from '../errors';
+import {checkPositiveFinite, checkPositiveInteger, invalidArgument} from '../errors';
 import {Corpus} from './corpus';
 import {contextWindow, makeExamples} from './dataset';
 import {attachMetadata, createParkModel, ParkModel, ParkModelOptions} from './park_model';
@@ -54,7 +54,7 @@ export async function trainParkModel(corpus: Corpus, options: TrainOptions = {})
   checkPositiveInteger('epochs', epochs);
   checkPositiveInteger('batchSize', batchSize);
   checkPositiveFinite('learningRate', learningRate);
-  if (!Number.isInteger(seed)) checkPositiveInteger('seed', seed);
+  if (typeof seed !== 'number' || !Number.isInteger(seed)) throw invalidArgument('seed', 'an integer', seed);
 
   const vocabulary = Vocabulary.fromSentences(corpus.train);
   const window = contextWindow(corpus);
@@ -63,13 +63,15 @@ export async function trainParkModel(corpus: Corpus, options: TrainOptions = {})
   const park: ParkModel = {model, vocabulary, window};
 
   const {xs, ys} = makeExamples(corpus.train, vocabulary, window);  // [N, W], [N]
+  let targets: tf.Tensor|null = null;
   const random = seededRandom(seed);
   const history: EpochLogs[] = [];
   try {
+    targets = tf.tidy(() => ys.cast('float32').expandDims(1));       // [N, 1], built once
     for (let epoch = 0; epoch < epochs; epoch++) {
       const order = tf.tensor1d(permutation(xs.shape[0], random), 'int32');
       const epochXs = tf.gather(xs, order);                             // [N, W]
-      const epochYs = tf.tidy(() => tf.gather(ys, order).cast('float32').expandDims(1));  // [N, 1]
+      const epochYs = tf.gather(targets, order);                        // [N, 1]
       try {
         const fitted = await model.fit(epochXs, epochYs, {epochs: 1, batchSize, shuffle: false, verbose: 0});
         const logs = {loss: fitted.history.loss[0] as number, accuracy: fitted.history.acc[0] as number};
@@ -81,6 +83,7 @@ export async function trainParkModel(corpus: Corpus, options: TrainOptions = {})
     }
   } finally {
     tf.dispose([xs, ys]);
+    targets?.dispose();
   }
   attachMetadata(park, {epochs, seed, learningRate, batchSize, trainSentences: corpus.train.length});
   return {park, history};

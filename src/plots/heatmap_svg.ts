@@ -96,7 +96,7 @@ function textColorOn(fill: string): string {
  * Short text for a value: 2 decimals (none from 100 up), or the integer as it is when
  * `integers` says the whole matrix holds integers (e.g. counts).
  */
-export function formatCellValue(v: number, integers = Number.isInteger(v)): string {
+function formatCellValue(v: number, integers = Number.isInteger(v)): string {
   if (integers) return String(v);
   return Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2);
 }
