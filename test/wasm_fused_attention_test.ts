@@ -17,6 +17,7 @@ import {
   FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedAttentionLayer, fusedAttentionLayerFits,
   fusedMultiHeadAttention,
 } from '../src/backend/wasm_fused_attention';
+import * as threadsModule from '../src/backend/attention_threads';
 import {getSecondThread, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
 import {runCommand} from './helpers/run_script';
 import {ValueError} from '../src/errors';
@@ -55,6 +56,17 @@ function onlyTheOutput<T extends tf.Tensor>(fn: () => T): T {
 function randomTensor(shape: number[], seed: number, range = 1): {tensor: tf.Tensor; values: Nested} {
   const tensor = tf.tensor(randomArray(shape, seed, range) as number[], shape, 'float32');
   return {tensor, values: tensor.arraySync() as Nested};
+}
+
+/** Random Q [..., T, dk], K [..., S, dk], V [..., S, dv] (seeds seed, +1, +2) and the plain-array attention output. */
+function randomAttention(lead: number[], sizes: {T: number; S: number; dk: number; dv: number}, options: {scale: number; causal?: boolean}, seed: number):
+    {q: tf.Tensor; k: tf.Tensor; v: tf.Tensor; expected: Nested} {
+  const {T, S, dk, dv} = sizes;
+  const q = randomTensor([...lead, T, dk], seed);
+  const k = randomTensor([...lead, S, dk], seed + 1);
+  const v = randomTensor([...lead, S, dv], seed + 2);
+  const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, options).output as Nested;
+  return {q: q.tensor, k: k.tensor, v: v.tensor, expected};
 }
 
 /** Columns from..from+width of every row of every batch: [B][L][C] -> [B][L][width]. */
@@ -107,16 +119,13 @@ describe('fusedAttention computes softmax(scale·Q·Kᵀ)·V', () => {
     ['several key blocks of 256, the last one partial (S = 600)', [2], 9, 600, 16, 8, null],
   ];
   it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i, scale %s', (_, lead, T, S, dk, dv, scale) => {
-    const q = randomTensor([...lead, T, dk], 101);
-    const k = randomTensor([...lead, S, dk], 102);
-    const v = randomTensor([...lead, S, dv], 103);
     const s = scale ?? 1 / Math.sqrt(dk);
-    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale: s}).output;
-    const out = onlyTheOutput(() => fusedAttention(q.tensor, k.tensor, v.tensor, s));
+    const {q, k, v, expected} = randomAttention(lead, {T, S, dk, dv}, {scale: s}, 101);
+    const out = onlyTheOutput(() => fusedAttention(q, k, v, s));
     expect(out.shape).toEqual([...lead, T, dv]);
     expect(out.dtype).toBe('float32');
-    expectClose(out, expected as Nested, 1e-5);
-    disposeAll(out, q.tensor, k.tensor, v.tensor);
+    expectClose(out, expected, 1e-5);
+    disposeAll(out, q, k, v);
   });
 
   it('leaves its inputs unchanged and gives the same result twice', () => {
@@ -155,14 +164,11 @@ describe('fusedAttention with causal: query t attends keys s <= t (top-left alig
     ['rank 4, several heads', [2, 3], 37, 37, 8, 8],
   ];
   it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i', (_, lead, T, S, dk, dv) => {
-    const q = randomTensor([...lead, T, dk], 111);
-    const k = randomTensor([...lead, S, dk], 112);
-    const v = randomTensor([...lead, S, dv], 113);
     const scale = 1 / Math.sqrt(dk);
-    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale, causal: true}).output;
-    const out = onlyTheOutput(() => fusedAttention(q.tensor, k.tensor, v.tensor, scale, true));
-    expectClose(out, expected as Nested, 1e-5);
-    disposeAll(out, q.tensor, k.tensor, v.tensor);
+    const {q, k, v, expected} = randomAttention(lead, {T, S, dk, dv}, {scale, causal: true}, 111);
+    const out = onlyTheOutput(() => fusedAttention(q, k, v, scale, true));
+    expectClose(out, expected, 1e-5);
+    disposeAll(out, q, k, v);
   });
 
   it('the first query sees only the first key: its output is V[0]', () => {
@@ -314,12 +320,20 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
   });
 
   /** The kernel's result with one thread and with two. */
+  /** The kernel's result with one thread and with two, checking that the worker ran only for the second. */
   function bothWays(run: () => tf.Tensor): {one: tf.Tensor; two: tf.Tensor} {
-    setAttentionThreads(1);
-    const one = run();
-    setAttentionThreads(2);
-    const two = run();
-    return {one, two};
+    const workerRuns = jest.spyOn(threadsModule, 'runOnBothThreads');
+    try {
+      setAttentionThreads(1);
+      const one = run();
+      expect(workerRuns).not.toHaveBeenCalled();
+      setAttentionThreads(2);
+      const two = run();
+      expect(workerRuns).toHaveBeenCalled();
+      return {one, two};
+    } finally {
+      workerRuns.mockRestore();
+    }
   }
 
   // [name, leading dims, T, S, dk, dv]: each call is above the threshold (checked below).
@@ -333,34 +347,28 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
   it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i: bit for bit the one-thread result, and the reference', (_, lead, T, S, dk, dv) => {
     const pairs = lead.reduce((a, b) => a * b, 1);
     expect(2 * pairs * T * S * (dk + dv)).toBeGreaterThanOrEqual(TWO_THREAD_MIN_FLOPS);
-    const q = randomTensor([...lead, T, dk], 201);
-    const k = randomTensor([...lead, S, dk], 202);
-    const v = randomTensor([...lead, S, dv], 203);
     const scale = 1 / Math.sqrt(dk);
-    const {one, two} = bothWays(() => onlyTheOutput(() => fusedAttention(q.tensor, k.tensor, v.tensor, scale)));
+    const {q, k, v, expected} = randomAttention(lead, {T, S, dk, dv}, {scale}, 201);
+    const {one, two} = bothWays(() => onlyTheOutput(() => fusedAttention(q, k, v, scale)));
     // The same kernel computes each tile on either thread: the results are identical.
     expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
-    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale}).output;
-    expectClose(two, expected as Nested, 1e-5);
-    disposeAll(one, two, q.tensor, k.tensor, v.tensor);
+    expectClose(two, expected, 1e-5);
+    disposeAll(one, two, q, k, v);
   });
 
   it.each([
     ['T = S = 512', 512, 512],
-    ['T = 509, S = 700 (the worker takes the first half of the queries: q0 = 0 and 4·half)', 509, 700],
+    ['T = 509, S = 700 (the worker takes the first tiles/√2 of the queries, this thread the rest from query 4·that)', 509, 700],
   ])('causal, %s: bit for bit the one-thread result, and the reference', (_, T, S) => {
-    const q = randomTensor([1, T, 64], 211);
-    const k = randomTensor([1, S, 64], 212);
-    const v = randomTensor([1, S, 64], 213);
-    const {one, two} = bothWays(() => fusedAttention(q.tensor, k.tensor, v.tensor, 0.125, true));
+    const {q, k, v, expected} = randomAttention([1], {T, S, dk: 64, dv: 64}, {scale: 0.125, causal: true}, 211);
+    const {one, two} = bothWays(() => fusedAttention(q, k, v, 0.125, true));
     expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
-    const expected = referenceDotProductAttention(q.values as Matrix, k.values as Matrix, v.values as Matrix, {scale: 0.125, causal: true}).output;
-    expectClose(two, expected as Nested, 1e-5);
-    disposeAll(one, two, q.tensor, k.tensor, v.tensor);
+    expectClose(two, expected, 1e-5);
+    disposeAll(one, two, q, k, v);
   });
 
   it('reads heads side by side from one tensor qkv (copied once) as on one thread', () => {
-    const [B, T, H, dk, dv] = [2, 256, 4, 16, 16];
+    const [B, T, H, dk, dv] = [2, 300, 4, 16, 16];  // 46 MFLOP: above the threshold
     const qkv = randomTensor([B, T, H * (2 * dk + dv)], 204);
     const sizes = {heads: H, dk, dv, scale: 0.25};
     const run = () => fusedMultiHeadAttention(
@@ -519,9 +527,9 @@ describe('which path the op takes (attentionPath)', () => {
     expect(attentionPath(null, shape, 16, 16, {recording: true})).toBe('standard');        // T < 4096
     expect(attentionPath(0, shape, 16, 16)).toBe('standard');
     expect(attentionPath(16, shape, 16, 16)).toBe('memory-efficient');
-    expect(attentionPath(null, shape, 16, 16, {unmasked: false})).not.toBe('fused');
-    expect(attentionPath(null, shape, 16, 16, {returnWeights: true})).not.toBe('fused');
-    expect(attentionPath(null, shape, 16, 16, {dropoutActive: true})).not.toBe('fused');
+    expect(attentionPath(null, shape, 16, 16, {unmasked: false})).toBe('standard');
+    expect(attentionPath(null, shape, 16, 16, {returnWeights: true})).toBe('standard');
+    expect(attentionPath(null, shape, 16, 16, {dropoutActive: true})).toBe('standard');
     // Long keys: the fused kernel serves every length; with a gradient, the blocked path.
     expect(attentionPath(null, [1, 1, 8192, 8192], 64, 64)).toBe('fused');
     expect(attentionPath(null, [1, 1, 8192, 8192], 64, 64, {recording: true})).toBe('memory-efficient');
@@ -664,9 +672,11 @@ describe('the op and the layer on wasm give the same results on the fused path a
     expect(layerSpy).toHaveBeenCalledTimes(1);
     const b = standard.apply(x.tensor, {mask}) as tf.Tensor;
     expectClose(a, b, 1e-5);
-    // The all-padding row attends nothing: its output is the output projection's bias, or 0.
-    const lastRow = tf.tidy(() => a.slice([B - 1, 0, 0], [1, T, a.shape[2]!]).abs().max().dataSync()[0]);
-    if (args.outputDim == null) expect(lastRow).toBe(0);
+    // The all-padding row attends nothing: its output is the output projection's bias (the
+    // last weight), or 0 without one.
+    const lastRow = tf.tidy(() => a.slice([B - 1, 0, 0], [1, T, a.shape[2]!]).arraySync()) as number[][][];
+    const bias = args.outputDim == null ? null : fused.getWeights()[fused.getWeights().length - 1].arraySync() as number[];
+    expectClose(lastRow, [Array.from({length: T}, () => bias ?? new Array<number>(a.shape[2]!).fill(0))], 1e-6);
     disposeAll(a, b, x.tensor, mask);
     fused.dispose();
     standard.dispose();

@@ -39,9 +39,7 @@ export function sizeOf(shape: number[]): number {
  * op(a) · op(b) over the last two axes, where op transposes when its flag is set; the same
  * result as `tf.matMul(a, b, transposeA, transposeB)`, computed the fastest way for the
  * backend. Where the flags are slow (wasm) and the product has batch 1, the flags are
- * replaced by explicit transposes, choosing between op(a)·op(b) and (op(b)ᵀ·op(a)ᵀ)ᵀ
- * whichever moves fewer elements: for Pᵀ·dO with P [T, S] and dO [T, dv] the second
- * transposes two [T, dv]-sized tensors instead of the [T, S] one. Batched products keep the
+ * replaced by explicit transposes (`withExplicitTransposes`). Batched products keep the
  * flags there: wasm runs them in the same scalar loop either way.
  */
 export function matMulFast(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
@@ -49,15 +47,26 @@ export function matMulFast(a: tf.Tensor, b: tf.Tensor, transposeA = false, trans
   if (!transposeFlagsAreSlow() || (!transposeA && !transposeB) || batch !== 1 || sizeOf(b.shape.slice(0, -2)) !== 1) {
     return tf.matMul(a, b, transposeA, transposeB);
   }
-  const outRows = a.shape[a.rank - (transposeA ? 1 : 2)];
-  const outCols = b.shape[b.rank - (transposeB ? 2 : 1)];
-  const direct = (transposeA ? a.size : 0) + (transposeB ? b.size : 0);
-  const swapped = (transposeA ? 0 : a.size) + (transposeB ? 0 : b.size) + outRows * outCols;
-  if (direct <= swapped) {
-    return tf.matMul(transposeA ? swapLastAxes(a) : a, transposeB ? swapLastAxes(b) : b);  // [..., M, N]
-  }
-  const resultT = tf.matMul(transposeB ? b : swapLastAxes(b), transposeA ? a : swapLastAxes(a));  // [..., N, M]
-  return swapLastAxes(resultT);  // [..., M, N]
+  return withExplicitTransposes(a, b, transposeA, transposeB, (x, y) => tf.matMul(x, y));  // [..., M, N]
+}
+
+/**
+ * op(a)·op(b) from `product`, which multiplies untransposed operands: as
+ * product(op(a), op(b)) with explicit transposes, or as product(op(b)ᵀ, op(a)ᵀ)ᵀ, whichever
+ * moves fewer elements (for Pᵀ·dO with P [T, S] and dO [T, dv] the second transposes two
+ * [T, dv]-sized tensors instead of the [T, S] one).
+ */
+export function withExplicitTransposes(
+    a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean, product: (x: tf.Tensor, y: tf.Tensor) => tf.Tensor): tf.Tensor {
+  if (!transposeA && !transposeB) return product(a, b);                         // [..., M, N]
+  return tf.tidy(() => {
+    const outRows = a.shape[a.rank - (transposeA ? 1 : 2)];
+    const outCols = b.shape[b.rank - (transposeB ? 2 : 1)];
+    const direct = (transposeA ? a.size : 0) + (transposeB ? b.size : 0);
+    const swapped = (transposeA ? 0 : a.size) + (transposeB ? 0 : b.size) + sizeOf(a.shape.slice(0, -2)) * outRows * outCols;
+    if (direct <= swapped) return product(transposeA ? swapLastAxes(a) : a, transposeB ? swapLastAxes(b) : b);  // [..., M, N]
+    return swapLastAxes(product(transposeB ? b : swapLastAxes(b), transposeA ? a : swapLastAxes(a)));          // [..., M, N]
+  });
 }
 
 /**

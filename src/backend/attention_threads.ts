@@ -11,9 +11,12 @@ import {ValueError} from '../errors';
 import {sharedModuleBytes} from './wasm_heap_module';
 import type {HeapModule} from './wasm_heap_module';
 
-/** Most 64 KiB pages of the shared memory (1 GiB of address space, reserved, not used). */
+/**
+ * Most 64 KiB pages of the shared memory: 1 GiB of address space, reserved. It holds what
+ * the largest call so far needed (at most SHARED_MAX_BYTES) and never shrinks.
+ */
 const SHARED_PAGES = 16384;
-/** Most bytes of operands one two-thread call may place in the shared memory. */
+/** Most bytes that one two-thread call may use of the shared memory. */
 export const SHARED_MAX_BYTES = 256 * 2 ** 20;
 /**
  * Fewest FLOPs of one call, 2·B·H·T·S·(dk + dv), for which the second thread is used: below,
@@ -36,8 +39,10 @@ function workerTimeoutMs(share: WorkerShare): number {
   return Math.max(120_000, flops / 1e6);
 }
 
-/** Byte offset of the job's fields (int32) at the start of the shared memory. */
+/** Bytes of the job's fields (int32) at the start of the shared memory. */
 const HEADER_BYTES = 128;
+/** Byte offset in the shared memory where a call's data may start, after the header. */
+export const SHARED_DATA_START = HEADER_BYTES;
 /** Int32 slots of the header. */
 const SLOT = {
   job: 0,       // 0: idle, 1: a job for the worker, 2: stop
@@ -95,8 +100,6 @@ export interface SecondThread {
   header: Int32Array;
   /** Float32 view of the header (for the scale). */
   headerFloats: Float32Array;
-  /** Byte offset where operands may start. */
-  dataStart: number;
 }
 
 /** undefined: not tried; null: not available here. */
@@ -159,7 +162,7 @@ export function getSecondThread(): SecondThread|null {
     if (Atomics.load(header, SLOT.ready) !== 1) return null;
     secondThread = {
       memory, module: instance.exports as unknown as HeapModule, header,
-      headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4), dataStart: HEADER_BYTES,
+      headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4),
     };
   } catch {
     secondThread = null;
@@ -167,9 +170,8 @@ export function getSecondThread(): SecondThread|null {
   return secondThread;
 }
 
-/** Grows the shared memory to hold `bytes` after the header; returns a fresh Float32Array of it all. */
-export function sharedFloats(thread: SecondThread, bytes: number): Float32Array {
-  const needed = thread.dataStart + bytes;
+/** Grows the shared memory to at least `needed` bytes from its start; returns a fresh Float32Array of it all. */
+export function sharedFloats(thread: SecondThread, needed: number): Float32Array {
   const have = thread.memory.buffer.byteLength;
   if (have < needed) thread.memory.grow(Math.ceil((needed - have) / 65536));
   return new Float32Array(thread.memory.buffer);

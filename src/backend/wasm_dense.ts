@@ -1,7 +1,9 @@
 /** A dense layer's product x·w + b for inference on wasm, as one kernel (`project` of wasm_heap_module.ts). */
 import * as tf from '@tensorflow/tfjs';
 import {heapAddress, heapFloats, heapModule, withHeapBuffer} from './wasm_heap_module';
-import type {HeapModule, WasmBackendLike} from './wasm_heap_module';
+import type {HeapModule} from './wasm_heap_module';
+import {runWasmKernel} from './wasm_kernel_registry';
+import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
 const DENSE_KERNEL_NAME = 'TfjsAttentionDense';
 
@@ -48,8 +50,8 @@ export function packRows(backend: WasmBackendLike, module: HeapModule, x: tf.Ten
  * x [N, dIn] · w [dIn, dOut] (+ b [dOut]) -> [N, dOut] on the heap: x packed by fours into
  * a work buffer, the result written in place when N is a multiple of 4 and dOut of 8.
  */
-function denseKernelFunc(args: {inputs: tf.NamedTensorMap; backend: unknown}): tf.TensorInfo {
-  const backend = args.backend as WasmBackendLike;
+function denseKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
+  const backend = args.backend;
   const module = heapModule(backend)!;
   const {x, w, b} = args.inputs;
   const [n, dIn] = x.shape as [number, number];
@@ -91,14 +93,11 @@ export function denseFusedFits(dIn: number, dOut: number): boolean {
  * matMul for attention's projections: 0.45 against 0.70 ms for [1024, 64]·[64, 64].
  */
 export function denseFused(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor|null): tf.Tensor {
-  if (tf.getKernel(DENSE_KERNEL_NAME, 'wasm') == null) {
-    tf.registerKernel({kernelName: DENSE_KERNEL_NAME, backendName: 'wasm', kernelFunc: denseKernelFunc as unknown as tf.KernelFunc});
-  }
   const [dIn, dOut] = w.shape as [number, number];
   return tf.tidy(() => {
     const inputs: tf.NamedTensorMap = {x: x.reshape([-1, dIn]), w};
     if (b != null) inputs.b = b;
-    const y = tf.engine().runKernel(DENSE_KERNEL_NAME, inputs) as tf.Tensor;   // [N, dOut]
+    const y = runWasmKernel(DENSE_KERNEL_NAME, denseKernelFunc, inputs);   // [N, dOut]
     return y.reshape([...x.shape.slice(0, -1), dOut]);
   });
 }

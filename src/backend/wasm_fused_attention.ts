@@ -8,11 +8,13 @@
  * (attention_threads.ts). Inference only: no gradient is registered.
  */
 import * as tf from '@tensorflow/tfjs';
-import {getSecondThread, runOnBothThreads, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, TWO_THREAD_MIN_FLOPS} from './attention_threads';
+import {getSecondThread, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, TWO_THREAD_MIN_FLOPS} from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import {denseFusedFits, packRows, projectPacked} from './wasm_dense';
 import {heapAddress, heapFloats, heapModule, withHeapBuffer} from './wasm_heap_module';
-import type {HeapModule, WasmBackendLike} from './wasm_heap_module';
+import type {HeapModule} from './wasm_heap_module';
+import {runWasmKernel} from './wasm_kernel_registry';
+import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
 /** Sizes of one call: B batches of H heads, T queries, S keys, head sizes dk and dv. */
 interface FusedSizes {
@@ -60,10 +62,10 @@ interface Layout {
   total: number;
 }
 
-function layoutOf({T, S, dk, dv}: FusedSizes): Layout {
+function layoutOf({T, S, dk, dv}: {T: number; S: number; dk: number; dv: number}): Layout {
   const tiles = Math.ceil(T / 4);
   const panels = Math.ceil(S / 8);
-  const dvp = Math.ceil(dv / 8) * 8;
+  const dvp = roundUp(dv, 8);
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const padV = dvp !== dv;
   const padOut = padV || tiles * 4 !== T;
@@ -78,7 +80,7 @@ function layoutOf({T, S, dk, dv}: FusedSizes): Layout {
 
 /** Floats of one thread's scratch for blocks of `block` keys (16-float aligned). */
 function scratchFloats(block: number): number {
-  return Math.ceil((block * 4 + 4) / 16) * 16;
+  return roundUp(block * 4 + 4, 16);
 }
 
 /**
@@ -91,7 +93,7 @@ export const FUSED_MAX_BYTES = 64 * 2 ** 20;
 
 /** Bytes of work buffers of one call (see FUSED_MAX_BYTES), besides the output. */
 export function fusedAttentionBytes(T: number, S: number, dk: number, dv: number): number {
-  return 4 * layoutOf({batch: 1, heads: 1, T, S, dk, dv}).total;
+  return 4 * layoutOf({T, S, dk, dv}).total;
 }
 
 /**
@@ -139,13 +141,12 @@ function attendHeads(
   const {q, k, v} = operands;
   const layout = layoutOf(sizes);
   const {tiles, panels, dvp, block} = layout;
-  const pairs = batch * heads;
-  const thread = 2 * pairs * T * S * (dk + dv) >= TWO_THREAD_MIN_FLOPS && tiles >= 2 ? getSecondThread() : null;
-  // Bytes in the shared memory, at most: the operands copied, Q and K packed, V padded, the output, two scratch buffers.
-  const sharedBytes = 4 * ([q, k, v].reduce((n, x) => n + x.rows * x.width, 0) + batch * S +
-      pairs * (5 + tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp) + 2 * (scratchFloats(block) + tiles * 8) + 32);
-  if (thread != null && sharedBytes <= SHARED_MAX_BYTES) {
-    attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout});
+  const large = 2 * batch * heads * T * S * (dk + dv) >= TWO_THREAD_MIN_FLOPS && tiles >= 2;
+  const shared = large ? sharedLayoutOf(operands, sizes, layout) : null;
+  const thread = shared != null && 4 * shared.end <= SHARED_MAX_BYTES ? getSecondThread() : null;
+  lastCallThreads = thread == null ? 1 : 2;
+  if (thread != null) {
+    attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout, shared: shared!});
     return;
   }
   const keyBiasOf = (b: number) => (operands.keyBias == null ? 0 : operands.keyBias + 4 * b * S);
@@ -190,8 +191,8 @@ function attendHeads(
  * q from column `qColumn + h·dk`, its keys and values likewise. Output [B, T, H·dv], the
  * heads side by side.
  */
-function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
-  const backend = args.backend as WasmBackendLike;
+function fusedKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
+  const backend = args.backend;
   const {q, k, v} = args.inputs;
   const attrs = args.attrs as unknown as FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number};
   const output = backend.makeOutput([attrs.batch, attrs.T, attrs.heads * attrs.dv], 'float32');
@@ -208,8 +209,8 @@ function fusedKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: strin
  * are packed once, projected into work buffers of the heap, and attended there: output
  * [B, T, H·dv].
  */
-function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
-  const backend = args.backend as WasmBackendLike;
+function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
+  const backend = args.backend;
   const module = heapModule(backend)!;
   const {x, c, wq, wk, wv, bq, bk, bv, keyBias} = args.inputs;
   const {heads, dk, dv, scale, causal} = args.attrs as unknown as Attending&{heads: number; dk: number; dv: number};
@@ -242,106 +243,156 @@ function fusedLayerKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: 
 }
 
 /**
- * The fused kernel on two threads (see attention_threads.ts). Q, K and V are copied whole
- * into the shared memory, and each pair's Q and K packed there; the worker attends the
- * first half of every pair's query tiles, this thread the second half. When no padding is
- * needed (T % 4 = 0, dv % 8 = 0) V is read in place and the output is written in its final
- * layout, so that it comes back in one copy.
+ * Where a two-thread call puts things in the shared memory, in floats from its start: the
+ * job's address table (TABLE_ENTRIES per pair), the key bias [B, S], one copy of each
+ * distinct operand, each pair's packed Q and K, V padded to dvp columns (when dv is not a
+ * multiple of 8), the output, and per thread a scratch and the tiles' state. `direct`: the
+ * output is written in its final layout [B, T, H·dv] (T % 4 = 0 and dv % 8 = 0).
  */
-function attendOnTwoThreads(
-    thread: SecondThread, backend: WasmBackendLike, operands: Operands, call: FusedSizes&Attending&{outAt: number; layout: Layout}): void {
-  const {batch, heads, T, S, dk, dv, scale, outAt, layout} = call;
-  const causal = call.causal ? 1 : 0;
+interface SharedLayout {
+  direct: boolean;
+  table: number;
+  keyBias: number;
+  /** The operands copied, one entry per distinct address. */
+  copies: Array<{operand: Operand; offset: number}>;
+  qSize: number; kSize: number; vSize: number; outSize: number;
+  q: number; k: number; v: number; out: number;
+  scratch: [number, number];
+  state: [number, number];
+  /** Floats in all, from the start of the memory. */
+  end: number;
+}
+
+function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv}: FusedSizes, layout: Layout): SharedLayout {
   const {tiles, panels, dvp, block} = layout;
   const pairs = batch * heads;
   const direct = T % 4 === 0 && dvp === dv;
-  const [qSize, kSize] = [tiles * dk * 4, panels * dk * 8];                 // floats per pair, packed
-  const outSize = direct ? 0 : tiles * 4 * dvp;
+  const [qSize, kSize] = [tiles * dk * 4, panels * dk * 8];
   const vSize = dvp === dv ? 0 : S * dvp;
-  // Float offsets in the shared memory: the address table, the operands copied, packed Q and K, V padded, out, scratch.
-  const table = thread.dataStart >>> 2;
-  const copies = new Map<number, number>();                                 // heap address -> shared offset, one copy each
-  const keyBias = table + TABLE_ENTRIES * pairs;                           // the key bias [B, S], if any
+  const outSize = direct ? 0 : tiles * 4 * dvp;
+  const table = SHARED_DATA_START >>> 2;
+  const keyBias = table + TABLE_ENTRIES * pairs;
   let next = keyBias + (operands.keyBias == null ? 0 : batch * S);
-  for (const x of [operands.q, operands.k, operands.v]) {
-    if (copies.has(x.at)) continue;
-    copies.set(x.at, next);
-    next += x.rows * x.width;
+  const copies: SharedLayout['copies'] = [];
+  for (const operand of [operands.q, operands.k, operands.v]) {
+    if (copies.some(c => c.operand.at === operand.at)) continue;
+    copies.push({operand, offset: next});
+    next += operand.rows * operand.width;
   }
-  const q0 = next;
-  const k0 = q0 + pairs * qSize;
-  const v0 = k0 + pairs * kSize;
-  const out0 = v0 + pairs * vSize;
-  // Per thread: a scratch and the tiles' state (0: this thread, 1: the worker).
-  const scratch0 = Math.ceil((out0 + (direct ? batch * T * heads * dv : pairs * outSize)) / 16) * 16;
+  const q = next;
+  const k = q + pairs * qSize;
+  const v = k + pairs * kSize;
+  const out = v + pairs * vSize;
+  const scratch0 = roundUp(out + (direct ? batch * T * heads * dv : pairs * outSize), 16);
   const scratch1 = scratch0 + scratchFloats(block);
   const state0 = scratch1 + scratchFloats(block);
   const state1 = state0 + tiles * 8;
-  const shared = sharedFloats(thread, 4 * (state1 + tiles * 8) - thread.dataStart);
+  return {
+    direct, table, keyBias, copies, qSize, kSize, vSize, outSize, q, k, v, out,
+    scratch: [scratch0, scratch1], state: [state0, state1], end: state1 + tiles * 8,
+  };
+}
+
+/**
+ * Of a pair's query tiles, how many the worker takes (the first ones). Without causal, half;
+ * with causal, tile i attends about i blocks of keys, so the first tiles/√2 hold half the work.
+ */
+function workerTiles(tiles: number, causal: boolean): number {
+  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
+  return Math.min(Math.max(split, 1), tiles - 1);
+}
+
+/**
+ * The fused kernel on two threads (see attention_threads.ts). Q, K and V are copied into the
+ * shared memory (`sharedLayoutOf`) and each pair's Q and K packed there; the worker attends
+ * the first query tiles of every pair (`workerTiles`), this thread the rest. With the output
+ * in its final layout it comes back in one copy.
+ */
+function attendOnTwoThreads(
+    thread: SecondThread, backend: WasmBackendLike, operands: Operands,
+    call: FusedSizes&Attending&{outAt: number; layout: Layout; shared: SharedLayout}): void {
+  const {batch, heads, T, S, dk, dv, scale, outAt, layout, shared: place} = call;
+  const causal = call.causal ? 1 : 0;
+  const {tiles, dvp, block} = layout;
+  const {qSize, kSize, vSize, outSize, direct} = place;
+  const pairs = batch * heads;
+  const shared = sharedFloats(thread, 4 * place.end);
   const heap = heapFloats(backend);
-  for (const [at, offset] of copies) {
-    const x = [operands.q, operands.k, operands.v].find(o => o.at === at)!;
-    shared.set(heap.subarray(at >>> 2, (at >>> 2) + x.rows * x.width), offset);
+  for (const {operand, offset} of place.copies) {
+    shared.set(heap.subarray(operand.at >>> 2, (operand.at >>> 2) + operand.rows * operand.width), offset);
   }
-  if (operands.keyBias != null) shared.set(heap.subarray(operands.keyBias >>> 2, (operands.keyBias >>> 2) + batch * S), keyBias);
-  const copyOf = (x: Operand) => copies.get(x.at)!;
-  const addresses = new Int32Array(shared.buffer, 4 * table, TABLE_ENTRIES * pairs);
+  if (operands.keyBias != null) shared.set(heap.subarray(operands.keyBias >>> 2, (operands.keyBias >>> 2) + batch * S), place.keyBias);
+  const copyOf = (x: Operand) => place.copies.find(c => c.operand.at === x.at)!.offset;
+  const addresses = new Int32Array(shared.buffer, 4 * place.table, TABLE_ENTRIES * pairs);
   const bytes = (floats: number) => 4 * floats;
   const module: HeapModule = thread.module;
   const {q, k, v} = operands;
+  const [qFrom, kFrom, vFrom] = [copyOf(q), copyOf(k), copyOf(v)];
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const pair = b * heads + h;
-      const [qPacked, kPacked] = [q0 + pair * qSize, k0 + pair * kSize];
+      const [qPacked, kPacked] = [place.q + pair * qSize, place.k + pair * kSize];
       if (T % 4 !== 0) shared.fill(0, qPacked + qSize - dk * 4, qPacked + qSize);   // padding queries
       if (S % 8 !== 0) shared.fill(0, kPacked + kSize - dk * 8, kPacked + kSize);   // padding keys
-      module.pack(bytes(copyOf(q) + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4);
-      module.pack(bytes(copyOf(k) + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
-      let vHere = copyOf(v) + b * S * v.width + v.column + h * dv;
+      module.pack(bytes(qFrom + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4);
+      module.pack(bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
+      let vHere = vFrom + b * S * v.width + v.column + h * dv;
       if (vSize > 0) {                                                      // [S, dv] -> [S, dvp]
-        for (let s = 0; s < S; s++) shared.copyWithin(v0 + pair * vSize + s * dvp, vHere + s * v.width, vHere + s * v.width + dv);
-        vHere = v0 + pair * vSize;
+        for (let s = 0; s < S; s++) shared.copyWithin(place.v + pair * vSize + s * dvp, vHere + s * v.width, vHere + s * v.width + dv);
+        vHere = place.v + pair * vSize;
       }
-      const out = direct ? out0 + b * T * heads * dv + h * dv : out0 + pair * outSize;
-      const bias = operands.keyBias == null ? 0 : bytes(keyBias + b * S);
-      addresses.set([bytes(qPacked), bytes(kPacked), bytes(vHere), bytes(out), bias], TABLE_ENTRIES * pair);
+      const out = direct ? place.out + b * T * heads * dv + h * dv : place.out + pair * outSize;
+      const entry = TABLE_ENTRIES * pair;
+      addresses[entry] = bytes(qPacked);
+      addresses[entry + 1] = bytes(kPacked);
+      addresses[entry + 2] = bytes(vHere);
+      addresses[entry + 3] = bytes(out);
+      addresses[entry + 4] = operands.keyBias == null ? 0 : bytes(place.keyBias + b * S);
     }
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
-  const half = tiles >> 1;
+  const first = workerTiles(tiles, causal === 1);
   const share = {
-    pairs, table: bytes(table), rowV, rowOut, scratch: bytes(scratch1), state: bytes(state1), tiles: half, S, block, dk, dvp,
-    scale, causal, q0: 0,
+    pairs, table: bytes(place.table), rowV, rowOut, scratch: bytes(place.scratch[1]), state: bytes(place.state[1]),
+    tiles: first, S, block, dk, dvp, scale, causal, q0: 0,
   };
   runOnBothThreads(thread, share, () => {
     for (let pair = 0; pair < pairs; pair++) {
-      const [qa, ka, va, out, bias] = addresses.subarray(TABLE_ENTRIES * pair, TABLE_ENTRIES * (pair + 1));
-      module.attend(qa + half * dk * 16, ka, va, rowV, out + half * 4 * rowOut, rowOut, bytes(scratch0), bytes(state0),
-                    tiles - half, S, block, dk, dvp, scale, causal, 4 * half, bias);
+      const e = TABLE_ENTRIES * pair;
+      module.attend(addresses[e] + first * dk * 16, addresses[e + 1], addresses[e + 2], rowV, addresses[e + 3] + first * 4 * rowOut,
+                    rowOut, bytes(place.scratch[0]), bytes(place.state[0]), tiles - first, S, block, dk, dvp, scale, causal,
+                    4 * first, addresses[e + 4]);
     }
   });
-  const result = new Float32Array(thread.memory.buffer);
   const to = heapFloats(backend);
   if (direct) {
-    to.set(result.subarray(out0, out0 + batch * T * heads * dv), outAt >>> 2);
+    to.set(shared.subarray(place.out, place.out + batch * T * heads * dv), outAt >>> 2);
     return;
   }
   for (let pair = 0; pair < pairs; pair++) {                               // [tiles·4, dvp] -> T rows of dv
     const [b, h] = [Math.floor(pair / heads), pair % heads];
     for (let t = 0; t < T; t++) {
-      const from = out0 + pair * outSize + t * dvp;
-      to.set(result.subarray(from, from + dv), (outAt >>> 2) + (b * T + t) * heads * dv + h * dv);
+      const from = place.out + pair * outSize + t * dvp;
+      to.set(shared.subarray(from, from + dv), (outAt >>> 2) + (b * T + t) * heads * dv + h * dv);
     }
   }
 }
 
+/** Threads the last fused call ran on (1 or 2): for the benchmark. */
+let lastCallThreads: 1|2 = 1;
+
+/** How many threads the last `fusedAttention`, `fusedMultiHeadAttention` or `fusedAttentionLayer` call used. */
+export function fusedThreadsOfLastCall(): 1|2 {
+  return lastCallThreads;
+}
+
+/** n rounded up to a multiple of `multiple`. */
+function roundUp(n: number, multiple: number): number {
+  return Math.ceil(n / multiple) * multiple;
+}
+
 function runFused(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, attrs: FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number}): tf.Tensor {
-  if (tf.getKernel(FUSED_KERNEL_NAME, 'wasm') == null) {
-    tf.registerKernel({
-      kernelName: FUSED_KERNEL_NAME, backendName: 'wasm', kernelFunc: fusedKernelFunc as unknown as tf.KernelFunc,
-    });
-  }
-  return tf.engine().runKernel(FUSED_KERNEL_NAME, {q, k, v}, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+  return runWasmKernel(FUSED_KERNEL_NAME, fusedKernelFunc, {q, k, v}, attrs);
 }
 
 /**
@@ -451,11 +502,6 @@ export function fusedAttentionLayerBytes(sizes: FusedLayerSizes): number {
 export function fusedAttentionLayer(
     x: tf.Tensor, context: tf.Tensor|null, projections: FusedProjections,
     sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}, keyBias?: tf.Tensor|null): tf.Tensor {
-  if (tf.getKernel(FUSED_LAYER_KERNEL_NAME, 'wasm') == null) {
-    tf.registerKernel({
-      kernelName: FUSED_LAYER_KERNEL_NAME, backendName: 'wasm', kernelFunc: fusedLayerKernelFunc as unknown as tf.KernelFunc,
-    });
-  }
   const inputs: tf.NamedTensorMap = {x, wq: projections.wq, wk: projections.wk, wv: projections.wv};
   if (context != null) inputs.c = context;
   if (keyBias != null) inputs.keyBias = keyBias;
@@ -464,5 +510,5 @@ export function fusedAttentionLayer(
     if (bias != null) inputs[name] = bias;
   }
   const attrs = {...sizes, causal: sizes.causal ?? false};
-  return tf.engine().runKernel(FUSED_LAYER_KERNEL_NAME, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;  // [B, T, H·dv]
+  return runWasmKernel(FUSED_LAYER_KERNEL_NAME, fusedLayerKernelFunc, inputs, attrs);  // [B, T, H·dv]
 }

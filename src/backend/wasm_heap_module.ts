@@ -7,6 +7,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import {F32, I32, moduleBytes, op, V128} from './wasm_assembler';
+import type {WasmBackendLike} from './wasm_kernel_registry';
 import type {WasmFunction} from './wasm_assembler';
 
 const {get, set, tee, i32, loop, block, brIf} = op;
@@ -350,6 +351,11 @@ function projectFunction(): WasmFunction {
   return {name: 'project', params: new Array<number>(9).fill(I32), locals: [[8, I32], [11, V128]], code};
 }
 
+/** The module's functions, in export order. */
+function heapFunctions(): WasmFunction[] {
+  return [attendFunction(), packFunction(), projectFunction()];
+}
+
 /** The module's functions, called with byte addresses in the wasm backend's heap. */
 export interface HeapModule {
   attend: (q: number, k: number, v: number, rowV: number, out: number, rowOut: number, scratch: number, state: number,
@@ -359,14 +365,6 @@ export interface HeapModule {
   project: (x: number, w: number, rowW: number, bias: number, out: number, rowOut: number, tiles: number, dIn: number, dOutP: number) => void;
 }
 
-/** What the kernels use of tfjs-backend-wasm's backend object. */
-export interface WasmBackendLike {
-  /** A view of a tensor's memory in the wasm heap (invalid once the heap grows). */
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  /** The Emscripten module: its exports (with the memory), malloc and free. */
-  wasm: {asm?: {memory?: WebAssembly.Memory}; _malloc(bytes: number): number; _free(address: number): void};
-}
 
 /** The module per backend memory; null where it cannot run (no SIMD, a shared memory). */
 const modules = new WeakMap<object, HeapModule|null>();
@@ -384,7 +382,7 @@ export function heapModule(backend: WasmBackendLike): HeapModule|null {
   // The threaded build's memory is shared, and a shared memory needs a matching import.
   if (typeof SharedArrayBuffer === 'undefined' || !(memory.buffer instanceof SharedArrayBuffer)) {
     try {
-      const bytes = moduleBytes([attendFunction(), packFunction(), projectFunction()], 'imported');
+      const bytes = moduleBytes(heapFunctions(), 'imported');
       if (WebAssembly.validate(bytes)) {
         const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}});
         module = instance.exports as unknown as HeapModule;
@@ -399,7 +397,7 @@ export function heapModule(backend: WasmBackendLike): HeapModule|null {
 
 /** The module's bytes for a shared memory of at most `pages` 64 KiB pages (see attention_threads.ts). */
 export function sharedModuleBytes(pages: number): Uint8Array<ArrayBuffer> {
-  return moduleBytes([attendFunction(), packFunction(), projectFunction()], {sharedPages: pages});
+  return moduleBytes(heapFunctions(), {sharedPages: pages});
 }
 
 /**
@@ -410,6 +408,9 @@ export function sharedModuleBytes(pages: number): Uint8Array<ArrayBuffer> {
  */
 export function withHeapBuffer<R>(backend: WasmBackendLike, floats: number, fn: (address: number) => R): R {
   const allocation = backend.wasm._malloc(4 * floats + 64);
+  if (allocation === 0) {
+    throw new Error(`tfjs-attention: the wasm heap has no room for ${4 * floats + 64} bytes of work buffers (it stops at 4 GiB)`);
+  }
   try {
     return fn(Math.ceil((allocation >>> 0) / 64) * 64);
   } finally {

@@ -4,7 +4,9 @@
  * slice that does not copy its whole input, and a per-row pick. Each registers on first use.
  */
 import * as tf from '@tensorflow/tfjs';
-import {sizeOf, swapLastAxes} from '../attention/matmul';
+import {sizeOf, withExplicitTransposes} from '../attention/matmul';
+import {runWasmKernel} from './wasm_kernel_registry';
+import type {WasmKernelArgs} from './wasm_kernel_registry';
 import {F32, I32, moduleBytes, op, V128} from './wasm_assembler';
 
 // ---------------------------------------------------------------------------------------
@@ -139,12 +141,6 @@ function copyIn(
   }
 }
 
-/** What the kernel below uses of tfjs-backend-wasm's backend object. */
-interface WasmBackendLike {
-  /** A view of a tensor's memory in the wasm heap (invalid once the heap grows). */
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-}
 
 /** Name of the kernel, registered for 'wasm' on first use. */
 const SIMD_KERNEL_NAME = 'TfjsAttentionSimdBatchMatMul';
@@ -155,9 +151,9 @@ const SIMD_KERNEL_NAME = 'TfjsAttentionSimdBatchMatMul';
  * new output in the heap. Written as a tfjs kernel so that no JS array is allocated on the way: an
  * intermediate Float32Array and tf.tensor() took 2.5 ms for a 2 MB result.
  */
-function simdKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
+function simdKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const kernel = loadSimdKernel()!;
-  const backend = args.backend as WasmBackendLike;
+  const backend = args.backend;
   const {a, b} = args.inputs;
   const scale = (args.attrs?.scale as number|undefined) ?? 1;
   const [m, k] = a.shape.slice(-2);
@@ -197,27 +193,12 @@ function simdKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string
  * [32, 16, 64]·[32, 64, 16] or [32, 128, 16]·[32, 16, 128], where wasm's batched matMul
  * runs a scalar loop at about 1 GFLOP/s. The flags become explicit transposes (wasm's
  * transpose kernel is faster than a JS loop), chosen as in matMulFast to move the fewest
- * elements. wasm backend only; not differentiable (no gradient is registered): only custom
- * gradients call it. Callers check `simdFits` first.
+ * elements. wasm backend only; not differentiable (no gradient is registered): called from
+ * custom gradients, or where no gradient is recorded. Callers check `simdFits` first.
  */
 export function simdBatchMatMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false, scale = 1): tf.Tensor {
-  if (tf.getKernel(SIMD_KERNEL_NAME, 'wasm') == null) {
-    tf.registerKernel({
-      kernelName: SIMD_KERNEL_NAME, backendName: 'wasm', kernelFunc: simdKernelFunc as unknown as tf.KernelFunc,
-    });
-  }
-  const run = (left: tf.Tensor, right: tf.Tensor) =>
-    tf.engine().runKernel(SIMD_KERNEL_NAME, {a: left, b: right}, {scale}) as tf.Tensor;
-  if (!transposeA && !transposeB) return run(a, b);                    // [..., M, N]
-  return tf.tidy(() => {
-    const outRows = a.shape[a.rank - (transposeA ? 1 : 2)];
-    const outCols = b.shape[b.rank - (transposeB ? 2 : 1)];
-    const batch = sizeOf(a.shape.slice(0, -2));
-    const direct = (transposeA ? a.size : 0) + (transposeB ? b.size : 0);
-    const swapped = (transposeA ? 0 : a.size) + (transposeB ? 0 : b.size) + batch * outRows * outCols;
-    if (direct <= swapped) return run(transposeA ? swapLastAxes(a) : a, transposeB ? swapLastAxes(b) : b);  // [..., M, N]
-    return swapLastAxes(run(transposeB ? b : swapLastAxes(b), transposeA ? a : swapLastAxes(a)));  // [..., M, N]
-  });
+  const run = (left: tf.Tensor, right: tf.Tensor) => runWasmKernel(SIMD_KERNEL_NAME, simdKernelFunc, {a: left, b: right}, {scale});
+  return withExplicitTransposes(a, b, transposeA, transposeB, run);  // [..., M, N]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -232,8 +213,8 @@ const SLICE_KERNEL_NAME = 'TfjsAttentionSlice';
  * cost 1-3 ms, and splitting n pairs cost n full copies. This copies only the slice: runs of
  * contiguous elements, from a view of the heap.
  */
-function sliceKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: string]: unknown}; backend: unknown}): tf.TensorInfo {
-  const backend = args.backend as WasmBackendLike;
+function sliceKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
+  const backend = args.backend;
   const {x} = args.inputs;
   const begin = args.attrs!.begin as number[];
   const size = args.attrs!.size as number[];
@@ -269,12 +250,7 @@ function sliceKernelFunc(args: {inputs: tf.NamedTensorMap; attrs?: {[name: strin
 /** tf.slice(x, begin, size) with full begin and size (no -1), fast on wasm (see sliceKernelFunc). */
 export function sliceFast(x: tf.Tensor, begin: number[], size: number[]): tf.Tensor {
   if (tf.getBackend() !== 'wasm' || x.dtype === 'string') return tf.slice(x, begin, size);
-  if (tf.getKernel(SLICE_KERNEL_NAME, 'wasm') == null) {
-    tf.registerKernel({
-      kernelName: SLICE_KERNEL_NAME, backendName: 'wasm', kernelFunc: sliceKernelFunc as unknown as tf.KernelFunc,
-    });
-  }
-  return tf.engine().runKernel(SLICE_KERNEL_NAME, {x}, {begin, size}) as tf.Tensor;
+  return runWasmKernel(SLICE_KERNEL_NAME, sliceKernelFunc, {x}, {begin, size});
 }
 
 /** x [L..., R, C] split into its prod(L) matrices [R, C], each by sliceFast. */
@@ -289,8 +265,8 @@ export function splitMatrices(x: tf.Tensor): tf.Tensor[] {
 const PICK_KERNEL_NAME = 'TfjsAttentionPickPerRow';
 
 /** out[r] = x[r, index[r]] for x [R, C] float32 and index [R] int32, read in place. */
-function pickKernelFunc(args: {inputs: tf.NamedTensorMap; backend: unknown}): tf.TensorInfo {
-  const backend = args.backend as WasmBackendLike;
+function pickKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
+  const backend = args.backend;
   const {x, index} = args.inputs;
   const [rows, cols] = x.shape;
   const output = backend.makeOutput([rows], 'float32');
@@ -311,10 +287,5 @@ export function pickPerRow(x: tf.Tensor, index: tf.Tensor): tf.Tensor {
   if (tf.getBackend() !== 'wasm') {
     return tf.tidy(() => tf.gather(x.reshape([-1]), tf.add(tf.mul(tf.range(0, rows, 1, 'int32'), tf.scalar(cols, 'int32')), index)));
   }
-  if (tf.getKernel(PICK_KERNEL_NAME, 'wasm') == null) {
-    tf.registerKernel({
-      kernelName: PICK_KERNEL_NAME, backendName: 'wasm', kernelFunc: pickKernelFunc as unknown as tf.KernelFunc,
-    });
-  }
-  return tf.engine().runKernel(PICK_KERNEL_NAME, {x, index}) as tf.Tensor;
+  return runWasmKernel(PICK_KERNEL_NAME, pickKernelFunc, {x, index});
 }

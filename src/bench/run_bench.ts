@@ -3,8 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
 import {attentionPath, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD} from '../attention/dot_product_attention';
 import type {AttentionPath} from '../attention/dot_product_attention';
-import {getSecondThread, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../backend/attention_threads';
-import {fusedAttentionLayerBytes} from '../backend/wasm_fused_attention';
+import {setAttentionThreads} from '../backend/attention_threads';
+import {fusedAttentionLayerBytes, fusedThreadsOfLastCall} from '../backend/wasm_fused_attention';
 import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
 import {selectBackend} from '../backend/select_backend';
 import type {BackendName} from '../backend/select_backend';
@@ -262,7 +262,10 @@ async function benchRow(
     const matMulCall: BenchCall = () => tf.matMul(a, b);
     const naiveFits = B * H * T * T <= NAIVE_MAX_SCORES[pass];
     const dHead = d / H;
-    if (ranPath === 'fused' && 2 * B * H * T * T * 2 * dHead >= TWO_THREAD_MIN_FLOPS && getSecondThread() != null) row.threads = 2;
+    if (ranPath === 'fused') {  // one untimed call tells how many threads the kernel takes for this size
+      tf.dispose(layerCall());
+      row.threads = fusedThreadsOfLastCall();
+    }
     const oneThreadCall: BenchCall = () => {
       const previous = setAttentionThreads(1);
       try {
