@@ -9,8 +9,8 @@ import {dotProductAttention} from '../src';
 import * as wasmKernels from '../src/backend/wasm_simd_kernels';
 import {pickPerRow, simdBatchMatMul, simdFits, sliceFast} from '../src/backend/wasm_simd_kernels';
 import {DENSE_FUSED_MAX_WEIGHT_BYTES, denseFused, denseFusedFits} from '../src/backend/wasm_dense';
-import {dense as referenceDense, Matrix} from './helpers/reference_attention';
-import {expectClose, maxAbsDiff, randomArray, runTestsOn} from './helpers/tensors';
+import {dense as referenceDense, Matrix, referenceDotProductAttention} from './helpers/reference_attention';
+import {expectClose, flatten, maxAbsDiff, Nested, randomArray, runTestsOn, shapeOf} from './helpers/tensors';
 
 runTestsOn('wasm');
 
@@ -45,7 +45,27 @@ describe('wasm kernels of the fast paths', () => {
   });
 });
 
-describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
+/**
+ * Whether `mask` (a nested array, nonzero = attend) allows key s for query t at the leading
+ * index `lead`, broadcasting it from the right against [...lead, T, S] as the op does.
+ */
+function maskAllows(mask: Nested, lead: number[], t: number, s: number, shape = shapeOf(mask)): boolean {
+  const full = [...lead, t, s];
+  if (shape.length > full.length) throw new Error(`mask rank ${shape.length} > scores rank ${full.length}`);
+  const index = full.slice(full.length - shape.length);
+  let value = mask;
+  shape.forEach((size, axis) => {
+    value = (value as Nested[])[size === 1 ? 0 : index[axis]];
+  });
+  return value !== 0;
+}
+
+/** The largest |x| of a nested array (0 for exact zeros, -0 included). */
+function maxAbs(x: Nested): number {
+  return flatten(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+}
+
+describe('the fast paths on wasm match the plain-array reference and tfjs on cpu, gradients included', () => {
   // On wasm the standard path runs its own products and custom gradient (batch 1: 2-D
   // XNNPACK products; several pairs: the SIMD kernel, or one product per pair when too big
   // for it); on cpu tfjs differentiates plain ops. Masks cover a fully masked batch.
@@ -66,9 +86,11 @@ describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
   });
   it.each(cases)('%s', async (_, lead, T, S, dk, dv, causal, maskShape, blockSize, noSimd) => {
     if (noSimd) spy = jest.spyOn(wasmKernels, 'simdFits').mockReturnValue(false);
-    const run = async (backend: string) => {
+    // Returns [output, dq, dk, dv] and the inputs [q, k, v, mask] as nested arrays.
+    const run = async (backend: string): Promise<{results: Nested[]; inputs: Array<Nested|null>}> => {
       await tf.setBackend(backend);
-      return tf.tidy(() => {
+      let arrays: {results: Nested[]; inputs: Array<Nested|null>} = {results: [], inputs: []};
+      tf.tidy(() => {
         const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 11);
         const k = tf.randomNormal([...lead, S, dk], 0, 1, 'float32', 12);
         const v = tf.randomNormal([...lead, S, dv], 0, 1, 'float32', 13);
@@ -86,18 +108,48 @@ describe('the fast paths on wasm match tfjs on cpu, gradients included', () => {
         const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, options), readout));
         const output = dotProductAttention(q, k, v, options);
         const grads = tf.grads(loss)([q, k, v]);
-        return [output, ...grads].map(t => t.arraySync());
+        arrays = {
+          results: [output, ...grads].map((t) => t.arraySync() as Nested),
+          inputs: [q, k, v, mask].map((t) => (t == null ? null : t.arraySync() as Nested)),
+        };
       });
+      return arrays;
     };
-    const onWasm = await run('wasm');
-    if (spy != null) expect(spy).toHaveBeenCalled();
-    const onCpu = await run('cpu');
-    await tf.setBackend('wasm');
-    onWasm.forEach((values, i) => {
-      const [a, b] = [tf.tensor(values as number[]), tf.tensor(onCpu[i] as number[])];
-      expect(maxAbsDiff(a, b).diff).toBeLessThan(i === 0 ? 1e-5 : 1e-4);
-      tf.dispose([a, b]);
+    let onWasm: Nested[];
+    let onCpu: Nested[];
+    let inputs: Array<Nested|null>;
+    try {
+      ({results: onWasm, inputs} = await run('wasm'));
+      if (spy != null) expect(spy).toHaveBeenCalled();
+      ({results: onCpu} = await run('cpu'));
+    } finally {
+      await tf.setBackend('wasm');
+    }
+
+    // The forward output against the plain-array reference with the same (broadcast) mask.
+    const [qa, ka, va, maskArray] = inputs;
+    const maskArrayShape = maskArray == null ? [] : shapeOf(maskArray);
+    const expected = referenceDotProductAttention(qa as Matrix[], ka as Matrix[], va as Matrix[], {
+      causal,
+      allowed: maskArray == null ? undefined : (leadIndex, t, s) => maskAllows(maskArray, leadIndex, t, s, maskArrayShape),
     });
+    expectClose(onWasm[0], expected.output as Nested, 1e-5);
+    expectClose(onCpu[0], expected.output as Nested, 1e-5);
+
+    // Output and gradients on wasm against tfjs's plain ops on cpu.
+    onWasm.forEach((values, i) => {
+      expect(maxAbsDiff(values, onCpu[i]).diff).toBeLessThan(i === 0 ? 1e-5 : 1e-4);
+    });
+
+    if (maskShape != null && maskShape[0] === lead[0] && lead[0] > 1) {
+      // The first batch attends nothing: its output and dq, dk, dv are exact zeros.
+      expect(maskAllows(maskArray!, lead.map(() => 0), T - 1, S - 1)).toBe(false);
+      onWasm.forEach((values, i) => {
+        expect([i, maxAbs((values as Nested[])[0])]).toEqual([i, 0]);
+      });
+      // And the other batches are not all zeros.
+      expect(maxAbs((onWasm[0] as Nested[])[1])).toBeGreaterThan(0);
+    }
   });
 });
 
