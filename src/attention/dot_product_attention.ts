@@ -1,15 +1,16 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
-import {combineMasks, MASKED_LOGIT} from './masks';
+import {combineMasks, consume, maskBias} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
 import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
-import {matMulFast, transposeFlagsAreSlow} from './matmul';
+import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 
 /**
  * Key length from which the op and the layer switch to the memory-efficient (blocked)
- * path by default, when nothing requires the full weight matrix. Measured on wasm (2-core
+ * path by default, when nothing requires the full weight matrix and the fused kernel does
+ * not run (training, an explicit mask, or a backend other than wasm). Measured on wasm (2-core
  * machine, B = H = 1, d = 64, forward, block 512): the blocked path takes 1.24× the
  * standard path's time at S = 1024, 1.18× at 2048, 1.11× at 4096 and 1.19× at 8192, while
  * the standard path holds two [T, S] score tensors: 8 MiB at 1024, 32 MiB at 2048, 128 MiB
@@ -45,7 +46,8 @@ export interface DotProductAttentionOptions {
   returnWeights?: boolean;
   /**
    * Key block size of the memory-efficient path. A number forces that path with this block
-   * size; 0 forces the standard path; null/undefined (the default) picks the blocked path
+   * size; 0 forces the standard path; null/undefined (the default) takes the fused kernel
+   * for inference on wasm without a mask (`takesFusedPath`), and otherwise the blocked path
    * with `DEFAULT_BLOCK_SIZE` when the key length is at least `MEMORY_EFFICIENT_THRESHOLD`
    * and neither the weights nor dropout are asked for.
    */
@@ -123,15 +125,6 @@ export function dotProductAttention(
   });
 }
 
-/**
- * The additive form of a bool mask: 0 where attended, MASKED_LOGIT where not. Added to the
- * scores it masks them like tf.where(mask, scores, MASKED_LOGIT), but tf.where with
- * broadcasting is very slow on wasm (its compare and Tile took 30-90 ms per [1024, 128]
- * block) while a broadcast add takes under 1 ms.
- */
-function maskBias(allowed: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(tf.sub(tf.cast(allowed, 'float32'), 1), -MASKED_LOGIT));  // same shape as allowed
-}
 
 /** 1 for the query rows that attend at least one key, 0 for fully masked rows: [.., T, 1]. */
 function attendedRows(allowed: tf.Tensor): tf.Tensor {
@@ -142,10 +135,11 @@ function attendedRows(allowed: tf.Tensor): tf.Tensor {
 export type AttentionPath = 'fused'|'standard'|'memory-efficient';
 
 /**
- * Whether the op runs the fused kernel (src/backend/wasm_fused_attention.ts): with the
- * default blockSize (null), on wasm, for inference (no gradient is being recorded), without
- * a mask (causal is fine), weights or dropout. It never forms the weights, so it serves
- * every length.
+ * Whether the fused kernel (src/backend/wasm_fused_attention.ts) runs: with the default
+ * blockSize (null), on wasm, for inference (no gradient is being recorded), without weights
+ * or dropout, and `unmasked`: the op passes whether it has no `mask` (causal is fine); the
+ * layer passes true and applies its padding masks in the kernel. It never forms the
+ * weights, so it serves every length.
  */
 export function takesFusedPath(
     blockSize: number|null|undefined, sizes: {T: number; S: number; dk: number; dv: number},
@@ -214,7 +208,7 @@ const SCORE_TENSORS_TRAINING = 5;
 
 /** Bytes of a float32 score tensor of this shape. */
 function scoreBytes(scoresShape: number[]): number {
-  return scoresShape.reduce((a, b) => a * b, 1) * 4;
+  return sizeOf(scoresShape) * 4;
 }
 
 /** "1.00 GiB" / "512 MiB". */
@@ -257,7 +251,7 @@ export function takesStandardPath(
  * T=S=16, d=64 (65 kFLOP): batched 2.1 ms, per pair 12 ms for 32 pairs; T=S=128, d=16
  * (1 MFLOP): 21 ms vs 15 ms; T=S=256, d=32 (8 MFLOP): 42 ms vs 10 ms.
  */
-export const PER_PAIR_MIN_FLOPS = 500_000;
+const PER_PAIR_MIN_FLOPS = 500_000;
 
 /** Options of the standard path's kernel. */
 interface StandardConfig {
@@ -269,15 +263,6 @@ interface StandardConfig {
   scale: number;
 }
 
-/**
- * Returns f(x) and disposes x: in a chain of [.., T, S] ops each input is freed as soon as
- * its successor exists, so at most two score-sized tensors live at once.
- */
-function consume<R extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => R): R {
-  const result = f(x);
-  x.dispose();
-  return result;
-}
 
 /** A matrix product scale·op(a)·op(b), like tf.mul(tf.matMul(a, b, transposeA, transposeB), scale). */
 type MatMul = (a: tf.Tensor, b: tf.Tensor, transposeA?: boolean, transposeB?: boolean, scale?: number) => tf.Tensor;
@@ -336,7 +321,7 @@ function splitPairs(x: tf.Tensor): tf.Tensor[] {
  * one piece.
  */
 function pairPieces(x: tf.Tensor|null, lead: number[]): Array<tf.Tensor|null> {
-  const pairs = lead.reduce((a, b) => a * b, 1);
+  const pairs = sizeOf(lead);
   if (x == null) return new Array<null>(pairs).fill(null);
   const full = [...new Array<number>(lead.length + 2 - x.rank).fill(1), ...x.shape];  // rank of the scores
   const xLead = full.slice(0, lead.length);
@@ -381,7 +366,7 @@ function attendStandard(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, config: Standa
   const lead = q.shape.slice(0, -2);
   const [T, dk] = q.shape.slice(-2);
   const [S, dv] = v.shape.slice(-2);
-  const pairs = lead.reduce((a, b) => a * b, 1);
+  const pairs = sizeOf(lead);
   const mode = chooseMode(pairs, T, S, dk, dv);
   const mm: MatMul = mode === 'simd' ? simdBatchMatMul : scaledMatMulFast;
   const {bias, rows, scale} = config;
@@ -457,8 +442,8 @@ function memoryEfficientPath(
   });
 }
 
-/** Shape and dtype checks shared by the op and the layer's call. */
-export function checkAttentionInputs(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor): void {
+/** Shape and dtype checks of the op's inputs. */
+function checkAttentionInputs(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor): void {
   const named: Array<[string, tf.Tensor]> = [['query', query], ['key', key], ['value', value]];
   for (const [name, t] of named) {
     if (!(t instanceof tf.Tensor)) {

@@ -1,4 +1,4 @@
-/** Matrix products and slices the fastest way per backend, with a WebAssembly SIMD kernel for small batched products on wasm. */
+/** Matrix products the fastest way per backend: explicit transposes where matMul's flags are slow, and a dense product for the layer's projections. */
 import * as tf from '@tensorflow/tfjs';
 import {denseFused, denseFusedFits} from '../backend/wasm_dense';
 
@@ -7,8 +7,10 @@ import {denseFused, denseFusedFits} from '../backend/wasm_dense';
  * product to XNNPACK only when both operands have batch 1 and neither flag is set; every
  * other product runs a scalar triple loop at about 1 GFLOP/s, against about 20-40 GFLOP/s
  * for XNNPACK on this machine (`npm run bench`). There `matMul(q, k, false, true)` on
- * [1, 1024, 64] inputs takes 43 ms against 5.7 ms for `matMul(q, transpose(k))`.
- * On cpu the flags are as fast as or faster than an explicit transpose.
+ * [1, 1024, 64] inputs takes 43 ms against 5.7 ms for `matMul(q, transpose(k))`, and in
+ * the memory-efficient path at T = S = 1024, d = 16, causal, explicit transposes took the
+ * forward from 84 to 31 ms and forward+backward from 261 to 69 ms. On cpu the flags are as
+ * fast as or faster than an explicit transpose (one before transposeA costs ~2.5×).
  */
 const TRANSPOSE_FIRST = new Set(['wasm']);
 
@@ -17,10 +19,6 @@ export function transposeFlagsAreSlow(): boolean {
   return TRANSPOSE_FIRST.has(tf.getBackend());
 }
 
-/** a · bᵀ over the last two axes: a [..., M, K], b [..., N, K] -> [..., M, N]. */
-export function matMulTransposeB(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return matMulFast(a, b, false, true);
-}
 
 /** Swaps the last two axes: [..., N, K] -> [..., K, N]. */
 export function swapLastAxes(x: tf.Tensor): tf.Tensor {

@@ -4,7 +4,8 @@ import * as tf from '@tensorflow/tfjs';
 
 import {ValueError, checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../errors';
 import {pickPerRow, sliceFast, splitMatrices} from '../backend/wasm_simd_kernels';
-import {MASKED_LOGIT} from './masks';
+import {consume, MASKED_LOGIT, maskBias} from './masks';
+import {transposeFlagsAreSlow} from './matmul';
 
 /** Options of {@link memoryEfficientAttention}. */
 export interface MemoryEfficientOptions {
@@ -63,7 +64,7 @@ export function memoryEfficientAttention(
   const [B, H] = q.shape;
   // On wasm a batched matMul (B·H > 1) runs a scalar loop at ~1 GFLOP/s; one pair at a
   // time, every block product is a 2-D XNNPACK matMul (~20-40 GFLOP/s).
-  const perPair = explicitTranspose() && B * H > 1;
+  const perPair = transposeFlagsAreSlow() && B * H > 1;
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [qIn, kIn, vIn] = args as tf.Tensor4D[];
     const save = args[3] as tf.GradSaveFunc;
@@ -130,18 +131,6 @@ function backwardPairs(
   });
 }
 
-/**
- * Whether to transpose operands explicitly instead of passing matMul's transpose flags.
- * Measured (tfjs 4.22, node): on wasm the flags are up to ~10× slower when B·H = 1
- * ([1, 1, 1024, 16]·[1, 1, 128, 16]ᵀ: 3.5 ms with transposeB vs 0.34 ms on a pre-transposed
- * kᵀ; transposeA on [1, 1, 1024, 128]: 2.8 ms vs 1.0 ms including the transpose) and about
- * equal for larger B·H; this whole op at T = S = 1024, d = 16, causal went from 84 to 31 ms
- * forward and 261 to 69 ms forward+backward. On cpu the flags are as fast or faster (an
- * explicit transpose before transposeA costs ~2.5×), so they are kept on every other backend.
- */
-function explicitTranspose(): boolean {
-  return tf.getBackend() === 'wasm';
-}
 
 /** The exclusive end of the key range that can be attended: causal queries never see keys s >= T. */
 function keyLimit(T: number, S: number, causal: boolean): number {
@@ -167,7 +156,7 @@ function blockBias(
     // A mask with S dim 1 applies the same value to every key: broadcast instead of slicing.
     const blk = mS === 1 ? mask : sliceFast(mask, [0, 0, 0, start], [mB, mH, mT, sb]);  // [mB, mH, mT, Sb|1]
     const allowed = blk.dtype === 'bool' ? blk : tf.notEqual(blk, 0);  // [mB, mH, mT, Sb|1]
-    const bias = consume(tf.cast(allowed, 'float32'), a => toBias(a, masked));  // [mB, mH, mT, Sb|1]
+    const bias = consume(tf.cast(allowed, 'float32'), a => maskBias(a, masked));  // [mB, mH, mT, Sb|1]
     parts.push(transposed ?
         consume(bias, b => tf.transpose(b, [0, 1, 3, 2])) :  // [mB, mH, Sb|1, mT]
         bias);  // [mB, mH, mT, Sb|1]
@@ -179,29 +168,14 @@ function blockBias(
     const gap = transposed ?
         tf.sub(tf.reshape(queries, [1, T]), tf.reshape(keysMinus1, [sb, 1])) :  // [Sb, T]
         tf.sub(tf.reshape(queries, [T, 1]), tf.reshape(keysMinus1, [1, sb]));  // [T, Sb]
-    parts.push(consume(consume(gap, g => tf.clipByValue(g, 0, 1)), c => toBias(c, masked)));  // [T, Sb] or [Sb, T]
+    parts.push(consume(consume(gap, g => tf.clipByValue(g, 0, 1)), c => maskBias(c, masked)));  // [T, Sb] or [Sb, T]
   }
   const sum = parts.reduce((a, b) => tf.add(a, b));  // [mB|1, mH|1, T, Sb] or [mB|1, mH|1, Sb, T]
   // Two finite biases add up to 2·masked; clamp so that every masked logit is the same.
   return parts.length > 1 && Number.isFinite(masked) ? consume(sum, x => tf.maximum(x, masked)) : sum;
 }
 
-/** A 0/1 tensor as an additive bias: 1 -> 0, 0 -> `masked` (log for -∞: log(1) = 0, log(0) = -∞). */
-function toBias(allowed01: tf.Tensor, masked: number): tf.Tensor {
-  if (masked === -Infinity) return tf.log(allowed01);
-  return tf.tidy(() => tf.mul(tf.sub(allowed01, 1), -masked));
-}
 
-/**
- * Returns tf.tidy(() => f(x)) and disposes x: a chain of [.., T, Sb] block ops then frees
- * each input as soon as its successor exists, and an op's internal temporaries (broadcasts)
- * right away, which keeps the peak at about three block-sized tensors.
- */
-function consume<R extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => R): R {
-  const result = tf.tidy(() => f(x));  // shape of f's result
-  x.dispose();
-  return result;
-}
 
 /** Sets the logits of keys that may not be attended to -∞ (consumes `scores`). */
 function maskScores(
@@ -231,7 +205,7 @@ function forwardBlocks(
   const [B, H, T, dk] = q.shape;
   const S = k.shape[2];
   const dv = v.shape[3];
-  const explicit = explicitTranspose();
+  const explicit = transposeFlagsAreSlow();
   // The scale multiplies q once rather than every block's scores.
   const qScaled = config.scale === 1 ? q : tf.mul(q, config.scale) as tf.Tensor4D;  // [B, H, T, dk]
   let state: OnlineState|null = null;
@@ -301,11 +275,13 @@ function backwardBlocks(
   const [B, H, T, dk] = q.shape;
   const S = k.shape[2];
   const dv = v.shape[3];
-  const explicit = explicitTranspose();
+  const explicit = transposeFlagsAreSlow();
   // D_t = Σ_j dy_tj·out_tj = Σ_s P_ts·dP_ts: the softmax Jacobian's row term, laid out along T.
   const dRow = tf.tidy(() => tf.reshape(tf.sum(tf.mul(dy, out), -1), [B, H, 1, T]));  // [B, H, 1, T]
   const lseRow = tf.reshape(lse, [B, H, 1, T]);  // [B, H, 1, T]
-  const qT: tf.Tensor4D|null = explicit ? tf.transpose(q, [0, 1, 3, 2]) : null;  // [B, H, dk, T]
+  // The scale multiplies q once, as in the forward: the recomputed scores are the forward's, bit for bit.
+  const qs = config.scale === 1 ? q : tf.mul(q, config.scale) as tf.Tensor4D;  // [B, H, T, dk]
+  const qT: tf.Tensor4D|null = explicit ? tf.transpose(qs, [0, 1, 3, 2]) : null;  // [B, H, dk, T]
   const dyT: tf.Tensor4D|null = explicit ? tf.transpose(dy, [0, 1, 3, 2]) : null;  // [B, H, dv, T]
   // Accumulated without the scale, which is applied once at the end.
   let dqAcc = tf.zeros([B, H, T, dk]) as tf.Tensor4D;  // [B, H, T, dk]
@@ -325,8 +301,7 @@ function backwardBlocks(
     const step = tf.tidy((): BackwardStep => {
       const kBlk = sliceFast(k, [0, 0, start, 0], [B, H, sb, dk]);  // [B, H, Sb, dk]
       const vBlk = sliceFast(v, [0, 0, start, 0], [B, H, sb, dv]);  // [B, H, Sb, dv]
-      const raw = qT != null ? tf.matMul(kBlk, qT) : tf.matMul(kBlk, q, false, true);  // [B, H, Sb, T]
-      const scores = consume(raw, r => tf.mul(r, config.scale));  // [B, H, Sb, T]
+      const scores = qT != null ? tf.matMul(kBlk, qT) : tf.matMul(kBlk, qs, false, true);  // [B, H, Sb, T]
       const masked = maskScores(scores, config, T, start, end, true);  // [B, H, Sb, T]
       // Masked logits are -∞ and fully masked rows have lse = +∞: both give exactly 0.
       const p = consume(masked, x => tf.exp(tf.sub(x, lseRow)));  // [B, H, Sb, T]
@@ -334,7 +309,7 @@ function backwardBlocks(
       const dp = dyT != null ? tf.matMul(vBlk, dyT) : tf.matMul(vBlk, dy, false, true);  // [B, H, Sb, T]
       const ds = consume(dp, x => tf.mul(p, tf.sub(x, dRow)));  // [B, H, Sb, T]
       p.dispose();
-      const dkBlk = tf.mul(tf.matMul(ds, q), config.scale);  // [B, H, Sb, dk]
+      const dkBlk = tf.matMul(ds, qs);  // [B, H, Sb, dk]: dS·(scale·Q)
       const dqBlk = explicit ?
           consume(ds, x => tf.matMul(tf.transpose(x, [0, 1, 3, 2]), kBlk)) :  // [B, H, T, dk]
           consume(ds, x => tf.matMul(x, kBlk, true, false));  // [B, H, T, dk]
@@ -355,6 +330,7 @@ function backwardBlocks(
   tf.dispose([dqAcc, dRow, lseRow, ...dkBlocks, ...dvBlocks]);
   if (qT != null) qT.dispose();
   if (dyT != null) dyT.dispose();
+  if (qs !== q) qs.dispose();
   return [dq, dkAll, dvAll];
 }
 

@@ -5,7 +5,7 @@ import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstrain
         resolveRegularizer, serializeObject} from '../keras_objects';
 import {checkStandardPathMemory, dotProductAttention, takesFusedPath, takesStandardPath} from './dot_product_attention';
 import {fusedAttentionLayer, fusedAttentionLayerFits, fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
-import {attendedQueries, MASKED_LOGIT, paddingMask, toBoolMask} from './masks';
+import {attendedQueries, maskBias, paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
@@ -49,7 +49,8 @@ export interface ScaledDotProductAttentionArgs extends LayerArgs {
   returnAttentionScores?: boolean;
   /**
    * Key block size of the memory-efficient path: a number forces it, 0 forces the standard
-   * path, null (the default) lets `dotProductAttention` choose by sequence length.
+   * path, null (the default) lets the layer choose: the fused kernel for inference on wasm,
+   * else by sequence length. Any number turns the fused kernel off.
    */
   blockSize?: number|null;
 }
@@ -236,7 +237,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const [batch, T, dq] = query.shape as [number, number, number];
     const [S, dc] = context.shape.slice(1) as [number, number];
     const dropoutActive = this.dropout > 0 && options.training === true;
-    if (!takesFusedPath(this.blockSize, {T, S, dk, dv}, false, dropoutActive, true)) return null;
+    if (!takesFusedPath(this.blockSize, {T, S, dk, dv}, false, dropoutActive, true)) return null;  // masks: applied below
     this.checkInputs(query, context);
     const {queryMask, contextMask} = this.paddingMasksFor(query, context, options);
     const masked = queryMask != null || contextMask != null;
@@ -251,7 +252,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
         wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
       };
       // Padded keys get MASKED_LOGIT in every score; queries left with no key output zeros, as on the standard path.
-      const keyBias = contextMask == null ? null : tf.mul(tf.sub(1, tf.cast(toBoolMask(contextMask), 'float32')), MASKED_LOGIT);  // [B, S]
+      const keyBias = contextMask == null ? null : maskBias(toBoolMask(contextMask));  // [B, S]
       attended = fusedAttentionLayer(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, keyBias);
       const rows = attendedQueries(queryMask, contextMask, T, causal);          // [B, T, 1] or null
       if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);           // + 0: no -0 in zeroed rows
@@ -431,7 +432,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
 tf.serialization.registerClass(ScaledDotProductAttention);
 
 /** [x] or x -> [x, x]; [query, context] -> itself. */
-function splitInputs(inputs: tf.Tensor|tf.Tensor[]): [tf.Tensor, tf.Tensor] {
+export function splitInputs(inputs: tf.Tensor|tf.Tensor[]): [tf.Tensor, tf.Tensor] {
   if (!Array.isArray(inputs)) return [inputs, inputs];
   if (inputs.length === 1) return [inputs[0], inputs[0]];
   if (inputs.length === 2) return [inputs[0], inputs[1]];

@@ -2,8 +2,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {ValueError} from '../errors';
 import {combineMasks, MASKED_LOGIT} from './masks';
-import {matMulTransposeB} from './matmul';
-import {ScaledDotProductAttention, ScaledDotProductAttentionOptions} from './scaled_dot_product_attention';
+import {matMulFast} from './matmul';
+import {ScaledDotProductAttention, ScaledDotProductAttentionOptions, splitInputs} from './scaled_dot_product_attention';
 
 /**
  * The intermediate tensors of one attention call. B batch, H heads, T queries, S keys.
@@ -40,13 +40,13 @@ export function traceAttention(
   if (!(layer instanceof ScaledDotProductAttention)) {
     throw new ValueError(`Argument \`layer\` must be a ScaledDotProductAttention layer. Received: layer=${String(layer)}`);
   }
-  const [query, context] = Array.isArray(inputs) ? [inputs[0], inputs[1] ?? inputs[0]] : [inputs, inputs];
+  const [query, context] = splitInputs(inputs);
   if (!layer.built) layer.apply(inputs);  // builds the weights, like a first call
   return tf.tidy(() => {
     const heads = layer.projectHeads(query, context);
     const dk = heads.query.shape[3];
     const scaleFactor = layer.scale ?? 1 / Math.sqrt(dk);
-    const scores = matMulTransposeB(heads.query, heads.key);  // [B, H, T, S]
+    const scores = matMulFast(heads.query, heads.key, false, true);  // [B, H, T, S]
     const scaled = tf.mul(scores, scaleFactor);                        // [B, H, T, S]
     const mask = combineMasks(layer.attentionMaskFor(query, context, options), layer.causal, scaled.shape);
     let weights = tf.softmax(mask == null ? scaled : tf.where(mask, scaled, MASKED_LOGIT));  // [B, H, T, S]
