@@ -47,10 +47,16 @@ describe('heatmapSvg', () => {
   });
 
   it('scales values in [0, 1] from white (0) to dark blue (1)', () => {
+    // The colour stops at 0, 0.25, 0.5, 0.75, 1: ffffff, c6dbef, 6baed6, 2171b5, 08306b.
     expect(blueOf(0)).toBe('#ffffff');
+    expect(blueOf(0.25)).toBe('#c6dbef');
+    expect(blueOf(0.5)).toBe('#6baed6');
+    expect(blueOf(0.75)).toBe('#2171b5');
     expect(blueOf(1)).toBe('#08306b');
+    // Halfway between the first two stops: (255+198)/2 = 226.5 -> 227 (e3), 237 (ed), 247 (f7).
+    expect(blueOf(0.125)).toBe('#e3edf7');
     const svg = heatmapSvg([[0, 1], [0.5, 0.25]], {rowLabels: ['a', 'b'], colLabels: ['c', 'd']});
-    expect(fills(svg)).toEqual(['#ffffff', '#08306b', blueOf(0.5), blueOf(0.25)]);
+    expect(fills(svg)).toEqual(['#ffffff', '#08306b', '#6baed6', '#c6dbef']);
     expect(svg).toMatch(/class="bar-max"[^>]*>1</);
     expect(svg).toMatch(/class="bar-min"[^>]*>0</);
   });
@@ -63,7 +69,7 @@ describe('heatmapSvg', () => {
 
   it('scales other values over [min, max] of the matrix', () => {
     const svg = heatmapSvg([[2, 4], [6, 10]], {rowLabels: ['a', 'b'], colLabels: ['c', 'd']});
-    expect(fills(svg)).toEqual(['#ffffff', blueOf(0.25), blueOf(0.5), '#08306b']);
+    expect(fills(svg)).toEqual(['#ffffff', '#c6dbef', '#6baed6', '#08306b']);  // 0, 0.25, 0.5, 1
     expect(svg).toMatch(/class="bar-max"[^>]*>10</);
     expect(svg).toMatch(/class="bar-min"[^>]*>2</);
   });
