@@ -194,6 +194,15 @@ describe('input validation: errors name the argument and the shapes, and leak no
     });
 
     it('accepts attention masks whose size-1 dims broadcast: [1, T, S] and [B, 1, S]', () => {
+      // B = 2, T = S = 3. Each mask, broadcast by hand to [B, T, S], goes to the reference.
+      const broadcastMasks: Array<[string, Tensor3, Tensor3]> = [
+        // [1, T, S]: the same pattern for both batches; query 1 attends nothing.
+        ['[1, T, S]', [[[1, 0, 1], [0, 0, 0], [0, 1, 1]]],
+          [[[1, 0, 1], [0, 0, 0], [0, 1, 1]], [[1, 0, 1], [0, 0, 0], [0, 1, 1]]]],
+        // [B, 1, S]: key padding per batch, the same for every query.
+        ['[B, 1, S]', [[[1, 1, 0]], [[0, 1, 1]]],
+          [[[1, 1, 0], [1, 1, 0], [1, 1, 0]], [[0, 1, 1], [0, 1, 1], [0, 1, 1]]]],
+      ];
       expectNoLeak(() => tf.tidy(() => {
         const full = self.apply(x, {attentionMask: tf.ones([2, 3, 3])}) as tf.Tensor;
         const noMask = self.apply(x) as tf.Tensor;
@@ -202,6 +211,19 @@ describe('input validation: errors name the argument and the shapes, and leak no
           const y = self.apply(x, {attentionMask: tf.ones(shape)}) as tf.Tensor;
           expectClose(y, noMask.arraySync() as Tensor3, 1e-6);
         }
+        for (const [, mask, broadcast] of broadcastMasks) {
+          const y = self.apply(x, {attentionMask: tf.tensor3d(mask)}) as tf.Tensor;
+          const expected = referenceAttention(x.arraySync() as Tensor3, null, weightsOf(self),
+                                              {numHeads: 2, attentionMask: broadcast});
+          expectClose(y, expected.output, 1e-6);
+          // The same mask given at full size agrees with the broadcast one.
+          expectClose(self.apply(x, {attentionMask: tf.tensor3d(broadcast)}) as tf.Tensor, y.arraySync() as Tensor3, 1e-6);
+        }
+        // The query that attends nothing outputs zeros; the masks change the output.
+        const [, rowMask] = broadcastMasks[0];
+        const rows = (self.apply(x, {attentionMask: tf.tensor3d(rowMask)}) as tf.Tensor).arraySync() as Tensor3;
+        expect(flatten([rows[0][1], rows[1][1]]).every((v) => v === 0)).toBe(true);
+        expect(() => expectClose(rows, noMask.arraySync() as Tensor3, 1e-3)).toThrow(/exceeds tolerance/);
       }));
     });
   });
