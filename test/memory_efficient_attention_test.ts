@@ -6,6 +6,7 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import {memoryEfficientAttention, MemoryEfficientOptions} from '../src/attention/memory_efficient_attention';
 import {ValueError} from '../src/errors';
+import {maxAbsDiff, runTestsOn} from './helpers/tensors';
 
 /** One comparison case. */
 interface Case {
@@ -73,9 +74,15 @@ function gradTolerance(c: Case): number {
   return Math.max(1e-4, 1e-6 * (c.inputScale ?? 1));
 }
 
-/** Max |a - b|, read synchronously. */
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+/** Runs `fn` with `backend` active, then restores the backend before it, also when `fn` throws. */
+async function onBackend<T>(backend: string, fn: () => T|Promise<T>): Promise<T> {
+  const previous = tf.getBackend();
+  expect(await tf.setBackend(backend)).toBe(true);
+  try {
+    return await fn();
+  } finally {
+    await tf.setBackend(previous);
+  }
 }
 
 /** Random inputs, options and upstream cotangent for a case (deterministic seeds). */
@@ -105,8 +112,8 @@ function compare(c: Case, seed = 7) {
   const grads = tf.grads(loss(memoryEfficientAttention))([q, k, v]);  // [dq, dk, dv]
   const refGrads = tf.grads(loss(reference))([q, k, v]);  // [dq, dk, dv]
   const result = {
-    forward: maxAbsDiff(out, ref),
-    grads: grads.map((g, i) => maxAbsDiff(g, refGrads[i])),
+    forward: maxAbsDiff(out, ref).diff,
+    grads: grads.map((g, i) => maxAbsDiff(g, refGrads[i]).diff),
     finite: [out, ...grads].every(t => tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0] === 1)),
     out: out.arraySync() as number[][][][],
   };
@@ -116,27 +123,10 @@ function compare(c: Case, seed = 7) {
 }
 
 describe('memoryEfficientAttention', () => {
-  let savedBackend: string;
-  beforeAll(async () => {
-    await tf.ready();
-    savedBackend = tf.getBackend();
-    await tf.setBackend('cpu');
-  });
-  afterAll(async () => {
-    await tf.setBackend(savedBackend);
-  });
+  runTestsOn('cpu');
 
   describe.each(['cpu', 'wasm'])('matches the standard path on %s', (backend) => {
-    let previous: string;
-    beforeAll(async () => {
-      previous = tf.getBackend();
-      await tf.setBackend(backend);
-      await tf.ready();
-    });
-    afterAll(async () => {
-      await tf.setBackend(previous);
-      expect(tf.getBackend()).toBe(previous);
-    });
+    runTestsOn(backend);
 
     test.each(CASES.map(c => [c.name, c] as [string, Case]))('%s', (_name, c) => {
       expect(tf.getBackend()).toBe(backend);
@@ -159,14 +149,14 @@ describe('memoryEfficientAttention', () => {
       const rows = out.arraySync();
       expect(rows[0][0][1]).toEqual([0, 0]);
       const ref = reference(q, k, v, options);  // [B, H, T, dv]
-      expect(maxAbsDiff(out, ref)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(out, ref).diff).toBeLessThanOrEqual(1e-5);
       const loss = (f: typeof reference) => (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
           tf.sum(tf.mul(f(qq as tf.Tensor4D, kk as tf.Tensor4D, vv as tf.Tensor4D, options), r));  // []
       const grads = tf.grads(loss(memoryEfficientAttention))([q, k, v]);  // [dq, dk, dv]
       const refGrads = tf.grads(loss(reference))([q, k, v]);  // [dq, dk, dv]
       grads.forEach((g, i) => {
         expect(tf.tidy(() => tf.all(tf.isFinite(g)).dataSync()[0])).toBe(1);
-        expect(maxAbsDiff(g, refGrads[i])).toBeLessThanOrEqual(1e-4);
+        expect(maxAbsDiff(g, refGrads[i]).diff).toBeLessThanOrEqual(1e-4);
       });
       // The masked query row gets no gradient.
       expect(tf.tidy(() => tf.slice(grads[0], [0, 0, 1, 0], [1, 1, 1, 3]).arraySync())).toEqual([[[[0, 0, 0]]]]);
@@ -177,26 +167,25 @@ describe('memoryEfficientAttention', () => {
   });
 
   test('a mask covering every key gives zeros everywhere (wasm too)', async () => {
-    const previous = tf.getBackend();
     for (const backend of ['cpu', 'wasm']) {
-      await tf.setBackend(backend);
-      const q = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;  // [B, H, T, dk]
-      const k = tf.ones([1, 1, 4, 2]) as tf.Tensor4D;  // [B, H, S, dk]
-      const v = tf.ones([1, 1, 4, 2]) as tf.Tensor4D;  // [B, H, S, dv]
-      const mask = tf.zeros([1, 1, 1, 4], 'bool');  // [1, 1, 1, S]
-      const [out, dq, dk, dv] = tf.tidy(() => {
-        const o = memoryEfficientAttention(q, k, v, {blockSize: 3, scale: 1, mask});  // [B, H, T, dv]
-        const g = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-            tf.sum(memoryEfficientAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D,
-                                             {blockSize: 3, scale: 1, mask})))([q, k, v]);  // [dq, dk, dv]
-        return [o, ...g];
+      await onBackend(backend, () => {
+        const q = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;  // [B, H, T, dk]
+        const k = tf.ones([1, 1, 4, 2]) as tf.Tensor4D;  // [B, H, S, dk]
+        const v = tf.ones([1, 1, 4, 2]) as tf.Tensor4D;  // [B, H, S, dv]
+        const mask = tf.zeros([1, 1, 1, 4], 'bool');  // [1, 1, 1, S]
+        const [out, dq, dk, dv] = tf.tidy(() => {
+          const o = memoryEfficientAttention(q, k, v, {blockSize: 3, scale: 1, mask});  // [B, H, T, dv]
+          const g = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+              tf.sum(memoryEfficientAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D,
+                                               {blockSize: 3, scale: 1, mask})))([q, k, v]);  // [dq, dk, dv]
+          return [o, ...g];
+        });
+        for (const t of [out, dq, dk, dv]) {
+          expect(Array.from(t.dataSync()).every(x => x === 0)).toBe(true);
+        }
+        tf.dispose([q, k, v, mask, out, dq, dk, dv]);
       });
-      for (const t of [out, dq, dk, dv]) {
-        expect(Array.from(t.dataSync()).every(x => x === 0)).toBe(true);
-      }
-      tf.dispose([q, k, v, mask, out, dq, dk, dv]);
     }
-    await tf.setBackend(previous);
   });
 
   test('the backward pass works when the mask is disposed before it runs', () => {
@@ -211,7 +200,7 @@ describe('memoryEfficientAttention', () => {
     };
     const grads = tf.grads(f(memoryEfficientAttention))([q, k, v]);  // [dq, dk, dv]
     const refGrads = tf.grads(f(reference))([q, k, v]);  // [dq, dk, dv]
-    grads.forEach((g, i) => expect(maxAbsDiff(g, refGrads[i])).toBeLessThanOrEqual(1e-4));
+    grads.forEach((g, i) => expect(maxAbsDiff(g, refGrads[i]).diff).toBeLessThanOrEqual(1e-4));
     tf.dispose([...grads, ...refGrads]);
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([q, k, v]);
@@ -220,9 +209,7 @@ describe('memoryEfficientAttention', () => {
   describe('leaks', () => {
     const c: Case = {name: 'leak', B: 1, H: 2, T: 6, S: 7, dk: 3, dv: 2, blockSize: 3, causal: true, maskShape: [1, 1, 6, 7]};
 
-    test.each(['cpu', 'wasm'])('numTensors returns to baseline after forward and tf.grads on %s', async (backend) => {
-      const previous = tf.getBackend();
-      await tf.setBackend(backend);
+    test.each(['cpu', 'wasm'])('numTensors returns to baseline after forward and tf.grads on %s', (backend) => onBackend(backend, () => {
       const {q, k, v, options, dispose} = makeInputs(c, 5);
       const before = tf.memory().numTensors;
       const out = memoryEfficientAttention(q, k, v, options);  // [B, H, T, dv]
@@ -235,8 +222,7 @@ describe('memoryEfficientAttention', () => {
       tf.dispose(grads);
       expect(tf.memory().numTensors).toBe(before);
       dispose();
-      await tf.setBackend(previous);
-    });
+    }));
 
     test('numTensors returns to baseline after a validation error', () => {
       const q = tf.zeros([1, 1, 2, 3]) as tf.Tensor4D;  // [B, H, T, dk]
@@ -292,36 +278,35 @@ describe('memoryEfficientAttention', () => {
 
   test('peak memory of the blocked forward and gradient is at most 1/4 of the standard path (T = S = 1024)', async () => {
     // peakBytes is the engine's byte count, the same on every backend; wasm just runs it fastest.
-    const previous = tf.getBackend();
-    await tf.setBackend('wasm');
-    const q = tf.randomNormal([1, 1, 1024, 16], 0, 1, 'float32', 1) as tf.Tensor4D;  // [B, H, T, dk]
-    const k = tf.randomNormal([1, 1, 1024, 16], 0, 1, 'float32', 2) as tf.Tensor4D;  // [B, H, S, dk]
-    const v = tf.randomNormal([1, 1, 1024, 16], 0, 1, 'float32', 3) as tf.Tensor4D;  // [B, H, S, dv]
-    for (const causal of [false, true]) {
-      const options = {blockSize: 128, scale: 0.25, causal};
-      // tf.profile returns the same mutable object every call: read each one before the next.
-      const blockedInfo = await tf.profile(() => memoryEfficientAttention(q, k, v, options));
-      const blocked = {peak: blockedInfo.peakBytes, out: blockedInfo.result as tf.Tensor};  // out [B, H, T, dv]
-      const standardInfo = await tf.profile(() => reference(q, k, v, options));
-      const standard = {peak: standardInfo.peakBytes, out: standardInfo.result as tf.Tensor};  // out [B, H, T, dv]
-      expect(maxAbsDiff(blocked.out, standard.out)).toBeLessThanOrEqual(1e-5);
-      // The standard path holds several [T, S] float32 tensors (4 MiB each) at once.
-      expect(standard.peak).toBeGreaterThan(8 * 1024 * 1024);
-      expect(blocked.peak).toBeLessThanOrEqual(standard.peak / 4);
-      tf.dispose([blocked.out, standard.out]);
-    }
-    // The custom gradient recomputes per block instead of keeping [T, S] probabilities.
-    const gradPeak = async (f: typeof reference) => {
-      const info = await tf.profile(() => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-          tf.sum(f(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {blockSize: 128, scale: 0.25})))([q, k, v]));
-      const peak = info.peakBytes;
-      tf.dispose(info.result as tf.Tensor[]);
-      return peak;
-    };
-    const blockedGradPeak = await gradPeak(memoryEfficientAttention);
-    const standardGradPeak = await gradPeak(reference);
-    expect(blockedGradPeak).toBeLessThanOrEqual(standardGradPeak / 4);
-    tf.dispose([q, k, v]);
-    await tf.setBackend(previous);
+    await onBackend('wasm', async () => {
+      const q = tf.randomNormal([1, 1, 1024, 16], 0, 1, 'float32', 1) as tf.Tensor4D;  // [B, H, T, dk]
+      const k = tf.randomNormal([1, 1, 1024, 16], 0, 1, 'float32', 2) as tf.Tensor4D;  // [B, H, S, dk]
+      const v = tf.randomNormal([1, 1, 1024, 16], 0, 1, 'float32', 3) as tf.Tensor4D;  // [B, H, S, dv]
+      for (const causal of [false, true]) {
+        const options = {blockSize: 128, scale: 0.25, causal};
+        // tf.profile returns the same mutable object every call: read each one before the next.
+        const blockedInfo = await tf.profile(() => memoryEfficientAttention(q, k, v, options));
+        const blocked = {peak: blockedInfo.peakBytes, out: blockedInfo.result as tf.Tensor};  // out [B, H, T, dv]
+        const standardInfo = await tf.profile(() => reference(q, k, v, options));
+        const standard = {peak: standardInfo.peakBytes, out: standardInfo.result as tf.Tensor};  // out [B, H, T, dv]
+        expect(maxAbsDiff(blocked.out, standard.out).diff).toBeLessThanOrEqual(1e-5);
+        // The standard path holds several [T, S] float32 tensors (4 MiB each) at once.
+        expect(standard.peak).toBeGreaterThan(8 * 1024 * 1024);
+        expect(blocked.peak).toBeLessThanOrEqual(standard.peak / 4);
+        tf.dispose([blocked.out, standard.out]);
+      }
+      // The custom gradient recomputes per block instead of keeping [T, S] probabilities.
+      const gradPeak = async (f: typeof reference) => {
+        const info = await tf.profile(() => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+            tf.sum(f(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {blockSize: 128, scale: 0.25})))([q, k, v]));
+        const peak = info.peakBytes;
+        tf.dispose(info.result as tf.Tensor[]);
+        return peak;
+      };
+      const blockedGradPeak = await gradPeak(memoryEfficientAttention);
+      const standardGradPeak = await gradPeak(reference);
+      expect(blockedGradPeak).toBeLessThanOrEqual(standardGradPeak / 4);
+      tf.dispose([q, k, v]);
+    });
   });
 });
