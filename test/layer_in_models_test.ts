@@ -3,93 +3,14 @@
  * graphs, model.summary(), getConfig/fromConfig and the serialization registry, initializers,
  * regularizers and constraints, training with model.fit, and tensor leaks.
  *
- * Expected values come from a plain-array implementation of attention written here
- * (`referenceAttention`), fed with the layer's own weights, never from the code under test.
+ * Expected values come from the plain-array implementation of attention
+ * (test/helpers/reference_attention.ts), fed with the layer's own weights, never from the
+ * code under test.
  */
 import * as tf from '@tensorflow/tfjs';
 import {ScaledDotProductAttention, scaledDotProductAttention} from '../src';
-
-type Mat = number[][];
-
-/** Deterministic numbers in [-1, 1) from a linear congruential generator. */
-function lcg(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  };
-}
-
-function randomArray3(shape: [number, number, number], seed: number): number[][][] {
-  const next = lcg(seed);
-  return Array.from({length: shape[0]}, () =>
-    Array.from({length: shape[1]}, () => Array.from({length: shape[2]}, () => next())));
-}
-
-interface ReferenceWeights {
-  wq: Mat; wk: Mat; wv: Mat;
-  bq?: number[]; bk?: number[]; bv?: number[];
-  wo?: Mat; bo?: number[];
-}
-
-interface ReferenceOptions {
-  numHeads: number;
-  causal?: boolean;
-  scale?: number;
-  /** Whether query t of batch b may attend key s (besides causality). */
-  allowed?: (b: number, t: number, s: number) => boolean;
-}
-
-/** x [L][d] · w [d][n] (+ b [n]). */
-function project(x: Mat, w: Mat, b?: number[]): Mat {
-  return x.map(row => w[0].map((_, j) => row.reduce((sum, xi, i) => sum + xi * w[i][j], b ? b[j] : 0)));
-}
-
-/**
- * Multi-head scaled dot-product attention in float64 with loops: per head,
- * softmax(Q·Kᵀ·scale) over the allowed keys (a row with none allowed gets zero weights),
- * times V; heads concatenated, then the output projection if there is one.
- */
-function referenceAttention(
-    query: number[][][], context: number[][][], w: ReferenceWeights, options: ReferenceOptions):
-    {output: number[][][]; weights: number[][][][]} {
-  const heads = options.numHeads;
-  const dk = w.wq[0].length / heads;
-  const dv = w.wv[0].length / heads;
-  const scale = options.scale ?? 1 / Math.sqrt(dk);
-  const output: number[][][] = [];
-  const weights: number[][][][] = [];
-  query.forEach((queryRows, b) => {
-    const q = project(queryRows, w.wq, w.bq);
-    const k = project(context[b], w.wk, w.bk);
-    const v = project(context[b], w.wv, w.bv);
-    const merged: Mat = q.map(() => new Array(heads * dv).fill(0));
-    const batchWeights: number[][][] = [];
-    for (let h = 0; h < heads; h++) {
-      const headWeights: Mat = [];
-      q.forEach((qRow, t) => {
-        const allowed = k.map((_, s) => (!options.causal || s <= t) && (options.allowed?.(b, t, s) ?? true));
-        const logits = k.map((kRow, s) => {
-          let dot = 0;
-          for (let i = 0; i < dk; i++) dot += qRow[h * dk + i] * kRow[h * dk + i];
-          return dot * scale;
-        });
-        const max = Math.max(...logits.filter((_, s) => allowed[s]));
-        const exps = logits.map((logit, s) => allowed[s] ? Math.exp(logit - max) : 0);
-        const total = exps.reduce((a, e) => a + e, 0);
-        const row = exps.map(e => total > 0 ? e / total : 0);
-        headWeights.push(row);
-        for (let j = 0; j < dv; j++) {
-          merged[t][h * dv + j] = row.reduce((sum, a, s) => sum + a * v[s][h * dv + j], 0);
-        }
-      });
-      batchWeights.push(headWeights);
-    }
-    output.push(w.wo ? project(merged, w.wo, w.bo) : merged);
-    weights.push(batchWeights);
-  });
-  return {output, weights};
-}
+import {Matrix as Mat, referenceAttention, ReferenceWeights, Tensor3} from './helpers/reference_attention';
+import {expectClose, filled, randomArray, seededRandom} from './helpers/tensors';
 
 /** The layer's weights in the documented getWeights() order, as nested arrays. */
 function referenceWeightsOf(layer: ScaledDotProductAttention): ReferenceWeights {
@@ -106,19 +27,6 @@ function referenceWeightsOf(layer: ScaledDotProductAttention): ReferenceWeights 
     if (layer.useBias) result.bo = values[next + 1] as number[];
   }
   return result;
-}
-
-function flatten(value: unknown): number[] {
-  return Array.isArray(value) ? value.flatMap(flatten) : [value as number];
-}
-
-/** Same shape and every element within `tolerance` of the expected one. */
-function expectClose(actual: tf.Tensor, expected: unknown, tolerance = 1e-5): void {
-  const want = flatten(expected);
-  expect(actual.size).toBe(want.length);
-  const got = Array.from(actual.dataSync());
-  const worst = Math.max(...got.map((g, i) => Math.abs(g - want[i])));
-  expect(worst).toBeLessThanOrEqual(tolerance);
 }
 
 /** Runs `body` and checks that it leaves the number of live tensors unchanged. */
@@ -170,10 +78,10 @@ describe('ScaledDotProductAttention in tf.sequential', () => {
       expect(lines).toContain(`Total params: ${expectedParams}`);
       expect(lines).toContain(`Trainable params: ${expectedParams}`);
 
-      const xValues = randomArray3([2, 5, dq], 11);
+      const xValues = randomArray([2, 5, dq], 11) as Tensor3;
       const x = tf.tensor3d(xValues);
       const y = model.predict(x) as tf.Tensor;
-      const expected = referenceAttention(xValues, xValues, referenceWeightsOf(layer), {numHeads: heads});
+      const expected = referenceAttention(xValues, null, referenceWeightsOf(layer), {numHeads: heads});
       expect(y.shape).toEqual([2, 5, outputDim]);
       expectClose(y, expected.output);
       tf.dispose([x, y]);
@@ -189,7 +97,7 @@ describe('ScaledDotProductAttention in tf.sequential', () => {
       ],
     });
     expect(model.outputs[0].shape).toEqual([null, 2]);
-    const x = tf.tensor3d(randomArray3([3, 4, 3], 5));
+    const x = tf.tensor3d(randomArray([3, 4, 3], 5) as Tensor3);
     const attention = model.layers[0].apply(x) as tf.Tensor;  // [3, 4, 2]: valueDim defaults to keyDim
     expect(attention.shape).toEqual([3, 4, 2]);
     const byHand = tf.layers.dense({units: 2, weights: model.layers[2].getWeights()}).apply(attention.reshape([3, 8])) as tf.Tensor;
@@ -207,10 +115,10 @@ describe('ScaledDotProductAttention in a functional tf.model with symbolic input
     expect(output.shape).toEqual([null, null, 6]);
     const model = tf.model({inputs: input, outputs: output});
     for (const length of [3, 6]) {
-      const xValues = randomArray3([2, length, 4], 100 + length);
+      const xValues = randomArray([2, length, 4], 100 + length) as Tensor3;
       const x = tf.tensor3d(xValues);
       const y = model.predict(x) as tf.Tensor;
-      const expected = referenceAttention(xValues, xValues, referenceWeightsOf(layer), {numHeads: 2, causal: true});
+      const expected = referenceAttention(xValues, null, referenceWeightsOf(layer), {numHeads: 2, causal: true});
       expect(y.shape).toEqual([2, length, 6]);
       expectClose(y, expected.output);
       tf.dispose([x, y]);
@@ -237,8 +145,8 @@ describe('ScaledDotProductAttention in a functional tf.model with symbolic input
     expect(lines.join('\n')).toMatch(/context\[0\]\[0\]/);
     expect(lines).toContain(`Total params: ${expectedParams}`);
 
-    const qValues = randomArray3([2, 5, 8], 21);
-    const cValues = randomArray3([2, 7, 3], 22);
+    const qValues = randomArray([2, 5, 8], 21) as Tensor3;
+    const cValues = randomArray([2, 7, 3], 22) as Tensor3;
     const [q, c] = [tf.tensor3d(qValues), tf.tensor3d(cValues)];
     const y = model.predict([q, c]) as tf.Tensor;
     expect(y.shape).toEqual([2, 5, 8]);
@@ -258,8 +166,8 @@ describe('ScaledDotProductAttention in a functional tf.model with symbolic input
     const model = tf.model({inputs: [query, context], outputs});
     expect(model.outputs).toHaveLength(2);
 
-    const qValues = randomArray3([2, 3, 4], 31);
-    const cValues = randomArray3([2, 5, 2], 32);
+    const qValues = randomArray([2, 3, 4], 31) as Tensor3;
+    const cValues = randomArray([2, 5, 2], 32) as Tensor3;
     const [q, c] = [tf.tensor3d(qValues), tf.tensor3d(cValues)];
     const [y, weights] = model.predict([q, c]) as tf.Tensor[];
     const expected = referenceAttention(qValues, cValues, referenceWeightsOf(layer), {numHeads: 2, scale: 0.8});
@@ -267,7 +175,7 @@ describe('ScaledDotProductAttention in a functional tf.model with symbolic input
     expectClose(y, expected.output);
     expectClose(weights, expected.weights);
     const rowSums = weights.sum(-1);
-    expectClose(rowSums, new Array(12).fill(1), 1e-6);
+    expectClose(rowSums, filled([2, 2, 3], () => 1), 1e-6);
     tf.dispose([q, c, y, weights, rowSums]);
   });
 
@@ -285,9 +193,9 @@ describe('ScaledDotProductAttention in a functional tf.model with symbolic input
     const [y, weights] = model.predict(tokens) as tf.Tensor[];
     const table = model.layers[1].getWeights()[0].arraySync() as Mat;
     const xValues = idValues.map(row => row.map(id => table[id]));
-    const notPad = (b: number, i: number) => idValues[b][i] !== 0;
-    const expected = referenceAttention(xValues, xValues, referenceWeightsOf(layer), {
-      numHeads: 1, allowed: (b, t, s) => notPad(b, t) && notPad(b, s),
+    const notPad = idValues.map(row => row.map(id => (id !== 0 ? 1 : 0)));  // [B, T]
+    const expected = referenceAttention(xValues, null, referenceWeightsOf(layer), {
+      numHeads: 1, queryPadding: notPad, keyPadding: notPad,
     });
     expectClose(weights, expected.weights);
     expectClose(y, expected.output);
@@ -376,7 +284,7 @@ describe('getConfig, fromConfig and the serialization registry', () => {
 
   it('fromConfig gives a layer with an equal config that, given the same weights, gives equal outputs', () => {
     const original = new ScaledDotProductAttention({...fullArgs(), kernelConstraint: null, biasConstraint: null});
-    const [qValues, cValues] = [randomArray3([2, 4, 3], 41), randomArray3([2, 6, 5], 42)];
+    const [qValues, cValues] = [randomArray([2, 4, 3], 41) as Tensor3, randomArray([2, 6, 5], 42) as Tensor3];
     const [q, c] = [tf.tensor3d(qValues), tf.tensor3d(cValues)];
     const expectedOutputs = original.apply([q, c]) as tf.Tensor[];
 
@@ -414,7 +322,7 @@ describe('getConfig, fromConfig and the serialization registry', () => {
       expect(withoutNulls(layer.getConfig())).toEqual(withoutNulls(model.layers[0].getConfig()));
       expect(layer.getConfig()).toEqual(expect.objectContaining({numHeads: 2, keyDim: 2, causal: true, outputDim: 3}));
       rebuilt.setWeights(model.getWeights());
-      const x = tf.tensor3d(randomArray3([2, 3, 4], 51));
+      const x = tf.tensor3d(randomArray([2, 3, 4], 51) as Tensor3);
       const [a, b] = [model.predict(x) as tf.Tensor, rebuilt.predict(x) as tf.Tensor];
       expectClose(b, a.arraySync(), 0);
       tf.dispose([x, a, b]);
@@ -477,8 +385,8 @@ describe('getConfig, fromConfig and the serialization registry', () => {
         [bq, bk, bv, bo].reduce((s, b) => s + l1l2(b, 0.01, 0.01), 0);
     expect(penalty).toBeGreaterThan(0.05);
 
-    const x = tf.tensor3d(randomArray3([4, 3, 4], 61));
-    const y = tf.tensor3d(randomArray3([4, 3, 3], 62));
+    const x = tf.tensor3d(randomArray([4, 3, 4], 61) as Tensor3);
+    const y = tf.tensor3d(randomArray([4, 3, 3], 62) as Tensor3);
     const lossWith = (await withPenalty.fit(x, y, {epochs: 1, batchSize: 4, verbose: 0})).history.loss[0] as number;
     const lossWithout = (await without.fit(x, y, {epochs: 1, batchSize: 4, verbose: 0})).history.loss[0] as number;
     expect(lossWith - lossWithout).toBeCloseTo(penalty, 5);
@@ -495,8 +403,8 @@ describe('training with model.fit', () => {
    * tell which token is flagged: the model must learn to attend to the marker.
    */
   function markerTask(count: number, seed: number): {x: tf.Tensor3D; y: tf.Tensor2D; labels: number[]} {
-    const next = lcg(seed);
-    const pick = (n: number) => Math.min(n - 1, Math.floor((next() + 1) / 2 * n));
+    const next = seededRandom(seed);  // [0, 1)
+    const pick = (n: number) => Math.floor(next() * n);
     const sequences: number[][][] = [];
     const labels: number[] = [];
     for (let n = 0; n < count; n++) {
