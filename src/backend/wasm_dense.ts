@@ -34,14 +34,13 @@ export function projectPacked(
 }
 
 /**
- * Packs the rows of x [N, dIn] by fours into the heap at byte `packed` (zero padding rows):
+ * Packs the rows of x [N, dIn] by fours into the heap at byte `packed` (`pack` zeroes the padding rows):
  * the layout of `project` and of `attend`'s queries.
  */
 export function packRows(backend: WasmBackendLike, module: HeapModule, x: tf.TensorInfo, packed: number): {packed: number; tiles: number; dIn: number} {
   const dIn = x.shape[x.shape.length - 1] as number;
   const n = x.shape.reduce((a, b) => a * b, 1) / dIn;
   const tiles = Math.ceil(n / 4);
-  if (n % 4 !== 0) heapFloats(backend).fill(0, (packed >>> 2) + (tiles - 1) * dIn * 4, (packed >>> 2) + tiles * dIn * 4);
   module.pack(heapAddress(backend, x), 4 * dIn, packed, n, dIn, 4);    // [N, dIn] -> [tiles][dIn][4]
   return {packed, tiles, dIn};
 }

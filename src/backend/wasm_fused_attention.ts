@@ -140,7 +140,7 @@ function attendHeads(
   const causal = sizes.causal ? 1 : 0;
   const {q, k, v} = operands;
   const layout = layoutOf(sizes);
-  const {tiles, panels, dvp, block} = layout;
+  const {tiles, dvp, block} = layout;
   const large = 2 * batch * heads * T * S * (dk + dv) >= TWO_THREAD_MIN_FLOPS && tiles >= 2;
   const shared = large ? sharedLayoutOf(operands, sizes, layout) : null;
   const thread = shared != null && 4 * shared.end <= SHARED_MAX_BYTES ? getSecondThread() : null;
@@ -153,9 +153,6 @@ function attendHeads(
   withHeapBuffer(backend, layout.total, base => {
     const heap = heapFloats(backend);
     const at = (floats: number) => base + 4 * floats;                      // byte address in the heap
-    // Padding queries and keys are zeros: their results are never read, but stay finite.
-    if (T % 4 !== 0) heap.fill(0, (base >>> 2) + layout.q + (tiles - 1) * dk * 4, (base >>> 2) + layout.q + tiles * dk * 4);
-    if (S % 8 !== 0) heap.fill(0, (base >>> 2) + layout.k + (panels - 1) * dk * 8, (base >>> 2) + layout.k + panels * dk * 8);
     for (let b = 0; b < batch; b++) {
       for (let h = 0; h < heads; h++) {
         module.pack(q.at + 4 * (b * T * q.width + q.column + h * dk), 4 * q.width, at(layout.q), T, dk, 4);  // [T, dk] -> [tiles][dk][4]
@@ -217,17 +214,14 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const context = c ?? x;
   const [batch, T, dq] = x.shape as [number, number, number];
   const [S, dc] = context.shape.slice(1) as [number, number];
-  const widths = [heads * dk, heads * dk, heads * dv].map(w => Math.ceil(w / 8) * 8);  // Q, K, V rows, padded to 8
-  const [xTiles, cTiles] = [Math.ceil(batch * T / 4), Math.ceil(batch * S / 4)];
-  const xFloats = xTiles * dq * 4;
-  const cFloats = c == null ? 0 : cTiles * dc * 4;
-  const [qFloats, kFloats] = [xTiles * 4 * widths[0], cTiles * 4 * widths[1]];
+  const place = projectionLayoutOf({batch, T, S, dq, dc, heads, dk, dv, selfAttention: c == null});
+  const {widths} = place;
   const output = backend.makeOutput([batch, T, heads * dv], 'float32');
-  withHeapBuffer(backend, xFloats + cFloats + qFloats + kFloats + cTiles * 4 * widths[2], base => {
-    const xPacked = packRows(backend, module, x, base);
-    const cPacked = c == null ? xPacked : packRows(backend, module, c, base + 4 * xFloats);
-    const [qAt, kAt] = [base + 4 * (xFloats + cFloats), base + 4 * (xFloats + cFloats + qFloats)];
-    const vAt = kAt + 4 * kFloats;
+  withHeapBuffer(backend, place.total, base => {
+    const at = (floats: number) => base + 4 * floats;
+    const xPacked = packRows(backend, module, x, at(place.x));
+    const cPacked = c == null ? xPacked : packRows(backend, module, c, at(place.c));
+    const [qAt, kAt, vAt] = [at(place.q), at(place.k), at(place.v)];
     projectPacked(backend, module, xPacked, wq, bq, qAt, widths[0]);
     projectPacked(backend, module, cPacked, wk, bk, kAt, widths[1]);
     projectPacked(backend, module, cPacked, wv, bv, vAt, widths[2]);
@@ -332,8 +326,6 @@ function attendOnTwoThreads(
     for (let h = 0; h < heads; h++) {
       const pair = b * heads + h;
       const [qPacked, kPacked] = [place.q + pair * qSize, place.k + pair * kSize];
-      if (T % 4 !== 0) shared.fill(0, qPacked + qSize - dk * 4, qPacked + qSize);   // padding queries
-      if (S % 8 !== 0) shared.fill(0, kPacked + kSize - dk * 8, kPacked + kSize);   // padding keys
       module.pack(bytes(qFrom + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4);
       module.pack(bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
       let vHere = vFrom + b * S * v.width + v.column + h * dv;
@@ -454,7 +446,7 @@ export const FUSED_LAYER_MAX_BYTES = 256 * 2 ** 20;
  */
 export function fusedAttentionLayerFits(sizes: FusedLayerSizes): boolean {
   const {T, S, dq, dc, heads, dk, dv} = sizes;
-  return fusedAttentionFits(T, S, dk, dv) && projectionBytes(sizes) <= FUSED_LAYER_MAX_BYTES &&
+  return fusedAttentionFits(T, S, dk, dv) && 4 * projectionLayoutOf(sizes).total <= FUSED_LAYER_MAX_BYTES &&
       denseFusedFits(dq, heads * dk) && denseFusedFits(dc, heads * dk) && denseFusedFits(dc, heads * dv);
 }
 
@@ -474,11 +466,21 @@ export interface FusedLayerSizes {
   dv: number;
 }
 
-/** Bytes of x and c packed and of Q, K and V (rows padded to 8) in the heap. */
-function projectionBytes({batch, T, S, dq, dc, heads, dk, dv, selfAttention}: FusedLayerSizes): number {
-  const round8 = (n: number) => Math.ceil(n / 8) * 8;
-  return 4 * (Math.ceil(batch * T / 4) * 4 * (round8(heads * dk) + dq) +
-      Math.ceil(batch * S / 4) * 4 * (round8(heads * dk) + round8(heads * dv) + (selfAttention ? 0 : dc)));
+/**
+ * Where `fusedAttentionLayer` puts x and c packed by fours and Q, K and V (rows of H·dk or
+ * H·dv rounded up to 8 floats, `widths`) in its heap buffer, in floats; c is x's packing
+ * for self-attention.
+ */
+function projectionLayoutOf({batch, T, S, dq, dc, heads, dk, dv, selfAttention}: FusedLayerSizes):
+    {x: number; c: number; q: number; k: number; v: number; widths: number[]; total: number} {
+  const widths = [heads * dk, heads * dk, heads * dv].map(w => roundUp(w, 8));  // Q, K, V
+  const [xRows, cRows] = [roundUp(batch * T, 4), roundUp(batch * S, 4)];
+  const x = 0;
+  const c = x + xRows * dq;
+  const q = c + (selfAttention ? 0 : cRows * dc);
+  const k = q + xRows * widths[0];
+  const v = k + cRows * widths[1];
+  return {x, c, q, k, v, widths, total: v + cRows * widths[2]};
 }
 
 /**
@@ -488,7 +490,7 @@ function projectionBytes({batch, T, S, dq, dc, heads, dk, dv, selfAttention}: Fu
  * instead, about as much again.
  */
 export function fusedAttentionLayerBytes(sizes: FusedLayerSizes): number {
-  return projectionBytes(sizes) + fusedAttentionBytes(sizes.T, sizes.S, sizes.dk, sizes.dv);
+  return 4 * projectionLayoutOf(sizes).total + fusedAttentionBytes(sizes.T, sizes.S, sizes.dk, sizes.dv);
 }
 
 /**

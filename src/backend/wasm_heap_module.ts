@@ -275,31 +275,44 @@ function attendFunction(): WasmFunction {
  * `pack(src, srcRow, dst, rows, cols, group)`: packs a matrix [rows, cols] whose rows start
  * `srcRow` bytes apart at src by groups of `group` rows (a power of two), as the queries (4)
  * and keys (8) are laid out for `attend`: row r, column c goes to float
- * (r - r % group)·cols + c·group + r % group of dst.
+ * (r - r % group)·cols + c·group + r % group of dst. The rows that fill up the last group
+ * are zeros.
  */
 function packFunction(): WasmFunction {
   const {i32Add, i32Sub, i32Mul, i32LtU} = op;
   const [SRC, SRC_ROW, DST, ROWS, COLS, GROUP] = [0, 1, 2, 3, 4, 5];
   const [r, c, ps, pd, lane, step] = [6, 7, 8, 9, 10, 11];
   const f32Store = [0x38, 2, 0];
+  const f32Zero = [0x43, 0, 0, 0, 0];                                         // f32.const 0
   const i32And = [0x71];
-  const columns = loop([
-    ...get(pd), ...get(ps), ...op.f32Load(), ...f32Store,
-    ...get(ps), ...i32(4), ...i32Add, ...set(ps), ...get(pd), ...get(step), ...i32Add, ...set(pd),
-    ...get(c), ...i32(1), ...i32Add, ...tee(c), ...get(COLS), ...i32LtU, ...brIf(0),
-  ]);
-  const rows = loop([
+  // pd = where row r, column 0 goes; c = 0.
+  const rowStart = [
     ...get(r), ...get(GROUP), ...i32(1), ...i32Sub, ...i32And, ...set(lane),
     ...get(r), ...get(lane), ...i32Sub, ...get(COLS), ...i32Mul, ...get(lane), ...i32Add, ...i32(4), ...i32Mul,
     ...get(DST), ...i32Add, ...set(pd),
-    ...get(SRC), ...get(r), ...get(SRC_ROW), ...i32Mul, ...i32Add, ...set(ps),
     ...i32(0), ...set(c),
-    ...columns,
+  ];
+  // Stores `value` (instructions that leave an f32) into each column of the row.
+  const columns = (value: number[], next: number[]) => loop([
+    ...get(pd), ...value, ...f32Store, ...next,
+    ...get(pd), ...get(step), ...i32Add, ...set(pd),
+    ...get(c), ...i32(1), ...i32Add, ...tee(c), ...get(COLS), ...i32LtU, ...brIf(0),
+  ]);
+  const rows = loop([
+    ...rowStart,
+    ...get(SRC), ...get(r), ...get(SRC_ROW), ...i32Mul, ...i32Add, ...set(ps),
+    ...columns([...get(ps), ...op.f32Load()], [...get(ps), ...i32(4), ...i32Add, ...set(ps)]),
     ...get(r), ...i32(1), ...i32Add, ...tee(r), ...get(ROWS), ...i32LtU, ...brIf(0),
+  ]);
+  // The rows that fill up the last group are zeros: never read as results, but finite.
+  const paddingRows = op.whileLoop([...get(r), ...get(GROUP), ...i32(1), ...i32Sub, ...i32And], [
+    ...rowStart,
+    ...columns(f32Zero, []),
+    ...get(r), ...i32(1), ...i32Add, ...set(r),
   ]);
   const code = [
     ...get(GROUP), ...i32(4), ...i32Mul, ...set(step),
-    ...block([...get(ROWS), ...op.i32Eqz, ...brIf(0), ...get(COLS), ...op.i32Eqz, ...brIf(0), ...rows]),
+    ...block([...get(ROWS), ...op.i32Eqz, ...brIf(0), ...get(COLS), ...op.i32Eqz, ...brIf(0), ...rows, ...paddingRows]),
   ];
   return {name: 'pack', params: new Array<number>(6).fill(I32), locals: [[6, I32]], code};
 }
