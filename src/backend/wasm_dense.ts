@@ -1,6 +1,6 @@
 /** A dense layer's product x·w + b for inference on wasm, as one kernel (`project` of wasm_heap_module.ts). */
 import * as tf from '@tensorflow/tfjs';
-import {heapAddress, heapFloats, heapModule, withHeapBuffer} from './wasm_heap_module';
+import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import type {HeapModule} from './wasm_heap_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -17,7 +17,7 @@ export function projectPacked(
     backend: WasmBackendLike, module: HeapModule, x: {packed: number; tiles: number; dIn: number},
     w: tf.TensorInfo, b: tf.TensorInfo|null|undefined, out: number, outRow: number): void {
   const dOut = w.shape[1] as number;
-  const dOutP = Math.ceil(dOut / 8) * 8;
+  const dOutP = roundUp(dOut, 8);
   const [wAt, bAt] = [heapAddress(backend, w), b == null ? 0 : heapAddress(backend, b)];
   if (dOutP === dOut) {
     module.project(x.packed, wAt, 4 * dOut, bAt, out, 4 * outRow, x.tiles, x.dIn, dOutP);
@@ -27,7 +27,7 @@ export function projectPacked(
     const heap = heapFloats(backend);
     const [to, wFrom] = [padded >>> 2, wAt >>> 2];
     heap.fill(0, to, to + x.dIn * dOutP + dOutP);
-    for (let k = 0; k < x.dIn; k++) heap.copyWithin(to + k * dOutP, wFrom + k * dOut, wFrom + (k + 1) * dOut);
+    copyRows(heap, to, dOutP, heap, wFrom, dOut, x.dIn, dOut);
     if (b != null) heap.copyWithin(to + x.dIn * dOutP, bAt >>> 2, (bAt >>> 2) + dOut);
     module.project(x.packed, padded, 4 * dOutP, b == null ? 0 : padded + 4 * x.dIn * dOutP, out, 4 * outRow, x.tiles, x.dIn, dOutP);
   });
@@ -56,7 +56,7 @@ function denseKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const [n, dIn] = x.shape as [number, number];
   const dOut = w.shape[1] as number;
   const tiles = Math.ceil(n / 4);
-  const dOutP = Math.ceil(dOut / 8) * 8;
+  const dOutP = roundUp(dOut, 8);
   const padOut = dOutP !== dOut || tiles * 4 !== n;
   const output = backend.makeOutput([n, dOut], 'float32');
   withHeapBuffer(backend, tiles * dIn * 4 + (padOut ? tiles * 4 * dOutP : 0), base => {
@@ -69,7 +69,7 @@ function denseKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
     projectPacked(backend, module, packed, w, b, out, dOutP);
     const heap = heapFloats(backend);
     const to = heapAddress(backend, output) >>> 2;
-    for (let r = 0; r < n; r++) heap.copyWithin(to + r * dOut, (out >>> 2) + r * dOutP, (out >>> 2) + r * dOutP + dOut);
+    copyRows(heap, to, dOut, heap, out >>> 2, dOutP, n, dOut);
   });
   return output;
 }

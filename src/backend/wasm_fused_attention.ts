@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import {getSecondThread, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, TWO_THREAD_MIN_FLOPS} from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import {denseFusedFits, packRows, projectPacked} from './wasm_dense';
-import {heapAddress, heapFloats, heapModule, withHeapBuffer} from './wasm_heap_module';
+import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import type {HeapModule} from './wasm_heap_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -159,10 +159,7 @@ function attendHeads(
         module.pack(k.at + 4 * (b * S * k.width + k.column + h * dk), 4 * k.width, at(layout.k), S, dk, 8);  // [S, dk] -> [panels][dk][8]
         let [vHere, rowV] = [v.at + 4 * (b * S * v.width + v.column + h * dv), 4 * v.width];
         if (layout.v >= 0) {                                               // [S, dv] -> [S, dvp]
-          for (let s = 0; s < S; s++) {
-            const from = (vHere >>> 2) + s * v.width;
-            heap.copyWithin((base >>> 2) + layout.v + s * dvp, from, from + dv);
-          }
+          copyRows(heap, (base >>> 2) + layout.v, dvp, heap, vHere >>> 2, v.width, S, dv);
           [vHere, rowV] = [at(layout.v), 4 * dvp];
         }
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
@@ -173,10 +170,7 @@ function attendHeads(
         }
         module.attend(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
                       tiles, S, block, dk, dvp, scale, causal, 0, keyBiasOf(b));
-        for (let t = 0; t < T; t++) {                                      // [tiles·4, dvp] -> T rows of dv
-          const from = (base >>> 2) + layout.out + t * dvp;
-          heap.copyWithin((outHere >>> 2) + t * heads * dv, from, from + dv);
-        }
+        copyRows(heap, outHere >>> 2, heads * dv, heap, (base >>> 2) + layout.out, dvp, T, dv);  // [tiles·4, dvp] -> T rows of dv
       }
     }
   });
@@ -330,7 +324,7 @@ function attendOnTwoThreads(
       module.pack(bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
       let vHere = vFrom + b * S * v.width + v.column + h * dv;
       if (vSize > 0) {                                                      // [S, dv] -> [S, dvp]
-        for (let s = 0; s < S; s++) shared.copyWithin(place.v + pair * vSize + s * dvp, vHere + s * v.width, vHere + s * v.width + dv);
+        copyRows(shared, place.v + pair * vSize, dvp, shared, vHere, v.width, S, dv);
         vHere = place.v + pair * vSize;
       }
       const out = direct ? place.out + b * T * heads * dv + h * dv : place.out + pair * outSize;
@@ -363,10 +357,7 @@ function attendOnTwoThreads(
   }
   for (let pair = 0; pair < pairs; pair++) {                               // [tiles·4, dvp] -> T rows of dv
     const [b, h] = [Math.floor(pair / heads), pair % heads];
-    for (let t = 0; t < T; t++) {
-      const from = place.out + pair * outSize + t * dvp;
-      to.set(shared.subarray(from, from + dv), (outAt >>> 2) + (b * T + t) * heads * dv + h * dv);
-    }
+    copyRows(to, (outAt >>> 2) + b * T * heads * dv + h * dv, heads * dv, shared, place.out + pair * outSize, dvp, T, dv);
   }
 }
 
@@ -376,11 +367,6 @@ let lastCallThreads: 1|2 = 1;
 /** How many threads the last `fusedAttention`, `fusedMultiHeadAttention` or `fusedAttentionLayer` call used. */
 export function fusedThreadsOfLastCall(): 1|2 {
   return lastCallThreads;
-}
-
-/** n rounded up to a multiple of `multiple`. */
-function roundUp(n: number, multiple: number): number {
-  return Math.ceil(n / multiple) * multiple;
 }
 
 function runFused(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, attrs: FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number}): tf.Tensor {

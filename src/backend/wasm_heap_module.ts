@@ -441,3 +441,22 @@ export function heapAddress(backend: WasmBackendLike, t: tf.TensorInfo): number 
   return backend.typedArrayFromHeap(t).byteOffset;
 }
 
+/**
+ * Copies `rows` rows of `width` floats from `src` (rows `srcRow` floats apart from float
+ * `from`) to `dst` (rows `dstRow` apart from float `to`): padding or unpadding rows, or
+ * taking one head's columns. src and dst may be the same array.
+ */
+export function copyRows(
+    dst: Float32Array, to: number, dstRow: number, src: Float32Array, from: number, srcRow: number, rows: number, width: number): void {
+  for (let r = 0; r < rows; r++) {
+    const start = from + r * srcRow;
+    if (src === dst) dst.copyWithin(to + r * dstRow, start, start + width);
+    else dst.set(src.subarray(start, start + width), to + r * dstRow);
+  }
+}
+
+/** n rounded up to a multiple of `multiple`. */
+export function roundUp(n: number, multiple: number): number {
+  return Math.ceil(n / multiple) * multiple;
+}
+
