@@ -6,7 +6,7 @@ import '@tensorflow/tfjs-backend-wasm';
 
 import {memoryEfficientAttention, MemoryEfficientOptions} from '../src/attention/memory_efficient_attention';
 import {ValueError} from '../src/errors';
-import {maxAbsDiff, runTestsOn} from './helpers/tensors';
+import {maxAbsDiff, onBackend, runTestsOn} from './helpers/tensors';
 
 /** One comparison case. */
 interface Case {
@@ -72,17 +72,6 @@ function reference(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: Memo
  */
 function gradTolerance(c: Case): number {
   return Math.max(1e-4, 1e-6 * (c.inputScale ?? 1));
-}
-
-/** Runs `fn` with `backend` active, then restores the backend before it, also when `fn` throws. */
-async function onBackend<T>(backend: string, fn: () => T|Promise<T>): Promise<T> {
-  const previous = tf.getBackend();
-  expect(await tf.setBackend(backend)).toBe(true);
-  try {
-    return await fn();
-  } finally {
-    await tf.setBackend(previous);
-  }
 }
 
 /** Random inputs, options and upstream cotangent for a case (deterministic seeds). */

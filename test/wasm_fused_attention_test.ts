@@ -23,7 +23,7 @@ import {runCommand} from './helpers/run_script';
 import {ValueError} from '../src/errors';
 import {attendOneHead, Matrix, referenceAttention, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
 import {
-  disposeAll, expectAllFinite, expectClose, expectThrowsWithoutLeak, maxAbsDiff, Nested, randomArray, runTestsOn,
+  disposeAll, expectAllFinite, expectClose, expectThrowsWithoutLeak, maxAbsDiff, Nested, onBackend, randomArray, runTestsOn,
 } from './helpers/tensors';
 
 /** What the tests read of tfjs-backend-wasm's backend object. */
@@ -33,16 +33,6 @@ interface WasmBackendView {
 }
 
 runTestsOn('wasm');
-
-/** Runs `fn` with `backend` active, then switches back to wasm. */
-async function onBackend<T>(backend: string, fn: () => T): Promise<T> {
-  await tf.setBackend(backend);
-  try {
-    return fn();
-  } finally {
-    await tf.setBackend('wasm');
-  }
-}
 
 /** Runs `fn` and asserts that the only tensor it leaves behind is the one it returns. */
 function onlyTheOutput<T extends tf.Tensor>(fn: () => T): T {

@@ -163,3 +163,15 @@ export function runTestsOn(backend: string): void {
     await tf.setBackend(saved);
   });
 }
+
+/** Runs `fn` with `backend` active, then restores the backend that was active before, even if `fn` throws. */
+export async function onBackend<T>(backend: string, fn: () => T|Promise<T>): Promise<T> {
+  const previous = tf.getBackend();
+  expect(await tf.setBackend(backend)).toBe(true);
+  try {
+    return await fn();
+  } finally {
+    await tf.setBackend(previous);
+  }
+}
+
