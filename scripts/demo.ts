@@ -83,6 +83,14 @@ function resolveUnder(root: string, urlPath: string): string|null {
   return resolved === base || resolved.startsWith(base + path.sep) ? resolved : null;
 }
 
+function realpathOrSelf(folder: string): string {
+  try {
+    return fs.realpathSync(folder);
+  } catch {
+    return folder;
+  }
+}
+
 export interface DemoServerOptions {
   /** 0 picks a free port. Defaults to 8080. */
   port?: number;
@@ -103,7 +111,8 @@ export interface DemoServer {
 
 /**
  * Serves `demoDir` at / and `modelsDir` at /models/ (GET and HEAD only). Missing files and
- * folders are 404, paths that would leave the served folders are 400.
+ * folders are 404, paths that would leave the served folders are 400, and a symbolic link
+ * whose real path is outside the served folders is 404.
  */
 export function startDemoServer(options: DemoServerOptions = {}): Promise<DemoServer> {
   const demoDir = path.resolve(options.demoDir ?? DEFAULT_DEMO_DIR);
@@ -112,6 +121,8 @@ export function startDemoServer(options: DemoServerOptions = {}): Promise<DemoSe
   if (!fs.existsSync(path.join(demoDir, 'index.html'))) {
     return Promise.reject(new Error(`No demo build in ${demoDir}: run buildDemo() (npm run demo builds it).`));
   }
+  /** Files are served only when their real path, symbolic links resolved, is under one of these. */
+  const realRoots = [realpathOrSelf(demoDir), realpathOrSelf(modelsDir)];
 
   const server = http.createServer((request, response) => {
     const send = (status: number, body: string) => {
@@ -134,20 +145,29 @@ export function startDemoServer(options: DemoServerOptions = {}): Promise<DemoSe
       send(400, 'Bad path');
       return;
     }
-    fs.stat(file, (error, stats) => {
+    const requested = file;
+    const serve = (real: string) => fs.stat(real, (error, stats) => {
       if (error != null || !stats.isFile()) {
         send(404, `Not found: ${pathname}`);
         return;
       }
       response.writeHead(200, {
-        'Content-Type': contentTypeOf(file!), 'Content-Length': stats.size, 'Cache-Control': 'no-store',
+        'Content-Type': contentTypeOf(requested), 'Content-Length': stats.size, 'Cache-Control': 'no-store',
         'X-Content-Type-Options': 'nosniff',
       });
       if (request.method === 'HEAD') {
         response.end();
         return;
       }
-      fs.createReadStream(file!).on('error', () => response.destroy()).pipe(response);
+      fs.createReadStream(real).on('error', () => response.destroy()).pipe(response);
+    });
+    fs.realpath(file, (realError, real) => {
+      // A symbolic link that leads outside the served folders is as good as missing.
+      if (realError != null || !realRoots.some(root => real.startsWith(root + path.sep))) {
+        send(404, `Not found: ${pathname}`);
+        return;
+      }
+      serve(real);
     });
   });
 

@@ -1,5 +1,6 @@
 /** npm run explain -- "<sentence>": the four steps of the model's attention, printed and drawn. */
 import {selectBackend} from '../src';
+import {checkFileTarget} from '../src/io/save_target';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {readingNotices} from '../src/cli/format';
@@ -24,6 +25,7 @@ const TITLES = {
 
 async function main(options: ParsedOptions, sentence: string): Promise<void> {
   const svgPath = (options.svg as string|undefined) ?? 'attention-heatmap.svg';
+  checkFileTarget(svgPath, 'SVG');  // a path that cannot be written fails here, before anything is printed
   const color = options.color === true || process.stdout.isTTY === true;
   await selectBackend('auto');
   const park = await loadParkModel((options.model as string|undefined) ?? defaultModelDir());
@@ -48,7 +50,7 @@ async function main(options: ParsedOptions, sentence: string): Promise<void> {
     console.log(indent(terminalHeatmap(meanOverHeads(weights.heads), labels, labels, {color, digits: 2})));
     const top = predictNextWords(park, sentence, 3).predictions;
     console.log(`\nNext word: ${top.map(p => `${p.word} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
-    writeFileAtomic(svgPath, attentionHeatmapSvg(explanation));
+    writeFileAtomic(svgPath, attentionHeatmapSvg(explanation), 'SVG');
     console.log(`Wrote the heatmap to ${svgPath}`);
   } finally {
     disposeParkModel(park);

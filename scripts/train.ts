@@ -6,7 +6,7 @@ import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {epochLine, predictionTable} from '../src/cli/format';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {attentionHeatmapSvg, explainSentence} from '../src/park/explanation';
-import {defaultModelDir, saveParkModel} from '../src/park/park_files';
+import {checkParkModelTarget, defaultTrainedDir, saveParkModel} from '../src/park/park_files';
 import {PARK_SENTENCE, disposeParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
 import {evaluateAccuracy, trainParkModel} from '../src/park/training';
@@ -19,18 +19,19 @@ const OPTIONS = {
   epochs: {type: 'integer', min: 1, help: `Passes over the training sentences (default: ${DEFAULT_EPOCHS}).`},
   seed: {type: 'integer', min: 0, help: 'Seed of the initializers and shuffling (default: 42).'},
   backend: {type: 'string', choices: BACKEND_NAMES.filter(b => b !== 'webgl'), help: 'tfjs backend (default: auto).'},
-  out: {type: 'string', help: 'Folder to save the model and its plots in (default: models/park-play).'},
+  out: {type: 'string', help: 'Folder to save the model and its plots in (default: trained/park-play; the committed model is models/park-play).'},
 } as const;
 
 async function main(options: ParsedOptions, _: string): Promise<void> {
   const corpusPath = (options.corpus as string|undefined) ?? defaultCorpusPath();
   const epochs = (options.epochs as number|undefined) ?? DEFAULT_EPOCHS;
   const seed = (options.seed as number|undefined) ?? 42;
-  // Default: the committed model's folder, which predict and explain load, whatever the working
-  // directory; made relative to the working directory so that messages still say models/park-play
-  // when run from the package root.
-  const out = (options.out as string|undefined) ?? (path.relative(process.cwd(), defaultModelDir()) || '.');
+  // Default: trained/park-play in the package (git-ignored), whatever the working directory, so
+  // that retraining never changes the committed models/park-play; made relative to the working
+  // directory so that messages say trained/park-play when run from the package root.
+  const out = (options.out as string|undefined) ?? (path.relative(process.cwd(), defaultTrainedDir()) || '.');
 
+  checkParkModelTarget(out);  // a folder that saving may not touch fails here, before any training
   const corpus = loadCorpus(corpusPath);  // a bad corpus fails here, before any training
   const backend = await selectBackend((options.backend as BackendName|undefined) ?? 'auto');
   console.log(
@@ -59,15 +60,18 @@ async function main(options: ParsedOptions, _: string): Promise<void> {
   writeFileAtomic(curve, lineChartSvg([
     {name: 'loss', values: history.map(h => h.loss)},
     {name: 'accuracy', values: history.map(h => h.accuracy)},
-  ], {title: 'Training loss and accuracy per epoch', xLabel: 'epoch'}));
+  ], {title: 'Training loss and accuracy per epoch', xLabel: 'epoch'}), 'SVG');
   const explanation = explainSentence(park, PARK_SENTENCE);
   const heatmap = path.join(out, 'attention-heatmap.svg');
-  writeFileAtomic(heatmap, attentionHeatmapSvg(explanation));
+  writeFileAtomic(heatmap, attentionHeatmapSvg(explanation), 'SVG');
 
   console.log(`\nTrained in ${seconds.toFixed(1)} s. Training accuracy ${(trainAccuracy * 100).toFixed(1)}%, ` +
               `held-out accuracy ${(heldOut * 100).toFixed(1)}% (${corpus.heldOut.length} sentences never seen in training).`);
   console.log(`\n"${PARK_SENTENCE} ___"\n${predictionTable(parkSentence.predictions)}`);
-  console.log(`\nSaved the model to ${out}/model.json, the curves to ${curve} and the attention heatmap to ${heatmap}.`);
+  console.log(`\nSaved the model to ${path.join(out, 'model.json')}, the curves to ${curve} and the attention heatmap to ${heatmap}.`);
+  const demo = path.basename(path.resolve(out)) === 'park-play' ? `, npm run demo -- --models ${path.dirname(out)}` : '';
+  console.log(`Use it with: npm run predict -- "<sentence>" --model ${out} (and explain --model ${out}${demo}); ` +
+              'without --model they use the committed models/park-play.');
   disposeParkModel(park);
 }
 

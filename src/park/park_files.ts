@@ -5,12 +5,32 @@ import * as tf from '@tensorflow/tfjs';
 import '../index';  // registers the layers and the file:// handler
 import {ValueError} from '../errors';
 import {fileSystem} from '../io/file_system_io';
+import {checkSaveTarget} from '../io/save_target';
 import {packageRoot} from '../package_root';
 import {disposeParkModel, ParkModel, parkModelFromLoaded} from './park_model';
 
 /** The committed model, `models/park-play` in this package. */
 export function defaultModelDir(): string {
   return path.join(packageRoot(), 'models', 'park-play');
+}
+
+/**
+ * Where `npm run train` saves by default: `trained/park-play` in this package (git-ignored),
+ * so that retraining never changes the committed model. `--out models/park-play` replaces it.
+ */
+export function defaultTrainedDir(): string {
+  return path.join(packageRoot(), 'trained', 'park-play');
+}
+
+/** The files that `npm run train` (and the README's figures) keep in a park model's folder besides the model. */
+export const PARK_COMPANION_FILES = ['training-curve.svg', 'attention-heatmap.svg', 'attention-bat.svg'] as const;
+
+/**
+ * Throws a ValueError, before anything is written, unless a park model (with its plots) can
+ * be saved in `folder`; see checkSaveTarget.
+ */
+export function checkParkModelTarget(folder: string): void {
+  checkSaveTarget(folder, {companionFiles: PARK_COMPANION_FILES});
 }
 
 const HOW_TO_TRAIN = 'Train one with `npm run train` (or `npm run train -- --out <folder>`).';
@@ -37,10 +57,11 @@ export async function loadParkModel(location: string): Promise<ParkModel> {
 }
 
 /**
- * Saves atomically (a temporary folder beside `folder`, then a rename) with this package's
- * own handler, named explicitly: a file:// URL would go to tfjs-node's handler when tfjs-node
- * is loaded, since this package's file:// router then steps aside.
+ * Saves with this package's own handler (see FileSystemIO.save: it touches nothing in the
+ * folder but the model's files; the plots in PARK_COMPANION_FILES are accepted there), named
+ * explicitly: a file:// URL would go to tfjs-node's handler when tfjs-node is loaded, since
+ * this package's file:// router then steps aside.
  */
 export async function saveParkModel(park: ParkModel, folder: string): Promise<void> {
-  await park.model.save(fileSystem(path.resolve(folder)));
+  await park.model.save(fileSystem(path.resolve(folder), {companionFiles: PARK_COMPANION_FILES}));
 }
