@@ -3,15 +3,16 @@
  * a child Node process that imports only `@tensorflow/tfjs` and `tfjs-attention` (the built
  * package, by require and by ESM import) loads it with identical predictions and trains on;
  * saves are atomic; corrupt or hostile model files give errors that name the file; no path
- * leaks tensors.
+ * leaks tensors. (Saving's file-system safety, concurrency and symbolic links: file_system_io_test.ts.)
  */
 import {spawnSync} from 'child_process';
+import {createHash} from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {ScaledDotProductAttention} from '../src';
-import {setAfterFileWrittenForTest} from '../src/io/file_system_io';
+import {SaveStep, setSaveStepHookForTest} from '../src/io/file_system_io';
 import {escapeRegExp, maxAbsDiff, randomArray} from './helpers/tensors';
 
 const REPO = path.resolve(__dirname, '..');
@@ -128,17 +129,31 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(tmp, 'child.mjs'), CHILD_ESM);
 });
 
+/** The weights file a save names by content: weights-<first 16 hex digits of the sha256 of the bytes>.bin. */
+function weightsNameOf(bytes: Buffer): string {
+  return `weights-${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}.bin`;
+}
+
+/** The weights files that a saved model.json lists. */
+function weightsPathsOf(folder: string): string[] {
+  return JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8')).weightsManifest.flatMap((g: {paths: string[]}) => g.paths);
+}
+
 afterAll(() => {
-  setAfterFileWrittenForTest(null);
+  setSaveStepHookForTest(null);
   if (tmp) fs.rmSync(tmp, {recursive: true, force: true});
 });
 
 describe('model.save("file://…") without tfjs-node', () => {
-  it('writes model.json and weights.bin in tfjs-node\'s layout, the bytes being the weights in manifest order', async () => {
+  it('writes model.json and weights-<sha256>.bin in tfjs-node\'s layout, the bytes being the weights in manifest order', async () => {
     const model = buildModel(10);
     const folder = path.join(tmp, 'layout', 'nested', 'model');  // parents are created
     const result = await model.save(`file://${folder}`);
-    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', 'weights.bin']);
+    // 2 heads: wq 3x4, wk 3x4, wv 3x6, bq 4, bk 4, bv 6, wo 6x4, bo 4; then wq, wk, wv 4x3.
+    const floats = 12 + 12 + 18 + 4 + 4 + 6 + 24 + 4 + 12 + 12 + 12;
+    const expectedBytes = Buffer.concat(model.getWeights().map(w => Buffer.from((w.dataSync() as Float32Array).buffer)));
+    const weightsName = weightsNameOf(expectedBytes);
+    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', weightsName]);
 
     const json = JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8'));
     expect(json.format).toBe('layers-model');
@@ -147,18 +162,15 @@ describe('model.save("file://…") without tfjs-node', () => {
     expect(JSON.stringify(json.modelTopology)).toContain('"class_name":"ScaledDotProductAttention"');
     expect(json.trainingConfig).toBeUndefined();  // as tfjs: only with {includeOptimizer: true}
     expect(json.weightsManifest).toHaveLength(1);
-    expect(json.weightsManifest[0].paths).toEqual(['weights.bin']);
+    expect(json.weightsManifest[0].paths).toEqual([weightsName]);
     const specs = json.weightsManifest[0].weights as Array<{name: string; shape: number[]; dtype: string}>;
     expect(specs.map(s => s.name)).toEqual(model.weights.map(w => w.name));
     expect(specs.map(s => s.shape)).toEqual(model.weights.map(w => w.shape));
     expect(new Set(specs.map(s => s.name)).size).toBe(specs.length);  // the two layers' weights stay apart
 
-    // 2 heads: wq 3x4, wk 3x4, wv 3x6, bq 4, bk 4, bv 6, wo 6x4, bo 4; then wq, wk, wv 4x3.
-    const floats = 12 + 12 + 18 + 4 + 4 + 6 + 24 + 4 + 12 + 12 + 12;
-    const bin = fs.readFileSync(path.join(folder, 'weights.bin'));
+    const bin = fs.readFileSync(path.join(folder, weightsName));
     expect(bin.byteLength).toBe(floats * 4);
     expect(result.modelArtifactsInfo.weightDataBytes).toBe(floats * 4);
-    const expectedBytes = Buffer.concat(model.getWeights().map(w => Buffer.from((w.dataSync() as Float32Array).buffer)));
     expect(bin.equals(expectedBytes)).toBe(true);
   });
 
@@ -197,7 +209,7 @@ describe('model.save("file://…") without tfjs-node', () => {
         const json = JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8'));
         expect(json.trainingConfig).toEqual(expect.objectContaining({loss: 'mean_squared_error'}));
         const groups = (json.weightsManifest[0].weights as Array<{group?: string}>).map(w => w.group);
-        expect(groups).toContain('optimizer');  // Adam's moments travel in the same weights.bin
+        expect(groups).toContain('optimizer');  // Adam's moments travel in the same weights file
       }
 
       const saveTo = path.join(tmp, `trained-by-${script}`);
@@ -252,49 +264,70 @@ require(${JSON.stringify(path.join(copy, 'dist', 'src', 'index.js'))});
 });
 
 describe('atomic saves', () => {
-  const savingLeftovers = (parent: string) => fs.readdirSync(parent).filter(name => name.includes('.saving-'));
+  /** Every entry of a folder with its bytes, so that "as it was" can be checked exactly. */
+  const snapshot = (folder: string) =>
+    Object.fromEntries(fs.readdirSync(folder).sort().map(name => {
+      const file = path.join(folder, name);
+      return [name, fs.statSync(file).isDirectory() ? 'folder' : fs.readFileSync(file).toString('base64')];
+    }));
 
-  afterEach(() => setAfterFileWrittenForTest(null));
+  afterEach(() => setSaveStepHookForTest(null));
 
-  it('a save that fails after weights.bin is written leaves the previous model intact and loadable, and no temp folder', async () => {
-    const parent = path.join(tmp, 'atomic');
+  it.each<[string, SaveStep]>([
+    ['after the new weights file is written (its rename fails)', 'weights-written'],
+    ['after the new weights file is renamed into place', 'weights-renamed'],
+    ['after the new model.json is written (its rename fails)', 'model-json-written'],
+  ])('a save that fails %s leaves the previous model intact and loadable, and nothing of its own', async (_what, failAt) => {
+    const parent = path.join(tmp, `atomic-${failAt}`);
     const folder = path.join(parent, 'model');
     const original = buildModel(40);
     const originalPrediction = predictArray(original);
     await original.save(`file://${folder}`);
-    const before = {
-      json: fs.readFileSync(path.join(folder, 'model.json')), bin: fs.readFileSync(path.join(folder, 'weights.bin')),
-    };
+    const before = snapshot(folder);
+    expect(Object.keys(before)).toEqual(['model.json', weightsPathsOf(folder)[0]]);
 
     const replacement = buildModel(41);
     expect(predictArray(replacement)).not.toEqual(originalPrediction);
-    const written: string[] = [];
-    setAfterFileWrittenForTest(file => {
-      written.push(file);
-      if (file === 'weights.bin') throw new Error('simulated crash after weights.bin');
+    const steps: SaveStep[] = [];
+    setSaveStepHookForTest(step => {
+      steps.push(step);
+      if (step === failAt) throw new Error(`simulated failure at ${step}`);
     });
     await expectNoLeak(async () => {
-      await expect(replacement.save(`file://${folder}`)).rejects.toThrow(/simulated crash after weights\.bin/);
+      await expect(replacement.save(`file://${folder}`)).rejects.toThrow(new RegExp(`simulated failure at ${failAt}`));
     });
-    setAfterFileWrittenForTest(null);
-    expect(written).toEqual(['weights.bin']);
+    setSaveStepHookForTest(null);
+    expect(steps[steps.length - 1]).toBe(failAt);
 
-    expect(savingLeftovers(parent)).toEqual([]);
     expect(fs.readdirSync(parent)).toEqual(['model']);
-    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', 'weights.bin']);
-    expect(fs.readFileSync(path.join(folder, 'model.json')).equals(before.json)).toBe(true);
-    expect(fs.readFileSync(path.join(folder, 'weights.bin')).equals(before.bin)).toBe(true);
+    expect(snapshot(folder)).toEqual(before);  // no temporary file, no lock, no new weights file
     const reloaded = await tf.loadLayersModel(`file://${folder}/model.json`);
     expect(predictArray(reloaded)).toEqual(originalPrediction);
     reloaded.dispose();
+    original.dispose();
+    replacement.dispose();
+  });
 
-    // A failure while writing model.json (the last file) is just as harmless.
-    setAfterFileWrittenForTest(file => {
-      if (file === 'model.json') throw new Error('simulated crash after model.json');
+  it('a save that fails once model.json is renamed has the new model in place, whole; the next save removes the old weights', async () => {
+    const folder = path.join(tmp, 'atomic-after-commit');
+    const original = buildModel(42);
+    await original.save(`file://${folder}`);
+    const oldWeights = weightsPathsOf(folder)[0];
+    const replacement = buildModel(43);
+    setSaveStepHookForTest(step => {
+      if (step === 'model-json-renamed') throw new Error('simulated failure after the model.json rename');
     });
-    await expect(replacement.save(`file://${folder}`)).rejects.toThrow(/simulated crash after model\.json/);
-    expect(savingLeftovers(parent)).toEqual([]);
-    expect(fs.readFileSync(path.join(folder, 'weights.bin')).equals(before.bin)).toBe(true);
+    await expect(replacement.save(`file://${folder}`)).rejects.toThrow(/simulated failure after the model\.json rename/);
+    setSaveStepHookForTest(null);
+    const newWeights = weightsPathsOf(folder)[0];
+    expect(newWeights).not.toBe(oldWeights);
+    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', oldWeights, newWeights].sort());
+    const reloaded = await tf.loadLayersModel(`file://${folder}/model.json`);
+    expect(predictArray(reloaded)).toEqual(predictArray(replacement));
+    reloaded.dispose();
+
+    await replacement.save(`file://${folder}`);
+    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', newWeights]);
     original.dispose();
     replacement.dispose();
   });
@@ -303,35 +336,36 @@ describe('atomic saves', () => {
     const parent = path.join(tmp, 'atomic-new');
     fs.mkdirSync(parent);
     const model = buildModel(50);
-    setAfterFileWrittenForTest(file => {
-      if (file === 'weights.bin') throw new Error('simulated crash after weights.bin');
+    setSaveStepHookForTest(step => {
+      if (step === 'weights-renamed') throw new Error('simulated crash after the weights file');
     });
-    await expect(model.save(`file://${path.join(parent, 'model')}`)).rejects.toThrow(/simulated crash/);
+    await expect(model.save(`file://${path.join(parent, 'model', 'nested')}`)).rejects.toThrow(/simulated crash/);
     expect(fs.readdirSync(parent)).toEqual([]);
     model.dispose();
   });
 
-  it('a save over an existing folder replaces the model and keeps the other files and folders there', async () => {
+  it('refuses to save into a folder holding other files and folders, naming them, and leaves them untouched', async () => {
     const folder = path.join(tmp, 'keeps-others');
     const first = buildModel(60);
     await first.save(`file://${folder}`);
     fs.writeFileSync(path.join(folder, 'loss.svg'), '<svg>loss</svg>');
     fs.mkdirSync(path.join(folder, 'plots'));
     fs.writeFileSync(path.join(folder, 'plots', 'weights.txt'), 'heatmap');
+    const before = snapshot(folder);
 
     const second = buildModel(61);
-    await second.save(`file://${folder}`);
-    expect(fs.readdirSync(folder).sort()).toEqual(['loss.svg', 'model.json', 'plots', 'weights.bin']);
-    expect(fs.readFileSync(path.join(folder, 'loss.svg'), 'utf8')).toBe('<svg>loss</svg>');
+    await expectNoLeak(async () => {
+      await expect(second.save(`file://${folder}`)).rejects.toThrow(
+          `Cannot save a model to ${folder}: it holds 2 entries that are not part of a saved model (loss.svg, plots/).`);
+    });
+    expect(snapshot(folder)).toEqual(before);
     expect(fs.readFileSync(path.join(folder, 'plots', 'weights.txt'), 'utf8')).toBe('heatmap');
-    expect(fs.readdirSync(tmp).filter(name => name.includes('.saving-'))).toEqual([]);
     const loaded = await tf.loadLayersModel(`file://${folder}/model.json`);
-    expect(predictArray(loaded)).toEqual(predictArray(second));
-    expect(predictArray(loaded)).not.toEqual(predictArray(first));
+    expect(predictArray(loaded)).toEqual(predictArray(first));
     [first, second, loaded].forEach(m => m.dispose());
   });
 
-  it('refuses to save over a path that is a file, leaving it and no temp folder', async () => {
+  it('refuses to save over a path that is a file, leaving it and nothing else', async () => {
     const parent = path.join(tmp, 'atomic-file');
     fs.mkdirSync(parent);
     const target = path.join(parent, 'model');
@@ -339,7 +373,7 @@ describe('atomic saves', () => {
     const model = buildModel(70);
     await expectNoLeak(async () => {
       await expect(model.save(`file://${target}`)).rejects.toThrow(
-          new RegExp(`Cannot save a model to ${escapeRegExp(target).source}: it exists and is not a folder`));
+          new RegExp(`^Cannot save a model to ${escapeRegExp(target).source}: it is a file, not a folder\\.$`));
     });
     expect(fs.readdirSync(parent)).toEqual(['model']);
     expect(fs.readFileSync(target, 'utf8')).toBe('not a folder');
@@ -356,26 +390,27 @@ describe('atomic saves', () => {
     const model = buildModel(80);
     await expectNoLeak(async () => {
       await expect(model.save(url)).rejects.toThrow(
-          `Received an invalid value for argument \`url\`, expected a folder to save model.json and weights.bin in, ` +
+          `Received an invalid value for argument \`url\`, expected a folder to save model.json and its weights in, ` +
           `not a path ending in .json. Received: url=${JSON.stringify(url)}`);
     });
     expect(fs.statSync(parent).ino).toBe(before);  // the same folder, not a replacement
     expect(fs.readdirSync(parent)).toEqual(['notes.txt']);
     expect(fs.readFileSync(sibling, 'utf8')).toBe('keep me');
-    expect(fs.readdirSync(tmp).filter(name => name.includes('.saving-'))).toEqual([]);
     model.dispose();
   });
 });
 
 describe('loading corrupt or hostile model files', () => {
   let good = '';
+  let weightsName = '';
   let weightBytes = 0;
 
   beforeAll(async () => {
     good = path.join(tmp, 'good');
     const model = buildModel(80);
     await model.save(`file://${good}`);
-    weightBytes = fs.statSync(path.join(good, 'weights.bin')).size;
+    [weightsName] = weightsPathsOf(good);
+    weightBytes = fs.statSync(path.join(good, weightsName)).size;
     model.dispose();
   });
 
@@ -400,24 +435,24 @@ describe('loading corrupt or hostile model files', () => {
     });
   }
 
-  it('a missing weights.bin: an error naming that file and the model.json that lists it', async () => {
-    const folder = damagedCopy('missing-bin', f => fs.rmSync(path.join(f, 'weights.bin')));
+  it('a missing weights file: an error naming that file and the model.json that lists it', async () => {
+    const folder = damagedCopy('missing-bin', f => fs.rmSync(path.join(f, weightsName)));
     await expectLoadError(`file://${folder}/model.json`, new RegExp(
-        `Weights file not found: ${escapeRegExp(path.join(folder, 'weights.bin')).source} \\(listed in ${escapeRegExp(path.join(folder, 'model.json')).source}\\)`));
+        `Weights file not found: ${escapeRegExp(path.join(folder, weightsName)).source} \\(listed in ${escapeRegExp(path.join(folder, 'model.json')).source}\\)`));
   });
 
-  it('a truncated weights.bin: an error naming the file, saying truncated, with both byte counts', async () => {
+  it('a truncated weights file: an error naming the file, saying truncated, with both byte counts', async () => {
     const kept = weightBytes - 10;
-    const folder = damagedCopy('truncated-bin', f => fs.truncateSync(path.join(f, 'weights.bin'), kept));
+    const folder = damagedCopy('truncated-bin', f => fs.truncateSync(path.join(f, weightsName), kept));
     await expectLoadError(`file://${folder}/model.json`, new RegExp(
-        `Weights file ${escapeRegExp(path.join(folder, 'weights.bin')).source} is truncated: .*expects ${weightBytes} bytes, ` +
+        `Weights file ${escapeRegExp(path.join(folder, weightsName)).source} is truncated: .*expects ${weightBytes} bytes, ` +
         `the files hold ${kept}`));
   });
 
-  it('a weights.bin with extra bytes: an error naming the file, saying too long', async () => {
-    const folder = damagedCopy('long-bin', f => fs.appendFileSync(path.join(f, 'weights.bin'), Buffer.alloc(8)));
+  it('a weights file with extra bytes: an error naming the file, saying too long', async () => {
+    const folder = damagedCopy('long-bin', f => fs.appendFileSync(path.join(f, weightsName), Buffer.alloc(8)));
     await expectLoadError(`file://${folder}/model.json`, new RegExp(
-        `Weights file ${escapeRegExp(path.join(folder, 'weights.bin')).source} is too long: .*expects ${weightBytes} bytes, ` +
+        `Weights file ${escapeRegExp(path.join(folder, weightsName)).source} is too long: .*expects ${weightBytes} bytes, ` +
         `the files hold ${weightBytes + 8}`));
   });
 
@@ -440,7 +475,7 @@ describe('loading corrupt or hostile model files', () => {
   ])('refuses a weights path that leads outside the model folder: %s', async (_what, hostile) => {
     const folder = damagedCopy('path-escape', f => editManifest(f, () => [hostile]));
     fs.mkdirSync(path.join(tmp, 'damaged', 'path-escape-evil'), {recursive: true});
-    fs.copyFileSync(path.join(good, 'weights.bin'), path.join(tmp, 'damaged', 'path-escape-evil', 'weights.bin'));
+    fs.copyFileSync(path.join(good, weightsName), path.join(tmp, 'damaged', 'path-escape-evil', 'weights.bin'));
     await expectLoadError(`file://${folder}/model.json`, new RegExp(
         `${escapeRegExp(path.join(folder, 'model.json')).source} names a weights path outside the model's folder ` +
         `${escapeRegExp(folder).source}, which is refused\\. Received: ${escapeRegExp(JSON.stringify(hostile)).source}`));

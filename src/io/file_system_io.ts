@@ -102,18 +102,24 @@ export class FileSystemIO implements tf.io.IOHandler {
     if (artifacts.signature != null) modelJson.signature = artifacts.signature;
     if (artifacts.modelInitializer != null) modelJson.modelInitializer = artifacts.modelInitializer;
 
+    let created: string|undefined;
     try {
-      fs.mkdirSync(folder, {recursive: true});
+      created = fs.mkdirSync(folder, {recursive: true});
     } catch (error) {
       throw fileError('create the model folder', folder, error);
     }
-    const lock = await lockFolder(folder, this.options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
     try {
-      checkSaveTarget(folder, this.options);  // again, now that no other save can change it
-      removeDeadSaversTempFiles(folder);
-      writeModelFiles(folder, weightsName, weightData, JSON.stringify(modelJson), lock);
-    } finally {
-      lock.release();
+      const lock = await lockFolder(folder, this.options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+      try {
+        checkSaveTarget(folder, this.options);  // again, now that no other save can change it
+        removeDeadSaversTempFiles(folder);
+        writeModelFiles(folder, weightsName, weightData, JSON.stringify(modelJson), lock);
+      } finally {
+        lock.release();
+      }
+    } catch (error) {
+      if (created != null) removeEmptyFolders(folder, created);
+      throw error;
     }
     return {
       modelArtifactsInfo: {
@@ -220,6 +226,18 @@ function sameContent(file: string, data: Buffer): boolean {
     return fs.readFileSync(file).equals(data);
   } catch {
     return false;
+  }
+}
+
+/** After a failed first save: removes `folder` and its parents up to `created`, those that are empty. */
+function removeEmptyFolders(folder: string, created: string): void {
+  for (let current = folder; ; current = path.dirname(current)) {
+    try {
+      fs.rmdirSync(current);  // fails, harmlessly, on a folder that is not empty
+    } catch {
+      return;
+    }
+    if (current === created || path.dirname(current) === current) return;
   }
 }
 

@@ -63,6 +63,14 @@ function tryCreate(file: string): number|null {
     fd = fs.openSync(file, 'wx', 0o644);
   } catch (error) {
     if (errorCode(error) === 'EEXIST') return null;
+    if (errorCode(error) === 'ENOENT') {  // a failed first save removed the folder it had created
+      try {
+        fs.mkdirSync(path.dirname(file), {recursive: true});
+        return tryCreate(file);
+      } catch (again) {
+        throw fileError('create the lock file', file, again);
+      }
+    }
     throw fileError('create the lock file', file, error);
   }
   try {
