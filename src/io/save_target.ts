@@ -115,6 +115,7 @@ export function checkSaveTarget(folder: string, options: SaveTargetOptions = {})
       if (entry.isSymbolicLink() && errorCode(error) === 'ENOENT') {
         throw refuse(`${name} in it is a symbolic link to ${fs.readlinkSync(file)}, which does not exist`);
       }
+      if (errorCode(error) === 'ENOENT') continue;  // an old weights file that a concurrent save just deleted
       throw refuse(`${name} in it cannot be read: ${fsErrorReason(error)}`);
     }
     if (fileStats.isDirectory()) {
@@ -143,9 +144,9 @@ export function checkSaveTarget(folder: string, options: SaveTargetOptions = {})
 export function checkFileTarget(file: string, what = 'file'): void {
   const refuse = (why: string) => new ValueError(`Cannot write the ${what} ${shown(file)}: ${why}.`);
   if (typeof file !== 'string' || file.trim() === '') throw refuse('an empty path names no file');
-  if (file.endsWith('/') || file.endsWith(path.sep)) throw refuse('the path ends in a separator, so it names a folder');
   const resolved = path.resolve(file);
   if (resolved === path.parse(resolved).root) throw refuse('it is the root of the file system, a folder');
+  if (file.endsWith('/') || file.endsWith(path.sep)) throw refuse('the path ends in a separator, so it names a folder');
   let stats: fs.Stats|null = null;
   try {
     stats = fs.statSync(resolved);
@@ -181,6 +182,7 @@ function writeProtection(file: string, stats: fs.Stats): string|null {
   try {
     fs.accessSync(file, fs.constants.W_OK);
   } catch (error) {
+    if (errorCode(error) === 'ENOENT') return null;  // gone meanwhile: nothing left to protect
     return `not writable by this user (mode ${mode}: ${fsErrorReason(error)})`;
   }
   return null;
