@@ -257,9 +257,13 @@ describe('a tiny successful train run', () => {
     expect(ranked.length).toBeGreaterThanOrEqual(3);
   });
 
-  it('writes model.json, weights.bin, training-curve.svg and attention-heatmap.svg into --out', () => {
+  it('writes model.json, the weights file it lists, training-curve.svg and attention-heatmap.svg into --out, and nothing else', () => {
     const out = path.join(tmp, 'trained');
-    for (const file of ['model.json', 'weights.bin', 'training-curve.svg', 'attention-heatmap.svg']) {
+    const weights = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')).weightsManifest[0].paths;
+    expect(weights).toEqual([expect.stringMatching(/^weights-[0-9a-f]{16}\.bin$/)]);
+    const files = ['model.json', ...weights, 'training-curve.svg', 'attention-heatmap.svg'];
+    expect(fs.readdirSync(out).sort()).toEqual(files.sort());
+    for (const file of files) {
       expect(fs.existsSync(path.join(out, file))).toBe(true);
       expect(fs.statSync(path.join(out, file)).size).toBeGreaterThan(0);
     }
@@ -271,7 +275,7 @@ describe('a tiny successful train run', () => {
       expect(text).toMatch(/^(<\?xml[^>]*>\s*)?<svg\b/);
       expect(text.endsWith('</svg>')).toBe(true);
     }
-    // Saved atomically: no temporary folder is left beside it.
+    // Saved in place: no temporary folder beside it, no temporary or lock file in it (checked above).
     expect(fs.readdirSync(tmp).filter(name => name.includes('saving'))).toEqual([]);
   });
 });

@@ -15,7 +15,7 @@ import '../src';
 import {fileSystem} from '../src/io/file_system_io';
 import {checkFileTarget, checkSaveTarget} from '../src/io/save_target';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
-import {checkParkModelTarget, PARK_COMPANION_FILES} from '../src/park/park_files';
+import {checkParkModelTarget, loadParkModel, PARK_COMPANION_FILES} from '../src/park/park_files';
 import {escapeRegExp} from './helpers/tensors';
 
 const REPO = path.resolve(__dirname, '..');
@@ -158,7 +158,6 @@ describe('refused before anything is written', () => {
     const home = path.join(scratch('home'), 'me');
     fs.mkdirSync(home);
     fs.writeFileSync(path.join(home, '.bashrc'), 'keep');
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const nodeOs = require('os') as {homedir: () => string};  // the module itself: its namespace copy is read-only
     const homedir = nodeOs.homedir;
     nodeOs.homedir = () => home;
@@ -371,6 +370,19 @@ describe('loads', () => {
       await expect(tf.loadLayersModel(`file://${folder}/model.json`)).rejects.toThrow(
           `${path.join(folder, 'model.json')} lists the weights file ${path.join(folder, name)}, a symbolic link that leads ` +
           `outside the model's folder (to ${outside}), which is refused`);
+    });
+  });
+
+  it('loadParkModel (predict, explain) refuses the committed model with weights.bin linked out, naming the path', async () => {
+    const folder = path.join(scratch('park-link-out'), 'park-play');
+    fs.cpSync(path.join(REPO, 'models', 'park-play'), folder, {recursive: true});
+    const outside = path.join(scratch('park-outside'), 'weights.bin');
+    fs.renameSync(path.join(folder, 'weights.bin'), outside);
+    fs.symlinkSync(outside, path.join(folder, 'weights.bin'));
+    await expectNoLeak(async () => {
+      await expect(loadParkModel(folder)).rejects.toThrow(
+          `The model at ${folder} cannot be loaded: ${path.join(folder, 'model.json')} lists the weights file ` +
+          `${path.join(folder, 'weights.bin')}, a symbolic link that leads outside the model's folder (to ${outside}), which is refused`);
     });
   });
 

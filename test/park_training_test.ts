@@ -195,7 +195,8 @@ describe('acceptance 4: save and reload', () => {
     const folder = path.join(dir, 'park-play');
     await saveParkModel(park, folder);
     expect(fs.existsSync(path.join(folder, 'model.json'))).toBe(true);
-    expect(fs.existsSync(path.join(folder, 'weights.bin'))).toBe(true);
+    const listed = JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8')).weightsManifest[0].paths;
+    expect(fs.readdirSync(folder).sort()).toEqual(['model.json', ...listed].sort());
 
     const loaded = await loadParkModel(folder);
     try {

@@ -44,7 +44,8 @@ export async function loadParkModel(location: string): Promise<ParkModel> {
   }
   let model: tf.LayersModel;
   try {
-    model = await tf.loadLayersModel(`file://${modelJson}`);
+    // This package's handler even when tfjs-node is loaded: it refuses weights that lead out of the folder.
+    model = await tf.loadLayersModel(fileSystem(modelJson));
   } catch (error) {
     throw new ValueError(`The model at ${location} cannot be loaded: ${(error as Error).message}. ${HOW_TO_TRAIN}`);
   }
