@@ -182,12 +182,13 @@ function writeModelFiles(folder: string, weightsName: string, weightData: Buffer
     throw error;
   }
   syncFolder(folder);
-  for (const name of fs.readdirSync(folder)) {
+  // The new model is saved whole; an old weights file that cannot be deleted goes with the next save.
+  for (const name of listOrEmpty(folder)) {
     if (name === weightsName || !isWeightsFile(name)) continue;
     try {
       fs.unlinkSync(path.join(folder, name));
     } catch {
-      // The new model is saved whole; an old weights file left here goes with the next save.
+      // Left for the next save; the model is saved.
     }
   }
   saveStepHookForTest?.('old-weights-deleted', folder);
@@ -257,10 +258,23 @@ function syncFolder(folder: string): void {
 
 /** Temporary files left by saves whose process has died (saves to one folder take turns, under the lock). */
 function removeDeadSaversTempFiles(folder: string): void {
-  for (const name of fs.readdirSync(folder)) {
+  for (const name of listOrEmpty(folder)) {
     const pid = modelTempFilePid(name);
     if (pid == null || pid === process.pid || isAlive(pid)) continue;
-    fs.rmSync(path.join(folder, name), {force: true});
+    try {
+      fs.rmSync(path.join(folder, name), {force: true});
+    } catch (error) {
+      throw fileError('remove the temporary file', path.join(folder, name), error);
+    }
+  }
+}
+
+/** The folder's entries, or none when it cannot be listed (then there is nothing to clean up). */
+function listOrEmpty(folder: string): string[] {
+  try {
+    return fs.readdirSync(folder);
+  } catch {
+    return [];
   }
 }
 
@@ -367,7 +381,12 @@ function resolveInside(folder: string, relative: string, modelJsonPath: string):
   } catch {
     return file;  // missing: reading it says so
   }
-  const realFolder = fs.realpathSync(folder);
+  let realFolder: string;
+  try {
+    realFolder = fs.realpathSync(folder);
+  } catch (error) {
+    throw fileError('read the model folder', folder, error);
+  }
   if (!real.startsWith(realFolder + path.sep)) {
     throw new ValueError(
         `${modelJsonPath} lists the weights file ${file}, a symbolic link that leads outside the model's folder ` +
