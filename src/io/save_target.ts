@@ -73,10 +73,10 @@ export function checkSaveTarget(folder: string, options: SaveTargetOptions = {})
       path.join(realpathOf(existing, refuse), path.relative(existing, resolved));
   if (real === path.parse(real).root) throw refuse('it is the root of the file system');
   const cwd = realpathOrSelf(process.cwd());
-  if (real === cwd) throw refuse('it is the working directory');
-  if (cwd.startsWith(real + path.sep)) throw refuse(`it holds the working directory (${cwd})`);
   const home = realpathOrSelf(os.homedir());
+  if (real === cwd) throw refuse('it is the working directory');
   if (real === home) throw refuse('it is the home folder');
+  if (cwd.startsWith(real + path.sep)) throw refuse(`it holds the working directory (${cwd})`);
   if (home.startsWith(real + path.sep)) throw refuse(`it holds the home folder (${home})`);
 
   if (existing !== resolved) {
