@@ -327,6 +327,10 @@ describe('explain', () => {
     expect(stepLines[3]).toContain('A·V');
     for (const w of words) expect(r.stdout).toContain(w);
     expect(r.stderr).toBe('');
+    // Heads are counted from 1, as on the demo page ("head 1 of 2"), in each of the four steps.
+    const headLines = r.stdout.split('\n').filter(line => /^\s*head \d/.test(line)).map(line => line.trim());
+    const oneStep = Array.from({length: H}, (_, h) => `head ${h + 1} of ${H}`);
+    expect(headLines).toEqual([...oneStep, ...oneStep, ...oneStep, ...oneStep]);
 
     const svg = fs.readFileSync(path.join(tmp, 'heatmap.svg'), 'utf8').trim();
     expect(svg).toMatch(/^(<\?xml[^>]*>\s*)?<svg\b/);

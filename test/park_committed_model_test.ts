@@ -10,8 +10,10 @@ import * as tf from '@tensorflow/tfjs';
 import {selectBackend} from '../src';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
-import {ParkModel} from '../src/park/park_model';
-import {encodeSentence, nextWordProbabilities} from '../src/park/prediction';
+import {ValueError} from '../src/errors';
+import {explainSentence} from '../src/park/explanation';
+import {disposeParkModel, ParkModel, parkModelFromLoaded} from '../src/park/park_model';
+import {encodeSentence, nextWordProbabilities, predictNextWords} from '../src/park/prediction';
 import {describeResult, REPO_ROOT, runCommand, runLimited, ScriptResult} from './helpers/run_script';
 
 jest.setTimeout(300000);
@@ -155,6 +157,35 @@ describe('the committed model in-process (the loader predict uses)', () => {
     another.model.dispose();
     optimizer?.dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('with a NaN weight it is refused by name, and with overflowing outputs predict and explain throw; no tensor is left', async () => {
+    const another = await loadParkModel(MODEL_DIR);
+    try {
+      const layer = (name: string) => another.model.getLayer(name);
+      const [kernel, bias] = layer('next_word').getWeights();   // [d, V], [V]
+      const [embeddings] = layer('embedding').getWeights();    // [V, d]
+      const nanBias = tf.tensor1d(Array.from(bias.dataSync(), (v, i) => (i === 5 ? NaN : v)));
+      const huge = tf.fill(embeddings.shape, 3e38);             // finite, but layer norm overflows
+      const finiteBias = bias.clone();
+      const before = tf.memory().numTensors;
+
+      layer('next_word').setWeights([kernel, nanBias]);
+      expect(() => parkModelFromLoaded(another.model, 'models/with-nan')).toThrow(ValueError);
+      expect(() => parkModelFromLoaded(another.model, 'models/with-nan'))
+          .toThrow(/^The model at models\/with-nan has weights that are not finite numbers.*next_word\/bias\[5\] is NaN/);
+      expect(tf.memory().numTensors).toBe(before);
+
+      layer('next_word').setWeights([kernel, finiteBias]);
+      layer('embedding').setWeights([huge]);
+      const overflowing = parkModelFromLoaded(another.model, 'models/overflowing');  // every weight finite
+      expect(() => predictNextWords(overflowing, PARK)).toThrow(/^The model at models\/overflowing computed probabilities that are not finite/);
+      expect(() => explainSentence(overflowing, PARK)).toThrow(/^The model at models\/overflowing computed attention \w+ that are not finite/);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([nanBias, huge, finiteBias]);
+    } finally {
+      disposeParkModel(another);
+    }
   });
 });
 
