@@ -232,3 +232,31 @@ describe('the committed files', () => {
     }
   });
 });
+
+describe('parkModelFromLoaded: models that are not this park model', () => {
+  const metadata = {task: 'park-play', vocabulary: {words: ['<pad>', '<unk>', 'a', 'b']}, window: 3};
+
+  it('another architecture: names the source, what is missing, what was expected and the layers it has', () => {
+    const model = tf.sequential({layers: [tf.layers.dense({inputShape: [3], units: 4, name: 'dense_only'})]});
+    model.setUserDefinedMetadata(metadata);
+    try {
+      expect(() => parkModelFromLoaded(model, 'models/dense')).toThrow(
+          /^The model at models\/dense is of another architecture: it has no layer named "attention"; expected the park-play architecture: tokens \[B, 3\] .* softmax over the 4 vocabulary words \[B, 4\]\. Its layers: dense_only \(Dense\)\./);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('broken metadata (a window of 0, a vocabulary without <pad>) names the source', () => {
+    const model = tf.sequential({layers: [tf.layers.dense({inputShape: [3], units: 4})]});
+    try {
+      model.setUserDefinedMetadata({...metadata, window: 0});
+      expect(() => parkModelFromLoaded(model, 'models/w0')).toThrow(
+          /^The model at models\/w0 has broken park-play metadata in its model\.json: .*window=0/);
+      model.setUserDefinedMetadata({...metadata, vocabulary: {words: ['a', 'b']}});
+      expect(() => parkModelFromLoaded(model, 'models/v')).toThrow(/^The model at models\/v has broken park-play metadata/);
+    } finally {
+      model.dispose();
+    }
+  });
+});

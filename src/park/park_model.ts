@@ -141,23 +141,18 @@ export function parkModelFromLoaded(model: tf.LayersModel, source: string): Park
         `${source} is not a park-play model: its model.json has no park-play metadata (vocabulary, window). ` +
         'Train one with `npm run train`.');
   }
-  checkPositiveInteger('window', metadata.window);
-  const park = {model, vocabulary: Vocabulary.fromJSON(metadata.vocabulary), window: metadata.window as number, source};
+  let vocabulary: Vocabulary;
+  try {
+    checkPositiveInteger('window', metadata.window);
+    vocabulary = Vocabulary.fromJSON(metadata.vocabulary);
+  } catch (error) {
+    throw new ValueError(`The model at ${source} has broken park-play metadata in its model.json: ${(error as Error).message}`);
+  }
+  const park = {model, vocabulary, window: metadata.window as number, source};
   const expected = `expected the park-play architecture: tokens [B, ${park.window}] -> embedding, positions, ` +
       `a ScaledDotProductAttention layer named "${ATTENTION_LAYER}", norm, last position -> ` +
       `softmax over the ${park.vocabulary.size} vocabulary words [B, ${park.vocabulary.size}]`;
-  // getLayer would throw tfjs' bare "No such layer: attention".
-  const attention = model.layers.find(layer => layer.name === ATTENTION_LAYER);
-  const inputShape = model.inputs.length === 1 ? model.inputs[0].shape : null;
-  const outputShape = model.outputs.length === 1 ? model.outputs[0].shape : null;
-  const problem = !(attention instanceof ScaledDotProductAttention) ?
-      (attention == null ? `it has no layer named "${ATTENTION_LAYER}"` :
-                           `its layer "${ATTENTION_LAYER}" is a ${attention.getClassName()}`) :
-      inputShape?.length !== 2 || inputShape[1] !== park.window ?
-      `its input has shape ${model.inputs.length === 1 ? formatShape(inputShape!) : `${model.inputs.length} tensors`}` :
-      outputShape?.length !== 2 || outputShape[1] !== park.vocabulary.size ?
-      `its output has shape ${model.outputs.length === 1 ? formatShape(outputShape!) : `${model.outputs.length} tensors`}` :
-      null;
+  const problem = architectureProblem(model, park.window, park.vocabulary.size);
   if (problem != null) {
     throw new ValueError(
         `The model at ${source} is of another architecture: ${problem}; ${expected}. ` +
@@ -167,6 +162,21 @@ export function parkModelFromLoaded(model: tf.LayersModel, source: string): Park
   return park;
 }
 
+/** What makes `model` other than a park model of this window and vocabulary, or null. */
+function architectureProblem(model: tf.LayersModel, window: number, vocabularySize: number): string|null {
+  // Not getLayer, which throws tfjs' bare "No such layer: attention".
+  const attention = model.layers.find(layer => layer.name === ATTENTION_LAYER);
+  if (attention == null) return `it has no layer named "${ATTENTION_LAYER}"`;
+  if (!(attention instanceof ScaledDotProductAttention)) return `its layer "${ATTENTION_LAYER}" is a ${attention.getClassName()}`;
+  if (model.inputs.length !== 1) return `it has ${model.inputs.length} inputs`;
+  if (model.outputs.length !== 1) return `it has ${model.outputs.length} outputs`;
+  const [input, output] = [model.inputs[0].shape, model.outputs[0].shape];
+  if (input.length !== 2 || input[1] !== window) return `its input has shape ${formatShape(input)}`;
+  if (output.length !== 2 || output[1] !== vocabularySize) return `its output has shape ${formatShape(output)}`;
+  return null;
+}
+
+/** "[B, 13]" for [null, 13]. */
 function formatShape(shape: Array<number|null>): string {
   return `[${shape.map(d => (d == null ? 'B' : d)).join(', ')}]`;
 }

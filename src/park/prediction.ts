@@ -63,7 +63,7 @@ export function predictNextWords(park: ParkModel, sentence: string, k = 5): Next
 }
 
 /** "the model at models/x" or "the model" (one just trained has no source). */
-export function modelName(park: ParkModel): string {
+function modelName(park: ParkModel): string {
   return park.source != null ? `the model at ${park.source}` : 'the model';
 }
 
