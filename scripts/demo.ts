@@ -6,9 +6,11 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import * as net from 'net';
 import * as path from 'path';
 import * as esbuild from 'esbuild';
-import {ParsedOptions, runCommand, UsageError} from '../src/cli/arguments';
+import {ParsedOptions, runCommand} from '../src/cli/arguments';
+import {ValueError} from '../src/errors';
 import {packageRoot} from '../src/package_root';
 
 const ROOT = packageRoot();
@@ -188,17 +190,41 @@ export function startDemoServer(options: DemoServerOptions = {}): Promise<DemoSe
   });
 }
 
+function portInUse(port: number, host: string, built = false): ValueError {
+  return new ValueError(
+      `Port ${port} on ${host} is in use (another \`npm run demo\`?), so the page was ${built ? '' : 'not built or '}served. ` +
+      'Stop that server, or pick another port with `--port N` (`--port 0` picks a free one).');
+}
+
+/**
+ * Resolves when `port` on `host` can be listened on (0 always can), by listening and closing
+ * at once; otherwise rejects with a message naming the port, before anything is built.
+ */
+export function checkPortFree(port: number, host: string): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      reject(error.code === 'EADDRINUSE' ? portInUse(port, host) :
+          new ValueError(`Cannot listen on port ${port} on ${host}: ${error.code ?? error.message}. Received: --port ${port} --host ${host}`));
+    });
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
+
 const OPTIONS = {
-  port: {type: 'integer', min: 0, help: 'Port to listen on; 0 picks a free one (default: 8080).'},
+  port: {type: 'integer', min: 0, max: 65535, help: 'Port to listen on; 0 picks a free one (default: 8080).'},
   host: {type: 'string', help: 'Address to listen on (default: 127.0.0.1).'},
   models: {type: 'string', help: 'Folder served at /models/; the page loads park-play/ in it (default: models).'},
 } as const;
 
 async function main(options: ParsedOptions, _: string): Promise<void> {
   const port = (options.port as number|undefined) ?? 8080;
-  if (port > 65535) throw new UsageError(`Received an invalid value for option \`--port\`, expected 0 to 65535. Received: --port ${port}`);
+  const host = (options.host as string|undefined) ?? '127.0.0.1';
   const modelsDir = path.resolve((options.models as string|undefined) ?? DEFAULT_MODELS_DIR);
 
+  // Before the bundle is touched: a demo already serving on this port serves dist/demo too.
+  await checkPortFree(port, host);
   const started = Date.now();
   const demoDir = await buildDemo();
   console.log(`Built the page into ${path.relative(process.cwd(), demoDir) || demoDir} in ${Date.now() - started} ms.`);
@@ -207,7 +233,9 @@ async function main(options: ParsedOptions, _: string): Promise<void> {
         `Warning: ${path.join(modelsDir, 'park-play', 'model.json')} does not exist; the page will say "model not found". ` +
         'Train one with `npm run train`.');
   }
-  const server = await startDemoServer({port, host: options.host as string|undefined, modelsDir});
+  const server = await startDemoServer({port, host, modelsDir}).catch((error: NodeJS.ErrnoException) => {
+    throw error.code === 'EADDRINUSE' ? portInUse(port, host, true) : error;  // taken since the check
+  });
   console.log(`Serving the demo at ${server.url} (models from ${modelsDir}). Press Ctrl+C to stop.`);
   const stop = () => {
     void server.close().then(() => process.exit(0));

@@ -4,6 +4,7 @@ import {checkFileTarget} from '../src/io/save_target';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {readingNotices} from '../src/cli/format';
+import {terminalSafe} from '../src/cli/terminal_text';
 import {attentionHeatmapSvg, explainSentence, meanOverHeads} from '../src/park/explanation';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
 import {disposeParkModel} from '../src/park/park_model';
@@ -33,23 +34,23 @@ async function main(options: ParsedOptions, sentence: string): Promise<void> {
     const explanation = explainSentence(park, sentence);
     for (const notice of readingNotices(explanation)) process.stderr.write(`${notice}\n`);
     const labels = explanation.labels;
-    console.log(`Attention of the model's "attention" layer for "${labels.join(' ')}"`);
+    console.log(`Attention of the model's "attention" layer for "${terminalSafe(labels.join(' '))}"`);
     console.log(`${explanation.steps[0].shape[0]} heads, d = ${explanation.keyDim}, 1/√d = ${explanation.scale.toFixed(4)}\n`);
     for (const step of explanation.steps) {
       const [heads, rows, cols] = step.shape;
       console.log(`${TITLES[step.name]}\n  ${step.formula}    shape [${heads}, ${rows}, ${cols}] (heads, queries, ${step.name === 'output' ? 'value dims' : 'keys'})`);
-      const columnLabels = step.name === 'output' ? Array.from({length: cols}, (_, i) => `v${i}`) : labels;
+      const columnLabels = step.name === 'output' ? Array.from({length: cols}, (_, i) => `v${i + 1}`) : labels;
       step.heads.forEach((matrix, head) => {
-        console.log(`  head ${head}`);
+        console.log(`  head ${head + 1} of ${heads}`);  // counted from 1, as on the demo page
         console.log(indent(terminalHeatmap(matrix, labels, columnLabels, {color, digits: step.name === 'weights' ? 2 : 1})));
       });
       console.log('');
     }
     const weights = explanation.steps[2];
-    console.log(`A, mean of the ${weights.shape[0]} heads (row "${labels[labels.length - 1]}" is what predicts the next word):`);
+    console.log(`A, mean of the ${weights.shape[0]} heads (row "${terminalSafe(labels[labels.length - 1])}" is what predicts the next word):`);
     console.log(indent(terminalHeatmap(meanOverHeads(weights.heads), labels, labels, {color, digits: 2})));
     const top = predictNextWords(park, sentence, 3).predictions;
-    console.log(`\nNext word: ${top.map(p => `${p.word} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
+    console.log(`\nNext word: ${top.map(p => `${terminalSafe(p.word)} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
     writeFileAtomic(svgPath, attentionHeatmapSvg(explanation), 'SVG');
     console.log(`Wrote the heatmap to ${svgPath}`);
   } finally {

@@ -2,12 +2,13 @@
 import {selectBackend} from '../src';
 import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {predictionTable, readingNotices} from '../src/cli/format';
+import {terminalSafe, terminalSafeJson} from '../src/cli/terminal_text';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
 import {disposeParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
 
 const OPTIONS = {
-  k: {type: 'integer', min: 1, help: 'How many completions to print (default: 5).'},
+  k: {type: 'integer', min: 1, help: 'How many completions to print (default: 5); above the vocabulary\'s size, all of them.'},
   json: {type: 'boolean', help: 'Print [{"word", "probability"}, ...] and nothing else on stdout.'},
   model: {type: 'string', help: 'Folder of a model saved by npm run train (default: models/park-play).'},
 } as const;
@@ -21,9 +22,9 @@ async function main(options: ParsedOptions, sentence: string): Promise<void> {
     const result = predictNextWords(park, sentence, k);
     for (const notice of readingNotices(result)) process.stderr.write(`${notice}\n`);
     if (options.json) {
-      process.stdout.write(`${JSON.stringify(result.predictions)}\n`);
+      process.stdout.write(`${terminalSafeJson(result.predictions)}\n`);
     } else {
-      console.log(`"${result.kept.join(' ')} ___"\n${predictionTable(result.predictions)}`);
+      console.log(`"${terminalSafe(result.kept.join(' '))} ___"\n${predictionTable(result.predictions)}`);
     }
   } finally {
     disposeParkModel(park);

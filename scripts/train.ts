@@ -3,7 +3,7 @@ import * as path from 'path';
 import {BACKEND_NAMES, BackendName, selectBackend} from '../src';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {ParsedOptions, runCommand} from '../src/cli/arguments';
-import {epochLine, predictionTable} from '../src/cli/format';
+import {accuracySummary, epochLine, predictionTable} from '../src/cli/format';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {attentionHeatmapSvg, explainSentence} from '../src/park/explanation';
 import {checkParkModelTarget, defaultTrainedDir, saveParkModel} from '../src/park/park_files';
@@ -65,8 +65,7 @@ async function main(options: ParsedOptions, _: string): Promise<void> {
   const heatmap = path.join(out, 'attention-heatmap.svg');
   writeFileAtomic(heatmap, attentionHeatmapSvg(explanation), 'SVG');
 
-  console.log(`\nTrained in ${seconds.toFixed(1)} s. Training accuracy ${(trainAccuracy * 100).toFixed(1)}%, ` +
-              `held-out accuracy ${(heldOut * 100).toFixed(1)}% (${corpus.heldOut.length} sentences never seen in training).`);
+  console.log(`\n${accuracySummary(seconds, trainAccuracy, heldOut, corpus.heldOut.length)}`);
   console.log(`\n"${PARK_SENTENCE} ___"\n${predictionTable(parkSentence.predictions)}`);
   console.log(`\nSaved the model to ${path.join(out, 'model.json')}, the curves to ${curve} and the attention heatmap to ${heatmap}.`);
   const demo = path.basename(path.resolve(out)) === 'park-play' ? `, npm run demo -- --models ${path.dirname(out)}` : '';

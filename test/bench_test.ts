@@ -15,7 +15,7 @@ import {forwardFlops, matMulFlops, trainingFlops} from '../src/bench/flops';
 import {naiveSelfAttention} from '../src/bench/naive_attention';
 import {parseBenchArgs} from '../src/bench/options';
 import {evaluateTargets, formatReport, writeJson} from '../src/bench/report';
-import {BenchResults, QUICK_GRID, runBench} from '../src/bench/run_bench';
+import {BackendResults, BenchResults, BenchRow, QUICK_GRID, runBench} from '../src/bench/run_bench';
 import {UsageError} from '../src/cli/arguments';
 import {maxAbsDiff, runTestsOn} from './helpers/tensors';
 
@@ -107,6 +107,11 @@ describe('npm run bench --quick', () => {
     const checks = evaluateTargets(results.backends[0]);
     expect(checks.map(c => c.target.slice(0, 2))).toEqual(['1.', '2.', '3.', '4.', '5.']);
     expect(checks[4].met).toBe(true);  // no leak; the others need the full grid
+    // The quick grid has none of the rows targets 1-4 need (T = 16 and 128, >= 1024, 8192,
+    // 16384): they are reported as not run, never as MISSED.
+    expect(checks.map(c => c.status)).toEqual(['not run', 'not run', 'not run', 'not run', 'met']);
+    expect(report).not.toContain('MISSED');
+    expect(report.split('\n').filter(l => l.startsWith('- not run: '))).toHaveLength(4);
 
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-')), 'out', 'results.json');
     writeJson(file, results);
@@ -114,6 +119,23 @@ describe('npm run bench --quick', () => {
     expect(parsed.backends[0].rows).toHaveLength(results.backends[0].rows.length);
     expect(parsed.backends[0].rows[0].medianMs).toBe(results.backends[0].rows[0].medianMs);
     expect(parsed.memoryEfficientThreshold).toBeGreaterThan(0);
+  });
+});
+
+describe('targets', () => {
+  /** A row that ran, with only the fields the targets read. */
+  const row = (batch: number, length: number, speedupVsNaive: number) => ({
+    batch, length, dModel: 64, heads: 1, path: 'default', ranPath: 'fused', pass: 'forward', status: 'ok',
+    isDefault: true, speedupVsNaive, leakedTensors: 0,
+  }) as unknown as BenchRow;
+
+  it('a target whose rows ran and fell short is MISSED; one with a row missing is not run', () => {
+    const backend = {backend: 'wasm', rows: [row(32, 16, 1.5), row(8, 128, 3)], notes: []} as unknown as BackendResults;
+    expect(evaluateTargets(backend)[0]).toMatchObject({status: 'missed', met: false, detail: '1.50×, 3.00×'});
+    const half = {backend: 'wasm', rows: [row(8, 128, 3)], notes: []} as unknown as BackendResults;
+    expect(evaluateTargets(half)[0]).toMatchObject({status: 'not run', met: false, detail: 'not run, 3.00×'});
+    const met = {backend: 'wasm', rows: [row(32, 16, 2.5), row(8, 128, 3)], notes: []} as unknown as BackendResults;
+    expect(evaluateTargets(met)[0]).toMatchObject({status: 'met', met: true});
   });
 });
 

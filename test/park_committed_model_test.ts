@@ -10,8 +10,10 @@ import * as tf from '@tensorflow/tfjs';
 import {selectBackend} from '../src';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
-import {ParkModel} from '../src/park/park_model';
-import {encodeSentence, nextWordProbabilities} from '../src/park/prediction';
+import {ValueError} from '../src/errors';
+import {explainSentence} from '../src/park/explanation';
+import {disposeParkModel, ParkModel, parkModelFromLoaded} from '../src/park/park_model';
+import {encodeSentence, nextWordProbabilities, predictNextWords} from '../src/park/prediction';
 import {describeResult, REPO_ROOT, runCommand, runLimited, ScriptResult} from './helpers/run_script';
 
 jest.setTimeout(300000);
@@ -156,6 +158,35 @@ describe('the committed model in-process (the loader predict uses)', () => {
     optimizer?.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
+
+  it('with a NaN weight it is refused by name, and with overflowing outputs predict and explain throw; no tensor is left', async () => {
+    const another = await loadParkModel(MODEL_DIR);
+    try {
+      const layer = (name: string) => another.model.getLayer(name);
+      const [kernel, bias] = layer('next_word').getWeights();   // [d, V], [V]
+      const [embeddings] = layer('embedding').getWeights();    // [V, d]
+      const nanBias = tf.tensor1d(Array.from(bias.dataSync(), (v, i) => (i === 5 ? NaN : v)));
+      const huge = tf.fill(embeddings.shape, 3e38);             // finite, but layer norm overflows
+      const finiteBias = bias.clone();
+      const before = tf.memory().numTensors;
+
+      layer('next_word').setWeights([kernel, nanBias]);
+      expect(() => parkModelFromLoaded(another.model, 'models/with-nan')).toThrow(ValueError);
+      expect(() => parkModelFromLoaded(another.model, 'models/with-nan'))
+          .toThrow(/^The model at models\/with-nan has weights that are not finite numbers.*next_word\/bias\[5\] is NaN/);
+      expect(tf.memory().numTensors).toBe(before);
+
+      layer('next_word').setWeights([kernel, finiteBias]);
+      layer('embedding').setWeights([huge]);
+      const overflowing = parkModelFromLoaded(another.model, 'models/overflowing');  // every weight finite
+      expect(() => predictNextWords(overflowing, PARK)).toThrow(/^The model at models\/overflowing computed probabilities that are not finite/);
+      expect(() => explainSentence(overflowing, PARK)).toThrow(/^The model at models\/overflowing computed attention \w+ that are not finite/);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([nanBias, huge, finiteBias]);
+    } finally {
+      disposeParkModel(another);
+    }
+  });
 });
 
 describe('the committed files', () => {
@@ -198,6 +229,34 @@ describe('the committed files', () => {
     for (const word of new Set(words)) {
       const inSentence = words.filter(w => w === word).length;
       expect(texts.filter(t => t === word).length).toBeGreaterThanOrEqual(2 * inSentence);
+    }
+  });
+});
+
+describe('parkModelFromLoaded: models that are not this park model', () => {
+  const metadata = {task: 'park-play', vocabulary: {words: ['<pad>', '<unk>', 'a', 'b']}, window: 3};
+
+  it('another architecture: names the source, what is missing, what was expected and the layers it has', () => {
+    const model = tf.sequential({layers: [tf.layers.dense({inputShape: [3], units: 4, name: 'dense_only'})]});
+    model.setUserDefinedMetadata(metadata);
+    try {
+      expect(() => parkModelFromLoaded(model, 'models/dense')).toThrow(
+          /^The model at models\/dense is of another architecture: it has no layer named "attention"; expected the park-play architecture: tokens \[B, 3\] .* softmax over the 4 vocabulary words \[B, 4\]\. Its layers: dense_only \(Dense\)\./);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('broken metadata (a window of 0, a vocabulary without <pad>) names the source', () => {
+    const model = tf.sequential({layers: [tf.layers.dense({inputShape: [3], units: 4})]});
+    try {
+      model.setUserDefinedMetadata({...metadata, window: 0});
+      expect(() => parkModelFromLoaded(model, 'models/w0')).toThrow(
+          /^The model at models\/w0 has broken park-play metadata in its model\.json: .*window=0/);
+      model.setUserDefinedMetadata({...metadata, vocabulary: {words: ['a', 'b']}});
+      expect(() => parkModelFromLoaded(model, 'models/v')).toThrow(/^The model at models\/v has broken park-play metadata/);
+    } finally {
+      model.dispose();
     }
   });
 });

@@ -3,10 +3,11 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 
 import {corpusText} from '../scripts/make_corpus';
 import {ValueError} from '../src/errors';
-import {Corpus, defaultCorpusPath, loadCorpus, parseCorpus} from '../src/park/corpus';
+import {Corpus, defaultCorpusPath, loadCorpus, MAX_SENTENCE_WORDS, parseCorpus} from '../src/park/corpus';
 import {contextWindow} from '../src/park/dataset';
 import {Vocabulary} from '../src/park/vocabulary';
 
@@ -229,6 +230,31 @@ describe('parseCorpus', () => {
     expect(() => parseCorpus('# only comments\n\n')).toThrow('Corpus <text> has no training sentences');
     expect(() => parseCorpus('[held-out]\ni play football\n', 'x.txt'))
         .toThrow('Corpus x.txt has no training sentences before its [held-out] line');
+  });
+
+  it('takes a line of 64 words, the cap, and rejects one of 65, naming the source, line and length', () => {
+    const words = (n: number) => Array.from({length: n}, (_, i) => `w${i}`).join(' ');
+    expect(MAX_SENTENCE_WORDS).toBe(64);
+    const corpus = parseCorpus(`i play football\n${words(64)}\n`);
+    expect(corpus.train[1]).toHaveLength(64);
+    expect(contextWindow(corpus)).toBe(63);
+    expect(() => parseCorpus(`i play football\n# note\n${words(65)}\n`, 'long.txt')).toThrow(ValueError);
+    expect(() => parseCorpus(`i play football\n# note\n${words(65)}\n`, 'long.txt')).toThrow(
+        /^Corpus long\.txt, line 3: a sentence may have at most 64 words .*Received: 65 words$/);
+  });
+
+  it('rejects a 200,000-word line at once, by its line number, before anything is built from it', () => {
+    const text = `i play football\n${'word '.repeat(200000)}end\n`;
+    const before = tf.memory().numTensors;
+    expect(() => parseCorpus(text, 'huge.txt')).toThrow(/^Corpus huge\.txt, line 2: .*Received: 200001 words$/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('contextWindow refuses a hand-built corpus with a sentence over the cap, naming it', () => {
+    const long = Array.from({length: 65}, (_, i) => `w${i}`);
+    expect(() => contextWindow({train: [['a', 'b']], heldOut: [long]})).toThrow(
+        'Received an invalid value for argument `corpus.heldOut[0]`, expected a sentence of at most 64 words. ' +
+        'Received: 65 words');
   });
 
   it('rejects a second [held-out] line', () => {

@@ -223,6 +223,20 @@ describe('terminalHeatmap', () => {
         'a ' + '\x1b[48;5;231m\x1b[38;5;16m 0.00 \x1b[0m' + '\x1b[48;5;17m\x1b[38;5;231m 1.00 \x1b[0m');
   });
 
+  it('prints control characters in labels as escapes, never raw', () => {
+    const text = terminalHeatmap([[1]], ['\x1b[31mred'], ['a\x07b'], {color: false});
+    expect(text).toBe([
+      // 11 label columns, a space, then the 6-wide column with a space either side.
+      `${' '.repeat(13)}a\\x07b`,
+      '\\x1b[31mred    1.00',
+    ].join('\n'));
+    // With color the only ESC bytes are the heatmap's own color codes, each starting "\x1b[" then 0, 38 or 48.
+    const colored = terminalHeatmap([[1]], ['\x1b[31mred'], ['\u202eb'], {});
+    expect(colored.match(/\x1b\[(?!0m|38;5;|48;5;)/g)).toBeNull();
+    expect(colored).not.toContain('\u202e');
+    expect(colored).toContain('\\u202eb');
+  });
+
   it('cuts long row labels to 16 characters', () => {
     const text = terminalHeatmap([[1]], ['a-very-long-row-label'], ['x'], {color: false});
     expect(text.split('\n')[1]).toBe('a-very-long-row…  1.00');

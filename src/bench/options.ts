@@ -2,7 +2,7 @@
 import {parseArgs} from 'util';
 import {BACKEND_NAMES} from '../backend/select_backend';
 import type {BackendName} from '../backend/select_backend';
-import {UsageError} from '../cli/arguments';
+import {parseIntegerOption, UsageError} from '../cli/arguments';
 import type {BenchOptions} from './run_bench';
 
 export const BENCH_USAGE = `Usage: npm run bench -- [options]
@@ -24,13 +24,9 @@ export interface BenchCommandLine extends BenchOptions {
   help: boolean;
 }
 
+/** Counts are read like every script's integer options (see parseIntegerOption): 1e3 is 1000. */
 function count(name: string, raw: string|undefined, min: number): number|undefined {
-  if (raw == null) return undefined;
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || value < min) {
-    throw new UsageError(`Received an invalid value for option \`--${name}\`, expected an integer >= ${min}. Received: --${name} ${raw}`);
-  }
-  return value;
+  return raw == null ? undefined : parseIntegerOption(name, raw, {min});
 }
 
 /** Parses the arguments after the script's name. */

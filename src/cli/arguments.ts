@@ -1,6 +1,7 @@
 /** Command-line parsing for the scripts: typed options, one positional sentence, and usage errors. */
 import {parseArgs} from 'util';
 import {ValueError} from '../errors';
+import {terminalSafeLines} from './terminal_text';
 
 /** A bad command line; the scripts print its message and the usage, and exit with code 2. */
 export class UsageError extends ValueError {
@@ -15,12 +16,37 @@ export interface OptionSpec {
   type: 'string'|'integer'|'boolean';
   /** For integers: the smallest value allowed. */
   min?: number;
+  /** For integers: the largest value allowed. Defaults to Number.MAX_SAFE_INTEGER (2^53 - 1). */
+  max?: number;
   /** For strings: the values allowed. */
   choices?: readonly string[];
   help: string;
 }
 
 export type ParsedOptions = {[name: string]: string|number|boolean|undefined};
+
+// A decimal number, with an optional fraction and exponent: 12, +12, 1e9, 1.5e3, 2.0.
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * Reads an integer option the same way however it is written: `1000000000`, `1e9` and
+ * `1.0e9` are the same number. Hex, `Infinity`, fractions (`1.5`) and values outside
+ * [min, max] are a UsageError naming the option and the value; the default max is
+ * 2^53 - 1, the largest integer a double holds exactly.
+ */
+export function parseIntegerOption(name: string, raw: string, range: {min?: number; max?: number} = {}): number {
+  const min = range.min ?? -Number.MAX_SAFE_INTEGER;
+  const max = range.max ?? Number.MAX_SAFE_INTEGER;
+  const text = String(raw).trim();
+  const value = Number(text);
+  if (!DECIMAL.test(text) || !Number.isInteger(value) || value < min || value > max) {
+    const bounds = range.max != null ? ` from ${min} to ${max}` : range.min != null ? ` >= ${min}` : '';
+    throw new UsageError(
+        `Received an invalid value for option \`--${name}\`, expected an integer${bounds}` +
+        `${range.max == null ? ' (at most 2^53 - 1)' : ''}. Received: --${name} ${raw}`);
+  }
+  return value === 0 ? 0 : value;  // no -0
+}
 
 /** Parses `argv` (without node and the script) against `specs`; unknown options are errors. */
 function parseCommandLine(argv: string[], specs: {[name: string]: OptionSpec}):
@@ -31,7 +57,7 @@ function parseCommandLine(argv: string[], specs: {[name: string]: OptionSpec}):
   const args = argv.reduce<string[]>((joined, arg) => {
     const previous = joined[joined.length - 1];
     const option = previous?.startsWith('--') && !previous.includes('=') ? specs[previous.slice(2)] : undefined;
-    if (option != null && option.type !== 'boolean' && /^-\d/.test(arg)) joined[joined.length - 1] = `${previous}=${arg}`;
+    if (option != null && option.type !== 'boolean' && /^-\.?\d/.test(arg)) joined[joined.length - 1] = `${previous}=${arg}`;
     else joined.push(arg);
     return joined;
   }, []);
@@ -48,13 +74,7 @@ function parseCommandLine(argv: string[], specs: {[name: string]: OptionSpec}):
     if (spec.type === 'boolean') {
       options[name] = raw as boolean;
     } else if (spec.type === 'integer') {
-      const value = Number(raw);
-      if (!/^-?\d+$/.test(String(raw).trim()) || !Number.isSafeInteger(value) || value < (spec.min ?? -Infinity)) {
-        throw new UsageError(
-            `Received an invalid value for option \`--${name}\`, expected an integer` +
-            `${spec.min != null ? ` >= ${spec.min}` : ''}. Received: --${name} ${raw}`);
-      }
-      options[name] = value;
+      options[name] = parseIntegerOption(name, raw as string, spec);
     } else {
       if (spec.choices != null && !spec.choices.includes(raw as string)) {
         throw new UsageError(
@@ -85,10 +105,10 @@ export function usage(command: string, specs: {[name: string]: OptionSpec}): str
 export function runMain(main: () => Promise<void>, usageText: string): void {
   main().catch((error: Error) => {
     if (error instanceof UsageError) {
-      process.stderr.write(`Error: ${error.message}\n\n${usageText}\n`);
+      process.stderr.write(`Error: ${terminalSafeLines(error.message)}\n\n${usageText}\n`);
       process.exitCode = 2;
     } else {
-      process.stderr.write(`Error: ${error.message}\n`);
+      process.stderr.write(`Error: ${terminalSafeLines(error.message)}\n`);
       if (!(error instanceof ValueError) && process.env.DEBUG) process.stderr.write(`${error.stack}\n`);
       process.exitCode = 1;
     }

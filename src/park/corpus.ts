@@ -13,6 +13,14 @@ export interface Corpus {
   heldOut: string[][];
 }
 
+/**
+ * The most words a corpus sentence may have. The model's window is the longest sentence's
+ * context (all its words but the last), and every example costs window² attention scores
+ * per head: a 3,000-word line took 24 s and 1 GB, a 200,000-word one overflowed wasm's
+ * memory. Longer lines are rejected, naming the line, before anything is trained.
+ */
+export const MAX_SENTENCE_WORDS = 64;
+
 /** The line that starts the held-out section of a corpus file. */
 export const HELD_OUT_MARKER = '[held-out]';
 
@@ -20,7 +28,7 @@ export const HELD_OUT_MARKER = '[held-out]';
  * Parses corpus text: one sentence per line; lines starting with `#` are comments; blank
  * lines are ignored; a line that is exactly `[held-out]` starts the held-out section
  * (sentences after it are for evaluation only). Every sentence needs at least 2 words
- * (context and the word to predict).
+ * (context and the word to predict) and at most {@link MAX_SENTENCE_WORDS} (64).
  *
  * Without a `[held-out]` line, every 10th sentence is held out, except one whose last
  * word would then no longer end any training sentence (the model could never learn to
@@ -54,6 +62,12 @@ export function parseCorpus(text: string, source = '<text>'): Corpus {
           `Corpus ${source}, line ${lineNo}: each line must be a sentence of at least 2 words ` +
           `(context, then the word to predict). Received: ${JSON.stringify(raw)} ` +
           `(${words.length} word${words.length === 1 ? '' : 's'})`);
+    }
+    if (words.length > MAX_SENTENCE_WORDS) {
+      throw new ValueError(
+          `Corpus ${source}, line ${lineNo}: a sentence may have at most ${MAX_SENTENCE_WORDS} words ` +
+          '(the model\'s window is the longest sentence, and attention costs its square); ' +
+          `split the line into sentences. Received: ${words.length} words`);
     }
     (markerLine > 0 ? heldOut : train).push(words);
   });

@@ -2,7 +2,8 @@
 
 import * as tf from '@tensorflow/tfjs';
 
-import {checkPositiveInteger, invalidArgument} from '../errors';
+import {checkPositiveInteger, invalidArgument, ValueError} from '../errors';
+import {MAX_SENTENCE_WORDS} from './corpus';
 import type {Corpus} from './corpus';
 import type {Vocabulary} from './vocabulary';
 
@@ -34,12 +35,25 @@ export function makeExamples(sentences: string[][], vocab: Vocabulary, window: n
   return {xs, ys};
 }
 
-/** The longest context in the corpus: max over training and held-out of (sentence length - 1). */
+/**
+ * The longest context in the corpus: max over training and held-out of (sentence length - 1).
+ * A sentence over {@link MAX_SENTENCE_WORDS} words is an error (parseCorpus rejects it with
+ * its line; this catches corpora built by hand), so the window is at most 63.
+ */
 export function contextWindow(corpus: Corpus): number {
   if (corpus == null || !Array.isArray(corpus.train) || !Array.isArray(corpus.heldOut)) {
     throw invalidArgument('corpus', 'a Corpus {train: string[][], heldOut: string[][]}', corpus);
   }
   let longest = 1;
-  for (const sentence of [...corpus.train, ...corpus.heldOut]) longest = Math.max(longest, sentence.length - 1);
+  for (const [part, sentences] of [['train', corpus.train], ['heldOut', corpus.heldOut]] as const) {
+    sentences.forEach((sentence, i) => {
+      if (Array.isArray(sentence) && sentence.length > MAX_SENTENCE_WORDS) {
+        throw new ValueError(
+            `Received an invalid value for argument \`corpus.${part}[${i}]\`, expected a sentence of at most ` +
+            `${MAX_SENTENCE_WORDS} words. Received: ${sentence.length} words`);
+      }
+      longest = Math.max(longest, (sentence?.length ?? 0) - 1);
+    });
+  }
   return longest;
 }

@@ -4,7 +4,7 @@ import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attenti
 import {traceAttention} from '../attention/trace_attention';
 import {heatmapSvg} from '../plots/heatmap_svg';
 import {ATTENTION_LAYER, ParkModel} from './park_model';
-import {encodeSentence, EncodedSentence} from './prediction';
+import {checkFiniteOutput, encodeSentence, EncodedSentence} from './prediction';
 import {PAD_ID} from './vocabulary';
 
 /** One step of the computation: a name, the formula, and one matrix per head. */
@@ -44,6 +44,9 @@ export function explainSentence(park: ParkModel, sentence: string): Explanation 
       output: crop(trace.output, false), scale: trace.scaleFactor, keyDim: trace.query.shape[3],
     };
   });
+  for (const name of ['scores', 'scaled', 'weights', 'output'] as const) {
+    checkFiniteOutput(park, arrays[name].flat(2), `attention ${name}`, encoded);
+  }
   const shapeOf = (heads: number[][][]) => [heads.length, heads[0]?.length ?? 0, heads[0]?.[0]?.length ?? 0];
   const step = (name: ExplainedStep['name'], formula: string, heads: number[][][]): ExplainedStep =>
     ({name, formula, shape: shapeOf(heads), heads});

@@ -35,6 +35,8 @@ export interface ParkModel {
   model: tf.LayersModel;
   vocabulary: Vocabulary;
   window: number;
+  /** Where the model was loaded from (a folder or URL), for error messages; absent for a model just trained. */
+  source?: string;
 }
 
 /** The explainer's sentence. */
@@ -84,9 +86,53 @@ export function attachMetadata(park: ParkModel, extra: {[key: string]: unknown} 
   park.model.setUserDefinedMetadata(metadata);
 }
 
+/** "[3, 17]" for flat index 113 of shape [32, 93]; "" for a scalar. */
+function indexIn(shape: number[], flat: number): string {
+  if (shape.length === 0) return '';
+  const index = new Array<number>(shape.length);
+  for (let axis = shape.length - 1; axis >= 0; axis--) {
+    index[axis] = flat % shape[axis];
+    flat = Math.floor(flat / shape[axis]);
+  }
+  return `[${index.join(', ')}]`;
+}
+
 /**
- * Reads the vocabulary and window back from a loaded model. `source` (a path or URL)
- * names the model in errors.
+ * Throws a ValueError naming `source` and the first weight that holds NaN or ±Infinity
+ * (its name, the element and how many of its values are not finite): such a model
+ * would print NaN as a probability. Reads every weight once.
+ */
+export function checkFiniteWeights(model: tf.LayersModel, source: string): void {
+  for (const weight of model.weights) {
+    const values = weight.read().dataSync();
+    let first = -1;
+    let count = 0;
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        if (first < 0) first = i;
+        count++;
+      }
+    }
+    if (first >= 0) {
+      throw new ValueError(
+          `The model at ${source} has weights that are not finite numbers, so it cannot predict: ` +
+          `${weight.originalName}${indexIn(weight.shape as number[], first)} is ${values[first]}` +
+          `${count > 1 ? ` (${count} of its ${values.length} values are not finite)` : ''}. ` +
+          'Train it again with `npm run train` (or `npm run train -- --out <folder>`).');
+    }
+  }
+}
+
+/** "embedding (Embedding), positions (PositionEmbedding), ..." */
+function layerList(model: tf.LayersModel): string {
+  return model.layers.map(layer => `${layer.name} (${layer.getClassName()})`).join(', ');
+}
+
+/**
+ * Reads the vocabulary and window back from a loaded model and checks that it is a park
+ * model: tokens [B, window] in, a ScaledDotProductAttention layer named "attention", a
+ * probability for each vocabulary word [B, V] out, and finite weights. `source` (a path or
+ * URL) names the model in errors.
  */
 export function parkModelFromLoaded(model: tf.LayersModel, source: string): ParkModel {
   const metadata = model.getUserDefinedMetadata() as Partial<ParkMetadata>|undefined;
@@ -95,13 +141,44 @@ export function parkModelFromLoaded(model: tf.LayersModel, source: string): Park
         `${source} is not a park-play model: its model.json has no park-play metadata (vocabulary, window). ` +
         'Train one with `npm run train`.');
   }
-  checkPositiveInteger('window', metadata.window);
-  const park = {model, vocabulary: Vocabulary.fromJSON(metadata.vocabulary), window: metadata.window as number};
-  const attention = model.getLayer(ATTENTION_LAYER);
-  if (!(attention instanceof ScaledDotProductAttention)) {
-    throw new ValueError(`${source} has no ScaledDotProductAttention layer named "${ATTENTION_LAYER}"`);
+  let vocabulary: Vocabulary;
+  try {
+    checkPositiveInteger('window', metadata.window);
+    vocabulary = Vocabulary.fromJSON(metadata.vocabulary);
+  } catch (error) {
+    throw new ValueError(`The model at ${source} has broken park-play metadata in its model.json: ${(error as Error).message}`);
   }
+  const park = {model, vocabulary, window: metadata.window as number, source};
+  const expected = `expected the park-play architecture: tokens [B, ${park.window}] -> embedding, positions, ` +
+      `a ScaledDotProductAttention layer named "${ATTENTION_LAYER}", norm, last position -> ` +
+      `softmax over the ${park.vocabulary.size} vocabulary words [B, ${park.vocabulary.size}]`;
+  const problem = architectureProblem(model, park.window, park.vocabulary.size);
+  if (problem != null) {
+    throw new ValueError(
+        `The model at ${source} is of another architecture: ${problem}; ${expected}. ` +
+        `Its layers: ${layerList(model)}. Train one with \`npm run train\`.`);
+  }
+  checkFiniteWeights(model, source);
   return park;
+}
+
+/** What makes `model` other than a park model of this window and vocabulary, or null. */
+function architectureProblem(model: tf.LayersModel, window: number, vocabularySize: number): string|null {
+  // Not getLayer, which throws tfjs' bare "No such layer: attention".
+  const attention = model.layers.find(layer => layer.name === ATTENTION_LAYER);
+  if (attention == null) return `it has no layer named "${ATTENTION_LAYER}"`;
+  if (!(attention instanceof ScaledDotProductAttention)) return `its layer "${ATTENTION_LAYER}" is a ${attention.getClassName()}`;
+  if (model.inputs.length !== 1) return `it has ${model.inputs.length} inputs`;
+  if (model.outputs.length !== 1) return `it has ${model.outputs.length} outputs`;
+  const [input, output] = [model.inputs[0].shape, model.outputs[0].shape];
+  if (input.length !== 2 || input[1] !== window) return `its input has shape ${formatShape(input)}`;
+  if (output.length !== 2 || output[1] !== vocabularySize) return `its output has shape ${formatShape(output)}`;
+  return null;
+}
+
+/** "[B, 13]" for [null, 13]. */
+function formatShape(shape: Array<number|null>): string {
+  return `[${shape.map(d => (d == null ? 'B' : d)).join(', ')}]`;
 }
 
 /**

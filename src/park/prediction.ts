@@ -58,7 +58,29 @@ export function predictNextWords(park: ParkModel, sentence: string, k = 5): Next
   const probabilities = nextWordProbabilities(park, [encoded]);
   const row = probabilities.dataSync();
   probabilities.dispose();
+  checkFiniteOutput(park, row, 'probabilities', encoded);
   return {...encoded, predictions: topK(park, row, k)};
+}
+
+/** "the model at models/x" or "the model" (one just trained has no source). */
+function modelName(park: ParkModel): string {
+  return park.source != null ? `the model at ${park.source}` : 'the model';
+}
+
+/**
+ * Throws a ValueError naming the model when `values` (what it computed for `sentence`) holds
+ * NaN or ±Infinity, instead of printing NaN as a probability.
+ */
+export function checkFiniteOutput(park: ParkModel, values: ArrayLike<number>, what: string, sentence: EncodedSentence): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) {
+      const name = modelName(park);
+      throw new ValueError(
+          `${name[0].toUpperCase()}${name.slice(1)} computed ${what} that are not finite numbers ` +
+          `(${values[i]} at index ${i}) for "${sentence.kept.join(' ')}"; its weights or inputs overflow. ` +
+          'Train it again with `npm run train`.');
+    }
+  }
 }
 
 /** The k largest entries of one probability row, as words. */

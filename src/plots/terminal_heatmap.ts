@@ -1,5 +1,6 @@
 /** Heatmaps as text tables for the terminal, shaded with 256-color ANSI backgrounds. */
 
+import {terminalSafe} from '../cli/terminal_text';
 import {invalidArgument} from '../errors';
 import {checkLabeledMatrix, colorRange, shade} from './heatmap_svg';
 
@@ -27,7 +28,8 @@ function truncate(text: string, width: number): string {
  * Renders `matrix` as a table: a header of column labels (cut to 8 characters), then
  * one line per row: its label (cut to 16 characters) and the values with `digits` decimals. With `color` each
  * cell's background is shaded white -> dark blue over [min, max] of the matrix, or [0, 1]
- * when all values are in [0, 1] (the same scale as {@link heatmapSvg}).
+ * when all values are in [0, 1] (the same scale as {@link heatmapSvg}). Control characters in
+ * the labels are printed as escapes (see {@link terminalSafe}), never sent to the terminal raw.
  *
  * @returns the lines joined with "\n", without a final newline.
  */
@@ -41,15 +43,17 @@ export function terminalHeatmap(
     throw invalidArgument('digits', 'an integer from 0 to 10', digits);
   }
   const [lo, hi] = colorRange(matrix);
+  const rows = rowLabels.map(terminalSafe);
+  const cols = colLabels.map(terminalSafe);
   const texts = matrix.map((row) => row.map((v) => v.toFixed(digits)));
   // Columns fit the values and up to MAX_COL_LABEL characters of their labels.
   const colW = Math.max(
-      ...texts.flat().map((t) => t.length), Math.min(MAX_COL_LABEL, Math.max(...colLabels.map((l) => l.length))));
-  const labelW = Math.min(MAX_ROW_LABEL, Math.max(0, ...rowLabels.map((l) => l.length)));
+      ...texts.flat().map((t) => t.length), Math.min(MAX_COL_LABEL, Math.max(...cols.map((l) => l.length))));
+  const labelW = Math.min(MAX_ROW_LABEL, Math.max(0, ...rows.map((l) => l.length)));
 
   // Each column is colW + 2 wide: the value with one space either side, which the
   // background color covers too, so neighbouring cells stay apart.
-  const header = ' '.repeat(labelW) + ' ' + colLabels.map((l) => ` ${truncate(l, colW).padStart(colW)} `).join('');
+  const header = ' '.repeat(labelW) + ' ' + cols.map((l) => ` ${truncate(l, colW).padStart(colW)} `).join('');
   const lines = [header];
   matrix.forEach((row, i) => {
     const cells = row.map((v, j) => {
@@ -59,7 +63,7 @@ export function terminalHeatmap(
       const fg = k >= FIRST_DARK ? 231 : 16;
       return `\x1b[48;5;${RAMP[k]}m\x1b[38;5;${fg}m${cell}\x1b[0m`;
     });
-    lines.push(truncate(rowLabels[i], labelW).padEnd(labelW) + ' ' + cells.join(''));
+    lines.push(truncate(rows[i], labelW).padEnd(labelW) + ' ' + cells.join(''));
   });
   // Trailing spaces only matter under a background color.
   return (color ? lines : lines.map((l) => l.trimEnd())).join('\n');
