@@ -6,6 +6,7 @@ import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_ker
 import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
+import {emptyAttention, isEmptyAttention} from './empty_attention';
 
 /**
  * Key length from which the op and the layer switch to the memory-efficient (blocked)
@@ -63,7 +64,16 @@ export interface DotProductAttentionOptions {
  * `returnWeights` also the weights A [B, (H,) T, S].
  *
  * A query whose keys are all masked outputs zeros and gets zero weights (never NaN), as
- * PyTorch's scaled_dot_product_attention does since 2024.
+ * PyTorch's scaled_dot_product_attention does since 2024. T = 0 gives an empty output
+ * [.., 0, dv] and S = 0 zeros [.., T, dv] (as PyTorch), on every path (`emptyAttention`).
+ *
+ * NaN and ±∞ in the query, key or value propagate as in the IEEE arithmetic of
+ * softmax(Q·Kᵀ·scale)·V, the same on every path and backend: a NaN or +∞ score makes its
+ * query's row NaN, a -∞ score gives its key weight 0, and a non-finite value reaches every
+ * output whose weight of it is not 0 (0·∞ and 0·NaN being NaN). A non-finite number in a key
+ * or value that a query may not attend (masked, or after it with `causal`) is the exception:
+ * whether it reaches that query depends on the path, as between PyTorch's math and flash
+ * kernels (the fused kernel and the blocked path skip keys that no query of a block attends).
  *
  * Three paths compute it: on wasm, for inference without masks, the fused kernel
  * (`takesFusedPath`); the standard path, which forms the weights; and from
@@ -89,6 +99,11 @@ export function dotProductAttention(
   const scoresShape = [...query.shape.slice(0, -1), keyLength];  // [B, (H,) T, S]
 
   const [T, dv] = [query.shape[query.rank - 2], value.shape[value.rank - 1]];
+  if (isEmptyAttention(query, key)) {
+    resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);  // the same checks as below
+    tf.tidy(() => void combineMasks(options.mask, false, scoresShape));  // throws on a mask that does not broadcast
+    return emptyAttention(query, key, value, options.returnWeights === true);  // [B, (H,) T, dv] (zeros), [B, (H,) T, S]
+  }
   const unmasked = options.mask == null;
   if (takesFusedPath(options.blockSize, {T, S: keyLength, dk, dv}, options.returnWeights === true, dropoutActive, unmasked)) {
     return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
