@@ -21,31 +21,8 @@ import {fusedAttention} from '../src/backend/wasm_fused_attention';
 import {Matrix, matmul, referenceAttention, referenceDotProductAttention, Tensor3, transpose} from './helpers/reference_attention';
 import {runCommand} from './helpers/run_script';
 import {
-  disposeAll, expectClose, expectThrowsWithoutLeak, Nested, randomArray, runTestsOn, unravel, valuesOf,
+  disposeAll, expectClose, expectIeee, expectThrowsWithoutLeak, Nested, randomArray, runTestsOn, valuesOf,
 } from './helpers/tensors';
-
-/** 'NaN', '+Inf', '-Inf' or 'finite'. */
-function kindOf(x: number): string {
-  if (Number.isNaN(x)) return 'NaN';
-  if (x === Infinity) return '+Inf';
-  if (x === -Infinity) return '-Inf';
-  return 'finite';
-}
-
-/**
- * Asserts that `actual` has NaN, +∞ and -∞ exactly where `expected` has them, and its finite
- * values within `tol` of the expected ones.
- */
-function expectIeee(actual: tf.Tensor|Nested, expected: tf.Tensor|Nested, tol = 1e-5): void {
-  const a = valuesOf(actual);
-  const e = valuesOf(expected);
-  expect(a.shape).toEqual(e.shape);
-  const wrong = e.values.flatMap((x, i) => (kindOf(x) === kindOf(a.values[i]) ? [] :
-      [`[${unravel(i, e.shape).join(', ')}]: expected ${kindOf(x)} ${x}, got ${a.values[i]}`]));
-  expect(wrong.slice(0, 10)).toEqual([]);
-  const finite = (values: number[]) => values.map(x => (Number.isFinite(x) ? x : 0));
-  expectClose(finite(a.values), finite(e.values), {abs: tol, rel: tol});
-}
 
 /** Runs `fn` and asserts that the only tensor it leaves behind is the one it returns. */
 function onlyTheResult<R extends tf.Tensor>(fn: () => R): R {
