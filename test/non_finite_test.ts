@@ -71,6 +71,8 @@ const OP_CASES: OpCase[] = [
   ['causal, NaN in one query: that row alone', 'query', [1, 1, 2, 0], NaN, true],
   ['causal, NaN in key 0 (attended by every query): all of its (batch, head) is NaN', 'key', [0, 0, 0, 3], NaN, true],
   ['causal, -∞ in value 0: -∞ in that column for every query', 'value', [1, 0, 0, 1], -Infinity, true],
+  ['causal, -∞ in key 0: query 0, whose one key scores ±∞, is NaN; the others by the sign of their score', 'key', [0, 1, 0, 2], -Infinity, true],
+  ['causal, +∞ in key 0: the same with the signs swapped', 'key', [1, 1, 0, 0], Infinity, true],
 ];
 
 /** Random Q, K, V [B, H, T|S, d] as nested arrays, with `value` put at `index` of `which`. */
@@ -128,6 +130,21 @@ describe.each(['cpu', 'wasm'])('on %s', backend => {
         const out = dotProductAttention(qt, kt, vt, {...options, scale: SCALE, causal});
         expectIeee(out, flat(reference.output));
         out.dispose();
+      }
+      disposeAll(qt, kt, vt);
+    });
+
+    it('one (batch, head) pair at a time, [1, T, d] (on wasm: 2-D XNNPACK products): the same', () => {
+      const [qt, kt, vt] = tensors().map(t => t.reshape([B * H, -1, t.shape[3] as number]));
+      const pairs = (reference.output as Nested[]).flat();
+      for (let n = 0; n < B * H; n++) {
+        const [qn, kn, vn] = [qt, kt, vt].map(t => t.slice([n, 0, 0], [1, -1, -1]));
+        for (const [, options] of OP_PATHS) {
+          const out = dotProductAttention(qn, kn, vn, {...options, scale: SCALE, causal});
+          expectIeee(out, [pairs[n]]);
+          out.dispose();
+        }
+        disposeAll(qn, kn, vn);
       }
       disposeAll(qt, kt, vt);
     });

@@ -1,7 +1,7 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
-import {combineMasks, consume, maskBias} from './masks';
+import {combineMasks, consume, MASKED_LOGIT, maskBias} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
 import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
@@ -73,7 +73,9 @@ export interface DotProductAttentionOptions {
  * output whose weight of it is not 0 (0·∞ and 0·NaN being NaN). A non-finite number in a key
  * or value that a query may not attend (masked, or after it with `causal`) is the exception:
  * whether it reaches that query depends on the path, as between PyTorch's math and flash
- * kernels (the fused kernel and the blocked path skip keys that no query of a block attends).
+ * kernels (the fused kernel and the blocked path skip keys that no query of a block attends);
+ * so is, with a `mask`, a query whose every attended score is -∞, and on the blocked path a
+ * query whose scores over one whole key block are all -∞ (NaN there).
  *
  * Three paths compute it: on wasm, for inference without masks, the fused kernel
  * (`takesFusedPath`); the standard path, which forms the weights; and from
@@ -116,7 +118,10 @@ export function dotProductAttention(
 
   return tf.tidy(() => {
     const allowed = combineMasks(options.mask, causal, scoresShape);  // bool, broadcasts to [B, (H,) T, S]
-    const bias = allowed == null ? null : maskBias(allowed);           // 0 / MASKED_LOGIT, same shape
+    // Causal alone never leaves a query without keys: its masked scores get -∞ (exp gives the
+    // same exact 0), so that a query whose every attended score is -∞ is NaN, as IEEE softmax
+    // and the other paths have it, instead of averaging the masked values.
+    const bias = allowed == null ? null : maskBias(allowed, options.mask == null ? -Infinity : MASKED_LOGIT);  // same shape
     // Only an explicit mask can leave a row with no key (causal always keeps key 0).
     const rows = options.mask == null || allowed == null ? null : attendedRows(allowed);  // [.., T, 1] 0/1
     // The custom-gradient kernel pays where tfjs's own matMul gradients are slow (wasm); on
