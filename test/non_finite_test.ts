@@ -21,7 +21,7 @@ import {fusedAttention} from '../src/backend/wasm_fused_attention';
 import {Matrix, matmul, referenceAttention, referenceDotProductAttention, Tensor3, transpose} from './helpers/reference_attention';
 import {runCommand} from './helpers/run_script';
 import {
-  disposeAll, expectClose, expectIeee, expectThrowsWithoutLeak, Nested, randomArray, runTestsOn, valuesOf,
+  disposeAll, expectClose, expectIeee, expectThrowsWithoutLeak, kindOf, Nested, randomArray, runTestsOn, valuesOf,
 } from './helpers/tensors';
 
 /** Runs `fn` and asserts that the only tensor it leaves behind is the one it returns. */
@@ -261,6 +261,28 @@ describe.each(['cpu', 'wasm'])('on %s', backend => {
       disposeAll(out, scores, trace, input, mask);
     });
   });
+
+  it.each([['NaN in Wk', 'wk', [0, 0], NaN], ['NaN in Wq', 'wq', [3, 5], NaN], ['+∞ in bv', 'bv', [2], Infinity]] as Array<[string, 'wq'|'wk'|'bv', number[], number]>)(
+      'layer gradients, %s: the standard and memory-efficient paths give the weights NaN and ±∞ in the same places', (_, name, index, value) => {
+        const weights = layerWeights();
+        weights[name] = withValue(weights[name], index, value);
+        const x = tf.tensor(float32Array([B, T, 4], 28) as number[], [B, T, 4]);
+        const grads = [0, 2].map(blockSize => {
+          const layer = scaledDotProductAttention({numHeads: 2, keyDim: 3, valueDim: 2, useBias: true, blockSize});
+          layer.build([B, T, 4]);
+          const values = (['wq', 'wk', 'wv', 'bq', 'bk', 'bv'] as const).map(w => tf.tensor(weights[w] as number[]));
+          layer.setWeights(values);
+          tf.dispose(values);
+          const {value: loss, grads: byName} = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar,
+                                                                layer.trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val));
+          const arrays = Object.keys(byName).sort().map(k => valuesOf(byName[k]).values.map(kindOf));
+          tf.dispose([loss, byName]);
+          return arrays;
+        });
+        expect(grads[1]).toEqual(grads[0]);
+        expect(grads[0].flat().filter(k => k !== 'finite').length).toBeGreaterThan(0);
+        x.dispose();
+      });
 
   describe('T = 0 and S = 0', () => {
     // [name, T, S]
