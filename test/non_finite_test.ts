@@ -288,6 +288,35 @@ describe.each(['cpu', 'wasm'])('on %s', backend => {
     // [name, T, S]
     const sizes: Array<[string, number, number]> = [['T = 0', 0, 5], ['S = 0', 5, 0], ['T = S = 0', 0, 0]];
 
+    it('an empty batch or head axis: an empty output on every path', () => {
+      for (const lead of [[0], [2, 0]]) {
+        const [q, k, v] = [tf.zeros([...lead, 5, 4]), tf.zeros([...lead, 6, 4]), tf.zeros([...lead, 6, 3])];
+        for (const [, options] of OP_PATHS) {
+          const out = onlyTheResult(() => tf.tidy(() => tf.keep(dotProductAttention(q, k, v, options))));
+          expect(out.shape).toEqual([...lead, 5, 3]);
+          out.dispose();
+        }
+        disposeAll(q, k, v);
+      }
+    });
+
+    it('dk = 0 or dv = 0: a ValueError naming the head size and the shapes, on every path', () => {
+      const cases: Array<[number, number, RegExp]> = [
+        [0, 3, /at least one element \(dk >= 1\)\. Received: query\.shape=\[2, 5, 0\], key\.shape=\[2, 6, 0\], value\.shape=\[2, 6, 3\]/],
+        [4, 0, /at least one element \(dv >= 1\)\. Received: query\.shape=\[2, 5, 4\], key\.shape=\[2, 6, 4\], value\.shape=\[2, 6, 0\]/],
+      ];
+      for (const [dk, dv, pattern] of cases) {
+        const [q, k, v] = [tf.zeros([2, 5, dk]), tf.zeros([2, 6, dk]), tf.zeros([2, 6, dv])];
+        for (const [, options] of OP_PATHS) {
+          expectThrowsWithoutLeak(() => dotProductAttention(q, k, v, {...options, scale: 1}), pattern);
+        }
+        const as4d = (x: tf.Tensor) => x.expandDims(1) as tf.Tensor4D;
+        const [q4, k4, v4] = [q, k, v].map(as4d);
+        expectThrowsWithoutLeak(() => memoryEfficientAttention(q4, k4, v4, {blockSize: 2, scale: 1}), /at least one element \(d[kv] >= 1\)/);
+        disposeAll(q, k, v, q4, k4, v4);
+      }
+    });
+
     describe.each(sizes)('%s', (_, t, s) => {
       it.each([[1], [2]])('dotProductAttention, batch %i, every path and rank: [.., T, dv], zeros; weights [.., T, S]', batch => {
         for (const lead of [[batch], [batch, 2]]) {

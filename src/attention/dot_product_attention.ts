@@ -6,7 +6,7 @@ import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_ker
 import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
-import {emptyAttention, isEmptyAttention} from './empty_attention';
+import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
 
 /**
  * Key length from which the op and the layer switch to the memory-efficient (blocked)
@@ -497,4 +497,5 @@ function checkAttentionInputs(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor
   if (key.shape[query.rank - 2] !== value.shape[query.rank - 2]) {
     throw new ValueError(`Arguments \`key\` and \`value\` must have the same length (axis -2). Received: ${shapes}`);
   }
+  checkHeadSizes(query, value, shapes);
 }

@@ -6,7 +6,7 @@ import {ValueError, checkPositiveFinite, checkPositiveInteger, formatValue, inva
 import {pickPerRow, sliceFast, splitMatrices} from '../backend/wasm_simd_kernels';
 import {consume, MASKED_LOGIT, maskBias} from './masks';
 import {transposeFlagsAreSlow} from './matmul';
-import {emptyAttention, isEmptyAttention} from './empty_attention';
+import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
 
 /** Options of {@link memoryEfficientAttention}. */
 export interface MemoryEfficientOptions {
@@ -383,6 +383,7 @@ function validate(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: Memor
   if (q.shape[3] !== k.shape[3]) {
     throw new ValueError(`Expected \`q\` and \`k\` to have the same key dim dk (axis 3). ${shapes}`);
   }
+  checkHeadSizes(q, v, shapes.replace(/^Received: /, ''));
   if (options == null || typeof options !== 'object') {
     throw invalidArgument('options', 'an object {blockSize, scale, causal?, mask?}', options);
   }
