@@ -17,6 +17,7 @@ import {attentionPath} from '../src/attention/dot_product_attention';
 import {MAX_WEIGHT_ELEMENTS} from '../src/attention/scaled_dot_product_attention';
 import * as threadsModule from '../src/backend/attention_threads';
 import {setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
+import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {fusedAttention} from '../src/backend/wasm_fused_attention';
 import {Matrix, matmul, referenceAttention, referenceDotProductAttention, Tensor3, transpose} from './helpers/reference_attention';
 import {runCommand} from './helpers/run_script';
@@ -262,6 +263,30 @@ describe.each(['cpu', 'wasm'])('on %s', backend => {
     });
   });
 
+  it('layer with projections too large for the projection kernel (XNNPACK, then the attention kernel on wasm): NaN in Wk makes head 0 NaN', () => {
+    const [heads, dk, dv] = [2, 10000, 2];  // wq [4, 20000]: over DENSE_FUSED_MAX_WEIGHT_BYTES
+    const weights = {wq: float32Array([4, heads * dk], 51), wk: float32Array([4, heads * dk], 52), wv: float32Array([4, heads * dv], 53)};
+    weights.wk = withValue(weights.wk, [1, 3], NaN);
+    const x = float32Array([B, T, 4], 54);
+    const expected = referenceAttention(x as Tensor3, null, {wq: weights.wq as Matrix, wk: weights.wk as Matrix, wv: weights.wv as Matrix},
+                                        {numHeads: heads}).output;
+    expect(kinds(expected)).toEqual({nonFinite: B * T * dv, finite: B * T * dv});
+    const fusedHeads = jest.spyOn(fusedModule, 'fusedMultiHeadAttention');
+    try {
+      const layer = scaledDotProductAttention({numHeads: heads, keyDim: dk, valueDim: dv});
+      layer.build([B, T, 4]);
+      const values = [weights.wq, weights.wk, weights.wv].map(w => tf.tensor(w as number[]));
+      layer.setWeights(values);
+      const input = tf.tensor(x as number[], [B, T, 4]);
+      const out = onlyTheResult(() => layer.apply(input) as tf.Tensor);
+      expect(fusedHeads).toHaveBeenCalledTimes(backend === 'wasm' ? 1 : 0);
+      expectIeee(out, expected, 1e-4);
+      disposeAll(out, input, values);
+    } finally {
+      fusedHeads.mockRestore();
+    }
+  });
+
   it.each([['NaN in Wk', 'wk', [0, 0], NaN], ['NaN in Wq', 'wq', [3, 5], NaN], ['+∞ in bv', 'bv', [2], Infinity]] as Array<[string, 'wq'|'wk'|'bv', number[], number]>)(
       'layer gradients, %s: the standard and memory-efficient paths give the weights NaN and ±∞ in the same places', (_, name, index, value) => {
         const weights = layerWeights();
@@ -386,29 +411,31 @@ describe('the fused kernel on two threads (wasm)', () => {
   });
 
   const [n, d] = [400, 64];
-  // [name, tensor, row, column, value]
-  const cases: Array<[string, 'query'|'key'|'value', number, number, number]> = [
-    ['NaN in key 37 (in the first block of 256)', 'key', 37, 5, NaN],
-    ['NaN in key 300 (in the second block)', 'key', 300, 5, NaN],
-    ['NaN in query 123 (a tile on the worker\'s side)', 'query', 123, 60, NaN],
-    ['NaN in query 398 (the last, padded tile)', 'query', 398, 0, NaN],
-    ['+∞ in key 290: NaN or weight 0 per query, across blocks', 'key', 290, 7, Infinity],
-    ['+∞ in value 250', 'value', 250, 3, Infinity],
+  // [name, tensor, row, column, value, causal]
+  const cases: Array<[string, 'query'|'key'|'value', number, number, number, boolean]> = [
+    ['NaN in key 37 (in the first block of 256)', 'key', 37, 5, NaN, false],
+    ['NaN in key 300 (in the second block)', 'key', 300, 5, NaN, false],
+    ['NaN in query 123 (a tile on the worker\'s side)', 'query', 123, 60, NaN, false],
+    ['NaN in query 398 (the last, padded tile)', 'query', 398, 0, NaN, false],
+    ['+∞ in key 290: NaN or weight 0 per query, across blocks', 'key', 290, 7, Infinity, false],
+    ['+∞ in value 250', 'value', 250, 3, Infinity, false],
+    ['causal, NaN in key 260: the queries from 260 on are NaN', 'key', 260, 1, NaN, true],
+    ['causal, -∞ in key 0: each query NaN or not by the sign of its score', 'key', 0, 9, -Infinity, true],
   ];
-  it.each(cases)('%s: bit for bit the one-thread result, with NaN and ±∞ where the reference has them', (_, which, row, column, value) => {
+  it.each(cases)('%s: bit for bit the one-thread result, with NaN and ±∞ where the reference has them', (_, which, row, column, value, causal) => {
     expect(2 * n * n * 2 * d).toBeGreaterThanOrEqual(TWO_THREAD_MIN_FLOPS);
     const inputs = {query: float32Array([n, d], 31), key: float32Array([n, d], 32), value: float32Array([n, d], 33)};
     inputs[which] = withValue(inputs[which], [row, column], value);
     const scale = 1 / Math.sqrt(d);
-    const expected = referenceDotProductAttention(inputs.query as Matrix, inputs.key as Matrix, inputs.value as Matrix, {scale}).output;
+    const expected = referenceDotProductAttention(inputs.query as Matrix, inputs.key as Matrix, inputs.value as Matrix, {scale, causal}).output;
     const [q, k, v] = [inputs.query, inputs.key, inputs.value].map(x => tf.tensor(valuesOf(x).values, [1, n, d], 'float32'));
     const workerRuns = jest.spyOn(threadsModule, 'runOnBothThreads');
     try {
       setAttentionThreads(1);
-      const one = fusedAttention(q, k, v, scale);
+      const one = fusedAttention(q, k, v, scale, causal);
       expect(workerRuns).not.toHaveBeenCalled();
       setAttentionThreads(2);
-      const two = fusedAttention(q, k, v, scale);
+      const two = fusedAttention(q, k, v, scale, causal);
       expect(workerRuns).toHaveBeenCalled();
       expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));  // NaN equals NaN here
       expectIeee(two.reshape([n, d]), expected as Nested, 1e-5);
