@@ -23,7 +23,8 @@ import {explainSentence} from '../src/park/explanation';
 import {loadParkModel} from '../src/park/park_files';
 import {ATTENTION_LAYER, PARK_SENTENCE, ParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
-import {expectClose, flatten, Nested, shapeOf} from './helpers/tensors';
+import {referenceAttention} from './helpers/reference_attention';
+import {expectClose, expectIeee, flatten, Nested, randomArray, shapeOf} from './helpers/tensors';
 
 const ROOT = path.resolve(__dirname, '..');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -203,6 +204,45 @@ describeInBrowser('the demo page in headless Chromium (WebGL)', () => {
     expect(await figures.first().locator('.plot').innerHTML()).not.toBe(before);
     await page.locator('#head').selectOption('0');
   }, 60_000);
+
+  it('NaN and ±∞ on WebGL: the layer\'s standard and memory-efficient paths put them where the plain-array reference does', async () => {
+    // x [2, 5, 4], two heads of dk 3 and dv 2: a NaN in Wk makes head 0 NaN, +∞ in bv makes output column 3 +∞.
+    const round = (x: Nested) => Array.from(new Float32Array(flatten(x))) as number[];
+    const x = randomArray([2, 5, 4], 41) as number[][][];
+    const weights: Record<string, number[]|number[][]> = {
+      wq: randomArray([4, 6], 42) as number[][], wk: randomArray([4, 6], 43) as number[][], wv: randomArray([4, 4], 44) as number[][],
+      bq: randomArray([6], 45) as number[], bk: randomArray([6], 46) as number[], bv: randomArray([4], 47) as number[],
+    };
+    for (const name of Object.keys(weights)) {  // float32, so that the reference sees what the page holds
+      const shape = shapeOf(weights[name] as Nested);
+      const flat = round(weights[name] as Nested);
+      weights[name] = shape.length === 1 ? flat : Array.from({length: shape[0]}, (_, r) => flat.slice(r * shape[1], (r + 1) * shape[1]));
+    }
+    const xs = x.map(m => m.map(row => round(row)));
+    (weights.wk as number[][])[0][0] = NaN;
+    (weights.bv as number[])[3] = Infinity;
+    const expected = referenceAttention(xs, null, {
+      wq: weights.wq as number[][], wk: weights.wk as number[][], wv: weights.wv as number[][],
+      bq: weights.bq as number[], bk: weights.bk as number[], bv: weights.bv as number[],
+    }, {numHeads: 2});
+    const result = await page.evaluate(async ({input, values}) => {
+      const {tf: ptf, scaledDotProductAttention} = window.tfjsAttentionDemo.lib;
+      const outputs: unknown[] = [];
+      for (const blockSize of [null, 0, 2]) {
+        const layer = scaledDotProductAttention({numHeads: 2, keyDim: 3, valueDim: 2, useBias: true, blockSize});
+        const xt = ptf.tensor3d(input);
+        layer.build(xt.shape);
+        const tensors = ['wq', 'wk', 'wv', 'bq', 'bk', 'bv'].map((n) => ptf.tensor(values[n]));
+        layer.setWeights(tensors);
+        const out = layer.apply(xt) as import('@tensorflow/tfjs').Tensor;
+        outputs.push(await out.array());
+        ptf.dispose([...tensors, xt, out]);
+      }
+      return {backend: ptf.getBackend(), outputs};
+    }, {input: xs, values: weights});
+    expect(result.backend).toBe('webgl');
+    for (const output of result.outputs) expectIeee(output as Nested, expected.output, TOLERANCE);
+  }, 30_000);
 
   describe('the attention layer\'s PyTorch fixtures on WebGL, in the page', () => {
     const diffs: string[] = [];

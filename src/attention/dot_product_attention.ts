@@ -1,11 +1,12 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
-import {combineMasks, consume, maskBias} from './masks';
+import {combineMasks, consume, MASKED_LOGIT, maskBias} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
 import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
+import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
 
 /**
  * Key length from which the op and the layer switch to the memory-efficient (blocked)
@@ -63,7 +64,18 @@ export interface DotProductAttentionOptions {
  * `returnWeights` also the weights A [B, (H,) T, S].
  *
  * A query whose keys are all masked outputs zeros and gets zero weights (never NaN), as
- * PyTorch's scaled_dot_product_attention does since 2024.
+ * PyTorch's scaled_dot_product_attention does since 2024. T = 0 gives an empty output
+ * [.., 0, dv] and S = 0 zeros [.., T, dv] (as PyTorch), on every path (`emptyAttention`).
+ *
+ * NaN and ±∞ in the query, key or value propagate as in the IEEE arithmetic of
+ * softmax(Q·Kᵀ·scale)·V, the same on every path and backend: a NaN or +∞ score makes its
+ * query's row NaN, a -∞ score gives its key weight 0, and a non-finite value reaches every
+ * output whose weight of it is not 0 (0·∞ and 0·NaN being NaN). A non-finite number in a key
+ * or value that a query may not attend (masked, or after it with `causal`) is the exception:
+ * whether it reaches that query depends on the path, as between PyTorch's math and flash
+ * kernels (the fused kernel and the blocked path skip keys that no query of a block attends);
+ * so is, with a `mask`, a query whose every attended score is -∞, and on the blocked path a
+ * query whose scores over one whole key block are all -∞ (NaN there).
  *
  * Three paths compute it: on wasm, for inference without masks, the fused kernel
  * (`takesFusedPath`); the standard path, which forms the weights; and from
@@ -89,6 +101,11 @@ export function dotProductAttention(
   const scoresShape = [...query.shape.slice(0, -1), keyLength];  // [B, (H,) T, S]
 
   const [T, dv] = [query.shape[query.rank - 2], value.shape[value.rank - 1]];
+  if (isEmptyAttention(query, key)) {
+    resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);  // the same checks as below
+    tf.tidy(() => void combineMasks(options.mask, false, scoresShape));  // throws on a mask that does not broadcast
+    return emptyAttention(query, key, value, options.returnWeights === true);  // [B, (H,) T, dv] (zeros), [B, (H,) T, S]
+  }
   const unmasked = options.mask == null;
   if (takesFusedPath(options.blockSize, {T, S: keyLength, dk, dv}, options.returnWeights === true, dropoutActive, unmasked)) {
     return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
@@ -101,7 +118,10 @@ export function dotProductAttention(
 
   return tf.tidy(() => {
     const allowed = combineMasks(options.mask, causal, scoresShape);  // bool, broadcasts to [B, (H,) T, S]
-    const bias = allowed == null ? null : maskBias(allowed);           // 0 / MASKED_LOGIT, same shape
+    // Causal alone never leaves a query without keys: its masked scores get -∞ (exp gives the
+    // same exact 0), so that a query whose every attended score is -∞ is NaN, as IEEE softmax
+    // and the other paths have it, instead of averaging the masked values.
+    const bias = allowed == null ? null : maskBias(allowed, options.mask == null ? -Infinity : MASKED_LOGIT);  // same shape
     // Only an explicit mask can leave a row with no key (causal always keeps key 0).
     const rows = options.mask == null || allowed == null ? null : attendedRows(allowed);  // [.., T, 1] 0/1
     // The custom-gradient kernel pays where tfjs's own matMul gradients are slow (wasm); on
@@ -477,4 +497,5 @@ function checkAttentionInputs(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor
   if (key.shape[query.rank - 2] !== value.shape[query.rank - 2]) {
     throw new ValueError(`Arguments \`key\` and \`value\` must have the same length (axis -2). Received: ${shapes}`);
   }
+  checkHeadSizes(query, value, shapes);
 }

@@ -6,6 +6,7 @@ import {ValueError, checkPositiveFinite, checkPositiveInteger, formatValue, inva
 import {pickPerRow, sliceFast, splitMatrices} from '../backend/wasm_simd_kernels';
 import {consume, MASKED_LOGIT, maskBias} from './masks';
 import {transposeFlagsAreSlow} from './matmul';
+import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
 
 /** Options of {@link memoryEfficientAttention}. */
 export interface MemoryEfficientOptions {
@@ -61,6 +62,7 @@ type BackwardStep = {dq: tf.Tensor4D; dk: tf.Tensor4D; dv: tf.Tensor4D};
 export function memoryEfficientAttention(
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: MemoryEfficientOptions): tf.Tensor4D {
   const config = validate(q, k, v, options);
+  if (isEmptyAttention(q, k)) return emptyAttention(q, k, v) as tf.Tensor4D;  // T = 0 or S = 0: [B, H, T, dv]
   const [B, H] = q.shape;
   // On wasm a batched matMul (B·H > 1) runs a scalar loop at ~1 GFLOP/s; one pair at a
   // time, every block product is a 2-D XNNPACK matMul (~20-40 GFLOP/s).
@@ -252,10 +254,20 @@ function forwardBlocks(
       // No key at all (S = 0): every row is fully masked.
       return {out: tf.zeros([B, H, T, dv]) as tf.Tensor4D, lse: tf.fill([B, H, T, 1], Infinity) as tf.Tensor4D};
     }
-    const attended = tf.greater(state.m, MASKED_LOGIT / 2);  // [B, H, T, 1]
+    const average = tf.div(state.acc, state.l);  // [B, H, T, dv]
+    const lseAll = tf.add(state.m, tf.log(state.l));  // [B, H, T, 1]
+    if (config.mask == null && !config.causal) return {out: average as tf.Tensor4D, lse: lseAll as tf.Tensor4D};
+    // Not "m > MASKED_LOGIT / 2": a NaN max (a NaN score) must keep its NaN lse, or the backward would give 0 for NaN.
+    const attended = tf.logicalNot(tf.lessEqual(state.m, MASKED_LOGIT / 2));  // [B, H, T, 1]
+    if (config.mask == null) {
+      // Causal alone leaves every query key 0: a max at the masked logit means that every
+      // score it may attend was -∞, whose softmax is NaN (as on the other paths), not zeros.
+      const nanUnattended = tf.mul(tf.log(tf.cast(attended, 'float32')), 0);  // [B, H, T, 1]: NaN (log 0 · 0) or 0
+      return {out: tf.add(average, nanUnattended) as tf.Tensor4D, lse: tf.add(lseAll, nanUnattended) as tf.Tensor4D};
+    }
     // Fully masked rows averaged the values of masked keys: zero them (+ 0 turns -0 into 0).
-    const out = tf.add(tf.mul(tf.div(state.acc, state.l), tf.cast(attended, 'float32')), 0) as tf.Tensor4D;  // [B, H, T, dv]
-    const lse = tf.where(attended, tf.add(state.m, tf.log(state.l)), Infinity) as tf.Tensor4D;  // [B, H, T, 1]
+    const out = tf.add(tf.mul(average, tf.cast(attended, 'float32')), 0) as tf.Tensor4D;  // [B, H, T, dv]
+    const lse = tf.where(attended, lseAll, Infinity) as tf.Tensor4D;  // [B, H, T, 1]
     return {out, lse};
   });
   if (state != null) tf.dispose([state.m, state.l, state.acc]);
@@ -371,6 +383,7 @@ function validate(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: Memor
   if (q.shape[3] !== k.shape[3]) {
     throw new ValueError(`Expected \`q\` and \`k\` to have the same key dim dk (axis 3). ${shapes}`);
   }
+  checkHeadSizes(q, v, shapes.replace(/^Received: /, ''));
   if (options == null || typeof options !== 'object') {
     throw invalidArgument('options', 'an object {blockSize, scale, causal?, mask?}', options);
   }

@@ -113,10 +113,18 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
 
   constructor(args: ScaledDotProductAttentionArgs = {}) {
     super(args);
-    if (args.keyDim != null) checkPositiveInteger('keyDim', args.keyDim);
-    if (args.valueDim != null) checkPositiveInteger('valueDim', args.valueDim);
-    checkPositiveInteger('numHeads', args.numHeads ?? 1);
-    if (args.outputDim != null) checkPositiveInteger('outputDim', args.outputDim);
+    if (args.keyDim != null) checkDimension('keyDim', args.keyDim);
+    if (args.valueDim != null) checkDimension('valueDim', args.valueDim);
+    checkDimension('numHeads', args.numHeads ?? 1);
+    if (args.outputDim != null) checkDimension('outputDim', args.outputDim);
+    for (const dim of ['keyDim', 'valueDim'] as const) {
+      const size = args[dim];
+      if (size != null && (args.numHeads ?? 1) * size > MAX_WEIGHT_ELEMENTS) {
+        throw new ValueError(
+            `Arguments \`numHeads\` and \`${dim}\` make weights of numHeads·${dim} = ${(args.numHeads ?? 1) * size} columns, ` +
+            `over the limit of ${MAX_WEIGHT_ELEMENTS} elements per weight. Received: numHeads=${args.numHeads ?? 1}, ${dim}=${size}`);
+      }
+    }
     checkRate('dropout', args.dropout ?? 0);
     if (args.scale != null) checkPositiveFinite('scale', args.scale);
     if (args.blockSize != null && args.blockSize !== 0) checkPositiveInteger('blockSize', args.blockSize);
@@ -164,6 +172,16 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const dv = this.resolvedValueDim(dQuery);
     const h = this.numHeads;
     if (this.wq == null) {
+      const received = `numHeads=${h}, keyDim=${dk}, valueDim=${dv}, query width ${dQuery}, context width ${dContext}`;
+      const shapes: Array<[string, number[]]> = [['wq', [dQuery, h * dk]], ['wk', [dContext, h * dk]], ['wv', [dContext, h * dv]]];
+      if (this.outputDim != null) shapes.push(['wo', [h * dv, this.outputDim]]);
+      for (const [name, [rows, cols]] of shapes) {
+        if (rows * cols > MAX_WEIGHT_ELEMENTS) {
+          throw new ValueError(
+              `The layer's weight \`${name}\` would have shape [${rows}, ${cols}], over the limit of ${MAX_WEIGHT_ELEMENTS} ` +
+              `elements per weight. Received: ${received}${this.outputDim != null ? `, outputDim=${this.outputDim}` : ''}`);
+        }
+      }
       const kernel = (name: string, shape: number[]) => this.addWeight(
           name, shape, 'float32', this.kernelInitializer, this.kernelRegularizer ?? undefined, true,
           this.kernelConstraint ?? undefined);
@@ -473,6 +491,20 @@ function checkPaddingMask(
         `Argument \`${name}\` (the padding mask of the ${of}) must have shape [${batch}, ${length}] for ` +
         `${of}.shape=[${shape.join(', ')}]. Received: ${name}.shape=[${mask.shape.join(', ')}]`);
   }
+}
+
+/**
+ * Most elements of one weight matrix of the layer (and so the largest keyDim, valueDim,
+ * numHeads and outputDim): 2^28, 1 GiB of float32, a quarter of wasm's 4 GiB memory. Beyond
+ * it the layer refuses the arguments by name instead of failing in an allocation (a
+ * RangeError from a typed array, or a wasm heap out of memory).
+ */
+export const MAX_WEIGHT_ELEMENTS = 2 ** 28;
+
+/** Throws unless `value` is an integer in [1, MAX_WEIGHT_ELEMENTS]. */
+function checkDimension(name: string, value: unknown): void {
+  checkPositiveInteger(name, value);
+  if ((value as number) > MAX_WEIGHT_ELEMENTS) throw invalidArgument(name, `a positive integer at most ${MAX_WEIGHT_ELEMENTS}`, value);
 }
 
 /** Creates a ScaledDotProductAttention layer; see the class for the arguments. */

@@ -1,8 +1,9 @@
 /** traceAttention: the explainer's four steps of a layer's computation, as tensors to print and plot. */
 import * as tf from '@tensorflow/tfjs';
 import {ValueError} from '../errors';
-import {combineMasks, MASKED_LOGIT} from './masks';
+import {combineMasks} from './masks';
 import {matMulFast} from './matmul';
+import {emptyAttention, isEmptyAttention} from './empty_attention';
 import {ScaledDotProductAttention, ScaledDotProductAttentionOptions, splitInputs} from './scaled_dot_product_attention';
 
 /**
@@ -46,11 +47,20 @@ export function traceAttention(
     const heads = layer.projectHeads(query, context);
     const dk = heads.query.shape[3];
     const scaleFactor = layer.scale ?? 1 / Math.sqrt(dk);
+    if (isEmptyAttention(heads.query, heads.key)) {  // T = 0 or S = 0: no kernel runs (see emptyAttention)
+      const [batch, numHeads, T] = heads.query.shape;
+      const S = heads.key.shape[2];
+      const empty = () => tf.zeros([batch, numHeads, T, S]) as tf.Tensor4D;  // [B, H, T, S], empty
+      const output = emptyAttention(heads.query, heads.key, heads.value) as tf.Tensor4D;  // [B, H, T, dv]
+      return {...heads, scores: empty(), scaled: empty(), weights: empty(), output, scaleFactor};
+    }
     const scores = matMulFast(heads.query, heads.key, false, true);  // [B, H, T, S]
     const scaled = tf.mul(scores, scaleFactor);                        // [B, H, T, S]
     const mask = combineMasks(layer.attentionMaskFor(query, context, options), layer.causal, scaled.shape);
-    let weights = tf.softmax(mask == null ? scaled : tf.where(mask, scaled, MASKED_LOGIT));  // [B, H, T, S]
-    if (mask != null) weights = tf.mul(weights, tf.cast(mask, 'float32'));
+    // Masked scores become -∞ (exact zeros after exp; a row whose allowed scores are all -∞ is
+    // NaN, as IEEE softmax has it), and a row with no allowed key gets zero weights.
+    const weights = mask == null ? tf.softmax(scaled) :
+        tf.where(tf.any(mask, -1, true), tf.softmax(tf.where(mask, scaled, -Infinity)), 0);  // [B, H, T, S]
     const output = tf.matMul(weights, heads.value);                   // [B, H, T, dv]
     return {
       query: heads.query, key: heads.key, value: heads.value,

@@ -57,6 +57,10 @@ export const op = {
   f32x4Add: simd(0xe4), f32x4Sub: simd(0xe5), f32x4Mul: simd(0xe6), f32x4Div: simd(0xe7),
   /** f32x4.pmax: b > a ? b : a, lane-wise (one x86 maxps, unlike f32x4.max's NaN rules). */
   f32x4Pmax: simd(0xeb),
+  /** f32x4.eq and f32x4.lt: lane-wise compares, all ones where true (false for a NaN lane). */
+  f32x4Eq: simd(0x41), f32x4Lt: simd(0x43),
+  /** v128.andnot: a & ~b. v128.bitselect: (a & c) | (b & ~c), c on top of the stack. */
+  v128AndNot: simd(0x4f), v128Bitselect: simd(0x52),
   i32x4Add: simd(0xae), i32x4Sub: simd(0xb1), i32x4Shl: simd(0xab),
   loop: (body: number[]) => [0x03, 0x40, ...body, 0x0b],
   block: (body: number[]) => [0x02, 0x40, ...body, 0x0b],

@@ -73,7 +73,7 @@ function attendFunction(): WasmFunction {
       Array.from({length: 21}, (_, n) => 17 + n);
   // v128 locals.
   const acc = Array.from({length: 8}, (_, n) => 38 + n);
-  const [m, sum, x, t, y, w, v0, v1, scale] = Array.from({length: 9}, (_, n) => 46 + n);
+  const [m, sum, x, t, y, w, v0, v1, scale, mSafe, cut] = Array.from({length: 11}, (_, n) => 46 + n);
 
   const zeroAccumulators = acc.flatMap(a => [...f32x4Const(0), ...set(a)]);
   const count = (local: number, end: number[]) => [...get(local), ...i32(1), ...i32Add, ...tee(local), ...end, ...i32LtU, ...brIf(0)];
@@ -105,9 +105,12 @@ function attendFunction(): WasmFunction {
     ...count(jb, get(tilePanels)),
   ]);
   // exp(x) for x <= 0 as 2^n · e^r, n = round(x / ln 2), |r| <= ln(2)/2, e^r by Cephes'
-  // expf polynomial (relative error ~1e-7). x is clamped at -87 (by the callers), where 2^n
-  // stays a normal float; n is rounded by adding 1.5·2^23, which leaves n in the low bits.
+  // expf polynomial (relative error ~1e-7); n is rounded by adding 1.5·2^23, which leaves n
+  // in the low bits. Below -87, where 2^n would leave the normal floats, the result is
+  // flushed to +0 (so exp(-∞) = 0 exactly, as on the other paths); a NaN x fails the
+  // compare, keeps the polynomial's NaN and so propagates, as IEEE exp does.
   const expOfX = [
+    ...get(x), ...f32x4Const(-87), ...op.f32x4Lt, ...set(cut),                               // lanes to flush: x < -87
     ...get(x), ...f32x4Const(1.44269504), ...mul, ...f32x4Const(12582912), ...add, ...set(t),  // t = x·log2(e) + 1.5·2^23
     ...get(t), ...f32x4Const(12582912), ...sub, ...set(y),                                     // y = n
     ...get(x), ...get(y), ...f32x4Const(0.693359375), ...mul, ...sub,
@@ -120,9 +123,12 @@ function attendFunction(): WasmFunction {
     ...get(x), ...mul, ...get(x), ...mul, ...get(x), ...add, ...f32x4Const(1), ...add,      // e^r
     ...get(t), ...i32x4Const(127), ...op.i32x4Add, ...i32(23), ...op.i32x4Shl,                // 2^n, as bits (n + 127) << 23
     ...mul,
+    ...get(cut), ...op.v128AndNot,                                                            // +0 where x < -87
   ];
-  // x = max(-87, (value - m)·scale), the argument of exp.
-  const exponent = (value: number[]) => [...f32x4Const(-87), ...value, ...get(m), ...sub, ...get(scale), ...mul, ...pmax, ...set(x)];
+  // x = (value - m)·scale, the argument of exp, with m the running max where it is finite
+  // or +∞ and 0 where it is -∞ (every score so far -∞): then exp(-∞ - m) is 0, not NaN.
+  // A NaN score is never the max (pmax keeps m) but makes its own x, weight and sum NaN.
+  const exponent = (value: number[]) => [...value, ...get(mSafe), ...sub, ...get(scale), ...mul, ...set(x)];
   // 2. The online softmax of the block, four queries in the four lanes.
   const maxLoop = loop([
     ...get(m), ...get(pst), ...v128Load(), ...pmax, ...set(m),
@@ -140,6 +146,8 @@ function attendFunction(): WasmFunction {
     ...get(state), ...v128Load(0), ...tee(y), ...set(m),                    // m = the running max
     ...i32(0), ...set(s), ...get(SCR), ...set(pst),
     ...maxLoop,                                                              // m' = max(m, this block's max)
+    ...f32x4Const(0), ...get(m), ...get(m), ...f32x4Const(-Infinity), ...op.f32x4Eq, ...op.v128Bitselect,
+    ...set(mSafe),                                                           // m' where m' > -∞, else 0
     ...exponent(get(y)), ...get(alpha), ...expOfX, ...tee(y), ...v128Store(),  // α = exp(scale·(m - m'))
     ...get(state), ...v128Load(16), ...get(y), ...mul, ...set(sum),          // α·sum
     ...i32(0), ...set(s), ...get(SCR), ...set(pst),
@@ -268,7 +276,7 @@ function attendFunction(): WasmFunction {
       ...i32(0), ...set(i), ...normalize,
     ]),
   ];
-  return {name: 'attend', params: [...new Array<number>(13).fill(I32), F32, I32, I32, I32], locals: [[21, I32], [8 + 9, V128]], code};
+  return {name: 'attend', params: [...new Array<number>(13).fill(I32), F32, I32, I32, I32], locals: [[21, I32], [8 + 11, V128]], code};
 }
 
 /**

@@ -100,14 +100,13 @@ export function mergeHeads(x: Tensor4): Tensor3 {
 
 /**
  * Softmax of `row` over the entries where `allowed` is true, with the max subtracted for
- * stability; disallowed entries get 0 and a row with nothing allowed is all zeros.
+ * stability; disallowed entries get 0 and a row with nothing allowed is all zeros. Non-finite
+ * scores follow IEEE arithmetic, as PyTorch's softmax: a NaN or +∞ among the allowed entries
+ * makes the row NaN (NaN max, or ∞ - ∞), -∞ gets weight 0, and all -∞ is NaN (-∞ - -∞).
  */
 export function maskedSoftmax(row: Vector, allowed: boolean[]): Vector {
-  let max = -Infinity;
-  row.forEach((v, i) => {
-    if (allowed[i] && v > max) max = v;
-  });
-  if (max === -Infinity) return row.map(() => 0);
+  if (!allowed.some(Boolean)) return row.map(() => 0);
+  const max = row.reduce((m, v, i) => (allowed[i] ? Math.max(m, v) : m), -Infinity);  // NaN if any is NaN
   const e = row.map((v, i) => (allowed[i] ? Math.exp(v - max) : 0));
   const sum = e.reduce((s, v) => s + v, 0);
   return e.map((v) => v / sum);

@@ -100,6 +100,29 @@ export function expectClose(actual: tf.Tensor|Nested, expected: tf.Tensor|Nested
   return maxDiff;
 }
 
+/** 'NaN', '+Inf', '-Inf' or 'finite'. */
+export function kindOf(x: number): string {
+  if (Number.isNaN(x)) return 'NaN';
+  if (x === Infinity) return '+Inf';
+  if (x === -Infinity) return '-Inf';
+  return 'finite';
+}
+
+/**
+ * Asserts that `actual` has NaN, +∞ and -∞ exactly where `expected` has them, and its finite
+ * values within `tol` of the expected ones.
+ */
+export function expectIeee(actual: tf.Tensor|Nested, expected: tf.Tensor|Nested, tol = 1e-5): void {
+  const a = valuesOf(actual);
+  const e = valuesOf(expected);
+  expect(a.shape).toEqual(e.shape);
+  const wrong = e.values.flatMap((x, i) => (kindOf(x) === kindOf(a.values[i]) ? [] :
+      [`[${unravel(i, e.shape).join(', ')}]: expected ${kindOf(x)} ${x}, got ${a.values[i]}`]));
+  expect(wrong.slice(0, 10)).toEqual([]);
+  const finite = (values: number[]) => values.map(x => (Number.isFinite(x) ? x : 0));
+  expectClose(finite(a.values), finite(e.values), {abs: tol, rel: tol});
+}
+
 /** Asserts that every element is finite. */
 export function expectAllFinite(x: tf.Tensor|Nested): void {
   const {values, shape} = valuesOf(x);
