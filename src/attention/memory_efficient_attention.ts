@@ -94,14 +94,19 @@ export function memoryEfficientAttention(
   // On wasm a batched matMul (B·H > 1) runs a scalar loop at ~1 GFLOP/s; one pair at a
   // time, every block product is a 2-D XNNPACK matMul (~20-40 GFLOP/s).
   const perPair = transposeFlagsAreSlow() && B * H > 1;
+  // Whether a gradient is being recorded (inside the custom gradient's forward the tape reads as off).
+  const recording = tf.engine().isTapeOn();
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [qIn, kIn, vIn] = args as tf.Tensor4D[];
     const save = args[3] as tf.GradSaveFunc;
     const {out, lse} = perPair ? forwardPairs(qIn, kIn, vIn, config) : forwardBlocks(qIn, kIn, vIn, config);
     // The masks are saved rather than read through the closure: a caller may dispose them
     // (e.g. inside the function given to tf.grads) before the backward pass runs. The query
-    // padding is not needed there: its rows have lse = +∞, so they get no gradient.
-    const masks = [config.mask?.tensor, config.keyMask].filter((m): m is tf.Tensor => m != null);
+    // padding is not needed there: its rows have lse = +∞, so they get no gradient. tfjs
+    // saves a copy (on wasm), so a numeric explicit mask is saved as bool: 1 byte an entry.
+    const explicitMask = config.mask == null || !recording ? null :
+        config.mask.tensor.dtype === 'bool' ? config.mask.tensor : toBoolMask(config.mask.tensor);
+    const masks = [explicitMask, config.keyMask].filter((m): m is tf.Tensor => m != null);
     save([qIn, kIn, vIn, out, lse, ...masks]);
     return {
       value: out,
@@ -233,9 +238,7 @@ function maskTile(
   if (config.mask != null) {
     const view = config.mask;
     out = addBias(out, () => {
-      // Chained so that at most two tile-sized float tensors of the bias live at once.
-      const allowed = maskTileAllowed(view, config.pair, tile, start, end);  // [mB|1, mH|1, Tr|1, Sb|1] 0/1
-      const bias = consume(allowed, a => maskBias(a, masked));  // [mB|1, mH|1, Tr|1, Sb|1]
+      const bias = maskTileBias(view, config.pair, tile, start, end, masked);  // [mB|1, mH|1, Tr|1, Sb|1]
       return transposed ? consume(bias, b => tf.transpose(b, [0, 1, 3, 2])) : bias;  // [.., Sb|1, Tr|1] or not
     });
   }
@@ -254,24 +257,33 @@ function maskTile(
 }
 
 /**
- * The explicit mask's entries for a tile (query rows [tile.r0, tile.r1), keys [start, end))
- * as float 0/1 [mB|1, mH|1, Tr|1, Sb|1]: only its own dims are cut (a dim of 1 stays 1),
- * and with `pair` [b, h] only that pair's entries. Only the slice is converted, never the
- * mask; the mask keeps its rank, since even a reshaped view of it counts its bytes again
- * in tf.memory().
+ * The explicit mask's bias for a tile (query rows [tile.r0, tile.r1), keys [start, end)):
+ * `masked` where it forbids a pair, else 0, [mB|1, mH|1, Tr|1, Sb|1]. Only the mask's own
+ * dims are cut (a dim of 1 stays 1), and with `pair` [b, h] only that pair's entries. Only
+ * the slice is converted, never the mask, which also keeps its rank: even a reshaped view of
+ * it counts its bytes again in tf.memory(). Each step frees its input, so that at most two
+ * tile-sized float tensors live at once.
  */
-function maskTileAllowed(view: MaskView, pair: [number, number] | null, tile: Tile, start: number, end: number): tf.Tensor {
+function maskTileBias(
+    view: MaskView, pair: [number, number] | null, tile: Tile, start: number, end: number, masked: number): tf.Tensor {
   const [mB, mH, mT, mS] = view.dims;
   const begin = [pair != null && mB > 1 ? pair[0] : 0, pair != null && mH > 1 ? pair[1] : 0,
     mT === 1 ? 0 : tile.r0, mS === 1 ? 0 : start];
   const size = [pair != null ? 1 : mB, pair != null ? 1 : mH, mT === 1 ? 1 : tile.r1 - tile.r0, mS === 1 ? 1 : end - start];
   // The axes of [B, H, T, S] that the mask has: rank 3 has no head axis, rank 2 only [T, S].
-  const axes = view.tensor.rank === 4 ? [0, 1, 2, 3] : view.tensor.rank === 3 ? [0, 2, 3] : [2, 3];
-  const whole = axes.every(a => begin[a] === 0 && size[a] === view.tensor.shape[axes.indexOf(a)]);
-  const blk = whole ? view.tensor : sliceFast(view.tensor, axes.map(a => begin[a]), axes.map(a => size[a]));  // the tile's entries
-  const allowed = tf.tidy(() => tf.cast(tf.reshape(toBoolMask(blk), size), 'float32'));  // [mB|1, mH|1, Tr|1, Sb|1]
-  if (blk !== view.tensor) blk.dispose();
-  return allowed;
+  const mask = view.tensor;
+  const axes = mask.rank === 4 ? [0, 1, 2, 3] : mask.rank === 3 ? [0, 2, 3] : [2, 3];
+  const whole = axes.every((a, i) => begin[a] === 0 && size[a] === mask.shape[i]);
+  const blk = whole ? mask : sliceFast(mask, axes.map(a => begin[a]), axes.map(a => size[a]));  // the tile's entries
+  const bools = toBoolMask(blk);  // bool, the tile's entries
+  if (blk !== mask && blk !== bools) blk.dispose();
+  const allowed = tf.reshape(bools, size);  // [mB|1, mH|1, Tr|1, Sb|1] bool
+  if (bools !== mask) bools.dispose();
+  const bias = masked === -Infinity ?
+      consume(tf.cast(allowed, 'float32'), a => tf.log(a)) :  // log 1 = 0, log 0 = -∞
+      consume(tf.tidy(() => tf.cast(tf.logicalNot(allowed), 'float32')), a => tf.mul(a, masked));  // 0 or masked
+  allowed.dispose();
+  return bias;  // [mB|1, mH|1, Tr|1, Sb|1]
 }
 
 // Masked keys get MASKED_LOGIT (see masks.ts); a row is attended iff its running max stays
