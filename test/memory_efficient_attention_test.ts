@@ -592,11 +592,12 @@ describe('masks on the blocked path (the layer)', () => {
     tf.dispose([x, xVar, real, ...Object.values(masks).flatMap(m => Object.values(m.kwargs))]);
   });
 
-  test('a full [B, T, S] mask given by the caller is sliced per block: the forward peak stays within 1.25× too', async () => {
+  test.each([1, 2])('a full [B, T, S] mask given by the caller is sliced per block: the forward peak stays within 1.25× too (%i heads)', async (heads) => {
+    // With two heads the wasm path runs one (batch, head) pair at a time; each pair too takes its mask per block.
     const T = 2048;
     const d = 16;
     const x = tf.randomNormal([1, T, d], 0, 1, 'float32', 1);  // [B, T, d]
-    const layer = layerWith({numHeads: 1, keyDim: d, blockSize: 256}, d);
+    const layer = layerWith({numHeads: heads, keyDim: d / heads, blockSize: 256}, d);
     const full = tf.tidy(() => tf.greater(tf.randomUniform([1, T, T], 0, 1, 'float32', 5), 0.3));  // [B, T, S] bool
     const fullFloat = tf.cast(full, 'float32');  // [B, T, S]
     const none = await peakBytes(() => layer.apply(x) as tf.Tensor);
