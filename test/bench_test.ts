@@ -15,7 +15,7 @@ import {forwardFlops, matMulFlops, trainingFlops} from '../src/bench/flops';
 import {naiveSelfAttention} from '../src/bench/naive_attention';
 import {parseBenchArgs} from '../src/bench/options';
 import {evaluateTargets, formatReport, writeJson} from '../src/bench/report';
-import {BackendResults, BenchResults, BenchRow, QUICK_GRID, runBench} from '../src/bench/run_bench';
+import {BackendResults, BenchResults, BenchRow, MASK_GRID, MaskKind, QUICK_GRID, runBench} from '../src/bench/run_bench';
 import {UsageError} from '../src/cli/arguments';
 import {maxAbsDiff, runTestsOn} from './helpers/tensors';
 
@@ -105,13 +105,13 @@ describe('npm run bench --quick', () => {
     expect(report).toContain('| B, T, d, H | path | pass | median ms |');
     expect(report).toContain('5. no benchmarked path leaks tensors');
     const checks = evaluateTargets(results.backends[0]);
-    expect(checks.map(c => c.target.slice(0, 2))).toEqual(['1.', '2.', '3.', '4.', '5.']);
+    expect(checks.map(c => c.target.slice(0, 2))).toEqual(['1.', '2.', '3.', '4.', '5.', '6.']);
     expect(checks[4].met).toBe(true);  // no leak; the others need the full grid
     // The quick grid has none of the rows targets 1-4 need (T = 16 and 128, >= 1024, 8192,
     // 16384): they are reported as not run, never as MISSED.
-    expect(checks.map(c => c.status)).toEqual(['not run', 'not run', 'not run', 'not run', 'met']);
+    expect(checks.map(c => c.status)).toEqual(['not run', 'not run', 'not run', 'not run', 'met', 'not run']);
     expect(report).not.toContain('MISSED');
-    expect(report.split('\n').filter(l => l.startsWith('- not run: '))).toHaveLength(4);
+    expect(report.split('\n').filter(l => l.startsWith('- not run: '))).toHaveLength(5);
 
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-')), 'out', 'results.json');
     writeJson(file, results);
@@ -195,5 +195,54 @@ describe('the standard path refuses score tensors over its budget', () => {
     expect(takesStandardPath(null, [8, 4, 128, 128], false, false)).toBe(true);
     tf.dispose([q, x]);
     layer.dispose();
+  });
+});
+
+describe('the mask rows', () => {
+  it('time each mask against the same call unmasked, with peaks, no leak, and a table of their own', async () => {
+    const grid = (['padding', 'causal', 'explicit'] as MaskKind[]).map(mask =>
+      ({batch: 2, length: 24, dModel: 8, heads: 2, paths: ['memory-efficient' as const], blockSize: 8, mask}));
+    const results = await runBench({backends: ['wasm'], grid, quick: true, warmup: 0});
+    const rows = results.backends[0].rows;
+    expect(rows.map(r => [r.mask, r.pass])).toEqual([
+      ['padding', 'forward'], ['padding', 'forward+backward'], ['causal', 'forward'], ['causal', 'forward+backward'],
+      ['explicit', 'forward'], ['explicit', 'forward+backward']]);
+    for (const row of rows) {
+      expect(row.status).toBe('ok');
+      expect(row.ranPath).toBe('memory-efficient');
+      expect(row.isDefault).toBe(false);
+      for (const value of [row.medianMs, row.unmaskedMedianMs]) expect(value).toBeGreaterThan(0);
+      expect(row.peakBytes).toBeGreaterThan(0);
+      expect(row.unmaskedPeakBytes).toBeGreaterThan(0);
+      expect(row.naiveMedianMs).toBeNull();  // the naive version has no masks
+      expect(row.leakedTensors).toBe(0);
+    }
+    const report = formatReport(results);
+    expect(report).toContain('| 2, 24, 8, 2 | padding | forward |');
+    expect(report).toContain('memory-efficient (8), causal mask');
+    // Target 6 is about T = 8192 only.
+    expect(evaluateTargets(results.backends[0])[5]).toMatchObject({met: false, detail: 'not run'});
+    expect(MASK_GRID.map(p => [p.length, p.mask])).toEqual([[8192, 'padding'], [8192, 'causal'], [8192, 'explicit']]);
+    expect(parseBenchArgs(['--masks']).masks).toBe(true);
+  });
+
+  it('target 6 holds when every mask keeps peak <= 1.25x and time <= 1.5x of its unmasked twin, in both passes', () => {
+    const row = (mask: MaskKind, pass: 'forward'|'forward+backward', ms: number, peak: number): BenchRow => ({
+      batch: 1, length: 8192, dModel: 64, heads: 1, path: 'memory-efficient', ranPath: 'memory-efficient', isDefault: false,
+      mask, blockSize: 512, pass, status: 'ok', note: null, reps: 5, medianMs: ms, gflops: 1, peakBytes: peak,
+      naiveMedianMs: null, naivePeakBytes: null, speedupVsNaive: null, matMulGflops: 1, matMulSize: 1024,
+      fractionOfMatMul: 1, threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
+      unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, leakedTensors: 0,
+    });
+    const backend = (rows: BenchRow[]): BackendResults =>
+      ({backend: 'wasm', settings: {reps: 5, largeReps: 5, warmup: 1, quick: false}, matMulGflops: 1, rows, notes: []});
+    const good = (['padding', 'causal', 'explicit'] as MaskKind[]).flatMap(m =>
+      [row(m, 'forward', 150, 1250), row(m, 'forward+backward', 80, 900)]);
+    expect(evaluateTargets(backend(good))[5].met).toBe(true);
+    expect(evaluateTargets(backend([...good.slice(0, 5), row('explicit', 'forward+backward', 151, 1000)]))[5].met).toBe(false);
+    const tooBig = evaluateTargets(backend([row('padding', 'forward', 100, 1251), ...good.slice(1)]))[5];
+    expect(tooBig.met).toBe(false);
+    expect(tooBig.detail).toContain('padding forward: peak 1.25×');
+    expect(evaluateTargets(backend(good.slice(1)))[5].met).toBe(false);  // a mask row missing
   });
 });

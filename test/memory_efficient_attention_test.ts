@@ -4,9 +4,14 @@ import * as tf from '@tensorflow/tfjs';
 // Registers the 'wasm' backend (side effect only).
 import '@tensorflow/tfjs-backend-wasm';
 
+import {dotProductAttention} from '../src/attention/dot_product_attention';
 import {memoryEfficientAttention, MemoryEfficientOptions} from '../src/attention/memory_efficient_attention';
 import {ValueError} from '../src/errors';
-import {maxAbsDiff, onBackend, runTestsOn} from './helpers/tensors';
+import {ScaledDotProductAttention} from '../src/attention/scaled_dot_product_attention';
+import {peakBytes} from '../src/bench/measure';
+import {Matrix, referenceAttention, ReferenceWeights, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
+import {expectClose, expectThrowsWithoutLeak, filled, flatten, maxAbsDiff, Nested, onBackend, randomArray, runTestsOn,
+        seededRandom} from './helpers/tensors';
 
 /** One comparison case. */
 interface Case {
@@ -260,7 +265,7 @@ describe('memoryEfficientAttention', () => {
     });
     test('mask shape names both shapes', () =>
       expectError([q(), k(), v(), {...ok, mask: tf.ones([2, 2, 4, 6], 'bool')}], '`mask`', '[2, 3, 4, 6]', '[2, 2, 4, 6]'));
-    test('mask rank', () => expectError([q(), k(), v(), {...ok, mask: tf.ones([4, 6], 'bool')}], '`mask`', '[4, 6]'));
+    test('mask rank', () => expectError([q(), k(), v(), {...ok, mask: tf.ones([6], 'bool')}], '`mask`', 'rank 4', '[6]'));
     test('mask dtype', () =>
       expectError([q(), k(), v(), {...ok, mask: tf.tensor4d([['a']].map(() => [[['a']]]), [1, 1, 1, 1], 'string')}], '`mask`', 'string'));
   });
@@ -297,5 +302,310 @@ describe('memoryEfficientAttention', () => {
       expect(blockedGradPeak).toBeLessThanOrEqual(standardGradPeak / 4);
       tf.dispose([q, k, v]);
     });
+  });
+});
+
+/**
+ * Masks on the blocked path, through the op (dotProductAttention with a blockSize): key and
+ * query padding ([B, S] and [B, T] vectors), causal, and explicit masks of every broadcast
+ * shape, at block edges. Expected: the plain-array reference (forward) and the literal tf
+ * version below (gradients, by tfjs autodiff), and the standard path (blockSize 0).
+ */
+describe('masks on the blocked path (the op)', () => {
+  interface MaskCase {
+    name: string;
+    /** Heads of rank-4 inputs [B, H, T, d]; null for rank-3 inputs [B, T, d]. */
+    heads: number|null;
+    B: number;
+    T: number;
+    S: number;
+    blockSize: number;
+    causal?: boolean;
+    keyPadding?: boolean;
+    queryPadding?: boolean;
+    /** Shape of an explicit random 0/1 mask (rank 2 to 4), or none. */
+    maskShape?: number[];
+    maskDtype?: 'bool'|'float32';
+  }
+
+  const MASK_CASES: MaskCase[] = [
+    {name: 'key padding, T and S not multiples of blockSize', heads: 2, B: 2, T: 7, S: 10, blockSize: 4, keyPadding: true},
+    {name: 'query padding, S < T (rank 3)', heads: null, B: 2, T: 9, S: 5, blockSize: 2, queryPadding: true},
+    {name: 'both paddings and causal, S > T', heads: 2, B: 2, T: 5, S: 11, blockSize: 3, causal: true, keyPadding: true, queryPadding: true},
+    {name: 'causal, S < T (rank 3)', heads: null, B: 1, T: 8, S: 5, blockSize: 3, causal: true},
+    {name: 'causal, T = S not multiples of blockSize', heads: 1, B: 2, T: 10, S: 10, blockSize: 4, causal: true},
+    {name: 'one query, causal and key padding', heads: 2, B: 2, T: 1, S: 6, blockSize: 4, causal: true, keyPadding: true},
+    {name: 'one key, padded in batch 0 (rows with no key)', heads: null, B: 2, T: 5, S: 1, blockSize: 4, keyPadding: true},
+    {name: 'explicit [1, T, S] over the batch (rank 3)', heads: null, B: 2, T: 6, S: 9, blockSize: 4, maskShape: [1, 6, 9]},
+    {name: 'explicit [B, 1, S] for every head', heads: 2, B: 2, T: 5, S: 7, blockSize: 3, maskShape: [2, 1, 7]},
+    {name: 'explicit [B, H, T, S], float', heads: 2, B: 2, T: 6, S: 5, blockSize: 2, maskShape: [2, 2, 6, 5], maskDtype: 'float32'},
+    {name: 'explicit [T, S] and causal', heads: 3, B: 1, T: 7, S: 7, blockSize: 3, causal: true, maskShape: [7, 7]},
+    {name: 'explicit [B, T, 1]', heads: 2, B: 2, T: 5, S: 6, blockSize: 4, maskShape: [2, 5, 1]},
+    {name: 'every mask at once', heads: 2, B: 2, T: 9, S: 7, blockSize: 3, causal: true, keyPadding: true, queryPadding: true,
+      maskShape: [2, 1, 9, 7]},
+    {name: 'blockSize 1, both paddings and causal (rank 3)', heads: null, B: 2, T: 4, S: 5, blockSize: 1, causal: true,
+      keyPadding: true, queryPadding: true},
+  ];
+
+  /** Key s of batch b is padding when (7s + 3b) % 5 == 0: key 0 of batch 0, about one in five. */
+  const keyReal = (b: number, s: number) => (7 * s + 3 * b) % 5 !== 0;
+  /** Query t of batch b is padding when (5t + b) % 4 == 1. */
+  const queryReal = (b: number, t: number) => (5 * t + b) % 4 !== 1;
+
+  /** Inputs, masks and the allowed rule of a case (the rule reads the mask's values, right-aligned as the op does). */
+  function maskInputs(c: MaskCase, seed: number) {
+    const d = 3;
+    const dv = 2;
+    const lead = c.heads == null ? [c.B] : [c.B, c.heads];
+    const q = tf.tensor(randomArray([...lead, c.T, d], seed) as number[]);  // [B, (H,) T, dk]
+    const k = tf.tensor(randomArray([...lead, c.S, d], seed + 1) as number[]);  // [B, (H,) S, dk]
+    const v = tf.tensor(randomArray([...lead, c.S, dv], seed + 2) as number[]);  // [B, (H,) S, dv]
+    const r = tf.tensor(randomArray([...lead, c.T, dv], seed + 3) as number[]);  // [B, (H,) T, dv] cotangent
+    const rand = seededRandom(seed + 4);
+    const maskValues = c.maskShape == null ? null :
+        Array.from({length: c.maskShape.reduce((a, b) => a * b, 1)}, () => (rand() < 0.7 ? 1 : 0));
+    const mask = maskValues == null ? null : tf.tensor(maskValues, c.maskShape, c.maskDtype ?? 'bool');  // maskShape
+    const keyPad = c.keyPadding ?
+        tf.tensor2d(Array.from({length: c.B}, (_, b) => Array.from({length: c.S}, (__, s) => keyReal(b, s))), [c.B, c.S], 'bool') : null;
+    const queryPad = c.queryPadding ?
+        tf.tensor2d(Array.from({length: c.B}, (_, b) => Array.from({length: c.T}, (__, t) => (queryReal(b, t) ? 1 : 0))), [c.B, c.T]) : null;
+    /** The explicit mask at [b, h, t, s]: a [B, T, S] mask applies to every head; dims of 1 broadcast. */
+    const explicitAt = (b: number, h: number, t: number, s: number): boolean => {
+      if (maskValues == null) return true;
+      const shape = c.maskShape!;
+      const full = shape.length === 4 ? [b, h, t, s] : shape.length === 3 ? [b, t, s] : [t, s];
+      let flat = 0;
+      full.forEach((i, axis) => {
+        flat = flat * shape[axis] + (shape[axis] === 1 ? 0 : i);
+      });
+      return maskValues[flat] === 1;
+    };
+    const allowed = ([b, h = 0]: number[], t: number, s: number) =>
+      explicitAt(b, h, t, s) && (!c.causal || s <= t) && (!c.keyPadding || keyReal(b, s)) && (!c.queryPadding || queryReal(b, t));
+    const options = {mask, keyPaddingMask: keyPad, queryPaddingMask: queryPad, causal: c.causal ?? false};
+    const owned = [q, k, v, r, ...[mask, keyPad, queryPad].filter((x): x is tf.Tensor => x != null)];
+    return {q, k, v, r, lead, options, allowed, dispose: () => tf.dispose(owned)};
+  }
+
+  /**
+   * The literal computation with tf ops and tfjs' own gradients: the allowed pairs as a
+   * [B, (H,) T, S] bool tensor from the rule, where(allowed, q·kᵀ·scale, -1e30), softmax, ×
+   * allowed (rows with no key -> 0), ·v.
+   */
+  function literal(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, allowedPairs: tf.Tensor): tf.Tensor {
+    const scale = 1 / Math.sqrt(q.shape[q.rank - 1]);
+    const scores = tf.mul(tf.matMul(q, k, false, true), scale);  // [B, (H,) T, S]
+    const weights = tf.mul(tf.softmax(tf.where(allowedPairs, scores, tf.fill(scores.shape, -1e30))), tf.cast(allowedPairs, 'float32'));
+    return tf.matMul(weights, v);  // [B, (H,) T, dv]
+  }
+
+  /** The allowed pairs [B, (H,) T, S] of a case, as a bool tensor. */
+  function allowedTensor(c: MaskCase, lead: number[], allowed: (lead: number[], t: number, s: number) => boolean): tf.Tensor {
+    const shape = [...lead, c.T, c.S];
+    return tf.tensor(filled(shape, i => {
+      const [t, s] = [Math.floor(i / c.S) % c.T, i % c.S];
+      const pair = Math.floor(i / (c.T * c.S));
+      const index = lead.length === 1 ? [pair] : [Math.floor(pair / lead[1]), pair % lead[1]];
+      return allowed(index, t, s) ? 1 : 0;
+    }) as number[], shape, 'bool');
+  }
+
+  describe.each(['cpu', 'wasm'])('on %s', (backend) => {
+    runTestsOn(backend);
+
+    test.each(MASK_CASES.map(c => [c.name, c] as [string, MaskCase]))('%s: forward and gradients', (_name, c) => {
+      const {q, k, v, r, lead, options, allowed, dispose} = maskInputs(c, 31);
+      const before = tf.memory().numTensors;
+      const blocked = dotProductAttention(q, k, v, {...options, blockSize: c.blockSize});  // [B, (H,) T, dv]
+      const standard = dotProductAttention(q, k, v, {...options, blockSize: 0});  // [B, (H,) T, dv]
+      const expected = referenceDotProductAttention(
+          q.arraySync() as Matrix[], k.arraySync() as Matrix[], v.arraySync() as Matrix[], {causal: c.causal, allowed});
+      expectClose(blocked, expected.output as Nested, 1e-5);
+      expectClose(standard, expected.output as Nested, 1e-5);
+      // Rows with no allowed key output exact zeros.
+      const outValues = Array.from(blocked.dataSync());  // rows of dv
+      const weightValues = flatten(expected.weights as Nested);  // rows of S
+      let emptyRows = 0;
+      for (let row = 0; row * c.S < weightValues.length; row++) {
+        if (weightValues.slice(row * c.S, (row + 1) * c.S).some(w => w !== 0)) continue;
+        emptyRows++;
+        expect(outValues.slice(row * 2, row * 2 + 2)).toEqual([0, 0]);
+      }
+      if (c.queryPadding || c.S === 1) expect(emptyRows).toBeGreaterThan(0);
+      tf.dispose([blocked, standard]);
+      expect(tf.memory().numTensors).toBe(before);
+
+      const allowedPairs = allowedTensor(c, lead, allowed);  // [B, (H,) T, S] bool
+      const loss = (f: (a: tf.Tensor, b: tf.Tensor, cc: tf.Tensor) => tf.Tensor) =>
+        (a: tf.Tensor, b: tf.Tensor, cc: tf.Tensor) => tf.sum(tf.mul(f(a, b, cc), r));  // []
+      const grads = tf.grads(loss((a, b, cc) => dotProductAttention(a, b, cc, {...options, blockSize: c.blockSize})))([q, k, v]);
+      expect(tf.memory().numTensors).toBe(before + 4);  // the grads and allowedPairs
+      const literalGrads = tf.grads(loss((a, b, cc) => literal(a, b, cc, allowedPairs)))([q, k, v]);
+      const standardGrads = tf.grads(loss((a, b, cc) => dotProductAttention(a, b, cc, {...options, blockSize: 0})))([q, k, v]);
+      grads.forEach((g, i) => {
+        expectClose(g, literalGrads[i], 1e-4);
+        expectClose(g, standardGrads[i], 1e-4);
+      });
+      tf.dispose([...grads, ...literalGrads, ...standardGrads, allowedPairs]);
+      expect(tf.memory().numTensors).toBe(before);
+      dispose();
+    });
+  });
+
+  test('a padded query outputs zeros and gets zero gradients; a batch whose keys are all padding too', () => {
+    const q = tf.tensor(randomArray([2, 2, 5, 3], 41) as number[]) as tf.Tensor4D;  // [B, H, T, dk]
+    const k = tf.tensor(randomArray([2, 2, 6, 3], 42) as number[]) as tf.Tensor4D;  // [B, H, S, dk]
+    const v = tf.tensor(randomArray([2, 2, 6, 2], 43) as number[]) as tf.Tensor4D;  // [B, H, S, dv]
+    const keyPaddingMask = tf.tensor2d([[1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]], [2, 6], 'bool');  // batch 1: no key
+    const queryPaddingMask = tf.tensor2d([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1]], [2, 5], 'bool');  // batch 0: queries 1, 4 padded
+    const options = {blockSize: 4, keyPaddingMask, queryPaddingMask};
+    const out = dotProductAttention(q, k, v, options).arraySync() as number[][][][];  // [B, H, T, dv]
+    const [dq, dk, dv] = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      tf.sum(dotProductAttention(a, b, c, options)))([q, k, v]).map(g => g.arraySync() as number[][][][]);
+    for (let h = 0; h < 2; h++) {
+      for (const t of [1, 4]) {
+        expect(out[0][h][t]).toEqual([0, 0]);
+        expect(dq[0][h][t]).toEqual([0, 0, 0]);
+      }
+      for (let t = 0; t < 5; t++) {
+        expect(out[1][h][t]).toEqual([0, 0]);
+        expect(dq[1][h][t]).toEqual([0, 0, 0]);
+      }
+      for (let s = 0; s < 6; s++) {
+        expect(dk[1][h][s]).toEqual([0, 0, 0]);
+        expect(dv[1][h][s]).toEqual([0, 0]);
+      }
+      expect(out[0][h][0].some(x => x !== 0)).toBe(true);  // a real query of batch 0 attends
+    }
+    tf.dispose([q, k, v, keyPaddingMask, queryPaddingMask]);
+  });
+
+  test('bad padding masks are refused before any work, naming the argument and the shape, without a leak', () => {
+    const q = tf.zeros([2, 3, 4]);  // [B, T, dk]
+    const k = tf.zeros([2, 5, 4]);  // [B, S, dk]
+    const [q4, k4] = [q.expandDims(1) as tf.Tensor4D, k.expandDims(1) as tf.Tensor4D];  // [B, 1, T|S, dk]
+    const bad: Array<[string, tf.Tensor, RegExp]> = [
+      ['keyPaddingMask', tf.ones([2, 3], 'bool'), /`keyPaddingMask`, expected shape \[B, S\]=\[2, 5\]\. Received: keyPaddingMask\.shape=\[2, 3\]/],
+      ['queryPaddingMask', tf.ones([1, 3], 'bool'), /`queryPaddingMask`, expected shape \[B, T\]=\[2, 3\]\. Received: queryPaddingMask\.shape=\[1, 3\]/],
+      ['keyPaddingMask', tf.ones([2, 1, 5], 'bool'), /`keyPaddingMask`.*Received: keyPaddingMask\.shape=\[2, 1, 5\]/],
+      ['queryPaddingMask', tf.tensor2d([['a', 'b', 'c'], ['a', 'b', 'c']]), /`queryPaddingMask`, expected dtype.*Received: queryPaddingMask\.dtype="string"/],
+    ];
+    for (const [name, mask, pattern] of bad) {
+      for (const blockSize of [0, 2]) {
+        expectThrowsWithoutLeak(() => dotProductAttention(q, k, k, {blockSize, [name]: mask}), pattern);
+      }
+      expectThrowsWithoutLeak(() => memoryEfficientAttention(q4, k4, k4, {blockSize: 2, scale: 1, [name]: mask}), pattern);
+      mask.dispose();
+    }
+    tf.dispose([q, k, q4, k4]);
+  });
+});
+
+describe('masks on the blocked path (the layer)', () => {
+  runTestsOn('wasm');
+
+  /** The layer's weights by name (wq, wk, wv), as the reference takes them. */
+  function referenceWeights(layer: ScaledDotProductAttention): ReferenceWeights {
+    const out: {[name: string]: unknown} = {};
+    for (const w of layer.weights) out[w.name.split('/').pop()!] = w.read().arraySync();
+    return out as unknown as ReferenceWeights;
+  }
+
+  /** A built self-attention layer with seeded weights. */
+  function layerWith(args: ConstructorParameters<typeof ScaledDotProductAttention>[0], d: number): ScaledDotProductAttention {
+    const layer = new ScaledDotProductAttention(args);
+    tf.tidy(() => {
+      layer.apply(tf.zeros([1, 1, d]));
+    });
+    layer.setWeights(layer.getWeights().map((w, i) => tf.tensor(randomArray(w.shape, 60 + i) as number[], w.shape)));
+    return layer;
+  }
+
+  test('padding (maskZero-style), attentionMask and causal: the blocked layer matches the standard layer and the reference', () => {
+    const x = tf.tensor(randomArray([2, 7, 4], 51) as number[], [2, 7, 4]);  // [B, T, d]
+    const padding = [[1, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 1]];  // right- and left-padded
+    const attentionMask = [[[1, 0, 1, 1, 1, 1, 1]], [[1, 1, 1, 0, 1, 1, 1]]];  // [B, 1, S]
+    const r = tf.tensor(randomArray([2, 7, 6], 52) as number[], [2, 7, 6]);  // [B, T, H·dv] cotangent
+    const args = {numHeads: 2, keyDim: 3, valueDim: 3, causal: true};
+    const blocked = layerWith({...args, blockSize: 3}, 4);
+    const standard = layerWith({...args, blockSize: 0}, 4);
+    const mask = tf.tensor2d(padding, [2, 7], 'bool');
+    const explicit = tf.tensor3d(attentionMask, [2, 1, 7], 'bool');
+    const before = tf.memory().numTensors;
+    const kwargs = {mask, attentionMask: explicit};
+    const out = tf.tidy(() => (blocked.apply(x, kwargs) as tf.Tensor).arraySync() as Tensor3);
+    const reference = referenceAttention(x.arraySync() as Tensor3, null, referenceWeights(blocked), {
+      numHeads: 2, causal: true, attentionMask: attentionMask.map(m => Array.from({length: 7}, () => m[0])),
+      queryPadding: padding, keyPadding: padding,
+    });
+    expectClose(out, reference.output, 1e-5);
+    expect(out[0][5]).toEqual([0, 0, 0, 0, 0, 0]);  // padded queries
+    expect(out[1][0]).toEqual([0, 0, 0, 0, 0, 0]);
+    const grads = (layer: ScaledDotProductAttention) =>
+      tf.grads((input: tf.Tensor) => tf.sum(tf.mul(layer.apply(input, kwargs) as tf.Tensor, r)))([x])[0];  // [B, T, d]
+    const [gBlocked, gStandard] = [grads(blocked), grads(standard)];
+    expectClose(gBlocked, gStandard, 1e-4);
+    expect((gBlocked.arraySync() as Tensor3)[1][0]).toEqual([0, 0, 0, 0]);  // a padded query: no gradient flows
+    tf.dispose([gBlocked, gStandard]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, r, mask, explicit]);
+    blocked.dispose();
+    standard.dispose();
+  });
+
+  test('masks keep the peak bytes within 1.25× of the unmasked call, forward and with gradients (T = 2048, blockSize 256)', async () => {
+    // A [B, T, S] mask made of the padding would add 4 MiB as bool (16 MiB as float) to
+    // an unmasked peak of about 7 MiB (11 MiB with gradients), and fail.
+    const T = 2048;
+    const d = 16;
+    const x = tf.randomNormal([1, T, d], 0, 1, 'float32', 1);  // [B, T, d]
+    const xVar = tf.variable(x);
+    const real = tf.tensor2d([Array.from({length: T}, (_, t) => t < T - 200)], [1, T], 'bool');  // last 200 padded
+    const masks: {[kind: string]: {kwargs: {[name: string]: tf.Tensor}; causal?: boolean}} = {
+      'none': {kwargs: {}},
+      'padding': {kwargs: {mask: real}},
+      'causal': {kwargs: {}, causal: true},
+      'explicit [B, 1, S]': {kwargs: {attentionMask: real.reshape([1, 1, T])}},
+      'explicit [B, T, 1]': {kwargs: {attentionMask: real.reshape([1, T, 1])}},
+      'padding, causal and explicit [B, 1, S]': {kwargs: {mask: real, attentionMask: real.reshape([1, 1, T])}, causal: true},
+    };
+    const peaks: {[kind: string]: {forward: number; training: number}} = {};
+    for (const [kind, {kwargs, causal}] of Object.entries(masks)) {
+      const layer = layerWith({numHeads: 1, keyDim: d, blockSize: 256, causal}, d);
+      const variables = [xVar, ...layer.trainableWeights.map(w => w.read() as tf.Variable)];
+      const before = tf.memory().numTensors;
+      const forward = await peakBytes(() => layer.apply(x, kwargs) as tf.Tensor);
+      const training = await peakBytes(() => {
+        const {value, grads} = tf.variableGrads(() => tf.sum(layer.apply(xVar, kwargs) as tf.Tensor) as tf.Scalar, variables);
+        return [value, ...Object.values(grads)];
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      peaks[kind] = {forward, training};
+      layer.dispose();
+    }
+    const none = peaks['none'];
+    expect(none.forward).toBeGreaterThan(4 * 2 ** 20);  // at least two [T, blockSize] float blocks
+    for (const [kind, peak] of Object.entries(peaks)) {
+      expect({kind, forward: peak.forward / none.forward <= 1.25}).toEqual({kind, forward: true});
+      expect({kind, training: peak.training / none.training <= 1.25}).toEqual({kind, training: true});
+    }
+    tf.dispose([x, xVar, real, ...Object.values(masks).flatMap(m => Object.values(m.kwargs))]);
+  });
+
+  test.each([1, 2])('a full [B, T, S] mask given by the caller is sliced per block: the forward peak stays within 1.25× too (%i heads)', async (heads) => {
+    // With two heads the wasm path runs one (batch, head) pair at a time; each pair too takes its mask per block.
+    const T = 2048;
+    const d = 16;
+    const x = tf.randomNormal([1, T, d], 0, 1, 'float32', 1);  // [B, T, d]
+    const layer = layerWith({numHeads: heads, keyDim: d / heads, blockSize: 256}, d);
+    const full = tf.tidy(() => tf.greater(tf.randomUniform([1, T, T], 0, 1, 'float32', 5), 0.3));  // [B, T, S] bool
+    const fullFloat = tf.cast(full, 'float32');  // [B, T, S]
+    const none = await peakBytes(() => layer.apply(x) as tf.Tensor);
+    for (const attentionMask of [full, fullFloat]) {
+      const masked = await peakBytes(() => layer.apply(x, {attentionMask}) as tf.Tensor);
+      expect(masked / none).toBeLessThanOrEqual(1.25);
+    }
+    tf.dispose([x, full, fullFloat]);
+    layer.dispose();
   });
 });

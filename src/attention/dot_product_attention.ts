@@ -1,7 +1,7 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
-import {combineMasks, consume, MASKED_LOGIT, maskBias} from './masks';
+import {checkMaskShape, checkPaddingMask, combineMasks, consume, MASKED_LOGIT, maskBias, paddingMask} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
 import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
@@ -35,6 +35,17 @@ export interface DotProductAttentionOptions {
    * applied to every head. Defaults to none.
    */
   mask?: tf.Tensor|null;
+  /**
+   * Key padding [B, S] (bool, or numbers with 0 = padding): a padded key is attended by no
+   * query (of any head). Combines with `mask` and `causal` by AND. Unlike a [B, T, S] `mask`,
+   * the memory-efficient path keeps it a [B, S] vector. Defaults to none.
+   */
+  keyPaddingMask?: tf.Tensor|null;
+  /**
+   * Query padding [B, T] (bool, or numbers with 0 = padding): a padded query attends no key,
+   * so its output row is zeros (and gets zero gradients). Defaults to none.
+   */
+  queryPaddingMask?: tf.Tensor|null;
   /** Query t attends key s only if s <= t (top-left aligned). Defaults to false. */
   causal?: boolean;
   /** Multiplies Q·Kᵀ. Defaults to 1/sqrt(dk). */
@@ -101,29 +112,35 @@ export function dotProductAttention(
   const scoresShape = [...query.shape.slice(0, -1), keyLength];  // [B, (H,) T, S]
 
   const [T, dv] = [query.shape[query.rank - 2], value.shape[value.rank - 1]];
+  const keyPadding = checkPaddingMask('keyPaddingMask', options.keyPaddingMask, query.shape[0], keyLength, 'S');
+  const queryPadding = checkPaddingMask('queryPaddingMask', options.queryPaddingMask, query.shape[0], T, 'T');
   if (isEmptyAttention(query, key)) {
     resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);  // the same checks as below
     tf.tidy(() => void combineMasks(options.mask, false, scoresShape));  // throws on a mask that does not broadcast
     return emptyAttention(query, key, value, options.returnWeights === true);  // [B, (H,) T, dv] (zeros), [B, (H,) T, S]
   }
-  const unmasked = options.mask == null;
+  const unmasked = options.mask == null && keyPadding == null && queryPadding == null;
   if (takesFusedPath(options.blockSize, {T, S: keyLength, dk, dv}, options.returnWeights === true, dropoutActive, unmasked)) {
     return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
   }
   const blockSize = resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);
   if (blockSize > 0) {
-    return memoryEfficientPath(query, key, value, {mask: options.mask, causal, scale, blockSize});
+    return memoryEfficientPath(query, key, value, {mask: options.mask, keyPadding, queryPadding, causal, scale, blockSize});
   }
   checkStandardPathMemory(scoresShape, `query.shape=[${query.shape.join(', ')}], key.shape=[${key.shape.join(', ')}]`);
 
   return tf.tidy(() => {
-    const allowed = combineMasks(options.mask, causal, scoresShape);  // bool, broadcasts to [B, (H,) T, S]
+    let allowed = combineMasks(options.mask, causal, scoresShape);  // bool, broadcasts to [B, (H,) T, S]
+    // This path forms [T, S] scores anyway, so the padding may become a [B, T, S] mask here.
+    let padding = paddingMask(queryPadding, keyPadding, T, keyLength);  // [B, T|1, S|1] bool or null
+    if (padding != null && query.rank === 4) padding = padding.expandDims(1);  // [B, 1, T|1, S|1]: every head
+    if (padding != null) allowed = allowed == null ? padding : tf.logicalAnd(allowed, padding);
     // Causal alone never leaves a query without keys: its masked scores get -∞ (exp gives the
     // same exact 0), so that a query whose every attended score is -∞ is NaN, as IEEE softmax
     // and the other paths have it, instead of averaging the masked values.
-    const bias = allowed == null ? null : maskBias(allowed, options.mask == null ? -Infinity : MASKED_LOGIT);  // same shape
-    // Only an explicit mask can leave a row with no key (causal always keeps key 0).
-    const rows = options.mask == null || allowed == null ? null : attendedRows(allowed);  // [.., T, 1] 0/1
+    const bias = allowed == null ? null : maskBias(allowed, unmasked ? -Infinity : MASKED_LOGIT);  // same shape
+    // Only an explicit mask or padding can leave a row with no key (causal always keeps key 0).
+    const rows = unmasked || allowed == null ? null : attendedRows(allowed);  // [.., T, 1] 0/1
     // The custom-gradient kernel pays where tfjs's own matMul gradients are slow (wasm); on
     // cpu its backward measured 12% slower than tfjs's at (8, 128, 64, 4), whose broadcasts
     // differ, so there gradients keep to the plain ops below.
@@ -441,22 +458,25 @@ function attendStandard(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, config: Standa
   return run(query, k, v);
 }
 
-/** Runs the blocked kernel, which works on rank-4 tensors, on rank-3 or rank-4 inputs. */
+/**
+ * Runs the blocked kernel, which works on rank-4 tensors, on rank-3 or rank-4 inputs. The
+ * masks go as they are, never expanded, converted or even reshaped (a reshaped view counts
+ * its bytes again in tf.memory()): the kernel slices and converts one block at a time, and
+ * keeps the padding as vectors.
+ */
 function memoryEfficientPath(
     query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
-    options: {mask?: tf.Tensor|null; causal: boolean; scale: number; blockSize: number}): tf.Tensor {
+    options: {mask?: tf.Tensor|null; keyPadding: tf.Tensor|null; queryPadding: tf.Tensor|null; causal: boolean;
+              scale: number; blockSize: number}): tf.Tensor {
   return tf.tidy(() => {
     const hasHeads = query.rank === 4;
     const as4d = (x: tf.Tensor) => (hasHeads ? x : x.expandDims(1)) as tf.Tensor4D;  // [B, H, ., .]
-    let mask: tf.Tensor|undefined;
-    if (options.mask != null) {
-      const scoresShape = [...query.shape.slice(0, -1), key.shape[key.rank - 2]];
-      mask = combineMasks(options.mask, false, scoresShape) as tf.Tensor;  // right-aligned to the scores
-      if (mask.rank === 2) mask = mask.reshape([1, 1, ...mask.shape]);     // [1, 1, T, S]
-      else if (mask.rank === 3) mask = mask.expandDims(1);                 // [B, 1, T, S]
-    }
+    // The kernel takes [B, H, T, S], [B, T, S] (every head) and [T, S] masks as they are.
+    const mask = options.mask ?? undefined;
+    if (mask != null) checkMaskShape(mask, [...query.shape.slice(0, -1), key.shape[key.rank - 2]], 'mask');
     const output = memoryEfficientAttention(as4d(query), as4d(key), as4d(value), {
       blockSize: options.blockSize, scale: options.scale, causal: options.causal, mask,
+      keyPaddingMask: options.keyPadding ?? undefined, queryPaddingMask: options.queryPadding ?? undefined,
     });                                                                     // [B, H, T, dv]
     return hasHeads ? output : output.squeeze([1]);
   });

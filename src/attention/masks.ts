@@ -1,6 +1,6 @@
 /** Attention masks: causal masks, padding masks and the rule that combines them (1 = attend). */
 import * as tf from '@tensorflow/tfjs';
-import {ValueError} from '../errors';
+import {formatValue, invalidArgument, ValueError} from '../errors';
 
 /**
  * Logit given to masked keys by every attention path. Finite, because tf.softmax gives NaN
@@ -28,11 +28,11 @@ export function toBoolMask(mask: tf.Tensor): tf.Tensor {
 }
 
 /**
- * Checks that `mask` broadcasts against `target` (the shape of the scores) and returns it
- * right-aligned to the target's rank. A mask of rank 3 [B, T, S] given to multi-head scores
- * [B, H, T, S] gains a head axis: [B, 1, T, S]. `name` is the argument's name in errors.
+ * Checks that `mask` broadcasts against `target` (the shape of the scores): rank 2 up to the
+ * target's rank, right-aligned, except that a mask of rank 3 [B, T, S] given to multi-head
+ * scores [B, H, T, S] applies to every head. `name` is the argument's name in errors.
  */
-function alignMask(mask: tf.Tensor, target: number[], name: string): tf.Tensor {
+export function checkMaskShape(mask: tf.Tensor, target: number[], name: string): void {
   // A [B, T, S] mask for multi-head scores [B, H, T, S] applies to every head.
   const perHead = mask.rank === 3 && target.length === 4;
   const checked = perHead ? [target[0], target[2], target[3]] : target;
@@ -50,7 +50,16 @@ function alignMask(mask: tf.Tensor, target: number[], name: string): tf.Tensor {
           `attention scores of shape [${target.join(', ')}]: axis ${axis} has ${size}, expected ${want} or 1.`);
     }
   });
-  return perHead ? mask.expandDims(1) : mask;  // [B, 1, T, S] when per head
+}
+
+/**
+ * Checks `mask` (see checkMaskShape) and returns it right-aligned to the target's rank: a
+ * mask of rank 3 [B, T, S] given to multi-head scores [B, H, T, S] gains a head axis,
+ * [B, 1, T, S].
+ */
+function alignMask(mask: tf.Tensor, target: number[], name: string): tf.Tensor {
+  checkMaskShape(mask, target, name);
+  return mask.rank === 3 && target.length === 4 ? mask.expandDims(1) : mask;  // [B, 1, T, S] when per head
 }
 
 /**
@@ -66,6 +75,28 @@ export function combineMasks(
     combined = combined == null ? triangle : tf.logicalAnd(combined, triangle);
   }
   return combined;
+}
+
+/**
+ * Checks a padding mask, before any work: null/undefined passes as null; otherwise a bool,
+ * float32 or int32 tensor of shape [batch, length] (nonzero = a real position, 0 = padding).
+ * `axis` names the length in the message ('T' for queries, 'S' for keys).
+ */
+export function checkPaddingMask(
+    name: string, mask: tf.Tensor|null|undefined, batch: number, length: number, axis: string): tf.Tensor2D|null {
+  if (mask == null) return null;
+  if (!(mask instanceof tf.Tensor)) throw invalidArgument(name, `a tensor [B, ${axis}]`, mask);
+  if (mask.dtype !== 'bool' && mask.dtype !== 'float32' && mask.dtype !== 'int32') {
+    throw new ValueError(
+        `Received an invalid value for argument \`${name}\`, expected dtype bool, float32 or int32 (0 = padding). ` +
+        `Received: ${name}.dtype=${formatValue(mask.dtype)}`);
+  }
+  if (mask.rank !== 2 || mask.shape[0] !== batch || mask.shape[1] !== length) {
+    throw new ValueError(
+        `Received an invalid value for argument \`${name}\`, expected shape [B, ${axis}]=${formatValue([batch, length])}. ` +
+        `Received: ${name}.shape=${formatValue(mask.shape)}`);
+  }
+  return mask as tf.Tensor2D;
 }
 
 /**

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 
 import {ValueError, checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../errors';
 import {pickPerRow, sliceFast, splitMatrices} from '../backend/wasm_simd_kernels';
-import {consume, MASKED_LOGIT, maskBias} from './masks';
+import {checkPaddingMask, consume, MASKED_LOGIT, maskBias, toBoolMask} from './masks';
 import {transposeFlagsAreSlow} from './matmul';
 import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
 
@@ -16,8 +16,22 @@ export interface MemoryEfficientOptions {
   scale: number;
   /** Top-left-aligned causal mask: query t attends key s iff s <= t (also when S != T). */
   causal?: boolean;
-  /** Optional mask broadcastable to [B, H, T, S] (rank 4, dims may be 1 for broadcasting; dtype bool or float 0/1), 1 = attend. */
+  /**
+   * Optional mask, nonzero (or true) = attend; dtype bool, float32 or int32. Rank 4 [B, H, T, S],
+   * rank 3 [B, T, S] (the same for every head) or rank 2 [T, S], each dim equal or 1 to
+   * broadcast. It is sliced per block as it is: its dims of 1 are never expanded.
+   */
   mask?: tf.Tensor;
+  /**
+   * Optional key padding [B, S] (bool, or numbers with nonzero = a real key): a padded key is
+   * attended by no query of any head. It stays a [B, S] vector, cut per key block.
+   */
+  keyPaddingMask?: tf.Tensor;
+  /**
+   * Optional query padding [B, T] (bool, or numbers with nonzero = a real query): a padded
+   * query attends no key, so it outputs zeros and gets zero gradients, like a fully masked row.
+   */
+  queryPaddingMask?: tf.Tensor;
 }
 
 /** The validated options, shared by the forward and the backward pass. */
@@ -25,8 +39,20 @@ interface BlockConfig {
   blockSize: number;
   scale: number;
   causal: boolean;
-  /** Rank-4 mask, each dim 1 or the matching dim of [B, H, T, S]; null when there is none. */
-  mask: tf.Tensor4D | null;
+  /** The explicit mask; null when there is none. */
+  mask: MaskView | null;
+  /** Running one (batch, head) pair [b, h] (see forwardPairs): the mask's entries of that pair; else null. */
+  pair: [number, number] | null;
+  /** Key padding [B, S], nonzero = a real key; null when there is none. */
+  keyMask: tf.Tensor2D | null;
+  /** Query padding [B, T], nonzero = a real query; null when there is none. */
+  queryMask: tf.Tensor2D | null;
+}
+
+/** An explicit mask as given (rank 2, 3 or 4) and its dims on the axes [B, H, T, S], each 1 or full. */
+interface MaskView {
+  tensor: tf.Tensor;
+  dims: [number, number, number, number];
 }
 
 /** The online-softmax state carried from one key block to the next. */
@@ -45,17 +71,20 @@ type BackwardStep = {dq: tf.Tensor4D; dk: tf.Tensor4D; dv: tf.Tensor4D};
 /**
  * Scaled dot-product attention computed one key block at a time, so that no [T, S] tensor
  * ever exists in the forward or the backward pass (Rabe & Staats 2021; FlashAttention,
- * Dao et al. 2022). Peak memory is O(T·blockSize + T·d + S·d) instead of O(T·S).
+ * Dao et al. 2022). Peak memory is O(T·blockSize + T·d + S·d) instead of O(T·S), masks
+ * included: the key and query padding stay vectors, the causal mask is built from indices
+ * for the diagonal tile of each block only, and an explicit mask is sliced per block from
+ * the tensor given (its broadcast dims are never expanded).
  *
  * The result equals `softmax(mask ? q·kᵀ·scale : -∞)·v`: masked keys get weight 0 and a
- * query row whose keys are all masked (by `mask` and/or `causal`) outputs exact zeros, with
- * zero gradients. The gradient is a `tf.customGrad` that recomputes each block's
+ * query row whose keys are all masked (by `mask`, the padding and/or `causal`) outputs exact
+ * zeros, with zero gradients. The gradient is a `tf.customGrad` that recomputes each block's
  * probabilities from the saved per-row logsumexp instead of keeping them.
  *
  * @param q Queries [B, H, T, dk], float32.
  * @param k Keys [B, H, S, dk], float32.
  * @param v Values [B, H, S, dv], float32.
- * @param options Block size, scale, causal flag and optional mask.
+ * @param options Block size, scale, causal flag and optional masks.
  * @returns The attention output [B, H, T, dv].
  * @throws ValueError on a bad rank, shape, dtype, block size, scale or mask.
  */
@@ -67,18 +96,27 @@ export function memoryEfficientAttention(
   // On wasm a batched matMul (B·H > 1) runs a scalar loop at ~1 GFLOP/s; one pair at a
   // time, every block product is a 2-D XNNPACK matMul (~20-40 GFLOP/s).
   const perPair = transposeFlagsAreSlow() && B * H > 1;
+  // Whether a gradient is being recorded (inside the custom gradient's forward the tape reads as off).
+  const recording = tf.engine().isTapeOn();
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [qIn, kIn, vIn] = args as tf.Tensor4D[];
     const save = args[3] as tf.GradSaveFunc;
     const {out, lse} = perPair ? forwardPairs(qIn, kIn, vIn, config) : forwardBlocks(qIn, kIn, vIn, config);
-    // The mask is saved rather than read through the closure: a caller may dispose it
-    // (e.g. inside the function given to tf.grads) before the backward pass runs.
-    save(config.mask == null ? [qIn, kIn, vIn, out, lse] : [qIn, kIn, vIn, out, lse, config.mask]);
+    // The masks are saved rather than read through the closure: a caller may dispose them
+    // (e.g. inside the function given to tf.grads) before the backward pass runs. The query
+    // padding is not needed there: its rows have lse = +∞, so they get no gradient. tfjs
+    // saves a copy (on wasm), so a numeric explicit mask is saved as bool: 1 byte an entry.
+    const explicitMask = config.mask == null || !recording ? null :
+        config.mask.tensor.dtype === 'bool' ? config.mask.tensor : toBoolMask(config.mask.tensor);
+    const masks = [explicitMask, config.keyMask].filter((m): m is tf.Tensor => m != null);
+    save([qIn, kIn, vIn, out, lse, ...masks]);
     return {
       value: out,
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
-        const [qS, kS, vS, outS, lseS, maskS] = saved as tf.Tensor4D[];
-        const savedConfig = {...config, mask: maskS ?? null};
+        const [qS, kS, vS, outS, lseS, ...savedMasks] = saved as tf.Tensor4D[];
+        const maskS = config.mask == null ? null : {...config.mask, tensor: savedMasks.shift()!};
+        const keyMaskS = config.keyMask == null ? null : savedMasks.shift()! as tf.Tensor as tf.Tensor2D;
+        const savedConfig = {...config, mask: maskS, keyMask: keyMaskS, queryMask: null};
         return perPair ?
             backwardPairs(dy, qS, kS, vS, outS, lseS, savedConfig) :
             backwardBlocks(dy, qS, kS, vS, outS, lseS, savedConfig);
@@ -101,12 +139,11 @@ function joinPairs(parts: tf.Tensor[], B: number, H: number): tf.Tensor4D {
   return tf.concat(parts, 0).reshape([B, H, L, d]);  // [B, H, L, d]
 }
 
-/** The config of pair n = b·H + h: its slice [1, 1, mT, mS] of a broadcastable mask. */
+/** The config of pair n = b·H + h: its entries of the mask, and batch b's padding. */
 function pairConfig(config: BlockConfig, n: number, H: number): BlockConfig {
-  if (config.mask == null) return config;
-  const [mB, mH, mT, mS] = config.mask.shape;
   const [b, h] = [Math.floor(n / H), n % H];
-  return {...config, mask: sliceFast(config.mask, [mB === 1 ? 0 : b, mH === 1 ? 0 : h, 0, 0], [1, 1, mT, mS]) as tf.Tensor4D};
+  const row = (x: tf.Tensor2D | null) => (x == null || x.shape[0] === 1 ? x : sliceFast(x, [b, 0], [1, x.shape[1]]) as tf.Tensor2D);
+  return {...config, pair: [b, h], keyMask: row(config.keyMask), queryMask: row(config.queryMask)};  // [1, S], [1, T]
 }
 
 /** forwardBlocks one (batch, head) pair at a time. */
@@ -139,62 +176,152 @@ function keyLimit(T: number, S: number, causal: boolean): number {
   return causal ? Math.min(S, T) : S;
 }
 
+/** The query rows [r0, r1) that one key block is computed for; `diagonal`: the causal rule masks part of them. */
+interface Tile {
+  r0: number;
+  r1: number;
+  diagonal: boolean;
+}
+
 /**
- * The additive mask of keys [start, end) for all queries: 0 where the key may be attended,
- * -∞ where not, from the explicit mask and/or the causal rule (callers only ask when there is
- * one), built for this block only. Not transposed it broadcasts to [B, H, T, Sb]; transposed
- * (keys first, as the backward pass wants) to [B, H, Sb, T].
+ * The query rows that key block [start, end) is computed for. Without `causal`, all T rows
+ * at once. With it, rows t < start attend no key of the block and are skipped (half of the
+ * work over all blocks); rows [start, end) cross the diagonal, the only ones that need the
+ * causal mask, an [Sb, Sb] tile built from indices; rows t >= end attend the whole block.
+ */
+function rowTiles(T: number, start: number, end: number, causal: boolean): Tile[] {
+  if (!causal) return [{r0: 0, r1: T, diagonal: false}];
+  const tiles = [{r0: start, r1: Math.min(end, T), diagonal: true}];
+  if (end < T) tiles.push({r0: end, r1: T, diagonal: false});
+  return tiles;
+}
+
+/** Rows [r0, r1) of x [B, H, T, d] (the whole x when they are all of them). */
+function rowsOf(x: tf.Tensor4D, r0: number, r1: number): tf.Tensor4D {
+  const [B, H, T, d] = x.shape;
+  return r0 === 0 && r1 === T ? x : sliceFast(x, [0, 0, r0, 0], [B, H, r1 - r0, d]) as tf.Tensor4D;  // [B, H, r1 - r0, d]
+}
+
+/** Columns [c0, c1) of x [B, H, d, T] (the whole x when they are all of them). */
+function columnsOf(x: tf.Tensor4D, c0: number, c1: number): tf.Tensor4D {
+  const [B, H, d, T] = x.shape;
+  return c0 === 0 && c1 === T ? x : sliceFast(x, [0, 0, 0, c0], [B, H, d, c1 - c0]) as tf.Tensor4D;  // [B, H, d, c1 - c0]
+}
+
+/**
+ * Masks the logits of the pairs (query rows [tile.r0, tile.r1), keys [start, end)) that may
+ * not be attended (consumes `scores`), adding `masked` to them: -∞ in the backward pass,
+ * MASKED_LOGIT in the forward (see masks.ts). Each mask is cut to the tile from what it is,
+ * and added on its own, broadcasting: the key padding as [B, 1, 1, Sb], the explicit mask
+ * as its slice [mB, mH, Tr|1, Sb|1] (dims of 1 are never expanded), and on diagonal tiles
+ * the causal rule as a [Tr, Sb] bias from indices. The scores are [B, H, Tr, Sb], or
+ * transposed (keys first, as the backward pass wants) [B, H, Sb, Tr].
  *
  * Additive and float rather than a bool for tf.where: on wasm, broadcasting compares and the
  * Tile inside tf.where take ~30-90 ms per [1024, 128] block, a broadcast add/sub < 1 ms.
+ * Two masks give 2·masked, which is still masked (exp(2·MASKED_LOGIT - m) = 0 as well).
  */
-function blockBias(
-    config: BlockConfig, T: number, start: number, end: number, transposed: boolean, masked = -Infinity): tf.Tensor {
+function maskTile(
+    scores: tf.Tensor, config: BlockConfig, tile: Tile, start: number, end: number, transposed: boolean,
+    masked = -Infinity): tf.Tensor {
   const sb = end - start;
-  const parts: tf.Tensor[] = [];
+  const tr = tile.r1 - tile.r0;
+  // Adds bias(), built and disposed in the add's tidy, to the scores, which are freed right after.
+  const addBias = (x: tf.Tensor, bias: () => tf.Tensor) => consume(x, s => tf.add(s, bias()));
+  let out = scores;  // [B, H, Tr, Sb] or [B, H, Sb, Tr]
+  if (config.keyMask != null) {
+    const keyMask = config.keyMask;
+    const kB = keyMask.shape[0];
+    out = addBias(out, () => {
+      const bias = maskBias(toBoolMask(sliceFast(keyMask, [0, start], [kB, sb])), masked);  // [B, Sb]
+      return tf.reshape(bias, transposed ? [kB, 1, sb, 1] : [kB, 1, 1, sb]);  // [B, 1, Sb, 1] or [B, 1, 1, Sb]
+    });
+  }
   if (config.mask != null) {
-    const mask = config.mask;
-    const [mB, mH, mT, mS] = mask.shape;
-    // A mask with S dim 1 applies the same value to every key: broadcast instead of slicing.
-    const blk = mS === 1 ? mask : sliceFast(mask, [0, 0, 0, start], [mB, mH, mT, sb]);  // [mB, mH, mT, Sb|1]
-    const allowed = blk.dtype === 'bool' ? blk : tf.notEqual(blk, 0);  // [mB, mH, mT, Sb|1]
-    const bias = consume(tf.cast(allowed, 'float32'), a => maskBias(a, masked));  // [mB, mH, mT, Sb|1]
-    parts.push(transposed ?
-        consume(bias, b => tf.transpose(b, [0, 1, 3, 2])) :  // [mB, mH, Sb|1, mT]
-        bias);  // [mB, mH, mT, Sb|1]
+    const view = config.mask;
+    out = addBias(out, () => {
+      const bias = maskTileBias(view, config.pair, tile, start, end, masked);  // [mB|1, mH|1, Tr|1, Sb|1]
+      return transposed ? consume(bias, b => tf.transpose(b, [0, 1, 3, 2])) : bias;  // [.., Sb|1, Tr|1] or not
+    });
   }
-  if (config.causal) {
+  if (config.causal && tile.diagonal) {
     // t - (s - 1) >= 1 exactly when s <= t; clipped to [0, 1] it is 1 there and 0 elsewhere (integers).
-    const queries = tf.range(0, T, 1, 'float32');  // [T]
-    const keysMinus1 = tf.range(start - 1, end - 1, 1, 'float32');  // [Sb]
-    const gap = transposed ?
-        tf.sub(tf.reshape(queries, [1, T]), tf.reshape(keysMinus1, [sb, 1])) :  // [Sb, T]
-        tf.sub(tf.reshape(queries, [T, 1]), tf.reshape(keysMinus1, [1, sb]));  // [T, Sb]
-    parts.push(consume(consume(gap, g => tf.clipByValue(g, 0, 1)), c => maskBias(c, masked)));  // [T, Sb] or [Sb, T]
+    out = addBias(out, () => {
+      const queries = tf.range(tile.r0, tile.r1, 1, 'float32');  // [Tr]
+      const keysMinus1 = tf.range(start - 1, end - 1, 1, 'float32');  // [Sb]
+      const gap = transposed ?
+          tf.sub(tf.reshape(queries, [1, tr]), tf.reshape(keysMinus1, [sb, 1])) :  // [Sb, Tr]
+          tf.sub(tf.reshape(queries, [tr, 1]), tf.reshape(keysMinus1, [1, sb]));  // [Tr, Sb]
+      return maskBias(tf.clipByValue(gap, 0, 1), masked);  // [Tr, Sb] or [Sb, Tr]
+    });
   }
-  const sum = parts.reduce((a, b) => tf.add(a, b));  // [mB|1, mH|1, T, Sb] or [mB|1, mH|1, Sb, T]
-  // Two finite biases add up to 2·masked; clamp so that every masked logit is the same.
-  return parts.length > 1 && Number.isFinite(masked) ? consume(sum, x => tf.maximum(x, masked)) : sum;
+  return out;
 }
 
-
-
-/** Sets the logits of keys that may not be attended to -∞ (consumes `scores`). */
-function maskScores(
-    scores: tf.Tensor, config: BlockConfig, T: number, start: number, end: number, transposed: boolean,
-    masked = -Infinity): tf.Tensor {
-  if (config.mask == null && !config.causal) return scores;  // [B, H, T, Sb] or [B, H, Sb, T]
-  // [B, H, T, Sb] or [B, H, Sb, T]
-  return consume(scores, s => tf.add(s, blockBias(config, T, start, end, transposed, masked)));
+/**
+ * The explicit mask's bias for a tile (query rows [tile.r0, tile.r1), keys [start, end)):
+ * `masked` where it forbids a pair, else 0, [mB|1, mH|1, Tr|1, Sb|1]. Only the mask's own
+ * dims are cut (a dim of 1 stays 1), and with `pair` [b, h] only that pair's entries. Only
+ * the slice is converted, never the mask, which also keeps its rank: even a reshaped view of
+ * it counts its bytes again in tf.memory(). Each step frees its input, so that at most two
+ * tile-sized float tensors live at once.
+ */
+function maskTileBias(
+    view: MaskView, pair: [number, number] | null, tile: Tile, start: number, end: number, masked: number): tf.Tensor {
+  const [mB, mH, mT, mS] = view.dims;
+  const begin = [pair != null && mB > 1 ? pair[0] : 0, pair != null && mH > 1 ? pair[1] : 0,
+    mT === 1 ? 0 : tile.r0, mS === 1 ? 0 : start];
+  const size = [pair != null ? 1 : mB, pair != null ? 1 : mH, mT === 1 ? 1 : tile.r1 - tile.r0, mS === 1 ? 1 : end - start];
+  // The axes of [B, H, T, S] that the mask has: rank 3 has no head axis, rank 2 only [T, S].
+  const mask = view.tensor;
+  const axes = mask.rank === 4 ? [0, 1, 2, 3] : mask.rank === 3 ? [0, 2, 3] : [2, 3];
+  const whole = axes.every((a, i) => begin[a] === 0 && size[a] === mask.shape[i]);
+  const blk = whole ? mask : sliceFast(mask, axes.map(a => begin[a]), axes.map(a => size[a]));  // the tile's entries
+  const bools = toBoolMask(blk);  // bool, the tile's entries
+  if (blk !== mask && blk !== bools) blk.dispose();
+  const allowed = tf.reshape(bools, size);  // [mB|1, mH|1, Tr|1, Sb|1] bool
+  if (bools !== mask) bools.dispose();
+  const bias = masked === -Infinity ?
+      consume(tf.cast(allowed, 'float32'), a => tf.log(a)) :  // log 1 = 0, log 0 = -∞
+      consume(tf.tidy(() => tf.cast(tf.logicalNot(allowed), 'float32')), a => tf.mul(a, masked));  // 0 or masked
+  allowed.dispose();
+  return bias;  // [mB|1, mH|1, Tr|1, Sb|1]
 }
 
 // Masked keys get MASKED_LOGIT (see masks.ts); a row is attended iff its running max stays
 // above MASKED_LOGIT / 2.
 
+/** Combines the states of two sets of key blocks over the same query rows. */
+function combineStates(a: OnlineState, b: OnlineState): OnlineState {
+  return tf.tidy((): OnlineState => {
+    const m = tf.maximum(a.m, b.m);  // [B, H, Tr, 1]
+    const alpha = tf.exp(tf.sub(a.m, m));  // [B, H, Tr, 1]
+    const beta = tf.exp(tf.sub(b.m, m));  // [B, H, Tr, 1]
+    return {
+      m: m as tf.Tensor4D,
+      l: tf.add(tf.mul(a.l, alpha), tf.mul(b.l, beta)) as tf.Tensor4D,  // [B, H, Tr, 1]
+      acc: tf.add(tf.mul(a.acc, alpha), tf.mul(b.acc, beta)) as tf.Tensor4D,  // [B, H, Tr, dv]
+    };
+  });
+}
+
+/** Folds a key block's state, which covers query rows [from, T), into the running state of all T rows. */
+function mergeState(prev: OnlineState, block: OnlineState, from: number): OnlineState {
+  if (from === 0) return combineStates(prev, block);
+  return tf.tidy((): OnlineState => {
+    const T = prev.m.shape[2];
+    const tail = combineStates(
+        {m: rowsOf(prev.m, from, T), l: rowsOf(prev.l, from, T), acc: rowsOf(prev.acc, from, T)}, block);
+    // Rows before `from` attend no key of the block: they keep their state.
+    const join = (x: tf.Tensor4D, y: tf.Tensor4D) => tf.concat([rowsOf(x, 0, from), y], 2) as tf.Tensor4D;  // [B, H, T, .]
+    return {m: join(prev.m, tail.m), l: join(prev.l, tail.l), acc: join(prev.acc, tail.acc)};
+  });
+}
+
 /**
  * Forward pass: online softmax over key blocks. Returns the output and the per-row
- * logsumexp of the masked, scaled logits, which is +∞ (not -∞) on fully masked rows so that
- * the backward pass's exp(s - lse) is 0 there instead of NaN.
+ * logsumexp of the masked, scaled logits, which is +∞ (not -∞) on fully masked rows (and
+ * padded queries) so that the backward pass's exp(s - lse) is 0 there instead of NaN.
  *
  * Each block runs tf.softmax (XNNPACK's fused kernel on wasm) rather than exp(s - m) as
  * separate ops: on wasm tf.exp alone took 80 ms on a [8192, 512] block against 22 ms for
@@ -215,38 +342,37 @@ function forwardBlocks(
   for (let start = 0; start < limit; start += config.blockSize) {
     const end = Math.min(start + config.blockSize, S);
     const sb = end - start;
-    // One tidy per block frees the block's [B, H, T, Sb] intermediates right away.
-    const block = tf.tidy(() => {
+    const tiles = rowTiles(T, start, end, config.causal);
+    // One tidy per block frees the block's [B, H, Tr, Sb] intermediates right away.
+    const block = tf.tidy((): OnlineState => {
       const kBlk = sliceFast(k, [0, 0, start, 0], [B, H, sb, dk]);  // [B, H, Sb, dk]
       // On wasm the block of keys is transposed so that q·kᵀ is a plain matMul (slicing a
       // once-transposed kᵀ along its last axis took 3.5 ms a block at T = 8192).
-      const raw = explicit ?
-          tf.matMul(qScaled, tf.transpose(kBlk, [0, 1, 3, 2])) :  // [B, H, T, Sb]
-          tf.matMul(qScaled, kBlk, false, true);  // [B, H, T, Sb]
-      const scores = maskScores(raw, config, T, start, end, false, MASKED_LOGIT);  // [B, H, T, Sb]
-      const p = tf.softmax(scores);  // [B, H, T, Sb]
-      // At the row's argmax j, p_j = exp(m - lse) with m = s_j the row max: lse = s_j - log(p_j),
-      // one reduction pass (ArgMax) instead of two (Max of s, Max of p; 6 ms each there).
-      const at = tf.reshape(tf.argMax(p, -1), [-1]);  // [B·H·T] int32
-      const m = tf.reshape(pickPerRow(tf.reshape(scores, [-1, sb]), at), [B, H, T, 1]) as tf.Tensor4D;  // [B, H, T, 1]
-      scores.dispose();
-      // Σ exp(s - m) = 1 / p_j.
-      const l = tf.reshape(tf.reciprocal(pickPerRow(tf.reshape(p, [-1, sb]), at)), [B, H, T, 1]) as tf.Tensor4D;
+      const kT = explicit ? tf.transpose(kBlk, [0, 1, 3, 2]) : null;  // [B, H, dk, Sb]
       const vBlk = sliceFast(v, [0, 0, start, 0], [B, H, sb, dv]);  // [B, H, Sb, dv]
-      const acc = tf.mul(consume(p, x => tf.matMul(x, vBlk)), l) as tf.Tensor4D;  // [B, H, T, dv]
-      return {m, l, acc};
+      const states = tiles.map(tile => tf.tidy((): OnlineState => {
+        const tr = tile.r1 - tile.r0;
+        const qRows = rowsOf(qScaled, tile.r0, tile.r1);  // [B, H, Tr, dk]
+        const raw = kT != null ? tf.matMul(qRows, kT) : tf.matMul(qRows, kBlk, false, true);  // [B, H, Tr, Sb]
+        const scores = maskTile(raw, config, tile, start, end, false, MASKED_LOGIT);  // [B, H, Tr, Sb]
+        const p = tf.softmax(scores);  // [B, H, Tr, Sb]
+        // At the row's argmax j, p_j = exp(m - lse) with m = s_j the row max: lse = s_j - log(p_j),
+        // one reduction pass (ArgMax) instead of two (Max of s, Max of p; 6 ms each there).
+        const at = tf.reshape(tf.argMax(p, -1), [-1]);  // [B·H·Tr] int32
+        const m = tf.reshape(pickPerRow(tf.reshape(scores, [-1, sb]), at), [B, H, tr, 1]) as tf.Tensor4D;  // [B, H, Tr, 1]
+        scores.dispose();
+        // Σ exp(s - m) = 1 / p_j.
+        const l = tf.reshape(tf.reciprocal(pickPerRow(tf.reshape(p, [-1, sb]), at)), [B, H, tr, 1]) as tf.Tensor4D;  // [B, H, Tr, 1]
+        const acc = tf.mul(consume(p, x => tf.matMul(x, vBlk)), l) as tf.Tensor4D;  // [B, H, Tr, dv]
+        return {m, l, acc};
+      }));
+      if (states.length === 1) return states[0];
+      // The tiles cover rows [tiles[0].r0, T) in order.
+      const join = (part: (s: OnlineState) => tf.Tensor4D) => tf.concat(states.map(part), 2) as tf.Tensor4D;
+      return {m: join(s => s.m), l: join(s => s.l), acc: join(s => s.acc)};  // [B, H, T - r0, .]
     });
     const prev: OnlineState|null = state;
-    state = prev == null ? block : tf.tidy((): OnlineState => {
-      const m = tf.maximum(prev.m, block.m);  // [B, H, T, 1]
-      const alpha = tf.exp(tf.sub(prev.m, m));  // [B, H, T, 1]
-      const beta = tf.exp(tf.sub(block.m, m));  // [B, H, T, 1]
-      return {
-        m: m as tf.Tensor4D,
-        l: tf.add(tf.mul(prev.l, alpha), tf.mul(block.l, beta)) as tf.Tensor4D,  // [B, H, T, 1]
-        acc: tf.add(tf.mul(prev.acc, alpha), tf.mul(block.acc, beta)) as tf.Tensor4D,  // [B, H, T, dv]
-      };
-    });
+    state = prev == null ? block : mergeState(prev, block, tiles[0].r0);
     if (prev != null) tf.dispose([prev.m, prev.l, prev.acc, block.m, block.l, block.acc]);
   }
   const result = tf.tidy(() => {
@@ -256,14 +382,20 @@ function forwardBlocks(
     }
     const average = tf.div(state.acc, state.l);  // [B, H, T, dv]
     const lseAll = tf.add(state.m, tf.log(state.l));  // [B, H, T, 1]
-    if (config.mask == null && !config.causal) return {out: average as tf.Tensor4D, lse: lseAll as tf.Tensor4D};
+    const onlyCausal = config.mask == null && config.keyMask == null && config.queryMask == null;
+    if (onlyCausal && !config.causal) return {out: average as tf.Tensor4D, lse: lseAll as tf.Tensor4D};
     // Not "m > MASKED_LOGIT / 2": a NaN max (a NaN score) must keep its NaN lse, or the backward would give 0 for NaN.
-    const attended = tf.logicalNot(tf.lessEqual(state.m, MASKED_LOGIT / 2));  // [B, H, T, 1]
-    if (config.mask == null) {
+    let attended = tf.logicalNot(tf.lessEqual(state.m, MASKED_LOGIT / 2));  // [B, H, T, 1]
+    if (onlyCausal) {
       // Causal alone leaves every query key 0: a max at the masked logit means that every
       // score it may attend was -∞, whose softmax is NaN (as on the other paths), not zeros.
       const nanUnattended = tf.mul(tf.log(tf.cast(attended, 'float32')), 0);  // [B, H, T, 1]: NaN (log 0 · 0) or 0
       return {out: tf.add(average, nanUnattended) as tf.Tensor4D, lse: tf.add(lseAll, nanUnattended) as tf.Tensor4D};
+    }
+    if (config.queryMask != null) {
+      // A padded query attends nothing: zero output, and lse = +∞ gives it no gradient.
+      const real = tf.reshape(toBoolMask(config.queryMask), [config.queryMask.shape[0], 1, T, 1]);  // [B, 1, T, 1]
+      attended = tf.logicalAnd(attended, real);  // [B, H, T, 1]
     }
     // Fully masked rows averaged the values of masked keys: zero them (+ 0 turns -0 into 0).
     const out = tf.add(tf.mul(average, tf.cast(attended, 'float32')), 0) as tf.Tensor4D;  // [B, H, T, dv]
@@ -278,8 +410,9 @@ function forwardBlocks(
 /**
  * Backward pass (FlashAttention): per key block, recompute P = exp(q·kᵀ·scale - lse), then
  * dV = Pᵀ·dy, dP = dy·vᵀ, dS = P ∘ (dP - D) with D = rowsum(dy ∘ out), dq += dS·k·scale and
- * dK = dSᵀ·q·scale. It works on the transposed block [B, H, Sb, T] (keys first) so that dV
- * and dK are plain matMuls and only dq needs a transposed operand.
+ * dK = dSᵀ·q·scale. It works on the transposed block [B, H, Sb, Tr] (keys first) so that dV
+ * and dK are plain matMuls and only dq needs a transposed operand. The query rows of a
+ * block are the forward's tiles (`rowTiles`): with `causal`, rows before the block are skipped.
  */
 function backwardBlocks(
     dy: tf.Tensor4D, q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, out: tf.Tensor4D, lse: tf.Tensor4D,
@@ -289,8 +422,8 @@ function backwardBlocks(
   const dv = v.shape[3];
   const explicit = transposeFlagsAreSlow();
   // D_t = Σ_j dy_tj·out_tj = Σ_s P_ts·dP_ts: the softmax Jacobian's row term, laid out along T.
-  const dRow = tf.tidy(() => tf.reshape(tf.sum(tf.mul(dy, out), -1), [B, H, 1, T]));  // [B, H, 1, T]
-  const lseRow = tf.reshape(lse, [B, H, 1, T]);  // [B, H, 1, T]
+  const dRow = tf.tidy(() => tf.reshape(tf.sum(tf.mul(dy, out), -1), [B, H, 1, T])) as tf.Tensor4D;  // [B, H, 1, T]
+  const lseRow = tf.reshape(lse, [B, H, 1, T]) as tf.Tensor4D;  // [B, H, 1, T]
   // The scale multiplies q once, as in the forward: the recomputed scores are the forward's, bit for bit.
   const qs = config.scale === 1 ? q : tf.mul(q, config.scale) as tf.Tensor4D;  // [B, H, T, dk]
   const qT: tf.Tensor4D|null = explicit ? tf.transpose(qs, [0, 1, 3, 2]) : null;  // [B, H, dk, T]
@@ -309,26 +442,39 @@ function backwardBlocks(
       dvBlocks.push(tf.zeros([B, H, sb, dv]));  // [B, H, Sb, dv]
       continue;
     }
+    const tiles = rowTiles(T, start, end, config.causal);
+    const from = tiles[0].r0;
     const prevDq = dqAcc;
     const step = tf.tidy((): BackwardStep => {
       const kBlk = sliceFast(k, [0, 0, start, 0], [B, H, sb, dk]);  // [B, H, Sb, dk]
       const vBlk = sliceFast(v, [0, 0, start, 0], [B, H, sb, dv]);  // [B, H, Sb, dv]
-      const scores = qT != null ? tf.matMul(kBlk, qT) : tf.matMul(kBlk, qs, false, true);  // [B, H, Sb, T]
-      const masked = maskScores(scores, config, T, start, end, true);  // [B, H, Sb, T]
-      // Masked logits are -∞ and fully masked rows have lse = +∞: both give exactly 0.
-      const p = consume(masked, x => tf.exp(tf.sub(x, lseRow)));  // [B, H, Sb, T]
-      const dvBlk = tf.matMul(p, dy);  // [B, H, Sb, dv]
-      const dp = dyT != null ? tf.matMul(vBlk, dyT) : tf.matMul(vBlk, dy, false, true);  // [B, H, Sb, T]
-      const ds = consume(dp, x => tf.mul(p, tf.sub(x, dRow)));  // [B, H, Sb, T]
-      p.dispose();
-      const dkBlk = tf.matMul(ds, qs);  // [B, H, Sb, dk]: dS·(scale·Q)
-      const dqBlk = explicit ?
-          consume(ds, x => tf.matMul(tf.transpose(x, [0, 1, 3, 2]), kBlk)) :  // [B, H, T, dk]
-          consume(ds, x => tf.matMul(x, kBlk, true, false));  // [B, H, T, dk]
+      const parts = tiles.map(tile => tf.tidy(() => {
+        const {r0, r1} = tile;
+        const qRows = rowsOf(qs, r0, r1);  // [B, H, Tr, dk]
+        const dyRows = rowsOf(dy, r0, r1);  // [B, H, Tr, dv]
+        const scores = qT != null ? tf.matMul(kBlk, columnsOf(qT, r0, r1)) : tf.matMul(kBlk, qRows, false, true);  // [B, H, Sb, Tr]
+        const masked = maskTile(scores, config, tile, start, end, true);  // [B, H, Sb, Tr]
+        // Masked logits are -∞ and fully masked rows have lse = +∞: both give exactly 0.
+        const p = consume(masked, x => tf.exp(tf.sub(x, columnsOf(lseRow, r0, r1))));  // [B, H, Sb, Tr]
+        const dvPart = tf.matMul(p, dyRows);  // [B, H, Sb, dv]
+        const dp = dyT != null ? tf.matMul(vBlk, columnsOf(dyT, r0, r1)) : tf.matMul(vBlk, dyRows, false, true);  // [B, H, Sb, Tr]
+        const ds = consume(dp, x => tf.mul(p, tf.sub(x, columnsOf(dRow, r0, r1))));  // [B, H, Sb, Tr]
+        p.dispose();
+        const dkPart = tf.matMul(ds, qRows);  // [B, H, Sb, dk]: dS·(scale·Q)
+        const dqPart = explicit ?
+            consume(ds, x => tf.matMul(tf.transpose(x, [0, 1, 3, 2]), kBlk)) :  // [B, H, Tr, dk]
+            consume(ds, x => tf.matMul(x, kBlk, true, false));  // [B, H, Tr, dk]
+        return {dq: dqPart as tf.Tensor4D, dk: dkPart as tf.Tensor4D, dv: dvPart as tf.Tensor4D};
+      }));
+      const sum = (part: (p: BackwardStep) => tf.Tensor4D) => parts.map(part).reduce((a, b) => tf.add(a, b) as tf.Tensor4D);
+      const dqRows = parts.length === 1 ? parts[0].dq : tf.concat(parts.map(p => p.dq), 2) as tf.Tensor4D;  // [B, H, T - from, dk]
+      // Rows before `from` got nothing from this block.
+      const dq = from === 0 ? tf.add(prevDq, dqRows) :
+          tf.concat([rowsOf(prevDq, 0, from), tf.add(rowsOf(prevDq, from, T), dqRows)], 2);  // [B, H, T, dk]
       return {
-        dq: tf.add(prevDq, dqBlk) as tf.Tensor4D,  // [B, H, T, dk]
-        dk: dkBlk as tf.Tensor4D,  // [B, H, Sb, dk]
-        dv: dvBlk as tf.Tensor4D,  // [B, H, Sb, dv]
+        dq: dq as tf.Tensor4D,  // [B, H, T, dk]
+        dk: sum(p => p.dk),  // [B, H, Sb, dk]
+        dv: sum(p => p.dv),  // [B, H, Sb, dv]
       };
     });
     prevDq.dispose();
@@ -385,7 +531,7 @@ function validate(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: Memor
   }
   checkHeadSizes(q, v, shapes.replace(/^Received: /, ''));
   if (options == null || typeof options !== 'object') {
-    throw invalidArgument('options', 'an object {blockSize, scale, causal?, mask?}', options);
+    throw invalidArgument('options', 'an object {blockSize, scale, causal?, mask?, keyPaddingMask?, queryPaddingMask?}', options);
   }
   checkPositiveInteger('blockSize', options.blockSize);
   checkPositiveFinite('scale', options.scale);
@@ -397,11 +543,14 @@ function validate(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: Memor
     scale: options.scale,
     causal: options.causal === true,
     mask: validateMask(options.mask, [q.shape[0], q.shape[1], q.shape[2], k.shape[2]]),
+    pair: null,
+    keyMask: checkPaddingMask('keyPaddingMask', options.keyPaddingMask, q.shape[0], k.shape[2], 'S'),
+    queryMask: checkPaddingMask('queryPaddingMask', options.queryPaddingMask, q.shape[0], q.shape[2], 'T'),
   };
 }
 
-/** Checks that `mask` is a bool/numeric rank-4 tensor broadcastable to [B, H, T, S]. */
-function validateMask(mask: tf.Tensor|undefined, target: [number, number, number, number]): tf.Tensor4D|null {
+/** Checks that `mask` is a bool/numeric tensor [B, H, T, S], [B, T, S] or [T, S] (dims 1 broadcast). */
+function validateMask(mask: tf.Tensor|undefined, target: [number, number, number, number]): MaskView|null {
   if (mask == null) return null;
   if (!(mask instanceof tf.Tensor)) {
     throw invalidArgument('mask', 'a tensor broadcastable to [B, H, T, S]', mask);
@@ -411,10 +560,13 @@ function validateMask(mask: tf.Tensor|undefined, target: [number, number, number
         'Received an invalid value for argument `mask`, expected dtype bool or float32 (0/1). ' +
         `Received: mask.dtype=${formatValue(mask.dtype)}`);
   }
-  if (mask.rank !== 4 || !mask.shape.every((d, i) => d === 1 || d === target[i])) {
+  const s = mask.shape;
+  const dims = mask.rank === 4 ? s : mask.rank === 3 ? [s[0], 1, s[1], s[2]] : mask.rank === 2 ? [1, 1, s[0], s[1]] : null;
+  if (dims == null || !dims.every((d, i) => d === 1 || d === target[i])) {
     throw new ValueError(
-        'Received an invalid value for argument `mask`, expected a rank-4 shape broadcastable to ' +
-        `[B, H, T, S]=${formatValue(target)} (each dim equal or 1). Received: mask.shape=${formatValue(mask.shape)}`);
+        'Received an invalid value for argument `mask`, expected a shape broadcastable to ' +
+        `[B, H, T, S]=${formatValue(target)}: rank 4, or rank 3 [B, T, S] for every head, or rank 2 [T, S], ` +
+        `each dim equal or 1. Received: mask.shape=${formatValue(mask.shape)}`);
   }
-  return mask as tf.Tensor4D;
+  return {tensor: mask, dims: dims as [number, number, number, number]};
 }

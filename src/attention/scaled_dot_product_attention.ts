@@ -224,10 +224,12 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     return tf.tidy(() => {
       const fused = this.callFused(query, context, options);
       if (fused != null) return fused;
-      const mask = this.attentionMaskFor(query, context, options);          // [B, T, S] bool or null
+      // The padding masks go to the op as [B, T] and [B, S]: the memory-efficient path keeps them vectors.
+      const {attentionMask, queryMask, contextMask} = this.masksFor(query, context, options);
       const heads = this.projectHeads(query, context);
       const attention = {
-        mask, causal: this.causal, scale: this.scale, dropout: this.dropout,
+        mask: attentionMask, queryPaddingMask: queryMask, keyPaddingMask: contextMask,
+        causal: this.causal, scale: this.scale, dropout: this.dropout,
         training: options.training === true, blockSize: this.blockSize,
       };
       if (this.returnAttentionScores) {
@@ -362,6 +364,21 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
    * For self-attention the query's padding mask also masks the keys.
    */
   attentionMaskFor(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions): tf.Tensor|null {
+    const [queryLength, keyLength] = [query.shape[1] as number, context.shape[1] as number];
+    const {attentionMask, queryMask, contextMask} = this.masksFor(query, context, options);
+    const padding = paddingMask(queryMask, contextMask, queryLength, keyLength);  // [B, T, S] or null
+    if (attentionMask == null) return padding;
+    const attend = toBoolMask(attentionMask);                                     // [B, T, S]
+    return padding == null ? attend : tf.logicalAnd(padding, attend);
+  }
+
+  /**
+   * The call's masks, checked, kept apart: the explicit `attentionMask` (broadcastable to
+   * [B, T, S]) and the padding masks of the query [B, T] and the context [B, S] (see
+   * `paddingMasksFor`); null where there is none.
+   */
+  private masksFor(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions):
+      {attentionMask: tf.Tensor|null; queryMask: tf.Tensor|null; contextMask: tf.Tensor|null} {
     const [batch, queryLength] = query.shape as [number, number, number];
     const keyLength = context.shape[1] as number;
     const {queryMask, contextMask} = this.paddingMasksFor(query, context, options);
@@ -378,10 +395,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
             `${explicit instanceof tf.Tensor ? `[${explicit.shape.join(', ')}]` : String(explicit)}`);
       }
     }
-    const padding = paddingMask(queryMask, contextMask, queryLength, keyLength);  // [B, T, S] or null
-    if (explicit == null) return padding;
-    const attend = toBoolMask(explicit);                                          // [B, T, S]
-    return padding == null ? attend : tf.logicalAnd(padding, attend);
+    return {attentionMask: explicit, queryMask, contextMask};
   }
 
   private checkInputs(query: tf.Tensor, context: tf.Tensor): void {

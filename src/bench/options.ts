@@ -16,6 +16,8 @@ Options:
   --large-reps <n>            timed repetitions per row for T >= 4096 (default: 5)
   --warmup <n>                untimed rounds before timing (default: 5, cpu 2; 1 for T >= 4096)
   --quick                     the tiny grid of the tests (1 repetition)
+  --masks                     only the mask rows: padding, causal and explicit masks at T = 8192 on the
+                              memory-efficient path, each against the same call unmasked (target 6)
   --json <file>               also write all results to this JSON file
   --help                      show this help`;
 
@@ -37,7 +39,8 @@ export function parseBenchArgs(argv: string[]): BenchCommandLine {
       args: argv, allowPositionals: false, strict: true,
       options: {
         'backend': {type: 'string', multiple: true}, 'reps': {type: 'string'}, 'large-reps': {type: 'string'},
-        'warmup': {type: 'string'}, 'quick': {type: 'boolean'}, 'json': {type: 'string'}, 'help': {type: 'boolean'},
+        'warmup': {type: 'string'}, 'quick': {type: 'boolean'}, 'masks': {type: 'boolean'}, 'json': {type: 'string'},
+        'help': {type: 'boolean'},
       },
     });
   } catch (error) {
@@ -56,6 +59,7 @@ export function parseBenchArgs(argv: string[]): BenchCommandLine {
     largeReps: count('large-reps', values['large-reps'] as string|undefined, 1),
     warmup: count('warmup', values.warmup as string|undefined, 0),
     quick: values.quick === true,
+    masks: values.masks === true,
     json: (values.json as string|undefined) ?? null,
     help: values.help === true,
   };

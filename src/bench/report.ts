@@ -17,7 +17,8 @@ export function formatTable(results: BackendResults): string {
   ];
   for (const row of results.rows) {
     const point = `${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}`;
-    const pathName = row.ranPath === 'memory-efficient' ? `memory-efficient (${row.blockSize})` : row.ranPath;
+    const pathName = (row.ranPath === 'memory-efficient' ? `memory-efficient (${row.blockSize})` : row.ranPath) +
+        (row.mask == null ? '' : `, ${row.mask} mask`);
     const shown = row.isDefault ? `${pathName}, default` : pathName;
     if (row.status !== 'ok') {
       lines.push(`| ${point} | ${shown} | ${row.pass} | ${row.status} | | | | | | | | ${row.leakedTensors} |`);
@@ -43,6 +44,8 @@ export function formatReport(results: BenchResults): string {
         `Medians of ${reps} timed calls (${largeReps} for T >= 4096) after ${warmup} warm-up rounds (1 for T >= 4096), ` +
         'the layer, the naive version and the matMul interleaved.');
     parts.push('', formatTable(backend), '');
+    const masked = formatMaskTable(backend);
+    if (masked != null) parts.push(masked, '');
     const refused = backend.rows.filter(r => r.status !== 'ok');
     for (const row of refused) parts.push(`- (${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}) ${row.path} ${row.pass}: ${row.note}`);
     for (const note of backend.notes) parts.push(`- ${note}`);
@@ -53,6 +56,24 @@ export function formatReport(results: BenchResults): string {
   parts.push(`Node ${results.node}, ${results.cpus} CPUs; memory-efficient by default from S >= ${results.memoryEfficientThreshold}, ` +
       `block ${results.defaultBlockSize}.`);
   return parts.join('\n');
+}
+
+/**
+ * The mask rows (MASK_GRID), each against the same call without its mask, timed
+ * interleaved; null when none ran.
+ */
+export function formatMaskTable(results: BackendResults): string|null {
+  const rows = results.rows.filter(r => r.mask != null && r.status === 'ok');
+  if (rows.length === 0) return null;
+  const ratio = (a: number|null, b: number|null) => (a == null || b == null ? null : a / b);
+  const mib = (bytes: number|null) => (bytes == null ? null : bytes / MIB);
+  return ['Masks on the memory-efficient path, against the same call unmasked (timed interleaved):', '',
+    '| B, T, d, H | mask | pass | median ms | unmasked ms | time × | peak MiB | unmasked peak MiB | peak × |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map(r => `| ${r.batch}, ${r.length}, ${r.dModel}, ${r.heads} | ${r.mask} | ${r.pass} | ${fixed(r.medianMs, 2)} | ` +
+        `${fixed(r.unmaskedMedianMs, 2)} | ${fixed(ratio(r.medianMs, r.unmaskedMedianMs), 2)} | ${fixed(mib(r.peakBytes), 1)} | ` +
+        `${fixed(mib(r.unmaskedPeakBytes), 1)} | ${fixed(ratio(r.peakBytes, r.unmaskedPeakBytes), 2)} |`),
+  ].join('\n');
 }
 
 /**
@@ -67,7 +88,7 @@ export function formatSpeedups(results: BenchResults): string {
         '| B, T, d, H | path | pass | layer × | naive × |', '| --- | --- | --- | ---: | ---: |');
     for (const row of first.rows) {
       const twin = other.rows.find(r => r.batch === row.batch && r.length === row.length && r.dModel === row.dModel &&
-          r.heads === row.heads && r.path === row.path && r.pass === row.pass && r.status === 'ok');
+          r.heads === row.heads && r.path === row.path && r.mask === row.mask && r.pass === row.pass && r.status === 'ok');
       if (twin == null || row.status !== 'ok') continue;
       const ratio = (a: number|null, b: number|null) => (a == null || b == null ? null : a / b);
       lines.push(`| ${row.batch}, ${row.length}, ${row.dModel}, ${row.heads} | ${row.ranPath} | ${row.pass} | ` +
@@ -93,11 +114,11 @@ function check(target: string, ran: boolean, met: boolean, detail: string): Targ
 }
 
 function find(rows: BenchRow[], length: number, batch: number, pass: string, ran?: string, path?: string): BenchRow|undefined {
-  return rows.find(r => r.length === length && r.batch === batch && r.pass === pass &&
+  return rows.find(r => r.mask == null && r.length === length && r.batch === batch && r.pass === pass &&
       (ran == null || r.ranPath === ran) && (path == null || r.path === path));
 }
 
-/** Checks the issue's targets 1-5 against one backend's rows; a target whose rows were not run is 'not run'. */
+/** Checks the issue's targets 1-6 against one backend's rows; a target whose rows were not run is 'not run'. */
 export function evaluateTargets(results: BackendResults): TargetCheck[] {
   const rows = results.rows;
   const checks: TargetCheck[] = [];
@@ -143,6 +164,15 @@ export function evaluateTargets(results: BackendResults): TargetCheck[] {
       leaks.length === 0,
       leaks.length === 0 ? `0 tensors leaked in ${rows.length} rows` :
           leaks.map(r => `(${r.batch}, ${r.length}) ${r.path} ${r.pass}: ${r.leakedTensors}`).join(', ')));
+  const maskRows = rows.filter(r => r.mask != null && r.length === 8192);
+  const maskOk = (r: BenchRow) => r.status === 'ok' && r.peakBytes! <= 1.25 * r.unmaskedPeakBytes! &&
+      r.medianMs! <= 1.5 * r.unmaskedMedianMs!;
+  checks.push(check(
+      '6. at T = 8192 masks (padding, causal, explicit) keep the memory-efficient peak <= 1.25× and time <= 1.5× of the unmasked call (forward and forward+backward)',
+      maskRows.length > 0,
+      maskRows.length === 6 && maskRows.every(maskOk),
+      maskRows.length === 0 ? 'not run' : maskRows.map(r => `${r.mask} ${r.pass}: ` + (r.status !== 'ok' ? r.status :
+          `peak ${fixed(r.peakBytes! / r.unmaskedPeakBytes!, 2)}×, time ${fixed(r.medianMs! / r.unmaskedMedianMs!, 2)}×`)).join(', ')));
   return checks;
 }
 

@@ -19,7 +19,17 @@ export interface GridPoint extends AttentionSize {
   paths: PathName[];
   /** Block size of the 'memory-efficient' rows. Defaults to DEFAULT_BLOCK_SIZE. */
   blockSize?: number;
+  /** A mask to run with (see MaskKind); each row is then timed against the same call unmasked. */
+  mask?: MaskKind;
 }
+
+/**
+ * The masks of the mask rows: 'padding', the padding mask of `embedding({maskZero: true})`
+ * ([B, T], the last tenth padded; for self-attention it masks queries and keys); 'causal',
+ * the layer's `causal`; 'explicit', an `attentionMask` [B, 1, S] (the same padding, given
+ * as a mask that broadcasts over the queries).
+ */
+export type MaskKind = 'padding'|'causal'|'explicit';
 
 export type PathName = 'default'|'standard'|'memory-efficient';
 export type Pass = 'forward'|'forward+backward';
@@ -35,6 +45,8 @@ export interface BenchRow {
   ranPath: AttentionPath;
   /** Whether the layer takes this path with its default options (blockSize null). */
   isDefault: boolean;
+  /** The mask the row runs with, or null. */
+  mask: MaskKind|null;
   blockSize: number|null;
   pass: Pass;
   status: 'ok'|'refused'|'skipped';
@@ -67,6 +79,9 @@ export interface BenchRow {
   speedupVsOneThread: number|null;
   /** The one-thread GFLOP/s over matMulGflops (the matMul runs on one thread); on one-thread rows, fractionOfMatMul. */
   oneThreadFractionOfMatMul: number|null;
+  /** On mask rows: the same call without the mask, timed interleaved, and its peak; else null. */
+  unmaskedMedianMs: number|null;
+  unmaskedPeakBytes: number|null;
   /** numTensors after all the row's calls minus before (0 = no leak). */
   leakedTensors: number;
 }
@@ -105,11 +120,21 @@ export interface BenchOptions {
   warmup?: number;
   /** The small grid of the tests. */
   quick?: boolean;
+  /** Only the mask rows (MASK_GRID). */
+  masks?: boolean;
   /** A grid to run instead of FULL_GRID / QUICK_GRID (for experiments). */
   grid?: GridPoint[];
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
+
+/**
+ * The mask rows: at T = 8192 on the memory-efficient path, each mask against the same call
+ * unmasked (the issue's target: peak within 1.25×, time within 1.5×). Part of FULL_GRID;
+ * `--masks` runs them alone.
+ */
+export const MASK_GRID: GridPoint[] = (['padding', 'causal', 'explicit'] as MaskKind[]).map(mask => (
+  {batch: 1, length: 8192, dModel: 64, heads: 1, paths: ['memory-efficient'] as PathName[], mask}));
 
 /**
  * The issue's grid: the small points, T = 1024 and 4096, and 8192 and 16384 for the
@@ -123,7 +148,9 @@ export const FULL_GRID: GridPoint[] = [
   {batch: 1, length: 4096, dModel: 64, heads: 1, paths: ['default', 'standard', 'memory-efficient']},
   {batch: 1, length: 8192, dModel: 64, heads: 1, paths: ['default', 'standard', 'memory-efficient']},
   {batch: 1, length: 16384, dModel: 64, heads: 1, paths: ['default', 'standard', 'memory-efficient']},
+  ...MASK_GRID,
 ];
+
 
 /** A tiny grid for the tests: both paths, a few ms per row. */
 export const QUICK_GRID: GridPoint[] = [
@@ -158,7 +185,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     const largeReps = options.largeReps ?? (quick ? 1 : 5);
     const warmup = options.warmup ?? (quick ? 1 : cpu ? 2 : 5);
     const settings = {reps, largeReps, warmup, quick};
-    const grid = options.grid ?? (quick ? QUICK_GRID : FULL_GRID);
+    const grid = options.grid ?? (quick ? QUICK_GRID : options.masks ? MASK_GRID : FULL_GRID);
     const notes: string[] = [];
     const rows: BenchRow[] = [];
     for (const point of grid) {
@@ -194,10 +221,12 @@ function cpuCount(): number {
 
 /** One line of progress. */
 export function describeRow(row: BenchRow): string {
-  const point = `(${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}) ${row.path}/${row.ranPath} ${row.pass}`;
+  const point = `(${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}) ${row.path}/${row.ranPath}` +
+      `${row.mask == null ? '' : `, ${row.mask} mask`} ${row.pass}`;
   if (row.status !== 'ok') return `${point}: ${row.status}: ${row.note}`;
   return `${point}: ${row.medianMs!.toFixed(2)} ms, ${row.gflops!.toFixed(1)} GFLOP/s` +
       (row.speedupVsNaive != null ? `, ${row.speedupVsNaive.toFixed(2)}× naive` : '') +
+      (row.unmaskedMedianMs != null ? `, unmasked ${row.unmaskedMedianMs.toFixed(2)} ms` : '') +
       `, ${((row.fractionOfMatMul ?? NaN) * 100).toFixed(0)}% of matMul` +
       (row.threads === 2 ? ` (2 threads; 1 thread: ${row.oneThreadMedianMs!.toFixed(2)} ms, ` +
           `${((row.oneThreadFractionOfMatMul ?? NaN) * 100).toFixed(0)}%)` : '') + `, leaked ${row.leakedTensors}`;
@@ -230,21 +259,27 @@ async function benchRow(
   const {batch: B, length: T, dModel: d, heads: H} = point;
   const blockSize = blockSizeOf(point, path);
   const ranPath = ranPathOf(point, path, pass);
+  const mask = point.mask ?? null;
   const row: BenchRow = {
-    batch: B, length: T, dModel: d, heads: H, path, ranPath, isDefault: path === 'default' || samePath(point, path, pass),
+    batch: B, length: T, dModel: d, heads: H, path, ranPath, mask,
+    isDefault: mask == null && (path === 'default' || samePath(point, path, pass)),
     blockSize: blockSize ?? (ranPath === 'memory-efficient' ? DEFAULT_BLOCK_SIZE : ranPath === 'standard' ? 0 : null),
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
     naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null,
-    threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null, leakedTensors: 0,
+    threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
+    unmaskedMedianMs: null, unmaskedPeakBytes: null, leakedTensors: 0,
   };
   const before = tf.memory().numTensors;
-  const layer = new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize});
+  const layer = new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize, causal: mask === 'causal'});
+  // Mask rows time the same layer without its mask (a second layer where the mask is `causal`).
+  const unmaskedLayer = mask == null ? null : mask === 'causal' ? new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize}) : layer;
   const x = tf.randomNormal([B, T, d], 0, 1, 'float32', 1);
+  const masks = maskArguments(mask, B, T);
   const a = tf.randomNormal([matMulSize, matMulSize], 0, 1, 'float32', 2) as tf.Tensor2D;
   const b = tf.randomNormal([matMulSize, matMulSize], 0, 1, 'float32', 3) as tf.Tensor2D;
   try {
     tf.tidy(() => {
-      layer.apply(tf.zeros([1, 1, d]));  // builds the weights
+      for (const l of new Set([layer, unmaskedLayer ?? layer])) l.apply(tf.zeros([1, 1, d]));  // builds the weights
     });
     const training = pass === 'forward+backward';
     // Gradients for x and every weight: x as a variable, next to the layer's kernels.
@@ -256,11 +291,20 @@ async function benchRow(
     };
     const input = xVar ?? x;
     const layerCall: BenchCall = training ?
-        withGrads(() => layer.apply(input) as tf.Tensor) : () => layer.apply(input) as tf.Tensor;
+        withGrads(() => layer.apply(input, masks) as tf.Tensor) : () => layer.apply(input, masks) as tf.Tensor;
+    const unmaskedVariables = unmaskedLayer == null || unmaskedLayer === layer ? variables :
+        [...(xVar ? [xVar] : []), ...unmaskedLayer.trainableWeights.map(w => w.read() as tf.Variable)];
+    const unmaskedCall: BenchCall|null = unmaskedLayer == null ? null : training ?
+        () => {
+          const {value, grads} = tf.variableGrads(() => tf.sum(unmaskedLayer.apply(input) as tf.Tensor) as tf.Scalar, unmaskedVariables);
+          return [...Object.values(grads), value];
+        } :
+        () => unmaskedLayer.apply(input) as tf.Tensor;
     const naiveCall: BenchCall = training ?
         withGrads(() => naiveSelfAttention(layer, input)) : () => naiveSelfAttention(layer, input);
     const matMulCall: BenchCall = () => tf.matMul(a, b);
-    const naiveFits = B * H * T * T <= NAIVE_MAX_SCORES[pass];
+    // The naive version has no masks: mask rows compare with the unmasked call instead.
+    const naiveFits = mask == null && B * H * T * T <= NAIVE_MAX_SCORES[pass];
     const dHead = d / H;
     if (ranPath === 'fused') {  // one untimed call tells how many threads the kernel takes for this size
       tf.dispose(layerCall());
@@ -275,8 +319,10 @@ async function benchRow(
       }
     };
     try {
-      const calls = [layerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []), matMulCall];
+      const calls = [layerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []),
+        ...(unmaskedCall ? [unmaskedCall] : []), matMulCall];
       const times = timeInterleaved(calls, reps, warmup);
+      const timesOf = (call: BenchCall) => times[calls.indexOf(call)];
       const flops = training ? trainingFlops(point) : forwardFlops(point);
       row.medianMs = median(times[0]);
       row.gflops = flops / row.medianMs / 1e6;
@@ -284,8 +330,12 @@ async function benchRow(
       row.matMulGflops = matMulFlops(matMulSize) / matMulMs / 1e6;
       row.fractionOfMatMul = row.gflops / row.matMulGflops;
       row.oneThreadFractionOfMatMul = row.fractionOfMatMul;
+      if (unmaskedCall != null) {
+        row.unmaskedMedianMs = median(timesOf(unmaskedCall));
+        row.unmaskedPeakBytes = await peakBytes(unmaskedCall);
+      }
       if (row.threads === 2) {
-        row.oneThreadMedianMs = median(times[times.length - 2]);
+        row.oneThreadMedianMs = median(timesOf(oneThreadCall));
         row.speedupVsOneThread = row.oneThreadMedianMs / row.medianMs;
         row.oneThreadFractionOfMatMul = flops / row.oneThreadMedianMs / 1e6 / row.matMulGflops;
       }
@@ -296,7 +346,8 @@ async function benchRow(
         row.speedupVsNaive = row.naiveMedianMs / row.medianMs;
         row.naivePeakBytes = await peakBytes(naiveCall);
       } else {
-        row.note = `naive version not timed: B·H·T·S > ${NAIVE_MAX_SCORES[pass]}`;
+        row.note = mask != null ? 'naive version not timed: it has no masks' :
+            `naive version not timed: B·H·T·S > ${NAIVE_MAX_SCORES[pass]}`;
       }
     } catch (error) {
       if (!(error instanceof ValueError)) throw error;
@@ -306,9 +357,21 @@ async function benchRow(
       xVar?.dispose();
     }
   } finally {
-    tf.dispose([x, a, b]);
+    tf.dispose([x, a, b, ...Object.values(masks)]);
     layer.dispose();
+    if (unmaskedLayer != null && unmaskedLayer !== layer) unmaskedLayer.dispose();
   }
   row.leakedTensors = tf.memory().numTensors - before;
   return row;
+}
+
+/** The call arguments of a mask row (see MaskKind): `mask` or `attentionMask`; none for causal. */
+function maskArguments(mask: MaskKind|null, B: number, T: number): {[name: string]: tf.Tensor} {
+  if (mask == null || mask === 'causal') return {};
+  const padded = Math.ceil(T / 10);
+  const real = tf.tidy(() => tf.tile(tf.less(tf.range(0, T, 1, 'int32'), T - padded).reshape([1, T]), [B, 1]));  // [B, T] bool
+  if (mask === 'padding') return {mask: real};
+  const attentionMask = real.reshape([B, 1, T]);  // [B, 1, S]
+  real.dispose();
+  return {attentionMask};
 }
