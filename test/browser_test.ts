@@ -5,14 +5,11 @@
  * the WebGL backend, typing, Node-vs-browser probabilities, the four-step view, the layer's
  * PyTorch fixtures on WebGL, error messages, a phone-width layout and saves screenshots.
  *
- * Without Chromium (/usr/bin/chromium, or CHROMIUM_PATH) the suite fails, saying to install
- * Debian's chromium as .ci/run does; SKIP_BROWSER=1 skips it explicitly (one printed line, the
- * tests reported as skipped). One browser and one page are shared across the tests:
- * SwiftShader is slow on 2 cores.
+ * Without Chromium the suite fails unless SKIP_BROWSER=1 skips it (test/helpers/chromium.ts).
+ * One browser and one page are shared across the tests: SwiftShader is slow on 2 cores.
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import {chromium} from 'playwright-core';
 import type {Browser, Page} from 'playwright-core';
 import {buildDemo, DemoServer, startDemoServer} from '../scripts/demo';
 // Types window.tfjsAttentionDemo inside page.evaluate (a type-only import: nothing runs).
@@ -23,20 +20,15 @@ import {explainSentence} from '../src/park/explanation';
 import {loadParkModel} from '../src/park/park_files';
 import {ATTENTION_LAYER, PARK_SENTENCE, ParkModel} from '../src/park/park_model';
 import {predictNextWords} from '../src/park/prediction';
+import {describeInBrowser, launchChromium} from './helpers/chromium';
 import {referenceAttention} from './helpers/reference_attention';
 import {expectClose, expectIeee, flatten, Nested, randomArray, shapeOf} from './helpers/tensors';
 
 const ROOT = path.resolve(__dirname, '..');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const HAVE_CHROMIUM = fs.existsSync(CHROMIUM);
 const MODELS_DIR = path.resolve(process.env.DEMO_MODELS_DIR || path.join(ROOT, 'models'));
 const MODEL_DIR = path.join(MODELS_DIR, 'park-play');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const README_SCREENSHOT = path.join(ROOT, 'src', 'demo', 'screenshot.png');
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-gpu-blocklist', '--enable-webgl',
-];
 const DESKTOP = {width: 1024, height: 900};
 const PHONE = {width: 390, height: 844};
 const SPORTS = ['cricket', 'football', 'basketball', 'tennis'];
@@ -49,14 +41,6 @@ const SENTENCES = [
   'we want to build a new',
   'he took his bat to the park to play',
 ];
-
-/** Only an explicit SKIP_BROWSER=1 skips the suite; a missing Chromium otherwise fails it. */
-const SKIP_BROWSER = process.env.SKIP_BROWSER === '1';
-if (SKIP_BROWSER) {
-  // One line, not console.warn's multi-line block, and the tests below show as skipped.
-  process.stderr.write('browser suite skipped: SKIP_BROWSER=1\n');
-}
-const describeInBrowser = SKIP_BROWSER ? describe.skip : describe;
 
 interface FixtureCase {
   name: string;
@@ -81,7 +65,7 @@ async function waitRendered(page: Page, sentence: string): Promise<void> {
   await page.waitForFunction((s) => document.body.dataset.rendered === s, sentence, {timeout: 30_000});
 }
 
-describeInBrowser('the demo page in headless Chromium (WebGL)', () => {
+describeInBrowser('browser suite')('the demo page in headless Chromium (WebGL)', () => {
   let server: DemoServer;
   let browser: Browser;
   let page: Page;
@@ -91,17 +75,12 @@ describeInBrowser('the demo page in headless Chromium (WebGL)', () => {
 
   beforeAll(async () => {
     const started = Date.now();
-    if (!HAVE_CHROMIUM) {
-      throw new Error(
-          `Chromium not found at ${CHROMIUM}: install Debian's chromium as .ci/run does ` +
-          '(apt-get install -y chromium), or set CHROMIUM_PATH; SKIP_BROWSER=1 skips this suite.');
-    }
+    browser = await launchChromium();  // fails first when Chromium is missing
     if (!fs.existsSync(path.join(MODEL_DIR, 'model.json'))) {
       throw new Error(`No trained model at ${MODEL_DIR}: run \`npm run train\` (or set DEMO_MODELS_DIR).`);
     }
     const demoDir = await buildDemo();
     server = await startDemoServer({port: 0, demoDir, modelsDir: MODELS_DIR});
-    browser = await chromium.launch({executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS});
     page = await browser.newPage({viewport: DESKTOP});
     page.on('pageerror', (error) => pageErrors.push(error.message));
     await page.goto(server.url);
