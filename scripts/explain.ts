@@ -1,5 +1,5 @@
 /** npm run explain -- "<sentence>": the four steps of the model's attention, printed and drawn. */
-import {selectBackend} from '../src';
+import {selectBackend} from '../src/node';
 import {checkFileTarget} from '../src/io/save_target';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {ParsedOptions, runCommand} from '../src/cli/arguments';

@@ -1,5 +1,5 @@
 /** npm run predict -- "<sentence>": the model's most likely next words, as a table or JSON. */
-import {selectBackend} from '../src';
+import {selectBackend} from '../src/node';
 import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {predictionTable, readingNotices} from '../src/cli/format';
 import {terminalSafe, terminalSafeJson} from '../src/cli/terminal_text';

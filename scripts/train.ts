@@ -1,6 +1,6 @@
 /** npm run train: trains the "park and play ___" model, saves it with its plots, and prints a summary. */
 import * as path from 'path';
-import {BACKEND_NAMES, BackendName, selectBackend} from '../src';
+import {BACKEND_NAMES, BackendName, selectBackend} from '../src/node';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {ParsedOptions, runCommand} from '../src/cli/arguments';
 import {accuracySummary, epochLine, predictionTable} from '../src/cli/format';

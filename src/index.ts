@@ -1,6 +1,12 @@
-/** tfjs-attention: scaled dot-product attention layers and ops for TensorFlow.js. */
+/**
+ * tfjs-attention: scaled dot-product attention layers and ops for TensorFlow.js.
+ *
+ * The browser-safe entry: it imports no Node built-in, directly or through anything it
+ * imports (test/package_layout_test.ts walks the imports), so that bundlers build it for
+ * browsers. Node gets src/node.ts, which re-exports this and adds the file:// handler and the
+ * second attention thread (package.json's `exports` picks it under the `node` condition).
+ */
 import {registerWasmKernels} from './backend/wasm_kernels';
-import {registerFileSystemRouters} from './io/file_system_io';
 
 export {ValueError} from './errors';
 export {
@@ -23,10 +29,6 @@ export type {AttentionTrace} from './attention/trace_attention';
 export {selectBackend, BACKEND_NAMES} from './backend/select_backend';
 export {setAttentionThreads} from './backend/attention_threads';
 export type {BackendName} from './backend/select_backend';
-export {fileSystem, FileSystemIO} from './io/file_system_io';
 
-// Plain @tensorflow/tfjs in Node has no file:// handler; this gives model.save and
-// tf.loadLayersModel one (it steps aside when tfjs-node is loaded).
-registerFileSystemRouters();
 // tfjs' wasm backend has no UnsortedSegmentSum, the gradient of embeddings.
 registerWasmKernels();

@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import '../src';
+import '../src/node';
 import {fileSystem} from '../src/io/file_system_io';
 import {checkFileTarget, checkSaveTarget} from '../src/io/save_target';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
@@ -406,7 +406,7 @@ describe('loads', () => {
 /** A child Node process that saves or loads with the built package (dist/, built by globalSetup). */
 const CHILD = `
 const tf = require(${JSON.stringify(path.join(REPO, 'node_modules', '@tensorflow', 'tfjs'))});
-require(${JSON.stringify(path.join(REPO, 'dist', 'src', 'index.js'))});
+require(${JSON.stringify(path.join(REPO, 'dist', 'cjs', 'node.js'))});
 const [mode, folder, id, rounds] = process.argv.slice(2);
 (async () => {
   await tf.setBackend('cpu');

@@ -1,8 +1,8 @@
 /**
- * Jest globalSetup: builds the package (`npm run build`, i.e. tsc -p tsconfig.build.json into
- * dist/) so that tests which spawn child Node processes can load the built package the way an
+ * Jest globalSetup: builds the package (`npm run build`, i.e. scripts/build_package.js: tsc into
+ * dist/cjs, esbuild into dist/esm) so that tests which spawn child Node processes can load the built package the way an
  * app does. The build is skipped when dist/ is newer than every input (src/, package.json,
- * tsconfig*.json) and the previous build succeeded, as `make` would.
+ * tsconfig*.json, scripts/build_package.js) and the previous build succeeded, as `make` would.
  *
  * The result is recorded in dist/build-result.json rather than thrown, so that a half-edited
  * file elsewhere in src/ does not stop every test file from running; test/package_test.ts
@@ -24,7 +24,8 @@ function newestMtime(entry) {
 }
 
 function upToDate() {
-  if (!fs.existsSync(RECORD) || !fs.existsSync(path.join(ROOT, 'dist', 'src', 'index.js'))) return false;
+  const outputs = ['cjs/index.js', 'cjs/node.js', 'esm/index.js', 'esm/node.js'].map(name => path.join(ROOT, 'dist', name));
+  if (!fs.existsSync(RECORD) || !outputs.every(file => fs.existsSync(file))) return false;
   let previous;
   try {
     previous = JSON.parse(fs.readFileSync(RECORD, 'utf8'));
@@ -32,7 +33,8 @@ function upToDate() {
     return false;
   }
   if (previous.status !== 0) return false;
-  const inputs = ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json'].map(name => path.join(ROOT, name));
+  const inputs = ['src', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build_package.js']
+      .map(name => path.join(ROOT, name));
   // Against the time the build started: a file saved while tsc ran counts as newer.
   return typeof previous.started === 'number' && Math.max(...inputs.map(newestMtime)) < previous.started;
 }

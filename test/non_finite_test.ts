@@ -11,8 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import {dotProductAttention, memoryEfficientAttention, scaledDotProductAttention, traceAttention, ValueError} from '../src';
-import type {ScaledDotProductAttentionArgs} from '../src';
+import {dotProductAttention, memoryEfficientAttention, scaledDotProductAttention, traceAttention, ValueError} from '../src/node';
+import type {ScaledDotProductAttentionArgs} from '../src/node';
 import {attentionPath} from '../src/attention/dot_product_attention';
 import {MAX_WEIGHT_ELEMENTS} from '../src/attention/scaled_dot_product_attention';
 import * as threadsModule from '../src/backend/attention_threads';
@@ -452,7 +452,7 @@ describe('no kernel status line on stderr', () => {
   it('T = 0 and S = 0 on wasm (one pair: 2-D XNNPACK products) print nothing', async () => {
     const script = [
       "const tf = require('@tensorflow/tfjs');",
-      "const {selectBackend, dotProductAttention, scaledDotProductAttention} = require('./dist/src');",
+      "const {selectBackend, dotProductAttention, scaledDotProductAttention} = require('./dist/cjs/node');",
       '(async () => {',
       "  await selectBackend('wasm');",
       '  const shapes = [];',

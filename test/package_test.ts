@@ -2,8 +2,8 @@
  * The built package as an app sees it: `npm run build` (run once by test/global_setup.js)
  * emits dist/ with declarations; `require('tfjs-attention')` and `import … from
  * 'tfjs-attention'` work from a Node project; TypeScript consumers get the types; the layer
- * registers into the app's own tfjs instance; `npm pack` ships what the package needs at run
- * time. Everything runs in child Node processes in a temporary project whose node_modules
+ * registers into the app's own tfjs instance. (The packed tarball, its file list and its
+ * consumers: test/package_layout_test.ts.) Everything runs in child Node processes in a temporary project whose node_modules
  * links `tfjs-attention` (this repo, or the unpacked tarball) and `@tensorflow`.
  */
 import {spawnSync} from 'child_process';
@@ -65,21 +65,38 @@ describe('the built package (dist/)', () => {
     expect(result.status).toBe(0);
   });
 
-  it('package.json points main, types and exports at dist/, and those files exist with their declarations', () => {
+  it('package.json points main, module, types and the conditional exports at dist/cjs and dist/esm, and those files exist', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8'));
-    expect(pkg.main).toBe('dist/src/index.js');
-    expect(pkg.types).toBe('dist/src/index.d.ts');
-    expect(pkg.exports['.']).toEqual({types: './dist/src/index.d.ts', default: './dist/src/index.js'});
-    for (const file of [pkg.main, pkg.types, pkg.exports['.'].types, pkg.exports['.'].default]) {
-      expect(fs.existsSync(path.join(REPO, file))).toBe(true);
+    expect(pkg.main).toBe('dist/cjs/index.js');
+    expect(pkg.module).toBe('dist/esm/index.js');
+    expect(pkg.types).toBe('dist/cjs/index.d.ts');
+    const nodeEntry = {
+      import: {types: './dist/esm/node.d.ts', default: './dist/esm/node.js'},
+      default: {types: './dist/cjs/node.d.ts', default: './dist/cjs/node.js'},
+    };
+    expect(pkg.exports).toEqual({
+      '.': {
+        node: nodeEntry,  // Node: the file:// handler and the second thread, with no extra line
+        import: {types: './dist/esm/index.d.ts', default: './dist/esm/index.js'},  // bundlers: browser-safe
+        default: {types: './dist/cjs/index.d.ts', default: './dist/cjs/index.js'},
+      },
+      './node': nodeEntry,
+      './package.json': './package.json',
+    });
+    const targets = [pkg.main, pkg.module, pkg.types];
+    for (const entry of [pkg.exports['.'].import, pkg.exports['.'].default, nodeEntry.import, nodeEntry.default]) {
+      targets.push(entry.types, entry.default);
     }
-    for (const module of ['index', 'errors', 'keras_objects', 'attention/scaled_dot_product_attention',
+    for (const file of targets) expect(fs.existsSync(path.join(REPO, file))).toBe(true);
+    expect(JSON.parse(fs.readFileSync(path.join(REPO, 'dist', 'esm', 'package.json'), 'utf8'))).toEqual({type: 'module'});
+    for (const module of ['index', 'node', 'errors', 'keras_objects', 'attention/scaled_dot_product_attention',
       'attention/dot_product_attention', 'attention/trace_attention', 'backend/select_backend', 'io/file_system_io']) {
-      expect(fs.existsSync(path.join(REPO, 'dist', 'src', `${module}.js`))).toBe(true);
-      expect(fs.existsSync(path.join(REPO, 'dist', 'src', `${module}.d.ts`))).toBe(true);
+      expect(fs.existsSync(path.join(REPO, 'dist', 'cjs', `${module}.js`))).toBe(true);
+      expect(fs.existsSync(path.join(REPO, 'dist', 'cjs', `${module}.d.ts`))).toBe(true);
     }
-    const declarations = fs.readFileSync(path.join(REPO, 'dist', 'src', 'index.d.ts'), 'utf8');
+    const declarations = fs.readFileSync(path.join(REPO, 'dist', 'cjs', 'index.d.ts'), 'utf8');
     for (const name of PUBLIC_NAMES) expect(declarations).toMatch(new RegExp(`\\b${name}\\b`));
+    expect(fs.readFileSync(path.join(REPO, 'dist', 'cjs', 'node.d.ts'), 'utf8')).toMatch(/\bfileSystem\b/);
   });
 
   it('require("tfjs-attention") in a CommonJS child exposes the API and registers into the app\'s tfjs', () => {
@@ -89,7 +106,7 @@ describe('the built package (dist/)', () => {
 const tfa = require('tfjs-attention');
 const resolved = require.resolve('tfjs-attention');
 ${REPORT.replace("console.log('RESULT ' + JSON.stringify({", "console.log('RESULT ' + JSON.stringify({resolved,")}`);
-    expect(fs.realpathSync(report.resolved as string)).toBe(path.join(REPO, 'dist', 'src', 'index.js'));
+    expect(fs.realpathSync(report.resolved as string)).toBe(path.join(REPO, 'dist', 'cjs', 'node.js'));  // the `node` condition
     expect(report).toEqual(expect.objectContaining({
       kinds: Object.fromEntries(PUBLIC_NAMES.map(name => [name, 'function'])),
       className: 'ScaledDotProductAttention',
@@ -148,46 +165,5 @@ selectBackend('gpu');
     });
     expect(tsc.stdout + tsc.stderr).toBe('');
     expect(tsc.status).toBe(0);
-  });
-
-  it('`npm pack` ships dist/src (code and declarations) and the corpus file, and the unpacked tarball works', () => {
-    const packDir = path.join(tmp, 'pack');
-    fs.mkdirSync(packDir);
-    const pack = spawnSync('npm', ['pack', '--json', '--pack-destination', packDir], {
-      cwd: REPO, encoding: 'utf8', timeout: 120000, env: {...process.env, npm_config_loglevel: 'error'},
-    });
-    expect(pack.status).toBe(0);
-    const [info] = JSON.parse(pack.stdout) as Array<{filename: string; files: Array<{path: string}>}>;
-    const files = info.files.map(f => f.path);
-    expect(files).toEqual(expect.arrayContaining([
-      'package.json', 'dist/src/index.js', 'dist/src/index.d.ts',
-      'dist/src/attention/scaled_dot_product_attention.js', 'dist/src/io/file_system_io.js',
-      'src/park/corpus/park_corpus.txt',  // read at run time by src/park/corpus.ts
-    ]));
-    expect(files.filter(f => f.startsWith('test/') || f.startsWith('src/') && !f.startsWith('src/park/corpus/'))).toEqual([]);
-    expect(files.filter(f => f === 'dist/build-result.json')).toEqual([]);
-
-    // Unpack it as npm would install it: node_modules/tfjs-attention, a real folder this time.
-    const app = path.join(tmp, 'installed');
-    makeProject(app, null);
-    const installed = path.join(app, 'node_modules', 'tfjs-attention');
-    fs.mkdirSync(installed);
-    const tar = spawnSync('tar', ['-xzf', path.join(packDir, info.filename), '-C', installed, '--strip-components=1']);
-    expect(tar.status).toBe(0);
-    const report = runNode(app, 'app.js', `const tf = require('@tensorflow/tfjs');
-const tfa = require('tfjs-attention');
-const corpus = require(require('path').join(require('path').dirname(require.resolve('tfjs-attention')), 'park', 'corpus.js'));
-const corpusPath = corpus.defaultCorpusPath();
-const corpusFound = require('fs').existsSync(corpusPath);
-${REPORT.replace("console.log('RESULT ' + JSON.stringify({", "console.log('RESULT ' + JSON.stringify({corpusPath, corpusFound, resolved: require.resolve('tfjs-attention'),")}`);
-    expect(report.resolved).toBe(path.join(installed, 'dist', 'src', 'index.js'));
-    expect(report.corpusPath).toBe(path.join(installed, 'src', 'park', 'corpus', 'park_corpus.txt'));
-    expect(report.corpusFound).toBe(true);
-    expect(report).toEqual(expect.objectContaining({
-      kinds: Object.fromEntries(PUBLIC_NAMES.map(name => [name, 'function'])),
-      registeredInAppTf: true,
-      isAppLayer: true,
-      outputShape: [1, 2, 2],
-    }));
   });
 });

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
-import {selectBackend} from '../src';
+import {selectBackend} from '../src/node';
 import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
 import {defaultModelDir, loadParkModel} from '../src/park/park_files';
 import {ValueError} from '../src/errors';

@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
-import {selectBackend} from '../src';
+import {selectBackend} from '../src/node';
 import {Corpus, defaultCorpusPath, HELD_OUT_MARKER, loadCorpus} from '../src/park/corpus';
 import {explainSentence} from '../src/park/explanation';
 import {loadParkModel, saveParkModel} from '../src/park/park_files';

@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {ScaledDotProductAttention} from '../src';
+import {ScaledDotProductAttention} from '../src/node';
 import {SaveStep, setSaveStepHookForTest} from '../src/io/file_system_io';
 import {escapeRegExp, maxAbsDiff, randomArray} from './helpers/tensors';
 
@@ -192,11 +192,11 @@ describe('model.save("file://…") without tfjs-node', () => {
     });
   });
 
-  const cases: Array<[string, string, boolean]> = [
-    ['require (CommonJS)', 'child.js', false],
-    ['import (ESM .mjs)', 'child.mjs', true],
+  const cases: Array<[string, string, boolean, string]> = [
+    ['require (CommonJS)', 'child.js', false, 'cjs'],
+    ['import (ESM .mjs)', 'child.mjs', true, 'esm'],  // the ESM build, through the `node` condition
   ];
-  for (const [kind, script, includeOptimizer] of cases) {
+  for (const [kind, script, includeOptimizer, build] of cases) {
     const saved = includeOptimizer ? 'saved with its optimizer' : 'saved without optimizer (the child compiles it)';
     it(`a child Node process using ${kind} of tfjs-attention loads a model ${saved} with identical predictions and trains on`, async () => {
       expect(buildResult().status).toBe(0);
@@ -216,7 +216,7 @@ describe('model.save("file://…") without tfjs-node', () => {
       const child = runChild(script, {
         url: `file://${folder}/model.json`, input: INPUT, train: {x: TRAIN_X, y: TRAIN_Y, epochs: 6}, saveTo: `file://${saveTo}`,
       });
-      expect(fs.realpathSync(child.resolved)).toBe(path.join(REPO, 'dist', 'src', 'index.js'));  // the built package
+      expect(fs.realpathSync(child.resolved)).toBe(path.join(REPO, 'dist', build, 'node.js'));  // the built package
       expect(child.registered).toBe(true);
       expect(child.layerClasses.filter(c => c === 'ScaledDotProductAttention')).toHaveLength(2);
       expect(maxAbsDiff(child.prediction, expected).diff).toBeLessThanOrEqual(1e-6);
@@ -242,11 +242,11 @@ describe('model.save("file://…") without tfjs-node', () => {
 describe('two copies of tfjs-attention on one tfjs (e.g. two versions installed side by side)', () => {
   it('register one file:// handler between them, so saving and loading still work', () => {
     const copy = path.join(tmp, 'second-copy');
-    fs.cpSync(path.join(REPO, 'dist', 'src'), path.join(copy, 'dist', 'src'), {recursive: true});
+    fs.cpSync(path.join(REPO, 'dist', 'cjs'), path.join(copy, 'dist', 'cjs'), {recursive: true});
     const folder = path.join(tmp, 'saved-with-two-copies');
     fs.writeFileSync(path.join(tmp, 'two_copies.js'), `const tf = require('@tensorflow/tfjs');
 require('tfjs-attention');
-require(${JSON.stringify(path.join(copy, 'dist', 'src', 'index.js'))});
+require(${JSON.stringify(path.join(copy, 'dist', 'cjs', 'node.js'))});
 (async () => {
   await tf.setBackend('cpu');
   const model = tf.sequential({layers: [tf.layers.dense({units: 1, inputShape: [2], kernelInitializer: 'ones'})]});

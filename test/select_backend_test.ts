@@ -6,7 +6,7 @@
  */
 import {spawnSync} from 'child_process';
 import * as tf from '@tensorflow/tfjs';
-import {BACKEND_NAMES, selectBackend} from '../src';
+import {BACKEND_NAMES, selectBackend} from '../src/node';
 
 /** Whether `require('@tensorflow/tfjs-node')` succeeds: resolvable, and its native binding loads. */
 function tfjsNodeLoads(): boolean {

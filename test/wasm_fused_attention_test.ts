@@ -9,8 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import {dotProductAttention, scaledDotProductAttention} from '../src';
-import type {ScaledDotProductAttentionArgs} from '../src';
+import {dotProductAttention, scaledDotProductAttention} from '../src/node';
+import type {ScaledDotProductAttentionArgs} from '../src/node';
 import {attentionPath, takesFusedPath} from '../src/attention/dot_product_attention';
 import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {
@@ -378,7 +378,7 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
   it('never keeps the process alive: a script that used both threads exits by itself', async () => {
     const script = [
       "const tf = require('@tensorflow/tfjs');",
-      "const {selectBackend, dotProductAttention} = require('./dist/src');",
+      "const {selectBackend, dotProductAttention} = require('./dist/cjs/node');",
       '(async () => {',
       "  await selectBackend('wasm');",
       '  const q = tf.randomNormal([1, 1024, 64]);',

@@ -4,8 +4,9 @@
  * this starts one worker_threads Worker of its own, which instantiates the `attend` function
  * on a shared WebAssembly.Memory. For a large call the kernel copies the operands into that
  * memory and packs them there; the worker takes the first half of each pair's query tiles
- * and this thread the second half, and they meet again through Atomics. Browsers, and runtimes
- * without worker_threads or shared memory, keep to one thread.
+ * and this thread the second half, and they meet again through Atomics. The Node entry
+ * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
+ * keep to one thread.
  */
 import {ValueError} from '../errors';
 import {sharedModuleBytes} from './wasm_heap_module';
@@ -105,22 +106,26 @@ export interface SecondThread {
 /** undefined: not tried; null: not available here. */
 let secondThread: SecondThread|null|undefined;
 
-interface WorkerLike {
+/** What this file uses of a worker_threads Worker. */
+export interface WorkerLike {
   unref(): void;
   on(event: 'error', listener: (error: Error) => void): void;
 }
-interface WorkerThreadsLike {
+/** What this file uses of Node's worker_threads module. */
+export interface WorkerThreadsLike {
   Worker: new (source: string, options: {eval: true; workerData: unknown}) => WorkerLike;
 }
 
-/** Node's worker_threads, where the runtime has it (never in browsers, never bundled). */
-function workerThreads(): WorkerThreadsLike|null {
-  const proc = (globalThis as {process?: {getBuiltinModule?: (name: string) => unknown}}).process;
-  try {
-    return (proc?.getBuiltinModule?.('worker_threads') as WorkerThreadsLike|undefined) ?? null;
-  } catch {
-    return null;
-  }
+/**
+ * Node's worker_threads, handed in by the Node entry (src/node.ts), so that this file imports
+ * no Node built-in and bundles for browsers; null (one thread) until then, and in browsers.
+ */
+let workerThreadsModule: WorkerThreadsLike|null = null;
+
+/** Lets the fused kernel start its second thread with `threads` (src/node.ts passes worker_threads). */
+export function provideWorkerThreads(threads: WorkerThreadsLike|null): void {
+  if (workerThreadsModule == null && secondThread === null) secondThread = undefined;  // had none before: try again
+  workerThreadsModule = threads;
 }
 
 /** Threads the fused kernel may use: 2 by default, 1 to keep it on the calling thread. */
@@ -145,7 +150,7 @@ export function getSecondThread(): SecondThread|null {
   if (threadCount === 1) return null;
   if (secondThread !== undefined) return secondThread;
   secondThread = null;
-  const threads = workerThreads();
+  const threads = workerThreadsModule;
   if (threads == null || typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return null;
   try {
     const memory = new WebAssembly.Memory({initial: 1, maximum: SHARED_PAGES, shared: true});

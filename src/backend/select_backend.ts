@@ -5,22 +5,46 @@ import {invalidArgument, ValueError} from '../errors';
 export type BackendName = 'auto'|'tensorflow'|'wasm'|'cpu'|'webgl';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgl'];
 
+/** Where a backend's package comes from: `import()` of an installed package (Node), or none. */
+export type BackendPackageLoader = (id: string) => Promise<unknown>;
+
+/**
+ * How selectBackend loads a backend's package when its factory is not registered yet. The
+ * browser-safe entry has none (a browser app imports '@tensorflow/tfjs-backend-wasm' itself,
+ * since a bundler must see that import); the Node entry (src/node.ts) sets one.
+ */
+let backendPackageLoader: BackendPackageLoader|null = null;
+
+/** Sets how selectBackend loads backend packages (src/node.ts); returns the previous loader. */
+export function setBackendPackageLoader(loader: BackendPackageLoader|null): BackendPackageLoader|null {
+  const previous = backendPackageLoader;
+  backendPackageLoader = loader;
+  return previous;
+}
+
+const BACKEND_PACKAGES = {tensorflow: '@tensorflow/tfjs-node', wasm: '@tensorflow/tfjs-backend-wasm'} as const;
+
 /**
  * Loads the package that provides a backend. Returns false when it is not installed (as
- * tfjs-node is on machines where its libtensorflow download failed).
+ * tfjs-node is on machines where its libtensorflow download failed) or cannot be loaded here.
  */
-function loadBackendPackage(name: 'tensorflow'|'wasm'): boolean {
+async function loadBackendPackage(name: 'tensorflow'|'wasm'): Promise<boolean> {
   if (tf.findBackendFactory(name) != null) return true;
+  if (backendPackageLoader == null) return false;
   try {
-    // A plain require, hidden from bundlers: these are optional, Node-only packages.
-    const load = typeof module !== 'undefined' && typeof module.require === 'function' ?
-        (id: string) => module.require(id) : null;
-    if (load == null) return false;
-    load(name === 'tensorflow' ? '@tensorflow/tfjs-node' : '@tensorflow/tfjs-backend-wasm');
+    await backendPackageLoader(BACKEND_PACKAGES[name]);
     return tf.findBackendFactory(name) != null;
   } catch {
     return false;
   }
+}
+
+/** What to do when `name` could not start: install its package (Node) or import it (a bundled app). */
+function missingPackageHint(name: Exclude<BackendName, 'auto'>): string {
+  if (name !== 'tensorflow' && name !== 'wasm') return '';
+  if (tf.findBackendFactory(name) != null) return '';
+  return backendPackageLoader != null ? ` (is ${BACKEND_PACKAGES[name]} installed?)` :
+      ` (import '${BACKEND_PACKAGES[name]}' in your app first)`;
 }
 
 /**
@@ -36,7 +60,7 @@ export async function selectBackend(name: BackendName = 'auto'): Promise<string>
   const candidates: Array<Exclude<BackendName, 'auto'>> = name === 'auto' ? ['tensorflow', 'wasm', 'cpu'] : [name];
   for (const candidate of candidates) {
     if (candidate === 'tensorflow' || candidate === 'wasm') {
-      if (!loadBackendPackage(candidate)) continue;
+      if (!(await loadBackendPackage(candidate))) continue;
     }
     if (await tf.setBackend(candidate).catch(() => false)) {
       await tf.ready();
@@ -45,5 +69,5 @@ export async function selectBackend(name: BackendName = 'auto'): Promise<string>
   }
   throw new ValueError(
       `Backend ${JSON.stringify(name)} could not be started here` +
-      (name === 'tensorflow' ? ' (is @tensorflow/tfjs-node installed?)' : '') + `. Received: name=${JSON.stringify(name)}`);
+      (name === 'auto' ? '' : missingPackageHint(name)) + `. Received: name=${JSON.stringify(name)}`);
 }
