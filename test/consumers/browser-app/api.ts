@@ -8,7 +8,7 @@ export type BrowserBackend = 'webgl'|'wasm'|'webgpu';
 
 /** A layer to run: its configuration, input, weights (setWeights order) and the cotangent of its output. */
 export interface LayerCase {
-  config: {numHeads: number; keyDim: number; valueDim?: number; useBias?: boolean; causal?: boolean};
+  config: {numHeads: number; keyDim: number; valueDim?: number; useBias?: boolean; outputDim?: number; causal?: boolean};
   /** [B, T, d]. */
   input: number[][][];
   /** The layer's weights in `layer.weights` order (wq, wk, wv, bq, bk, bv, wo, bo). */

@@ -40,14 +40,13 @@ function show(kind: string, backend: string, values: Record<string, unknown>): v
 async function runLayer(backend: BrowserBackend, layerCase: LayerCase): Promise<LayerResult> {
   await useBackend(backend);
   const before = tf.memory().numTensors;
-  const layer = scaledDotProductAttention(layerCase.config);
-  const input = tf.tensor3d(layerCase.input);                                    // [B, T, d]
-  layer.build(input.shape);
   const weights = layerCase.weights.map((w) => tf.tensor(w));
-  layer.setWeights(weights);
-  tf.dispose(weights);
+  // `weights` are set when the first call builds the layer.
+  const layer = scaledDotProductAttention({...layerCase.config, weights});
+  const input = tf.tensor3d(layerCase.input);                                    // [B, T, d]
   // Inference, profiled to see which kernels ran (on wasm: the fused attention kernel).
   const profile = await tf.profile(() => layer.apply(input) as tf.Tensor);     // [B, T, out]
+  tf.dispose(weights);
   const output = profile.result as tf.Tensor;
   const cotangent = tf.tensor3d(layerCase.cotangent);                            // [B, T, out]
   const gradient = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, cotangent)))(input);  // [B, T, d]
