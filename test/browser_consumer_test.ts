@@ -26,7 +26,7 @@ import type {Browser, Page} from 'playwright-core';
 import {scaledDotProductAttention} from '../src';
 import type {BrowserBackend, LayerCase, LayerResult, ModelResult} from './consumers/browser-app/api';
 import {describeInBrowser, launchChromium} from './helpers/chromium';
-import {installTarball, linkFromRepo, packRepo, runIn} from './helpers/packed_package';
+import {installTarball, linkFromRepo, packRepo, REPO, runIn} from './helpers/packed_package';
 import {referenceAttention, ReferenceWeights} from './helpers/reference_attention';
 import {expectClose, Nested, randomArray} from './helpers/tensors';
 
@@ -128,6 +128,9 @@ beforeAll(async () => {
   app = path.join(tmp, 'app');
   site = path.join(tmp, 'site');
   fs.cpSync(APP_SOURCE, app, {recursive: true});
+  // npm pack packs dist/ as test/global_setup.js built it.
+  const build = JSON.parse(fs.readFileSync(path.join(REPO, 'dist', 'build-result.json'), 'utf8'));
+  if (build.status !== 0) throw new Error(`\`npm run build\` failed, so there is nothing to pack:\n${build.output}`);
   const tarball = await packRepo(path.join(tmp, 'pack'));
   await installTarball(tarball, app);
   linkFromRepo(app, ['@tensorflow', 'vite']);
@@ -156,7 +159,7 @@ describe('the browser app builds from the packed tarball with no Node built-in',
     const library = inputs.filter(([file]) => file.includes('node_modules/tfjs-attention/'));
     expect(library.length).toBeGreaterThan(0);
     // Nothing from the repo's own sources: only the unpacked package.
-    expect(inputs.filter(([file]) => path.resolve(app, file).startsWith(path.join(path.dirname(__dirname), 'src')))).toEqual([]);
+    expect(inputs.filter(([file]) => path.resolve(app, file).startsWith(path.join(REPO, 'src') + path.sep))).toEqual([]);
     const libraryBuiltins = library.flatMap(([file, input]) =>
       input.imports.filter((i) => isBuiltin(i.original ?? i.path) || i.path.startsWith('(disabled)')).map((i) => `${file} -> ${i.original ?? i.path}`));
     expect(libraryBuiltins).toEqual([]);
