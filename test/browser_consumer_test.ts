@@ -2,7 +2,8 @@
  * tfjs-attention as browser apps get it (issue 10): `npm pack` of the repo, unpacked into a
  * throwaway app's node_modules (tfjs and the bundlers linked from this repo's install), and
  * the app in test/consumers/browser-app built twice, by Vite and by esbuild for
- * `platform: 'browser'`. Neither build may pull in a Node built-in. Each build is served from
+ * `platform: 'browser'`. Neither build may pull in a Node built-in, and the app type-checks
+ * against the tarball's declarations. Each build is served from
  * 127.0.0.1 with the tfjs-backend-wasm binaries and a model saved in Node with
  * model.save('file://…'), and opened in headless Chromium (WebGL and WebGPU on SwiftShader):
  * on webgl, wasm and webgpu the page shows a layer's output and input gradient, which must
@@ -163,8 +164,14 @@ describe('the browser app builds from the packed tarball with no Node built-in',
     const libraryBuiltins = library.flatMap(([file, input]) =>
       input.imports.filter((i) => isBuiltin(i.original ?? i.path) || i.path.startsWith('(disabled)')).map((i) => `${file} -> ${i.original ?? i.path}`));
     expect(libraryBuiltins).toEqual([]);
-    // Elsewhere (tfjs) a built-in may only appear as the empty stub of a package's `browser` field.
+    // Elsewhere (tfjs) built-ins appear only as empty stubs ("(disabled):fs") from a package's `browser` field.
     expect(inputs.map(([file]) => file).filter((file) => isBuiltin(file))).toEqual([]);
+  });
+
+  it('the app type-checks against the tarball\'s declarations (tsc, moduleResolution bundler, as its tsconfig.json says)', async () => {
+    const tsc = await runIn(app, process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json']);
+    expect(tsc.output).toBe('');
+    expect(tsc.status).toBe(0);
   });
 
   it('Vite bundles it without externalizing any module for browser compatibility', () => {
