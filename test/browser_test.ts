@@ -16,13 +16,13 @@ import {chromium} from 'playwright-core';
 import type {Browser, Page} from 'playwright-core';
 import {buildDemo, DemoServer, startDemoServer} from '../scripts/demo';
 // Types window.tfjsAttentionDemo inside page.evaluate (a type-only import: nothing runs).
-import type {} from '../src/demo/main';
+import type {} from '../scripts/app/demo/main';
 import {selectBackend} from '../src';
 import type {ScaledDotProductAttention} from '../src';
-import {explainSentence} from '../src/park/explanation';
-import {loadParkModel} from '../src/park/park_files';
-import {ATTENTION_LAYER, PARK_SENTENCE, ParkModel} from '../src/park/park_model';
-import {predictNextWords} from '../src/park/prediction';
+import {explainSentence} from '../scripts/app/park/explanation';
+import {loadParkModel} from '../scripts/app/park/park_files';
+import {ATTENTION_LAYER, PARK_SENTENCE, ParkModel} from '../scripts/app/park/park_model';
+import {predictNextWords} from '../scripts/app/park/prediction';
 import {referenceAttention} from './helpers/reference_attention';
 import {expectClose, expectIeee, flatten, Nested, randomArray, shapeOf} from './helpers/tensors';
 
@@ -32,7 +32,7 @@ const HAVE_CHROMIUM = fs.existsSync(CHROMIUM);
 const MODELS_DIR = path.resolve(process.env.DEMO_MODELS_DIR || path.join(ROOT, 'models'));
 const MODEL_DIR = path.join(MODELS_DIR, 'park-play');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
-const README_SCREENSHOT = path.join(ROOT, 'src', 'demo', 'screenshot.png');
+const README_SCREENSHOT = path.join(ROOT, 'scripts', 'app', 'demo', 'screenshot.png');
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-gpu-blocklist', '--enable-webgl',
