@@ -1,9 +1,9 @@
-/** npm run bench: times the attention layer on the active backend(s) and prints a Markdown table; logic in src/bench/. */
-import {runMain} from '../src/cli/arguments';
-import {BENCH_USAGE, parseBenchArgs} from '../src/bench/options';
-import {formatReport, writeJson} from '../src/bench/report';
-import {runBench} from '../src/bench/run_bench';
-import '../src';  // registers the wasm kernels and file IO, as an app would
+/** npm run bench: times the attention layer on the active backend(s) and prints a Markdown table; logic in scripts/app/bench/. */
+import {runMain} from './app/cli/arguments';
+import {BENCH_USAGE, parseBenchArgs} from './app/bench/options';
+import {formatReport, writeJson} from './app/bench/report';
+import {runBench} from './app/bench/run_bench';
+import './app/tfjs_attention_node';  // registers the wasm kernels and file IO, as an app would
 
 async function main(): Promise<void> {
   const options = parseBenchArgs(process.argv.slice(2));

@@ -33,6 +33,7 @@ function main() {
     platform: 'neutral',
     target: 'es2020',
     chunkNames: 'chunk-[hash]',
+    keepNames: true,  // classes keep their names (ValueError, not _ValueError)
     // Dependencies and peers are the app's own (one tfjs instance); Node built-ins stay imports (node.ts only).
     external: ['@tensorflow/*', ...builtinModules, 'node:*'],
     logLevel: 'warning',

@@ -1,5 +1,5 @@
 /**
- * npm run demo: bundles the browser demo (src/demo) with esbuild into dist/demo/ and serves
+ * npm run demo: bundles the browser demo (scripts/app/demo) with esbuild into dist/demo/ and serves
  * it, with the trained models under /models/, on localhost with Node's http module.
  *
  * The tests use `buildDemo` and `startDemoServer` directly (test/browser_test.ts).
@@ -9,20 +9,20 @@ import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
 import * as esbuild from 'esbuild';
-import {ParsedOptions, runCommand} from '../src/cli/arguments';
-import {ValueError} from '../src/errors';
-import {packageRoot} from '../src/package_root';
+import {ParsedOptions, runCommand} from './app/cli/arguments';
+import {ValueError} from './app/tfjs_attention_node';
+import {packageRoot} from './app/package_root';
 
 const ROOT = packageRoot();
 /** Where the bundle goes: git-ignored through `dist/`. */
 const DEFAULT_DEMO_DIR = path.join(ROOT, 'dist', 'demo');
 /** What /models/ serves: the repo's models folder, so the page finds models/park-play. */
 const DEFAULT_MODELS_DIR = path.join(ROOT, 'models');
-const SOURCE_DIR = path.join(ROOT, 'src', 'demo');
+const SOURCE_DIR = path.join(ROOT, 'scripts', 'app', 'demo');
 const WASM_DIR = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
 
 /**
- * Bundles src/demo/main.ts into `outDir`/main.js and copies index.html, style.css and the
+ * Bundles scripts/app/demo/main.ts into `outDir`/main.js and copies index.html, style.css and the
  * tfjs-backend-wasm binaries (into `outDir`/wasm/, where the page's setWasmPaths points).
  * Returns `outDir`.
  */

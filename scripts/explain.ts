@@ -1,15 +1,15 @@
 /** npm run explain -- "<sentence>": the four steps of the model's attention, printed and drawn. */
-import {selectBackend} from '../src/node';
-import {checkFileTarget} from '../src/io/save_target';
-import {writeFileAtomic} from '../src/io/write_file_atomic';
-import {ParsedOptions, runCommand} from '../src/cli/arguments';
-import {readingNotices} from '../src/cli/format';
-import {terminalSafe} from '../src/cli/terminal_text';
-import {attentionHeatmapSvg, explainSentence, meanOverHeads} from '../src/park/explanation';
-import {defaultModelDir, loadParkModel} from '../src/park/park_files';
-import {disposeParkModel} from '../src/park/park_model';
-import {predictNextWords} from '../src/park/prediction';
-import {terminalHeatmap} from '../src/plots/terminal_heatmap';
+import {selectBackend} from './app/tfjs_attention_node';
+import {checkFileTarget} from './app/tfjs_attention_node';
+import {writeFileAtomic} from './app/io/write_file_atomic';
+import {ParsedOptions, runCommand} from './app/cli/arguments';
+import {readingNotices} from './app/cli/format';
+import {terminalSafe} from './app/cli/terminal_text';
+import {attentionHeatmapSvg, explainSentence, meanOverHeads} from './app/park/explanation';
+import {defaultModelDir, loadParkModel} from './app/park/park_files';
+import {disposeParkModel} from './app/park/park_model';
+import {predictNextWords} from './app/park/prediction';
+import {terminalHeatmap} from './app/plots/terminal_heatmap';
 
 const OPTIONS = {
   model: {type: 'string', help: 'Folder of a model saved by npm run train (default: models/park-play).'},

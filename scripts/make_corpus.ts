@@ -1,9 +1,9 @@
-/** Writes src/park/corpus/park_corpus.txt, the built-in corpus, from templates (run: npx tsx scripts/make_corpus.ts). */
+/** Writes scripts/app/park/corpus/park_corpus.txt, the built-in corpus, from templates (run: npx tsx scripts/make_corpus.ts). */
 
 import * as fs from 'fs';
 import * as path from 'path';
 
-import {defaultCorpusPath, parseCorpus} from '../src/park/corpus';
+import {defaultCorpusPath, parseCorpus} from './app/park/corpus';
 
 /** A sentence subject with what its verbs need to agree. */
 export interface Subject {

@@ -1,11 +1,11 @@
 /** npm run predict -- "<sentence>": the model's most likely next words, as a table or JSON. */
-import {selectBackend} from '../src/node';
-import {ParsedOptions, runCommand} from '../src/cli/arguments';
-import {predictionTable, readingNotices} from '../src/cli/format';
-import {terminalSafe, terminalSafeJson} from '../src/cli/terminal_text';
-import {defaultModelDir, loadParkModel} from '../src/park/park_files';
-import {disposeParkModel} from '../src/park/park_model';
-import {predictNextWords} from '../src/park/prediction';
+import {selectBackend} from './app/tfjs_attention_node';
+import {ParsedOptions, runCommand} from './app/cli/arguments';
+import {predictionTable, readingNotices} from './app/cli/format';
+import {terminalSafe, terminalSafeJson} from './app/cli/terminal_text';
+import {defaultModelDir, loadParkModel} from './app/park/park_files';
+import {disposeParkModel} from './app/park/park_model';
+import {predictNextWords} from './app/park/prediction';
 
 const OPTIONS = {
   k: {type: 'integer', min: 1, help: 'How many completions to print (default: 5); above the vocabulary\'s size, all of them.'},

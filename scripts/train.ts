@@ -1,16 +1,16 @@
 /** npm run train: trains the "park and play ___" model, saves it with its plots, and prints a summary. */
 import * as path from 'path';
-import {BACKEND_NAMES, BackendName, selectBackend} from '../src/node';
-import {writeFileAtomic} from '../src/io/write_file_atomic';
-import {ParsedOptions, runCommand} from '../src/cli/arguments';
-import {accuracySummary, epochLine, predictionTable} from '../src/cli/format';
-import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
-import {attentionHeatmapSvg, explainSentence} from '../src/park/explanation';
-import {checkParkModelTarget, defaultTrainedDir, saveParkModel} from '../src/park/park_files';
-import {PARK_SENTENCE, disposeParkModel} from '../src/park/park_model';
-import {predictNextWords} from '../src/park/prediction';
-import {evaluateAccuracy, trainParkModel} from '../src/park/training';
-import {lineChartSvg} from '../src/plots/line_chart_svg';
+import {BACKEND_NAMES, BackendName, selectBackend} from './app/tfjs_attention_node';
+import {writeFileAtomic} from './app/io/write_file_atomic';
+import {ParsedOptions, runCommand} from './app/cli/arguments';
+import {accuracySummary, epochLine, predictionTable} from './app/cli/format';
+import {defaultCorpusPath, loadCorpus} from './app/park/corpus';
+import {attentionHeatmapSvg, explainSentence} from './app/park/explanation';
+import {checkParkModelTarget, defaultTrainedDir, saveParkModel} from './app/park/park_files';
+import {PARK_SENTENCE, disposeParkModel} from './app/park/park_model';
+import {predictNextWords} from './app/park/prediction';
+import {evaluateAccuracy, trainParkModel} from './app/park/training';
+import {lineChartSvg} from './app/plots/line_chart_svg';
 
 const DEFAULT_EPOCHS = 20;
 

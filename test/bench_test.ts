@@ -11,12 +11,12 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention, ValueError} from '../src';
 import {checkStandardPathMemory, STANDARD_PATH_MAX_SCORE_BYTES, takesStandardPath} from '../src/attention/dot_product_attention';
-import {forwardFlops, matMulFlops, trainingFlops} from '../src/bench/flops';
-import {naiveSelfAttention} from '../src/bench/naive_attention';
-import {parseBenchArgs} from '../src/bench/options';
-import {evaluateTargets, formatReport, writeJson} from '../src/bench/report';
-import {BackendResults, BenchResults, BenchRow, MASK_GRID, MaskKind, QUICK_GRID, runBench} from '../src/bench/run_bench';
-import {UsageError} from '../src/cli/arguments';
+import {forwardFlops, matMulFlops, trainingFlops} from '../scripts/app/bench/flops';
+import {naiveSelfAttention} from '../scripts/app/bench/naive_attention';
+import {parseBenchArgs} from '../scripts/app/bench/options';
+import {evaluateTargets, formatReport, writeJson} from '../scripts/app/bench/report';
+import {BackendResults, BenchResults, BenchRow, MASK_GRID, MaskKind, QUICK_GRID, runBench} from '../scripts/app/bench/run_bench';
+import {UsageError} from '../scripts/app/cli/arguments';
 import {maxAbsDiff, runTestsOn} from './helpers/tensors';
 
 runTestsOn('wasm');

@@ -17,9 +17,9 @@ import * as path from 'path';
 
 import * as net from 'net';
 
-import {accuracySummary} from '../src/cli/format';
-import {parseIntegerOption, UsageError} from '../src/cli/arguments';
-import {terminalSafe, terminalSafeJson} from '../src/cli/terminal_text';
+import {accuracySummary} from '../scripts/app/cli/format';
+import {parseIntegerOption, UsageError} from '../scripts/app/cli/arguments';
+import {terminalSafe, terminalSafeJson} from '../scripts/app/cli/terminal_text';
 import {describeResult, REPO_ROOT, runCommand, runLimited, runScript, ScriptResult} from './helpers/run_script';
 
 jest.setTimeout(600000);

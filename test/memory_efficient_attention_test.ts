@@ -8,7 +8,7 @@ import {dotProductAttention} from '../src/attention/dot_product_attention';
 import {memoryEfficientAttention, MemoryEfficientOptions} from '../src/attention/memory_efficient_attention';
 import {ValueError} from '../src/errors';
 import {ScaledDotProductAttention} from '../src/attention/scaled_dot_product_attention';
-import {peakBytes} from '../src/bench/measure';
+import {peakBytes} from '../scripts/app/bench/measure';
 import {Matrix, referenceAttention, ReferenceWeights, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
 import {expectClose, expectThrowsWithoutLeak, filled, flatten, maxAbsDiff, Nested, onBackend, randomArray, runTestsOn,
         seededRandom} from './helpers/tensors';

@@ -8,12 +8,12 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {selectBackend} from '../src/node';
-import {defaultCorpusPath, loadCorpus} from '../src/park/corpus';
-import {defaultModelDir, loadParkModel} from '../src/park/park_files';
+import {defaultCorpusPath, loadCorpus} from '../scripts/app/park/corpus';
+import {defaultModelDir, loadParkModel} from '../scripts/app/park/park_files';
 import {ValueError} from '../src/errors';
-import {explainSentence} from '../src/park/explanation';
-import {disposeParkModel, ParkModel, parkModelFromLoaded} from '../src/park/park_model';
-import {encodeSentence, nextWordProbabilities, predictNextWords} from '../src/park/prediction';
+import {explainSentence} from '../scripts/app/park/explanation';
+import {disposeParkModel, ParkModel, parkModelFromLoaded} from '../scripts/app/park/park_model';
+import {encodeSentence, nextWordProbabilities, predictNextWords} from '../scripts/app/park/prediction';
 import {describeResult, REPO_ROOT, runCommand, runLimited, ScriptResult} from './helpers/run_script';
 
 jest.setTimeout(300000);

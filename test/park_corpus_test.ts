@@ -7,9 +7,9 @@ import * as tf from '@tensorflow/tfjs';
 
 import {corpusText} from '../scripts/make_corpus';
 import {ValueError} from '../src/errors';
-import {Corpus, defaultCorpusPath, loadCorpus, MAX_SENTENCE_WORDS, parseCorpus} from '../src/park/corpus';
-import {contextWindow} from '../src/park/dataset';
-import {Vocabulary} from '../src/park/vocabulary';
+import {Corpus, defaultCorpusPath, loadCorpus, MAX_SENTENCE_WORDS, parseCorpus} from '../scripts/app/park/corpus';
+import {contextWindow} from '../scripts/app/park/dataset';
+import {Vocabulary} from '../scripts/app/park/vocabulary';
 
 const SPORTS = ['football', 'cricket', 'basketball', 'tennis'];
 /** The words that tie a sentence to one sport, as scripts/make_corpus.ts promises. */
@@ -44,8 +44,8 @@ describe('the built-in corpus', () => {
     corpus = loadCorpus(defaultCorpusPath());
   });
 
-  it('lives at src/park/corpus/park_corpus.txt', () => {
-    expect(defaultCorpusPath()).toBe(path.resolve(__dirname, '..', 'src', 'park', 'corpus', 'park_corpus.txt'));
+  it('lives at scripts/app/park/corpus/park_corpus.txt', () => {
+    expect(defaultCorpusPath()).toBe(path.resolve(__dirname, '..', 'scripts', 'app', 'park', 'corpus', 'park_corpus.txt'));
   });
 
   it('is exactly what scripts/make_corpus.ts writes', () => {

@@ -3,8 +3,8 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {ValueError} from '../src/errors';
-import {contextWindow, makeExamples} from '../src/park/dataset';
-import {Vocabulary} from '../src/park/vocabulary';
+import {contextWindow, makeExamples} from '../scripts/app/park/dataset';
+import {Vocabulary} from '../scripts/app/park/vocabulary';
 
 describe('makeExamples', () => {
   // Vocabulary: <pad> 0, <unk> 1, play 2 (x3), the 3 (x2), ball 4, cricket 5, football 6, i 7, we 8.

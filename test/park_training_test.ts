@@ -9,12 +9,12 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {selectBackend} from '../src/node';
-import {Corpus, defaultCorpusPath, HELD_OUT_MARKER, loadCorpus} from '../src/park/corpus';
-import {explainSentence} from '../src/park/explanation';
-import {loadParkModel, saveParkModel} from '../src/park/park_files';
-import {ParkModel, PARK_SENTENCE} from '../src/park/park_model';
-import {encodeSentence, nextWordProbabilities, predictNextWords} from '../src/park/prediction';
-import {evaluateAccuracy, EpochLogs, trainParkModel} from '../src/park/training';
+import {Corpus, defaultCorpusPath, HELD_OUT_MARKER, loadCorpus} from '../scripts/app/park/corpus';
+import {explainSentence} from '../scripts/app/park/explanation';
+import {loadParkModel, saveParkModel} from '../scripts/app/park/park_files';
+import {ParkModel, PARK_SENTENCE} from '../scripts/app/park/park_model';
+import {encodeSentence, nextWordProbabilities, predictNextWords} from '../scripts/app/park/prediction';
+import {evaluateAccuracy, EpochLogs, trainParkModel} from '../scripts/app/park/training';
 
 jest.setTimeout(240000);
 

@@ -1,9 +1,9 @@
 /** Specification of the SVG heatmap and line chart and of the terminal heatmap. */
 
 import {ValueError} from '../src/errors';
-import {blueOf, escapeXml, heatmapSvg} from '../src/plots/heatmap_svg';
-import {lineChartSvg, niceTicks} from '../src/plots/line_chart_svg';
-import {terminalHeatmap} from '../src/plots/terminal_heatmap';
+import {blueOf, escapeXml, heatmapSvg} from '../scripts/app/plots/heatmap_svg';
+import {lineChartSvg, niceTicks} from '../scripts/app/plots/line_chart_svg';
+import {terminalHeatmap} from '../scripts/app/plots/terminal_heatmap';
 
 /** Throws unless every tag is closed in order: enough to catch broken markup. */
 function expectWellFormed(svg: string): void {

@@ -1,7 +1,7 @@
 /** Specification of the tokenizer and the word <-> id vocabulary of the park task. */
 
 import {ValueError} from '../src/errors';
-import {PAD_ID, UNK_ID, Vocabulary, tokenize} from '../src/park/vocabulary';
+import {PAD_ID, UNK_ID, Vocabulary, tokenize} from '../scripts/app/park/vocabulary';
 
 describe('tokenize', () => {
   it('lower-cases and splits on spaces', () => {

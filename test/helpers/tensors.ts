@@ -1,6 +1,6 @@
 /** Test helpers: comparing tensors with nested arrays, finding leaks, and small array utilities. */
 import * as tf from '@tensorflow/tfjs';
-import {seededRandom} from '../../src/random';
+import {seededRandom} from '../../scripts/app/random';
 
 /** A number or an arbitrarily nested array of numbers (what `arraySync` returns). */
 export type Nested = number|Nested[];

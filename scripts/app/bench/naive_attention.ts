@@ -1,7 +1,7 @@
 /** The seed's four steps written literally, with the layer's own weights: the benchmark's baseline. */
 import * as tf from '@tensorflow/tfjs';
-import type {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
-import {ValueError} from '../errors';
+import type {ScaledDotProductAttention} from '../tfjs_attention';
+import {ValueError} from '../tfjs_attention';
 
 /** The layer's kernels and biases by their short names (wq, wk, wv, bq, bk, bv, wo, bo). */
 export function layerWeights(layer: ScaledDotProductAttention): Map<string, tf.Variable> {

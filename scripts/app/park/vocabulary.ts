@@ -1,6 +1,6 @@
 /** Tokenizer and word <-> id vocabulary of the "park and play ___" task. */
 
-import {ValueError, checkPositiveInteger, formatValue, invalidArgument} from '../errors';
+import {ValueError, checkPositiveInteger, formatValue, invalidArgument} from '../tfjs_attention';
 
 /** Id of the padding token; the model never predicts it. */
 export const PAD_ID = 0;

@@ -1,6 +1,6 @@
 /** Heatmaps (e.g. attention weights) as self-contained SVG strings, with no dependencies. */
 
-import {ValueError, invalidArgument} from '../errors';
+import {ValueError, invalidArgument} from '../tfjs_attention';
 
 /** Options of {@link heatmapSvg}. */
 export interface HeatmapOptions {

@@ -1,9 +1,6 @@
 /** The "park and play ___" next-word model: embedding, positions, attention, last position, softmax. */
 import * as tf from '@tensorflow/tfjs';
-import {ScaledDotProductAttention, scaledDotProductAttention} from '../attention/scaled_dot_product_attention';
-import {checkPositiveInteger, ValueError} from '../errors';
-import {lastPosition} from '../layers/last_position';
-import {positionEmbedding} from '../layers/position_embedding';
+import {ScaledDotProductAttention, scaledDotProductAttention, checkPositiveInteger, ValueError, lastPosition, positionEmbedding} from '../tfjs_attention';
 import {Vocabulary} from './vocabulary';
 
 /** Architecture sizes. The defaults train to the acceptance targets in seconds. */

@@ -1,6 +1,6 @@
 /** Line charts (e.g. loss and accuracy per epoch) as self-contained SVG strings, with no dependencies. */
 
-import {ValueError, invalidArgument} from '../errors';
+import {ValueError, invalidArgument} from '../tfjs_attention';
 import {escapeXml, svgHeader} from './heatmap_svg';
 
 /** One line: `values[i]` is drawn at x = i + 1 (epochs count from 1). */

@@ -1,7 +1,6 @@
 /** The four steps of the park model's attention for one sentence, as plain arrays to print and plot. */
 import * as tf from '@tensorflow/tfjs';
-import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
-import {traceAttention} from '../attention/trace_attention';
+import {ScaledDotProductAttention, traceAttention} from '../tfjs_attention';
 import {heatmapSvg} from '../plots/heatmap_svg';
 import {ATTENTION_LAYER, ParkModel} from './park_model';
 import {checkFiniteOutput, encodeSentence, EncodedSentence} from './prediction';

@@ -1,6 +1,6 @@
 /** Next-word predictions of a park model for a sentence. */
 import * as tf from '@tensorflow/tfjs';
-import {checkPositiveInteger, ValueError} from '../errors';
+import {checkPositiveInteger, ValueError} from '../tfjs_attention';
 import {ParkModel} from './park_model';
 import {PAD_ID, tokenize, UNK_ID} from './vocabulary';
 

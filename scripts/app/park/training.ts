@@ -1,6 +1,6 @@
 /** Training and evaluation of the park model, deterministic for a seed and backend. */
 import * as tf from '@tensorflow/tfjs';
-import {checkPositiveFinite, checkPositiveInteger, invalidArgument} from '../errors';
+import {checkPositiveFinite, checkPositiveInteger, invalidArgument} from '../tfjs_attention';
 import {Corpus} from './corpus';
 import {contextWindow, makeExamples} from './dataset';
 import {attachMetadata, createParkModel, ParkModel, ParkModelOptions} from './park_model';

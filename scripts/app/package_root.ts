@@ -1,4 +1,4 @@
-/** Finds this package's root folder, from src/ (tsx, ts-jest) or from dist/src/ (after tsc). */
+/** Finds the repository's root folder (where models/ and trained/ are), from the example app under scripts/app/. */
 import * as fs from 'fs';
 import * as path from 'path';
 

@@ -1,7 +1,7 @@
 /** The command line of `npm run bench`. */
 import {parseArgs} from 'util';
-import {BACKEND_NAMES} from '../backend/select_backend';
-import type {BackendName} from '../backend/select_backend';
+import {BACKEND_NAMES} from '../tfjs_attention';
+import type {BackendName} from '../tfjs_attention';
 import {parseIntegerOption, UsageError} from '../cli/arguments';
 import type {BenchOptions} from './run_bench';
 

@@ -1,14 +1,8 @@
 /** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {attentionPath, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD} from '../attention/dot_product_attention';
-import type {AttentionPath} from '../attention/dot_product_attention';
-import {setAttentionThreads} from '../backend/attention_threads';
-import {fusedAttentionLayerBytes, fusedThreadsOfLastCall} from '../backend/wasm_fused_attention';
-import {ScaledDotProductAttention} from '../attention/scaled_dot_product_attention';
-import {selectBackend} from '../backend/select_backend';
-import type {BackendName} from '../backend/select_backend';
-import {ValueError} from '../errors';
+import {attentionPath, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD, setAttentionThreads, fusedAttentionLayerBytes, fusedThreadsOfLastCall, ScaledDotProductAttention, selectBackend, ValueError} from '../tfjs_attention_node';
+import type {AttentionPath, BackendName} from '../tfjs_attention_node';
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
 import {BenchCall, median, peakBytes, timeInterleaved} from './measure';
 import {naiveSelfAttention} from './naive_attention';

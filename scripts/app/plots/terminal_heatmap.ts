@@ -1,7 +1,7 @@
 /** Heatmaps as text tables for the terminal, shaded with 256-color ANSI backgrounds. */
 
 import {terminalSafe} from '../cli/terminal_text';
-import {invalidArgument} from '../errors';
+import {invalidArgument} from '../tfjs_attention';
 import {checkLabeledMatrix, colorRange, shade} from './heatmap_svg';
 
 /** Options of {@link terminalHeatmap}. */

@@ -2,10 +2,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import '../index';  // registers the layers and the file:// handler
-import {ValueError} from '../errors';
-import {fileSystem} from '../io/file_system_io';
-import {checkSaveTarget} from '../io/save_target';
+// The Node entry registers the layers and the file:// handler.
+import {ValueError, fileSystem, checkSaveTarget} from '../tfjs_attention_node';
 import {packageRoot} from '../package_root';
 import {disposeParkModel, ParkModel, parkModelFromLoaded} from './park_model';
 

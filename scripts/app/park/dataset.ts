@@ -2,7 +2,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 
-import {checkPositiveInteger, invalidArgument, ValueError} from '../errors';
+import {checkPositiveInteger, invalidArgument, ValueError} from '../tfjs_attention';
 import {MAX_SENTENCE_WORDS} from './corpus';
 import type {Corpus} from './corpus';
 import type {Vocabulary} from './vocabulary';

@@ -1,6 +1,6 @@
 /** Command-line parsing for the scripts: typed options, one positional sentence, and usage errors. */
 import {parseArgs} from 'util';
-import {ValueError} from '../errors';
+import {ValueError} from '../tfjs_attention';
 import {terminalSafeLines} from './terminal_text';
 
 /** A bad command line; the scripts print its message and the usage, and exit with code 2. */

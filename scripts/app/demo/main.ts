@@ -3,10 +3,10 @@
  * the page shows the top-5 next words, the attention heatmap and the attention layer's four
  * steps (Q·Kᵀ, scaled by 1/√d, A = softmax, R = A·V) for one head.
  *
- * It is bundled by scripts/demo.ts with esbuild. It imports only browser-safe modules of the
- * package (not src/index.ts, which pulls in Node's fs for the file:// handler); importing the
- * park model registers ScaledDotProductAttention, PositionEmbedding and LastPosition with
- * tf.serialization, which tf.loadLayersModel needs.
+ * It is bundled by scripts/demo.ts with esbuild for the browser. It imports the library through
+ * its browser-safe entry (src/index.ts, via ../tfjs_attention), which registers
+ * ScaledDotProductAttention, PositionEmbedding and LastPosition with tf.serialization (which
+ * tf.loadLayersModel needs) and the wasm UnsortedSegmentSum kernel.
  *
  * Query parameters:
  *   ?model=<URL of a model.json>  the model to load (default /models/park-play/model.json);
@@ -17,9 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
-import {scaledDotProductAttention} from '../attention/scaled_dot_product_attention';
-import {traceAttention} from '../attention/trace_attention';
-import {registerWasmKernels} from '../backend/wasm_kernels';
+import {scaledDotProductAttention, traceAttention} from '../tfjs_attention';
 import {readingNotices} from '../cli/format';
 import {ExplainedStep, Explanation, explainSentence, meanOverHeads} from '../park/explanation';
 import {disposeParkModel, PARK_SENTENCE, ParkModel, parkModelFromLoaded} from '../park/park_model';
@@ -91,7 +89,6 @@ function messageOf(error: unknown): string {
 async function startBackend(forced: string|null): Promise<string> {
   // The .wasm files are served next to the page, in wasm/ (scripts/demo.ts copies them there).
   setWasmPaths(new URL('wasm/', window.location.href).href);
-  registerWasmKernels();
   if (forced != null && !BACKENDS.includes(forced)) {
     throw new Error(`Unknown backend "${forced}" in ?backend=. Use one of ${BACKENDS.join(', ')}.`);
   }

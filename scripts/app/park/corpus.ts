@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as nodePath from 'path';
 
-import {ValueError} from '../errors';
+import {ValueError} from '../tfjs_attention_node';
 import {packageRoot} from '../package_root';
 import {tokenize} from './vocabulary';
 
@@ -90,13 +90,12 @@ export function loadCorpus(path: string): Corpus {
   return parseCorpus(fs.readFileSync(path, 'utf8'), path);
 }
 
-/** Absolute path of the built-in corpus, `src/park/corpus/park_corpus.txt`. */
+/** Absolute path of the built-in corpus, `scripts/app/park/corpus/park_corpus.txt` (beside this file). */
 export function defaultCorpusPath(): string {
   const beside = nodePath.join(__dirname, 'corpus', 'park_corpus.txt');
   if (fs.existsSync(beside)) return beside;
-  // After tsc this file runs from dist/src/park, where tsc did not copy the .txt file:
-  // the corpus is still in the package's src folder.
-  return nodePath.join(packageRoot(), 'src', 'park', 'corpus', 'park_corpus.txt');
+  // Compiled elsewhere (e.g. by tsc into dist/), where the .txt file was not copied.
+  return nodePath.join(packageRoot(), 'scripts', 'app', 'park', 'corpus', 'park_corpus.txt');
 }
 
 /** Holds out sentences 10, 20, 30, ... unless that takes the last example of their last word. */

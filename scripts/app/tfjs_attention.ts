@@ -1,0 +1,15 @@
+/**
+ * The example app's one way into the library (browser-safe part): everything the package's main
+ * entry exports, as `import … from 'tfjs-attention'` gives it, plus the few internals the app
+ * shares with the library (argument checks, the bench's path and kernel probes). The app never
+ * deep-imports src/ elsewhere, and src/ never imports the app (test/package_layout_test.ts).
+ * Code that also runs in the demo page imports this file; Node-only app code imports
+ * ./tfjs_attention_node, which adds the Node entry.
+ */
+export * from '../../src/index';
+
+// Internals, for the app only (not part of the package's API).
+export {checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../../src/errors';
+export {attentionPath} from '../../src/attention/dot_product_attention';
+export type {AttentionPath} from '../../src/attention/dot_product_attention';
+export {fusedAttentionLayerBytes, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
