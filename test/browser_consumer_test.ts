@@ -41,11 +41,11 @@ const TOLERANCE = 1e-4;
 const FUSED_KERNEL = 'TfjsAttentionFusedLayer';
 /**
  * The library's own browser code, minified, tfjs excluded (esbuild, `export * from
- * 'tfjs-attention'`, @tensorflow/* external): measured 61,485 bytes (21,909 gzipped) on
+ * 'tfjs-attention'`, @tensorflow/* external): measured 65,416 bytes (23,534 gzipped) on
  * 2026-11-30; the budget is ~15% above.
  * Raise it deliberately, with the README's "Bundle size" line, when the library grows.
  */
-const BUNDLE_BUDGET = 71_000;
+const BUNDLE_BUDGET = 75_000;
 
 /** Values as float32 holds them, so that the plain-array reference sees what tfjs holds. */
 function float32(x: Nested): Nested {
