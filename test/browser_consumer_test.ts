@@ -263,6 +263,11 @@ describeInBrowser('browser consumer suite')('the app\'s pages in headless Chromi
       pages[bundler] = page;
     }
     record.push(`pages ready (Node model and reference, server, browser): ${Date.now() - started} ms`);
+    record.push(`WebGPU adapter: ${await pages.vite!.evaluate(async () => {
+      const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
+      const adapter = await gpu?.requestAdapter() as {info?: {vendor: string; architecture: string}}|null|undefined;
+      return adapter == null ? 'none' : `${adapter.info?.vendor} ${adapter.info?.architecture}`;
+    })}`);
   }, 120_000);
 
   afterAll(async () => {

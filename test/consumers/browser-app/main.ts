@@ -16,8 +16,17 @@ import type {BrowserBackend, ConsumerApp, LayerCase, LayerResult, ModelResult} f
 setWasmPaths(new URL('/wasm/', window.location.href).href);
 
 async function useBackend(name: BrowserBackend): Promise<void> {
-  if (!(await tf.setBackend(name))) throw new Error(`The ${name} backend could not be started in this browser.`);
+  if (!(await tf.setBackend(name))) {
+    throw new Error(`The ${name} backend could not be started in this browser${name === 'webgpu' ? ` (${await webgpuState()})` : ''}.`);
+  }
   await tf.ready();
+}
+
+/** Why WebGPU may be missing: no navigator.gpu (an insecure context, or WebGPU off), or no adapter. */
+async function webgpuState(): Promise<string> {
+  const gpu = (navigator as unknown as {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
+  if (gpu == null) return `navigator.gpu is missing; secure context: ${window.isSecureContext}`;
+  return (await gpu.requestAdapter()) == null ? 'navigator.gpu.requestAdapter() gave no adapter' : 'an adapter is available';
 }
 
 /** Shows `values` on the page under a heading naming what and where. */
