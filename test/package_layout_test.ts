@@ -360,6 +360,14 @@ describe('without @tensorflow/tfjs-backend-wasm (an optional peer): a fresh `npm
   }, 300000);
 
   it('`npm ls` shows no tfjs-node (nor its download helper) and no tfjs-backend-wasm installed', () => {
+    const top = spawnSync('npm', ['ls'], {cwd: dir, encoding: 'utf8', timeout: 60000});
+    expect(top.status).toBe(0);  // no problem: no required peer is missing
+    expect(top.stdout).toMatch(/tfjs-attention@0\.1\.0/);
+    expect(top.stdout).not.toMatch(/tfjs-node|tfjs-backend-wasm/);
+    const tree = spawnSync('npm', ['ls', '--all'], {cwd: dir, encoding: 'utf8', timeout: 60000});
+    // The optional peers appear only as what they are: declared, not installed.
+    expect(tree.stdout.split('\n').filter(l => /tfjs-node|tfjs-backend-wasm/.test(l)).map(l => l.replace(/^[\s│├└─┬]+/, '')).sort())
+        .toEqual(['UNMET OPTIONAL DEPENDENCY @tensorflow/tfjs-backend-wasm@^4.22.0', 'UNMET OPTIONAL DEPENDENCY @tensorflow/tfjs-node@^4.22.0']);
     const ls = spawnSync('npm', ['ls', '@tensorflow/tfjs-node'], {cwd: dir, encoding: 'utf8', timeout: 60000});
     expect(ls.stdout).toMatch(/\(empty\)/);
     expect(ls.stdout).not.toMatch(/tfjs-node@/);
