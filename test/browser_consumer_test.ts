@@ -9,7 +9,9 @@
  * on webgl, wasm and webgpu the page shows a layer's output and input gradient, which must
  * match the layer in Node on cpu (this process, same weights and inputs) within 1e-4, the
  * wasm one through the fused kernel; and the saved model loads with tf.loadLayersModel and
- * predicts what Node predicted within 1e-4. Also: the minified size of the library's own
+ * predicts what Node predicted within 1e-4. The README's browser example (the `js` block under
+ * its `<!-- browser-example -->` marker) is built the same way, as a Vite app's main.js, and shows
+ * the layer's output shape on webgl and wasm. Also: the minified size of the library's own
  * browser code (tfjs excluded) stays under a budget.
  *
  * Without Chromium the page tests fail unless SKIP_BROWSER=1 skips them (test/helpers/chromium.ts);
@@ -46,6 +48,14 @@ const FUSED_KERNEL = 'TfjsAttentionFusedLayer';
  * Raise it deliberately, with the README's "Bundle size" line, when the library grows.
  */
 const BUNDLE_BUDGET = 75_000;
+
+/** The README's browser example: the ```js block right after its `<!-- browser-example: ... -->` marker. */
+function readmeBrowserExample(): string {
+  const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  const match = /<!-- browser-example:[^>]*-->\s*```js\n([\s\S]*?)```/.exec(readme);
+  if (match == null) throw new Error('README.md has no ```js block after a <!-- browser-example: ... --> marker');
+  return match[1];
+}
 
 /** Values as float32 holds them, so that the plain-array reference sees what tfjs holds. */
 function float32(x: Nested): Nested {
@@ -85,8 +95,9 @@ async function serveFolder(root: string): Promise<{url: string; close: () => Pro
 
 let tmp = '';
 let app = '';           // the consumer app: its sources and node_modules
-let site = '';          // what the server serves: vite/, esbuild/, wasm/, model/
-const builds: Partial<Record<Bundler, Build>> = {};
+let readmeApp = '';     // the README's browser example as a Vite app (node_modules shared with app)
+let site = '';          // what the server serves: vite/, esbuild/, readme/, wasm/, model/
+const builds: Partial<Record<Bundler|'readme', Build>> = {};
 const record: string[] = [];
 
 async function buildWithEsbuild(): Promise<Build> {
@@ -112,11 +123,10 @@ async function buildWithEsbuild(): Promise<Build> {
   }
 }
 
-async function buildWithVite(): Promise<Build> {
-  const outDir = path.join(site, 'vite');
-  // `npx vite build` in the app, with its vite.config.mjs.
-  const result = await runIn(app, process.execPath, [path.join(app, 'node_modules', 'vite', 'bin', 'vite.js'), 'build',
-    '--outDir', outDir, '--emptyOutDir'], 300_000);
+/** `npx vite build` in `root` (with its vite.config.mjs, if any; pages served from a subfolder, hence base ./). */
+async function buildWithVite(root: string, outDir: string): Promise<Build> {
+  const result = await runIn(root, process.execPath, [path.join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build',
+    '--base', './', '--outDir', outDir, '--emptyOutDir'], 300_000);
   const assets = path.join(outDir, 'assets');
   const code = fs.existsSync(assets) ?
       fs.readdirSync(assets).filter((f) => f.endsWith('.js')).map((f) => fs.readFileSync(path.join(assets, f), 'utf8')).join('\n') : '';
@@ -143,8 +153,17 @@ beforeAll(async () => {
   }
   record.push(`pack and install: ${Date.now() - started} ms`);
   builds.esbuild = await buildWithEsbuild();
-  builds.vite = await buildWithVite();
-  record.push(`esbuild: ${builds.esbuild.ms} ms, vite: ${builds.vite.ms} ms`);
+  builds.vite = await buildWithVite(app, path.join(site, 'vite'));
+  // The README's example as the main.js of a Vite app (`npm create vite@latest`, vanilla: index.html loads /main.js).
+  readmeApp = path.join(tmp, 'readme-app');
+  fs.mkdirSync(readmeApp);
+  fs.symlinkSync(path.join(app, 'node_modules'), path.join(readmeApp, 'node_modules'), 'dir');
+  fs.writeFileSync(path.join(readmeApp, 'main.js'), readmeBrowserExample());
+  fs.writeFileSync(path.join(readmeApp, 'index.html'),
+                   '<!doctype html>\n<html lang="en">\n  <head><meta charset="UTF-8"><title>Vite App</title></head>\n' +
+                   '  <body>\n    <script type="module" src="/main.js"></script>\n  </body>\n</html>\n');
+  builds.readme = await buildWithVite(readmeApp, path.join(site, 'readme'));
+  record.push(`esbuild: ${builds.esbuild.ms} ms, vite: ${builds.vite.ms} ms, vite (README example): ${builds.readme.ms} ms`);
 }, 300_000);
 
 afterAll(() => {
@@ -174,8 +193,8 @@ describe('the browser app builds from the packed tarball with no Node built-in',
     expect(tsc.status).toBe(0);
   });
 
-  it('Vite bundles it without externalizing any module for browser compatibility', () => {
-    const build = builds.vite!;
+  it.each([['the app', 'vite'], ['the README\'s example', 'readme']] as const)('Vite bundles %s without externalizing any module for browser compatibility', (_, name) => {
+    const build = builds[name]!;
     if (!build.ok) throw new Error(`vite build failed:\n${build.log}`);
     expect(build.log).toMatch(/built in/);  // the log is the build's, at the level that shows warnings
     // Vite swaps a Node built-in for an empty stub, warning "Module "fs" has been externalized for browser compatibility".
@@ -306,6 +325,19 @@ describeInBrowser('browser consumer suite')('the app\'s pages in headless Chromi
     const shown = JSON.parse((await page.locator(`section[data-kind="model"][data-backend="${backend}"] pre.prediction`).last().textContent())!);
     const diff = expectClose(shown, modelPrediction, TOLERANCE);
     record.push(`${bundler} ${backend} saved model vs node cpu, max abs diff ${diff.toExponential(2)}`);
+  }, 60_000);
+
+  it.each(['webgl', 'wasm'])('the README\'s browser example (Vite) shows the layer\'s output shape on %s', async (backend) => {
+    if (!builds.readme!.ok) throw new Error(`The README example's vite build failed (see its test above):\n${builds.readme!.log}`);
+    const page = await browser.newPage();
+    try {
+      page.on('pageerror', (error) => pageErrors.push(`README example: ${error.message}`));
+      await page.goto(`${server.url}/readme/index.html?backend=${backend}`);
+      await page.waitForFunction((b) => document.body.textContent!.startsWith(`${b}:`), backend, {timeout: 30_000});
+      expect(await page.textContent('body')).toBe(`${backend}: output 1,5,16`);
+    } finally {
+      await page.close();
+    }
   }, 60_000);
 
   it('raised no uncaught errors in the pages', () => {
