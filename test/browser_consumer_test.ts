@@ -3,10 +3,10 @@
  * throwaway app's node_modules (tfjs and the bundlers linked from this repo's install), and
  * the app in test/consumers/browser-app built twice, by Vite and by esbuild for
  * `platform: 'browser'`. Neither build may pull in a Node built-in, and the app type-checks
- * against the tarball's declarations. Each build is served from
- * 127.0.0.1 with the tfjs-backend-wasm binaries and a model saved in Node with
- * model.save('file://…'), and opened in headless Chromium (WebGL and WebGPU on SwiftShader):
- * on webgl, wasm and webgpu the page shows a layer's output and input gradient, which must
+ * against the tarball's declarations. Each build is served from 127.0.0.1 with the
+ * tfjs-backend-wasm binaries and a model saved in Node with model.save('file://…'), and
+ * opened in headless Chromium (WebGL and WebGPU on SwiftShader): on webgl, wasm and webgpu
+ * the page shows a layer's output and input gradient, which must
  * match the layer in Node on cpu (this process, same weights and inputs) within 1e-4, the
  * wasm one through the fused kernel; and the saved model loads with tf.loadLayersModel and
  * predicts what Node predicted within 1e-4. The README's browser example (the `js` block under
@@ -247,10 +247,11 @@ describeInBrowser('browser consumer suite')('the app\'s pages in headless Chromi
     expect(fs.existsSync(path.join(site, 'model', 'model.json'))).toBe(true);
 
     // The layer's reference in this process on cpu, from seeded float32 values.
+    expect(tf.getBackend()).toBe('cpu');
     const config = {numHeads: 2, keyDim: 4, valueDim: 3, useBias: true, outputDim: 5};
     const input = float32(randomArray([2, 5, 6], 101)) as number[][][];
     const probe = scaledDotProductAttention(config);
-    tf.dispose(probe.apply(tf.zeros([2, 5, 6])) as tf.Tensor);  // builds it: the weights' names and shapes
+    tf.tidy(() => probe.apply(tf.zeros([2, 5, 6])) as tf.Tensor);  // builds it: the weights' names and shapes
     const names = probe.weights.map((w) => w.name.split('/').pop()!);
     const weights = probe.weights.map((w, i) => float32(randomArray(w.shape as number[], 200 + i)) as number[]|number[][]);
     probe.dispose();
