@@ -172,12 +172,16 @@ afterAll(() => {
 });
 
 describe('the browser app builds from the packed tarball with no Node built-in', () => {
-  it('esbuild (platform browser) bundles it; the library\'s modules come from the tarball and import no Node built-in', () => {
+  it('esbuild (platform browser) bundles it; the library\'s modules come from the tarball\'s ESM build and import no Node built-in', () => {
     const build = builds.esbuild!;
     if (!build.ok) throw new Error(`esbuild could not bundle the app for the browser:\n${build.log}`);
     const inputs = Object.entries(build.metafile!.inputs);
     const library = inputs.filter(([file]) => file.includes('node_modules/tfjs-attention/'));
     expect(library.length).toBeGreaterThan(0);
+    // The browser's side of the conditional exports: the ES module build's main entry, never the Node entry.
+    const libraryFiles = library.map(([file]) => file.slice(file.indexOf('node_modules/tfjs-attention/')));
+    expect(libraryFiles).toContain('node_modules/tfjs-attention/dist/esm/index.js');
+    expect(libraryFiles.filter((file) => !file.startsWith('node_modules/tfjs-attention/dist/esm/') || file.endsWith('/node.js'))).toEqual([]);
     // Nothing from the repo's own sources: only the unpacked package.
     expect(inputs.filter(([file]) => path.resolve(app, file).startsWith(path.join(REPO, 'src') + path.sep))).toEqual([]);
     const libraryBuiltins = library.flatMap(([file, input]) =>
