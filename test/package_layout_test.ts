@@ -10,7 +10,8 @@ import {spawnSync} from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {appViolations, libraryViolations, reachableFrom} from './helpers/import_graph';
+import * as ts from 'typescript';
+import {appViolations, libraryViolations, reachableFrom, tsFilesUnder} from './helpers/import_graph';
 
 const REPO = path.resolve(__dirname, '..');
 const PUBLIC_NAMES = ['ScaledDotProductAttention', 'scaledDotProductAttention', 'dotProductAttention', 'traceAttention',
@@ -223,6 +224,32 @@ describe("the library's imports, walked from src/index.ts and src/node.ts", () =
       "scripts/run.ts imports the library's src/a.ts directly, not through scripts/app/tfjs_attention.ts or scripts/app/tfjs_attention_node.ts",
       'src/a.ts (in the demo page) imports the Node built-in "node:fs"',  // through the library's entry
     ]);
+  });
+});
+
+describe('"sideEffects" in package.json', () => {
+  /** Whether `file` (./-relative) matches one of package.json's sideEffects globs, as bundlers read them. */
+  function declared(patterns: string[], file: string): boolean {
+    return patterns.some(pattern => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*\*/g, '\u0000').replace(/\*/g, '[^/]*').replace(/\u0000/g, '.*')}$`).test(file));
+  }
+
+  it('lists every library file that does something on import (a top-level call: a registration), as source and as CJS build', () => {
+    const patterns = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')).sideEffects as string[];
+    const withEffects = tsFilesUnder(path.join(REPO, 'src')).filter(file => {
+      const source = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+      return source.statements.some(statement => ts.isExpressionStatement(statement));
+    }).map(file => path.relative(path.join(REPO, 'src'), file).replace(/\.ts$/, ''));
+    // Found by parsing, so a new registration elsewhere fails here until it is declared.
+    expect(withEffects).toEqual(expect.arrayContaining(['index', 'node', 'attention/scaled_dot_product_attention', 'layers/position_embedding']));
+    for (const stem of withEffects) {
+      expect({stem, source: declared(patterns, `./src/${stem}.ts`), cjs: declared(patterns, `./dist/cjs/${stem}.js`)})
+          .toEqual({stem, source: true, cjs: true});
+    }
+    for (const file of fs.readdirSync(path.join(REPO, 'dist', 'esm')).filter(f => f.endsWith('.js'))) {
+      expect({file, declared: declared(patterns, `./dist/esm/${file}`)}).toEqual({file, declared: true});  // the shared chunk registers
+    }
+    expect(declared(patterns, './src/errors.ts')).toBe(false);  // the rest may be dropped when unused
   });
 });
 
