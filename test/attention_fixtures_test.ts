@@ -15,6 +15,7 @@ import type {ScaledDotProductAttention, ScaledDotProductAttentionArgs} from '../
 import {headColumns, matmul, referenceAttention, splitHeads, Tensor3, Tensor4} from './helpers/reference_attention';
 import type {ReferenceWeights} from './helpers/reference_attention';
 import {disposeAll, expectAllFinite, expectClose, flatten, maxAbsDiff, Tolerance} from './helpers/tensors';
+import {withNative} from './helpers/native';
 
 interface FixtureCase {
   name: string;
@@ -36,7 +37,8 @@ const CASE_TABLE = CASES.map((c) => [c.name, c] as const);
 
 /** The documented setWeights order; a case holds the subset its configuration creates. */
 const WEIGHT_ORDER = ['wq', 'wk', 'wv', 'bq', 'bk', 'bv', 'wo', 'bo'];
-const BACKENDS = ['cpu', 'wasm'] as const;
+/** cpu and wasm, and tensorflow (tfjs-node) when it loads; its absence is reported as a skipped test. */
+const BACKENDS = withNative(['cpu', 'wasm'] as const);
 
 /**
  * 1e-5 absolute; the case with inputs ~1e3 (outputs ~1e3, scores ~1e6) is compared relative
@@ -205,13 +207,13 @@ describe.each(BACKENDS)('on the %s backend', (backend) => {
   });
 });
 
-describe('cpu and wasm agree (acceptance 3)', () => {
+describe(`${BACKENDS.slice(1).join(' and ')} agree with cpu (acceptance 3)`, () => {
   const diffs: Array<[string, number, number]> = [];
 
   afterAll(() => {
-    // The measured agreement, for the record: case, max |cpu - wasm| of output and of weights.
+    // The measured agreement, for the record: case and backend, max |cpu - other| of output and of weights.
     const worst = diffs.reduce((m, [, o, w]) => Math.max(m, o, w), 0);
-    console.log(`cpu vs wasm max abs diff per case:\n${diffs.map(([n, o, w]) =>
+    console.log(`max abs diff from cpu per case:\n${diffs.map(([n, o, w]) =>
         `  ${n}: output ${o.toExponential(2)}, weights ${w.toExponential(2)}`).join('\n')}\n  overall: ${worst.toExponential(2)}`);
   });
 
@@ -221,9 +223,12 @@ describe('cpu and wasm agree (acceptance 3)', () => {
       expect(await tf.setBackend(backend)).toBe(true);
       results.push(runLayer(c));
     }
-    const [cpu, wasm] = results;
-    expectClose(wasm.output, cpu.output, toleranceFor(c));
-    expectClose(wasm.weights, cpu.weights, 1e-5);
-    diffs.push([c.name, maxAbsDiff(wasm.output, cpu.output).diff, maxAbsDiff(wasm.weights, cpu.weights).diff]);
+    const [cpu, ...others] = results;
+    others.forEach((other, i) => {
+      expectClose(other.output, cpu.output, toleranceFor(c));
+      expectClose(other.weights, cpu.weights, 1e-5);
+      diffs.push([`${c.name} (${BACKENDS[i + 1]})`, maxAbsDiff(other.output, cpu.output).diff,
+                  maxAbsDiff(other.weights, cpu.weights).diff]);
+    });
   });
 });
