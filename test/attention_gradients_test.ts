@@ -7,15 +7,15 @@
 import * as tf from '@tensorflow/tfjs';
 import {dotProductAttention, scaledDotProductAttention} from '../src';
 import type {ScaledDotProductAttention, ScaledDotProductAttentionArgs} from '../src';
-import {disposeAll, expectAllFinite, expectClose, filled, flatten, Nested, randomArray} from './helpers/tensors';
+import {withNative} from './helpers/native';
+import {disposeAll, expectAllFinite, expectClose, filled, flatten, Nested, randomArray, runTestsOn} from './helpers/tensors';
 
 /** Step of the central differences, and the tolerance |analytic - numeric| <= TOL * max(1, |numeric|). */
 const EPS = 1e-2;
 const TOL = {abs: 2e-3, rel: 2e-3};
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-});
+/** cpu, and tensorflow (tfjs-node) when it loads, with the same tolerance; its absence is a skipped test. */
+const BACKENDS = withNative(['cpu']);
 
 /**
  * Central differences of `loss` with respect to every element of `x`: each element is moved
@@ -94,110 +94,113 @@ function randomizeWeights(layer: ScaledDotProductAttention, seed: number): void 
   tf.dispose(values);
 }
 
-describe.each(LAYER_CASES.map((c) => [c.name, c] as const))('layer gradients: %s', (_, c) => {
-  let layer: ScaledDotProductAttention;
-  let query: tf.Tensor;
-  let context: tf.Tensor|null;
-  let mask: tf.Tensor|null;
-  let readout: tf.Tensor;  // R, shaped like the output
-  let baseline: number;
+describe.each(BACKENDS)('on %s', (backend) => {
+  runTestsOn(backend);
+  describe.each(LAYER_CASES.map((c) => [c.name, c] as const))('layer gradients: %s', (_, c) => {
+    let layer: ScaledDotProductAttention;
+    let query: tf.Tensor;
+    let context: tf.Tensor|null;
+    let mask: tf.Tensor|null;
+    let readout: tf.Tensor;  // R, shaped like the output
+    let baseline: number;
 
-  const inputsOf = (q: tf.Tensor, ctx: tf.Tensor|null) => (ctx == null ? q : [q, ctx]);
-  const forward = (q: tf.Tensor, ctx: tf.Tensor|null) =>
-    tf.sum(tf.mul(layer.apply(inputsOf(q, ctx), mask == null ? {} : {attentionMask: mask}) as tf.Tensor, readout));
-  const lossValue = (q: tf.Tensor, ctx: tf.Tensor|null) => tf.tidy(() => forward(q, ctx).dataSync()[0]);
+    const inputsOf = (q: tf.Tensor, ctx: tf.Tensor|null) => (ctx == null ? q : [q, ctx]);
+    const forward = (q: tf.Tensor, ctx: tf.Tensor|null) =>
+      tf.sum(tf.mul(layer.apply(inputsOf(q, ctx), mask == null ? {} : {attentionMask: mask}) as tf.Tensor, readout));
+    const lossValue = (q: tf.Tensor, ctx: tf.Tensor|null) => tf.tidy(() => forward(q, ctx).dataSync()[0]);
 
-  beforeAll(() => {
-    baseline = tf.memory().numTensors;
-    layer = scaledDotProductAttention(c.args);
-    query = tf.tensor(randomArray(c.queryShape, 11) as number[][][]);
-    context = c.contextShape == null ? null : tf.tensor(randomArray(c.contextShape, 12) as number[][][]);
-    mask = c.attentionMask == null ? null : tf.tensor3d(c.attentionMask);
-    const output = layer.apply(inputsOf(query, context)) as tf.Tensor;  // builds the weights
-    readout = tf.tensor(randomArray(output.shape, 13) as number[], output.shape);
-    output.dispose();
-    randomizeWeights(layer, 100);
-  });
-
-  afterAll(() => {
-    disposeAll(query, context, mask, readout);
-    layer.dispose();
-    expect(tf.memory().numTensors).toBe(baseline);
-  });
-
-  it('gradients with respect to the inputs match central differences', () => {
-    const before = tf.memory().numTensors;
-    const inputs = context == null ? [query] : [query, context];
-    const grads = tf.grads((...xs: tf.Tensor[]) => forward(xs[0], xs[1] ?? null))(inputs);
-    expectAllFinite(grads[0]);
-    const numericQuery = numericGradient(query, (q) => lossValue(q, context));
-    expectClose(grads[0], numericQuery, TOL);
-    expect(maxAbs(grads[0])).toBeGreaterThan(1e-2);
-    if (context != null) {
-      expectAllFinite(grads[1]);
-      const numericContext = numericGradient(context, (ctx) => lossValue(query, ctx));
-      expectClose(grads[1], numericContext, TOL);
-      expect(maxAbs(grads[1])).toBeGreaterThan(1e-2);
-    }
-    tf.dispose(grads);
-    expect(tf.memory().numTensors).toBe(before);
-  });
-
-  it('gradients with respect to every weight match central differences', () => {
-    const before = tf.memory().numTensors;
-    const variables = layer.trainableWeights.map((w) => w.read() as tf.Variable);
-    const {value, grads} = tf.variableGrads(() => forward(query, context) as tf.Scalar, variables);
-    value.dispose();
-    const names = layer.trainableWeights.map((w) => w.name.split('/').pop());
-    const expectedNames = ['wq', 'wk', 'wv'];
-    if (c.args.useBias) expectedNames.push('bq', 'bk', 'bv');
-    if (c.args.outputDim != null) expectedNames.push('wo', ...(c.args.useBias ? ['bo'] : []));
-    expect(names).toEqual(expectedNames);
-    layer.trainableWeights.forEach((weight, i) => {
-      const analytic = grads[variables[i].name];
-      expectAllFinite(analytic);
-      const original = weight.read().clone();
-      const numeric = numericGradient(original, (moved) => {
-        weight.write(moved);
-        return lossValue(query, context);
-      });
-      weight.write(original);
-      original.dispose();
-      try {
-        expectClose(analytic, numeric, TOL);
-      } catch (e) {
-        throw new Error(`gradient of ${names[i]}: ${(e as Error).message}`);
-      }
-      if (names[i] === 'bk') {
-        // q·(k + bk) = q·k + q·bk adds the same amount to every key of a query row, and the
-        // softmax ignores that: bk never changes the output.
-        expect(maxAbs(analytic)).toBeLessThan(1e-5);
-      } else {
-        expect(maxAbs(analytic)).toBeGreaterThan(1e-3);
-      }
+    beforeAll(() => {
+      baseline = tf.memory().numTensors;
+      layer = scaledDotProductAttention(c.args);
+      query = tf.tensor(randomArray(c.queryShape, 11) as number[][][]);
+      context = c.contextShape == null ? null : tf.tensor(randomArray(c.contextShape, 12) as number[][][]);
+      mask = c.attentionMask == null ? null : tf.tensor3d(c.attentionMask);
+      const output = layer.apply(inputsOf(query, context)) as tf.Tensor;  // builds the weights
+      readout = tf.tensor(randomArray(output.shape, 13) as number[], output.shape);
+      output.dispose();
+      randomizeWeights(layer, 100);
     });
-    tf.dispose(grads);
-    expect(tf.memory().numTensors).toBe(before);
-  });
 
-  if (c.fullyMaskedRows != null) {
-    it('a query row whose keys are all masked gets exactly zero gradient, and every gradient is finite', () => {
+    afterAll(() => {
+      disposeAll(query, context, mask, readout);
+      layer.dispose();
+      expect(tf.memory().numTensors).toBe(baseline);
+    });
+
+    it('gradients with respect to the inputs match central differences', () => {
       const before = tf.memory().numTensors;
-      const grads = tf.grads((q: tf.Tensor, ctx: tf.Tensor) => forward(q, ctx))([query, context!]);
-      grads.forEach(expectAllFinite);
-      const gradQuery = grads[0].arraySync() as number[][][];
-      for (const [b, t] of c.fullyMaskedRows!) {
-        expect(gradQuery[b][t]).toEqual(gradQuery[b][t].map(() => 0));
-      }
-      // ... while the other rows do get a gradient.
+      const inputs = context == null ? [query] : [query, context];
+      const grads = tf.grads((...xs: tf.Tensor[]) => forward(xs[0], xs[1] ?? null))(inputs);
+      expectAllFinite(grads[0]);
+      const numericQuery = numericGradient(query, (q) => lossValue(q, context));
+      expectClose(grads[0], numericQuery, TOL);
       expect(maxAbs(grads[0])).toBeGreaterThan(1e-2);
-      const variables = layer.trainableWeights.map((w) => w.read() as tf.Variable);
-      const {value, grads: weightGrads} = tf.variableGrads(() => forward(query, context) as tf.Scalar, variables);
-      Object.values(weightGrads).forEach(expectAllFinite);
-      disposeAll(grads, value, weightGrads);
+      if (context != null) {
+        expectAllFinite(grads[1]);
+        const numericContext = numericGradient(context, (ctx) => lossValue(query, ctx));
+        expectClose(grads[1], numericContext, TOL);
+        expect(maxAbs(grads[1])).toBeGreaterThan(1e-2);
+      }
+      tf.dispose(grads);
       expect(tf.memory().numTensors).toBe(before);
     });
-  }
+
+    it('gradients with respect to every weight match central differences', () => {
+      const before = tf.memory().numTensors;
+      const variables = layer.trainableWeights.map((w) => w.read() as tf.Variable);
+      const {value, grads} = tf.variableGrads(() => forward(query, context) as tf.Scalar, variables);
+      value.dispose();
+      const names = layer.trainableWeights.map((w) => w.name.split('/').pop());
+      const expectedNames = ['wq', 'wk', 'wv'];
+      if (c.args.useBias) expectedNames.push('bq', 'bk', 'bv');
+      if (c.args.outputDim != null) expectedNames.push('wo', ...(c.args.useBias ? ['bo'] : []));
+      expect(names).toEqual(expectedNames);
+      layer.trainableWeights.forEach((weight, i) => {
+        const analytic = grads[variables[i].name];
+        expectAllFinite(analytic);
+        const original = weight.read().clone();
+        const numeric = numericGradient(original, (moved) => {
+          weight.write(moved);
+          return lossValue(query, context);
+        });
+        weight.write(original);
+        original.dispose();
+        try {
+          expectClose(analytic, numeric, TOL);
+        } catch (e) {
+          throw new Error(`gradient of ${names[i]}: ${(e as Error).message}`);
+        }
+        if (names[i] === 'bk') {
+          // q·(k + bk) = q·k + q·bk adds the same amount to every key of a query row, and the
+          // softmax ignores that: bk never changes the output.
+          expect(maxAbs(analytic)).toBeLessThan(1e-5);
+        } else {
+          expect(maxAbs(analytic)).toBeGreaterThan(1e-3);
+        }
+      });
+      tf.dispose(grads);
+      expect(tf.memory().numTensors).toBe(before);
+    });
+
+    if (c.fullyMaskedRows != null) {
+      it('a query row whose keys are all masked gets exactly zero gradient, and every gradient is finite', () => {
+        const before = tf.memory().numTensors;
+        const grads = tf.grads((q: tf.Tensor, ctx: tf.Tensor) => forward(q, ctx))([query, context!]);
+        grads.forEach(expectAllFinite);
+        const gradQuery = grads[0].arraySync() as number[][][];
+        for (const [b, t] of c.fullyMaskedRows!) {
+          expect(gradQuery[b][t]).toEqual(gradQuery[b][t].map(() => 0));
+        }
+        // ... while the other rows do get a gradient.
+        expect(maxAbs(grads[0])).toBeGreaterThan(1e-2);
+        const variables = layer.trainableWeights.map((w) => w.read() as tf.Variable);
+        const {value, grads: weightGrads} = tf.variableGrads(() => forward(query, context) as tf.Scalar, variables);
+        Object.values(weightGrads).forEach(expectAllFinite);
+        disposeAll(grads, value, weightGrads);
+        expect(tf.memory().numTensors).toBe(before);
+      });
+    }
+  });
 });
 
 interface OpCase {
@@ -226,33 +229,36 @@ const OP_CASES: OpCase[] = [
   },
 ];
 
-describe.each(OP_CASES.map((c) => [c.name, c] as const))('dotProductAttention gradients: %s', (_, c) => {
-  it('gradients with respect to q, k and v match central differences', () => {
-    const before = tf.memory().numTensors;
-    const q = tf.tensor(randomArray([...c.lead, c.T, c.dk], 21) as number[], [...c.lead, c.T, c.dk]);
-    const k = tf.tensor(randomArray([...c.lead, c.S, c.dk], 22) as number[], [...c.lead, c.S, c.dk]);
-    const v = tf.tensor(randomArray([...c.lead, c.S, c.dv], 23) as number[], [...c.lead, c.S, c.dv]);
-    const mask = c.mask == null ? null : tf.tensor(c.mask as number[]);
-    const readout = tf.tensor(randomArray([...c.lead, c.T, c.dv], 24, 2) as number[], [...c.lead, c.T, c.dv]);
-    const options = {mask, causal: c.causal, scale: c.scale};
-    const forward = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
-      tf.sum(tf.mul(dotProductAttention(qq, kk, vv, options), readout));
-    const lossValue = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.tidy(() => forward(qq, kk, vv).dataSync()[0]);
+describe.each(BACKENDS)('on %s', (backend) => {
+  runTestsOn(backend);
+  describe.each(OP_CASES.map((c) => [c.name, c] as const))('dotProductAttention gradients: %s', (_, c) => {
+    it('gradients with respect to q, k and v match central differences', () => {
+      const before = tf.memory().numTensors;
+      const q = tf.tensor(randomArray([...c.lead, c.T, c.dk], 21) as number[], [...c.lead, c.T, c.dk]);
+      const k = tf.tensor(randomArray([...c.lead, c.S, c.dk], 22) as number[], [...c.lead, c.S, c.dk]);
+      const v = tf.tensor(randomArray([...c.lead, c.S, c.dv], 23) as number[], [...c.lead, c.S, c.dv]);
+      const mask = c.mask == null ? null : tf.tensor(c.mask as number[]);
+      const readout = tf.tensor(randomArray([...c.lead, c.T, c.dv], 24, 2) as number[], [...c.lead, c.T, c.dv]);
+      const options = {mask, causal: c.causal, scale: c.scale};
+      const forward = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+        tf.sum(tf.mul(dotProductAttention(qq, kk, vv, options), readout));
+      const lossValue = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.tidy(() => forward(qq, kk, vv).dataSync()[0]);
 
-    const [gq, gk, gv] = tf.grads(forward)([q, k, v]);
-    [gq, gk, gv].forEach(expectAllFinite);
-    expectClose(gq, numericGradient(q, (moved) => lossValue(moved, k, v)), TOL);
-    expectClose(gk, numericGradient(k, (moved) => lossValue(q, moved, v)), TOL);
-    expectClose(gv, numericGradient(v, (moved) => lossValue(q, k, moved)), TOL);
-    for (const g of [gq, gk, gv]) expect(maxAbs(g)).toBeGreaterThan(1e-2);
-    if (c.fullyMaskedRows != null) {
-      const rows = gq.arraySync() as Nested;
-      for (const index of c.fullyMaskedRows) {
-        const row = index.reduce((x: Nested, i) => (x as Nested[])[i], rows) as number[];
-        expect(row).toEqual(row.map(() => 0));
+      const [gq, gk, gv] = tf.grads(forward)([q, k, v]);
+      [gq, gk, gv].forEach(expectAllFinite);
+      expectClose(gq, numericGradient(q, (moved) => lossValue(moved, k, v)), TOL);
+      expectClose(gk, numericGradient(k, (moved) => lossValue(q, moved, v)), TOL);
+      expectClose(gv, numericGradient(v, (moved) => lossValue(q, k, moved)), TOL);
+      for (const g of [gq, gk, gv]) expect(maxAbs(g)).toBeGreaterThan(1e-2);
+      if (c.fullyMaskedRows != null) {
+        const rows = gq.arraySync() as Nested;
+        for (const index of c.fullyMaskedRows) {
+          const row = index.reduce((x: Nested, i) => (x as Nested[])[i], rows) as number[];
+          expect(row).toEqual(row.map(() => 0));
+        }
       }
-    }
-    disposeAll(q, k, v, mask, readout, gq, gk, gv);
-    expect(tf.memory().numTensors).toBe(before);
+      disposeAll(q, k, v, mask, readout, gq, gk, gv);
+      expect(tf.memory().numTensors).toBe(before);
+    });
   });
 });
