@@ -12,6 +12,10 @@ import {peakBytes} from '../scripts/app/bench/measure';
 import {Matrix, referenceAttention, ReferenceWeights, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
 import {expectClose, expectThrowsWithoutLeak, filled, flatten, maxAbsDiff, Nested, onBackend, randomArray, runTestsOn,
         seededRandom} from './helpers/tensors';
+import {withNative} from './helpers/native';
+
+/** cpu, wasm, and tensorflow (tfjs-node) when it loads; its absence is a skipped test with the reason. */
+const BACKENDS = withNative(['cpu', 'wasm']);
 
 /** One comparison case. */
 interface Case {
@@ -119,7 +123,7 @@ function compare(c: Case, seed = 7) {
 describe('memoryEfficientAttention', () => {
   runTestsOn('cpu');
 
-  describe.each(['cpu', 'wasm'])('matches the standard path on %s', (backend) => {
+  describe.each(BACKENDS)('matches the standard path on %s', (backend) => {
     runTestsOn(backend);
 
     test.each(CASES.map(c => [c.name, c] as [string, Case]))('%s', (_name, c) => {
@@ -160,8 +164,8 @@ describe('memoryEfficientAttention', () => {
     dispose();
   });
 
-  test('a mask covering every key gives zeros everywhere (wasm too)', async () => {
-    for (const backend of ['cpu', 'wasm']) {
+  test('a mask covering every key gives zeros everywhere (wasm and tensorflow too)', async () => {
+    for (const backend of BACKENDS) {
       await onBackend(backend, () => {
         const q = tf.ones([1, 1, 3, 2]) as tf.Tensor4D;  // [B, H, T, dk]
         const k = tf.ones([1, 1, 4, 2]) as tf.Tensor4D;  // [B, H, S, dk]
@@ -203,7 +207,7 @@ describe('memoryEfficientAttention', () => {
   describe('leaks', () => {
     const c: Case = {name: 'leak', B: 1, H: 2, T: 6, S: 7, dk: 3, dv: 2, blockSize: 3, causal: true, maskShape: [1, 1, 6, 7]};
 
-    test.each(['cpu', 'wasm'])('numTensors returns to baseline after forward and tf.grads on %s', (backend) => onBackend(backend, () => {
+    test.each(BACKENDS)('numTensors returns to baseline after forward and tf.grads on %s', (backend) => onBackend(backend, () => {
       const {q, k, v, options, dispose} = makeInputs(c, 5);
       const before = tf.memory().numTensors;
       const out = memoryEfficientAttention(q, k, v, options);  // [B, H, T, dv]
@@ -410,7 +414,7 @@ describe('masks on the blocked path (the op)', () => {
     }) as number[], shape, 'bool');
   }
 
-  describe.each(['cpu', 'wasm'])('on %s', (backend) => {
+  describe.each(BACKENDS)('on %s', (backend) => {
     runTestsOn(backend);
 
     test.each(MASK_CASES.map(c => [c.name, c] as [string, MaskCase]))('%s: forward and gradients', (_name, c) => {

@@ -20,6 +20,7 @@ import {setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attentio
 import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {fusedAttention} from '../src/backend/wasm_fused_attention';
 import {Matrix, matmul, referenceAttention, referenceDotProductAttention, Tensor3, transpose} from './helpers/reference_attention';
+import {withNative} from './helpers/native';
 import {runCommand} from './helpers/run_script';
 import {
   disposeAll, expectClose, expectIeee, expectThrowsWithoutLeak, kindOf, Nested, randomArray, runTestsOn, valuesOf,
@@ -92,10 +93,10 @@ const OP_PATHS: Array<[string, {blockSize?: number}]> = [
   ['memory-efficient, one block', {blockSize: 64}],
 ];
 
-describe.each(['cpu', 'wasm'])('on %s', backend => {
+describe.each(withNative(['cpu', 'wasm']))('on %s', backend => {
   runTestsOn(backend);
 
-  it('the default path of these inputs is the fused kernel on wasm and the standard path on cpu', () => {
+  it('the default path of these inputs is the fused kernel on wasm and the standard path on cpu and tensorflow', () => {
     expect(attentionPath(null, [B, H, T, S], DK, DV)).toBe(backend === 'wasm' ? 'fused' : 'standard');
   });
 
