@@ -395,11 +395,67 @@ function resolveInside(folder: string, relative: string, modelJsonPath: string):
   return file;
 }
 
-/** `tf.io` routers for file:// URLs, active only while tfjs-node (which has its own) is not loaded. */
+/** The parts of tfjs-node's `NodeFileSystem` handler that the takeover below uses. */
+interface NodeFileSystemLike extends tf.io.IOHandler {
+  path: string|string[];
+  loadJSONModel: unknown;
+  createOrVerifyDirectory: unknown;
+}
+
+function isNodeFileSystem(handler: tf.io.IOHandler): handler is NodeFileSystemLike {
+  const candidate = handler as Partial<NodeFileSystemLike>;
+  return (typeof candidate.path === 'string' || Array.isArray(candidate.path)) &&
+      typeof candidate.loadJSONModel === 'function' && typeof candidate.createOrVerifyDirectory === 'function';
+}
+
+/** Marks a NodeFileSystem prototype whose save and load are already this library's. */
+const TAKEN_OVER = Symbol.for('tfjs-attention.nodeFileSystemTakenOver');
+
+/**
+ * Makes tfjs-node's file:// handler run this library's FileSystemIO for a single path (a folder to save
+ * into, a model.json or its folder to load): the atomic save, the checks of the target and of symbolic
+ * links, and errors that name the file. tfjs' router registry has no priorities and refuses two handlers
+ * for one URL, so the library cannot answer file:// beside tfjs-node; it changes what tfjs-node's answer
+ * does instead, on its class (the handler object is made inside tfjs). A pair of paths (a binary graph
+ * model: .pb and weights manifest) keeps tfjs-node's own code.
+ */
+function takeOverNodeFileSystem(handler: NodeFileSystemLike): void {
+  const proto = Object.getPrototypeOf(handler) as NodeFileSystemLike & {[TAKEN_OVER]?: boolean};
+  if (proto[TAKEN_OVER]) return;
+  const {save, load} = proto;
+  if (typeof save !== 'function' || typeof load !== 'function') return;
+  proto.save = function(this: NodeFileSystemLike, artifacts: ModelArtifacts): Promise<SaveResult> {
+    return typeof this.path === 'string' ? new FileSystemIO(this.path).save(artifacts) : save.call(this, artifacts);
+  };
+  proto.load = function(this: NodeFileSystemLike): Promise<ModelArtifacts> {
+    return typeof this.path === 'string' ? new FileSystemIO(this.path).load() : load.call(this);
+  };
+  Object.defineProperty(proto, TAKEN_OVER, {value: true});
+}
+
+/** True while the router asks tfjs which other routers answer a URL (it is one of them). */
+let probing = false;
+
+/**
+ * The `tf.io` router for file:// URLs. Alone (plain tfjs in Node) it answers with a FileSystemIO. When
+ * another router answers too, tfjs would refuse both ("Found more than one (2) save handlers"), so it
+ * steps aside; when that router is tfjs-node's, its handler is taken over (above) so that saves and loads
+ * still run this library's code.
+ */
 function fileSystemRouter(url: string|string[]): tf.io.IOHandler|null {
-  if (Array.isArray(url) || typeof url !== 'string' || !url.startsWith('file://')) return null;
-  if (tf.findBackendFactory('tensorflow') != null) return null;  // tfjs-node handles file:// itself
-  return new FileSystemIO(url);
+  if (probing || Array.isArray(url) || typeof url !== 'string' || !url.startsWith('file://')) return null;
+  let others: tf.io.IOHandler[];
+  probing = true;
+  try {
+    others = tf.io.getLoadHandlers(url);  // tfjs-node registers its router for saving and loading alike
+  } finally {
+    probing = false;
+  }
+  if (others.length === 0) return new FileSystemIO(url);
+  for (const handler of others) {
+    if (isNodeFileSystem(handler)) takeOverNodeFileSystem(handler);
+  }
+  return null;
 }
 
 /**
