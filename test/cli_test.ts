@@ -21,6 +21,7 @@ import {accuracySummary} from '../scripts/app/cli/format';
 import {parseIntegerOption, UsageError} from '../scripts/app/cli/arguments';
 import {terminalSafe, terminalSafeJson} from '../scripts/app/cli/terminal_text';
 import {describeResult, REPO_ROOT, runCommand, runLimited, runScript, ScriptResult} from './helpers/run_script';
+import {withNative} from './helpers/native';
 
 jest.setTimeout(600000);
 
@@ -28,6 +29,8 @@ const COMMITTED = path.join(REPO_ROOT, 'models', 'park-play');
 const SPORTS = ['cricket', 'football', 'basketball', 'tennis'];
 
 let tmp: string;
+/** `train --backend` cases: wasm, and tensorflow when tfjs-node loads (else a skipped test says why). */
+const TRAIN_BACKENDS = withNative(['wasm'] as const);
 const results = new Map<string, ScriptResult>();
 
 /** The cases, each one run of a script; all run in beforeAll, a few at a time. */
@@ -52,6 +55,10 @@ function cases(): Array<[string, 'train'|'predict'|'explain', string[]]> {
     ['train help', 'train', ['--help']],
     ['explain', 'explain', ['she takes her racket to the park to play', '--svg', path.join(tmp, 'heatmap.svg')]],
     ['train tiny', 'train', ['--epochs', '1', '--seed', '3', '--out', path.join(tmp, 'trained')]],
+    // Issue 11: an explicit backend, tfjs-node not loaded (wasm) and loaded (tensorflow, when installed).
+    ...TRAIN_BACKENDS.map(backend => [`train tiny ${backend}`, 'train',
+      ['--backend', backend, '--epochs', '1', '--seed', '3', '--out', path.join(tmp, `trained-${backend}`)]] as
+      [string, 'train', string[]]),
     // Issue 9.
     ['predict NaN weight', 'predict', [PARK(), '--model', path.join(tmp, 'nan-weight')]],
     ['predict NaN weight json', 'predict', [PARK(), '--json', '--model', path.join(tmp, 'nan-weight')]],
@@ -343,6 +350,20 @@ describe('explain', () => {
     expect(svg.endsWith('</svg>')).toBe(true);
     const texts = [...svg.matchAll(/<text\b[^>]*>([^<]*)<\/text>/g)].map(m => m[1].trim());
     expect(texts.filter(t => t === 'racket').length).toBeGreaterThanOrEqual(2);  // both axes
+  });
+});
+
+describe.each(TRAIN_BACKENDS)('train --backend %s', (backend) => {
+  it('trains on that backend, saves a model that records it, and writes nothing to stderr but TensorFlow\'s log', () => {
+    const r = result(`train tiny ${backend}`);
+    expectExit(r, 0);
+    expect(r.stdout).toContain(`backend ${backend}, 1 epochs, seed 3`);
+    expect(r.stdout).toMatch(/held-out accuracy\s+\d+(\.\d+)?%/i);
+    const saved = JSON.parse(fs.readFileSync(path.join(tmp, `trained-${backend}`, 'model.json'), 'utf8'));
+    expect(saved.userDefinedMetadata.backend).toBe(backend);
+    expect(r.stderr).toBe('');
+    // tfjs-node is loaded only when asked for: TensorFlow's start-up lines come with it alone.
+    if (backend === 'wasm') expect(r.tensorFlowLog).toEqual([]);
   });
 });
 

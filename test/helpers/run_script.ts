@@ -9,8 +9,35 @@ export interface ScriptResult {
   status: number|null;
   signal: NodeJS.Signals|null;
   stdout: string;
+  /** What the process wrote to stderr, less TensorFlow's own informational log lines (see `tensorFlowLog`). */
   stderr: string;
+  /** The lines removed from stderr: TensorFlow's start-up log, when the process loaded tfjs-node. */
+  tensorFlowLog: string[];
   ms: number;
+}
+
+/**
+ * TensorFlow's informational lines, which tfjs-node's native library writes to stderr when it starts (the
+ * oneDNN notice, the CPU-feature notice and absl's preamble): absl's format with severity I or W
+ * ("I0000 00:00:1796038959.803478   30926 port.cc:153] …"), TensorFlow's older one ("2026-11-30
+ * 11:40:00.123456: I tensorflow/…"), and the two fixed lines. Errors (severity E or F) are kept.
+ */
+const TENSORFLOW_LOG_LINE = new RegExp([
+  String.raw`^[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] `,
+  String.raw`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] (?:external|tensorflow)/`,
+  String.raw`^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$`,
+  String.raw`^To enable the following instructions: [\w ,]+ in other operations, rebuild TensorFlow with the appropriate compiler flags\.$`,
+].join('|'));
+
+/** Splits `stderr` into TensorFlow's informational log lines and everything else (which keeps its line breaks). */
+export function splitTensorFlowLog(stderr: string): {rest: string; log: string[]} {
+  const log: string[] = [];
+  const rest = stderr.split(/(?<=\n)/).filter(line => {
+    const isLog = TENSORFLOW_LOG_LINE.test(line.replace(/\r?\n$/, ''));
+    if (isLog) log.push(line.replace(/\r?\n$/, ''));
+    return !isLog;
+  });
+  return {rest: rest.join(''), log};
 }
 
 const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', process.platform === 'win32' ? 'tsx.cmd' : 'tsx');
@@ -38,7 +65,8 @@ export function runCommand(command: string, args: string[], timeoutMs = 180000):
     });
     child.on('close', (status, signal) => {
       clearTimeout(timer);
-      resolve({status, signal, stdout, stderr, ms: Date.now() - started});
+      const {rest, log} = splitTensorFlowLog(stderr);
+      resolve({status, signal, stdout, stderr: rest, tensorFlowLog: log, ms: Date.now() - started});
     });
   });
 }
@@ -67,5 +95,6 @@ export async function runLimited<T>(jobs: Array<() => Promise<T>>, limit = 3): P
 
 /** A readable summary of a result for assertion messages. */
 export function describeResult(r: ScriptResult): string {
-  return `exit ${r.status}${r.signal ? ` (${r.signal})` : ''} after ${r.ms} ms\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
+  return `exit ${r.status}${r.signal ? ` (${r.signal})` : ''} after ${r.ms} ms\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}` +
+      (r.tensorFlowLog.length > 0 ? `\n--- TensorFlow's log (removed from stderr) ---\n${r.tensorFlowLog.join('\n')}` : '');
 }
