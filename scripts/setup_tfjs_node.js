@@ -354,6 +354,8 @@ function main(argv) {
                JSON.parse(fs.readFileSync(path.join(packageDir, 'package.json'), 'utf8')).version === version) {
       link(root, options);
       ready = checkBackend(root) == null;
+      // Not built (or broken): no link to it until it works.
+      if (!ready) fs.unlinkSync(linkPath);
     }
     if (ready) {
       log('@tensorflow/tfjs-node is installed and loads: nothing to do (--force rebuilds it)');
