@@ -15,6 +15,7 @@ import {loadParkModel, saveParkModel} from '../scripts/app/park/park_files';
 import {ParkModel, PARK_SENTENCE} from '../scripts/app/park/park_model';
 import {encodeSentence, nextWordProbabilities, predictNextWords} from '../scripts/app/park/prediction';
 import {evaluateAccuracy, EpochLogs, trainParkModel} from '../scripts/app/park/training';
+import {NATIVE, reportNativeMissing} from './helpers/native';
 
 jest.setTimeout(240000);
 
@@ -321,5 +322,50 @@ describe('acceptance 5: numTensors', () => {
     expect(tf.memory().numTensors).toBeGreaterThan(tensorsBeforeTraining);
     disposeTrained(park);
     expect(tf.memory().numTensors).toBe(tensorsBeforeTraining);
+  });
+});
+
+reportNativeMissing('training the park model on tensorflow');
+
+(NATIVE.loaded ? describe : describe.skip)('the small configuration trained on tensorflow (tfjs-node)', () => {
+  let native: ParkModel;
+  let nativeHistory: EpochLogs[];
+  let before: number;
+
+  beforeAll(async () => {
+    expect(await selectBackend('tensorflow')).toBe('tensorflow');
+    before = tf.memory().numTensors;
+    ({park: native, history: nativeHistory} = await trainParkModel(corpus, SMALL));
+  });
+  afterAll(async () => {
+    await selectBackend('wasm');
+  });
+
+  it('trains with a decreasing loss to the same floor as on wasm', () => {
+    expect(tf.getBackend()).toBe('tensorflow');
+    expect(nativeHistory).toHaveLength(SMALL.epochs);
+    expect(nativeHistory[nativeHistory.length - 1].loss).toBeLessThan(nativeHistory[0].loss);
+    expect(nativeHistory[nativeHistory.length - 1].loss).toBeLessThan(0.6);
+  });
+
+  it('acceptance 1: sports first for the park sentence; book, house and sleep under 1% each', () => {
+    const byWord = distribution(native, PARK_SENTENCE);
+    const ranked = [...byWord.entries()].filter(([w]) => w !== '<pad>' && w !== '<unk>').sort((a, b) => b[1] - a[1]);
+    for (const [word] of ranked.slice(0, 3)) expect(SPORTS).toContain(word);
+    for (const word of NOT_SPORTS) expect(byWord.get(word)!).toBeLessThan(0.01);
+  });
+
+  it('acceptance 2 and 3: the contrast contexts and the cue words, and at least 95% of the held-out sentences', () => {
+    for (const [sentence, word] of [...CONTRASTS, ...CUES]) expect([sentence, top1(native, sentence)]).toEqual([sentence, word]);
+    const correct = corpus.heldOut.filter(s => top1(native, s.slice(0, -1).join(' ')) === s[s.length - 1]).length;
+    expect(correct / corpus.heldOut.length).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it('acceptance 5: 100 predictions leave numTensors unchanged; disposing the model brings it back', () => {
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 100; i++) predictNextWords(native, PARK_SENTENCE, 5);
+    expect(tf.memory().numTensors).toBe(start);
+    disposeTrained(native);
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
