@@ -9,7 +9,7 @@ import {spawn, spawnSync} from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {describeResult, REPO_ROOT, runLimited, ScriptResult} from './helpers/run_script';
+import {describeResult, REPO_ROOT, runLimited, ScriptResult, splitTensorFlowLog} from './helpers/run_script';
 
 jest.setTimeout(300000);
 
@@ -31,7 +31,8 @@ function run(script: 'train'|'explain', args: string[], cwd: string): Promise<Sc
     child.on('error', reject);
     child.on('close', (status, signal) => {
       clearTimeout(timer);
-      resolve({status, signal, stdout, stderr, ms: Date.now() - started});
+      const {rest, log} = splitTensorFlowLog(stderr);
+      resolve({status, signal, stdout, stderr: rest, tensorFlowLog: log, ms: Date.now() - started});
     });
   });
 }
