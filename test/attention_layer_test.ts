@@ -8,9 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import {scaledDotProductAttention, ScaledDotProductAttention, traceAttention, ValueError} from '../src';
 import type {ScaledDotProductAttentionArgs} from '../src';
 import {matmul, mergeHeads, referenceAttention, ReferenceWeights, splitHeads, Tensor3, Tensor4} from './helpers/reference_attention';
-import {
-  disposeAll, escapeRegExp, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, randomArray,
-} from './helpers/tensors';
+import {withNative} from './helpers/native';
+import {disposeAll, escapeRegExp, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, randomArray, runTestsOn} from './helpers/tensors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -337,158 +336,163 @@ describe('defaults, checked by hand', () => {
   });
 });
 
-describe('padding masks from tf.layers.embedding({maskZero: true})', () => {
-  const VOCAB = 10;
-  // Row 0 is left-padded, row 1 right-padded; both hold the same three tokens.
-  const PADDED = [[0, 0, 3, 7, 2], [3, 7, 2, 0, 0]];
-  const TOKENS = [3, 7, 2];
-  const REAL = [[2, 3, 4], [0, 1, 2]];  // positions of the tokens in each row
+/** These run on cpu, and on tensorflow (tfjs-node) when it loads; its absence is a skipped test with the reason. */
+describe.each(withNative(['cpu']))('on %s', (backend) => {
+  runTestsOn(backend);
 
-  const configs: Array<[string, ScaledDotProductAttentionArgs]> = [
-    ['2 heads', {numHeads: 2, keyDim: 3, valueDim: 2}],
-    ['causal', {numHeads: 1, keyDim: 3, causal: true}],
-    ['an output projection without bias', {numHeads: 2, keyDim: 2, outputDim: 3}],
-  ];
+  describe('padding masks from tf.layers.embedding({maskZero: true})', () => {
+    const VOCAB = 10;
+    // Row 0 is left-padded, row 1 right-padded; both hold the same three tokens.
+    const PADDED = [[0, 0, 3, 7, 2], [3, 7, 2, 0, 0]];
+    const TOKENS = [3, 7, 2];
+    const REAL = [[2, 3, 4], [0, 1, 2]];  // positions of the tokens in each row
 
-  /** Each row's outputs at its real positions and at its padded positions. */
-  function split(out: Tensor3): {real: Tensor3; padded: number[][][]} {
-    return {
-      real: out.map((rows, b) => REAL[b].map((t) => rows[t])),
-      padded: out.map((rows, b) => rows.filter((_, t) => !REAL[b].includes(t))),
-    };
-  }
-
-  it.each(configs)('%s: eager outputs at real positions equal those of the unpadded sequence; padded rows are zeros', (_, args) => {
-    const embedding = tf.layers.embedding({inputDim: VOCAB, outputDim: 4, maskZero: true, embeddingsInitializer: 'randomUniform'});
-    const layer = scaledDotProductAttention(args);
-    const ids = tf.tensor2d(PADDED, undefined, 'int32');
-    const unpaddedIds = tf.tensor2d([TOKENS], undefined, 'int32');
-    const warm = tf.tidy(() => layer.apply(embedding.apply(ids) as tf.Tensor) as tf.Tensor);  // builds both
-    warm.dispose();
-    const before = tf.memory().numTensors;
-    const [padded, unpadded] = tf.tidy(() => {
-      const x = embedding.apply(ids) as tf.Tensor;
-      const mask = embedding.computeMask(ids) as tf.Tensor;
-      expect(mask.dtype).toBe('bool');
-      expect(mask.arraySync()).toEqual(PADDED.map((row) => row.map((id) => (id === 0 ? 0 : 1))));
-      const y = layer.apply(x, {mask}) as tf.Tensor;
-      // The layer passes the query's padding mask on.
-      expect((layer.computeMask(x, mask) as tf.Tensor).arraySync()).toEqual(mask.arraySync());
-      const yUnpadded = layer.apply(embedding.apply(unpaddedIds) as tf.Tensor) as tf.Tensor;
-      return [y.arraySync() as Tensor3, yUnpadded.arraySync() as Tensor3];
-    });
-    expect(tf.memory().numTensors).toBe(before);
-    const {real, padded: paddedRows} = split(padded);
-    expectClose(real[0], unpadded[0], 1e-5);
-    expectClose(real[1], unpadded[0], 1e-5);
-    for (const rows of paddedRows) expectClose(rows, rows.map((r) => r.map(() => 0)), 0);
-    disposeAll(ids, unpaddedIds);
-    layer.dispose();
-    embedding.dispose();
-  });
-
-  it.each(configs)('%s: model.predict propagates the mask the same way', (_, args) => {
-    const model = tf.sequential({layers: [
-      tf.layers.embedding({inputDim: VOCAB, outputDim: 4, maskZero: true, inputShape: [null], embeddingsInitializer: 'randomUniform'}),
-      scaledDotProductAttention(args),
-    ]});
-    const [embedding, layer] = model.layers;
-    const ids = tf.tensor2d(PADDED, undefined, 'int32');
-    tf.dispose(model.predict(ids) as tf.Tensor);  // a first call, which may set things up
-    const before = tf.memory().numTensors;
-    const predicted = model.predict(ids) as tf.Tensor;
-    expect(tf.memory().numTensors).toBe(before + 1);  // the prediction alone
-    const unpadded = tf.tidy(() => {
-      const unpaddedIds = tf.tensor2d([TOKENS], undefined, 'int32');
-      return (layer.apply(embedding.apply(unpaddedIds) as tf.Tensor) as tf.Tensor).arraySync() as Tensor3;
-    });
-    const {real, padded} = split(predicted.arraySync() as Tensor3);
-    expectClose(real[0], unpadded[0], 1e-5);
-    expectClose(real[1], unpadded[0], 1e-5);
-    for (const rows of padded) expectClose(rows, rows.map((r) => r.map(() => 0)), 0);
-    disposeAll(ids, predicted);
-    model.dispose();
-  });
-
-  it('cross-attention takes [queryMask, contextMask]: padded keys are ignored and padded queries output zeros', () => {
-    const q = randomTensor([2, 3, 4], 5);
-    const c = randomTensor([2, 4, 3], 6);
-    const layer = builtLayer({numHeads: 2, keyDim: 2, valueDim: 2}, [q, c]);
-    const queryPadding = [[1, 1, 0], [0, 1, 1]];
-    const keyPadding = [[1, 0, 1, 1], [1, 1, 1, 0]];
-    const before = tf.memory().numTensors;
-    const out = tf.tidy(() => (layer.apply([q, c], {
-      mask: [tf.tensor2d(queryPadding, undefined, 'bool'), tf.tensor2d(keyPadding, undefined, 'bool')],
-    }) as tf.Tensor).arraySync() as Tensor3);
-    expect(tf.memory().numTensors).toBe(before);
-    const expected = referenceAttention(q.arraySync() as Tensor3, c.arraySync() as Tensor3, weightsOf(layer),
-                                        {numHeads: 2, queryPadding, keyPadding});
-    expectClose(out, expected.output, 1e-5);
-    expect(out[0][2]).toEqual([0, 0, 0, 0]);
-    expect(out[1][0]).toEqual([0, 0, 0, 0]);
-    disposeAll(q, c);
-    layer.dispose();
-  });
-});
-
-describe('masks combine: causal AND attentionMask AND padding', () => {
-  it('self-attention: weights and output match the plain-JS reference', () => {
-    const x = randomTensor([2, 5, 4], 7);
-    const layer = builtLayer({numHeads: 2, keyDim: 3, valueDim: 2, useBias: true, outputDim: 3, causal: true,
-                              returnAttentionScores: true}, x);
-    const attentionMask = [
-      [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1], [1, 0, 1, 0, 1], [1, 1, 0, 1, 1], [0, 0, 1, 1, 1]],
-      [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 0, 0, 1, 1], [1, 0, 0, 1, 0], [0, 1, 0, 1, 1]],
+    const configs: Array<[string, ScaledDotProductAttentionArgs]> = [
+      ['2 heads', {numHeads: 2, keyDim: 3, valueDim: 2}],
+      ['causal', {numHeads: 1, keyDim: 3, causal: true}],
+      ['an output projection without bias', {numHeads: 2, keyDim: 2, outputDim: 3}],
     ];
-    const padding = [[1, 1, 1, 1, 0], [0, 1, 1, 1, 1]];
-    const before = tf.memory().numTensors;
-    const [output, weights] = tf.tidy(() => {
-      const [y, w] = layer.apply(x, {
-        attentionMask: tf.tensor3d(attentionMask), mask: tf.tensor2d(padding, undefined, 'bool'),
-      }) as tf.Tensor[];
-      return [y.arraySync() as Tensor3, w.arraySync() as Tensor4];
-    });
-    expect(tf.memory().numTensors).toBe(before);
-    const expected = referenceAttention(x.arraySync() as Tensor3, null, weightsOf(layer), {
-      numHeads: 2, causal: true, attentionMask, queryPadding: padding, keyPadding: padding,
-    });
-    expectClose(weights, expected.weights, 1e-5);
-    expectClose(output, expected.output, 1e-5);
-    // Fully masked rows: (0, 4) a padded query, (1, 0) a padded query, (1, 2) causal (keys 0-2)
-    // AND padding (key 0) AND the mask (keys 1, 2) together.
-    for (const [b, t] of [[0, 4], [1, 0], [1, 2]]) {
-      expect(expected.allowed[b][t].some(Boolean)).toBe(false);
-      for (const head of weights[b]) expect(head[t]).toEqual([0, 0, 0, 0, 0]);
+
+    /** Each row's outputs at its real positions and at its padded positions. */
+    function split(out: Tensor3): {real: Tensor3; padded: number[][][]} {
+      return {
+        real: out.map((rows, b) => REAL[b].map((t) => rows[t])),
+        padded: out.map((rows, b) => rows.filter((_, t) => !REAL[b].includes(t))),
+      };
     }
-    // Every allowed pair is allowed by all three masks, and each mask removes something.
-    expect(expected.allowed.flat(2).filter(Boolean).length).toBeLessThan(
-        attentionMask.flat(2).filter(Boolean).length);
-    x.dispose();
-    layer.dispose();
+
+    it.each(configs)('%s: eager outputs at real positions equal those of the unpadded sequence; padded rows are zeros', (_, args) => {
+      const embedding = tf.layers.embedding({inputDim: VOCAB, outputDim: 4, maskZero: true, embeddingsInitializer: 'randomUniform'});
+      const layer = scaledDotProductAttention(args);
+      const ids = tf.tensor2d(PADDED, undefined, 'int32');
+      const unpaddedIds = tf.tensor2d([TOKENS], undefined, 'int32');
+      const warm = tf.tidy(() => layer.apply(embedding.apply(ids) as tf.Tensor) as tf.Tensor);  // builds both
+      warm.dispose();
+      const before = tf.memory().numTensors;
+      const [padded, unpadded] = tf.tidy(() => {
+        const x = embedding.apply(ids) as tf.Tensor;
+        const mask = embedding.computeMask(ids) as tf.Tensor;
+        expect(mask.dtype).toBe('bool');
+        expect(mask.arraySync()).toEqual(PADDED.map((row) => row.map((id) => (id === 0 ? 0 : 1))));
+        const y = layer.apply(x, {mask}) as tf.Tensor;
+        // The layer passes the query's padding mask on.
+        expect((layer.computeMask(x, mask) as tf.Tensor).arraySync()).toEqual(mask.arraySync());
+        const yUnpadded = layer.apply(embedding.apply(unpaddedIds) as tf.Tensor) as tf.Tensor;
+        return [y.arraySync() as Tensor3, yUnpadded.arraySync() as Tensor3];
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      const {real, padded: paddedRows} = split(padded);
+      expectClose(real[0], unpadded[0], 1e-5);
+      expectClose(real[1], unpadded[0], 1e-5);
+      for (const rows of paddedRows) expectClose(rows, rows.map((r) => r.map(() => 0)), 0);
+      disposeAll(ids, unpaddedIds);
+      layer.dispose();
+      embedding.dispose();
+    });
+
+    it.each(configs)('%s: model.predict propagates the mask the same way', (_, args) => {
+      const model = tf.sequential({layers: [
+        tf.layers.embedding({inputDim: VOCAB, outputDim: 4, maskZero: true, inputShape: [null], embeddingsInitializer: 'randomUniform'}),
+        scaledDotProductAttention(args),
+      ]});
+      const [embedding, layer] = model.layers;
+      const ids = tf.tensor2d(PADDED, undefined, 'int32');
+      tf.dispose(model.predict(ids) as tf.Tensor);  // a first call, which may set things up
+      const before = tf.memory().numTensors;
+      const predicted = model.predict(ids) as tf.Tensor;
+      expect(tf.memory().numTensors).toBe(before + 1);  // the prediction alone
+      const unpadded = tf.tidy(() => {
+        const unpaddedIds = tf.tensor2d([TOKENS], undefined, 'int32');
+        return (layer.apply(embedding.apply(unpaddedIds) as tf.Tensor) as tf.Tensor).arraySync() as Tensor3;
+      });
+      const {real, padded} = split(predicted.arraySync() as Tensor3);
+      expectClose(real[0], unpadded[0], 1e-5);
+      expectClose(real[1], unpadded[0], 1e-5);
+      for (const rows of padded) expectClose(rows, rows.map((r) => r.map(() => 0)), 0);
+      disposeAll(ids, predicted);
+      model.dispose();
+    });
+
+    it('cross-attention takes [queryMask, contextMask]: padded keys are ignored and padded queries output zeros', () => {
+      const q = randomTensor([2, 3, 4], 5);
+      const c = randomTensor([2, 4, 3], 6);
+      const layer = builtLayer({numHeads: 2, keyDim: 2, valueDim: 2}, [q, c]);
+      const queryPadding = [[1, 1, 0], [0, 1, 1]];
+      const keyPadding = [[1, 0, 1, 1], [1, 1, 1, 0]];
+      const before = tf.memory().numTensors;
+      const out = tf.tidy(() => (layer.apply([q, c], {
+        mask: [tf.tensor2d(queryPadding, undefined, 'bool'), tf.tensor2d(keyPadding, undefined, 'bool')],
+      }) as tf.Tensor).arraySync() as Tensor3);
+      expect(tf.memory().numTensors).toBe(before);
+      const expected = referenceAttention(q.arraySync() as Tensor3, c.arraySync() as Tensor3, weightsOf(layer),
+                                          {numHeads: 2, queryPadding, keyPadding});
+      expectClose(out, expected.output, 1e-5);
+      expect(out[0][2]).toEqual([0, 0, 0, 0]);
+      expect(out[1][0]).toEqual([0, 0, 0, 0]);
+      disposeAll(q, c);
+      layer.dispose();
+    });
   });
 
-  it('cross-attention with S != T: causal is top-left aligned, and combines with both masks', () => {
-    const q = randomTensor([1, 3, 4], 8);
-    const c = randomTensor([1, 5, 2], 9);
-    const layer = builtLayer({numHeads: 1, keyDim: 2, causal: true, returnAttentionScores: true}, [q, c]);
-    const attentionMask = [[[1, 1, 1, 1, 1], [1, 0, 1, 1, 1], [1, 1, 1, 0, 1]]];
-    const keyPadding = [[1, 1, 0, 1, 1]];
-    const [output, weights] = tf.tidy(() => {
-      const [y, w] = layer.apply([q, c], {
-        attentionMask: tf.tensor3d(attentionMask), mask: [null, tf.tensor2d(keyPadding, undefined, 'bool')],
-      } as {attentionMask: tf.Tensor; mask: Array<tf.Tensor|null>}) as tf.Tensor[];
-      return [y.arraySync() as Tensor3, w.arraySync() as Tensor4];
+  describe('masks combine: causal AND attentionMask AND padding', () => {
+    it('self-attention: weights and output match the plain-JS reference', () => {
+      const x = randomTensor([2, 5, 4], 7);
+      const layer = builtLayer({numHeads: 2, keyDim: 3, valueDim: 2, useBias: true, outputDim: 3, causal: true,
+                                returnAttentionScores: true}, x);
+      const attentionMask = [
+        [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1], [1, 0, 1, 0, 1], [1, 1, 0, 1, 1], [0, 0, 1, 1, 1]],
+        [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 0, 0, 1, 1], [1, 0, 0, 1, 0], [0, 1, 0, 1, 1]],
+      ];
+      const padding = [[1, 1, 1, 1, 0], [0, 1, 1, 1, 1]];
+      const before = tf.memory().numTensors;
+      const [output, weights] = tf.tidy(() => {
+        const [y, w] = layer.apply(x, {
+          attentionMask: tf.tensor3d(attentionMask), mask: tf.tensor2d(padding, undefined, 'bool'),
+        }) as tf.Tensor[];
+        return [y.arraySync() as Tensor3, w.arraySync() as Tensor4];
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      const expected = referenceAttention(x.arraySync() as Tensor3, null, weightsOf(layer), {
+        numHeads: 2, causal: true, attentionMask, queryPadding: padding, keyPadding: padding,
+      });
+      expectClose(weights, expected.weights, 1e-5);
+      expectClose(output, expected.output, 1e-5);
+      // Fully masked rows: (0, 4) a padded query, (1, 0) a padded query, (1, 2) causal (keys 0-2)
+      // AND padding (key 0) AND the mask (keys 1, 2) together.
+      for (const [b, t] of [[0, 4], [1, 0], [1, 2]]) {
+        expect(expected.allowed[b][t].some(Boolean)).toBe(false);
+        for (const head of weights[b]) expect(head[t]).toEqual([0, 0, 0, 0, 0]);
+      }
+      // Every allowed pair is allowed by all three masks, and each mask removes something.
+      expect(expected.allowed.flat(2).filter(Boolean).length).toBeLessThan(
+          attentionMask.flat(2).filter(Boolean).length);
+      x.dispose();
+      layer.dispose();
     });
-    const expected = referenceAttention(q.arraySync() as Tensor3, c.arraySync() as Tensor3, weightsOf(layer), {
-      numHeads: 1, causal: true, attentionMask, keyPadding,
+
+    it('cross-attention with S != T: causal is top-left aligned, and combines with both masks', () => {
+      const q = randomTensor([1, 3, 4], 8);
+      const c = randomTensor([1, 5, 2], 9);
+      const layer = builtLayer({numHeads: 1, keyDim: 2, causal: true, returnAttentionScores: true}, [q, c]);
+      const attentionMask = [[[1, 1, 1, 1, 1], [1, 0, 1, 1, 1], [1, 1, 1, 0, 1]]];
+      const keyPadding = [[1, 1, 0, 1, 1]];
+      const [output, weights] = tf.tidy(() => {
+        const [y, w] = layer.apply([q, c], {
+          attentionMask: tf.tensor3d(attentionMask), mask: [null, tf.tensor2d(keyPadding, undefined, 'bool')],
+        } as {attentionMask: tf.Tensor; mask: Array<tf.Tensor|null>}) as tf.Tensor[];
+        return [y.arraySync() as Tensor3, w.arraySync() as Tensor4];
+      });
+      const expected = referenceAttention(q.arraySync() as Tensor3, c.arraySync() as Tensor3, weightsOf(layer), {
+        numHeads: 1, causal: true, attentionMask, keyPadding,
+      });
+      expectClose(weights, expected.weights, 1e-5);
+      expectClose(output, expected.output, 1e-5);
+      // Query t sees keys s <= t only: row 0 attends key 0 alone; keys 3, 4 are never attended.
+      expect(weights[0][0][0]).toEqual([1, 0, 0, 0, 0]);
+      for (const row of weights[0][0]) expect([row[3], row[4]]).toEqual([0, 0]);
+      disposeAll(q, c);
+      layer.dispose();
     });
-    expectClose(weights, expected.weights, 1e-5);
-    expectClose(output, expected.output, 1e-5);
-    // Query t sees keys s <= t only: row 0 attends key 0 alone; keys 3, 4 are never attended.
-    expect(weights[0][0][0]).toEqual([1, 0, 0, 0, 0]);
-    for (const row of weights[0][0]) expect([row[3], row[4]]).toEqual([0, 0]);
-    disposeAll(q, c);
-    layer.dispose();
   });
 });
 

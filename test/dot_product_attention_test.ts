@@ -8,7 +8,8 @@ import {dotProductAttention, MEMORY_EFFICIENT_THRESHOLD, ValueError} from '../sr
 import * as memoryEfficientModule from '../src/attention/memory_efficient_attention';
 import {referenceDotProductAttention} from './helpers/reference_attention';
 import type {Matrix} from './helpers/reference_attention';
-import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, Nested, randomArray} from './helpers/tensors';
+import {withNative} from './helpers/native';
+import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, Nested, randomArray, runTestsOn} from './helpers/tensors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -125,103 +126,124 @@ describe('returnWeights', () => {
   });
 });
 
-describe('causal, top-left aligned', () => {
-  it.each([
-    ['rank 3, T = S', [2], 4, 4],
-    ['rank 3, T < S', [1], 3, 5],
-    ['rank 3, T > S', [1], 5, 3],
-    ['rank 4, T < S', [1, 2], 2, 4],
-  ] as Array<[string, Lead, number, number]>)('%s: query t attends keys s <= t only', (_, lead, T, S) => {
-    const a = inputsArrays(lead, T, S, 3, 2, 5);
-    const expected = referenceDotProductAttention(a.q, a.k, a.v, {causal: true});
-    const {q, k, v} = tensorsOf(a);
-    expectNoLeak(() => tf.tidy(() => {
-      const [output, weights] = dotProductAttention(q, k, v, {causal: true, returnWeights: true});
-      expectClose(output, expected.output as Nested, 1e-5);
-      expectClose(weights, expected.weights as Nested, 1e-5);
-      const w = flatten(weights.arraySync() as Nested);
-      w.forEach((value, i) => {
-        const s = i % S;
-        const t = Math.floor(i / S) % T;
-        if (s > t) expect(value).toBe(0);
+/** These run on cpu, and on tensorflow (tfjs-node) when it loads; its absence is a skipped test with the reason. */
+describe.each(withNative(['cpu']))('on %s', (backend) => {
+  runTestsOn(backend);
+
+  describe('causal, top-left aligned', () => {
+    it.each([
+      ['rank 3, T = S', [2], 4, 4],
+      ['rank 3, T < S', [1], 3, 5],
+      ['rank 3, T > S', [1], 5, 3],
+      ['rank 4, T < S', [1, 2], 2, 4],
+    ] as Array<[string, Lead, number, number]>)('%s: query t attends keys s <= t only', (_, lead, T, S) => {
+      const a = inputsArrays(lead, T, S, 3, 2, 5);
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {causal: true});
+      const {q, k, v} = tensorsOf(a);
+      expectNoLeak(() => tf.tidy(() => {
+        const [output, weights] = dotProductAttention(q, k, v, {causal: true, returnWeights: true});
+        expectClose(output, expected.output as Nested, 1e-5);
+        expectClose(weights, expected.weights as Nested, 1e-5);
+        const w = flatten(weights.arraySync() as Nested);
+        w.forEach((value, i) => {
+          const s = i % S;
+          const t = Math.floor(i / S) % T;
+          if (s > t) expect(value).toBe(0);
+        });
+      }));
+      disposeAll(q, k, v);
+    });
+  });
+
+  describe('scale', () => {
+    it.each([
+      ['the default 1/sqrt(dk)', undefined],
+      ['null means the default', null],
+      ['a custom 0.3', 0.3],
+      ['a custom 2.5', 2.5],
+    ] as Array<[string, number|null|undefined]>)('%s matches the reference', (_, scale) => {
+      const a = inputsArrays([2], 3, 4, 4, 3, 9);
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {scale});
+      const {q, k, v} = tensorsOf(a);
+      expectNoLeak(() => tf.tidy(() => {
+        const [output, weights] = dotProductAttention(q, k, v, {scale, returnWeights: true});
+        expectClose(output, expected.output as Nested, 1e-5);
+        expectClose(weights, expected.weights as Nested, 1e-5);
+      }));
+      disposeAll(q, k, v);
+    });
+
+    it('gives the same result whether dk <= S or dk > S (where the scale is applied differs)', () => {
+      // dk = 6 > S = 2: the scale multiplies the scores rather than Q.
+      const a = inputsArrays([1], 3, 2, 6, 2, 13);
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {scale: 0.7});
+      const {q, k, v} = tensorsOf(a);
+      expectNoLeak(() => tf.tidy(() => {
+        expectClose(dotProductAttention(q, k, v, {scale: 0.7}), expected.output as Nested, 1e-5);
+      }));
+      disposeAll(q, k, v);
+    });
+  });
+
+  describe('mask broadcasting (1 = attend)', () => {
+    const B = 2;
+    const H = 2;
+    const T = 3;
+    const S = 4;
+    /** A 0/1 array of the given shape with about 2/3 ones, seeded. */
+    const bits = (shape: number[], seed: number) =>
+      flatten(randomArray(shape, seed)).map((x) => (x > -0.4 ? 1 : 0));
+    const at = (values: number[], shape: number[], index: number[]) =>
+      values[index.reduce((flat, i, axis) => flat * shape[axis] + i, 0)];
+
+    interface MaskCase {
+      lead: Lead;
+      shape: number[];
+      /** Which mask entry governs (lead, t, s). */
+      index: (lead: number[], t: number, s: number) => number[];
+    }
+    const cases: Array<[string, MaskCase]> = [
+      ['[T, S] on rank-3 inputs', {lead: [B], shape: [T, S], index: (_, t, s) => [t, s]}],
+      ['[B, T, S] on rank-3 inputs', {lead: [B], shape: [B, T, S], index: ([b], t, s) => [b, t, s]}],
+      ['[1, T, S] on rank-3 inputs', {lead: [B], shape: [1, T, S], index: (_, t, s) => [0, t, s]}],
+      ['[B, 1, S] (key padding) on rank-3 inputs', {lead: [B], shape: [B, 1, S], index: ([b], _, s) => [b, 0, s]}],
+      ['[T, S] on rank-4 inputs', {lead: [B, H], shape: [T, S], index: (_, t, s) => [t, s]}],
+      ['[B, T, S] on rank-4 inputs: the same for every head', {lead: [B, H], shape: [B, T, S], index: ([b], t, s) => [b, t, s]}],
+      ['[B, 1, T, S] on rank-4 inputs', {lead: [B, H], shape: [B, 1, T, S], index: ([b], t, s) => [b, 0, t, s]}],
+      ['[1, H, T, S] on rank-4 inputs: per head', {lead: [B, H], shape: [1, H, T, S], index: ([, h], t, s) => [0, h, t, s]}],
+      ['[B, H, T, S] on rank-4 inputs', {lead: [B, H], shape: [B, H, T, S], index: ([b, h], t, s) => [b, h, t, s]}],
+      ['[B, 1, 1, S] (key padding) on rank-4 inputs', {lead: [B, H], shape: [B, 1, 1, S], index: ([b], _, s) => [b, 0, 0, s]}],
+    ];
+
+    describe.each(['float32', 'bool', 'int32'] as const)('with a %s mask', (dtype) => {
+      it.each(cases)('%s', (_, c) => {
+        const values = bits(c.shape, 17 + c.shape.length);
+        const a = inputsArrays(c.lead, T, S, 3, 2, 21);
+        const expected = referenceDotProductAttention(a.q, a.k, a.v, {
+          allowed: (lead, t, s) => at(values, c.shape, c.index(lead, t, s)) === 1,
+        });
+        const {q, k, v} = tensorsOf(a);
+        const mask = tf.tensor(values, c.shape, dtype);
+        expectNoLeak(() => tf.tidy(() => {
+          const [output, weights] = dotProductAttention(q, k, v, {mask, returnWeights: true});
+          expectAllFinite(output);
+          expectClose(output, expected.output as Nested, 1e-5);
+          expectClose(weights, expected.weights as Nested, 1e-5);
+        }));
+        disposeAll(q, k, v, mask);
       });
-    }));
-    disposeAll(q, k, v);
-  });
-});
+    });
 
-describe('scale', () => {
-  it.each([
-    ['the default 1/sqrt(dk)', undefined],
-    ['null means the default', null],
-    ['a custom 0.3', 0.3],
-    ['a custom 2.5', 2.5],
-  ] as Array<[string, number|null|undefined]>)('%s matches the reference', (_, scale) => {
-    const a = inputsArrays([2], 3, 4, 4, 3, 9);
-    const expected = referenceDotProductAttention(a.q, a.k, a.v, {scale});
-    const {q, k, v} = tensorsOf(a);
-    expectNoLeak(() => tf.tidy(() => {
-      const [output, weights] = dotProductAttention(q, k, v, {scale, returnWeights: true});
-      expectClose(output, expected.output as Nested, 1e-5);
-      expectClose(weights, expected.weights as Nested, 1e-5);
-    }));
-    disposeAll(q, k, v);
-  });
-
-  it('gives the same result whether dk <= S or dk > S (where the scale is applied differs)', () => {
-    // dk = 6 > S = 2: the scale multiplies the scores rather than Q.
-    const a = inputsArrays([1], 3, 2, 6, 2, 13);
-    const expected = referenceDotProductAttention(a.q, a.k, a.v, {scale: 0.7});
-    const {q, k, v} = tensorsOf(a);
-    expectNoLeak(() => tf.tidy(() => {
-      expectClose(dotProductAttention(q, k, v, {scale: 0.7}), expected.output as Nested, 1e-5);
-    }));
-    disposeAll(q, k, v);
-  });
-});
-
-describe('mask broadcasting (1 = attend)', () => {
-  const B = 2;
-  const H = 2;
-  const T = 3;
-  const S = 4;
-  /** A 0/1 array of the given shape with about 2/3 ones, seeded. */
-  const bits = (shape: number[], seed: number) =>
-    flatten(randomArray(shape, seed)).map((x) => (x > -0.4 ? 1 : 0));
-  const at = (values: number[], shape: number[], index: number[]) =>
-    values[index.reduce((flat, i, axis) => flat * shape[axis] + i, 0)];
-
-  interface MaskCase {
-    lead: Lead;
-    shape: number[];
-    /** Which mask entry governs (lead, t, s). */
-    index: (lead: number[], t: number, s: number) => number[];
-  }
-  const cases: Array<[string, MaskCase]> = [
-    ['[T, S] on rank-3 inputs', {lead: [B], shape: [T, S], index: (_, t, s) => [t, s]}],
-    ['[B, T, S] on rank-3 inputs', {lead: [B], shape: [B, T, S], index: ([b], t, s) => [b, t, s]}],
-    ['[1, T, S] on rank-3 inputs', {lead: [B], shape: [1, T, S], index: (_, t, s) => [0, t, s]}],
-    ['[B, 1, S] (key padding) on rank-3 inputs', {lead: [B], shape: [B, 1, S], index: ([b], _, s) => [b, 0, s]}],
-    ['[T, S] on rank-4 inputs', {lead: [B, H], shape: [T, S], index: (_, t, s) => [t, s]}],
-    ['[B, T, S] on rank-4 inputs: the same for every head', {lead: [B, H], shape: [B, T, S], index: ([b], t, s) => [b, t, s]}],
-    ['[B, 1, T, S] on rank-4 inputs', {lead: [B, H], shape: [B, 1, T, S], index: ([b], t, s) => [b, 0, t, s]}],
-    ['[1, H, T, S] on rank-4 inputs: per head', {lead: [B, H], shape: [1, H, T, S], index: ([, h], t, s) => [0, h, t, s]}],
-    ['[B, H, T, S] on rank-4 inputs', {lead: [B, H], shape: [B, H, T, S], index: ([b, h], t, s) => [b, h, t, s]}],
-    ['[B, 1, 1, S] (key padding) on rank-4 inputs', {lead: [B, H], shape: [B, 1, 1, S], index: ([b], _, s) => [b, 0, 0, s]}],
-  ];
-
-  describe.each(['float32', 'bool', 'int32'] as const)('with a %s mask', (dtype) => {
-    it.each(cases)('%s', (_, c) => {
-      const values = bits(c.shape, 17 + c.shape.length);
-      const a = inputsArrays(c.lead, T, S, 3, 2, 21);
+    it('combines with causal (AND)', () => {
+      const maskValues = bits([B, T, S], 31);
+      const a = inputsArrays([B, H], T, S, 3, 2, 33);
       const expected = referenceDotProductAttention(a.q, a.k, a.v, {
-        allowed: (lead, t, s) => at(values, c.shape, c.index(lead, t, s)) === 1,
+        causal: true, allowed: ([b], t, s) => at(maskValues, [B, T, S], [b, t, s]) === 1,
       });
       const {q, k, v} = tensorsOf(a);
-      const mask = tf.tensor(values, c.shape, dtype);
+      const mask = tf.tensor3d(maskValues, [B, T, S]);
       expectNoLeak(() => tf.tidy(() => {
-        const [output, weights] = dotProductAttention(q, k, v, {mask, returnWeights: true});
-        expectAllFinite(output);
+        const [output, weights] = dotProductAttention(q, k, v, {mask, causal: true, returnWeights: true});
         expectClose(output, expected.output as Nested, 1e-5);
         expectClose(weights, expected.weights as Nested, 1e-5);
       }));
@@ -229,70 +251,54 @@ describe('mask broadcasting (1 = attend)', () => {
     });
   });
 
-  it('combines with causal (AND)', () => {
-    const maskValues = bits([B, T, S], 31);
-    const a = inputsArrays([B, H], T, S, 3, 2, 33);
-    const expected = referenceDotProductAttention(a.q, a.k, a.v, {
-      causal: true, allowed: ([b], t, s) => at(maskValues, [B, T, S], [b, t, s]) === 1,
-    });
-    const {q, k, v} = tensorsOf(a);
-    const mask = tf.tensor3d(maskValues, [B, T, S]);
-    expectNoLeak(() => tf.tidy(() => {
-      const [output, weights] = dotProductAttention(q, k, v, {mask, causal: true, returnWeights: true});
-      expectClose(output, expected.output as Nested, 1e-5);
-      expectClose(weights, expected.weights as Nested, 1e-5);
-    }));
-    disposeAll(q, k, v, mask);
-  });
-});
-
-describe('fully masked rows', () => {
-  it.each([
-    ['a zero row in a [T, S] mask', {mask: [[1, 0, 1], [0, 0, 0], [1, 1, 1]]}, [1]],
-    ['causal AND a mask that hides key 0 from query 0', {mask: [[0, 1, 1], [1, 1, 1], [0, 1, 0]], causal: true}, [0]],
-    ['everything masked', {mask: [[0, 0, 0], [0, 0, 0], [0, 0, 0]]}, [0, 1, 2]],
-  ] as Array<[string, {mask: number[][]; causal?: boolean}, number[]]>)(
-      '%s: zero output and zero weights, never NaN', (_, c, rows) => {
-        const a = inputsArrays([2, 2], 3, 3, 2, 4, 41);
-        const expected = referenceDotProductAttention(a.q, a.k, a.v, {
-          causal: c.causal, allowed: (__, t, s) => c.mask[t][s] === 1,
-        });
-        const {q, k, v} = tensorsOf(a);
-        const mask = tf.tensor2d(c.mask);
-        expectNoLeak(() => tf.tidy(() => {
-          const [output, weights] = dotProductAttention(q, k, v, {mask, causal: c.causal, returnWeights: true});
-          expectAllFinite(output);
-          expectAllFinite(weights);
-          expectClose(output, expected.output as Nested, 1e-5);
-          expectClose(weights, expected.weights as Nested, 1e-5);
-          const out = output.arraySync() as number[][][][];
-          const w = weights.arraySync() as number[][][][];
-          for (const b of [0, 1]) {
-            for (const h of [0, 1]) {
-              for (const t of rows) {
-                expect(out[b][h][t]).toEqual([0, 0, 0, 0]);
-                expect(w[b][h][t]).toEqual([0, 0, 0]);
+  describe('fully masked rows', () => {
+    it.each([
+      ['a zero row in a [T, S] mask', {mask: [[1, 0, 1], [0, 0, 0], [1, 1, 1]]}, [1]],
+      ['causal AND a mask that hides key 0 from query 0', {mask: [[0, 1, 1], [1, 1, 1], [0, 1, 0]], causal: true}, [0]],
+      ['everything masked', {mask: [[0, 0, 0], [0, 0, 0], [0, 0, 0]]}, [0, 1, 2]],
+    ] as Array<[string, {mask: number[][]; causal?: boolean}, number[]]>)(
+        '%s: zero output and zero weights, never NaN', (_, c, rows) => {
+          const a = inputsArrays([2, 2], 3, 3, 2, 4, 41);
+          const expected = referenceDotProductAttention(a.q, a.k, a.v, {
+            causal: c.causal, allowed: (__, t, s) => c.mask[t][s] === 1,
+          });
+          const {q, k, v} = tensorsOf(a);
+          const mask = tf.tensor2d(c.mask);
+          expectNoLeak(() => tf.tidy(() => {
+            const [output, weights] = dotProductAttention(q, k, v, {mask, causal: c.causal, returnWeights: true});
+            expectAllFinite(output);
+            expectAllFinite(weights);
+            expectClose(output, expected.output as Nested, 1e-5);
+            expectClose(weights, expected.weights as Nested, 1e-5);
+            const out = output.arraySync() as number[][][][];
+            const w = weights.arraySync() as number[][][][];
+            for (const b of [0, 1]) {
+              for (const h of [0, 1]) {
+                for (const t of rows) {
+                  expect(out[b][h][t]).toEqual([0, 0, 0, 0]);
+                  expect(w[b][h][t]).toEqual([0, 0, 0]);
+                }
               }
             }
-          }
-        }));
-        disposeAll(q, k, v, mask);
-      });
+          }));
+          disposeAll(q, k, v, mask);
+        });
 
-  it('stays finite with huge scores (inputs ~1e4) and a mask', () => {
-    const a = inputsArrays([1], 3, 4, 2, 2, 51);
-    const big = (x: NestedMatrices) => (x as number[][][]).map((m) => m.map((row) => row.map((v) => v * 1e4)));
-    const mask = [[1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]];
-    const expected = referenceDotProductAttention(big(a.q), big(a.k), a.v, {allowed: (_, t, s) => mask[t][s] === 1});
-    const [q, k, v, m] = [tf.tensor(big(a.q)), tf.tensor(big(a.k)), tensorOf(a.v), tf.tensor2d(mask)];
-    expectNoLeak(() => tf.tidy(() => {
-      const [output, weights] = dotProductAttention(q, k, v, {mask: m, returnWeights: true});
-      expectAllFinite(output);
-      expectAllFinite(weights);
-      expectClose(weights, expected.weights as Nested, 1e-5);
-      expectClose(output, expected.output as Nested, 1e-5);
-    }));
-    disposeAll(q, k, v, m);
+    it('stays finite with huge scores (inputs ~1e4) and a mask', () => {
+      const a = inputsArrays([1], 3, 4, 2, 2, 51);
+      const big = (x: NestedMatrices) => (x as number[][][]).map((m) => m.map((row) => row.map((v) => v * 1e4)));
+      const mask = [[1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]];
+      const expected = referenceDotProductAttention(big(a.q), big(a.k), a.v, {allowed: (_, t, s) => mask[t][s] === 1});
+      const [q, k, v, m] = [tf.tensor(big(a.q)), tf.tensor(big(a.k)), tensorOf(a.v), tf.tensor2d(mask)];
+      expectNoLeak(() => tf.tidy(() => {
+        const [output, weights] = dotProductAttention(q, k, v, {mask: m, returnWeights: true});
+        expectAllFinite(output);
+        expectAllFinite(weights);
+        expectClose(weights, expected.weights as Nested, 1e-5);
+        expectClose(output, expected.output as Nested, 1e-5);
+      }));
+      disposeAll(q, k, v, m);
+    });
   });
 });
 
