@@ -58,5 +58,8 @@ export function reportNativeMissing(what = 'the tensorflow backend cases'): void
     });
   } else {
     test.skip(`${what}: skipped, ${NATIVE.reason}`, () => undefined);
+    // Jest lists skipped tests by name only with --verbose: one line on stderr says it in any case.
+    const file = (expect.getState().testPath ?? '').split(/[\\/]/).pop();
+    process.stderr.write(`${file}: ${what} skipped: ${NATIVE.reason}\n`);
   }
 }
