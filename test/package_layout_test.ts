@@ -47,14 +47,15 @@ function unpackInto(project: string): string {
 
 /**
  * A consumer project in `dir`: the unpacked tarball, and beside it links to this repo's
- * @tensorflow packages (`without` left out), as npm lays out peers.
+ * @tensorflow packages (`without` left out, and tfjs-node), as npm lays out peers.
  */
 function linkedConsumer(dir: string, without: string[] = []): string {
   const installed = unpackInto(dir);
   const scope = path.join(dir, 'node_modules', '@tensorflow');
   fs.mkdirSync(scope, {recursive: true});
   for (const name of fs.readdirSync(path.join(REPO, 'node_modules', '@tensorflow'))) {
-    if (!without.includes(`@tensorflow/${name}`)) {
+    // tfjs-node, which the repo may have (npm run setup:tfjs-node), is an optional peer these consumers lack.
+    if (!without.includes(`@tensorflow/${name}`) && name !== 'tfjs-node') {
       fs.symlinkSync(path.join(REPO, 'node_modules', '@tensorflow', name), path.join(scope, name), 'dir');
     }
   }
