@@ -139,6 +139,23 @@ describe('targets', () => {
   });
 });
 
+describe('two backends in one run', () => {
+  it('--lengths keeps only those points; the report puts the backends side by side, each with the path it chose', async () => {
+    const results = await runBench({backends: ['wasm', 'cpu'], quick: true, lengths: [8], warmup: 0});
+    for (const backend of results.backends) {
+      expect(backend.rows.map(r => [r.length, r.pass])).toEqual([[8, 'forward'], [8, 'forward+backward']]);
+    }
+    expect(results.backends.map(b => b.memoryEfficientThreshold)).toEqual([4096, 4096]);
+    const report = formatReport(results);
+    expect(report).toContain('## Side by side (same run)');
+    expect(report).toContain('| B, T, d, H | asked | pass | wasm: path | wasm ms | cpu: path | cpu ms | fastest |');
+    // wasm runs inference on its fused kernel, cpu on the standard path; training is standard on both.
+    expect(report).toMatch(/\| 2, 8, 16, 2 \| default \| forward \| fused \| [0-9.]+ \| standard \| [0-9.]+ \| (wasm|cpu), [0-9.]+× (wasm|cpu) \|/);
+    expect(report).toMatch(/\| 2, 8, 16, 2 \| default \| forward\+backward \| standard \| [0-9.]+ \| standard \| [0-9.]+ \|/);
+    expect(report).toContain('memory-efficient by default: wasm from S >= 4096, cpu from S >= 4096');
+  });
+});
+
 describe('the command line', () => {
   it('takes repeated and comma-separated backends, counts and --json', () => {
     const options = parseBenchArgs(['--backend', 'wasm', '--backend', 'cpu,wasm', '--reps', '3', '--json', 'out.json', '--quick']);
@@ -147,6 +164,14 @@ describe('the command line', () => {
     expect(options.json).toBe('out.json');
     expect(options.quick).toBe(true);
     expect(parseBenchArgs([]).backends).toEqual([]);
+  });
+
+  it('--backend tensorflow,wasm names both; --lengths picks the grid points of those lengths', () => {
+    expect(parseBenchArgs(['--backend', 'tensorflow,wasm']).backends).toEqual(['tensorflow', 'wasm']);
+    expect(parseBenchArgs(['--lengths', '16,4096', '--lengths', '128']).lengths).toEqual([16, 4096, 128]);
+    expect(parseBenchArgs([]).lengths).toEqual([]);
+    expect(() => parseBenchArgs(['--lengths', '16,x'])).toThrow(/option `--lengths`, expected an integer >= 1.*Received: --lengths x/);
+    expect(() => parseBenchArgs(['--lengths', '0'])).toThrow(UsageError);
   });
 
   it('rejects unknown backends, bad counts and unknown options', () => {
