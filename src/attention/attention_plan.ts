@@ -34,9 +34,10 @@ export const MEMORY_EFFICIENT_THRESHOLD = 4096;
  * switches it on. Measured with `npm run bench -- --backend tensorflow,wasm` (2-core machine,
  * B = H = 1, d = 64, 2026-11-30), standard against memory-efficient (512), ms:
  * forward 3.2 vs 5.7 at T = 1024, 37 vs 58 at 4096, 145 vs 223 at 8192; forward+backward
- * 8.3 vs 12.4, 109 vs 148, 413 vs 549 (peak 1580 vs 114 MiB at 8192). The issue that asked
- * for this measured 78-89 against 132-164 ms at 4096 on a busier machine. Same run on wasm:
- * the blocked path 1.15× (forward) and 1.15× (forward+backward) the standard's time at 4096.
+ * 8.3 vs 12.4, 109 vs 148, 413 vs 549 (peak 1580 vs 114 MiB at 8192); a second run at 4096:
+ * 44 vs 57 forward, 136 vs 141 forward+backward. The issue that asked for this measured 78-89
+ * against 132-164 ms at 4096 on a busier machine. Same first run on wasm: the blocked path
+ * 1.15× (forward) and 1.15× (forward+backward) the standard's time at 4096.
  */
 export const MEMORY_EFFICIENT_THRESHOLDS: Readonly<{[backend: string]: number}> = Object.freeze({
   wasm: MEMORY_EFFICIENT_THRESHOLD,
