@@ -7,6 +7,7 @@ import {readingNotices} from './app/cli/format';
 import {terminalSafe} from './app/cli/terminal_text';
 import {attentionHeatmapSvg, explainSentence, meanOverHeads} from './app/park/explanation';
 import {defaultModelDir, loadParkModel} from './app/park/park_files';
+import {PARK_BACKEND} from './app/park/park_backend';
 import {disposeParkModel} from './app/park/park_model';
 import {predictNextWords} from './app/park/prediction';
 import {terminalHeatmap} from './app/plots/terminal_heatmap';
@@ -28,7 +29,7 @@ async function main(options: ParsedOptions, sentence: string): Promise<void> {
   const svgPath = (options.svg as string|undefined) ?? 'attention-heatmap.svg';
   checkFileTarget(svgPath, 'SVG');  // a path that cannot be written fails here, before anything is printed
   const color = options.color === true || process.stdout.isTTY === true;
-  await selectBackend('auto');
+  await selectBackend(PARK_BACKEND);
   const park = await loadParkModel((options.model as string|undefined) ?? defaultModelDir());
   try {
     const explanation = explainSentence(park, sentence);

@@ -4,6 +4,7 @@ import {ParsedOptions, runCommand} from './app/cli/arguments';
 import {predictionTable, readingNotices} from './app/cli/format';
 import {terminalSafe, terminalSafeJson} from './app/cli/terminal_text';
 import {defaultModelDir, loadParkModel} from './app/park/park_files';
+import {PARK_BACKEND} from './app/park/park_backend';
 import {disposeParkModel} from './app/park/park_model';
 import {predictNextWords} from './app/park/prediction';
 
@@ -16,7 +17,7 @@ const OPTIONS = {
 async function main(options: ParsedOptions, sentence: string): Promise<void> {
   const k = (options.k as number|undefined) ?? 5;
   const modelDir = (options.model as string|undefined) ?? defaultModelDir();
-  await selectBackend('auto');
+  await selectBackend(PARK_BACKEND);
   const park = await loadParkModel(modelDir);
   try {
     const result = predictNextWords(park, sentence, k);

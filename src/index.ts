@@ -15,10 +15,12 @@ export {
 export type {
   ScaledDotProductAttentionArgs, ScaledDotProductAttentionOptions, ProjectedHeads,
 } from './attention/scaled_dot_product_attention';
-export {
-  dotProductAttention, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD,
-} from './attention/dot_product_attention';
+export {dotProductAttention} from './attention/dot_product_attention';
 export type {DotProductAttentionOptions} from './attention/dot_product_attention';
+export {
+  planAttention, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD, MEMORY_EFFICIENT_THRESHOLDS,
+} from './attention/attention_plan';
+export type {AttentionCall, AttentionPlan, AttentionPath} from './attention/attention_plan';
 export {memoryEfficientAttention} from './attention/memory_efficient_attention';
 export {causalMask} from './attention/masks';
 export {PositionEmbedding, positionEmbedding} from './layers/position_embedding';

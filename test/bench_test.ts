@@ -10,7 +10,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention, ValueError} from '../src';
-import {checkStandardPathMemory, STANDARD_PATH_MAX_SCORE_BYTES, takesStandardPath} from '../src/attention/dot_product_attention';
+import {checkStandardPathMemory, planAttention, STANDARD_PATH_MAX_SCORE_BYTES} from '../src/attention/attention_plan';
 import {forwardFlops, matMulFlops, trainingFlops} from '../scripts/app/bench/flops';
 import {naiveSelfAttention} from '../scripts/app/bench/naive_attention';
 import {parseBenchArgs} from '../scripts/app/bench/options';
@@ -118,7 +118,7 @@ describe('npm run bench --quick', () => {
     const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults;
     expect(parsed.backends[0].rows).toHaveLength(results.backends[0].rows.length);
     expect(parsed.backends[0].rows[0].medianMs).toBe(results.backends[0].rows[0].medianMs);
-    expect(parsed.memoryEfficientThreshold).toBeGreaterThan(0);
+    expect(parsed.backends[0].memoryEfficientThreshold).toBe(4096);  // wasm
   });
 });
 
@@ -139,6 +139,23 @@ describe('targets', () => {
   });
 });
 
+describe('two backends in one run', () => {
+  it('--lengths keeps only those points; the report puts the backends side by side, each with the path it chose', async () => {
+    const results = await runBench({backends: ['wasm', 'cpu'], quick: true, lengths: [8], warmup: 0});
+    for (const backend of results.backends) {
+      expect(backend.rows.map(r => [r.length, r.pass])).toEqual([[8, 'forward'], [8, 'forward+backward']]);
+    }
+    expect(results.backends.map(b => b.memoryEfficientThreshold)).toEqual([4096, 4096]);
+    const report = formatReport(results);
+    expect(report).toContain('## Side by side (same run)');
+    expect(report).toContain('| B, T, d, H | asked | pass | wasm: path | wasm ms | cpu: path | cpu ms | fastest |');
+    // wasm runs inference on its fused kernel, cpu on the standard path; training is standard on both.
+    expect(report).toMatch(/\| 2, 8, 16, 2 \| default \| forward \| fused \| [0-9.]+ \| standard \| [0-9.]+ \| (wasm|cpu), [0-9.]+× (wasm|cpu) \|/);
+    expect(report).toMatch(/\| 2, 8, 16, 2 \| default \| forward\+backward \| standard \| [0-9.]+ \| standard \| [0-9.]+ \|/);
+    expect(report).toContain('memory-efficient by default: wasm from S >= 4096, cpu from S >= 4096');
+  });
+});
+
 describe('the command line', () => {
   it('takes repeated and comma-separated backends, counts and --json', () => {
     const options = parseBenchArgs(['--backend', 'wasm', '--backend', 'cpu,wasm', '--reps', '3', '--json', 'out.json', '--quick']);
@@ -147,6 +164,14 @@ describe('the command line', () => {
     expect(options.json).toBe('out.json');
     expect(options.quick).toBe(true);
     expect(parseBenchArgs([]).backends).toEqual([]);
+  });
+
+  it('--backend tensorflow,wasm names both; --lengths picks the grid points of those lengths', () => {
+    expect(parseBenchArgs(['--backend', 'tensorflow,wasm']).backends).toEqual(['tensorflow', 'wasm']);
+    expect(parseBenchArgs(['--lengths', '16,4096', '--lengths', '128']).lengths).toEqual([16, 4096, 128]);
+    expect(parseBenchArgs([]).lengths).toEqual([]);
+    expect(() => parseBenchArgs(['--lengths', '16,x'])).toThrow(/option `--lengths`, expected an integer >= 1.*Received: --lengths x/);
+    expect(() => parseBenchArgs(['--lengths', '0'])).toThrow(UsageError);
   });
 
   it('rejects unknown backends, bad counts and unknown options', () => {
@@ -189,10 +214,12 @@ describe('the standard path refuses score tensors over its budget', () => {
     expect(() => layer.apply(x)).toThrow(/Received: inputs\.shape=\[1, 20000, 1\]/);
     expect(tf.memory().numTensors).toBe(before.numTensors);
     expect(tf.memory().numBytes).toBe(before.numBytes);
-    expect(takesStandardPath(null, [1, 1, T, T], false, false)).toBe(false);
+    const training = (batch: number, heads: number, length: number) =>
+      planAttention({backend: 'wasm', batch, heads, T: length, S: length, dk: 1, dv: 1, recording: true}).path;
+    expect(training(1, 1, T)).toBe('memory-efficient');
     // Short keys, but too many batches·heads for the standard path: also memory-efficient by default.
-    expect(takesStandardPath(null, [64, 16, 512, 512], false, false)).toBe(false);
-    expect(takesStandardPath(null, [8, 4, 128, 128], false, false)).toBe(true);
+    expect(training(64, 16, 512)).toBe('memory-efficient');
+    expect(training(8, 4, 128)).toBe('standard');
     tf.dispose([q, x]);
     layer.dispose();
   });
@@ -228,14 +255,14 @@ describe('the mask rows', () => {
 
   it('target 6 holds when every mask keeps peak <= 1.25x and time <= 1.5x of its unmasked twin, in both passes', () => {
     const row = (mask: MaskKind, pass: 'forward'|'forward+backward', ms: number, peak: number): BenchRow => ({
-      batch: 1, length: 8192, dModel: 64, heads: 1, path: 'memory-efficient', ranPath: 'memory-efficient', isDefault: false,
+      batch: 1, length: 8192, dModel: 64, heads: 1, path: 'memory-efficient', ranPath: 'memory-efficient', reason: 'forced', isDefault: false,
       mask, blockSize: 512, pass, status: 'ok', note: null, reps: 5, medianMs: ms, gflops: 1, peakBytes: peak,
       naiveMedianMs: null, naivePeakBytes: null, speedupVsNaive: null, matMulGflops: 1, matMulSize: 1024,
       fractionOfMatMul: 1, threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
       unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, leakedTensors: 0,
     });
     const backend = (rows: BenchRow[]): BackendResults =>
-      ({backend: 'wasm', settings: {reps: 5, largeReps: 5, warmup: 1, quick: false}, matMulGflops: 1, rows, notes: []});
+      ({backend: 'wasm', memoryEfficientThreshold: 4096, settings: {reps: 5, largeReps: 5, warmup: 1, quick: false}, matMulGflops: 1, rows, notes: []});
     const good = (['padding', 'causal', 'explicit'] as MaskKind[]).flatMap(m =>
       [row(m, 'forward', 150, 1250), row(m, 'forward+backward', 80, 900)]);
     expect(evaluateTargets(backend(good))[5].met).toBe(true);

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, memoryEfficientAttention, scaledDotProductAttention, traceAttention, ValueError} from '../src/node';
 import type {ScaledDotProductAttentionArgs} from '../src/node';
-import {attentionPath} from '../src/attention/dot_product_attention';
+import {planAttention} from '../src/attention/attention_plan';
 import {MAX_WEIGHT_ELEMENTS} from '../src/attention/scaled_dot_product_attention';
 import * as threadsModule from '../src/backend/attention_threads';
 import {setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
@@ -97,7 +97,7 @@ describe.each(withNative(['cpu', 'wasm']))('on %s', backend => {
   runTestsOn(backend);
 
   it('the default path of these inputs is the fused kernel on wasm and the standard path on cpu and tensorflow', () => {
-    expect(attentionPath(null, [B, H, T, S], DK, DV)).toBe(backend === 'wasm' ? 'fused' : 'standard');
+    expect(planAttention({backend: tf.getBackend(), batch: B, heads: H, T, S, dk: DK, dv: DV}).path).toBe(backend === 'wasm' ? 'fused' : 'standard');
   });
 
   describe.each(OP_CASES)('dotProductAttention: %s', (_, which, index, value, causal) => {

@@ -3,7 +3,7 @@
  * wasm backend: what it computes, checked against softmax(scale·Q·Kᵀ)·V written with plain
  * number[][] loops (test/helpers/reference_attention.ts), never against tfjs ops; its
  * numerical stability; the multi-head form that reads heads side by side; when it can run
- * (`fusedAttentionFits`) and when the op and the layer take it (`attentionPath`); that the
+ * (`fusedAttentionFits`) and when the planner sends the op and the layer to it (`planAttention`); that the
  * op and the layer give the same results on it as on the standard path; and that it leaks
  * neither tensors nor wasm heap.
  */
@@ -11,7 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention} from '../src/node';
 import type {ScaledDotProductAttentionArgs} from '../src/node';
-import {attentionPath, takesFusedPath} from '../src/attention/dot_product_attention';
+import {planAttention} from '../src/attention/attention_plan';
+import type {AttentionCall} from '../src/attention/attention_plan';
 import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {
   FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedAttentionLayer, fusedAttentionLayerFits,
@@ -508,42 +509,32 @@ describe('fusedAttentionFits', () => {
   });
 });
 
-describe('which path the op takes (attentionPath)', () => {
+describe('which path the planner gives the op (planAttention)', () => {
+  const on = (backend: string, sizes: number[], dk: number, dv: number, options: Partial<AttentionCall> = {}) => {
+    const [batch, heads, T, S] = sizes;
+    return planAttention({backend, batch, heads, T, S, dk, dv, ...options}).path;
+  };
   const shape = [2, 4, 128, 128];
 
   it('on wasm: fused for inference by default; standard or blocked when recording, asked or masked', () => {
-    expect(attentionPath(null, shape, 16, 16)).toBe('fused');
-    expect(attentionPath(undefined, shape, 3, 5)).toBe('fused');
-    expect(attentionPath(null, shape, 16, 16, {recording: true})).toBe('standard');        // T < 4096
-    expect(attentionPath(0, shape, 16, 16)).toBe('standard');
-    expect(attentionPath(16, shape, 16, 16)).toBe('memory-efficient');
-    expect(attentionPath(null, shape, 16, 16, {unmasked: false})).toBe('standard');
-    expect(attentionPath(null, shape, 16, 16, {returnWeights: true})).toBe('standard');
-    expect(attentionPath(null, shape, 16, 16, {dropoutActive: true})).toBe('standard');
+    expect(on('wasm', shape, 16, 16)).toBe('fused');
+    expect(on('wasm', shape, 3, 5, {blockSize: undefined})).toBe('fused');
+    expect(on('wasm', shape, 16, 16, {recording: true})).toBe('standard');        // T < 4096
+    expect(on('wasm', shape, 16, 16, {blockSize: 0})).toBe('standard');
+    expect(on('wasm', shape, 16, 16, {blockSize: 16})).toBe('memory-efficient');
+    expect(on('wasm', shape, 16, 16, {mask: true})).toBe('standard');
+    expect(on('wasm', shape, 16, 16, {padding: true})).toBe('standard');            // the op has no layer kernel
+    expect(on('wasm', shape, 16, 16, {returnWeights: true})).toBe('standard');
+    expect(on('wasm', shape, 16, 16, {dropoutActive: true})).toBe('standard');
+    expect(on('wasm', shape, 16, 16, {fusedKernelAvailable: false})).toBe('standard');
     // Long keys: the fused kernel serves every length; with a gradient, the blocked path.
-    expect(attentionPath(null, [1, 1, 8192, 8192], 64, 64)).toBe('fused');
-    expect(attentionPath(null, [1, 1, 8192, 8192], 64, 64, {recording: true})).toBe('memory-efficient');
-    expect(takesFusedPath(null, {T: 128, S: 128, dk: 16, dv: 16}, false, false, true)).toBe(true);
-    expect(takesFusedPath(16, {T: 128, S: 128, dk: 16, dv: 16}, false, false, true)).toBe(false);
+    expect(on('wasm', [1, 1, 8192, 8192], 64, 64)).toBe('fused');
+    expect(on('wasm', [1, 1, 8192, 8192], 64, 64, {recording: true})).toBe('memory-efficient');
   });
 
-  it('not fused while a gradient tape records', () => {
-    let inside: string|null = null;
-    const x = tf.scalar(2);
-    const g = tf.grad((a: tf.Tensor) => {
-      inside = attentionPath(null, shape, 16, 16);
-      return tf.mul(a, a);
-    })(x);
-    expect(inside).toBe('standard');
-    disposeAll(x, g);
-  });
-
-  it('on cpu: never fused', async () => {
-    const paths = await onBackend('cpu', () => [
-      attentionPath(null, shape, 16, 16), attentionPath(undefined, shape, 3, 5),
-      attentionPath(null, [1, 1, 8192, 8192], 64, 64),
-    ]);
-    expect(paths).toEqual(['standard', 'standard', 'memory-efficient']);
+  it('on cpu: never fused', () => {
+    expect([on('cpu', shape, 16, 16), on('cpu', shape, 3, 5), on('cpu', [1, 1, 8192, 8192], 64, 64)])
+        .toEqual(['standard', 'standard', 'memory-efficient']);
   });
 });
 

@@ -10,6 +10,6 @@ export * from '../../src/index';
 
 // Internals, for the app only (not part of the package's API).
 export {checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../../src/errors';
-export {attentionPath} from '../../src/attention/dot_product_attention';
-export type {AttentionPath} from '../../src/attention/dot_product_attention';
-export {fusedAttentionLayerBytes, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
+export {memoryEfficientThreshold} from '../../src/attention/attention_plan';
+export {fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
+export {allowedAttentionThreads} from '../../src/backend/attention_threads';

@@ -1,32 +1,14 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
-import {checkPositiveFinite, checkPositiveInteger, checkRate, ValueError} from '../errors';
+import {checkPositiveFinite, checkRate, ValueError} from '../errors';
 import {checkMaskShape, checkPaddingMask, combineMasks, consume, MASKED_LOGIT, maskBias, paddingMask} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
-import {fusedAttention, fusedAttentionFits} from '../backend/wasm_fused_attention';
+import {fusedAttention, fusedKernelAvailable} from '../backend/wasm_fused_attention';
+import {allowedAttentionThreads} from '../backend/attention_threads';
+import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention_plan';
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
-
-/**
- * Key length from which the op and the layer switch to the memory-efficient (blocked)
- * path by default, when nothing requires the full weight matrix and the fused kernel does
- * not run (training, an explicit mask, or a backend other than wasm). Measured on wasm (2-core
- * machine, B = H = 1, d = 64, forward, block 512): the blocked path takes 1.24× the
- * standard path's time at S = 1024, 1.18× at 2048, 1.11× at 4096 and 1.19× at 8192, while
- * the standard path holds two [T, S] score tensors: 8 MiB at 1024, 32 MiB at 2048, 128 MiB
- * at 4096 (224 MiB with gradients) and 512 MiB at 8192. From 4096 keys on, the memory
- * saved (over 100 MiB per batch·head) is worth the ~10% of time; below, speed wins.
- * Shorter keys also switch when one score tensor would exceed STANDARD_PATH_MAX_SCORE_BYTES.
- */
-export const MEMORY_EFFICIENT_THRESHOLD = 4096;
-/**
- * Key block size of the memory-efficient path when it is switched on automatically.
- * Measured at S = 8192 on wasm: blocks of 256, 512 and 1024 keys take 1.27×, 1.19× and
- * 1.16× the standard path's time, and the forward's peak is about 2·T·blockSize floats:
- * 512 keeps it near 1/9 of the standard path's (61 vs 528 MiB), 1024 doubles it for 3%.
- */
-export const DEFAULT_BLOCK_SIZE = 512;
 
 export interface DotProductAttentionOptions {
   /**
@@ -58,10 +40,11 @@ export interface DotProductAttentionOptions {
   returnWeights?: boolean;
   /**
    * Key block size of the memory-efficient path. A number forces that path with this block
-   * size; 0 forces the standard path; null/undefined (the default) takes the fused kernel
-   * for inference on wasm without a mask (`takesFusedPath`), and otherwise the blocked path
-   * with `DEFAULT_BLOCK_SIZE` when the key length is at least `MEMORY_EFFICIENT_THRESHOLD`
-   * and neither the weights nor dropout are asked for.
+   * size; 0 forces the standard path; null/undefined (the default) lets `planAttention`
+   * choose: the fused kernel for inference on wasm without a mask, and otherwise the blocked
+   * path with `DEFAULT_BLOCK_SIZE` when the key length is at least the backend's
+   * `memoryEfficientThreshold` (4096 on wasm and cpu; on tensorflow only past the memory
+   * budget) and neither the weights nor dropout are asked for.
    */
   blockSize?: number|null;
 }
@@ -88,9 +71,9 @@ export interface DotProductAttentionOptions {
  * so is, with a `mask`, a query whose every attended score is -∞, and on the blocked path a
  * query whose scores over one whole key block are all -∞ (NaN there).
  *
- * Three paths compute it: on wasm, for inference without masks, the fused kernel
- * (`takesFusedPath`); the standard path, which forms the weights; and from
- * MEMORY_EFFICIENT_THRESHOLD keys the memory-efficient one (see `blockSize`).
+ * Three paths compute it: on wasm, for inference without masks, the fused kernel; the
+ * standard path, which forms the weights; and for long keys the memory-efficient one.
+ * `planAttention` (attention_plan.ts) chooses, and says why (see `blockSize`).
  */
 export function dotProductAttention(
     query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
@@ -114,18 +97,15 @@ export function dotProductAttention(
   const [T, dv] = [query.shape[query.rank - 2], value.shape[value.rank - 1]];
   const keyPadding = checkPaddingMask('keyPaddingMask', options.keyPaddingMask, query.shape[0], keyLength, 'S');
   const queryPadding = checkPaddingMask('queryPaddingMask', options.queryPaddingMask, query.shape[0], T, 'T');
+  const plan = planOp(query, keyLength, dv, options, {padding: keyPadding != null || queryPadding != null, dropoutActive});  // throws on contradicting options
   if (isEmptyAttention(query, key)) {
-    resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);  // the same checks as below
     tf.tidy(() => void combineMasks(options.mask, false, scoresShape));  // throws on a mask that does not broadcast
     return emptyAttention(query, key, value, options.returnWeights === true);  // [B, (H,) T, dv] (zeros), [B, (H,) T, S]
   }
   const unmasked = options.mask == null && keyPadding == null && queryPadding == null;
-  if (takesFusedPath(options.blockSize, {T, S: keyLength, dk, dv}, options.returnWeights === true, dropoutActive, unmasked)) {
-    return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
-  }
-  const blockSize = resolveBlockSize(options.blockSize, scoresShape, options.returnWeights === true, dropoutActive);
-  if (blockSize > 0) {
-    return memoryEfficientPath(query, key, value, {mask: options.mask, keyPadding, queryPadding, causal, scale, blockSize});
+  if (plan.path === 'fused') return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
+  if (plan.path === 'memory-efficient') {
+    return memoryEfficientPath(query, key, value, {mask: options.mask, keyPadding, queryPadding, causal, scale, blockSize: plan.blockSize!});
   }
   checkStandardPathMemory(scoresShape, `query.shape=[${query.shape.join(', ')}], key.shape=[${key.shape.join(', ')}]`);
 
@@ -168,116 +148,21 @@ function attendedRows(allowed: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.cast(tf.any(allowed, -1, true), 'float32'));  // [.., T, 1]
 }
 
-/** The three ways the op can run; see `attentionPath`. */
-export type AttentionPath = 'fused'|'standard'|'memory-efficient';
-
 /**
- * Whether the fused kernel (src/backend/wasm_fused_attention.ts) runs: with the default
- * blockSize (null), on wasm, for inference (no gradient is being recorded), without weights
- * or dropout, and `unmasked`: the op passes whether it has no `mask` (causal is fine); the
- * layer passes true and applies its padding masks in the kernel. It never forms the
- * weights, so it serves every length.
+ * The op's plan (see attention_plan.ts) for query [B, (H,) T, dk] against `keyLength` keys,
+ * with the active backend, whether a gradient is recorded, and the fused kernel's availability
+ * and threads here.
  */
-export function takesFusedPath(
-    blockSize: number|null|undefined, sizes: {T: number; S: number; dk: number; dv: number},
-    returnWeights: boolean, dropoutActive: boolean, unmasked: boolean): boolean {
-  return blockSize == null && !returnWeights && !dropoutActive && unmasked && !tf.engine().isTapeOn() &&
-      fusedAttentionFits(sizes.T, sizes.S, sizes.dk, sizes.dv);
-}
-
-/**
- * The path the op takes for scores [B, (H,) T, S] with these options, where `recording`
- * says whether a gradient will be recorded (else: whether one is now). For the benchmark.
- */
-export function attentionPath(
-    blockSize: number|null|undefined, scoresShape: number[], dk: number, dv: number,
-    options: {returnWeights?: boolean; dropoutActive?: boolean; unmasked?: boolean; recording?: boolean} = {}): AttentionPath {
-  const [T, S] = scoresShape.slice(-2);
-  const returnWeights = options.returnWeights ?? false;
-  const dropoutActive = options.dropoutActive ?? false;
-  const fused = options.recording !== true &&
-      takesFusedPath(blockSize, {T, S, dk, dv}, returnWeights, dropoutActive, options.unmasked ?? true);
-  if (fused) return 'fused';
-  return resolveBlockSize(blockSize, scoresShape, returnWeights, dropoutActive) === 0 ? 'standard' : 'memory-efficient';
-}
-
-/**
- * The block size to run with, 0 for the standard path. By default (null) the blocked path
- * runs from MEMORY_EFFICIENT_THRESHOLD keys on, and also below it when one score tensor
- * [B, (H,) T, S] would exceed STANDARD_PATH_MAX_SCORE_BYTES (many batches or heads), unless
- * the weights or dropout need the standard path.
- */
-function resolveBlockSize(
-    blockSize: number|null|undefined, scoresShape: number[], returnWeights: boolean, dropoutActive: boolean): number {
-  if (blockSize == null) {
-    const keyLength = scoresShape[scoresShape.length - 1];
-    const tooBig = scoreBytes(scoresShape) > STANDARD_PATH_MAX_SCORE_BYTES;
-    return (keyLength >= MEMORY_EFFICIENT_THRESHOLD || tooBig) && !returnWeights && !dropoutActive ? DEFAULT_BLOCK_SIZE : 0;
-  }
-  if (blockSize === 0) return 0;
-  checkPositiveInteger('blockSize', blockSize);
-  if (returnWeights) {
-    throw new ValueError(
-        'The memory-efficient path never forms the attention weights, so it cannot return them. ' +
-        `Use blockSize=0 (the standard path) with returnWeights. Received: blockSize=${blockSize}`);
-  }
-  if (dropoutActive) {
-    throw new ValueError(
-        'The memory-efficient path does not support dropout on the attention weights. ' +
-        `Use blockSize=0 or dropout=0 while training. Received: blockSize=${blockSize}`);
-  }
-  return blockSize;
-}
-
-/**
- * The most bytes that one score tensor [B, (H,) T, S] of the standard path may take:
- * 512 MiB, T = S = 11,585 for one head. The standard path holds two such tensors in the
- * forward pass (scores, then weights) and up to five with gradients (weights, dP, dS and
- * temporaries), so at this limit it stays under wasm's 4 GiB heap, the smallest memory of
- * the Node backends. Beyond it the op refuses up front instead of failing inside a kernel
- * (a failed wasm allocation can leave the backend unusable).
- */
-export const STANDARD_PATH_MAX_SCORE_BYTES = 512 * 2 ** 20;
-
-/** Score-sized tensors alive at once in the standard path: forward, and forward+backward. */
-const SCORE_TENSORS_FORWARD = 2;
-const SCORE_TENSORS_TRAINING = 5;
-
-/** Bytes of a float32 score tensor of this shape. */
-function scoreBytes(scoresShape: number[]): number {
-  return sizeOf(scoresShape) * 4;
-}
-
-/** "1.00 GiB" / "512 MiB". */
-function formatBytes(bytes: number): string {
-  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-}
-
-/**
- * Throws, without allocating anything, when the standard path's score tensor
- * `scoresShape` = [B, (H,) T, S] would exceed STANDARD_PATH_MAX_SCORE_BYTES. `received`
- * names the caller's inputs for the message ("query.shape=[...], key.shape=[...]").
- */
-export function checkStandardPathMemory(scoresShape: number[], received: string): void {
-  const bytes = scoreBytes(scoresShape);
-  if (bytes <= STANDARD_PATH_MAX_SCORE_BYTES) return;
-  throw new ValueError(
-      `The standard attention path would need score tensors of shape [${scoresShape.join(', ')}], ` +
-      `${formatBytes(bytes)} each: about ${formatBytes(SCORE_TENSORS_FORWARD * bytes)} for the forward pass and ` +
-      `${formatBytes(SCORE_TENSORS_TRAINING * bytes)} with gradients, over its budget of ` +
-      `${formatBytes(STANDARD_PATH_MAX_SCORE_BYTES)} per score tensor (wasm memory stops at 4 GiB). ` +
-      'Use the memory-efficient path (blockSize=null, the default, or a positive blockSize), ' +
-      `which needs neither the attention weights nor dropout. Received: ${received}`);
-}
-
-/**
- * Whether `dotProductAttention` takes the standard path for these options (it throws, as
- * the op would, on options that contradict each other). Lets the layer refuse an input
- * that is too long before it runs any op.
- */
-export function takesStandardPath(
-    blockSize: number|null|undefined, scoresShape: number[], returnWeights: boolean, dropoutActive: boolean): boolean {
-  return resolveBlockSize(blockSize, scoresShape, returnWeights, dropoutActive) === 0;
+function planOp(
+    query: tf.Tensor, keyLength: number, dv: number, options: DotProductAttentionOptions,
+    flags: {padding: boolean; dropoutActive: boolean}): AttentionPlan {
+  const [T, dk] = query.shape.slice(-2) as [number, number];
+  return planAttention({
+    backend: tf.getBackend(), batch: query.shape[0], heads: query.rank === 4 ? query.shape[1] as number : 1, T, S: keyLength, dk, dv,
+    blockSize: options.blockSize, mask: options.mask != null, padding: flags.padding, causal: options.causal ?? false,
+    returnWeights: options.returnWeights === true, dropoutActive: flags.dropoutActive, recording: tf.engine().isTapeOn(),
+    fusedKernelAvailable: fusedKernelAvailable(), threads: allowedAttentionThreads(),
+  });
 }
 
 /**

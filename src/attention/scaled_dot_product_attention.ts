@@ -3,8 +3,10 @@ import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkPositiveInteger, checkRate, invalidArgument, ValueError} from '../errors';
 import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstraint, resolveInitializer,
         resolveRegularizer, serializeObject} from '../keras_objects';
-import {checkStandardPathMemory, dotProductAttention, takesFusedPath, takesStandardPath} from './dot_product_attention';
-import {fusedAttentionLayer, fusedAttentionLayerFits, fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
+import {dotProductAttention} from './dot_product_attention';
+import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention_plan';
+import {fusedAttentionLayer, fusedKernelAvailable, fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
+import {allowedAttentionThreads} from '../backend/attention_threads';
 import {attendedQueries, maskBias, paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
 
@@ -49,8 +51,8 @@ export interface ScaledDotProductAttentionArgs extends LayerArgs {
   returnAttentionScores?: boolean;
   /**
    * Key block size of the memory-efficient path: a number forces it, 0 forces the standard
-   * path, null (the default) lets the layer choose: the fused kernel for inference on wasm,
-   * else by sequence length. Any number turns the fused kernel off.
+   * path, null (the default) lets `planAttention` choose: the fused kernel for inference on
+   * wasm, else by key length and backend. Any number turns the fused kernel off.
    */
   blockSize?: number|null;
 }
@@ -220,10 +222,10 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   override call(inputs: tf.Tensor|tf.Tensor[], kwargs: Kwargs): tf.Tensor|tf.Tensor[] {
     const options = kwargs as ScaledDotProductAttentionOptions;
     const [query, context] = splitInputs(inputs);
-    this.checkScoresFit(query, context, options.training === true);
+    const plan = this.planCall(query, context, options);
+    if (plan?.path === 'standard') this.checkScoresFit(query, context);
     return tf.tidy(() => {
-      const fused = this.callFused(query, context, options);
-      if (fused != null) return fused;
+      if (plan?.path === 'fused') return this.callFused(query, context, options, plan.kernel!);
       // The padding masks go to the op as [B, T] and [B, S]: the memory-efficient path keeps them vectors.
       const {attentionMask, queryMask, contextMask} = this.masksFor(query, context, options);
       const heads = this.projectHeads(query, context);
@@ -243,31 +245,47 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   }
 
   /**
-   * Inference on wasm: the projections and the attention in one kernel call
-   * (`fusedAttentionLayer`), which writes the heads side by side (no split or merge of
-   * heads), then the output projection. Padding masks (tfjs' `mask`) and `causal` are
-   * applied in the kernel; an explicit `attentionMask` takes the other paths. Returns null where
-   * `dotProductAttention` would not take its fused path (see `takesFusedPath`).
+   * The path of this call (see `planAttention`): with the active backend, whether a gradient is
+   * recorded, the call's masks and options. Null when the inputs are not rank-3 tensors (the
+   * checks of `projectHeads` then say so). The op that `call` runs for the other paths plans
+   * the same way for the projected heads.
    */
-  private callFused(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions): tf.Tensor|null {
-    if (this.returnAttentionScores || options.attentionMask != null || query.rank !== 3 || context.rank !== 3) return null;
+  planCall(query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions): AttentionPlan|null {
+    if (!(query instanceof tf.Tensor) || !(context instanceof tf.Tensor) || query.rank !== 3 || context.rank !== 3) return null;
+    const heads = this.numHeads;
+    const [batch, T, dq] = query.shape as [number, number, number];
+    const [S, dc] = context.shape.slice(1) as [number, number];
+    const padding = Array.isArray(options.mask) ? options.mask.some(m => m != null) : options.mask != null;
+    return planAttention({
+      backend: tf.getBackend(), batch, heads, T, S,
+      dk: this.wq!.read().shape[1]! / heads, dv: this.wv!.read().shape[1]! / heads,
+      layer: {dq, dc, selfAttention: query === context},
+      blockSize: this.blockSize, mask: options.attentionMask != null, padding, causal: this.causal,
+      returnWeights: this.returnAttentionScores, dropoutActive: this.dropout > 0 && options.training === true,
+      recording: tf.engine().isTapeOn(), fusedKernelAvailable: fusedKernelAvailable(), threads: allowedAttentionThreads(),
+    });
+  }
+
+  /**
+   * Inference on wasm, where the plan says 'fused': with `kernel` 'layer', the projections and
+   * the attention in one kernel call (`fusedAttentionLayer`), which writes the heads side by
+   * side (no split or merge of heads), padding masks (tfjs' `mask`) and `causal` applied in
+   * the kernel; with 'attention' (weights too large for the projection kernel, no padding),
+   * XNNPACK's projections then the attention kernel. Then the output projection.
+   */
+  private callFused(
+      query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions, kernel: 'layer'|'attention'): tf.Tensor {
     const heads = this.numHeads;
     const dk = this.wq!.read().shape[1]! / heads;
     const dv = this.wv!.read().shape[1]! / heads;
-    const [batch, T, dq] = query.shape as [number, number, number];
-    const [S, dc] = context.shape.slice(1) as [number, number];
-    const dropoutActive = this.dropout > 0 && options.training === true;
-    if (!takesFusedPath(this.blockSize, {T, S, dk, dv}, false, dropoutActive, true)) return null;  // masks: applied below
+    const T = query.shape[1] as number;
     this.checkInputs(query, context);
     const {queryMask, contextMask} = this.paddingMasksFor(query, context, options);
-    const masked = queryMask != null || contextMask != null;
     const selfAttention = query === context;
-    const kernelFits = fusedAttentionLayerFits({batch, T, S, dq, dc, heads, dk, dv, selfAttention});
-    if (masked && !kernelFits) return null;  // the masks need the layer kernel
     const scale = this.scale ?? 1 / Math.sqrt(dk);
     const causal = this.causal;
     let attended: tf.Tensor;                                                    // [B, T, H*dv]
-    if (kernelFits) {
+    if (kernel === 'layer') {
       const projections = {
         wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
       };
@@ -276,7 +294,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
       attended = fusedAttentionLayer(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, keyBias);
       const rows = attendedQueries(queryMask, contextMask, T, causal);          // [B, T, 1] or null
       if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);           // + 0: no -0 in zeroed rows
-    } else {  // weights too large for the projection kernel: XNNPACK's products, then the attention kernel
+    } else {  // weights too large for the projection kernel (no padding: the plan said so): XNNPACK's products, then the attention kernel
       const q = dense(query, this.wq!.read(), this.bq?.read());                 // [B, T, H*dk]
       const k = dense(context, this.wk!.read(), this.bk?.read());               // [B, S, H*dk]
       const v = dense(context, this.wv!.read(), this.bv?.read());               // [B, S, H*dv]
@@ -286,17 +304,15 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   }
 
   /**
-   * Refuses, before any op, inputs whose attention scores the standard path could not hold
-   * (see STANDARD_PATH_MAX_SCORE_BYTES). The op checks too, but only after the
-   * projections: inside tf.grads an error at that point would leave behind the tensors that
-   * tfjs saved for the backward pass.
+   * Refuses, before any op, inputs whose attention scores the standard path (which the plan
+   * chose) could not hold (see STANDARD_PATH_MAX_SCORE_BYTES). The op checks too, but only
+   * after the projections: inside tf.grads an error at that point would leave behind the
+   * tensors that tfjs saved for the backward pass.
    */
-  private checkScoresFit(query: tf.Tensor, context: tf.Tensor, training: boolean): void {
-    if (!(query instanceof tf.Tensor) || !(context instanceof tf.Tensor) || query.rank !== 3 || context.rank !== 3) return;
+  private checkScoresFit(query: tf.Tensor, context: tf.Tensor): void {
     const [batch, queryLength] = query.shape as [number, number, number];
     const keyLength = context.shape[1] as number;
     const scoresShape = [batch, this.numHeads, queryLength, keyLength];
-    if (!takesStandardPath(this.blockSize, scoresShape, this.returnAttentionScores, this.dropout > 0 && training)) return;
     const received = query === context ? `inputs.shape=[${query.shape.join(', ')}]` :
         `query.shape=[${query.shape.join(', ')}], context.shape=[${context.shape.join(', ')}]`;
     checkStandardPathMemory(scoresShape, received);

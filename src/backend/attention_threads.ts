@@ -29,6 +29,15 @@ export const SHARED_MAX_BYTES = 256 * 2 ** 20;
  */
 export const TWO_THREAD_MIN_FLOPS = 36e6;
 
+/**
+ * Whether a fused call of `flops` FLOPs (2·B·H·T·S·(dk + dv)) over T queries is worth the
+ * second thread: at least TWO_THREAD_MIN_FLOPS, and at least two tiles of four queries to
+ * share. The kernel (wasm_fused_attention.ts) and the planner (attention_plan.ts) both ask it.
+ */
+export function twoThreadsPay(flops: number, T: number): boolean {
+  return flops >= TWO_THREAD_MIN_FLOPS && Math.ceil(T / 4) >= 2;
+}
+
 /** How long this thread waits for the worker to start, once. */
 const WORKER_START_TIMEOUT_MS = 10_000;
 /**
@@ -143,6 +152,16 @@ export function setAttentionThreads(count: 1|2): 1|2 {
   const previous = threadCount;
   threadCount = count;
   return previous;
+}
+
+/**
+ * Threads the fused kernel may use here: 2 when `setAttentionThreads` allows it and the runtime
+ * can run the second thread (the Node entry handed in worker_threads, shared memory exists), else 1.
+ * Says nothing of whether the worker starts (the kernel keeps to one thread if it does not).
+ */
+export function allowedAttentionThreads(): 1|2 {
+  const possible = workerThreadsModule != null && typeof SharedArrayBuffer !== 'undefined' && typeof Atomics !== 'undefined';
+  return threadCount === 2 && possible && secondThread !== null ? 2 : 1;
 }
 
 /** The second thread, started on first use; null where it cannot run or is switched off. */

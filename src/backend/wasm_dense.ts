@@ -82,8 +82,12 @@ export const DENSE_FUSED_MAX_WEIGHT_BYTES = 256 * 2 ** 10;
 
 /** Whether `denseFused` can take w [dIn, dOut]: the wasm backend with SIMD, and a small w. */
 export function denseFusedFits(dIn: number, dOut: number): boolean {
-  return tf.getBackend() === 'wasm' && 4 * dIn * dOut <= DENSE_FUSED_MAX_WEIGHT_BYTES && dIn > 0 && dOut > 0 &&
-      heapModule(tf.backend() as unknown as WasmBackendLike) != null;
+  return tf.getBackend() === 'wasm' && denseFusedSizesFit(dIn, dOut) && heapModule(tf.backend() as unknown as WasmBackendLike) != null;
+}
+
+/** The size conditions of `denseFusedFits`: a non-empty w of at most DENSE_FUSED_MAX_WEIGHT_BYTES. */
+export function denseFusedSizesFit(dIn: number, dOut: number): boolean {
+  return 4 * dIn * dOut <= DENSE_FUSED_MAX_WEIGHT_BYTES && dIn > 0 && dOut > 0;
 }
 
 /**

@@ -8,9 +8,9 @@
  * (attention_threads.ts). Inference only: no gradient is registered.
  */
 import * as tf from '@tensorflow/tfjs';
-import {getSecondThread, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, TWO_THREAD_MIN_FLOPS} from './attention_threads';
+import {getSecondThread, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, twoThreadsPay} from './attention_threads';
 import type {SecondThread} from './attention_threads';
-import {denseFusedFits, packRows, projectPacked} from './wasm_dense';
+import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import type {HeapModule} from './wasm_heap_module';
 import {runWasmKernel} from './wasm_kernel_registry';
@@ -97,13 +97,21 @@ export function fusedAttentionBytes(T: number, S: number, dk: number, dv: number
 }
 
 /**
- * Whether `fusedAttention` can run: the wasm backend (unthreaded) in a runtime with wasm
- * SIMD, non-empty operands and at most FUSED_MAX_BYTES of work buffers.
+ * Whether the fused kernels can run here: the active backend is wasm (unthreaded) in a
+ * runtime with wasm SIMD. The planner (attention_plan.ts) takes it as an input.
  */
+export function fusedKernelAvailable(): boolean {
+  return tf.getBackend() === 'wasm' && heapModule(tf.backend() as unknown as WasmBackendLike) != null;
+}
+
+/** Whether sizes suit `fusedAttention`: non-empty operands and at most FUSED_MAX_BYTES of work buffers. */
+export function fusedAttentionSizesFit(T: number, S: number, dk: number, dv: number): boolean {
+  return Math.min(T, S, dk, dv) > 0 && fusedAttentionBytes(T, S, dk, dv) <= FUSED_MAX_BYTES;
+}
+
+/** Whether `fusedAttention` can run: `fusedKernelAvailable` and `fusedAttentionSizesFit`. */
 export function fusedAttentionFits(T: number, S: number, dk: number, dv: number): boolean {
-  return tf.getBackend() === 'wasm' && Math.min(T, S, dk, dv) > 0 &&
-      fusedAttentionBytes(T, S, dk, dv) <= FUSED_MAX_BYTES &&
-      heapModule(tf.backend() as unknown as WasmBackendLike) != null;
+  return fusedKernelAvailable() && fusedAttentionSizesFit(T, S, dk, dv);
 }
 
 const FUSED_KERNEL_NAME = 'TfjsAttentionFusedAttention';
@@ -141,7 +149,7 @@ function attendHeads(
   const {q, k, v} = operands;
   const layout = layoutOf(sizes);
   const {tiles, dvp, block} = layout;
-  const large = 2 * batch * heads * T * S * (dk + dv) >= TWO_THREAD_MIN_FLOPS && tiles >= 2;
+  const large = twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T);
   const shared = large ? sharedLayoutOf(operands, sizes, layout) : null;
   const thread = shared != null && 4 * shared.end <= SHARED_MAX_BYTES ? getSecondThread() : null;
   lastCallThreads = thread == null ? 1 : 2;
@@ -431,9 +439,14 @@ export const FUSED_LAYER_MAX_BYTES = 256 * 2 ** 20;
  * projection kernel (`denseFusedFits`) and the projections within FUSED_LAYER_MAX_BYTES.
  */
 export function fusedAttentionLayerFits(sizes: FusedLayerSizes): boolean {
+  return fusedKernelAvailable() && fusedAttentionLayerSizesFit(sizes);
+}
+
+/** The size conditions of `fusedAttentionLayerFits`, whatever the backend (for the planner). */
+export function fusedAttentionLayerSizesFit(sizes: FusedLayerSizes): boolean {
   const {T, S, dq, dc, heads, dk, dv} = sizes;
-  return fusedAttentionFits(T, S, dk, dv) && 4 * projectionLayoutOf(sizes).total <= FUSED_LAYER_MAX_BYTES &&
-      denseFusedFits(dq, heads * dk) && denseFusedFits(dc, heads * dk) && denseFusedFits(dc, heads * dv);
+  return fusedAttentionSizesFit(T, S, dk, dv) && 4 * projectionLayoutOf(sizes).total <= FUSED_LAYER_MAX_BYTES &&
+      denseFusedSizesFit(dq, heads * dk) && denseFusedSizesFit(dc, heads * dk) && denseFusedSizesFit(dc, heads * dv);
 }
 
 /**

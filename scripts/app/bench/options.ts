@@ -16,6 +16,7 @@ Options:
   --large-reps <n>            timed repetitions per row for T >= 4096 (default: 5)
   --warmup <n>                untimed rounds before timing (default: 5, cpu 2; 1 for T >= 4096)
   --quick                     the tiny grid of the tests (1 repetition)
+  --lengths <T>[,<T>]         only the grid's points of these sequence lengths, e.g. --lengths 16,128,4096
   --masks                     only the mask rows: padding, causal and explicit masks at T = 8192 on the
                               memory-efficient path, each against the same call unmasked (target 6)
   --json <file>               also write all results to this JSON file
@@ -39,7 +40,7 @@ export function parseBenchArgs(argv: string[]): BenchCommandLine {
       args: argv, allowPositionals: false, strict: true,
       options: {
         'backend': {type: 'string', multiple: true}, 'reps': {type: 'string'}, 'large-reps': {type: 'string'},
-        'warmup': {type: 'string'}, 'quick': {type: 'boolean'}, 'masks': {type: 'boolean'}, 'json': {type: 'string'},
+        'warmup': {type: 'string'}, 'lengths': {type: 'string', multiple: true}, 'quick': {type: 'boolean'}, 'masks': {type: 'boolean'}, 'json': {type: 'string'},
         'help': {type: 'boolean'},
       },
     });
@@ -53,8 +54,11 @@ export function parseBenchArgs(argv: string[]): BenchCommandLine {
       throw new UsageError(`Received an invalid value for option \`--backend\`, expected one of ${BACKEND_NAMES.join(', ')}. Received: --backend ${name}`);
     }
   }
+  const lengths = ((values.lengths as string[]|undefined) ?? []).flatMap(l => l.split(',')).map(l => l.trim()).filter(l => l !== '')
+      .map(l => parseIntegerOption('lengths', l, {min: 1}));
   return {
     backends: backends as BackendName[],
+    lengths,
     reps: count('reps', values.reps as string|undefined, 1),
     largeReps: count('large-reps', values['large-reps'] as string|undefined, 1),
     warmup: count('warmup', values.warmup as string|undefined, 0),

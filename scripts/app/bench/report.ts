@@ -52,8 +52,10 @@ export function formatReport(results: BenchResults): string {
     parts.push('', `Targets (the issue sets them for wasm; a target whose rows this grid did not run is "not run"):`,
         ...evaluateTargets(backend).map(t => `- ${t.status === 'missed' ? 'MISSED' : t.status}: ${t.target}: ${t.detail}`), '');
   }
-  if (results.backends.length > 1) parts.push(formatSpeedups(results), '');
-  parts.push(`Node ${results.node}, ${results.cpus} CPUs; memory-efficient by default from S >= ${results.memoryEfficientThreshold}, ` +
+  if (results.backends.length > 1) parts.push(formatSideBySide(results), '', formatSpeedups(results));
+  const thresholds = results.backends.map(b => `${b.backend} ` +
+      (b.memoryEfficientThreshold == null ? 'only past the memory budget' : `from S >= ${b.memoryEfficientThreshold}`));
+  parts.push(`Node ${results.node}, ${results.cpus} CPUs; memory-efficient by default: ${thresholds.join(', ')}; ` +
       `block ${results.defaultBlockSize}.`);
   return parts.join('\n');
 }
@@ -77,6 +79,41 @@ export function formatMaskTable(results: BackendResults): string|null {
 }
 
 /**
+ * Every backend's median for each row, side by side (the path each ran, and its time), and
+ * the fastest: rows are matched by point, path asked for, mask and pass. The 'default' line
+ * of a point compares what each backend chooses by itself: its default row, or the forced row
+ * that ran the same path (marked as the default, the default row itself being left out).
+ */
+export function formatSideBySide(results: BenchResults): string {
+  const names = results.backends.map(b => b.backend);
+  const lines = ['## Side by side (same run)', '',
+    `| B, T, d, H | asked | pass | ${names.map(n => `${n}: path | ${n} ms`).join(' | ')} | fastest |`,
+    `| --- | --- | --- | ${names.map(() => '--- | ---:').join(' | ')} | --- |`];
+  const keyOf = (r: BenchRow, path: string = r.path) => `${r.batch},${r.length},${r.dModel},${r.heads},${path},${r.mask},${r.pass}`;
+  const keysOf = (r: BenchRow) => (r.isDefault && r.path !== 'default' ? [keyOf(r, 'default'), keyOf(r)] : [keyOf(r)]);
+  const keys: string[] = [];
+  for (const backend of results.backends) {
+    for (const row of backend.rows) for (const key of keysOf(row)) if (!keys.includes(key)) keys.push(key);
+  }
+  // The 'default' line of each point first, then the forced paths, in the order the grid runs them.
+  const point = (key: string) => key.split(',').slice(0, 4).join(',');
+  keys.sort((a, b) => (point(a) !== point(b) ? 0 : Number(!a.includes(',default,')) - Number(!b.includes(',default,'))));
+  for (const key of keys) {
+    const asked = key.split(',')[4];
+    const rows = results.backends.map(b => b.rows.find(r => keysOf(r).includes(key)));
+    const any = rows.find(r => r != null)!;
+    const cells = rows.map(r => (r == null ? '– | –' : r.status !== 'ok' ? `${r.ranPath} | ${r.status}` :
+        `${r.ranPath === 'memory-efficient' ? `memory-efficient (${r.blockSize})` : r.ranPath} | ${fixed(r.medianMs, 2)}`));
+    const timed = rows.map((r, i) => ({i, ms: r?.status === 'ok' ? r.medianMs : null})).filter(t => t.ms != null) as Array<{i: number; ms: number}>;
+    timed.sort((a, b) => a.ms - b.ms);
+    const fastest = timed.length < 2 ? '–' : `${names[timed[0].i]}, ${fixed(timed[1].ms / timed[0].ms, 2)}× ${names[timed[1].i]}`;
+    lines.push(`| ${any.batch}, ${any.length}, ${any.dModel}, ${any.heads} | ${asked}${any.mask == null ? '' : `, ${any.mask} mask`} | ` +
+        `${any.pass} | ${cells.join(' | ')} | ${fastest} |`);
+  }
+  return lines.join('\n');
+}
+
+/**
  * How many times faster the first backend ran each row than every other backend, for the
  * rows both ran: the layer, and the naive version.
  */
@@ -94,6 +131,7 @@ export function formatSpeedups(results: BenchResults): string {
       lines.push(`| ${row.batch}, ${row.length}, ${row.dModel}, ${row.heads} | ${row.ranPath} | ${row.pass} | ` +
           `${fixed(ratio(twin.medianMs, row.medianMs), 1)} | ${fixed(ratio(twin.naiveMedianMs, row.naiveMedianMs), 1)} |`);
     }
+    lines.push('');
   }
   return lines.join('\n');
 }

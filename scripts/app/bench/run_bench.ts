@@ -1,8 +1,8 @@
 /** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {attentionPath, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD, setAttentionThreads, fusedAttentionLayerBytes, fusedThreadsOfLastCall, ScaledDotProductAttention, selectBackend, ValueError} from '../tfjs_attention_node';
-import type {AttentionPath, BackendName} from '../tfjs_attention_node';
+import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall, memoryEfficientThreshold, planAttention, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
+import type {AttentionPath, AttentionPlan, BackendName} from '../tfjs_attention_node';
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
 import {BenchCall, median, peakBytes, timeInterleaved} from './measure';
 import {naiveSelfAttention} from './naive_attention';
@@ -37,6 +37,8 @@ export interface BenchRow {
   /** The path asked for, and the one that ran ('fused', 'standard' or 'memory-efficient'). */
   path: PathName;
   ranPath: AttentionPath;
+  /** Why the planner (planAttention) chose ranPath. */
+  reason: string;
   /** Whether the layer takes this path with its default options (blockSize null). */
   isDefault: boolean;
   /** The mask the row runs with, or null. */
@@ -82,6 +84,8 @@ export interface BenchRow {
 
 export interface BackendResults {
   backend: string;
+  /** Key length from which this backend takes the memory-efficient path by default; null: only past the memory budget. */
+  memoryEfficientThreshold: number|null;
   /** Repetitions and warm-up used on this backend. */
   settings: {reps: number; largeReps: number; warmup: number; quick: boolean};
   /** Median over the rows of the interleaved 1024×1024 matMul, GFLOP/s. */
@@ -95,7 +99,6 @@ export interface BenchResults {
   date: string;
   node: string;
   cpus: number;
-  memoryEfficientThreshold: number;
   defaultBlockSize: number;
   backends: BackendResults[];
 }
@@ -118,6 +121,8 @@ export interface BenchOptions {
   masks?: boolean;
   /** A grid to run instead of FULL_GRID / QUICK_GRID (for experiments). */
   grid?: GridPoint[];
+  /** Only the grid's points of these lengths T (all when empty or unset). */
+  lengths?: number[];
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -179,7 +184,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     const largeReps = options.largeReps ?? (quick ? 1 : 5);
     const warmup = options.warmup ?? (quick ? 1 : cpu ? 2 : 5);
     const settings = {reps, largeReps, warmup, quick};
-    const grid = options.grid ?? (quick ? QUICK_GRID : options.masks ? MASK_GRID : FULL_GRID);
+    const lengths = options.lengths ?? [];
+    const grid = (options.grid ?? (quick ? QUICK_GRID : options.masks ? MASK_GRID : FULL_GRID))
+        .filter(point => lengths.length === 0 || lengths.includes(point.length));
     const notes: string[] = [];
     const rows: BenchRow[] = [];
     for (const point of grid) {
@@ -201,12 +208,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       }
     }
     const matMuls = rows.map(r => r.matMulGflops).filter((g): g is number => g != null);
-    backends.push({backend, settings, matMulGflops: matMuls.length > 0 ? median(matMuls) : NaN, rows, notes});
+    const threshold = memoryEfficientThreshold(backend);
+    backends.push({
+      backend, memoryEfficientThreshold: Number.isFinite(threshold) ? threshold : null, settings,
+      matMulGflops: matMuls.length > 0 ? median(matMuls) : NaN, rows, notes,
+    });
   }
-  return {
-    date: new Date().toISOString(), node: process.version, cpus: cpuCount(),
-    memoryEfficientThreshold: MEMORY_EFFICIENT_THRESHOLD, defaultBlockSize: DEFAULT_BLOCK_SIZE, backends,
-  };
+  return {date: new Date().toISOString(), node: process.version, cpus: cpuCount(), defaultBlockSize: DEFAULT_BLOCK_SIZE, backends};
 }
 
 function cpuCount(): number {
@@ -226,18 +234,21 @@ export function describeRow(row: BenchRow): string {
           `${((row.oneThreadFractionOfMatMul ?? NaN) * 100).toFixed(0)}%)` : '') + `, leaked ${row.leakedTensors}`;
 }
 
-/** The path the layer runs for a (point, path, pass). */
-function ranPathOf(point: GridPoint, path: PathName, pass: Pass): AttentionPath {
-  const d = point.dModel / point.heads;
-  return attentionPath(blockSizeOf(point, path), [point.batch, point.heads, point.length, point.length], d, d,
-                       {recording: pass === 'forward+backward'});
+/** The planner's answer for the layer's call of a (point, path, pass) on the active backend. */
+export function planOf(point: GridPoint, path: PathName, pass: Pass): AttentionPlan {
+  const {batch, heads, length: T, dModel: d} = point;
+  return planAttention({
+    backend: tf.getBackend(), batch, heads, T, S: T, dk: d / heads, dv: d / heads,
+    layer: {dq: d, dc: d, selfAttention: true}, blockSize: blockSizeOf(point, path),
+    mask: point.mask === 'explicit', padding: point.mask === 'padding', causal: point.mask === 'causal',
+    recording: pass === 'forward+backward', fusedKernelAvailable: fusedKernelAvailable(), threads: allowedAttentionThreads(),
+  });
 }
 
 /** Whether the forced `path` runs what the default runs, with the same block size. */
 function samePath(point: GridPoint, path: PathName, pass: Pass): boolean {
-  const ran = ranPathOf(point, path, pass);
-  const sameBlock = ran !== 'memory-efficient' || (point.blockSize ?? DEFAULT_BLOCK_SIZE) === DEFAULT_BLOCK_SIZE;
-  return ran === ranPathOf(point, 'default', pass) && sameBlock;
+  const [forced, chosen] = [planOf(point, path, pass), planOf(point, 'default', pass)];
+  return forced.path === chosen.path && forced.blockSize === chosen.blockSize;
 }
 
 /** The block size that a path gives the layer. */
@@ -252,12 +263,13 @@ async function benchRow(
     point: GridPoint, path: PathName, pass: Pass, reps: number, warmup: number, matMulSize: number): Promise<BenchRow> {
   const {batch: B, length: T, dModel: d, heads: H} = point;
   const blockSize = blockSizeOf(point, path);
-  const ranPath = ranPathOf(point, path, pass);
+  const plan = planOf(point, path, pass);
+  const ranPath = plan.path;
   const mask = point.mask ?? null;
   const row: BenchRow = {
-    batch: B, length: T, dModel: d, heads: H, path, ranPath, mask,
+    batch: B, length: T, dModel: d, heads: H, path, ranPath, reason: plan.reason, mask,
     isDefault: mask == null && (path === 'default' || samePath(point, path, pass)),
-    blockSize: blockSize ?? (ranPath === 'memory-efficient' ? DEFAULT_BLOCK_SIZE : ranPath === 'standard' ? 0 : null),
+    blockSize: ranPath === 'memory-efficient' ? plan.blockSize! : ranPath === 'standard' ? 0 : null,
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
     naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null,
     threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,

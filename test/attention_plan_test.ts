@@ -1,0 +1,299 @@
+/**
+ * The attention planner (src/attention/attention_plan.ts): which path a call takes, as a table
+ * of cases written from the documented rules and the measured per-backend choices; that the
+ * op, the layer and the bench run what it says (spies on the fused kernels and the blocked
+ * path tell which ran); and selectBackend's 'auto' order with injected availability.
+ */
+import {spawnSync} from 'child_process';
+import * as tf from '@tensorflow/tfjs';
+import {dotProductAttention, planAttention, scaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../src/node';
+import type {AttentionCall, AttentionPlan} from '../src/node';
+import {MEMORY_EFFICIENT_THRESHOLDS, memoryEfficientThreshold} from '../src/attention/attention_plan';
+import * as blocked from '../src/attention/memory_efficient_attention';
+import * as fused from '../src/backend/wasm_fused_attention';
+import {AUTO_BACKEND_ORDER, chooseBackend} from '../src/backend/select_backend';
+import {runBench} from '../scripts/app/bench/run_bench';
+
+/** Whether `require('@tensorflow/tfjs-node')` loads here (found out in a child process, as in select_backend_test). */
+function tfjsNodeLoads(): boolean {
+  try {
+    require.resolve('@tensorflow/tfjs-node');
+  } catch {
+    return false;
+  }
+  return spawnSync(process.execPath, ['-e', "require('@tensorflow/tfjs-node')"], {cwd: __dirname, timeout: 60000}).status === 0;
+}
+const HAS_TFJS_NODE = tfjsNodeLoads();
+
+const base = {batch: 2, heads: 4, T: 128, S: 128, dk: 16, dv: 16};
+const long = {batch: 1, heads: 1, T: 1, S: 4096, dk: 8, dv: 8};  // 4096 keys, cheap: one query
+
+/** [what, call, expected path, expected reason (a pattern), expected extras] */
+type Case = [string, AttentionCall, AttentionPlan['path'], RegExp, Partial<AttentionPlan>?];
+const CASES: Case[] = [
+  // wasm: the fused kernel for inference, else by key length (threshold 4096) and the memory budget.
+  ['wasm inference', {backend: 'wasm', ...base}, 'fused', /^inference on wasm: the fused kernel$/, {kernel: 'attention', blockSize: 256, threads: 1}],
+  ['wasm inference, causal', {backend: 'wasm', ...base, causal: true}, 'fused', /fused kernel/],
+  ['wasm recording', {backend: 'wasm', ...base, recording: true}, 'standard',
+    /^a gradient is recorded \(the fused kernel is inference only\); S=128 < 4096, the memory-efficient threshold on wasm$/],
+  ['wasm explicit mask', {backend: 'wasm', ...base, mask: true}, 'standard', /takes no explicit mask; S=128 < 4096/],
+  ['wasm padding, op', {backend: 'wasm', ...base, padding: true}, 'standard', /padding masks need the layer's fused kernel;/],
+  ['wasm padding, layer', {backend: 'wasm', ...base, padding: true, layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused',
+    /with the projections/, {kernel: 'layer'}],
+  ['wasm layer, weights too large for the projection kernel', {backend: 'wasm', ...base, layer: {dq: 4096, dc: 4096}}, 'fused',
+    /^inference on wasm: the fused kernel$/, {kernel: 'attention'}],
+  ['wasm padding, layer, weights too large', {backend: 'wasm', ...base, padding: true, layer: {dq: 4096, dc: 4096}}, 'standard',
+    /which does not fit these sizes/],
+  ['wasm weights asked for', {backend: 'wasm', ...base, returnWeights: true}, 'standard', /the weights are asked for, which only the standard path forms/],
+  ['wasm dropout', {backend: 'wasm', ...base, dropoutActive: true}, 'standard', /no dropout; dropout is active/],
+  ['wasm without SIMD', {backend: 'wasm', ...base, fusedKernelAvailable: false}, 'standard', /needs wasm SIMD/],
+  ['wasm blockSize 0', {backend: 'wasm', ...base, blockSize: 0}, 'standard', /^blockSize=0 forces the standard path$/],
+  ['wasm blockSize 32', {backend: 'wasm', ...base, blockSize: 32}, 'memory-efficient', /^blockSize=32 forces/, {blockSize: 32}],
+  ['wasm S = 4095, recording', {backend: 'wasm', ...long, S: 4095, recording: true}, 'standard', /S=4095 < 4096/],
+  ['wasm S = 4096, recording', {backend: 'wasm', ...long, recording: true}, 'memory-efficient', /S=4096 >= 4096, the memory-efficient threshold on wasm$/,
+    {blockSize: 512}],
+  ['wasm S = 4096, inference', {backend: 'wasm', ...long}, 'fused', /fused kernel/],
+  ['wasm S = 8192, weights asked for', {backend: 'wasm', ...long, S: 8192, returnWeights: true}, 'standard', /the weights are asked for/],
+  // Two threads: above 36 MFLOP and with at least two tiles of four queries, where allowed.
+  ['wasm 268 MFLOP, two threads allowed', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 2}, 'fused',
+    /on two threads$/, {threads: 2}],
+  ['wasm 268 MFLOP, one thread allowed', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 1}, 'fused',
+    /fused kernel$/, {threads: 1}],
+  ['wasm 2 MFLOP', {backend: 'wasm', batch: 32, heads: 1, T: 16, S: 16, dk: 64, dv: 64, threads: 2}, 'fused', /fused kernel$/, {threads: 1}],
+  ['wasm 4 queries (one tile)', {backend: 'wasm', batch: 64, heads: 8, T: 4, S: 8192, dk: 64, dv: 64, threads: 2}, 'fused', /fused kernel$/, {threads: 1}],
+  // The memory budget: one score tensor over 512 MiB goes to the blocked path on every backend.
+  ['wasm over the budget, short keys', {backend: 'wasm', batch: 64, heads: 16, T: 512, S: 512, dk: 8, dv: 8, recording: true}, 'memory-efficient',
+    /one score tensor would take 1\.00 GiB, over the standard path's budget of 512 MiB$/],
+  ['wasm over the budget, weights asked for', {backend: 'wasm', batch: 64, heads: 16, T: 512, S: 512, dk: 8, dv: 8, returnWeights: true},
+    'standard', /weights are asked for/],  // then refused by checkStandardPathMemory
+  // cpu: never fused; threshold 4096 as on wasm.
+  ['cpu inference', {backend: 'cpu', ...base}, 'standard', /^S=128 < 4096, the memory-efficient threshold on cpu$/],
+  ['cpu S = 4096', {backend: 'cpu', ...long}, 'memory-efficient', /S=4096 >= 4096, the memory-efficient threshold on cpu/],
+  // tensorflow: measured faster on the standard path at every length: only the budget switches.
+  ['tensorflow inference', {backend: 'tensorflow', ...base}, 'standard', /^tensorflow takes the standard path at every length within the memory budget$/],
+  ['tensorflow S = 4096, recording', {backend: 'tensorflow', ...long, recording: true}, 'standard', /every length within the memory budget/],
+  ['tensorflow S = 8192', {backend: 'tensorflow', batch: 1, heads: 1, T: 8192, S: 8192, dk: 64, dv: 64}, 'standard', /within the memory budget/],
+  ['tensorflow S = 16384 (1 GiB of scores)', {backend: 'tensorflow', batch: 1, heads: 1, T: 16384, S: 16384, dk: 64, dv: 64, recording: true},
+    'memory-efficient', /over the standard path's budget of 512 MiB/],
+  ['tensorflow blockSize 512', {backend: 'tensorflow', ...long, blockSize: 512}, 'memory-efficient', /forces/, {blockSize: 512}],
+  // Backends not measured keep wasm's threshold.
+  ['webgl S = 4096', {backend: 'webgl', ...long}, 'memory-efficient', /S=4096 >= 4096, the memory-efficient threshold on webgl/],
+  ['webgl S = 128', {backend: 'webgl', ...base}, 'standard', /S=128 < 4096/],
+];
+
+describe('planAttention: the table of cases', () => {
+  // Every row with its extras ({} when none): jest passes `done` in place of a missing last column.
+  const rows = CASES.map(([what, call, path, reason, extras]) => [what, call, path, reason, extras ?? {}] as const);
+  it.each(rows)('%s', (_, call, path, reason, extras) => {
+    const plan = planAttention(call);
+    expect(plan.path).toBe(path);
+    expect(plan.reason).toMatch(reason);
+    expect(plan).toMatchObject(extras);
+    if (path !== 'fused') expect(plan.threads).toBeUndefined();
+    if (path === 'standard') expect(plan.blockSize).toBeUndefined();
+  });
+
+  it('per-backend thresholds: 4096 keys on wasm and cpu (and unmeasured backends), none on tensorflow', () => {
+    expect(memoryEfficientThreshold('wasm')).toBe(4096);
+    expect(memoryEfficientThreshold('cpu')).toBe(4096);
+    expect(memoryEfficientThreshold('webgpu')).toBe(4096);
+    expect(memoryEfficientThreshold('tensorflow')).toBe(Infinity);
+    expect(Object.isFrozen(MEMORY_EFFICIENT_THRESHOLDS)).toBe(true);
+  });
+
+  it('contradicting options and bad calls are errors that name the argument', () => {
+    const call = {backend: 'wasm', ...base};
+    expect(() => planAttention({...call, blockSize: 8, returnWeights: true})).toThrow(
+        /cannot return them\. Use blockSize=0 \(the standard path\) with returnWeights\. Received: blockSize=8$/);
+    expect(() => planAttention({...call, blockSize: 8, dropoutActive: true})).toThrow(/does not support dropout.*Received: blockSize=8$/);
+    expect(() => planAttention({...call, blockSize: 1.5})).toThrow(ValueError);
+    expect(() => planAttention({...call, blockSize: 1.5})).toThrow(/`blockSize`.*Received: blockSize=1\.5/);
+    expect(() => planAttention({...call, T: -1})).toThrow(/argument `T`, expected an integer >= 0\. Received: T=-1/);
+    expect(() => planAttention({...call, backend: ''})).toThrow(/argument `backend`/);
+    expect(() => planAttention({...call, threads: 3 as never})).toThrow(/argument `threads`, expected 1 or 2\. Received: threads=3/);
+    expect(() => planAttention(null as never)).toThrow(/argument `call`/);
+  });
+});
+
+/** Which path ran in `run`, told by spies on the fused kernels and on the blocked path's kernel. */
+function observedPath(run: () => tf.TensorContainer): {path: AttentionPlan['path']; kernel?: 'layer'|'attention'} {
+  const spies = {
+    blocked: jest.spyOn(blocked, 'memoryEfficientAttention'),
+    attention: jest.spyOn(fused, 'fusedAttention'),
+    heads: jest.spyOn(fused, 'fusedMultiHeadAttention'),
+    layer: jest.spyOn(fused, 'fusedAttentionLayer'),
+  };
+  try {
+    tf.dispose(tf.tidy(run));
+    const calls = Object.fromEntries(Object.entries(spies).map(([name, spy]) => [name, spy.mock.calls.length]));
+    const fusedCalls = calls.attention + calls.heads + calls.layer;
+    expect(fusedCalls + calls.blocked).toBeLessThanOrEqual(1);
+    if (calls.blocked > 0) return {path: 'memory-efficient'};
+    if (calls.layer > 0) return {path: 'fused', kernel: 'layer'};
+    if (fusedCalls > 0) return {path: 'fused', kernel: 'attention'};
+    return {path: 'standard'};
+  } finally {
+    Object.values(spies).forEach(spy => spy.mockRestore());
+  }
+}
+
+/** Sum of the op's (or layer's) output, as a gradient target: recording while it runs. */
+function recorded(f: () => tf.Tensor): () => tf.TensorContainer {
+  return () => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(f(), x)))(tf.scalar(1));
+}
+
+/** The op and layer calls checked against the planner on each backend, and the path the table says for them. */
+function agreementCases(backend: string): Array<[string, () => tf.TensorContainer, AttentionCall, AttentionPlan['path']]> {
+  const [B, H, T, S, d] = [2, 2, 12, 12, 8];
+  const q = () => tf.randomNormal([B, H, T, d], 0, 1, 'float32', 1);
+  const kv = (length: number) => tf.randomNormal([B, H, length, d], 0, 1, 'float32', 2);
+  const call = {backend, batch: B, heads: H, T, S, dk: d, dv: d};
+  const fusedOnWasm = backend === 'wasm' ? 'fused' : 'standard';
+  const longCall = {backend, batch: 1, heads: 1, T: 1, S: 4096, dk: 4, dv: 4};
+  const longQ = () => tf.randomNormal([1, 1, 1, 4], 0, 1, 'float32', 3);
+  const longK = () => tf.randomNormal([1, 1, 4096, 4], 0, 1, 'float32', 4);
+  const longRecorded = backend === 'tensorflow' ? 'standard' : 'memory-efficient';
+  const padding = () => tf.tensor2d([Array.from({length: S}, (_, s) => (s < 9 ? 1 : 0)), new Array<number>(S).fill(1)]);
+  return [
+    ['op, inference', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S))), call, fusedOnWasm],
+    ['op, inference, causal', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S), {causal: true})), {...call, causal: true}, fusedOnWasm],
+    ['op, recording', recorded(() => dotProductAttention(q(), kv(S), kv(S))), {...call, recording: true}, 'standard'],
+    ['op, key padding', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S), {keyPaddingMask: padding()})), {...call, padding: true}, 'standard'],
+    ['op, blockSize 4', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S), {blockSize: 4})), {...call, blockSize: 4}, 'memory-efficient'],
+    ['op, 4096 keys, inference', () => tf.tidy(() => dotProductAttention(longQ(), longK(), longK())), longCall,
+      backend === 'wasm' ? 'fused' : longRecorded],
+    ['op, 4096 keys, recording', recorded(() => dotProductAttention(longQ(), longK(), longK())), {...longCall, recording: true}, longRecorded],
+  ];
+}
+
+function layerCases(backend: string): Array<[string, () => tf.TensorContainer, AttentionCall, AttentionPlan['path']]> {
+  const layer = scaledDotProductAttention({numHeads: 2, keyDim: 4});
+  const x = () => tf.randomNormal([2, 6, 8], 0, 1, 'float32', 5);
+  tf.tidy(() => void layer.apply(x()));  // builds the weights
+  const call = {backend, batch: 2, heads: 2, T: 6, S: 6, dk: 4, dv: 4, layer: {dq: 8, dc: 8, selfAttention: true}};
+  const mask = () => tf.tensor2d([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]);
+  const attentionMask = () => tf.ones([2, 6, 6]);
+  return [
+    ['layer, inference', () => tf.tidy(() => layer.apply(x()) as tf.Tensor), call, backend === 'wasm' ? 'fused' : 'standard'],
+    ['layer, padding mask', () => tf.tidy(() => layer.apply(x(), {mask: mask()}) as tf.Tensor), {...call, padding: true},
+      backend === 'wasm' ? 'fused' : 'standard'],
+    ['layer, explicit attentionMask', () => tf.tidy(() => layer.apply(x(), {attentionMask: attentionMask()}) as tf.Tensor), {...call, mask: true}, 'standard'],
+    ['layer, recording', recorded(() => layer.apply(x()) as tf.Tensor), {...call, recording: true}, 'standard'],
+  ];
+}
+
+const BACKENDS = ['cpu', 'wasm', ...(HAS_TFJS_NODE ? ['tensorflow'] : [])];
+
+describe.each(BACKENDS)('on %s, the op and the layer run the path the planner gives', backend => {
+  let previous = '';
+  beforeAll(async () => {
+    previous = tf.getBackend();
+    await selectBackend(backend as never);
+  });
+  afterAll(async () => {
+    await tf.setBackend(previous);
+  });
+
+  it.each([...agreementCases(backend), ...layerCases(backend)])('%s', (_, run, call, expected) => {
+    const before = tf.memory().numTensors;
+    const plan = planAttention({
+      ...call, fusedKernelAvailable: fused.fusedKernelAvailable(),
+    });
+    expect(plan.path).toBe(expected);
+    const ran = observedPath(run);
+    expect(ran.path).toBe(expected);
+    if (expected === 'fused') expect(ran.kernel).toBe(plan.kernel);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  if (backend === 'wasm') {
+    it('the fused kernel runs on the threads the plan says', () => {
+      const x = tf.randomNormal([1, 1, 1024, 64], 0, 1, 'float32', 6);
+      const small = tf.randomNormal([32, 1, 16, 64], 0, 1, 'float32', 7);
+      const sizes = {backend: 'wasm', heads: 1, dk: 64, dv: 64, threads: 2 as const};
+      expect(planAttention({...sizes, batch: 1, T: 1024, S: 1024}).threads).toBe(2);
+      tf.dispose(dotProductAttention(x, x, x));
+      expect(fused.fusedThreadsOfLastCall()).toBe(2);
+      expect(planAttention({...sizes, batch: 32, T: 16, S: 16}).threads).toBe(1);
+      tf.dispose(dotProductAttention(small, small, small));
+      expect(fused.fusedThreadsOfLastCall()).toBe(1);
+      const previous = setAttentionThreads(1);
+      try {
+        expect(planAttention({...sizes, batch: 1, T: 1024, S: 1024, threads: 1}).threads).toBe(1);
+        tf.dispose(dotProductAttention(x, x, x));
+        expect(fused.fusedThreadsOfLastCall()).toBe(1);
+      } finally {
+        setAttentionThreads(previous);
+      }
+      tf.dispose([x, small]);
+    });
+  }
+
+  it('the bench reports the planned path, and that path runs', async () => {
+    const grid = [{batch: 1, length: 12, dModel: 8, heads: 2, paths: ['default' as const]}];
+    const spy = jest.spyOn(blocked, 'memoryEfficientAttention');
+    const fusedSpy = jest.spyOn(fused, 'fusedAttentionLayer');
+    try {
+      const results = await runBench({backends: [backend as never], grid, quick: true, warmup: 0});
+      const rows = results.backends[0].rows;
+      expect(rows.map(r => [r.pass, r.ranPath])).toEqual([
+        ['forward', backend === 'wasm' ? 'fused' : 'standard'], ['forward+backward', 'standard']]);
+      expect(rows.every(r => r.reason.length > 0)).toBe(true);
+      expect(spy).not.toHaveBeenCalled();
+      expect(fusedSpy.mock.calls.length > 0).toBe(backend === 'wasm');
+      expect(results.backends[0].memoryEfficientThreshold).toBe(backend === 'tensorflow' ? null : 4096);
+    } finally {
+      spy.mockRestore();
+      fusedSpy.mockRestore();
+    }
+  });
+});
+
+if (!HAS_TFJS_NODE) {
+  describe('on tensorflow (skipped: @tensorflow/tfjs-node does not load on this machine)', () => {
+    it.skip('the op and the layer run the path the planner gives', () => undefined);
+  });
+}
+
+describe("selectBackend('auto') picks by the measured order, with availability injected", () => {
+  /** A starter that starts only `available`, recording what it was asked. */
+  function starter(available: string[]) {
+    const tried: string[] = [];
+    return {tried, start: async (name: string) => (tried.push(name), available.includes(name))};
+  }
+
+  it('tries tensorflow, then wasm, then cpu', () => {
+    expect([...AUTO_BACKEND_ORDER]).toEqual(['tensorflow', 'wasm', 'cpu']);
+  });
+
+  it.each([
+    [['tensorflow', 'wasm', 'cpu'], 'tensorflow', ['tensorflow']],
+    [['wasm', 'cpu'], 'wasm', ['tensorflow', 'wasm']],
+    [['tensorflow', 'cpu'], 'tensorflow', ['tensorflow']],
+    [['cpu'], 'cpu', ['tensorflow', 'wasm', 'cpu']],
+  ])('available %p: picks %s after trying %p', async (available, picked, tried) => {
+    const s = starter(available);
+    await expect(chooseBackend('auto', s.start)).resolves.toBe(picked);
+    expect(s.tried).toEqual(tried);
+  });
+
+  it('none available: an error, after trying all three', async () => {
+    const s = starter([]);
+    await expect(chooseBackend('auto', s.start)).rejects.toThrow(/^Backend "auto" could not be started here\. Received: name="auto"$/);
+    expect(s.tried).toEqual(['tensorflow', 'wasm', 'cpu']);
+  });
+
+  it('a named backend is tried alone: no fallback', async () => {
+    const s = starter(['cpu']);
+    await expect(chooseBackend('wasm', s.start)).rejects.toThrow(ValueError);
+    expect(s.tried).toEqual(['wasm']);
+    const t = starter(['wasm']);
+    await expect(chooseBackend('wasm', t.start)).resolves.toBe('wasm');
+  });
+
+  it('an unknown name is refused before anything is tried', async () => {
+    const s = starter(['cpu']);
+    await expect(chooseBackend('gpu' as never, s.start)).rejects.toThrow(/argument `name`.*Received: name="gpu"/);
+    expect(s.tried).toEqual([]);
+  });
+});
