@@ -113,8 +113,12 @@ describe('the fixtures', () => {
     const names = CASES.map((c) => c.name);
     expect(names).toEqual(expect.arrayContaining([
       'single_head_kd_ne_vd', 'multi_head_bias_output', 'causal', 'explicit_mask', 'fully_masked_row',
-      'cross_attention', 'custom_scale', 'large_inputs',
+      'cross_attention', 'custom_scale', 'large_inputs', 'key_dim_over_keys', 'one_key',
     ]));
+    // keyDim > S takes the standard path's other scaling branch (the [T, S] scores, not Q).
+    const wide = CASES.find((c) => c.name === 'key_dim_over_keys')!;
+    expect(wide.config.keyDim).toBeGreaterThan(wide.context![0].length);
+    expect(CASES.find((c) => c.name === 'one_key')!.context![0].length).toBe(1);  // S = 1
     const cross = CASES.find((c) => c.name === 'cross_attention')!;
     expect(cross.context![0].length).not.toBe(cross.query[0].length);        // S != T
     expect(cross.context![0][0].length).not.toBe(cross.query[0][0].length);  // dc != dq
