@@ -10,9 +10,15 @@ import type {ScaledDotProductAttention, ScaledDotProductAttentionArgs} from '../
 import {withNative} from './helpers/native';
 import {disposeAll, expectAllFinite, expectClose, filled, flatten, Nested, randomArray, runTestsOn} from './helpers/tensors';
 
-/** Step of the central differences, and the tolerance |analytic - numeric| <= TOL * max(1, |numeric|). */
+/**
+ * Step of the central differences, and the tolerance |analytic - numeric| <= abs + rel·|numeric|.
+ * Measured on 2026-11-30: |analytic - numeric| at most 1.4e-5 on cpu and 2.7e-5 on tensorflow over
+ * every case, while the smallest gradient that is not zero by construction peaks at 0.04 (bk, which the
+ * softmax ignores, is checked to be about 0 below). So about 10× the measured difference: a 1% error in
+ * the smallest gradient fails.
+ */
 const EPS = 1e-2;
-const TOL = {abs: 2e-3, rel: 2e-3};
+const TOL = {abs: 2e-4, rel: 2e-4};
 
 /** cpu, and tensorflow (tfjs-node) when it loads, with the same tolerance; its absence is a skipped test. */
 const BACKENDS = withNative(['cpu']);
