@@ -179,10 +179,15 @@ describe('lineChartSvg', () => {
     expect(svg.match(/<circle/g)).toHaveLength(1);
   });
 
-  it('escapes names and colors', () => {
+  it('escapes names, colors and the title', () => {
     const svg = lineChartSvg([{name: 'a<b>', values: [1, 2], color: '"red'}], {title: '&'});
     expectWellFormed(svg);
     expect(svg).toContain('a&lt;b&gt;');
+    expect(svg).not.toContain('a<b>');
+    // The color reaches its attributes as &quot;red: a raw quote would end the attribute early.
+    expect(svg).toContain('stroke="&quot;red"');
+    expect(svg).not.toContain('""red');
+    expect(svg).toContain('>&amp;<');
   });
 
   it('rejects no series, empty or non-finite values and an empty y range', () => {
