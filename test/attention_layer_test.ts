@@ -303,7 +303,9 @@ describe('weights: names, shapes and the getWeights() order', () => {
   it('initializes biases to zeros by default', () => {
     const layer = scaledDotProductAttention({useBias: true, outputDim: 2});
     layer.apply(tf.input({shape: [3, 4]}));
-    for (const w of layer.weights.filter((v) => /\/b[qkvo]$/.test(v.name))) {
+    const biases = layer.weights.filter((v) => /\/b[qkvo]$/.test(v.name));
+    expect(biases.map((w) => w.name.split('/').pop())).toEqual(['bq', 'bk', 'bv', 'bo']);  // the loop below sees all four
+    for (const w of biases) {
       expect(Array.from(w.read().dataSync())).toEqual(new Array(w.shape[0]).fill(0));
     }
     layer.dispose();
