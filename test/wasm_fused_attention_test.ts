@@ -358,7 +358,7 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     disposeAll(one, two, q, k, v);
   });
 
-  it('reads heads side by side from one tensor qkv (copied once) as on one thread', () => {
+  it('reads heads side by side from one tensor qkv: the plain-array reference, and one thread bit for bit', () => {
     const [B, T, H, dk, dv] = [2, 300, 4, 16, 16];  // 46 MFLOP: above the threshold
     const qkv = randomTensor([B, T, H * (2 * dk + dv)], 204);
     const sizes = {heads: H, dk, dv, scale: 0.25};
@@ -366,6 +366,8 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
         {x: qkv.tensor, column: 0}, {x: qkv.tensor, column: H * dk}, {x: qkv.tensor, column: 2 * H * dk}, sizes);
     const {one, two} = bothWays(run);
     expect(two.shape).toEqual([B, T, H * dv]);
+    const x = qkv.values as Tensor3;
+    expectClose(two, referenceHeads(x, 0, {k: x, kColumn: H * dk, v: x, vColumn: 2 * H * dk}, sizes), 1e-5);
     expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
     disposeAll(one, two, qkv.tensor);
   });
