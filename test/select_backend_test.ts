@@ -1,27 +1,16 @@
 /**
  * selectBackend(name): makes a backend active and returns its name; 'auto' takes tfjs-node
- * when it loads, else wasm, else cpu. The expectations depend on whether tfjs-node can load
- * on this machine (it is an optional dependency whose install needs the internet), which is
- * found out in a separate Node process so that this file is right on both kinds of machine.
+ * when it loads, else wasm, else cpu (the order with injected availability, down to the cpu
+ * fallback, is tested in attention_plan_test.ts's chooseBackend cases). The same tests exist on
+ * every machine: tfjs-node's cases are skipped with the reason where it is not installed, and
+ * fail instead under REQUIRE_TFJS_NODE=1, as in .ci/run; its absence is simulated through the
+ * package loader, so the "not installed" error is tested on every machine too.
  */
-import {spawnSync} from 'child_process';
 import * as tf from '@tensorflow/tfjs';
 import {BACKEND_NAMES, selectBackend} from '../src/node';
+import {setBackendPackageLoader} from '../src/backend/select_backend';
+import {NATIVE, reportNativeMissing} from './helpers/native';
 
-/** Whether `require('@tensorflow/tfjs-node')` succeeds: resolvable, and its native binding loads. */
-function tfjsNodeLoads(): boolean {
-  try {
-    require.resolve('@tensorflow/tfjs-node');
-  } catch {
-    return false;
-  }
-  const child = spawnSync(process.execPath, ['-e', "require('@tensorflow/tfjs-node')"], {
-    cwd: __dirname, encoding: 'utf8', timeout: 60000,
-  });
-  return child.status === 0;
-}
-
-const HAS_TFJS_NODE = tfjsNodeLoads();
 let originalBackend = '';
 
 beforeAll(async () => {
@@ -56,7 +45,7 @@ describe('selectBackend', () => {
     expectWorkingBackend('wasm');
   });
 
-  const autoExpected = HAS_TFJS_NODE ? 'tensorflow' : 'wasm';
+  const autoExpected = NATIVE.loaded ? 'tensorflow' : 'wasm';
   it(`'auto' (and no argument) picks the fastest that loads: '${autoExpected}' on this machine`, async () => {
     await selectBackend('cpu');
     await expect(selectBackend('auto')).resolves.toBe(autoExpected);
@@ -65,21 +54,29 @@ describe('selectBackend', () => {
     await expect(selectBackend()).resolves.toBe(autoExpected);
   });
 
-  if (HAS_TFJS_NODE) {
-    it("'tensorflow' starts tfjs-node, which loads on this machine", async () => {
-      await expect(selectBackend('tensorflow')).resolves.toBe('tensorflow');
-      expectWorkingBackend('tensorflow');
+  reportNativeMissing("'tensorflow' starting tfjs-node");
+  (NATIVE.loaded ? it : it.skip)("'tensorflow' starts tfjs-node and returns 'tensorflow'", async () => {
+    await expect(selectBackend('tensorflow')).resolves.toBe('tensorflow');
+    expectWorkingBackend('tensorflow');
+  });
+
+  it("'tensorflow' without tfjs-node installed: a clear error that says to install it; the active backend stays", async () => {
+    await selectBackend('cpu');
+    const before = tf.memory().numTensors;
+    const installed = setBackendPackageLoader(async (id) => {
+      if (id === '@tensorflow/tfjs-node') throw Object.assign(new Error(`Cannot find module '${id}'`), {code: 'MODULE_NOT_FOUND'});
+      return import(id);
     });
-  } else {
-    it("'tensorflow' without tfjs-node: a clear error that says to install it; the active backend stays", async () => {
-      await selectBackend('cpu');
-      const before = tf.memory().numTensors;
+    try {
+      if (tf.findBackendFactory('tensorflow') != null) tf.removeBackend('tensorflow');  // as if never loaded
       await expect(selectBackend('tensorflow')).rejects.toThrow(
           /^Backend "tensorflow" could not be started here \(is @tensorflow\/tfjs-node installed\?\)\. Received: name="tensorflow"$/);
-      expect(tf.getBackend()).toBe('cpu');
-      expect(tf.memory().numTensors).toBe(before);
-    });
-  }
+    } finally {
+      setBackendPackageLoader(installed);
+    }
+    expect(tf.getBackend()).toBe('cpu');
+    expect(tf.memory().numTensors).toBe(before);
+  });
 
   it("'webgl' cannot start in Node (no WebGL context): an error naming it; the active backend stays", async () => {
     await selectBackend('cpu');
