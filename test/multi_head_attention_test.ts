@@ -198,6 +198,39 @@ describe.each(withNative(['cpu', 'wasm'] as const))('numbers against Keras\' mat
     model.dispose();
   });
 
+  it('one input x is self-attention, [x, x]', () => {
+    const x = tensor(q);
+    const {layer} = builtLayer({numHeads: 2, keyDim: 3}, [x, x], 91);
+    const [single, pair] = [layer.apply(x) as tf.Tensor, layer.apply([x, x]) as tf.Tensor];
+    expectClose(single, pair, 0);
+    tf.dispose([single, pair, x]);
+  });
+
+  it('model.predict keeps an intermediate tensor given twice and used again after (embedding -> [e, e] -> residual add, scores)', () => {
+    // tfjs' executor counts uses per input slot and consumers per layer: without the layer
+    // passing [e, e] on as e, it disposed e before the residual add (and the scores output) ran.
+    const ids = tf.input({shape: [4], dtype: 'int32'});
+    const embed = tf.layers.embedding({inputDim: 6, outputDim: 4});
+    const e = embed.apply(ids) as tf.SymbolicTensor;
+    const mha = multiHeadAttention({numHeads: 2, keyDim: 2});
+    const [attended, scores] = mha.apply([e, e], {returnAttentionScores: true}) as tf.SymbolicTensor[];
+    const sum = tf.layers.add().apply([e, attended]) as tf.SymbolicTensor;
+    const model = tf.model({inputs: ids, outputs: [sum, scores]});
+    const weights = setRandomWeights(mha, 95);
+    const table = randomArray([6, 4], 96) as number[][];
+    const tableT = tensor(table);
+    embed.setWeights([tableT]);
+    const tokens = [[1, 2, 3, 4], [5, 1, 0, 2]];
+    const tokensT = tf.tensor2d(tokens, undefined, 'int32');
+    const [out, sc] = model.predict(tokensT) as tf.Tensor[];
+    const x = tokens.map(row => row.map(id => table[id]));
+    const expected = kerasMha({query: x, value: x}, weights);
+    expectClose(out, expected.output.map((row, b) => row.map((col, t) => col.map((o, j) => o + x[b][t][j]))), TOL);
+    expectClose(sc, expected.scores, TOL);
+    tf.dispose([out, sc, tableT, tokensT]);
+    model.dispose();
+  });
+
   it('attentionAxes (1, 2) on [B, H, W, C], and the default (every middle axis) the same', () => {
     const image = randomArray([2, 3, 2, 4], 8) as number[][][][];
     const context = randomArray([2, 2, 3, 4], 9) as number[][][][];
@@ -389,7 +422,8 @@ describe('bad arguments and inputs', () => {
     return layer;
   };
   const cases: Array<[string, () => MultiHeadAttention, (layer: MultiHeadAttention) => unknown, RegExp]> = [
-    ['one input', () => multiHeadAttention({numHeads: 1, keyDim: 2}), l => l.apply(tf.ones([2, 3, 4])), /\[query, value\].*Received: 1 input/],
+    ['four inputs', () => multiHeadAttention({numHeads: 1, keyDim: 2}), l => l.apply([q(), q(), q(), tf.ones([2, 3, 5])]),
+      /\[query, value\].*Received: 4 inputs/],
     ['rank 2', () => multiHeadAttention({numHeads: 1, keyDim: 2}), l => l.apply([tf.ones([2, 4]), tf.ones([2, 4])]), /at least 3.*query.shape=\[2, 4\]/],
     ['batch mismatch', built, l => l.apply([q(), tf.ones([3, 3, 4])]), /axis 0.*value.shape=\[3, 3, 4\]/],
     ['key and value lengths', built, l => l.apply([q(), tf.ones([2, 5, 4]), tf.ones([2, 6, 4])]), /same length.*key.shape=\[2, 6, 4\]/],

@@ -94,7 +94,8 @@ interface Layout {
  * Q = query·Wq + bq, K = key·Wk + bk, V = value·Wv + bv, A = softmax(Q·Kᵀ/√keyDim) (masked),
  * then (A·V) of every head through the output projection Wo [H, valueDim, out] + bo.
  *
- * Input shapes: query [B, T, dq], value [B, S, dv], key [B, S, dk] (defaults to value); with
+ * Input shapes: query [B, T, dq], value [B, S, dv], key [B, S, dk] (defaults to value); a
+ * single input x is self-attention ([x, x]; the layer passes [x, x] on as x, see `apply`); with
  * rank R > 3, attention runs over `attentionAxes` (flattened into one sequence axis) and the
  * other middle axes are batch-like. Output shape: [B, T, ...outputShape] (default [B, T, dq]);
  * with `returnAttentionScores` also the scores [B, H, T, S] (rank > 3: [B, batch axes..., H,
@@ -276,12 +277,19 @@ export class MultiHeadAttention extends tf.layers.Layer {
     for (const flag of ['useCausalMask', 'returnAttentionScores', 'training'] as const) {
       if (options[flag] != null && typeof options[flag] !== 'boolean') throw invalidArgument(flag, 'a boolean', options[flag]);
     }
-    const list = Array.isArray(inputs) ? inputs : [inputs];
-    if (list.length < 2 || list.length > 3) {
+    let list = Array.isArray(inputs) ? inputs : [inputs];
+    if (list.length < 1 || list.length > 3) {
       throw new ValueError(
           'MultiHeadAttention takes [query, value] or [query, value, key] (or query with a `value` keyword). ' +
-          `Received: ${list.length} input${list.length === 1 ? '' : 's'}`);
+          `Received: ${list.length} inputs`);
     }
+    // The same tensor twice goes in once: [x, x] (or [x, x, x]) as x, [q, v, v] as [q, v]. tfjs'
+    // model execution counts a tensor's uses per input slot but its consumers per layer, so it
+    // disposes an intermediate tensor given twice while later layers (or this layer's second
+    // output) still need it. One input x is self-attention: x is the query, value and key.
+    if (list.every(x => x === list[0])) list = [list[0]];
+    else if (list.length === 3 && list[2] === list[1]) list = [list[0], list[1]];
+    inputs = list.length === 1 ? list[0] : list as tf.Tensor[];
     const symbolic = list.some(x => x instanceof tf.SymbolicTensor);
     if (symbolic) {
       this.recordNodeOptions(options);
@@ -315,7 +323,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
   override call(inputs: tf.Tensor|tf.Tensor[], kwargs: Kwargs): tf.Tensor|tf.Tensor[] {
     const options = kwargs as MultiHeadAttentionOptions;
     const list = Array.isArray(inputs) ? inputs : [inputs];
-    const [query, value, key = value] = list;
+    const [query, value = query, key = value] = list;
     const layout = this.layoutFor(query.shape, value.shape, key.shape);
     this.checkInputs(query, value, key, layout);
     const masks = this.masksFor(list, options, layout);
@@ -436,15 +444,16 @@ export class MultiHeadAttention extends tf.layers.Layer {
    */
   private masksFor(inputs: tf.Tensor[], options: MultiHeadAttentionOptions, layout: Layout):
       {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null; keyMask: tf.Tensor|null; attentionMask: tf.Tensor|null} {
-    const [query, value, key = value] = inputs;
+    const [query, value = query, key = value] = inputs;
     let masks: Array<tf.Tensor|null>;
     if (Array.isArray(options.mask)) {
-      masks = [options.mask[0] ?? null, options.mask[1] ?? null, options.mask[2] ?? null];
+      const [queryMask = null, valueMask = inputs.length === 1 ? queryMask : null, keyMask = null] = options.mask;
+      masks = [queryMask, valueMask, keyMask];
     } else {
       const m = options.mask ?? null;
       masks = [m, value === query ? m : null, inputs.length === 3 && key === query ? m : null];
     }
-    if (inputs.length === 2) masks[2] = null;  // the key is the value: its mask is the value's
+    if (inputs.length < 3) masks[2] = null;  // the key is the value: its mask is the value's
     const attentionMask = options.attentionMask ?? null;
     const anyMask = masks.some(m => m != null) || attentionMask != null;
     if (layout.rank !== 3 && (anyMask || options.useCausalMask)) {
@@ -522,12 +531,12 @@ tf.serialization.registerClass(MultiHeadAttention);
 /** [query, value] or [query, value, key] shapes. */
 function splitShapes(inputShape: Shape|Shape[]): {query: Shape; value: Shape; key: Shape} {
   const shapes = Array.isArray(inputShape[0]) ? inputShape as Shape[] : [inputShape as Shape];
-  if (shapes.length < 2 || shapes.length > 3) {
+  if (shapes.length < 1 || shapes.length > 3) {
     throw new ValueError(
         'MultiHeadAttention takes [query, value] or [query, value, key] (or query with a `value` keyword). ' +
-        `Received: ${shapes.length} input${shapes.length === 1 ? '' : 's'}`);
+        `Received: ${shapes.length} inputs`);
   }
-  const [query, value, key = value] = shapes;
+  const [query, value = query, key = value] = shapes;
   return {query, value, key};
 }
 
