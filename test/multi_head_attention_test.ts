@@ -399,6 +399,59 @@ describe('save and load through model.save("file://…")', () => {
   });
 });
 
+describe('in models: save and load of a masked self-attention, training', () => {
+  let tmp = '';
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-mha-self-'));
+  });
+  afterAll(() => fs.rmSync(tmp, {recursive: true, force: true}));
+
+  /** embedding({maskZero}) -> MHA([e, e], causal) -> residual add -> dense. */
+  function selfAttentionModel(): tf.LayersModel {
+    const ids = tf.input({shape: [5], dtype: 'int32'});
+    const e = tf.layers.embedding({inputDim: 7, outputDim: 6, maskZero: true, embeddingsInitializer: tf.initializers.randomUniform({seed: 3})})
+        .apply(ids) as tf.SymbolicTensor;
+    const attended = multiHeadAttention({numHeads: 2, keyDim: 3, dropout: 0.1, name: 'mha',
+                                         kernelInitializer: tf.initializers.glorotUniform({seed: 4})})
+        .apply([e, e], {useCausalMask: true}) as tf.SymbolicTensor;
+    const sum = tf.layers.add().apply([e, attended]) as tf.SymbolicTensor;
+    const out = tf.layers.dense({units: 2, kernelInitializer: tf.initializers.glorotUniform({seed: 5})}).apply(sum) as tf.SymbolicTensor;
+    return tf.model({inputs: ids, outputs: out});
+  }
+
+  it('reloads with tf.loadLayersModel and predicts the same, padding and causal kept', async () => {
+    const model = selfAttentionModel();
+    const ids = tf.tensor2d([[0, 0, 1, 2, 3], [4, 5, 6, 1, 2]], undefined, 'int32');  // row 0 padded on the left
+    const before = model.predict(ids) as tf.Tensor;
+    await model.save(`file://${tmp}/self`);
+    const loaded = await tf.loadLayersModel(`file://${tmp}/self/model.json`);
+    const after = loaded.predict(ids) as tf.Tensor;
+    expectClose(after, before, 1e-6);
+    // The padding mask survived: changing the padding token's embedding (id 0) changes no unpadded
+    // output (positions 2-4 of row 0 attend causally to keys 0-1, which are padding), only the padded ones.
+    const table = loaded.layers[1].getWeights()[0];
+    const moved = tf.tidy(() => tf.concat([tf.fill([1, 6], 3), table.slice([1, 0], [6, 6])]));
+    loaded.layers[1].setWeights([moved]);
+    const again = loaded.predict(ids) as tf.Tensor;
+    expectClose(again.slice([0, 2, 0], [1, 3, 2]), after.slice([0, 2, 0], [1, 3, 2]), 1e-6);
+    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(again.slice([0, 0, 0], [1, 2, 2]), after.slice([0, 0, 0], [1, 2, 2])))).dataSync()[0]))
+        .toBeGreaterThan(1e-3);
+    tf.dispose([ids, before, after, again, moved]);
+  });
+
+  it('trains with model.fit (dropout active, gradients through the op): the loss goes down', async () => {
+    const model = selfAttentionModel();
+    model.compile({optimizer: tf.train.adam(0.05), loss: 'meanSquaredError'});
+    const ids = tf.tensor2d([[1, 2, 3, 0, 0], [4, 5, 6, 1, 2]], undefined, 'int32');
+    const target = tf.tensor(randomArray([2, 5, 2], 99) as number[][][]);
+    const history = await model.fit(ids, target, {epochs: 15, batchSize: 2, verbose: 0});
+    const losses = history.history.loss as number[];
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(losses[losses.length - 1]).toBeLessThan(losses[0] * 0.8);
+    tf.dispose([ids, target]);
+  });
+});
+
 describe('bad arguments and inputs', () => {
   it.each([
     [{numHeads: 0, keyDim: 2}, 'Received an invalid value for argument `numHeads`, expected a positive integer. Received: numHeads=0'],
