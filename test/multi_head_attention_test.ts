@@ -11,6 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {MultiHeadAttention, multiHeadAttention, ValueError} from '../src/node';
 import type {MultiHeadAttentionArgs} from '../src';
+import * as fused from '../src/backend/wasm_fused_attention';
+import * as blocked from '../src/attention/memory_efficient_attention';
 import {kerasMha, kerasMha2d, KerasMhaCall, KerasMhaWeights} from './helpers/reference_mha';
 import {withNative} from './helpers/native';
 import {expectClose, expectNoLeak, expectThrowsWithoutLeak, randomArray, runTestsOn} from './helpers/tensors';
@@ -261,6 +263,42 @@ describe.each(withNative(['cpu', 'wasm'] as const))('numbers against Keras\' mat
       expectClose(sc.map(batch => batch[x]), expected.scores, TOL);
     }
     tf.dispose([out, scores, inputs]);
+  });
+});
+
+describe('the paths the planner picks for the layer\'s op', () => {
+  afterEach(() => jest.restoreAllMocks());
+
+  it('wasm inference without masks runs the fused kernel; with the scores asked for, not', async () => {
+    await tf.setBackend('wasm');
+    try {
+      const spy = jest.spyOn(fused, 'fusedAttention');
+      const x = tensor(randomArray([2, 6, 8], 101));
+      const {layer, weights} = builtLayer({numHeads: 2, keyDim: 4}, [x, x], 102);
+      spy.mockClear();
+      const out = layer.apply([x, x]) as tf.Tensor;
+      expect(spy).toHaveBeenCalledTimes(1);
+      expectClose(out, kerasMha({query: x.arraySync() as N3, value: x.arraySync() as N3}, weights).output, TOL);
+      spy.mockClear();
+      const [withScores, scores] = layer.apply([x, x], {returnAttentionScores: true}) as tf.Tensor[];
+      expect(spy).not.toHaveBeenCalled();
+      tf.dispose([out, withScores, scores, x]);
+    } finally {
+      await tf.setBackend('cpu');
+    }
+  });
+
+  it('long keys (S = 4096) take the memory-efficient path on cpu, and agree with Keras\' math', () => {
+    const spy = jest.spyOn(blocked, 'memoryEfficientAttention');
+    const q = randomArray([1, 2, 4], 103) as N3;
+    const v = randomArray([1, 4096, 3], 104) as N3;
+    const inputs = [tensor(q), tensor(v)];
+    const {layer, weights} = builtLayer({numHeads: 1, keyDim: 2}, inputs, 105);
+    spy.mockClear();
+    const out = layer.apply(inputs) as tf.Tensor;
+    expect(spy).toHaveBeenCalledTimes(1);
+    expectClose(out, kerasMha({query: q, value: v}, weights).output, TOL);
+    tf.dispose([out, inputs]);
   });
 });
 
