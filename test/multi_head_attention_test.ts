@@ -269,20 +269,35 @@ describe.each(withNative(['cpu', 'wasm'] as const))('numbers against Keras\' mat
 describe('the paths the planner picks for the layer\'s op', () => {
   afterEach(() => jest.restoreAllMocks());
 
-  it('wasm inference without masks runs the fused kernel; with the scores asked for, not', async () => {
+  it('wasm inference runs the fused kernels: with the projections when the key is the value, the attention kernel otherwise; not with scores', async () => {
     await tf.setBackend('wasm');
     try {
-      const spy = jest.spyOn(fused, 'fusedAttention');
+      const layerKernel = jest.spyOn(fused, 'fusedAttentionLayer');
+      const attentionKernel = jest.spyOn(fused, 'fusedAttention');
       const x = tensor(randomArray([2, 6, 8], 101));
-      const {layer, weights} = builtLayer({numHeads: 2, keyDim: 4}, [x, x], 102);
-      spy.mockClear();
-      const out = layer.apply([x, x]) as tf.Tensor;
-      expect(spy).toHaveBeenCalledTimes(1);
-      expectClose(out, kerasMha({query: x.arraySync() as N3, value: x.arraySync() as N3}, weights).output, TOL);
-      spy.mockClear();
-      const [withScores, scores] = layer.apply([x, x], {returnAttentionScores: true}) as tf.Tensor[];
-      expect(spy).not.toHaveBeenCalled();
-      tf.dispose([out, withScores, scores, x]);
+      const c = tensor(randomArray([2, 5, 3], 106));
+      const k = tensor(randomArray([2, 5, 4], 107));
+      const xs = x.arraySync() as N3;
+      const self = builtLayer({numHeads: 2, keyDim: 4, valueDim: 3, outputShape: [2, 2]}, [x, x], 102);
+      const cross = builtLayer({numHeads: 2, keyDim: 4}, [x, c, k], 108);
+      const calls = () => [layerKernel.mock.calls.length, attentionKernel.mock.calls.length];
+      layerKernel.mockClear();
+      attentionKernel.mockClear();
+      const mask = tf.tensor2d([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]);
+      const out = self.layer.apply([x, x], {useCausalMask: true, mask}) as tf.Tensor;
+      expect(calls()).toEqual([1, 0]);
+      const m = mask.arraySync();
+      // outputShape [2, 2]: the reference's output kernel [H, vd, 4] and bias [4] are Keras' flattened row-major.
+      const flatWeights = {...self.weights, outputKernel: self.weights.outputKernel.map(a => a.map(b => (b as unknown as number[][]).flat())),
+                           outputBias: (self.weights.outputBias as unknown as number[][]).flat()};
+      const expected = kerasMha({query: xs, value: xs, useCausalMask: true, queryMask: m, valueMask: m}, flatWeights).output;
+      expectClose(out.reshape([2, 6, 4]), expected, TOL);
+      const crossOut = cross.layer.apply([x, c, k]) as tf.Tensor;
+      expect(calls()).toEqual([1, 1]);
+      expectClose(crossOut, kerasMha({query: xs, value: c.arraySync() as N3, key: k.arraySync() as N3}, cross.weights).output, TOL);
+      const [withScores, scores] = self.layer.apply([x, x], {returnAttentionScores: true}) as tf.Tensor[];
+      expect(calls()).toEqual([1, 1]);
+      tf.dispose([out, crossOut, withScores, scores, x, c, k, mask]);
     } finally {
       await tf.setBackend('cpu');
     }

@@ -10,6 +10,10 @@ import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstrain
         resolveRegularizer, serializeObject} from '../keras_objects';
 import {dotProductAttention} from '../attention/dot_product_attention';
 import {dense} from '../attention/matmul';
+import {planAttention} from '../attention/attention_plan';
+import {attendedQueries, maskBias, toBoolMask} from '../attention/masks';
+import {fusedAttentionLayer, fusedKernelAvailable} from '../backend/wasm_fused_attention';
+import {allowedAttentionThreads} from '../backend/attention_threads';
 import {normalizeKerasArgs} from './keras_config';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
@@ -328,6 +332,9 @@ export class MultiHeadAttention extends tf.layers.Layer {
     this.checkInputs(query, value, key, layout);
     const masks = this.masksFor(list, options, layout);
     const returnScores = options.returnAttentionScores === true;
+    if (this.fusedLayerFits(list, options, masks, layout)) {
+      return tf.tidy(() => this.callFusedLayer(query, value, options, masks));
+    }
     return tf.tidy(() => {
       const [q, tShape] = flattenToSequences(query, layout);  // [N, T, dq], attention dims of the query
       const [v, sShape] = flattenToSequences(value, layout);  // [N, S, dv]
@@ -357,6 +364,54 @@ export class MultiHeadAttention extends tf.layers.Layer {
       if (scores == null) return output;
       return [output, this.scoresShaped(scores, query, tShape, sShape, layout)];
     });
+  }
+
+  /**
+   * Whether this call runs the projections and the attention in the fused wasm kernel
+   * (`fusedAttentionLayer`), as ScaledDotProductAttention does: rank-3 inputs whose key is the
+   * value, no `attentionMask`, and the planner's 'fused' path with its 'layer' kernel (wasm,
+   * inference, no scores, sizes that fit). Otherwise the op plans its own path.
+   */
+  private fusedLayerFits(inputs: tf.Tensor[], options: MultiHeadAttentionOptions,
+                         masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null; keyMask: tf.Tensor|null;
+                                 attentionMask: tf.Tensor|null}, layout: Layout): boolean {
+    if (layout.rank !== 3 || inputs.length > 2 || masks.attentionMask != null || masks.keyMask != null) return false;
+    const [query, value = query] = inputs;
+    const [batch, T, dq] = query.shape as number[];
+    const [S, dc] = value.shape.slice(1) as number[];
+    const plan = planAttention({
+      backend: tf.getBackend(), batch, heads: this.numHeads, T, S, dk: this.keyDim, dv: this.valueDim,
+      layer: {dq, dc, selfAttention: query === value}, mask: false,
+      padding: masks.queryMask != null || masks.valueMask != null, causal: options.useCausalMask === true,
+      returnWeights: options.returnAttentionScores === true, dropoutActive: this.dropout > 0 && options.training === true,
+      recording: tf.engine().isTapeOn(), fusedKernelAvailable: fusedKernelAvailable(), threads: allowedAttentionThreads(),
+    });
+    return plan.path === 'fused' && plan.kernel === 'layer';
+  }
+
+  /** The fused kernel's call (see fusedLayerFits): padded keys masked in the kernel, padded queries zeroed after. */
+  private callFusedLayer(query: tf.Tensor, value: tf.Tensor, options: MultiHeadAttentionOptions,
+                         masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null}): tf.Tensor {
+    const [h, kd, vd] = [this.numHeads, this.keyDim, this.valueDim];
+    const flat = (w: LayerVariable|null, rows: number|null, cols: number) =>
+      w == null ? undefined : w.read().reshape(rows == null ? [cols] : [rows, cols]);
+    const projections = {
+      wq: flat(this.queryKernel, this.queryKernel!.shape[0], h * kd)!, bq: flat(this.queryBias, null, h * kd),  // [dq, H*kd], [H*kd]
+      wk: flat(this.keyKernel, this.keyKernel!.shape[0], h * kd)!, bk: flat(this.keyBias, null, h * kd),        // [dc, H*kd]
+      wv: flat(this.valueKernel, this.valueKernel!.shape[0], h * vd)!, bv: flat(this.valueBias, null, h * vd),  // [dc, H*vd]
+    };
+    const causal = options.useCausalMask === true;
+    const keyBias = masks.valueMask == null ? null : maskBias(toBoolMask(masks.valueMask));  // [B, S]
+    let attended = fusedAttentionLayer(query, query === value ? null : value, projections,
+                                       {heads: h, dk: kd, dv: vd, scale: 1 / Math.sqrt(kd), causal}, keyBias);  // [B, T, H*vd]
+    const rows = attendedQueries(masks.queryMask, masks.valueMask, query.shape[1] as number, causal);  // [B, T, 1] or null
+    if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);                 // + 0: no -0 in zeroed rows
+    const kernel = this.outputKernel!.read();                                       // [H, vd, ...out]
+    const outDims = kernel.shape.slice(2);
+    const outSize = kernel.size / (h * vd);
+    const bias = this.outputBias == null ? null : this.outputBias.read().reshape([outSize]);
+    const output = dense(attended, kernel.reshape([h * vd, outSize]), bias);      // [B, T, prod(out)]
+    return outDims.length === 1 ? output : output.reshape([...output.shape.slice(0, -1), ...outDims]);
   }
 
   /** x [N, L, d] through kernel [d, H, depth] (+ bias [H, depth]), split into heads: [N, H, L, depth]. */
