@@ -546,6 +546,11 @@ describe('bad arguments and inputs', () => {
       layer.apply([tf.input({shape: [2, 2, 3]}), tf.input({shape: [2, 2, 3]})]);
       return layer;
     }, l => l.apply([tf.ones([1, 2, 2, 3]), tf.ones([1, 2, 2, 3])], {useCausalMask: true}), /rank-3 inputs.*useCausalMask=true/],
+    ['symbolic attentionMask', built, l => l.apply([tf.input({shape: [3, 4]}), tf.input({shape: [3, 4]})], {attentionMask: tf.input({shape: [3, 3]})}),
+      /`attentionMask` must be an eager tf.Tensor.*Received: a SymbolicTensor of shape \[null, 3, 3\]/],
+    ['nodes that disagree on call arguments', built, l => l.apply([tf.input({shape: [3, 4]}), tf.input({shape: [3, 4]})], {useCausalMask: true}),
+      /several nodes.*same `useCausalMask`.*"useCausalMask":true.*after.*"useCausalMask":false/],
+    ['useCausalMask not a boolean', built, l => l.apply([q(), q()], {useCausalMask: 1}), /argument `useCausalMask`, expected a boolean. Received: useCausalMask=1/],
     ['built width', built, l => l.apply([tf.ones([2, 3, 5]), q()]), /built for query width 4.*query.shape=\[2, 3, 5\]/],
   ];
   it.each(cases)('%s: a ValueError naming it, no tensor leaked', (_, make, fn, pattern) => {
