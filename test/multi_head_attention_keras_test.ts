@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import '../src';  // registers MultiHeadAttention with tfjs' serialization
 import type {MultiHeadAttention} from '../src';
-import {camelCase} from '../src/layers/keras_config';
+import {camelCase} from '../src/layers/multi_head_attention_config';
 import {withNative} from './helpers/native';
 import {expectClose, runTestsOn} from './helpers/tensors';
 import {FixtureTensor, inputTensors, readConverterModelJson, readKerasCase, readKerasExpected, readKerasInputs,

@@ -14,7 +14,7 @@ import {planAttention} from '../attention/attention_plan';
 import {attendedQueries, maskBias, toBoolMask} from '../attention/masks';
 import {fusedAttentionLayer, fusedKernelAvailable} from '../backend/wasm_fused_attention';
 import {allowedAttentionThreads} from '../backend/attention_threads';
-import {normalizeKerasArgs} from './keras_config';
+import {normalizeKerasArgs} from './multi_head_attention_config';
 
 type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
 type LayerVariable = ReturnType<tf.layers.Layer['addWeight']>;
