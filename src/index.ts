@@ -26,6 +26,8 @@ export {causalMask} from './attention/masks';
 export {PositionEmbedding, positionEmbedding} from './layers/position_embedding';
 export type {PositionEmbeddingArgs} from './layers/position_embedding';
 export {LastPosition, lastPosition} from './layers/last_position';
+export {MultiHeadAttention, multiHeadAttention} from './layers/multi_head_attention';
+export type {MultiHeadAttentionArgs, MultiHeadAttentionOptions} from './layers/multi_head_attention';
 export {traceAttention} from './attention/trace_attention';
 export type {AttentionTrace} from './attention/trace_attention';
 export {selectBackend, BACKEND_NAMES} from './backend/select_backend';

@@ -12,7 +12,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 const REPO = path.resolve(__dirname, '..');
-const PUBLIC_NAMES = ['ScaledDotProductAttention', 'scaledDotProductAttention', 'dotProductAttention', 'traceAttention', 'selectBackend', 'planAttention'];
+const PUBLIC_NAMES = ['ScaledDotProductAttention', 'scaledDotProductAttention', 'dotProductAttention', 'traceAttention', 'selectBackend', 'planAttention',
+                      'MultiHeadAttention', 'multiHeadAttention'];
 let tmp = '';
 
 /** A throwaway Node project in `dir` whose node_modules holds `tfjs-attention` (a link to `packageDir`) and @tensorflow. */
