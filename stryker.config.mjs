@@ -19,12 +19,13 @@ export default {
   typescriptChecker: {prioritizePerformanceOverAccuracy: true},
   coverageAnalysis: 'perTest',
   mutate: modules[name].mutate,
+  ignoreStatic: modules[name].ignoreStatic ?? false,
   concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 1),
   timeoutMS: 60000,
   reporters: ['clear-text', 'progress-append-only', 'json'],
   clearTextReporter: {allowColor: false, logTests: false, reportScoreTable: true},
   jsonReporter: {fileName: `reports/mutation/${name}.json`},
-  tempDirName: '.stryker-tmp',
+  tempDirName: `.stryker-tmp-${name}`,  // one per module, so two modules can run at once
   cleanTempDir: 'always',
   thresholds: {high: 90, low: 85, break: null},
 };
