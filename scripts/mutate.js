@@ -7,7 +7,8 @@
  * runs them all. STRYKER_CONCURRENCY sets Stryker's test-runner processes (default 1: this is a 2-core machine).
  *
  * Score = (killed + timed out) / (killed + timed out + survived + no coverage); mutants the TypeScript checker
- * rejects (compile errors) are not counted, as in Stryker's own score. Survivors judged equivalent are listed, with
+ * rejects (compile errors), mutants that crash the test run (runtime errors) and static mutants left out (ignored) are
+ * not counted, as in Stryker's own score. Survivors judged equivalent are listed, with
  * the reason, in test/mutation/equivalent_mutants.md.
  */
 const {spawnSync} = require('child_process');
@@ -26,7 +27,7 @@ function fileScores(report) {
     return {
       file: path.relative(ROOT, path.resolve(ROOT, file)),
       killed: count('Killed'), timeout: count('Timeout'), survived: count('Survived'), noCoverage: count('NoCoverage'),
-      compileErrors: count('CompileError'),
+      errors: count('CompileError') + count('RuntimeError'), ignored: count('Ignored'),
       score: detected + undetected === 0 ? NaN : 100 * detected / (detected + undetected),
     };
   });
@@ -58,11 +59,11 @@ function main(argv) {
     for (const row of fileScores(JSON.parse(fs.readFileSync(reportFile, 'utf8')))) rows.push({module: name, minutes, ...row});
   }
   console.log('\nmutate: mutation score per file (killed + timed out of all counted mutants)');
-  console.log('| file | score | killed | timed out | survived | no coverage | compile errors | module run (min) |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| file | score | killed | timed out | survived | no coverage | errors | ignored | module run (min) |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.file} | ${r.score.toFixed(1)}% | ${r.killed} | ${r.timeout} | ${r.survived} | ${r.noCoverage} | ` +
-                `${r.compileErrors} | ${r.minutes.toFixed(1)} |`);
+                `${r.errors} | ${r.ignored} | ${r.minutes.toFixed(1)} |`);
   }
   return status;
 }
