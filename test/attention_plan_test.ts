@@ -8,7 +8,7 @@ import {spawnSync} from 'child_process';
 import * as tf from '@tensorflow/tfjs';
 import {dotProductAttention, planAttention, scaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../src/node';
 import type {AttentionCall, AttentionPlan} from '../src/node';
-import {MEMORY_EFFICIENT_THRESHOLDS, memoryEfficientThreshold} from '../src/attention/attention_plan';
+import {checkStandardPathMemory, MEMORY_EFFICIENT_THRESHOLDS, memoryEfficientThreshold} from '../src/attention/attention_plan';
 import * as blocked from '../src/attention/memory_efficient_attention';
 import * as fused from '../src/backend/wasm_fused_attention';
 import {AUTO_BACKEND_ORDER, chooseBackend} from '../src/backend/select_backend';
@@ -112,6 +112,39 @@ describe('planAttention: the table of cases', () => {
     expect(() => planAttention({...call, backend: ''})).toThrow(/argument `backend`/);
     expect(() => planAttention({...call, threads: 3 as never})).toThrow(/argument `threads`, expected 1 or 2\. Received: threads=3/);
     expect(() => planAttention(null as never)).toThrow(/argument `call`/);
+  });
+
+  it('refuses a call that is not an object, a backend that is not a string and sizes that are not integers', () => {
+    const call = {backend: 'wasm', ...base};
+    expect(() => planAttention('wasm' as never)).toThrow(/argument `call`, expected an object\. Received: /);
+    expect(() => planAttention({...call, backend: 7 as never})).toThrow(/argument `backend`, expected a backend name\. Received: /);
+    expect(() => planAttention({...call, T: 1.5})).toThrow(/argument `T`, expected an integer >= 0\. Received: T=1\.5/);
+  });
+
+  it('a score tensor of exactly the budget (512 MiB) stays on the standard path; one more key switches', () => {
+    // tensorflow has no length threshold, so only the budget decides: 8192 · 16384 · 4 bytes = 512 MiB exactly.
+    const call = {backend: 'tensorflow', batch: 1, heads: 1, T: 8192, S: 16384, dk: 8, dv: 8};
+    expect(planAttention(call).path).toBe('standard');
+    expect(planAttention({...call, S: 16385}).path).toBe('memory-efficient');
+  });
+
+  it('says why the fused kernel does not run when the weights are asked for', () => {
+    const plan = planAttention({backend: 'wasm', ...base, returnWeights: true});
+    expect(plan.path).toBe('standard');
+    expect(plan.reason).toMatch(/^the fused kernel never forms the weights; the weights are asked for/);
+  });
+});
+
+describe('checkStandardPathMemory', () => {
+  it('passes a score tensor of exactly the budget and refuses a larger one with the sizes it would take', () => {
+    expect(() => checkStandardPathMemory([1, 1, 8192, 16384], 'q')).not.toThrow();  // 512 MiB
+    // [1, 1, 16384, 16384] float32: 1 GiB each, 2 for the forward pass, 5 with gradients.
+    expect(() => checkStandardPathMemory([1, 1, 16384, 16384], 'query.shape=[1, 16384, 8]')).toThrow(
+        new RegExp('^The standard attention path would need score tensors of shape \\[1, 1, 16384, 16384\\], 1\\.00 GiB ' +
+                   'each: about 2\\.00 GiB for the forward pass and 5\\.00 GiB with gradients, over its budget of ' +
+                   '512 MiB per score tensor \\(wasm memory stops at 4 GiB\\)\\. Use the memory-efficient path ' +
+                   '\\(blockSize=null, the default, or a positive blockSize\\), which needs neither the attention ' +
+                   'weights nor dropout\\. Received: query\\.shape=\\[1, 16384, 8\\]$'));
   });
 });
 
