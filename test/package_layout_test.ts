@@ -12,6 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as ts from 'typescript';
 import {appViolations, libraryViolations, reachableFrom, tsFilesUnder} from './helpers/import_graph';
+import {runNode} from './helpers/run_node';
 
 const REPO = path.resolve(__dirname, '..');
 const PUBLIC_NAMES = ['ScaledDotProductAttention', 'scaledDotProductAttention', 'dotProductAttention', 'traceAttention',
@@ -61,19 +62,6 @@ function linkedConsumer(dir: string, without: string[] = []): string {
   }
   fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({name: 'consumer', version: '1.0.0', private: true}));
   return installed;
-}
-
-/** Runs `node file` in `dir` and returns the JSON it prints after "RESULT ". */
-function runNode(dir: string, file: string, source: string): Record<string, any> {
-  fs.writeFileSync(path.join(dir, file), source);
-  const child = spawnSync(process.execPath, [file], {
-    cwd: dir, encoding: 'utf8', timeout: 90000, env: {...process.env, NODE_PATH: '', NODE_OPTIONS: ''},
-  });
-  const line = (child.stdout ?? '').split('\n').find(l => l.startsWith('RESULT '));
-  if (child.status !== 0 || line == null) {
-    throw new Error(`node ${file} failed (status ${child.status}):\n${child.stderr}\n${child.stdout}`);
-  }
-  return JSON.parse(line.slice('RESULT '.length));
 }
 
 /**

@@ -10,6 +10,7 @@ import {spawnSync} from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import {runNode} from './helpers/run_node';
 
 const REPO = path.resolve(__dirname, '..');
 const PUBLIC_NAMES = ['ScaledDotProductAttention', 'scaledDotProductAttention', 'dotProductAttention', 'traceAttention', 'selectBackend', 'planAttention',
@@ -21,19 +22,6 @@ function makeProject(dir: string, packageDir: string|null): void {
   fs.mkdirSync(path.join(dir, 'node_modules'), {recursive: true});
   if (packageDir != null) fs.symlinkSync(packageDir, path.join(dir, 'node_modules', 'tfjs-attention'), 'dir');
   fs.symlinkSync(path.join(REPO, 'node_modules', '@tensorflow'), path.join(dir, 'node_modules', '@tensorflow'), 'dir');
-}
-
-/** Runs `node file` in `dir` and returns the JSON it prints after "RESULT ". */
-function runNode(dir: string, file: string, source: string): Record<string, unknown> {
-  fs.writeFileSync(path.join(dir, file), source);
-  const child = spawnSync(process.execPath, [file], {
-    cwd: dir, encoding: 'utf8', timeout: 90000, env: {...process.env, NODE_PATH: '', NODE_OPTIONS: ''},
-  });
-  const line = (child.stdout ?? '').split('\n').find(l => l.startsWith('RESULT '));
-  if (child.status !== 0 || line == null) {
-    throw new Error(`node ${file} failed (status ${child.status}):\n${child.stderr}\n${child.stdout}`);
-  }
-  return JSON.parse(line.slice('RESULT '.length));
 }
 
 /** What a child reports about the package it loaded: export kinds, registration, a forward pass. */
