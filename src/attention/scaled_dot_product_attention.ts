@@ -9,11 +9,7 @@ import {fusedAttentionLayer, fusedKernelAvailable, fusedMultiHeadAttention} from
 import {allowedAttentionThreads} from '../backend/attention_threads';
 import {attendedQueries, maskBias, paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
-
-type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
-type LayerVariable = ReturnType<tf.layers.Layer['addWeight']>;
-type Shape = Array<number|null>;
-type Kwargs = {[key: string]: unknown};
+import type {Kwargs, LayerArgs, LayerVariable, Shape} from '../layers/layer_types';
 
 export interface ScaledDotProductAttentionArgs extends LayerArgs {
   /** Size of each head's query and key vectors, dk. Defaults to the query's last dimension. */

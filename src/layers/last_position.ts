@@ -1,8 +1,7 @@
 /** LastPosition: keeps the last position of a sequence, [B, T, d] -> [B, d], for next-word heads. */
 import * as tf from '@tensorflow/tfjs';
 import {ValueError} from '../errors';
-
-type Shape = Array<number|null>;
+import type {Shape} from './layer_types';
 
 /**
  * Returns x[:, T-1, :]. It accepts (and consumes) an input mask, which tfjs' Cropping1D and

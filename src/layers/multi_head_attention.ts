@@ -15,11 +15,7 @@ import {attendedQueries, maskBias, toBoolMask} from '../attention/masks';
 import {fusedAttentionLayer, fusedKernelAvailable} from '../backend/wasm_fused_attention';
 import {allowedAttentionThreads} from '../backend/attention_threads';
 import {normalizeKerasArgs} from './multi_head_attention_config';
-
-type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
-type LayerVariable = ReturnType<tf.layers.Layer['addWeight']>;
-type Shape = Array<number|null>;
-type Kwargs = {[key: string]: unknown};
+import type {Kwargs, LayerArgs, LayerVariable, Shape} from './layer_types';
 
 export interface MultiHeadAttentionArgs extends LayerArgs {
   /** Number of attention heads H. Required. */

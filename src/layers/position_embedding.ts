@@ -2,10 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveInteger, ValueError} from '../errors';
 import {Initializer, ObjectIdentifier, resolveInitializer, serializeObject} from '../keras_objects';
-
-type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
-type LayerVariable = ReturnType<tf.layers.Layer['addWeight']>;
-type Shape = Array<number|null>;
+import type {LayerArgs, LayerVariable, Shape} from './layer_types';
 
 export interface PositionEmbeddingArgs extends LayerArgs {
   /** The longest sequence the layer accepts, T_max; the weight is [T_max, d]. Required. */
