@@ -21,6 +21,7 @@ export {
   planAttention, DEFAULT_BLOCK_SIZE, MEMORY_EFFICIENT_THRESHOLD, MEMORY_EFFICIENT_THRESHOLDS,
 } from './attention/attention_plan';
 export type {AttentionCall, AttentionPlan, AttentionPath} from './attention/attention_plan';
+export type {AttentionSizes} from './backend/wasm_fused_attention';
 export {memoryEfficientAttention} from './attention/memory_efficient_attention';
 export {causalMask} from './attention/masks';
 export {PositionEmbedding, positionEmbedding} from './layers/position_embedding';

@@ -9,6 +9,7 @@
 import {checkPositiveInteger, invalidArgument, ValueError} from '../errors';
 import {twoThreadsPay} from '../backend/attention_threads';
 import {FUSED_KEY_BLOCK, fusedAttentionLayerSizesFit, fusedAttentionSizesFit} from '../backend/wasm_fused_attention';
+import type {AttentionSizes} from '../backend/wasm_fused_attention';
 
 /** The three ways attention can run. */
 export type AttentionPath = 'fused'|'standard'|'memory-efficient';
@@ -70,17 +71,10 @@ export const DEFAULT_BLOCK_SIZE = 512;
  */
 export const STANDARD_PATH_MAX_SCORE_BYTES = 512 * 2 ** 20;
 
-/** One attention call, as the planner sees it. */
-export interface AttentionCall {
+/** One attention call, as the planner sees it: its sizes (batch B, heads H, queries T, keys S, head sizes dk and dv) and options. */
+export interface AttentionCall extends AttentionSizes {
   /** The tfjs backend's name, as `tf.getBackend()` gives it: 'wasm', 'cpu', 'tensorflow', 'webgl', … */
   backend: string;
-  /** Batch B, heads H, queries T, keys S, and the head sizes dk (queries, keys) and dv (values). */
-  batch: number;
-  heads: number;
-  T: number;
-  S: number;
-  dk: number;
-  dv: number;
   /** The `blockSize` option: null/undefined lets the planner choose, 0 forces the standard path, N > 0 the blocked one. */
   blockSize?: number|null;
   /** An explicit mask (the op's `mask`, the layer's `attentionMask`). Defaults to false. */

@@ -16,8 +16,8 @@ import type {HeapModule} from './wasm_heap_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
-/** Sizes of one call: B batches of H heads, T queries, S keys, head sizes dk and dv. */
-interface FusedSizes {
+/** Sizes of one attention call: B batches of H heads, T queries, S keys, head sizes dk (queries, keys) and dv (values). */
+export interface AttentionSizes {
   batch: number;
   heads: number;
   T: number;
@@ -25,6 +25,7 @@ interface FusedSizes {
   dk: number;
   dv: number;
 }
+type FusedSizes = AttentionSizes;
 
 /** How one call attends: the scale of the scores, and whether query t attends only keys s <= t. */
 interface Attending {
