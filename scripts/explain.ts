@@ -1,7 +1,5 @@
 /** npm run explain -- "<sentence>": the four steps of the model's attention, printed and drawn. */
-import {selectBackend} from './app/tfjs_attention_node';
-import {checkFileTarget} from './app/tfjs_attention_node';
-import {writeFileAtomic} from './app/io/write_file_atomic';
+import {checkFileTarget, selectBackend, writeFileAtomic} from './app/tfjs_attention_node';
 import {ParsedOptions, runCommand} from './app/cli/arguments';
 import {readingNotices} from './app/cli/format';
 import {terminalSafe} from './app/cli/terminal_text';

@@ -1,7 +1,6 @@
 /** npm run train: trains the "park and play ___" model, saves it with its plots, and prints a summary. */
 import * as path from 'path';
-import {BACKEND_NAMES, BackendName, selectBackend} from './app/tfjs_attention_node';
-import {writeFileAtomic} from './app/io/write_file_atomic';
+import {BACKEND_NAMES, BackendName, selectBackend, writeFileAtomic} from './app/tfjs_attention_node';
 import {ParsedOptions, runCommand} from './app/cli/arguments';
 import {accuracySummary, epochLine, predictionTable} from './app/cli/format';
 import {defaultCorpusPath, loadCorpus} from './app/park/corpus';

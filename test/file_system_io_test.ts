@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import '../src/node';
 import {fileSystem} from '../src/io/file_system_io';
 import {checkFileTarget, checkSaveTarget} from '../src/io/save_target';
-import {writeFileAtomic} from '../scripts/app/io/write_file_atomic';
+import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {checkParkModelTarget, loadParkModel, PARK_COMPANION_FILES} from '../scripts/app/park/park_files';
 import {escapeRegExp} from './helpers/tensors';
 

@@ -166,9 +166,13 @@ function expectWorkingConsumer(report: Record<string, any>, resolved: string): v
   expect(report.leaked).toBe(0);
 }
 
-describe("the library's imports, walked from src/index.ts and src/node.ts", () => {
-  it('no file reachable from the browser-safe entry imports a Node built-in, an optional peer or the app; nothing in src/ imports scripts/ or test/; every file of src/ belongs to an entry', () => {
-    expect(libraryViolations(REPO, ['@tensorflow/tfjs'], ['@tensorflow/tfjs'])).toEqual([]);
+describe("the library's imports, walked from its entries (src/index.ts, node.ts, keras.ts, keras_node.ts)", () => {
+  it('no file reachable from a browser-safe entry imports a Node built-in, an optional peer or the app; only the Keras entries reach fflate and h5wasm; nothing in src/ imports scripts/ or test/; every file of src/ belongs to an entry', () => {
+    expect(libraryViolations(REPO)).toEqual([]);
+    const main = reachableFrom(['index.ts', 'node.ts'].map(file => path.join(REPO, 'src', file)));
+    expect(main.files.has(path.join(REPO, 'src', 'keras', 'hdf5_library.ts'))).toBe(false);
+    const keras = reachableFrom([path.join(REPO, 'src', 'keras.ts')]);
+    expect(keras.files.has(path.join(REPO, 'src', 'keras', 'hdf5_library.ts'))).toBe(true);
   });
 
   it('the example app reaches the library only through scripts/app/tfjs_attention{,_node}.ts, and the demo page imports no Node built-in', () => {
@@ -192,7 +196,8 @@ describe("the library's imports, walked from src/index.ts and src/node.ts", () =
       fs.writeFileSync(path.join(root, file), text);
     };
     write('src/index.ts', "export * from './a';\nimport './missing';\n");
-    write('src/a.ts', "import * as fs from 'node:fs';\nimport {x} from '../scripts/app/x';\n" +
+    write('src/keras.ts', "import {zipSync} from 'fflate';\nexport {zipSync};\n");
+    write('src/a.ts', "import * as fs from 'node:fs';\nimport {x} from '../scripts/app/x';\nimport 'fflate';\n" +
                       "const w = `require('worker_threads')`;\nexport const load = (id: string) => require(id);\nexport {fs, x, w};\n");
     write('src/node.ts', "export * from './index';\nimport '@tensorflow/tfjs-backend-wasm';\n");
     write('src/orphan.ts', "export const o = 1;\n");
@@ -200,13 +205,20 @@ describe("the library's imports, walked from src/index.ts and src/node.ts", () =
     write('scripts/app/tfjs_attention.ts', "export * from '../../src/index';\n");
     write('scripts/run.ts', "import {load} from '../src/a';\nexport {load};\n");
     write('scripts/app/demo/main.ts', "import * as path from 'path';\nimport '../tfjs_attention';\nexport {path};\n");
-    expect(libraryViolations(root, ['@tensorflow/tfjs'], ['@tensorflow/tfjs']).sort()).toEqual([
+    const entries = [
+      {file: 'index.ts', browserSafe: true, packages: ['@tensorflow/tfjs']},
+      {file: 'node.ts', browserSafe: false, packages: ['@tensorflow/tfjs']},
+      {file: 'keras.ts', browserSafe: true, packages: ['@tensorflow/tfjs', 'fflate']},
+    ];
+    expect(libraryViolations(root, entries).sort()).toEqual([
       'src/a.ts (reachable from src/index.ts) imports a module it names at run time: id',
       'src/a.ts (reachable from src/index.ts) imports the Node built-in "node:fs"',
+      'src/a.ts (reachable from src/index.ts) imports the package "fflate"',
+      'src/a.ts (reachable from src/node.ts) imports the package "fflate"',
       'src/a.ts imports "../scripts/app/x", outside src/: scripts/app/x.ts',
       'src/index.ts imports "./missing", which resolves to no .ts file',
-      'src/node.ts imports the package "@tensorflow/tfjs-backend-wasm"',
-      'src/orphan.ts is reachable from neither src/index.ts nor src/node.ts',
+      'src/node.ts (reachable from src/node.ts) imports the package "@tensorflow/tfjs-backend-wasm"',
+      'src/orphan.ts is reachable from no entry (src/index.ts, src/node.ts, src/keras.ts)',
     ]);
     expect(appViolations(root).sort()).toEqual([
       'scripts/app/demo/main.ts (in the demo page) imports the Node built-in "path"',
@@ -257,12 +269,12 @@ describe('the tarball of `npm pack`', () => {
       expect(packedFiles).toEqual(expect.arrayContaining([`dist/cjs/${stem}.js`, `dist/cjs/${stem}.d.ts`]));
     }
     expect(packedFiles).toEqual(expect.arrayContaining([
-      'LICENSE', 'README.md', 'package.json', 'dist/esm/index.js', 'dist/esm/node.js', 'dist/esm/index.d.ts',
-      'dist/esm/node.d.ts', 'dist/esm/package.json']));
+      'LICENSE', 'README.md', 'package.json', 'dist/esm/package.json',
+      ...['index', 'node', 'keras', 'keras_node'].flatMap(entry => [`dist/esm/${entry}.js`, `dist/esm/${entry}.d.ts`])]));
     expect(fs.readFileSync(path.join(REPO, 'LICENSE'), 'utf8')).toMatch(/Apache License\s+Version 2\.0, January 2004/);
   });
 
-  it('declares tfjs a peer, tfjs-backend-wasm and tfjs-node optional peers, and nothing that an install downloads', () => {
+  it('declares tfjs a peer, tfjs-backend-wasm and tfjs-node optional peers, the Keras entry\'s fflate and h5wasm dependencies, and nothing that an install downloads', () => {
     const dir = path.join(tmp, 'manifest');
     const installed = unpackInto(dir);
     const pkg = JSON.parse(fs.readFileSync(path.join(installed, 'package.json'), 'utf8'));
@@ -272,7 +284,12 @@ describe('the tarball of `npm pack`', () => {
     expect(pkg.peerDependenciesMeta).toEqual({
       '@tensorflow/tfjs-backend-wasm': {optional: true}, '@tensorflow/tfjs-node': {optional: true},
     });
-    expect(pkg.dependencies).toBeUndefined();
+    // Plain JavaScript and WebAssembly, with no install script: nothing is downloaded or built on install.
+    expect(Object.keys(pkg.dependencies).sort()).toEqual(['fflate', 'h5wasm']);
+    for (const name of Object.keys(pkg.dependencies)) {
+      const manifest = JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules', name, 'package.json'), 'utf8'));
+      expect({name, scripts: Object.keys(manifest.scripts ?? {}).filter(s => /install/.test(s))}).toEqual({name, scripts: []});
+    }
     expect(pkg.optionalDependencies).toBeUndefined();
     expect(pkg.license).toBe('Apache-2.0');
     // The repo's own tests run tfjs-backend-wasm at a version inside the declared range.

@@ -10,3 +10,4 @@ export {fileSystem, FileSystemIO} from '../../src/node';
 // Internals, for the app only (not part of the package's API).
 export {checkFileTarget, checkSaveTarget, tempNameFor} from '../../src/io/save_target';
 export {fileError} from '../../src/io/fs_errors';
+export {writeFileAtomic} from '../../src/io/write_file_atomic';

@@ -106,51 +106,70 @@ export function isInside(file: string, dir: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
 }
 
+/** An entry of the package: its file under src/, whether browsers load it, and the packages its files may import. */
+export interface LibraryEntry {
+  file: string;
+  browserSafe: boolean;
+  packages: string[];
+}
+
+/**
+ * The package's entries (package.json's `exports`): the main entry and tfjs-attention/keras,
+ * each browser-safe with a Node twin. Only the Keras entries reach the zip and HDF5 libraries,
+ * so that an app that never opens a Keras file does not bundle them.
+ */
+export const LIBRARY_ENTRIES: LibraryEntry[] = [
+  {file: 'index.ts', browserSafe: true, packages: ['@tensorflow/tfjs']},
+  {file: 'node.ts', browserSafe: false, packages: ['@tensorflow/tfjs']},
+  {file: 'keras.ts', browserSafe: true, packages: ['@tensorflow/tfjs', 'fflate', 'h5wasm']},
+  {file: 'keras_node.ts', browserSafe: false, packages: ['@tensorflow/tfjs', 'fflate', 'h5wasm']},
+];
+
 /**
  * The rules of the library's layout, checked on the tree at `root` (a repository, or a small
  * one that a test builds to see the rules fail). Returns one line per violation; [] is clean.
- *  1. A file reachable from src/index.ts (the browser-safe entry) imports no Node built-in, no
- *     package but `allowedBrowserPackages`, nothing outside src/, and nothing it cannot name
- *     statically.
- *  2. No file under src/ imports from outside src/ (scripts/, test/) or fails to resolve, and
- *     its packages are Node built-ins or `allowedPackages`.
- *  3. Every file under src/ is reachable from src/index.ts or src/node.ts (no leftover app code).
+ *  1. A file reachable from a browser-safe entry imports no Node built-in, nothing outside
+ *     src/, and nothing it cannot name statically.
+ *  2. A file reachable from an entry imports no package but the entry's `packages` (and, from a
+ *     Node entry, Node built-ins).
+ *  3. No file under src/ imports from outside src/ (scripts/, test/) or fails to resolve.
+ *  4. Every file under src/ is reachable from an entry (no leftover app code).
  */
-export function libraryViolations(root: string, allowedPackages: string[], allowedBrowserPackages: string[]): string[] {
+export function libraryViolations(root: string, entries: LibraryEntry[] = LIBRARY_ENTRIES): string[] {
   const src = path.join(root, 'src');
   const rel = (file: string) => path.relative(root, file);
-  const problems: string[] = [];
-  for (const entry of ['index.ts', 'node.ts']) {
-    if (!fs.existsSync(path.join(src, entry))) problems.push(`src/${entry}, an entry of the package, is missing`);
-  }
-  const entries = ['index.ts', 'node.ts'].map(entry => path.join(src, entry)).filter(file => fs.existsSync(file));
-  const browser = reachableFrom(entries.filter(file => file.endsWith('index.ts')));
-  for (const edge of browser.edges) {
-    const where = `${rel(edge.from)} (reachable from src/index.ts) imports`;
-    if (edge.dynamic) problems.push(`${where} a module it names at run time: ${edge.specifier}`);
-    else if (isNodeBuiltin(edge.specifier)) problems.push(`${where} the Node built-in "${edge.specifier}"`);
-    else if (!edge.specifier.startsWith('.') && !allowedBrowserPackages.includes(packageName(edge.specifier))) {
-      problems.push(`${where} the package "${edge.specifier}"`);
+  const problems = new Set<string>();
+  const present = entries.filter(entry => {
+    const exists = fs.existsSync(path.join(src, entry.file));
+    if (!exists) problems.add(`src/${entry.file}, an entry of the package, is missing`);
+    return exists;
+  });
+  for (const entry of present) {
+    for (const edge of reachableFrom([path.join(src, entry.file)]).edges) {
+      const where = `${rel(edge.from)} (reachable from src/${entry.file}) imports`;
+      if (edge.dynamic) {
+        if (entry.browserSafe) problems.add(`${where} a module it names at run time: ${edge.specifier}`);
+      } else if (isNodeBuiltin(edge.specifier)) {
+        if (entry.browserSafe) problems.add(`${where} the Node built-in "${edge.specifier}"`);
+      } else if (!edge.specifier.startsWith('.') && !entry.packages.includes(packageName(edge.specifier))) {
+        problems.add(`${where} the package "${edge.specifier}"`);
+      }
     }
   }
   const all = tsFilesUnder(src);
   for (const file of all) {
     for (const edge of importsOf(file)) {
+      if (edge.dynamic || !edge.specifier.startsWith('.')) continue;
       const where = `${rel(file)} imports`;
-      if (edge.dynamic) continue;  // src/node.ts loads backend packages by name (checked by rule 1 for the browser side)
-      if (edge.specifier.startsWith('.')) {
-        if (edge.resolved == null) problems.push(`${where} "${edge.specifier}", which resolves to no .ts file`);
-        else if (!isInside(edge.resolved, src)) problems.push(`${where} "${edge.specifier}", outside src/: ${rel(edge.resolved)}`);
-      } else if (!isNodeBuiltin(edge.specifier) && !allowedPackages.includes(packageName(edge.specifier))) {
-        problems.push(`${where} the package "${edge.specifier}"`);
-      }
+      if (edge.resolved == null) problems.add(`${where} "${edge.specifier}", which resolves to no .ts file`);
+      else if (!isInside(edge.resolved, src)) problems.add(`${where} "${edge.specifier}", outside src/: ${rel(edge.resolved)}`);
     }
   }
-  const reachable = reachableFrom(entries).files;
+  const reachable = reachableFrom(present.map(entry => path.join(src, entry.file))).files;
   for (const file of all) {
-    if (!reachable.has(file)) problems.push(`${rel(file)} is reachable from neither src/index.ts nor src/node.ts`);
+    if (!reachable.has(file)) problems.add(`${rel(file)} is reachable from no entry (${entries.map(e => `src/${e.file}`).join(', ')})`);
   }
-  return problems;
+  return [...problems];
 }
 
 /** The files through which the example app (scripts/) reaches the library (src/). */

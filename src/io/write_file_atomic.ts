@@ -1,7 +1,8 @@
 /** writeFileAtomic: writes a file beside its target, flushes it, then renames it into place. */
 import * as fs from 'fs';
 import * as path from 'path';
-import {fileError, checkFileTarget, tempNameFor} from '../tfjs_attention_node';
+import {fileError} from './fs_errors';
+import {checkFileTarget, tempNameFor} from './save_target';
 
 /**
  * A reader sees the old file or the new one, never half of one. The target is checked first
