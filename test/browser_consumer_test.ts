@@ -9,7 +9,9 @@
  * the page shows a layer's output and input gradient, which must
  * match the layer in Node on cpu (this process, same weights and inputs) within 1e-4, the
  * wasm one through the fused kernel; and the saved model loads with tf.loadLayersModel and
- * predicts what Node predicted within 1e-4. The README's browser example (the `js` block under
+ * predicts what Node predicted within 1e-4; and a Keras 3 `.keras` archive, fetched as a Blob (what
+ * a file input gives), loads with tfjs-attention/keras' loadKerasModel and predicts what Keras
+ * predicted and what Node's loadKerasModel predicts, within 1e-4. The README's browser example (the `js` block under
  * its `<!-- browser-example -->` marker) is built the same way, as a Vite app's main.js, and shows
  * the layer's output shape on webgl and wasm. Also: the minified size of the library's own
  * browser code (tfjs excluded) stays under a budget.
@@ -27,8 +29,10 @@ import * as tf from '@tensorflow/tfjs';
 import * as esbuild from 'esbuild';
 import type {Browser, Page} from 'playwright-core';
 import {scaledDotProductAttention} from '../src';
-import type {BrowserBackend, LayerCase, LayerResult, ModelResult} from './consumers/browser-app/api';
+import {loadKerasModel} from '../src/keras_node';
+import type {BrowserBackend, KerasInput, KerasResult, LayerCase, LayerResult, ModelResult} from './consumers/browser-app/api';
 import {describeInBrowser, launchChromium} from './helpers/chromium';
+import {inputTensors, kerasCasePath, readKerasExpected, readKerasInputs} from './helpers/keras_fixtures';
 import {installTarball, linkFromRepo, packRepo, REPO, runIn} from './helpers/packed_package';
 import {referenceAttention, ReferenceWeights} from './helpers/reference_attention';
 import {expectClose, Nested, randomArray} from './helpers/tensors';
@@ -182,7 +186,8 @@ describe('the browser app builds from the packed tarball with no Node built-in',
     // The browser's side of the conditional exports: the ES module build's main entry, never the Node entry.
     const libraryFiles = library.map(([file]) => file.slice(file.indexOf('node_modules/tfjs-attention/')));
     expect(libraryFiles).toContain('node_modules/tfjs-attention/dist/esm/index.js');
-    expect(libraryFiles.filter((file) => !file.startsWith('node_modules/tfjs-attention/dist/esm/') || file.endsWith('/node.js'))).toEqual([]);
+    expect(libraryFiles).toContain('node_modules/tfjs-attention/dist/esm/keras.js');
+    expect(libraryFiles.filter((file) => !file.startsWith('node_modules/tfjs-attention/dist/esm/') || /\/(keras_)?node\.js$/.test(file))).toEqual([]);
     // Nothing from the repo's own sources: only the unpacked package.
     expect(inputs.filter(([file]) => path.resolve(app, file).startsWith(path.join(REPO, 'src') + path.sep))).toEqual([]);
     const libraryBuiltins = library.flatMap(([file, input]) =>
@@ -231,6 +236,10 @@ describeInBrowser('browser consumer suite')('the app\'s pages in headless Chromi
   let expected: {output: Nested; gradient: Nested};
   let modelInput: number[][][];
   let modelPrediction: number[][];
+  /** The Keras fixture the pages load from a .keras archive, and what Node's loadKerasModel predicts for it. */
+  const KERAS_CASE = 'transformer_block';
+  let kerasInputs: KerasInput[];
+  let kerasNode: number[][];
 
   beforeAll(async () => {
     const started = Date.now();
@@ -278,6 +287,17 @@ describeInBrowser('browser consumer suite')('the app\'s pages in headless Chromi
     const named = Object.fromEntries(names.map((name, i) => [name, weights[i]])) as unknown as ReferenceWeights;
     expectClose(expected.output, referenceAttention(input, null, named, {numHeads: 2}).output, 1e-5);
     layer.dispose();
+
+    // A Keras 3 model as a .keras archive, served for the pages; Node's loadKerasModel of the same file on cpu.
+    fs.mkdirSync(path.join(site, 'keras'), {recursive: true});
+    fs.copyFileSync(kerasCasePath(KERAS_CASE, 'model.keras'), path.join(site, 'keras', 'model.keras'));
+    kerasInputs = readKerasInputs(KERAS_CASE).map(({shape, dtype, values}) => ({shape, dtype, values}));
+    const kerasModel = await loadKerasModel(kerasCasePath(KERAS_CASE, 'model.keras'));
+    const xs = inputTensors(KERAS_CASE);
+    const ys = [kerasModel.predict(xs.length === 1 ? xs[0] : xs)].flat();
+    kerasNode = ys.map((y) => Array.from(y.dataSync()));
+    tf.dispose([...xs, ...ys]);
+    kerasModel.dispose();
 
     server = await serveFolder(site);
     for (const bundler of BUNDLERS) {
@@ -331,6 +351,20 @@ describeInBrowser('browser consumer suite')('the app\'s pages in headless Chromi
     const shown = JSON.parse((await page.locator(`section[data-kind="model"][data-backend="${backend}"] pre.prediction`).last().textContent())!);
     const diff = expectClose(shown, modelPrediction, TOLERANCE);
     record.push(`${bundler} ${backend} saved model vs node cpu, max abs diff ${diff.toExponential(2)}`);
+  }, 60_000);
+
+  it.each(runs)('%s page, %s: a .keras archive (Keras 3\'s transformer_block fixture), given to loadKerasModel as a Blob, predicts as Keras did and as Node does within 1e-4', async (bundler, backend) => {
+    const page = pages[bundler]!;
+    const url = `${server.url}/keras/model.keras`;
+    const result: KerasResult = await page.evaluate(([b, u, x]) => window.consumerApp.loadKeras(b, u, x), [backend, url, kerasInputs] as const);
+    expect(result.backend).toBe(backend);
+    expect(result.leaked).toBe(0);
+    expect(result.layers).toContain('MultiHeadAttention');
+    const shown = JSON.parse((await page.locator(`section[data-kind="keras"][data-backend="${backend}"] pre.outputs`).last().textContent())!);
+    const keras = readKerasExpected(KERAS_CASE).map((output) => output.values);
+    const kerasDiff = expectClose(shown, keras, TOLERANCE);
+    const nodeDiff = expectClose(shown, kerasNode, TOLERANCE);
+    record.push(`${bundler} ${backend} .keras model, max abs diff vs Keras ${kerasDiff.toExponential(2)}, vs node cpu ${nodeDiff.toExponential(2)}`);
   }, 60_000);
 
   it.each(['webgl', 'wasm'])('the README\'s browser example (Vite) shows the layer\'s output shape on %s', async (backend) => {

@@ -37,6 +37,22 @@ export interface ModelResult {
   leaked: number;
 }
 
+/** A model input as the Keras fixtures hold it: row-major values. */
+export interface KerasInput {
+  shape: number[];
+  dtype: 'float32'|'int32'|'bool';
+  values: number[];
+}
+
+export interface KerasResult {
+  backend: string;
+  /** Every output of model.predict, flattened row-major, in the model's output order. */
+  outputs: number[][];
+  /** The loaded model's layer classes, in order. */
+  layers: string[];
+  leaked: number;
+}
+
 export interface ConsumerApp {
   /** Resolves once the page is set up, with the backends registered in it. */
   ready: Promise<string[]>;
@@ -44,6 +60,11 @@ export interface ConsumerApp {
   runLayer(backend: BrowserBackend, layerCase: LayerCase): Promise<LayerResult>;
   /** Loads the model at `url` with tf.loadLayersModel on `backend`, predicts `input` [B, T, d] and shows it. */
   predictModel(backend: BrowserBackend, url: string, input: number[][][]): Promise<ModelResult>;
+  /**
+   * Fetches the `.keras` archive at `url` as a Blob (what a file input gives), loads it with
+   * loadKerasModel from tfjs-attention/keras on `backend`, predicts `inputs` and shows the outputs.
+   */
+  loadKeras(backend: BrowserBackend, url: string, inputs: KerasInput[]): Promise<KerasResult>;
 }
 
 declare global {

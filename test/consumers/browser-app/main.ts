@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import {setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-webgpu';
 import {scaledDotProductAttention} from 'tfjs-attention';
-import type {BrowserBackend, ConsumerApp, LayerCase, LayerResult, ModelResult} from './api';
+import {loadKerasModel} from 'tfjs-attention/keras';
+import type {BrowserBackend, ConsumerApp, KerasInput, KerasResult, LayerCase, LayerResult, ModelResult} from './api';
 
 // tfjs-backend-wasm fetches its .wasm files at run time: the app serves them at /wasm/, copied
 // from node_modules/@tensorflow/tfjs-backend-wasm/dist.
@@ -81,6 +82,26 @@ async function predictModel(backend: BrowserBackend, url: string, input: number[
   return result;
 }
 
+async function loadKeras(backend: BrowserBackend, url: string, inputs: KerasInput[]): Promise<KerasResult> {
+  await useBackend(backend);
+  const before = tf.memory().numTensors;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url}: ${response.status}`);
+  const file = await response.blob();                     // what <input type="file"> hands an app: a Blob (a File)
+  const model = await loadKerasModel(file);
+  const xs = inputs.map((x) => x.dtype === 'bool' ?
+      tf.tensor(x.values.map((v) => v !== 0), x.shape, 'bool') : tf.tensor(x.values, x.shape, x.dtype));
+  const predicted = model.predict(xs.length === 1 ? xs[0] : xs);
+  const ys = Array.isArray(predicted) ? predicted : [predicted];
+  const outputs = await Promise.all(ys.map(async (y) => Array.from(await y.data())));
+  const layers = model.layers.map((layer) => layer.getClassName());
+  tf.dispose([...xs, ...ys]);
+  model.dispose();
+  const result = {backend: tf.getBackend(), outputs, layers, leaked: tf.memory().numTensors - before};
+  show('keras', result.backend, {outputs});
+  return result;
+}
+
 const BACKENDS: BrowserBackend[] = ['webgl', 'wasm', 'webgpu'];
 
 window.consumerApp = {
@@ -90,4 +111,5 @@ window.consumerApp = {
   }),
   runLayer,
   predictModel,
+  loadKeras,
 };
