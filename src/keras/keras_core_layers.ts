@@ -78,13 +78,13 @@ const masking: Converter = context => {
 function merge(className: string): Converter {
   return context => {
     layerConfig(context.layer, []);
-    return standardLayer(context, {className, config: {}});
+    return standardLayer(context, {className, config: {}, listArgument: true});
   };
 }
 
 const concatenate: Converter = context => {
   const c = layerConfig(context.layer, ['axis']);
-  return standardLayer(context, {className: 'Concatenate', config: {axis: c.axis ?? -1}});
+  return standardLayer(context, {className: 'Concatenate', config: {axis: c.axis ?? -1}, listArgument: true});
 };
 
 export const CORE_LAYERS: {[className: string]: Converter} = {

@@ -30,7 +30,8 @@ function layerEntry(spec: KerasLayerSpec): Dict {
   entry.name = spec.name;
   const kwargs: Dict = {};
   for (const [key, value] of Object.entries(spec.kwargs)) kwargs[key] = serializeArgument(value);
-  entry.inbound_nodes = isInput ? [] : [{args: spec.args.map(kerasTensor), kwargs}];
+  const args = spec.args.map(kerasTensor);
+  entry.inbound_nodes = isInput ? [] : [{args: spec.listArgument ? [args] : args, kwargs}];
   return entry;
 }
 

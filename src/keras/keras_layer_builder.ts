@@ -34,6 +34,7 @@ export interface StandardLayer {
   config: Dict;
   weightGroups?: KerasWeightGroup[];
   kwargs?: {[key: string]: unknown};
+  listArgument?: boolean;
   buildConfig?: Dict|null;
 }
 
@@ -47,6 +48,7 @@ export function standardLayer(context: ConversionContext, keras: StandardLayer):
     buildConfig: keras.buildConfig === undefined ? buildConfigFor(inputs) : keras.buildConfig,
     args: inputs,
     kwargs: keras.kwargs ?? {},
+    listArgument: keras.listArgument,
     outputs: outputsOf(layer.name, tfjsOutputs(layer)),
     weightGroups: keras.weightGroups ?? [],
     trainable: layer.trainable,

@@ -42,6 +42,8 @@ export interface KerasLayerSpec {
   buildConfig: Dict|null;
   /** The node's positional tensor arguments, then its keyword arguments (tensors allowed as values). */
   args: KerasTensor[];
+  /** Whether the node takes `args` as one list argument, as Keras' merge layers do (`Add()([a, b])`). */
+  listArgument?: boolean;
   kwargs: {[key: string]: unknown};
   outputs: KerasTensor[];
   weightGroups: KerasWeightGroup[];

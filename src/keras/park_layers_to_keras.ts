@@ -1,9 +1,11 @@
 /**
  * This project's PositionEmbedding and LastPosition, which Keras lacks, written with layers Keras
  * has, exactly:
- *  - PositionEmbedding(x) = Add([x, EinsumDense("btd,de->bte", output_shape=(T, d), bias_axes="te")(x)])
- *    with a zero kernel and the position table P[:T] as the bias: x·0 + P is P exactly, and the
- *    Add keeps the input's padding mask (Keras' Add combines only the masks it is given);
+ *  - PositionEmbedding(x) = Add([x, LayerNormalization(axis=[1, 2], scale=False)(Dense(d, zero kernel,
+ *    no bias)(x))]) with the position table P[:T] as the normalization's beta [T, d]: x·0 is 0, and a
+ *    zero input normalizes to 0, so the branch is P exactly. Every layer on the way passes the input's
+ *    padding mask on, which Keras' Add needs on both of its inputs to keep it (with a mask missing on
+ *    one side it drops it; an EinsumDense holding P as its bias would drop it so);
  *  - LastPosition(x) = Reshape((d,))(Cropping1D((T - 1, 0))(x)): x[:, T-1, :].
  * Both need the sequence length T known in the model (it is for the park model, [null, 13]).
  */
@@ -35,18 +37,23 @@ const positionEmbedding: Converter = context => {
   const length = knownLength(x, layer);
   const depth = x.shape[2] as number;
   const [table] = layerWeights(layer);  // [T_max, d]
-  const bias = {shape: [length, depth], values: table.values.slice(0, length * depth)};
-  const kernel = {shape: [depth, depth], values: new Float32Array(depth * depth)};
-  const tableName = context.uniqueName(`${layer.name}_table`);
-  const positions = spec(tableName, 'EinsumDense', {
-    output_shape: [length, depth], equation: 'btd,de->bte', activation: 'linear', bias_axes: 'te',
-    kernel_initializer: kerasInitializer(layer, 'kernelInitializer', {className: 'Zeros'}),
-    bias_initializer: kerasInitializer(layer, 'embeddingsInitializer', c.embeddingsInitializer),
+  const positions = {shape: [length, depth], values: table.values.slice(0, length * depth)};  // P[:T]
+  const zerosName = context.uniqueName(`${layer.name}_zeros`);
+  const zeros = spec(zerosName, 'Dense', {
+    units: depth, activation: 'linear', use_bias: false,
+    kernel_initializer: kerasInitializer(layer, 'kernelInitializer', {className: 'Zeros'}), bias_initializer: null,
     kernel_regularizer: null, bias_regularizer: null, activity_regularizer: null, kernel_constraint: null, bias_constraint: null,
     quantization_config: null,
-  }, [x], x.shape, layer.trainable, [{path: '', weights: [kernel, bias]}]);
-  const add = spec(layer.name, 'Add', {}, [x, positions.outputs[0]], x.shape, layer.trainable);
-  return {layers: [positions, add], outputs: add.outputs};
+  }, [x], x.shape, false, [{path: '', weights: [{shape: [depth, depth], values: new Float32Array(depth * depth)}]}]);
+  const tableName = context.uniqueName(`${layer.name}_table`);
+  const broadcast = spec(tableName, 'LayerNormalization', {
+    axis: [1, 2], epsilon: 0.001, center: true, scale: false, rms_scaling: false,
+    beta_initializer: kerasInitializer(layer, 'embeddingsInitializer', c.embeddingsInitializer),
+    gamma_initializer: kerasInitializer(layer, 'gammaInitializer', {className: 'Ones'}),
+    beta_regularizer: null, gamma_regularizer: null, beta_constraint: null, gamma_constraint: null,
+  }, zeros.outputs, x.shape, layer.trainable, [{path: '', weights: [positions]}]);
+  const add = {...spec(layer.name, 'Add', {}, [x, broadcast.outputs[0]], x.shape, layer.trainable), listArgument: true};
+  return {layers: [zeros, broadcast, add], outputs: add.outputs};
 };
 
 const lastPosition: Converter = context => {
