@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {formatValue} from '../errors';
 import {Dict, KerasLayerSpec, KerasTensor, notExportable} from './keras_layer_spec';
 import {KERAS_CONVERTERS} from './keras_layer_configs';
-import {outputMayBeMasked} from './mask_flow';
+import {checkMaskReader, MaskState, outputMask} from './mask_flow';
 
 export interface ConvertedModel {
   layers: KerasLayerSpec[];
@@ -32,7 +32,7 @@ export function convertModel(model: tf.LayersModel): ConvertedModel {
   const layers: KerasLayerSpec[] = [];
   const names = new Set(model.layers.map(layer => layer.name));
   const converted = new Map<string, KerasTensor[]>();  // tfjs layer name -> Keras tensors of its outputs
-  const masked = new Map<string, boolean>();
+  const masks = new Map<string, MaskState>();
   const nodeOf = new Map<string, number>();
   const uniqueName = (base: string): string => {
     let name = base;
@@ -57,19 +57,21 @@ export function convertModel(model: tf.LayersModel): ConvertedModel {
         const spec = inputLayer(layer, tensor);
         layers.push(spec);
         converted.set(layer.name, spec.outputs);
-        masked.set(layer.name, false);
+        masks.set(layer.name, null);
       } else {
         const inputs = node.inputTensors.map(convert);
-        const inputMasked = node.inputTensors.map(t => masked.get(t.sourceLayer.name) === true);
+        const inputMasks = node.inputTensors.map(t => masks.get(t.sourceLayer.name) ?? null);
+        const inputMasked = inputMasks.map(state => state != null);
         const converter = KERAS_CONVERTERS[layer.getClassName()];
         if (converter == null) {
           throw notExportable(layer, `Keras has no layer for class ${formatValue(layer.getClassName())} and the export ` +
                                      'knows no way to write it with Keras layers');
         }
+        checkMaskReader(layer, inputMasks);
         const conversion = converter({layer, inputs, inputMasked, uniqueName});
         layers.push(...conversion.layers);
         converted.set(layer.name, conversion.outputs);
-        masked.set(layer.name, outputMayBeMasked(layer, inputMasked));
+        masks.set(layer.name, outputMask(layer, inputMasks));
       }
     }
     const outputs = converted.get(layer.name)!;
