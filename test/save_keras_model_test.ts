@@ -231,6 +231,18 @@ describe('saveKerasModel: standard layers', () => {
     await expectKerasMatches(model, [floats([2, 8, 8, 2], 22)]);
   });
 
+  it('same-shaped Dense layers on branches: their weights go to the groups Keras\' layer order names (dense, dense_1, …)', async () => {
+    // Created a, b, c; Keras orders them a (deepest), then c before b (found first from the output).
+    const x = tf.input({shape: [4]});
+    const a = tf.layers.dense({units: 4, name: 'a'}).apply(x) as tf.SymbolicTensor;
+    const b = tf.layers.dense({units: 4, name: 'b'}).apply(a) as tf.SymbolicTensor;
+    const c = tf.layers.dense({units: 4, name: 'c'}).apply(x) as tf.SymbolicTensor;
+    const y = tf.layers.concatenate().apply([c, b]) as tf.SymbolicTensor;
+    const model = tf.model({inputs: x, outputs: y});
+    randomizeWeights(model, 24, 1);
+    await expectKerasMatches(model, [floats([3, 4], 25)]);
+  });
+
   it('a transformer block: Embedding, PositionEmbedding, attention, residual Add, LayerNormalization, feed-forward, LastPosition', async () => {
     const ids = tf.input({shape: [7], dtype: 'int32'});
     const e = tf.layers.embedding({inputDim: 20, outputDim: 8, maskZero: true}).apply(ids) as tf.SymbolicTensor;
