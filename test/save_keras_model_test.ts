@@ -11,7 +11,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {multiHeadAttention, scaledDotProductAttention, lastPosition, positionEmbedding} from '../src/index';
 import {saveKerasModel} from '../src/keras_node';
-import {KerasArray, KerasPython} from './helpers/keras_python';
+import {expectConfigsAsKerasWrites, KerasArray, KerasPython} from './helpers/keras_python';
 
 let keras: KerasPython;
 let tmp: string;
@@ -83,6 +83,7 @@ async function expectKerasMatches(model: tf.LayersModel, inputs: tf.Tensor[]): P
     expect({output: i, worst: worst <= 1e-4 ? 'within 1e-4' : worst}).toEqual({output: i, worst: 'within 1e-4'});
   });
   tf.dispose(inputs);
+  expectConfigsAsKerasWrites(bytes, reply.configs);
   return reply.layers;
 }
 

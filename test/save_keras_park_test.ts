@@ -12,7 +12,7 @@ import {saveKerasModel} from '../src/keras_node';
 import {loadParkModel} from '../scripts/app/park/park_files';
 import {disposeParkModel, ParkModel, PARK_SENTENCE} from '../scripts/app/park/park_model';
 import {encodeSentence} from '../scripts/app/park/prediction';
-import {KerasPython} from './helpers/keras_python';
+import {expectConfigsAsKerasWrites, KerasPython, requireKerasPython} from './helpers/keras_python';
 import {REPO_ROOT, runCommand, describeResult} from './helpers/run_script';
 
 const SENTENCES = [
@@ -52,6 +52,7 @@ async function expectKerasPredictsAsTfjs(file: string): Promise<void> {
   const {ids, probabilities, shape} = tfjsPredictions();
   const reply = await keras.predict(file, [{data: ids.flat(), shape: [ids.length, ids[0].length], dtype: 'int32'}]);
   expect(reply.outputs[0].shape).toEqual(shape);
+  expectConfigsAsKerasWrites(new Uint8Array(fs.readFileSync(file)), reply.configs);
   const worst = reply.outputs[0].data.reduce((max, v, i) => Math.max(max, Math.abs(v - probabilities[i])), 0);
   expect(worst).toBeLessThanOrEqual(1e-4);
   // The same most likely next word for every sentence.
@@ -68,6 +69,11 @@ async function expectKerasPredictsAsTfjs(file: string): Promise<void> {
 }
 
 describe('the park model in Keras', () => {
+  it('without .venv-keras these tests fail, saying how to make it', () => {
+    expect(() => requireKerasPython(path.join(tmp, 'no-venv', 'bin', 'python')))
+        .toThrow(/Python with Keras 3 is missing .*run `bash scripts\/fixtures\/python_env.sh`/);
+  });
+
   it('saveKerasModel(park model): Keras predicts the next words as tfjs does, padded sentences included', async () => {
     const before = tf.memory().numTensors;
     const bytes = await saveKerasModel(park.model);

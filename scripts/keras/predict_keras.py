@@ -3,7 +3,7 @@
 Reads one JSON request per line on stdin:
     {"model": "<path to .keras>", "inputs": [{"data": [...flat...], "shape": [...], "dtype": "float32"}, ...]}
 and writes one JSON line per request on stdout:
-    {"outputs": [{"data": [...flat...], "shape": [...]}, ...], "layers": [...], "config": {...}}
+    {"outputs": [{"data": [...flat...], "shape": [...]}, ...], "layers": [<class>, ...], "configs": {<name>: get_config()}}
 or {"error": "<type>: <message>"}. The model is loaded with `keras.saving.load_model` as a Keras user
 would: no custom objects, safe_mode on (the default), so a file that needs code of this project fails.
 One process serves many models: Python and TensorFlow take seconds to start.
@@ -28,6 +28,8 @@ def predict(request):
     return {
         "outputs": [{"data": np.asarray(y, dtype="float64").ravel().tolist(), "shape": list(np.shape(y))} for y in outputs],
         "layers": [type(layer).__name__ for layer in model.layers],
+        # What Keras itself writes for each layer once loaded, to compare with the file's config.json.
+        "configs": {layer.name: json.loads(json.dumps(layer.get_config(), default=str)) for layer in model.layers},
     }
 
 

@@ -75,7 +75,10 @@ const multiHeadAttention: Converter = context => {
   const callArgs = (layer.inboundNodes[0].callArgs ?? {}) as Dict;
   const sizes = {numHeads: c.numHeads as number, keyDim: c.keyDim as number, valueDim: (c.valueDim ?? c.keyDim) as number};
   const outputShape = c.outputShape == null ? null : typeof c.outputShape === 'number' ? [c.outputShape] : c.outputShape;
-  const config = mhaConfig(layer, c, sizes, outputShape, c.attentionAxes ?? null);
+  // Keras writes the axes it resolved at build: all but the batch and feature axes of the query.
+  const queryRank = inputs[0].shape.length;
+  const axes = c.attentionAxes ?? Array.from({length: queryRank - 2}, (_, i) => i + 1);
+  const config = mhaConfig(layer, c, sizes, outputShape, axes);
   const weights = layerWeights(layer);
   const perProjection = c.useBias === false ? 1 : 2;
   const groups = [0, 1, 2, 3].map(i => weights.slice(i * perProjection, (i + 1) * perProjection));

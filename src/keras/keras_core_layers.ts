@@ -18,11 +18,13 @@ const dense: Converter = context => {
     bias_initializer: kerasInitializer(layer, 'biasInitializer', c.biasInitializer),
     kernel_regularizer: kerasRegularizer(layer, 'kernelRegularizer', c.kernelRegularizer),
     bias_regularizer: kerasRegularizer(layer, 'biasRegularizer', c.biasRegularizer),
-    activity_regularizer: kerasRegularizer(layer, 'activityRegularizer', c.activityRegularizer),
     kernel_constraint: kerasConstraint(layer, 'kernelConstraint', c.kernelConstraint),
     bias_constraint: kerasConstraint(layer, 'biasConstraint', c.biasConstraint),
     quantization_config: null,
   };
+  // Keras 3.15's Dense takes an activity regularizer but does not write the key when there is none.
+  const activity = kerasRegularizer(layer, 'activityRegularizer', c.activityRegularizer);
+  if (activity != null) config.activity_regularizer = activity;
   return standardLayer(context, {className: 'Dense', config, weightGroups: ownWeights(layer)});
 };
 

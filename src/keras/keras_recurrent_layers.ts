@@ -47,7 +47,8 @@ function recurrentConfig(layer: tf.layers.Layer, zeroOutputForMask: boolean): Di
     dropout: c.dropout ?? 0, recurrent_dropout: c.recurrentDropout ?? 0,
   });
   if (className === 'GRU') config.reset_after = false;
-  config.seed = c.seed ?? null;
+  if (gated) config.seed = c.seed ?? null;  // Keras 3.15's SimpleRNN does not write a seed
+  else if (c.seed != null) throw unmappableValue(layer, 'seed', c.seed, 'Keras\' SimpleRNN does not keep a seed');
   return config;
 }
 

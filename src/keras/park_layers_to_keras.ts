@@ -42,7 +42,7 @@ const positionEmbedding: Converter = context => {
   const zeros = spec(zerosName, 'Dense', {
     units: depth, activation: 'linear', use_bias: false,
     kernel_initializer: kerasInitializer(layer, 'kernelInitializer', {className: 'Zeros'}), bias_initializer: null,
-    kernel_regularizer: null, bias_regularizer: null, activity_regularizer: null, kernel_constraint: null, bias_constraint: null,
+    kernel_regularizer: null, bias_regularizer: null, kernel_constraint: null, bias_constraint: null,
     quantization_config: null,
   }, [x], x.shape, false, [{path: '', weights: [{shape: [depth, depth], values: new Float32Array(depth * depth)}]}]);
   const tableName = context.uniqueName(`${layer.name}_table`);

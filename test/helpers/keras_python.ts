@@ -7,6 +7,7 @@
 import {ChildProcessWithoutNullStreams, spawn} from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import {strFromU8, unzipSync} from 'fflate';
 import {REPO_ROOT} from './run_script';
 
 export const KERAS_PYTHON = path.join(REPO_ROOT, '.venv-keras', 'bin', 'python');
@@ -20,12 +21,14 @@ export interface KerasArray {
 export interface KerasReply {
   outputs: Array<{data: number[]; shape: number[]}>;
   layers: string[];
+  /** Each layer's `get_config()` as Keras writes it, by layer name. */
+  configs: {[name: string]: {[key: string]: unknown}};
 }
 
 /** Throws, naming the script that makes it, when the Python environment with Keras is missing. */
-export function requireKerasPython(): void {
-  if (!fs.existsSync(KERAS_PYTHON)) {
-    throw new Error(`Python with Keras 3 is missing (${KERAS_PYTHON} does not exist): run \`bash scripts/fixtures/python_env.sh\` ` +
+export function requireKerasPython(python = KERAS_PYTHON): void {
+  if (!fs.existsSync(python)) {
+    throw new Error(`Python with Keras 3 is missing (${python} does not exist): run \`bash scripts/fixtures/python_env.sh\` ` +
                     'to create .venv-keras, then run the tests again.');
   }
 }
@@ -72,5 +75,23 @@ export class KerasPython {
 
   close(): void {
     this.child.stdin.end();
+  }
+}
+
+/**
+ * Each layer's config in the archive has the keys Keras 3.15 writes for that layer once loaded
+ * (`layer.get_config()`), and the same values wherever the value is not a nested object
+ * (initializers and the like, which Keras writes with extra bookkeeping).
+ */
+export function expectConfigsAsKerasWrites(bytes: Uint8Array, kerasConfigs: {[name: string]: {[key: string]: unknown}}): void {
+  const archive = JSON.parse(strFromU8(unzipSync(bytes)['config.json'])) as
+      {config: {layers: Array<{name: string; config: {[key: string]: unknown}}>}};
+  for (const {name, config} of archive.config.layers) {
+    const keras = kerasConfigs[name];
+    expect({name, keys: Object.keys(config).sort()}).toEqual({name, keys: Object.keys(keras).sort()});
+    for (const [key, value] of Object.entries(keras)) {
+      if (value != null && typeof value === 'object' && !Array.isArray(value)) continue;
+      expect({name, key, value: config[key]}).toEqual({name, key, value});
+    }
   }
 }
