@@ -67,4 +67,4 @@ const lastPosition: Converter = context => {
   return {layers: [crop, reshape], outputs: reshape.outputs};
 };
 
-export const PARK_LAYERS: {[className: string]: Converter} = {PositionEmbedding: positionEmbedding, LastPosition: lastPosition};
+export const POSITION_LAYERS: {[className: string]: Converter} = {PositionEmbedding: positionEmbedding, LastPosition: lastPosition};
