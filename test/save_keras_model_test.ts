@@ -120,6 +120,15 @@ describe('saveKerasModel: ScaledDotProductAttention as Keras MultiHeadAttention'
     await expectKerasMatches(model, [floats([2, 4, 6], 4), floats([2, 7, 5], 5)]);
   });
 
+  it('cross-attention, causal with T != S (Keras\' fused causal path), no bias', async () => {
+    const q = tf.input({shape: [6, 4]});
+    const c = tf.input({shape: [3, 4]});
+    const y = scaledDotProductAttention({numHeads: 2, keyDim: 2, causal: true}).apply([q, c]) as tf.SymbolicTensor;
+    const model = tf.model({inputs: [q, c], outputs: y});
+    randomizeWeights(model, 26);
+    await expectKerasMatches(model, [floats([2, 6, 4], 27), floats([2, 3, 4], 28)]);
+  });
+
   it.each([['left', [[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]]], ['right', [[3, 4, 0, 0, 0], [6, 7, 8, 0, 0]]]])(
       'padding masks from Embedding(maskZero), %s-padded: padded queries output zeros in both (Keras\' explicit path)',
       async (_, rows) => {
@@ -150,6 +159,14 @@ describe('saveKerasModel: the project\'s MultiHeadAttention', () => {
     const model = tf.model({inputs: [q, v, k], outputs: [y, s]});
     randomizeWeights(model, 9);
     await expectKerasMatches(model, [floats([2, 4, 8], 10), floats([2, 3, 6], 11), floats([2, 3, 7], 12)]);
+  });
+
+  it('attention over both spatial axes of an image-like [B, H, W, C] input (attentionAxes [1, 2])', async () => {
+    const x = tf.input({shape: [3, 4, 5]});
+    const y = multiHeadAttention({numHeads: 2, keyDim: 3, attentionAxes: [1, 2]}).apply([x, x]) as tf.SymbolicTensor;
+    const model = tf.model({inputs: x, outputs: y});
+    randomizeWeights(model, 29);
+    await expectKerasMatches(model, [floats([2, 3, 4, 5], 30)]);
   });
 
   it('an Embedding(maskZero) padding mask', async () => {
@@ -186,6 +203,23 @@ describe('saveKerasModel: standard layers', () => {
     const model = tf.model({inputs: ids, outputs: y});
     randomizeWeights(model, 16);
     await expectKerasMatches(model, [tokens([[0, 0, 1, 2, 3, 4], [5, 6, 7, 0, 0, 0], [1, 2, 3, 4, 5, 6]])]);
+  });
+
+  it('Masking → LSTM (goBackwards) and Bidirectional(SimpleRNN) on masked steps, last outputs only', async () => {
+    const x = tf.input({shape: [5, 3]});
+    const m = tf.layers.masking({maskValue: 0}).apply(x) as tf.SymbolicTensor;
+    const a = tf.layers.lstm({units: 3, recurrentActivation: 'sigmoid', goBackwards: true}).apply(m) as tf.SymbolicTensor;
+    const b = tf.layers.bidirectional({layer: tf.layers.simpleRNN({units: 2}) as tf.RNN}).apply(m) as tf.SymbolicTensor;
+    const y = tf.layers.concatenate().apply([a, b]) as tf.SymbolicTensor;
+    const model = tf.model({inputs: x, outputs: y});
+    randomizeWeights(model, 31);
+    const input = floats([3, 5, 3], 32);
+    const rows = input.arraySync() as number[][][];
+    rows[0][0] = [0, 0, 0];                      // a masked first step
+    rows[1][3] = rows[1][4] = [0, 0, 0];         // masked last steps
+    rows[2][2] = [0, 0, 0];                      // a masked step in the middle
+    input.dispose();
+    await expectKerasMatches(model, [tf.tensor3d(rows)]);
   });
 
   it('Bidirectional(LSTM) and Bidirectional(GRU) (merge modes concat and sum), two of a class named by Keras\' order', async () => {
