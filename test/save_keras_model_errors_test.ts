@@ -95,6 +95,13 @@ describe('saveKerasModel refuses what Keras cannot represent, naming the layer a
     await expectRefused(file => saveKerasModel(model, file), /Layer "cross" \(class ScaledDotProductAttention\).*value or key input/);
   });
 
+  it('a model nested as a layer', async () => {
+    const inner = tf.sequential({name: 'inner', layers: [tf.layers.dense({units: 2, inputShape: [3]})]});
+    const x = tf.input({shape: [3]});
+    const model = tf.model({inputs: x, outputs: inner.apply(x) as tf.SymbolicTensor});
+    await expectRefused(file => saveKerasModel(model, file), /Layer "inner" \(class Sequential\).*nested models/);
+  });
+
   it('a layer shared by two nodes of the model', async () => {
     const x = tf.input({shape: [3]});
     const shared = tf.layers.dense({units: 3, name: 'shared'});
