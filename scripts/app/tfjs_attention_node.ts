@@ -11,3 +11,6 @@ export {fileSystem, FileSystemIO} from '../../src/node';
 export {checkFileTarget, checkSaveTarget, tempNameFor} from '../../src/io/save_target';
 export {fileError} from '../../src/io/fs_errors';
 export {writeFileAtomic} from '../../src/io/write_file_atomic';
+
+// The Keras entry (tfjs-attention/keras in Node), for `npm run export`.
+export {saveKerasModel} from '../../src/keras_node';

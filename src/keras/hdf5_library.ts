@@ -15,8 +15,15 @@ export type H5Module = typeof H5wasm;
 /** Defined (true) by scripts/build_package.js in the ES build only. */
 declare const TFJS_ATTENTION_ESM_BUILD: boolean|undefined;
 
-/** Node's dynamic import, out of tsc's reach (it would rewrite an `import()` to `require()`). */
-const importModule = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
+/**
+ * Node's dynamic import, out of tsc's reach (it would rewrite an `import()` to `require()`). Its
+ * source is unique to this module instance: V8 caches compiled code by source, and a cached
+ * function keeps the dynamic-import handler of the module that compiled it first, so in a process
+ * that evaluates this module more than once (Jest runs test files one after another in a worker,
+ * each with its own module registry) an identical source would import through a torn-down one.
+ */
+const importModule = new Function(
+    'specifier', `return import(specifier); // ${Date.now()}-${Math.random()}`) as (specifier: string) => Promise<unknown>;
 
 let loading: Promise<H5Module>|null = null;
 
