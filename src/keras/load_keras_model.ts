@@ -56,13 +56,18 @@ async function readConverterFolder(modelJson: Dict, name: string, readSibling: (
   return {model, values: converterWeights(manifest, shards, name), weightsFile: `${name} (its weight shards)`};
 }
 
-/** A deep copy of `value` with every `*_initializer` replaced by zeros (the first build's only job is shapes). */
+/**
+ * A deep copy of `value` with every `*_initializer` replaced by zeros (the first build's only job
+ * is shapes), and `unit_forget_bias` off: tfjs' LSTMCell leaks the pieces of that initial bias
+ * (4 tensors per build) when it runs.
+ */
 function withZeroInitializers(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withZeroInitializers);
   if (value == null || typeof value !== 'object') return value;
   const out: Dict = {};
   for (const [key, v] of Object.entries(value as Dict)) {
-    out[key] = /_initializer$/.test(key) && v != null ? {class_name: 'Zeros', config: {}} : withZeroInitializers(v);
+    out[key] = /_initializer$/.test(key) && v != null ? {class_name: 'Zeros', config: {}} :
+        key === 'unit_forget_bias' ? false : withZeroInitializers(v);
   }
   return out;
 }

@@ -1,0 +1,142 @@
+/**
+ * loadKerasModel against Keras 3.15 itself: every fixture made by Keras
+ * (test/fixtures/keras/<case>/, scripts/fixtures/make_keras_fixtures.py) is loaded from its
+ * `.keras` archive and from its converter model.json, from a path, from bytes (Uint8Array,
+ * ArrayBuffer, Blob) and from URLs (file:// and a local http server), on cpu and wasm; the
+ * loaded model's predictions must equal Keras' expected.json within 1e-4 (relative where
+ * values are large), leaving no tensor behind once disposed.
+ */
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import {pathToFileURL} from 'url';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import {loadKerasModel, KerasModelSource} from '../src/keras_node';
+import {expectClose, runTestsOn} from './helpers/tensors';
+import {FixtureTensor, inputTensors, KERAS_FIXTURES_DIR, kerasCasePath, listKerasCases, readKerasCase,
+        readKerasExpected} from './helpers/keras_fixtures';
+
+const TOL = {abs: 1e-4, rel: 1e-4};
+const CASES = listKerasCases();
+/** Cases that load (attention_mask feeds a tensor as a call argument: refused, see its own test). */
+const LOADABLE = CASES.filter(c => c !== 'attention_mask');
+const ARCHIVE_CASES = LOADABLE.filter(c => readKerasCase(c).files.includes('model.keras'));
+
+/** Keras' values and ours, leaving out the query rows the case says not to compare (padded rows on Keras' fused path). */
+export function comparableValues(name: string, actual: tf.Tensor, expected: FixtureTensor): [number[], number[]] {
+  const info = readKerasCase(name);
+  const skip = info.compare === 'unpadded_query_rows' ? info.padded_query_rows ?? [] : [];
+  expect(actual.shape).toEqual(expected.shape);
+  const values = Array.from(actual.dataSync());
+  if (skip.length === 0) return [values, expected.values];
+  const rowSize = expected.shape.slice(2).reduce((a, b) => a * b, 1);
+  const keep = (_: number, i: number) => {
+    const row = Math.floor(i / rowSize);
+    const [b, t] = [Math.floor(row / expected.shape[1]), row % expected.shape[1]];
+    return !skip.some(([pb, pt]) => pb === b && pt === t);
+  };
+  return [values.filter(keep), expected.values.filter(keep)];
+}
+
+/** Predicts the case's inputs with `model` and compares every output with Keras'. */
+export function expectKerasPredictions(name: string, model: tf.LayersModel): void {
+  const inputs = inputTensors(name);
+  const predicted = model.predict(inputs.length === 1 ? inputs[0] : inputs);
+  const outputs = Array.isArray(predicted) ? predicted : [predicted];
+  const expected = readKerasExpected(name);
+  expect(outputs).toHaveLength(expected.length);
+  outputs.forEach((actual, i) => {
+    const [ours, keras] = comparableValues(name, actual, expected[i]);
+    expectClose(ours, keras, TOL);
+  });
+  tf.dispose([...outputs, ...inputs]);
+}
+
+/** Loads `source`, checks the predictions of case `name`, disposes the model, and checks that no tensor is left. */
+async function expectLoadsAndPredicts(name: string, source: KerasModelSource): Promise<void> {
+  const before = tf.memory().numTensors;
+  const model = await loadKerasModel(source);
+  try {
+    expectKerasPredictions(name, model);
+  } finally {
+    model.dispose();
+  }
+  expect(tf.memory().numTensors).toBe(before);
+}
+
+function fileBytes(name: string, file: string): Uint8Array {
+  const buffer = fs.readFileSync(kerasCasePath(name, file));
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+describe.each(['cpu', 'wasm'])('loadKerasModel on %s', (backend) => {
+  runTestsOn(backend);
+
+  describe.each(LOADABLE.map(c => [c]))('%s', (name) => {
+    const files = readKerasCase(name).files;
+
+    it('from the converter model.json by path predicts as Keras', async () => {
+      await expectLoadsAndPredicts(name, kerasCasePath(name, 'tfjs/model.json'));
+    });
+
+    it('from the converter model.json as a file:// URL (shards read beside it) predicts as Keras', async () => {
+      await expectLoadsAndPredicts(name, pathToFileURL(kerasCasePath(name, 'tfjs/model.json')).href);
+    });
+
+    if (files.includes('model.keras')) {
+      it('from the .keras archive by path predicts as Keras', async () => {
+        await expectLoadsAndPredicts(name, kerasCasePath(name, 'model.keras'));
+      });
+
+      it('from the .keras archive as a Uint8Array, an ArrayBuffer and a Blob predicts as Keras', async () => {
+        const bytes = fileBytes(name, 'model.keras');
+        await expectLoadsAndPredicts(name, bytes);
+        await expectLoadsAndPredicts(name, bytes.slice().buffer);
+        await expectLoadsAndPredicts(name, new Blob([bytes.slice().buffer]));
+      });
+    }
+  });
+});
+
+describe('loadKerasModel from http URLs', () => {
+  let server: http.Server;
+  let base = '';
+  const requested: string[] = [];
+
+  beforeAll(async () => {
+    server = http.createServer((request, response) => {
+      const url = decodeURIComponent(request.url ?? '/');
+      requested.push(url);
+      const file = path.join(KERAS_FIXTURES_DIR, path.normalize(url));
+      if (!file.startsWith(KERAS_FIXTURES_DIR) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+        response.writeHead(404).end('not found');
+        return;
+      }
+      response.writeHead(200, {'Content-Type': 'application/octet-stream'}).end(fs.readFileSync(file));
+    });
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address() as {port: number};
+    base = `http://127.0.0.1:${address.port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise<void>(resolve => server.close(() => resolve()));
+  });
+
+  it.each(ARCHIVE_CASES.map(c => [c]))('%s: the .keras archive and the model.json (its shards fetched beside it) predict as Keras', async (name) => {
+    requested.length = 0;
+    await expectLoadsAndPredicts(name, `${base}/${name}/model.keras`);
+    await expectLoadsAndPredicts(name, `${base}/${name}/tfjs/model.json`);
+    expect(requested).toEqual([`/${name}/model.keras`, `/${name}/tfjs/model.json`, `/${name}/tfjs/group1-shard1of1.bin`]);
+  });
+
+  it('tf_keras2_cross_attention: the tf.keras 2 model.json from a URL predicts as Keras', async () => {
+    await expectLoadsAndPredicts('tf_keras2_cross_attention', `${base}/tf_keras2_cross_attention/tfjs/model.json`);
+  });
+
+  it('a missing URL is an error naming it, with the HTTP status', async () => {
+    await expect(loadKerasModel(`${base}/no_such_case/model.keras`))
+        .rejects.toThrow(/Cannot fetch `http:\/\/127\.0\.0\.1:\d+\/no_such_case\/model\.keras`: HTTP 404/);
+  });
+});
