@@ -13,45 +13,13 @@ import {pathToFileURL} from 'url';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {loadKerasModel, KerasModelSource} from '../src/keras_node';
-import {expectClose, runTestsOn} from './helpers/tensors';
-import {FixtureTensor, inputTensors, KERAS_FIXTURES_DIR, kerasCasePath, listKerasCases, readKerasCase,
-        readKerasExpected} from './helpers/keras_fixtures';
-
-const TOL = {abs: 1e-4, rel: 1e-4};
+import {runTestsOn} from './helpers/tensors';
+import {KERAS_FIXTURES_DIR, kerasCasePath, listKerasCases, readKerasCase} from './helpers/keras_fixtures';
+import {expectKerasPredictions} from './helpers/keras_predictions';
 const CASES = listKerasCases();
 /** Cases that load (attention_mask feeds a tensor as a call argument: refused, see its own test). */
 const LOADABLE = CASES.filter(c => c !== 'attention_mask');
 const ARCHIVE_CASES = LOADABLE.filter(c => readKerasCase(c).files.includes('model.keras'));
-
-/** Keras' values and ours, leaving out the query rows the case says not to compare (padded rows on Keras' fused path). */
-export function comparableValues(name: string, actual: tf.Tensor, expected: FixtureTensor): [number[], number[]] {
-  const info = readKerasCase(name);
-  const skip = info.compare === 'unpadded_query_rows' ? info.padded_query_rows ?? [] : [];
-  expect(actual.shape).toEqual(expected.shape);
-  const values = Array.from(actual.dataSync());
-  if (skip.length === 0) return [values, expected.values];
-  const rowSize = expected.shape.slice(2).reduce((a, b) => a * b, 1);
-  const keep = (_: number, i: number) => {
-    const row = Math.floor(i / rowSize);
-    const [b, t] = [Math.floor(row / expected.shape[1]), row % expected.shape[1]];
-    return !skip.some(([pb, pt]) => pb === b && pt === t);
-  };
-  return [values.filter(keep), expected.values.filter(keep)];
-}
-
-/** Predicts the case's inputs with `model` and compares every output with Keras'. */
-export function expectKerasPredictions(name: string, model: tf.LayersModel): void {
-  const inputs = inputTensors(name);
-  const predicted = model.predict(inputs.length === 1 ? inputs[0] : inputs);
-  const outputs = Array.isArray(predicted) ? predicted : [predicted];
-  const expected = readKerasExpected(name);
-  expect(outputs).toHaveLength(expected.length);
-  outputs.forEach((actual, i) => {
-    const [ours, keras] = comparableValues(name, actual, expected[i]);
-    expectClose(ours, keras, TOL);
-  });
-  tf.dispose([...outputs, ...inputs]);
-}
 
 /** Loads `source`, checks the predictions of case `name`, disposes the model, and checks that no tensor is left. */
 async function expectLoadsAndPredicts(name: string, source: KerasModelSource): Promise<void> {

@@ -86,6 +86,25 @@ const SUPPORTED_VALUES: {[className: string]: {[key: string]: (value: unknown) =
   GRUCell: {resetAfter: v => v == null || v === false},
 };
 
+/** Refuses, before tfjs' constructor does (without the layer's name), a value tfjs keeps but does not implement; inner layers too. */
+function checkSupportedValues(config: Dict, className: string, where: string): void {
+  const supported = SUPPORTED_VALUES[className] ?? {};
+  for (const [pyKey, pyValue] of Object.entries(config)) {
+    const key = camel(pyKey);
+    if (key in supported && !supported[key](pyValue)) {
+      throw new ValueError(
+          `The ${where} has \`${pyKey}\`=${formatValue(pyValue)}, which tfjs-layers 4.22's ${className} does not ` +
+          `implement. Received: ${pyKey}=${formatValue(pyValue)}`);
+    }
+    if ((key === 'layer' || key === 'cell') && pyValue != null && typeof pyValue === 'object' && !Array.isArray(pyValue)) {
+      const inner = pyValue as Dict;
+      const innerClass = String(inner.class_name);
+      checkSupportedValues((inner.config ?? {}) as Dict, innerClass,
+                           `${where}'s inner ${layerLabel(String((inner.config as Dict|undefined)?.name), innerClass)}`);
+    }
+  }
+}
+
 /** Whether two config values mean the same: numbers, strings, booleans; a scalar equals an array of copies of it. */
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
@@ -136,16 +155,10 @@ function construct(className: string, tsConfig: Dict, where: string): tf.layers.
  */
 function compareConfig(config: Dict, tsConfig: Dict, tfjsConfig: Dict, className: string, where: string): boolean {
   let zeroOutput = false;
-  const supported = SUPPORTED_VALUES[className] ?? {};
   for (const [pyKey, pyValue] of Object.entries(config)) {
     const key = camel(pyKey);
     if (SKIPPED.has(key)) continue;
     const value = tsConfig[key];
-    if (key in supported && !supported[key](value)) {
-      throw new ValueError(
-          `The ${where} has \`${pyKey}\`=${formatValue(pyValue)}, which tfjs-layers 4.22's ${className} does not ` +
-          `implement. Received: ${pyKey}=${formatValue(pyValue)}`);
-    }
     if (!(key in tfjsConfig)) {
       if ((key in NEUTRAL && NEUTRAL[key](value)) || (OBJECT_KEY.test(key) && value == null)) {
         if (key === 'zeroOutputForMask' && value === true) zeroOutput = true;
@@ -212,6 +225,7 @@ export function checkLayerConfigs(model: NormalizedKerasModel): CheckedLayer[] {
           `MultiHeadAttention, which tfjs-attention adds). Received: class_name=${formatValue(spec.className)}`);
     }
     if (spec.className === 'Bidirectional') checkBackwardLayer(spec.config, where);
+    checkSupportedValues(spec.config, spec.className, where);
     const tsConfig = pythonicToTs(spec.config) as Dict;
     // fromConfig may rewrite its argument (Bidirectional puts the inner layer instance in): give it a copy.
     const layer = construct(spec.className, pythonicToTs(spec.config) as Dict, where);
