@@ -2,8 +2,9 @@
  * The weights of a tensorflowjs_converter folder: its model.json's `weightsManifest` and the
  * shard files, split into each layer's values in manifest order. The converter names weights by
  * variable path (`mha/query/kernel`, `lstm/lstm_cell/kernel`, tf.keras 2's the same without
- * `:0`), so a weight belongs to the layer named by its first path segment; within a layer the
- * manifest keeps the layer's weight order.
+ * `:0`; a Keras 3 Sequential's start with the model's name: `seq/dense/kernel`), so a weight
+ * belongs to the first layer its path names; within a layer the manifest keeps the layer's
+ * weight order.
  */
 import {formatValue, ValueError} from '../errors';
 import type {WeightValue} from './keras_weights_h5';
@@ -25,10 +26,10 @@ export function manifestPaths(manifest: unknown, file: string): string[] {
 
 /**
  * Every layer's values, keyed by layer name. `shards` holds each path's bytes (as
- * manifestPaths lists them); `file` names the model.json in messages.
+ * manifestPaths lists them); `layerNames` are the model's layers; `file` names the model.json in messages.
  */
-export function converterWeights(manifest: WeightsManifestGroup[], shards: Map<string, Uint8Array>, file: string):
-    Map<string, WeightValue[]> {
+export function converterWeights(manifest: WeightsManifestGroup[], shards: Map<string, Uint8Array>, layerNames: Set<string>,
+                                 file: string): Map<string, WeightValue[]> {
   const out = new Map<string, WeightValue[]>();
   for (const group of manifest) {
     const parts = group.paths.map(p => shards.get(p)!);
@@ -60,7 +61,8 @@ export function converterWeights(manifest: WeightsManifestGroup[], shards: Map<s
       for (let i = 0; i < n; i++) values[i] = view.getFloat32(offset + 4 * i, true);
       offset += 4 * n;
       const name = w.name.endsWith(':0') ? w.name.slice(0, -2) : w.name;
-      const layer = name.split('/')[0];
+      const segments = name.split('/');
+      const layer = segments.slice(0, -1).find(s => layerNames.has(s)) ?? segments[0];
       if (!out.has(layer)) out.set(layer, []);
       out.get(layer)!.push({path: name, shape: [...w.shape], values});
     }

@@ -53,7 +53,8 @@ async function readConverterFolder(modelJson: Dict, name: string, readSibling: (
   }
   const shards = new Map<string, Uint8Array>();
   for (const p of paths) shards.set(p, await readSibling!(p));
-  return {model, values: converterWeights(manifest, shards, name), weightsFile: `${name} (its weight shards)`};
+  const layerNames = new Set(model.layers.map(l => l.name));
+  return {model, values: converterWeights(manifest, shards, layerNames, name), weightsFile: `${name} (its weight shards)`};
 }
 
 /**
