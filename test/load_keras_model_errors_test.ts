@@ -195,10 +195,19 @@ describe('loadKerasModel refuses bad input by name, leaking no tensor', () => {
     await expectRefused(bytes, /The layer `pool` \(GlobalAveragePooling1D\) gets a padding mask \(from `embedding`\): Keras averages only the unmasked steps, tfjs-layers 4\.22 averages all of them/);
   });
 
-  it('an attention mask fed as a tensor call argument (attention_mask fixture): names the layer and the argument', async () => {
-    for (const source of [kerasCasePath('attention_mask', 'model.keras'), kerasCasePath('attention_mask', 'tfjs/model.json')]) {
-      await expectRefused(source, /The layer `mha` \(MultiHeadAttention\) gets a tensor as the call argument `attention_mask`; tfjs model graphs pass call arguments as plain values/);
-    }
+  it('a tensor call argument tfjs cannot take (MultiHeadAttention query_mask): names the layer and the argument', async () => {
+    const bytes = editedConfig('attention_mask', (c) => {
+      const node = c.config.layers.find((l: Dict) => l.name === 'mha').inbound_nodes[0];
+      node.kwargs = {query_mask: node.kwargs.attention_mask};
+    });
+    await expectRefused(bytes, /The layer `mha` \(MultiHeadAttention\) gets a tensor as the call argument `query_mask`; tfjs model graphs pass call arguments as plain values/);
+  });
+
+  it('training=true in a node (Keras would run the layer in training mode at inference): names the layer', async () => {
+    const bytes = editedConfig('dropout', (c) => {
+      c.config.layers.find((l: Dict) => l.name === 'dropout').inbound_nodes[0].kwargs = {training: true};
+    });
+    await expectRefused(bytes, /The layer `dropout` \(Dropout\) is called with training=true in the model/);
   });
 
   it('a wrong source type: names `source` and what it received', async () => {
@@ -257,7 +266,7 @@ describe('tfjs\' own tf.loadLayersModel and the fixtures', () => {
   });
 
   it('a model loadKerasModel built, saved by tfjs, loads plainly with tf.loadLayersModel and predicts as Keras', async () => {
-    for (const name of ['transformer_block', 'tf_keras2_cross_attention', 'bidirectional_lstm']) {
+    for (const name of ['transformer_block', 'tf_keras2_cross_attention', 'bidirectional_lstm', 'attention_mask', 'sequential_embedding_gru']) {
       const loaded = await loadKerasModel(kerasCasePath(name, 'tfjs/model.json'));
       let saved: tf.io.ModelArtifacts|null = null;
       await loaded.save(tf.io.withSaveHandler(async (artifacts) => {

@@ -17,9 +17,7 @@ import {runTestsOn} from './helpers/tensors';
 import {KERAS_FIXTURES_DIR, kerasCasePath, listKerasCases, readKerasCase} from './helpers/keras_fixtures';
 import {expectKerasPredictions} from './helpers/keras_predictions';
 const CASES = listKerasCases();
-/** Cases that load (attention_mask feeds a tensor as a call argument: refused, see its own test). */
-const LOADABLE = CASES.filter(c => c !== 'attention_mask');
-const ARCHIVE_CASES = LOADABLE.filter(c => readKerasCase(c).files.includes('model.keras'));
+const ARCHIVE_CASES = CASES.filter(c => readKerasCase(c).files.includes('model.keras'));
 
 /** Loads `source`, checks the predictions of case `name`, disposes the model, and checks that no tensor is left. */
 async function expectLoadsAndPredicts(name: string, source: KerasModelSource): Promise<void> {
@@ -41,7 +39,7 @@ function fileBytes(name: string, file: string): Uint8Array {
 describe.each(['cpu', 'wasm'])('loadKerasModel on %s', (backend) => {
   runTestsOn(backend);
 
-  describe.each(LOADABLE.map(c => [c]))('%s', (name) => {
+  describe.each(CASES.map(c => [c]))('%s', (name) => {
     const files = readKerasCase(name).files;
 
     it('from the converter model.json by path predicts as Keras', async () => {

@@ -132,7 +132,10 @@ export function checkMasks(model: NormalizedKerasModel, layers: CheckedLayer[]):
       const keras = node.map(([, , tensor], j) => sources[j]!.keras[tensor] ?? null);
       const tfjs = node.map(([, , tensor], j) => sources[j]!.tfjs[tensor] ?? null);
       const refs = node.map(([from, n, t]) => `${from}/${n}/${t}`);
-      checkCall(layer, refs, keras, tfjs);
+      // MultiHeadAttention's attention mask input (the last) carries no padding mask of its own.
+      const maskInput = node.some(([, , , kwargs]) => kwargs.attention_mask_input === true) ? 1 : 0;
+      checkCall(layer, refs.slice(0, refs.length - maskInput), keras.slice(0, keras.length - maskInput),
+                tfjs.slice(0, tfjs.length - maskInput));
       const outputs = outputCount(layer);
       done.set(`${layer.spec.name}/${index}`, {keras: kerasOutputMasks(layer, keras, outputs), tfjs: tfjsOutputMasks(layer, tfjs, outputs)});
       pending.splice(i--, 1);

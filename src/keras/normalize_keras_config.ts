@@ -124,16 +124,19 @@ function isKerasTensor(value: unknown): boolean {
   return isDict(value) && value.class_name === '__keras_tensor__';
 }
 
+/** MultiHeadAttention's tensor call arguments, which become inputs. */
+interface ExtraInputs {value?: [string, number, number]; key?: [string, number, number]; mask?: [string, number, number]}
+
 /**
  * A node's keyword arguments for tfjs: `mask` (tfjs propagates masks itself) and
- * `training: false` dropped; MultiHeadAttention's `key` (Keras 3) and `value`/`key` (tf.keras 2
- * raw references) returned as extra inputs. Any other tensor argument is refused: tfjs' model
- * graphs pass call arguments as plain JSON, never as tensors.
+ * `training: false` dropped; MultiHeadAttention's `key` (Keras 3), `value`/`key` (tf.keras 2
+ * raw references) and `attention_mask` returned as extra inputs (the mask last, with
+ * `attention_mask_input: true`, the layer's form for it). Any other tensor argument is refused:
+ * tfjs' model graphs pass call arguments as plain JSON, never as tensors.
  */
-function nodeKwargs(kwargs: Dict, where: string, className: string):
-    {kwargs: Dict; extra: {value?: [string, number, number]; key?: [string, number, number]}} {
+function nodeKwargs(kwargs: Dict, where: string, className: string): {kwargs: Dict; extra: ExtraInputs} {
   const out: Dict = {};
-  const extra: {value?: [string, number, number]; key?: [string, number, number]} = {};
+  const extra: ExtraInputs = {};
   for (const [key, value] of Object.entries(kwargs)) {
     if (key === 'mask' && value == null) continue;
     if (key === 'training') {
@@ -144,17 +147,16 @@ function nodeKwargs(kwargs: Dict, where: string, className: string):
       }
       continue;
     }
-    const ref = (key === 'value' || key === 'key') && className === 'MultiHeadAttention' ? tensorRef(value) : null;
+    const ref = (key === 'value' || key === 'key' || key === 'attention_mask') && className === 'MultiHeadAttention' ?
+        tensorRef(value) : null;
     if (ref != null) {
-      extra[key as 'value'|'key'] = ref;
+      extra[key === 'attention_mask' ? 'mask' : key as 'value'|'key'] = ref;
       continue;
     }
     if (isKerasTensor(value) || key === 'mask') {
       throw new ValueError(
           `The ${where} gets a tensor as the call argument \`${key}\`; tfjs model graphs pass call arguments as ` +
-          `plain values, never as tensors, so such a model cannot be rebuilt in tfjs` +
-          (key === 'attention_mask' ? ' (use_causal_mask or padding masks from Embedding(mask_zero=True) can be)' : '') +
-          `. Received: ${key}=${formatValue(value)}`);
+          `plain values, never as tensors, so such a model cannot be rebuilt in tfjs. Received: ${key}=${formatValue(value)}`);
     }
     out[key] = value;
   }
@@ -179,8 +181,20 @@ function keras3Node(node: Dict, where: string, className: string): NodeInput[] {
     else addArg(arg);
   }
   const {kwargs, extra} = nodeKwargs(isDict(node.kwargs) ? node.kwargs : {}, where, className);
+  return withExtraInputs(refs, kwargs, extra, where);
+}
+
+/** The node's inputs with MultiHeadAttention's keyword tensors appended: value, key, then the attention mask. */
+function withExtraInputs(refs: Array<[string, number, number]>, kwargs: Dict, extra: ExtraInputs, where: string): NodeInput[] {
   if (extra.value != null) refs.push(extra.value);
-  if (extra.key != null) refs.push(extra.key);
+  if (extra.key != null) {
+    if (refs.length < 2) throw new ValueError(`The ${where} gets \`key\` without \`value\`. Received: key=${formatValue(extra.key)}`);
+    refs.push(extra.key);
+  }
+  if (extra.mask != null) {
+    refs.push(extra.mask);
+    kwargs = {...kwargs, attention_mask_input: true};
+  }
   return refs.map(([layer, nodeIndex, tensorIndex]) => [layer, nodeIndex, tensorIndex, kwargs]);
 }
 
@@ -188,7 +202,7 @@ function keras3Node(node: Dict, where: string, className: string): NodeInput[] {
 function keras2Node(node: unknown[], where: string, className: string): NodeInput[] {
   const refs: Array<[string, number, number]> = [];
   let kwargs: Dict = {};
-  let extra: {value?: [string, number, number]; key?: [string, number, number]} = {};
+  let extra: ExtraInputs = {};
   for (const input of node) {
     const ref = tensorRef(input);
     if (ref == null) throw new ValueError(`The ${where} has an inbound node entry tfjs cannot read. Received: ${formatValue(input)}`);
@@ -196,12 +210,7 @@ function keras2Node(node: unknown[], where: string, className: string): NodeInpu
     const given = (input as unknown[])[3];
     if (isDict(given)) ({kwargs, extra} = nodeKwargs(given, where, className));
   }
-  if (extra.value != null) refs.push(extra.value);
-  if (extra.key != null) {
-    if (extra.value == null) throw new ValueError(`The ${where} gets \`key\` as a keyword without \`value\`. Received: key=${formatValue(extra.key)}`);
-    refs.push(extra.key);
-  }
-  return refs.map(([layer, nodeIndex, tensorIndex]) => [layer, nodeIndex, tensorIndex, kwargs]);
+  return withExtraInputs(refs, kwargs, extra, where);
 }
 
 function triples(value: unknown, what: string): Array<[string, number, number]> {
