@@ -210,6 +210,20 @@ describe('loadKerasModel refuses bad input by name, leaking no tensor', () => {
     await expectRefused(bytes, /The layer `dropout` \(Dropout\) is called with training=true in the model/);
   });
 
+  it('zero_output_for_mask: true where a mask reaches the layer (Keras zeroes masked steps, tfjs repeats): names the layer', async () => {
+    const bytes = editedConfig('sequential_embedding_gru', (c) => {
+      c.config.layers.find((l: Dict) => l.config.name === 'gru').config.zero_output_for_mask = true;
+    });
+    await expectRefused(bytes, /The layer `gru` \(GRU\) gets a padding mask \(from `embedding`\) and has zero_output_for_mask=true.*Received: zero_output_for_mask=true/);
+  });
+
+  it('a model used as a layer: names the layer', async () => {
+    const bytes = editedConfig('transformer_block', (c) => {
+      c.config.layers.find((l: Dict) => l.name === 'ffn_hidden').class_name = 'Functional';
+    });
+    await expectRefused(bytes, /The layer `ffn_hidden` \(Functional\) is a model used as a layer/);
+  });
+
   it('a wrong source type: names `source` and what it received', async () => {
     await expectRefused(42 as unknown as KerasModelSource,
                         /Received an invalid value for argument `source`, expected a path or URL \(string\), an ArrayBuffer, a Uint8Array or a Blob.*Received: source=42/);

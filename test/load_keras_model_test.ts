@@ -8,10 +8,12 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import * as os from 'os';
 import * as path from 'path';
 import {pathToFileURL} from 'url';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import {strFromU8, strToU8, unzipSync, zipSync} from 'fflate';
 import {loadKerasModel, KerasModelSource} from '../src/keras_node';
 import {runTestsOn} from './helpers/tensors';
 import {KERAS_FIXTURES_DIR, kerasCasePath, listKerasCases, readKerasCase} from './helpers/keras_fixtures';
@@ -105,4 +107,31 @@ describe('loadKerasModel from http URLs', () => {
     await expect(loadKerasModel(`${base}/no_such_case/model.keras`))
         .rejects.toThrow(/Cannot fetch `http:\/\/127\.0\.0\.1:\d+\/no_such_case\/model\.keras`: HTTP 404/);
   });
+});
+
+describe('loadKerasModel: other forms of the same models', () => {
+  it('a Keras 3 Sequential config without an InputLayer (build_input_shape instead) predicts as Keras', async () => {
+    const name = 'sequential_embedding_gru';
+    const members = unzipSync(fileBytes(name, 'model.keras'));
+    const config = JSON.parse(strFromU8(members['config.json']));
+    const input = config.config.layers.shift();
+    expect(input.class_name).toBe('InputLayer');
+    config.config.build_input_shape = input.config.batch_shape;
+    await expectLoadsAndPredicts(name, zipSync({...members, 'config.json': strToU8(JSON.stringify(config))}, {level: 0}));
+  });
+
+  it.each(['transformer_block', 'attention_mask', 'sequential_embedding_gru', 'tf_keras2_cross_attention'].map(c => [c]))(
+      '%s: a model.json that tfjs saved from the loaded model loads again and predicts as Keras', async (name) => {
+        const loaded = await loadKerasModel(kerasCasePath(name, 'tfjs/model.json'));
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keras-resave-'));
+        await loaded.save(tf.io.withSaveHandler(async (artifacts) => {
+          const modelJson = {format: 'layers-model', modelTopology: artifacts.modelTopology,
+                             weightsManifest: [{paths: ['weights.bin'], weights: artifacts.weightSpecs}]};
+          fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(modelJson));
+          fs.writeFileSync(path.join(dir, 'weights.bin'), Buffer.from(artifacts.weightData as ArrayBuffer));
+          return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+        }));
+        loaded.dispose();
+        await expectLoadsAndPredicts(name, path.join(dir, 'model.json'));
+      });
 });

@@ -219,6 +219,11 @@ export function checkLayerConfigs(model: NormalizedKerasModel): CheckedLayer[] {
     const where = layerLabel(spec.name, spec.className);
     if (names.has(spec.name)) throw new ValueError(`Two layers of the model are named \`${spec.name}\`; layer names must be unique.`);
     names.add(spec.name);
+    if (['Functional', 'Model', 'Sequential'].includes(spec.className)) {
+      throw new ValueError(
+          `The ${where} is a model used as a layer; loadKerasModel reads flat models (save the inner model's ` +
+          `layers into the outer one). Received: class_name=${formatValue(spec.className)}`);
+    }
     if (!isLayerClass(spec.className)) {
       throw new ValueError(
           `The ${where} has a class tfjs cannot run: tfjs-layers 4.22 has no ${spec.className} layer (and it is not ` +
