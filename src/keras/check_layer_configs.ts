@@ -68,6 +68,8 @@ const NEUTRAL: {[key: string]: (value: unknown) => boolean} = {
   inputLength: () => true,  // tf.keras 2 Embedding: only the input shape, which the input layer gives
   useCudnn: () => true,
   flashAttention: () => true,
+  negativeSlope: v => v === 0,  // Keras 3 ReLU: tfjs' ReLU has max_value only
+  threshold: v => v === 0,
   autocast: () => true,
   // tf.keras 2's MultiHeadAttention build shapes: the layer is built from its inputs.
   queryShape: () => true,

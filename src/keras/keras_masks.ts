@@ -5,6 +5,11 @@
  * depends on the mask and the two disagree, or where tfjs ignores a mask Keras uses
  * (GlobalAveragePooling1D, Softmax) or Keras zeroes masked steps (zero_output_for_mask), the
  * model is refused by name: a loaded model never silently predicts otherwise than Keras.
+ *
+ * tfjs 4.22's executor also hands a layer whose inputs carry no mask the last mask it handed any
+ * earlier layer (its `kwargs` object is shared across the loop), so an RNN or attention layer
+ * after a masked one would skip steps Keras does not: guardStaleMasks makes the layers that use
+ * masks, where Keras gives them none, ignore the `mask` they are handed.
  */
 import * as tf from '@tensorflow/tfjs';
 import {ValueError} from '../errors';
@@ -23,6 +28,14 @@ const KERAS_PASS = new Set([
 /** Keras 3 merge layers: the output is masked where any input is. */
 const MERGE = new Set(['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate']);
 const RNN = new Set(['SimpleRNN', 'GRU', 'LSTM', 'ConvLSTM2D', 'RNN', 'Bidirectional']);
+/**
+ * Layers that pass a mask through in Keras 3 but not in tfjs-layers 4.22 (true), or the other way
+ * round (false); their call ignores masks in both, so the loaded model's layers get Keras'
+ * `supportsMasking` (alignMaskPropagation), which is what tfjs' executor reads.
+ */
+const KERAS_SUPPORTS_MASKING: {[className: string]: boolean} = {
+  LeakyReLU: true, ELU: true, Rescaling: true, SpatialDropout1D: false,
+};
 /** Keras layers that use a mask that tfjs-layers 4.22 ignores. */
 const TFJS_IGNORES: {[className: string]: string} = {
   GlobalAveragePooling1D: 'Keras averages only the unmasked steps, tfjs-layers 4.22 averages all of them',
@@ -52,7 +65,10 @@ function kerasOutputMasks(layer: CheckedLayer, inputs: Mask[], outputs: number):
   return [mask, ...Array(outputs - 1).fill(null)];
 }
 
-/** The output masks of one call in tfjs-layers (the executor passes the first input's mask, merges take all). */
+/**
+ * The output masks of one call in tfjs-layers (the executor passes the first input's mask, merges
+ * take all), once alignMaskPropagation has run.
+ */
 function tfjsOutputMasks(layer: CheckedLayer, inputs: Mask[], outputs: number): Mask[] {
   const {className, name} = layer.spec;
   const tfjsLayer = layer.layer as tf.layers.Layer & {supportsMasking?: boolean; returnSequences?: boolean};
@@ -60,11 +76,38 @@ function tfjsOutputMasks(layer: CheckedLayer, inputs: Mask[], outputs: number): 
   let mask: Mask = null;
   if (className === 'Embedding') mask = config(layer).mask_zero === true ? name : null;
   else if (className === 'Masking') mask = name;
-  else if (!tfjsLayer.supportsMasking) mask = null;
+  else if (!(KERAS_SUPPORTS_MASKING[className] ?? tfjsLayer.supportsMasking)) mask = null;
   else if (MERGE.has(className)) mask = inputs.find(m => m != null) ?? null;
   else if (RNN.has(className)) mask = returnSequences(layer) ? first : null;
   else mask = first;
   return [mask, ...Array(outputs - 1).fill(null)];
+}
+
+/** Layers whose call uses the mask tfjs hands them. */
+const MASK_USERS = new Set([...RNN, 'TimeDistributed', 'MultiHeadAttention']);
+
+/**
+ * Makes the named layers ignore the `mask` tfjs' executor hands them (Keras gives them none; what
+ * tfjs hands them is a stale mask of an earlier layer).
+ */
+export function guardStaleMasks(model: tf.LayersModel, names: Set<string>): void {
+  for (const layer of model.layers) {
+    if (!names.has(layer.name)) continue;
+    const apply = layer.apply.bind(layer);
+    layer.apply = (inputs, kwargs) => {
+      if (kwargs == null || !('mask' in kwargs)) return apply(inputs, kwargs);
+      const {mask: _stale, ...rest} = kwargs;
+      return apply(inputs, rest);
+    };
+  }
+}
+
+/** Gives the model's layers Keras' mask propagation where tfjs' differs (see KERAS_SUPPORTS_MASKING). */
+export function alignMaskPropagation(model: tf.LayersModel): void {
+  for (const layer of model.layers) {
+    const keras = KERAS_SUPPORTS_MASKING[layer.getClassName()];
+    if (keras != null) layer.supportsMasking = keras;
+  }
 }
 
 /** Checks one call of a layer that uses masks. */
@@ -105,17 +148,25 @@ function mismatch(where: string, keras: Mask, tfjs: Mask): never {
       `padding masks differently here), so its output would differ. Received: a model whose masks tfjs cannot follow`);
 }
 
-/** Follows the masks through a Functional or Sequential model; throws where tfjs would diverge. */
-export function checkMasks(model: NormalizedKerasModel, layers: CheckedLayer[]): void {
+/**
+ * Follows the masks through a Functional or Sequential model; throws where tfjs would diverge.
+ * Returns the layers that use masks but get none from Keras (for guardStaleMasks).
+ */
+export function checkMasks(model: NormalizedKerasModel, layers: CheckedLayer[]): Set<string> {
+  const maskless = new Set(layers.filter(l => MASK_USERS.has(l.spec.className)).map(l => l.spec.name));
+  const masked = (layer: CheckedLayer, keras: Mask[]) => {
+    if (keras.some(m => m != null)) maskless.delete(layer.spec.name);
+  };
   if (model.className === 'Sequential') {
     let keras: Mask = null;
     let tfjs: Mask = null;
     for (const layer of layers) {
       checkCall(layer, ['input'], [keras], [tfjs]);
+      masked(layer, [keras]);
       [keras] = kerasOutputMasks(layer, [keras], 1);
       [tfjs] = tfjsOutputMasks(layer, [tfjs], 1);
     }
-    return;
+    return maskless;
   }
   const byName = new Map(layers.map(l => [l.spec.name, l]));
   // Masks of each [layer, node, tensor] output, computed in dependency order.
@@ -136,6 +187,7 @@ export function checkMasks(model: NormalizedKerasModel, layers: CheckedLayer[]):
       const maskInput = node.some(([, , , kwargs]) => kwargs.attention_mask_input === true) ? 1 : 0;
       checkCall(layer, refs.slice(0, refs.length - maskInput), keras.slice(0, keras.length - maskInput),
                 tfjs.slice(0, tfjs.length - maskInput));
+      masked(layer, keras);
       const outputs = outputCount(layer);
       done.set(`${layer.spec.name}/${index}`, {keras: kerasOutputMasks(layer, keras, outputs), tfjs: tfjsOutputMasks(layer, tfjs, outputs)});
       pending.splice(i--, 1);
@@ -146,6 +198,7 @@ export function checkMasks(model: NormalizedKerasModel, layers: CheckedLayer[]):
     const names = [...new Set(pending.map(p => p.layer.spec.name))].filter(n => byName.has(n));
     throw new ValueError(`The model's graph cannot be followed: the inputs of ${names.map(n => `\`${n}\``).join(', ')} never become available.`);
   }
+  return maskless;
 }
 
 /** How many tensors one call of the layer outputs (MultiHeadAttention with scores: 2; RNNs with states: more). */

@@ -8,14 +8,15 @@
  * masks (keras/check_layer_configs.ts, keras/keras_masks.ts). Only then are tensors made: a first
  * build with zero initializers gives tfjs' weight names and shapes, against which every value is
  * checked (it is disposed whatever happens), and the model returned is built by
- * tf.loadLayersModel from memory, strict, so tfjs skips the initializers it would overwrite.
+ * tf.loadLayersModel from memory, strict, so tfjs skips the initializers it would overwrite. Its
+ * layers then get Keras' mask handling where tfjs' differs (keras/keras_masks.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import {formatValue, ValueError} from '../errors';
 import {checkLayerConfigs} from './check_layer_configs';
 import {converterWeights, manifestPaths, WeightsManifestGroup} from './converter_weights';
 import {readKerasArchive} from './keras_archive';
-import {checkMasks} from './keras_masks';
+import {alignMaskPropagation, checkMasks, guardStaleMasks} from './keras_masks';
 import {detectFormat, KerasModelSource, readKerasSource} from './keras_source';
 import {readKerasH5Weights, WeightValue} from './keras_weights_h5';
 import {matchWeights} from './match_weights';
@@ -98,7 +99,7 @@ export async function loadKerasModel(source: KerasModelSource): Promise<tf.Layer
   const files = detected.format === 'archive' ? await readArchive(bytes, name) :
       await readConverterFolder(detected.modelJson, name, readSibling);
   const checked = checkLayerConfigs(files.model);
-  checkMasks(files.model, checked);
+  const maskless = checkMasks(files.model, checked);
   const {weightSpecs, weightData} = await matchedWeights(files);
   const handler = tf.io.fromMemory({
     modelTopology: files.model.topology as unknown as tf.io.ModelArtifacts['modelTopology'],
@@ -106,7 +107,10 @@ export async function loadKerasModel(source: KerasModelSource): Promise<tf.Layer
     weightData,
   });
   try {
-    return await tf.loadLayersModel(handler, {strict: true});
+    const model = await tf.loadLayersModel(handler, {strict: true});
+    alignMaskPropagation(model);
+    guardStaleMasks(model, maskless);
+    return model;
   } catch (error) {
     throw new ValueError(`tfjs-layers cannot load the model \`${files.model.name}\` from ${name}: ${formatValue((error as Error).message)}`);
   }

@@ -3,7 +3,7 @@
  * reads: InputLayer `batch_shape` → `batch_input_shape`; Keras 3's `{args, kwargs}` inbound nodes
  * → tfjs' list form `[[layer, nodeIndex, tensorIndex, kwargs], ...]`; nested
  * `{module, class_name, config, registered_name}` objects → `{class_name, config}`; DTypePolicy
- * dtypes → strings; a single input/output triple → a list; a Keras 3 Sequential's InputLayer →
+ * dtypes → strings; keys tfjs spells otherwise renamed (LeakyReLU's negative_slope → alpha); a single input/output triple → a list; a Keras 3 Sequential's InputLayer →
  * its first layer's `batch_input_shape`; tf.keras 2's MultiHeadAttention `value`/`key` keywords
  * (raw `[name, 0, 0]` references) → inputs. Structure only: what each layer's keys mean to tfjs
  * is checked by check_layer_configs.ts, masks by keras_masks.ts.
@@ -40,6 +40,10 @@ export interface NormalizedKerasModel {
 const OBJECT_KEY = /(_initializer|_regularizer|_constraint|Initializer|Regularizer|Constraint)$/;
 /** Keys of a layer config that hold an inner layer. */
 const LAYER_KEYS = new Set(['layer', 'backward_layer', 'backwardLayer', 'cell']);
+/** Keras 3 keys that tfjs-layers spells otherwise, per class (Keras key → tfjs' pythonic key). */
+const KEY_RENAMES: {[className: string]: {[key: string]: string}} = {
+  LeakyReLU: {negative_slope: 'alpha'},
+};
 /** Dtypes tfjs layers compute in (inputs may also be integer or bool). */
 const DTYPES = new Set(['float32', 'int32', 'bool']);
 
@@ -88,7 +92,9 @@ function normalizeInnerLayer(value: unknown, where: string): unknown {
 export function normalizeLayerConfig(name: string, className: string, config: Dict): Dict {
   const where = layerLabel(name, className);
   const out: Dict = {};
-  for (const [key, value] of Object.entries(config)) {
+  const renames = KEY_RENAMES[className] ?? {};
+  for (const [given, value] of Object.entries(config)) {
+    const key = renames[given] ?? given;
     if (key === 'shared_object_id' || key === 'build_config' || key === 'compile_config') continue;
     if (key === 'dtype') out[key] = normalizeDtype(value, where);
     else if (LAYER_KEYS.has(key)) out[key] = normalizeInnerLayer(value, where);
