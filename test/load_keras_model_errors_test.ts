@@ -218,6 +218,19 @@ describe('loadKerasModel refuses bad input by name, leaking no tensor', () => {
     await expectRefused(bytes, /The layer `gru` \(GRU\) gets a padding mask \(from `embedding`\) and has zero_output_for_mask=true.*Received: zero_output_for_mask=true/);
   });
 
+  it("Keras 3's hard_sigmoid (relu6(x + 3) / 6, not tfjs' 0.2x + 0.5): names the layer and the key", async () => {
+    const bytes = editedConfig('bidirectional_lstm', (c) => {
+      c.config.layers.find((l: Dict) => l.name === 'lstm').config.recurrent_activation = 'hard_sigmoid';
+    });
+    await expectRefused(bytes, /The layer `lstm` \(LSTM\) uses Keras 3's hard_sigmoid, relu6\(x \+ 3\) \/ 6, for `recurrent_activation`.*Received: recurrent_activation="hard_sigmoid"/);
+    const inner = editedConfig('bidirectional_lstm', (c) => {
+      const bilstm = c.config.layers.find((l: Dict) => l.name === 'bilstm').config;
+      bilstm.layer.config.activation = 'hard_sigmoid';
+      bilstm.backward_layer.config.activation = 'hard_sigmoid';
+    });
+    await expectRefused(inner, /The layer `bilstm` \(Bidirectional\)'s inner layer `forward_lstm` \(LSTM\) uses Keras 3's hard_sigmoid/);
+  });
+
   it('a model used as a layer: names the layer', async () => {
     const bytes = editedConfig('transformer_block', (c) => {
       c.config.layers.find((l: Dict) => l.name === 'ffn_hidden').class_name = 'Functional';

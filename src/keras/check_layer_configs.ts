@@ -107,6 +107,27 @@ function checkSupportedValues(config: Dict, className: string, where: string): v
   }
 }
 
+/** Activation keys, and inner-layer keys to look into. */
+const ACTIVATION_KEYS = new Set(['activation', 'recurrent_activation']);
+
+/**
+ * Refuses Keras 3's hard_sigmoid, relu6(x + 3) / 6, which tfjs' hardSigmoid (tf.keras 2's
+ * 0.2·x + 0.5, clipped) is not.
+ */
+function checkActivations(config: Dict, where: string): void {
+  for (const [key, value] of Object.entries(config)) {
+    if (ACTIVATION_KEYS.has(key) && value === 'hard_sigmoid') {
+      throw new ValueError(
+          `The ${where} uses Keras 3's hard_sigmoid, relu6(x + 3) / 6, for \`${key}\`; tfjs-layers 4.22's hardSigmoid ` +
+          `is tf.keras 2's 0.2 * x + 0.5 (clipped), which would change its output. Received: ${key}="hard_sigmoid"`);
+    }
+    if ((key === 'layer' || key === 'cell') && value != null && typeof value === 'object' && !Array.isArray(value)) {
+      const inner = value as Dict;
+      checkActivations((inner.config ?? {}) as Dict, `${where}'s inner ${layerLabel(String((inner.config as Dict|undefined)?.name), String(inner.class_name))}`);
+    }
+  }
+}
+
 /** Whether two config values mean the same: numbers, strings, booleans; a scalar equals an array of copies of it. */
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
@@ -233,6 +254,7 @@ export function checkLayerConfigs(model: NormalizedKerasModel): CheckedLayer[] {
     }
     if (spec.className === 'Bidirectional') checkBackwardLayer(spec.config, where);
     checkSupportedValues(spec.config, spec.className, where);
+    if (model.keras3) checkActivations(spec.config, where);
     const tsConfig = pythonicToTs(spec.config) as Dict;
     // fromConfig may rewrite its argument (Bidirectional puts the inner layer instance in): give it a copy.
     const layer = construct(spec.className, pythonicToTs(spec.config) as Dict, where);

@@ -34,7 +34,9 @@ interface KerasModelFiles {
 
 async function readArchive(bytes: Uint8Array, name: string): Promise<KerasModelFiles> {
   const archive = readKerasArchive(bytes, name);
-  const model = normalizeKerasModelConfig(archive.config);
+  const version = archive.metadata?.keras_version;
+  // Only Keras 3 writes .keras archives; metadata.json says which version.
+  const model = normalizeKerasModelConfig(archive.config, typeof version !== 'string' || /^3\./.test(version));
   const weightsFile = `${name} (its model.weights.h5)`;
   const values = await readKerasH5Weights(archive.weights, weightsFile, model.layers);
   return {model, values, weightsFile};
@@ -44,7 +46,8 @@ async function readConverterFolder(modelJson: Dict, name: string, readSibling: (
     Promise<KerasModelFiles> {
   const topology = modelJson.modelTopology as Dict|null;
   const modelConfig = topology != null && typeof topology === 'object' && 'model_config' in topology ? topology.model_config : topology;
-  const model = normalizeKerasModelConfig(modelConfig);
+  const version = topology?.keras_version;
+  const model = normalizeKerasModelConfig(modelConfig, typeof version === 'string' && /^3\./.test(version));
   const manifest = (modelJson.weightsManifest ?? []) as WeightsManifestGroup[];
   const paths = manifestPaths(manifest, name);
   if (paths.length > 0 && readSibling == null) {

@@ -29,6 +29,8 @@ export interface KerasLayerSpec {
 export interface NormalizedKerasModel {
   className: 'Functional'|'Sequential';
   name: string;
+  /** Whether Keras 3 wrote the model (its hard_sigmoid differs from tf.keras 2's and tfjs'). */
+  keras3: boolean;
   topology: {class_name: string; config: Dict};
   layers: KerasLayerSpec[];
   /** Functional models: the model's inputs and outputs as [layer, nodeIndex, tensorIndex]. */
@@ -238,9 +240,10 @@ function layerEntry(entry: unknown, index: number): {name: string; className: st
 
 /**
  * Normalizes a Keras model config (`{class_name: 'Functional'|'Model'|'Sequential', config}`, as
- * in a `.keras` archive's config.json or a converter model.json's `model_config`).
+ * in a `.keras` archive's config.json or a converter model.json's `model_config`); `keras3` says
+ * whether Keras 3 wrote it.
  */
-export function normalizeKerasModelConfig(modelConfig: unknown): NormalizedKerasModel {
+export function normalizeKerasModelConfig(modelConfig: unknown, keras3: boolean): NormalizedKerasModel {
   if (!isDict(modelConfig) || !isDict(modelConfig.config) || !Array.isArray(modelConfig.config.layers)) {
     throw new ValueError(
         `A Keras model config must be {class_name: "Functional" | "Sequential", config: {layers: [...]}}. ` +
@@ -249,7 +252,7 @@ export function normalizeKerasModelConfig(modelConfig: unknown): NormalizedKeras
   const className = modelConfig.class_name;
   const config = modelConfig.config;
   const name = typeof config.name === 'string' ? config.name : 'model';
-  if (className === 'Sequential') return normalizeSequential(name, config);
+  if (className === 'Sequential') return normalizeSequential(name, config, keras3);
   if (className !== 'Functional' && className !== 'Model') {
     throw new ValueError(`The model's class must be Functional, Model or Sequential. Received: class_name=${formatValue(className)}`);
   }
@@ -286,14 +289,14 @@ export function normalizeKerasModelConfig(modelConfig: unknown): NormalizedKeras
       output_layers: outputs,
     },
   };
-  return {className: 'Functional', name, topology, layers, inputs, outputs};
+  return {className: 'Functional', name, keras3, topology, layers, inputs, outputs};
 }
 
 /**
  * A Sequential model: Keras 3 lists an InputLayer first (or gives `build_input_shape`), tfjs wants
  * the first layer's `batch_input_shape`.
  */
-function normalizeSequential(name: string, config: Dict): NormalizedKerasModel {
+function normalizeSequential(name: string, config: Dict, keras3: boolean): NormalizedKerasModel {
   const entries = (config.layers as unknown[]).map(layerEntry);
   let batchShape: unknown = config.build_input_shape ?? null;
   if (entries.length > 0 && entries[0].className === 'InputLayer') {
@@ -318,5 +321,5 @@ function normalizeSequential(name: string, config: Dict): NormalizedKerasModel {
     class_name: 'Sequential',
     config: {name, layers: layers.map(l => ({class_name: l.className, config: l.config}))},
   };
-  return {className: 'Sequential', name, topology, layers, inputs: [], outputs: []};
+  return {className: 'Sequential', name, keras3, topology, layers, inputs: [], outputs: []};
 }
