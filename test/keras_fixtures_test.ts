@@ -17,11 +17,14 @@ import {
   toFloat32,
 } from './helpers/keras_fixtures';
 
-/** The issue's list of cases, plus the explicit attention-mask input and the tf.keras 2 file. */
+/**
+ * The issue's list of cases, plus the explicit attention-mask input, the tf.keras 2 file, and two
+ * models of layers beyond attention for the loader (conv_pool_gru, and a Sequential one).
+ */
 const REQUIRED_CASES = [
-  'attention_axes_2d', 'attention_mask', 'bidirectional_lstm', 'causal', 'cross_attention', 'dropout', 'embedding_mask',
-  'embedding_mask_scores', 'no_bias', 'output_shape', 'return_scores', 'self_attention', 'tf_keras2_cross_attention',
-  'transformer_block',
+  'attention_axes_2d', 'attention_mask', 'bidirectional_lstm', 'causal', 'conv_pool_gru', 'cross_attention', 'dropout',
+  'embedding_mask', 'embedding_mask_scores', 'no_bias', 'output_shape', 'return_scores', 'self_attention',
+  'sequential_embedding_gru', 'tf_keras2_cross_attention', 'transformer_block',
 ];
 const CASES = listKerasCases();
 const KERAS3_CASES = CASES.filter((c) => readKerasCase(c).files.includes('model.keras'));
@@ -121,7 +124,7 @@ function inputShapes(model: ConverterModelJson): Map<string, number[]> {
   for (const l of layersOf(model)) {
     if (l.class_name !== 'InputLayer') continue;
     const shape = l.config.batch_shape ?? l.config.batch_input_shape;
-    shapes.set(l.name, shape.slice(1));
+    shapes.set(l.name ?? l.config.name, shape.slice(1));
   }
   return shapes;
 }
@@ -162,7 +165,7 @@ describe('Keras fixtures', () => {
       expect(model.generatedBy).toBe(`keras v${model.modelTopology.keras_version}`);
       expect(model.convertedBy).toMatch(/^TensorFlow\.js Converter v\d+\.\d+\.\d+$/);
       expect(model.modelTopology.backend).toBe('tensorflow');
-      expect(model.modelTopology.model_config.class_name).toBe('Functional');
+      expect(model.modelTopology.model_config.class_name).toBe(info.model_class);
       const version = model.modelTopology.keras_version;
       if (name === 'tf_keras2_cross_attention') expect(version).toBe('2.15.0');
       else expect(version).toBe(info.keras_version);
@@ -198,14 +201,16 @@ describe('Keras fixtures', () => {
     it('inputs and outputs match the model: names, shapes, value counts, not near zero', () => {
       const shapes = inputShapes(model);
       const inputLayers = model.modelTopology.model_config.config.input_layers;
-      const inputNames = (Array.isArray(inputLayers[0]) ? inputLayers : [inputLayers]).map((l: unknown[]) => l[0]);
+      const inputNames = inputLayers == null ?  // a Sequential model: its InputLayer
+          layersOf(model).filter((l) => l.class_name === 'InputLayer').map((l) => l.config.name) :
+          (Array.isArray(inputLayers[0]) ? inputLayers : [inputLayers]).map((l: unknown[]) => l[0]);
       expect(inputs.map((x) => x.name)).toEqual(inputNames);
       for (const x of inputs) {
         expect(x.shape.slice(1)).toEqual(shapes.get(x.name));
         expect(x.values.length).toBe(sizeOf(x.shape));
       }
       const outputLayers = model.modelTopology.model_config.config.output_layers;
-      expect(expected).toHaveLength(Array.isArray(outputLayers[0]) ? outputLayers.length : 1);
+      expect(expected).toHaveLength(outputLayers != null && Array.isArray(outputLayers[0]) ? outputLayers.length : 1);
       for (const y of expected) {
         expect(y.dtype).toBe('float32');
         expect(y.values.length).toBe(sizeOf(y.shape));
@@ -214,7 +219,8 @@ describe('Keras fixtures', () => {
       }
     });
 
-    it("the attention weights have Keras' documented order and shapes for the case's arguments", () => {
+    // Every case but the Sequential one has a MultiHeadAttention layer named `mha`.
+    if (weights.some((w) => w.layer === 'mha')) it("the attention weights have Keras' documented order and shapes for the case's arguments", () => {
       const args = info.layer as {num_heads: number; key_dim: number; value_dim?: number; use_bias?: boolean; output_shape?: number};
       const H = args.num_heads;
       const keyDim = args.key_dim;
@@ -250,9 +256,10 @@ describe('Keras fixtures', () => {
     it('the tensor helpers give the files\' shapes and dtypes, without leaking', () => {
       const before = tf.memory().numTensors;
       const xs = inputTensors(name);
-      const ws = layerWeightTensors(name, 'mha');
+      const layer = weights[0].layer;
+      const ws = layerWeightTensors(name, layer);
       expect(xs.map((x) => [x.shape, x.dtype])).toEqual(inputs.map((x) => [x.shape, x.dtype]));
-      expect(ws.map((w) => w.shape)).toEqual(weights.filter((w) => w.layer === 'mha').map((w) => w.shape));
+      expect(ws.map((w) => w.shape)).toEqual(weights.filter((w) => w.layer === layer).map((w) => w.shape));
       tf.dispose([...xs, ...ws]);
       expect(tf.memory().numTensors).toBe(before);
     });
@@ -271,7 +278,7 @@ describe('Keras fixtures', () => {
       // HDF5 format signature.
       expect([...byName.get('model.weights.h5')!.subarray(0, 8)]).toEqual([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
       const config = JSON.parse(byName.get('config.json')!.toString('utf8'));
-      expect(config.class_name).toBe('Functional');
+      expect(config.class_name).toBe(info.model_class);
       const model = readConverterModelJson(name);
       const summary = (layers: any[]) => layers.map((l) => [l.name, l.class_name]);
       expect(summary(config.config.layers)).toEqual(summary(layersOf(model)));

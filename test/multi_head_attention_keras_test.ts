@@ -184,6 +184,63 @@ describe.each(withNative(['cpu', 'wasm'] as const))('Keras 3.15 fixtures on %s',
     tf.dispose([out, weights, Object.values(inputs)]);
     layer.dispose();
   });
+
+  it('attention_mask: the mask as the last input of a model node (attentionMaskInput), as Keras', () => {
+    const {model, layer, symbols, spec, weights} = attentionMaskModel();
+    const name = 'attention_mask';
+    const inputs = inputTensors(name);
+    expectAttentionMaskPredictions(model, inputs);
+    // Eager, the layer takes its node's form: the last of three inputs is the mask.
+    const eager = layer.apply(inputs) as tf.Tensor;
+    const [ours, keras] = comparable(name, eager, readKerasExpected(name)[0]);
+    expectClose(ours, keras, TOL);
+    eager.dispose();
+    expect(() => fromConfig(spec.config).apply(symbols.slice(0, 1), {attentionMaskInput: true}))
+        .toThrow(/With `attentionMaskInput`, the inputs must be \[query, value, mask\].*Received: 1 inputs/);
+    expect(() => layer.apply(inputs, {attentionMaskInput: true, attentionMask: inputs[2]}))
+        .toThrow(/`attentionMask` was given both as the last input and as an option/);
+    tf.dispose([weights, inputs]);
+    model.dispose();
+  });
+});
+
+/** The attention_mask fixture as a tfjs model whose MultiHeadAttention node takes the mask as its last input. */
+function attentionMaskModel() {
+  const name = 'attention_mask';
+  const config = readConverterModelJson(name).modelTopology.model_config.config;
+  const spec = (config.layers as Dict[]).find(l => l.class_name === 'MultiHeadAttention')!;
+  const symbols = readKerasInputs(name).map(t => tf.input({shape: t.shape.slice(1), dtype: t.dtype as tf.DataType, name: t.name}));
+  const layer = fromConfig(spec.config);
+  const y = layer.apply(symbols, {attentionMaskInput: true}) as Sym;  // [query, value, mask]
+  expect(y.shape).toEqual([null, 5, 8]);
+  const model = tf.model({inputs: symbols, outputs: y});
+  const weights = readKerasWeights(name).filter(w => w.layer === 'mha').map(toTensor);
+  layer.setWeights(weights);
+  return {model, layer, symbols, spec, weights};
+}
+
+function expectAttentionMaskPredictions(model: tf.LayersModel, inputs: tf.Tensor[]): void {
+  const out = model.predict(inputs) as tf.Tensor;
+  const [ours, keras] = comparable('attention_mask', out, readKerasExpected('attention_mask')[0]);
+  expectClose(ours, keras, TOL);
+  out.dispose();
+}
+
+describe('attentionMaskInput through a tfjs save', () => {
+  it('a model whose MultiHeadAttention takes the mask as an input saves with tfjs and reloads plainly, predicting as Keras', async () => {
+    const {model, weights} = attentionMaskModel();
+    let saved: tf.io.ModelArtifacts|null = null;
+    await model.save(tf.io.withSaveHandler(async (artifacts) => {
+      saved = artifacts;
+      return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+    }));
+    const reloaded = await tf.loadLayersModel(tf.io.fromMemory(saved!));
+    const inputs = inputTensors('attention_mask');
+    expectAttentionMaskPredictions(reloaded, inputs);
+    tf.dispose([weights, inputs]);
+    model.dispose();
+    reloaded.dispose();
+  });
 });
 
 describe('Keras 3.15 configs of the fixtures', () => {

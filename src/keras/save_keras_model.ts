@@ -6,10 +6,10 @@
 import * as tf from '@tensorflow/tfjs';
 import {formatValue, invalidArgument, ValueError} from '../errors';
 import {kerasFileAccess} from './file_access';
-import {kerasArchive} from './keras_archive';
+import {kerasArchive} from './write_keras_archive';
 import {functionalConfig} from './keras_functional_config';
 import {checkpointNames, kerasLayerOrder} from './keras_layer_order';
-import {kerasWeightsH5} from './keras_weights_h5';
+import {kerasWeightsH5} from './write_keras_weights_h5';
 import {convertModel} from './convert_model';
 
 /**

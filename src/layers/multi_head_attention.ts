@@ -69,6 +69,14 @@ export interface MultiHeadAttentionOptions {
   /** tf.keras 2's node form: the value (and key) as keywords; `apply(query, {value})`. */
   value?: tf.Tensor|tf.SymbolicTensor;
   key?: tf.Tensor|tf.SymbolicTensor;
+  /**
+   * The last input is the `attentionMask` [B, T, S]: `apply([query, value, (key,) mask], {attentionMaskInput: true})`
+   * (or `[x, mask]` for self-attention).
+   * How a model graph feeds Keras' `attention_mask` call argument (tfjs passes call arguments
+   * only as JSON; loadKerasModel writes this form). The layer keeps it for its node, as for
+   * `useCausalMask`. Defaults to false.
+   */
+  attentionMaskInput?: boolean;
 }
 
 /** Call options as keywords, Keras' and tfjs' spellings, and which ones are known. */
@@ -77,6 +85,7 @@ const CALL_OPTIONS: {[key: string]: keyof MultiHeadAttentionOptions} = {
   returnAttentionScores: 'returnAttentionScores', return_attention_scores: 'returnAttentionScores',
   attentionMask: 'attentionMask', attention_mask: 'attentionMask',
   training: 'training', mask: 'mask', value: 'value', key: 'key',
+  attentionMaskInput: 'attentionMaskInput', attention_mask_input: 'attentionMaskInput',
 };
 
 /** The resolved layout of one call: how the inputs map onto [N, L, d] sequences. */
@@ -136,7 +145,9 @@ export class MultiHeadAttention extends tf.layers.Layer {
   private outputKernel: LayerVariable|null = null;
   private outputBias: LayerVariable|null = null;
   /** The call arguments of this layer's nodes in a model (see recordNodeOptions), or null. */
-  private nodeOptions: {useCausalMask: boolean; returnAttentionScores: boolean}|null = null;
+  private nodeOptions: {useCausalMask: boolean; returnAttentionScores: boolean; attentionMaskInputs: number}|null = null;
+  /** Whether the inputs being applied symbolically end with the attention mask (read by build and computeOutputShape). */
+  private maskInInputs = false;
   /** Whether the call being applied returns the scores (read by computeOutputShape and computeMask). */
   private returnsScores = false;
 
@@ -197,7 +208,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
   }
 
   override build(inputShape: Shape|Shape[]): void {
-    const {query, value, key} = splitShapes(inputShape);
+    const {query, value, key} = splitShapes(this.withoutMaskShape(inputShape));
     this.layoutFor(query, value, key);  // checks ranks and axes
     const saved = this.savedShapes;
     for (const [name, shape] of [['queryShape', query], ['valueShape', value], ['keyShape', key]] as const) {
@@ -274,10 +285,32 @@ export class MultiHeadAttention extends tf.layers.Layer {
           '`tf.layers.embedding({maskZero: true})`. Received: a SymbolicTensor of shape ' +
           `[${options.attentionMask.shape.map(String).join(', ')}]`);
     }
-    for (const flag of ['useCausalMask', 'returnAttentionScores', 'training'] as const) {
+    for (const flag of ['useCausalMask', 'returnAttentionScores', 'training', 'attentionMaskInput'] as const) {
       if (options[flag] != null && typeof options[flag] !== 'boolean') throw invalidArgument(flag, 'a boolean', options[flag]);
     }
     let list = Array.isArray(inputs) ? inputs : [inputs];
+    const symbolic = list.some(x => x instanceof tf.SymbolicTensor);
+    // The attention mask as the last input: given now, or (eager calls of a model's node, which tfjs
+    // makes without call arguments) recorded for the node, when the call has the node's input count.
+    const maskInput = options.attentionMaskInput === true ||
+        (!symbolic && options.attentionMaskInput == null && this.nodeOptions != null &&
+         this.nodeOptions.attentionMaskInputs > 0 && this.nodeOptions.attentionMaskInputs === list.length);
+    delete options.attentionMaskInput;
+    let maskTensor: tf.Tensor|tf.SymbolicTensor|null = null;
+    if (maskInput) {
+      if (list.length < 2 || list.length > 4) {
+        throw new ValueError(
+            'With `attentionMaskInput`, the inputs must be [query, value, mask] or [query, value, key, mask] ' +
+            '([x, mask] for self-attention). ' +
+            `Received: ${list.length} inputs`);
+      }
+      if (options.attentionMask != null) {
+        throw new ValueError('Argument `attentionMask` was given both as the last input and as an option. Received: both');
+      }
+      maskTensor = list[list.length - 1];
+      list = list.slice(0, -1);
+      if (!symbolic) options.attentionMask = maskTensor;
+    }
     if (list.length < 1 || list.length > 3) {
       throw new ValueError(
           'MultiHeadAttention takes [query, value] or [query, value, key] (or query with a `value` keyword). ' +
@@ -290,9 +323,20 @@ export class MultiHeadAttention extends tf.layers.Layer {
     if (list.every(x => x === list[0])) list = [list[0]];
     else if (list.length === 3 && list[2] === list[1]) list = [list[0], list[1]];
     inputs = list.length === 1 ? list[0] : list as tf.Tensor[];
-    const symbolic = list.some(x => x instanceof tf.SymbolicTensor);
     if (symbolic) {
-      this.recordNodeOptions(options);
+      this.recordNodeOptions(options, maskTensor == null ? 0 : list.length + 1);
+      if (maskTensor != null) {
+        // The mask stays an input of the node, so that the model feeds it; build and computeOutputShape drop its shape.
+        inputs = [...list, maskTensor] as tf.SymbolicTensor[];
+        options.attentionMaskInput = true;
+        this.maskInInputs = true;
+        try {
+          this.returnsScores = options.returnAttentionScores === true;
+          return super.apply(inputs, options);
+        } finally {
+          this.maskInInputs = false;
+        }
+      }
     } else if (this.nodeOptions != null) {
       // tfjs' model.predict and fit call the layer without the node's call arguments: use the node's.
       for (const flag of ['useCausalMask', 'returnAttentionScores'] as const) {
@@ -308,16 +352,25 @@ export class MultiHeadAttention extends tf.layers.Layer {
    * `fit` apply a layer with `training` and the first input's mask only, never with its node's
    * call arguments, so the layer keeps them itself. Its nodes must agree on them.
    */
-  private recordNodeOptions(options: Kwargs): void {
-    const flags = {useCausalMask: options.useCausalMask === true, returnAttentionScores: options.returnAttentionScores === true};
+  private recordNodeOptions(options: Kwargs, attentionMaskInputs: number): void {
+    const flags = {useCausalMask: options.useCausalMask === true, returnAttentionScores: options.returnAttentionScores === true,
+                   attentionMaskInputs};
     const known = this.nodeOptions;
-    if (known != null && (known.useCausalMask !== flags.useCausalMask || known.returnAttentionScores !== flags.returnAttentionScores)) {
+    if (known != null && (known.useCausalMask !== flags.useCausalMask || known.returnAttentionScores !== flags.returnAttentionScores ||
+                          known.attentionMaskInputs !== flags.attentionMaskInputs)) {
       throw new ValueError(
-          'A MultiHeadAttention layer applied at several nodes of a model must get the same `useCausalMask` and ' +
-          '`returnAttentionScores` at each (tfjs\' model execution does not pass call arguments on to layers); ' +
-          `use one layer per setting. Received: ${formatValue(flags)} after ${formatValue(known)}`);
+          'A MultiHeadAttention layer applied at several nodes of a model must get the same `useCausalMask`, ' +
+          '`returnAttentionScores` and `attentionMaskInput` at each (tfjs\' model execution does not pass call arguments ' +
+          `on to layers); use one layer per setting. Received: ${formatValue(flags)} after ${formatValue(known)}`);
     }
     this.nodeOptions = flags;
+  }
+
+  /** The input shapes without the attention mask's, while a symbolic call feeds the mask as the last input. */
+  private withoutMaskShape(inputShape: Shape|Shape[]): Shape|Shape[] {
+    if (!this.maskInInputs || !Array.isArray(inputShape[0])) return inputShape;
+    const shapes = (inputShape as Shape[]).slice(0, -1);
+    return shapes.length === 1 ? shapes[0] : shapes;
   }
 
   override call(inputs: tf.Tensor|tf.Tensor[], kwargs: Kwargs): tf.Tensor|tf.Tensor[] {
@@ -540,7 +593,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
   }
 
   override computeOutputShape(inputShape: Shape|Shape[]): Shape|Shape[] {
-    const {query, value, key} = splitShapes(inputShape);
+    const {query, value, key} = splitShapes(this.withoutMaskShape(inputShape));
     const layout = this.layoutFor(query, value, key);
     const output = [...query.slice(0, -1), ...this.outputDims(query[query.length - 1] as number)];
     if (!this.returnsScores) return output;
