@@ -27,6 +27,8 @@ export {causalMask} from './attention/masks';
 export {PositionEmbedding, positionEmbedding} from './layers/position_embedding';
 export type {PositionEmbeddingArgs} from './layers/position_embedding';
 export {LastPosition, lastPosition} from './layers/last_position';
+export {Cropping1D, cropping1D} from './layers/cropping_1d';
+export type {Cropping1DArgs} from './layers/cropping_1d';
 export {MultiHeadAttention, multiHeadAttention} from './layers/multi_head_attention';
 export type {MultiHeadAttentionArgs, MultiHeadAttentionOptions} from './layers/multi_head_attention';
 export {traceAttention} from './attention/trace_attention';

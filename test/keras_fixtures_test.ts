@@ -23,7 +23,7 @@ import {
  */
 const REQUIRED_CASES = [
   'attention_axes_2d', 'attention_mask', 'bidirectional_lstm', 'causal', 'conv_pool_gru', 'cross_attention', 'dropout',
-  'embedding_mask', 'embedding_mask_scores', 'no_bias', 'output_shape', 'return_scores', 'self_attention',
+  'embedding_mask', 'embedding_mask_scores', 'masked_residual', 'no_bias', 'output_shape', 'return_scores', 'self_attention',
   'sequential_embedding_gru', 'tf_keras2_cross_attention', 'transformer_block',
 ];
 const CASES = listKerasCases();
@@ -295,7 +295,7 @@ describe('Keras fixtures', () => {
   });
 
   describe('masked and tf.keras 2 cases', () => {
-    it.each([['embedding_mask'], ['embedding_mask_scores']])('%s: the padded query rows are the zero tokens', (name) => {
+    it.each([['embedding_mask'], ['embedding_mask_scores'], ['masked_residual']])('%s: the padded query rows are the zero tokens', (name) => {
       const info = readKerasCase(name);
       const tokens = readKerasInputs(name)[0];
       const T = tokens.shape[1];

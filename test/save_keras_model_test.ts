@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {multiHeadAttention, scaledDotProductAttention, lastPosition, positionEmbedding} from '../src/index';
+import {cropping1D, multiHeadAttention, scaledDotProductAttention, lastPosition, positionEmbedding} from '../src/index';
 import {saveKerasModel} from '../src/keras_node';
 import {expectConfigsAsKerasWrites, KerasArray, KerasPython} from './helpers/keras_python';
 
@@ -233,7 +233,7 @@ describe('saveKerasModel: standard layers', () => {
     await expectKerasMatches(model, [floats([2, 5, 3], 18)]);
   });
 
-  it('1-D convolutions and poolings, Add, Multiply, Concatenate over branches', async () => {
+  it('1-D convolutions and poolings, Add, Multiply, Concatenate over branches, Cropping1D', async () => {
     const x = tf.input({shape: [12, 3]});
     const c1 = tf.layers.conv1d({filters: 4, kernelSize: 3, activation: 'relu', padding: 'same'}).apply(x) as tf.SymbolicTensor;
     const c2 = tf.layers.conv1d({filters: 4, kernelSize: 2, padding: 'same', dilationRate: 2}).apply(x) as tf.SymbolicTensor;
@@ -242,7 +242,8 @@ describe('saveKerasModel: standard layers', () => {
     const maxPooled = tf.layers.maxPooling1d({poolSize: 2}).apply(sum) as tf.SymbolicTensor;
     const averaged = tf.layers.averagePooling1d({poolSize: 3, strides: 2, padding: 'same'}).apply(product) as tf.SymbolicTensor;
     const joined = tf.layers.concatenate({axis: -1}).apply([maxPooled, averaged]) as tf.SymbolicTensor;
-    const gmax = tf.layers.globalMaxPooling1d().apply(joined) as tf.SymbolicTensor;
+    const cropped = cropping1D({cropping: [1, 2]}).apply(joined) as tf.SymbolicTensor;
+    const gmax = tf.layers.globalMaxPooling1d().apply(cropped) as tf.SymbolicTensor;
     const gavg = tf.layers.globalAveragePooling1d().apply(joined) as tf.SymbolicTensor;
     const y = tf.layers.concatenate().apply([gmax, gavg]) as tf.SymbolicTensor;
     const model = tf.model({inputs: x, outputs: y});

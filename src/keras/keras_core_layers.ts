@@ -71,6 +71,12 @@ const reshape: Converter = context => {
   return standardLayer(context, {className: 'Reshape', config: {target_shape: c.targetShape}});
 };
 
+/** tfjs-attention's Cropping1D (src/layers/cropping_1d.ts) is Keras' own. */
+const cropping1D: Converter = context => {
+  const c = layerConfig(context.layer, ['cropping']);
+  return standardLayer(context, {className: 'Cropping1D', config: {cropping: c.cropping}});
+};
+
 const masking: Converter = context => {
   const c = layerConfig(context.layer, ['maskValue']);
   return standardLayer(context, {className: 'Masking', config: {mask_value: c.maskValue ?? 0}});
@@ -91,5 +97,5 @@ const concatenate: Converter = context => {
 
 export const CORE_LAYERS: {[className: string]: Converter} = {
   Dense: dense, Embedding: embedding, Dropout: dropout, Activation: activation, Flatten: flatten, Reshape: reshape,
-  Masking: masking, Add: merge('Add'), Multiply: merge('Multiply'), Concatenate: concatenate,
+  Cropping1D: cropping1D, Masking: masking, Add: merge('Add'), Multiply: merge('Multiply'), Concatenate: concatenate,
 };

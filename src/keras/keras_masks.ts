@@ -27,6 +27,26 @@ const KERAS_PASS = new Set([
 ]);
 /** Keras 3 merge layers: the output is masked where any input is. */
 const MERGE = new Set(['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate']);
+/**
+ * The merges whose output mask is, in Keras 3, the AND of their inputs' masks ([B, T]). tfjs-layers
+ * 4.22's Merge.computeMask returns the first input's mask with a leading axis added ([1, B, T],
+ * which no later mask user accepts) and ignores the last input's: loaded models get Keras' rule
+ * (alignMaskPropagation). Concatenate has a rule of its own in both.
+ */
+const AND_MERGE = new Set(['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum']);
+
+/** A merge's output mask: the masks of its inputs, combined (the same mask twice is that mask). */
+function mergedMask(inputs: Mask[]): Mask {
+  const names = [...new Set(inputs.filter((m): m is string => m != null))].sort();
+  return names.length === 0 ? null : names.join(' & ');
+}
+
+/** Keras 3's Merge.compute_mask: the AND of the inputs' masks that are not null, or null. */
+function kerasMergeMask(mask: tf.Tensor|tf.Tensor[]|null|undefined): tf.Tensor|null {
+  const masks = (Array.isArray(mask) ? mask : [mask]).filter((m): m is tf.Tensor => m != null);
+  if (masks.length === 0) return null;
+  return tf.tidy(() => masks.slice(1).reduce((all, m) => tf.logicalAnd(all, m), masks[0].cast('bool')));  // [B, T]
+}
 const RNN = new Set(['SimpleRNN', 'GRU', 'LSTM', 'ConvLSTM2D', 'RNN', 'Bidirectional']);
 /**
  * Layers that pass a mask through in Keras 3 but not in tfjs-layers 4.22 (true), or the other way
@@ -60,6 +80,7 @@ function kerasOutputMasks(layer: CheckedLayer, inputs: Mask[], outputs: number):
   if (className === 'Embedding') mask = config(layer).mask_zero === true ? name : null;
   else if (className === 'Masking') mask = name;
   else if (KERAS_PASS.has(className)) mask = first;
+  else if (AND_MERGE.has(className)) mask = mergedMask(inputs);
   else if (MERGE.has(className)) mask = inputs.find(m => m != null) ?? null;
   else if (RNN.has(className)) mask = returnSequences(layer) ? first : null;
   return [mask, ...Array(outputs - 1).fill(null)];
@@ -77,6 +98,7 @@ function tfjsOutputMasks(layer: CheckedLayer, inputs: Mask[], outputs: number): 
   if (className === 'Embedding') mask = config(layer).mask_zero === true ? name : null;
   else if (className === 'Masking') mask = name;
   else if (!(KERAS_SUPPORTS_MASKING[className] ?? tfjsLayer.supportsMasking)) mask = null;
+  else if (AND_MERGE.has(className)) mask = mergedMask(inputs);  // Keras' rule, given by alignMaskPropagation
   else if (MERGE.has(className)) mask = inputs.find(m => m != null) ?? null;
   else if (RNN.has(className)) mask = returnSequences(layer) ? first : null;
   else mask = first;
@@ -102,11 +124,14 @@ export function guardStaleMasks(model: tf.LayersModel, names: Set<string>): void
   }
 }
 
-/** Gives the model's layers Keras' mask propagation where tfjs' differs (see KERAS_SUPPORTS_MASKING). */
+/** Gives the model's layers Keras' mask propagation where tfjs' differs (KERAS_SUPPORTS_MASKING, AND_MERGE). */
 export function alignMaskPropagation(model: tf.LayersModel): void {
   for (const layer of model.layers) {
     const keras = KERAS_SUPPORTS_MASKING[layer.getClassName()];
     if (keras != null) layer.supportsMasking = keras;
+    if (AND_MERGE.has(layer.getClassName())) {
+      layer.computeMask = (_inputs, mask) => kerasMergeMask(mask) as tf.Tensor;
+    }
   }
 }
 

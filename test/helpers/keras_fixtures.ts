@@ -60,7 +60,7 @@ export interface ConverterModelJson {
 
 /** The path of `file` in case `name`'s folder; throws, naming both, when the case or file is missing. */
 export function kerasCasePath(name: string, file = ''): string {
-  const dir = path.join(KERAS_FIXTURES_DIR, name);
+  const dir = path.resolve(KERAS_FIXTURES_DIR, name);  // an absolute name is a case folder elsewhere (made by a test)
   if (!fs.existsSync(path.join(dir, 'case.json'))) {
     throw new Error(`Unknown Keras fixture case \`${name}\`: no ${path.join(dir, 'case.json')}. ` +
                     `Known cases: ${listKerasCases().join(', ')}`);
