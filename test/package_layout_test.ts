@@ -12,7 +12,10 @@ import * as os from 'os';
 import * as path from 'path';
 import * as ts from 'typescript';
 import {appViolations, libraryViolations, reachableFrom, tsFilesUnder} from './helpers/import_graph';
+import {kerasCasePath, readKerasExpected, readKerasInputs} from './helpers/keras_fixtures';
+import {linkDependencies} from './helpers/packed_package';
 import {runNode} from './helpers/run_node';
+import {expectClose as expectAllClose} from './helpers/tensors';
 
 const REPO = path.resolve(__dirname, '..');
 const PUBLIC_NAMES = ['ScaledDotProductAttention', 'scaledDotProductAttention', 'dotProductAttention', 'traceAttention',
@@ -37,12 +40,13 @@ afterAll(() => {
   if (tmp) fs.rmSync(tmp, {recursive: true, force: true});
 });
 
-/** A folder that holds the unpacked tarball as node_modules/tfjs-attention (as npm installs it). */
+/** A folder that holds the unpacked tarball as node_modules/tfjs-attention, its dependencies beside it (as npm installs it). */
 function unpackInto(project: string): string {
   const installed = path.join(project, 'node_modules', 'tfjs-attention');
   fs.mkdirSync(installed, {recursive: true});
   const tar = spawnSync('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
   if (tar.status !== 0) throw new Error(`tar failed: ${tar.stderr}`);
+  linkDependencies(installed, project);
   return installed;
 }
 
@@ -315,6 +319,55 @@ describe('Node consumers of the unpacked tarball, with @tensorflow/tfjs-backend-
       expect(report.fusedKernelRan).toBe(true);
       expectClose(report.opWasm, expectedOp(), 1e-5);
       expectClose(report.layerWasm, report.prediction, 1e-4);
+    });
+  }
+
+  /** What a consumer of tfjs-attention/keras reports: the entry it resolved, Keras' fixture predicted, a save and reload. */
+  const KERAS_BODY = (resolved: string) => `
+const out = {resolved: ${resolved}};
+const model = await loadKerasModel(FIXTURE);
+out.layers = model.layers.map(layer => layer.getClassName());
+out.oneInstance = model.layers.find(layer => layer.getClassName() === 'MultiHeadAttention') instanceof tfa.MultiHeadAttention;
+const x = tf.tensor(INPUT.values, INPUT.shape);
+const y = model.predict(x);
+out.prediction = Array.from(y.dataSync());
+const bytes = await saveKerasModel(model, 'saved.keras');
+out.savedSize = [bytes.length, require_fs.statSync('saved.keras').size];
+const again = await loadKerasModel('saved.keras');
+const y2 = again.predict(x);
+out.again = Array.from(y2.dataSync());
+tf.dispose([x, y, y2]);
+model.dispose();
+again.dispose();
+console.log('RESULT ' + JSON.stringify(out));
+`;
+
+  for (const [kind, file, build] of [['require (CommonJS)', 'keras.cjs', 'cjs'], ['import (ESM)', 'keras.mjs', 'esm']]) {
+    it(`${kind} of tfjs-attention/keras: the keras_node build loads a Keras 3 .keras archive (h5wasm, fflate), predicts as Keras, saves and reloads`, () => {
+      const fixture = JSON.stringify(kerasCasePath('transformer_block', 'model.keras'));
+      const input = JSON.stringify(readKerasInputs('transformer_block')[0]);
+      const source = build === 'cjs' ?
+          `const tf = require('@tensorflow/tfjs');
+const tfa = require('tfjs-attention');
+const {loadKerasModel, saveKerasModel} = require('tfjs-attention/keras');
+const require_fs = require('fs');
+const FIXTURE = ${fixture}, INPUT = ${input};
+(async () => {${KERAS_BODY("require.resolve('tfjs-attention/keras')")}})().catch(error => { console.error(error.stack); process.exit(1); });
+` :
+          `import * as tf from '@tensorflow/tfjs';
+import * as tfa from 'tfjs-attention';
+import {loadKerasModel, saveKerasModel} from 'tfjs-attention/keras';
+import * as require_fs from 'fs';
+import {fileURLToPath} from 'url';
+const FIXTURE = ${fixture}, INPUT = ${input};
+${KERAS_BODY("fileURLToPath(import.meta.resolve('tfjs-attention/keras'))")}`;
+      const report = runNode(dir, file, source);
+      expect(report.resolved).toBe(path.join(installed, 'dist', build, 'keras_node.js'));
+      expect(report.layers).toContain('MultiHeadAttention');
+      expect(report.oneInstance).toBe(true);
+      expectAllClose(report.prediction, readKerasExpected('transformer_block')[0].values, 1e-4);
+      expect(report.savedSize[0]).toBe(report.savedSize[1]);
+      expectAllClose(report.again, report.prediction, 1e-5);
     });
   }
 

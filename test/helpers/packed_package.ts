@@ -52,13 +52,24 @@ export async function packRepo(destination: string): Promise<string> {
   return path.join(destination, tarballs[0]);
 }
 
-/** Unpacks `tarball` into `project`/node_modules/tfjs-attention, as `npm install <tarball>` would; returns that folder. */
+/**
+ * Unpacks `tarball` into `project`/node_modules/tfjs-attention, as `npm install <tarball>` would,
+ * with its `dependencies` (fflate, h5wasm) beside it, linked from this repo's install; returns
+ * the package's folder.
+ */
 export async function installTarball(tarball: string, project: string): Promise<string> {
   const target = path.join(project, 'node_modules', 'tfjs-attention');
   fs.mkdirSync(target, {recursive: true});
   const result = await runIn(project, 'tar', ['-xzf', tarball, '-C', target, '--strip-components=1']);
   if (result.status !== 0) throw new Error(`tar -xzf ${tarball} failed (status ${result.status}):\n${result.output}`);
+  linkDependencies(target, project);
   return target;
+}
+
+/** Links the `dependencies` of the package unpacked at `installed` into `project`/node_modules, from this repo's install. */
+export function linkDependencies(installed: string, project: string): void {
+  const manifest = JSON.parse(fs.readFileSync(path.join(installed, 'package.json'), 'utf8'));
+  linkFromRepo(project, Object.keys(manifest.dependencies ?? {}));
 }
 
 /** Links the repo's installed `names` (e.g. '@tensorflow', 'vite') into `project`/node_modules. */
