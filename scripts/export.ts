@@ -22,7 +22,7 @@ async function main(options: ParsedOptions): Promise<void> {
   try {
     const bytes = await saveKerasModel(park.model, out);
     const layers = park.model.layers.map(layer => `${layer.name} (${layer.getClassName()})`);
-    console.log(`Wrote ${terminalSafe(path.resolve(out))} (${bytes.byteLength} bytes), a Keras 3 model from ` +
+    console.log(`Wrote ${terminalSafe(out)} (${bytes.byteLength} bytes), a Keras 3 model from ` +
                 `${terminalSafe(modelDir)}: ${layers.length} tfjs layers, ${park.model.countParams()} parameters.`);
     console.log(`Layers: ${terminalSafe(layers.join(', '))}`);
     console.log(`Load it in Python: keras.saving.load_model(${JSON.stringify(out)}); inputs are ${park.window} token ids, ` +
