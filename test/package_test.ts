@@ -63,6 +63,10 @@ describe('the built package (dist/)', () => {
       import: {types: './dist/esm/node.d.ts', default: './dist/esm/node.js'},
       default: {types: './dist/cjs/node.d.ts', default: './dist/cjs/node.js'},
     };
+    const kerasNodeEntry = {
+      import: {types: './dist/esm/keras_node.d.ts', default: './dist/esm/keras_node.js'},
+      default: {types: './dist/cjs/keras_node.d.ts', default: './dist/cjs/keras_node.js'},
+    };
     expect(pkg.exports).toEqual({
       '.': {
         node: nodeEntry,  // Node: the file:// handler and the second thread, with no extra line
@@ -70,10 +74,16 @@ describe('the built package (dist/)', () => {
         default: {types: './dist/cjs/index.d.ts', default: './dist/cjs/index.js'},
       },
       './node': nodeEntry,
+      './keras': {
+        node: kerasNodeEntry,  // Node: paths as sources and targets
+        import: {types: './dist/esm/keras.d.ts', default: './dist/esm/keras.js'},  // bundlers: URLs and bytes
+        default: {types: './dist/cjs/keras.d.ts', default: './dist/cjs/keras.js'},
+      },
       './package.json': './package.json',
     });
     const targets = [pkg.main, pkg.module, pkg.types];
-    for (const entry of [pkg.exports['.'].import, pkg.exports['.'].default, nodeEntry.import, nodeEntry.default]) {
+    for (const entry of [pkg.exports['.'].import, pkg.exports['.'].default, nodeEntry.import, nodeEntry.default,
+      pkg.exports['./keras'].import, pkg.exports['./keras'].default, kerasNodeEntry.import, kerasNodeEntry.default]) {
       targets.push(entry.types, entry.default);
     }
     for (const file of targets) expect(fs.existsSync(path.join(REPO, file))).toBe(true);
@@ -86,6 +96,7 @@ describe('the built package (dist/)', () => {
     const declarations = fs.readFileSync(path.join(REPO, 'dist', 'cjs', 'index.d.ts'), 'utf8');
     for (const name of PUBLIC_NAMES) expect(declarations).toMatch(new RegExp(`\\b${name}\\b`));
     expect(fs.readFileSync(path.join(REPO, 'dist', 'cjs', 'node.d.ts'), 'utf8')).toMatch(/\bfileSystem\b/);
+    expect(fs.readFileSync(path.join(REPO, 'dist', 'cjs', 'keras.d.ts'), 'utf8')).toMatch(/\bloadKerasModel\b[\s\S]*\bsaveKerasModel\b/);
   });
 
   it('require("tfjs-attention") in a CommonJS child exposes the API and registers into the app\'s tfjs', () => {
