@@ -12,9 +12,10 @@ import '@tensorflow/tfjs-backend-wasm';
 import '../src';  // registers MultiHeadAttention with tfjs' serialization
 import type {MultiHeadAttention} from '../src';
 import {camelCase} from '../src/layers/multi_head_attention_config';
+import {comparableValues} from './helpers/keras_predictions';
 import {withNative} from './helpers/native';
 import {expectClose, runTestsOn} from './helpers/tensors';
-import {FixtureTensor, inputTensors, readConverterModelJson, readKerasCase, readKerasExpected, readKerasInputs,
+import {inputTensors, readConverterModelJson, readKerasExpected, readKerasInputs,
         readKerasWeights, toTensor} from './helpers/keras_fixtures';
 
 type Dict = {[key: string]: any};  // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -127,21 +128,6 @@ function lstmArgs(c: Dict): Parameters<typeof tf.layers.lstm>[0] {
           recurrentActivation: c.recurrent_activation, useBias: c.use_bias, name: c.name};
 }
 
-/** Keras' outputs with the rows the case says not to compare (padded queries) left out, and ours alike. */
-function comparable(name: string, actual: tf.Tensor, expected: FixtureTensor): [number[], number[]] {
-  const skip = readKerasCase(name).compare === 'unpadded_query_rows' ? readKerasCase(name).padded_query_rows ?? [] : [];
-  const values = Array.from(actual.dataSync());
-  expect(actual.shape).toEqual(expected.shape);
-  if (skip.length === 0) return [values, expected.values];
-  const rowSize = expected.shape.slice(2).reduce((a, b) => a * b, 1);
-  const keep = (_: number, i: number) => {
-    const row = Math.floor(i / rowSize);
-    const [b, t] = [Math.floor(row / expected.shape[1]), row % expected.shape[1]];
-    return !skip.some(([pb, pt]) => pb === b && pt === t);
-  };
-  return [values.filter(keep), expected.values.filter(keep)];
-}
-
 const MODEL_CASES = [
   'self_attention', 'cross_attention', 'output_shape', 'no_bias', 'causal', 'return_scores', 'dropout',
   'embedding_mask', 'embedding_mask_scores', 'attention_axes_2d', 'transformer_block', 'bidirectional_lstm',
@@ -160,7 +146,7 @@ describe.each(withNative(['cpu', 'wasm'] as const))('Keras 3.15 fixtures on %s',
     const expected = readKerasExpected(name);
     expect(list.length).toBe(expected.length);
     list.forEach((actual, i) => {
-      const [ours, keras] = comparable(name, actual, expected[i]);
+      const [ours, keras] = comparableValues(name, actual, expected[i]);
       expectClose(ours, keras, TOL);
     });
     tf.dispose(list);
@@ -179,7 +165,7 @@ describe.each(withNative(['cpu', 'wasm'] as const))('Keras 3.15 fixtures on %s',
     const weights = readKerasWeights(name).filter(w => w.layer === 'mha').map(toTensor);
     layer.setWeights(weights);
     const out = layer.apply([inputs.query, inputs.value], {attentionMask: inputs.attention_mask}) as tf.Tensor;
-    const [ours, keras] = comparable(name, out, readKerasExpected(name)[0]);
+    const [ours, keras] = comparableValues(name, out, readKerasExpected(name)[0]);
     expectClose(ours, keras, TOL);
     tf.dispose([out, weights, Object.values(inputs)]);
     layer.dispose();
@@ -192,7 +178,7 @@ describe.each(withNative(['cpu', 'wasm'] as const))('Keras 3.15 fixtures on %s',
     expectAttentionMaskPredictions(model, inputs);
     // Eager, the layer takes its node's form: the last of three inputs is the mask.
     const eager = layer.apply(inputs) as tf.Tensor;
-    const [ours, keras] = comparable(name, eager, readKerasExpected(name)[0]);
+    const [ours, keras] = comparableValues(name, eager, readKerasExpected(name)[0]);
     expectClose(ours, keras, TOL);
     eager.dispose();
     expect(() => fromConfig(spec.config).apply(symbols.slice(0, 1), {attentionMaskInput: true}))
@@ -221,7 +207,7 @@ function attentionMaskModel() {
 
 function expectAttentionMaskPredictions(model: tf.LayersModel, inputs: tf.Tensor[]): void {
   const out = model.predict(inputs) as tf.Tensor;
-  const [ours, keras] = comparable('attention_mask', out, readKerasExpected('attention_mask')[0]);
+  const [ours, keras] = comparableValues('attention_mask', out, readKerasExpected('attention_mask')[0]);
   expectClose(ours, keras, TOL);
   out.dispose();
 }

@@ -13,7 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {ConversionContext, Conversion, Converter, Dict, KerasWeight, notExportable} from './keras_layer_spec';
 import {layerWeights, outputsOf, standardLayer, tfjsOutputs} from './keras_layer_builder';
-import {kerasConstraint, kerasInitializer, kerasRegularizer} from './keras_values';
+import {kerasKernelAndBiasOptions} from './keras_values';
 import {layerConfig} from './tfjs_layer_config';
 
 /** Keras' MultiHeadAttention config (less name, trainable, dtype). */
@@ -22,13 +22,7 @@ function mhaConfig(layer: tf.layers.Layer, c: Dict, sizes: {numHeads: number; ke
   return {
     num_heads: sizes.numHeads, key_dim: sizes.keyDim, value_dim: sizes.valueDim, dropout: c.dropout ?? 0,
     use_bias: c.useBias, use_gate: false, output_shape: outputShape, attention_axes: attentionAxes, sliding_window: null,
-    kernel_initializer: kerasInitializer(layer, 'kernelInitializer', c.kernelInitializer),
-    bias_initializer: kerasInitializer(layer, 'biasInitializer', c.biasInitializer),
-    kernel_regularizer: kerasRegularizer(layer, 'kernelRegularizer', c.kernelRegularizer),
-    bias_regularizer: kerasRegularizer(layer, 'biasRegularizer', c.biasRegularizer),
-    activity_regularizer: kerasRegularizer(layer, 'activityRegularizer', c.activityRegularizer),
-    kernel_constraint: kerasConstraint(layer, 'kernelConstraint', c.kernelConstraint),
-    bias_constraint: kerasConstraint(layer, 'biasConstraint', c.biasConstraint),
+    ...kerasKernelAndBiasOptions(layer, c),
     seed: c.seed ?? null,
   };
 }

@@ -5,7 +5,7 @@
 import {Converter, Dict, notExportable, unmappableValue} from './keras_layer_spec';
 import {ownWeights, standardLayer} from './keras_layer_builder';
 import {dataFormat} from './keras_core_layers';
-import {kerasActivation, kerasConstraint, kerasInitializer, kerasRegularizer} from './keras_values';
+import {kerasActivation, kerasKernelAndBiasOptions} from './keras_values';
 import {layerConfig} from './tfjs_layer_config';
 
 function tuple(value: unknown, rank: number): unknown[] {
@@ -28,13 +28,7 @@ function conv(className: string, rank: number): Converter {
       padding: padding(layer, c.padding ?? 'valid'), data_format: dataFormat(layer, c.dataFormat),
       dilation_rate: tuple(c.dilationRate ?? 1, rank), groups: 1, activation: kerasActivation(layer, 'activation', c.activation),
       use_bias: c.useBias,
-      kernel_initializer: kerasInitializer(layer, 'kernelInitializer', c.kernelInitializer),
-      bias_initializer: kerasInitializer(layer, 'biasInitializer', c.biasInitializer),
-      kernel_regularizer: kerasRegularizer(layer, 'kernelRegularizer', c.kernelRegularizer),
-      bias_regularizer: kerasRegularizer(layer, 'biasRegularizer', c.biasRegularizer),
-      activity_regularizer: kerasRegularizer(layer, 'activityRegularizer', c.activityRegularizer),
-      kernel_constraint: kerasConstraint(layer, 'kernelConstraint', c.kernelConstraint),
-      bias_constraint: kerasConstraint(layer, 'biasConstraint', c.biasConstraint),
+      ...kerasKernelAndBiasOptions(layer, c),
     };
     return standardLayer(context, {className, config, weightGroups: ownWeights(layer)});
   };

@@ -5,7 +5,7 @@
  */
 import {Converter, Dict, unmappableValue} from './keras_layer_spec';
 import {ownWeights, standardLayer} from './keras_layer_builder';
-import {kerasActivation, kerasConstraint, kerasInitializer, kerasRegularizer} from './keras_values';
+import {kerasActivation, kerasConstraint, kerasInitializer, kerasKernelAndBiasOptions, kerasRegularizer} from './keras_values';
 import {layerConfig} from './tfjs_layer_config';
 
 const dense: Converter = context => {
@@ -14,17 +14,10 @@ const dense: Converter = context => {
                                 'biasRegularizer', 'activityRegularizer', 'kernelConstraint', 'biasConstraint']);
   const config: Dict = {
     units: c.units, activation: kerasActivation(layer, 'activation', c.activation), use_bias: c.useBias,
-    kernel_initializer: kerasInitializer(layer, 'kernelInitializer', c.kernelInitializer),
-    bias_initializer: kerasInitializer(layer, 'biasInitializer', c.biasInitializer),
-    kernel_regularizer: kerasRegularizer(layer, 'kernelRegularizer', c.kernelRegularizer),
-    bias_regularizer: kerasRegularizer(layer, 'biasRegularizer', c.biasRegularizer),
-    kernel_constraint: kerasConstraint(layer, 'kernelConstraint', c.kernelConstraint),
-    bias_constraint: kerasConstraint(layer, 'biasConstraint', c.biasConstraint),
-    quantization_config: null,
+    ...kerasKernelAndBiasOptions(layer, c), quantization_config: null,
   };
   // Keras 3.15's Dense takes an activity regularizer but does not write the key when there is none.
-  const activity = kerasRegularizer(layer, 'activityRegularizer', c.activityRegularizer);
-  if (activity != null) config.activity_regularizer = activity;
+  if (config.activity_regularizer == null) delete config.activity_regularizer;
   return standardLayer(context, {className: 'Dense', config, weightGroups: ownWeights(layer)});
 };
 

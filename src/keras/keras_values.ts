@@ -98,3 +98,20 @@ export function kerasActivation(layer: tf.layers.Layer, key: string, value: unkn
   if (keras == null) throw unmappableValue(layer, key, value, 'Keras has no activation that computes the same');
   return keras;
 }
+
+/**
+ * The kernel and bias initializers, regularizers and constraints and the activity regularizer
+ * of a layer with a kernel and a bias (Dense, convolutions, attention), in Keras' spelling, from
+ * the tfjs config `c` (camelCase keys).
+ */
+export function kerasKernelAndBiasOptions(layer: tf.layers.Layer, c: Dict): Dict {
+  return {
+    kernel_initializer: kerasInitializer(layer, 'kernelInitializer', c.kernelInitializer),
+    bias_initializer: kerasInitializer(layer, 'biasInitializer', c.biasInitializer),
+    kernel_regularizer: kerasRegularizer(layer, 'kernelRegularizer', c.kernelRegularizer),
+    bias_regularizer: kerasRegularizer(layer, 'biasRegularizer', c.biasRegularizer),
+    activity_regularizer: kerasRegularizer(layer, 'activityRegularizer', c.activityRegularizer),
+    kernel_constraint: kerasConstraint(layer, 'kernelConstraint', c.kernelConstraint),
+    bias_constraint: kerasConstraint(layer, 'biasConstraint', c.biasConstraint),
+  };
+}
