@@ -22,7 +22,13 @@ export const WASM_LD = 'wasm-ld-16';
 /** Most 64 KiB pages of the worker's shared memory (1 GiB of address space, reserved). */
 export const SHARED_MAX_PAGES = 16384;
 
-const COMPILE_FLAGS = ['--target=wasm32', '-msimd128', '-O3', '-nostdlib', '-ffreestanding', '-Wall', '-Wextra', '-Werror'];
+/**
+ * -mllvm -disable-lsr: LLVM's loop strength reduction rewrites the kernels' pointers so that
+ * the constant offsets of their loads (qp + 1, qp + 2, ...) become separate i32.add
+ * instructions, which V8 then executes in every iteration; without it they stay in the loads'
+ * offset immediates (project_4x8 4-5% faster, measured against the hand-assembled kernels).
+ */
+const COMPILE_FLAGS = ['--target=wasm32', '-msimd128', '-O3', '-mllvm', '-disable-lsr', '-nostdlib', '-ffreestanding', '-Wall', '-Wextra', '-Werror'];
 /**
  * The module starts no runtime and owns no memory: no entry point, the memory imported as
  * env.memory (one page at least), no shadow stack (size 0, placed first: its pointer is

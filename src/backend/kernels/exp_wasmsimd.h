@@ -12,7 +12,10 @@
 // IEEE exp does. The operations are in this order on purpose: without -ffast-math the
 // compiler keeps it, and so the results, bit for bit.
 static inline v128_t exp_nonpositive_f32x4(v128_t vx) {
-  const v128_t vflush = wasm_f32x4_lt(vx, wasm_f32x4_const_splat(-87.0f));
+  v128_t vflush = wasm_f32x4_lt(vx, wasm_f32x4_const_splat(-87.0f));
+  // Kept as a mask (as XNNPACK's XNN_FORCE_REALIZATION does), so that the flush below stays
+  // one v128.andnot: LLVM otherwise turns it into a v128.bitselect, three x86 instructions.
+  __asm__("" : "+r"(vflush));
   const v128_t vmagic_bias = wasm_f32x4_const_splat(0x1.8p+23f);            // 1.5·2^23
   const v128_t vt = wasm_f32x4_add(wasm_f32x4_mul(vx, wasm_f32x4_const_splat(0x1.715476p+0f)), vmagic_bias);  // x·log2(e) + 1.5·2^23
   const v128_t vn = wasm_f32x4_sub(vt, vmagic_bias);                          // n, a whole number
