@@ -1,22 +1,23 @@
 /**
  * A second thread for the fused attention kernel in Node. tfjs' wasm backend runs on one
  * core in Node (its threaded build starts Workers from blob: URLs, which Node refuses), so
- * this starts one worker_threads Worker of its own, which instantiates the `attend` function
- * on a shared WebAssembly.Memory. For a large call the kernel copies the operands into that
+ * this starts one worker_threads Worker of its own, which instantiates the C kernels
+ * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there. For a large call the kernel copies the operands into that
  * memory and packs them there; the worker takes the first half of each pair's query tiles
  * and this thread the second half, and they meet again through Atomics. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
  * keep to one thread.
  */
 import {ValueError} from '../errors';
-import {sharedModuleBytes} from './wasm_heap_module';
-import type {HeapModule} from './wasm_heap_module';
+import {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES, sharedKernelBytes} from './kernels/kernel_module';
+import type {KernelExports} from './kernels/kernel_module';
 
 /**
- * Most 64 KiB pages of the shared memory: 1 GiB of address space, reserved. It holds what
- * the largest call so far needed (at most SHARED_MAX_BYTES) and never shrinks.
+ * Most 64 KiB pages of the shared memory: 1 GiB of address space, reserved (the maximum that
+ * the shared kernel module declares). It holds what the largest call so far needed (at most
+ * SHARED_MAX_BYTES) and never shrinks.
  */
-const SHARED_PAGES = 16384;
+const SHARED_PAGES = KERNELS_SHARED_MAX_PAGES;
 /** Most bytes that one two-thread call may use of the shared memory. */
 export const SHARED_MAX_BYTES = 256 * 2 ** 20;
 /**
@@ -45,7 +46,7 @@ const WORKER_START_TIMEOUT_MS = 10_000;
  * minutes, and more for large shares (1 ms per MFLOP, at least 1 GFLOP/s).
  */
 function workerTimeoutMs(share: WorkerShare): number {
-  const flops = 2 * share.pairs * 4 * share.tiles * share.S * (share.dk + share.dvp);
+  const flops = 2 * share.pairs * 4 * share.tiles * share.s * (share.dk + share.dvp);
   return Math.max(120_000, flops / 1e6);
 }
 
@@ -53,45 +54,68 @@ function workerTimeoutMs(share: WorkerShare): number {
 const HEADER_BYTES = 128;
 /** Byte offset in the shared memory where a call's data may start, after the header. */
 export const SHARED_DATA_START = HEADER_BYTES;
-/** Int32 slots of the header. */
+
+/** The parameters of `attend_4x8`, [name, wasm type], as declared in src/backend/kernels/kernels.h. */
+const ATTEND_PARAMS = KERNEL_SIGNATURES.attend_4x8;
+type AttendParam = typeof ATTEND_PARAMS[number][0];
+/** The parameters of `attend_4x8` that differ per (batch, head) pair: the job's table holds them. */
+const PER_PAIR = ['q', 'k', 'v', 'out', 'keyBias'] as const satisfies readonly AttendParam[];
+type PerPairParam = typeof PER_PAIR[number];
+/** Int32 entries per pair in a job's table: the byte addresses of q, k, v, out and the key bias (0: none). */
+export const TABLE_ENTRIES = PER_PAIR.length;
+/** The other parameters, the same for every pair of a job: one header slot each. */
+type JobParam = Exclude<AttendParam, PerPairParam>;
+const JOB_PARAMS = ATTEND_PARAMS.filter(([name]) => !(PER_PAIR as readonly string[]).includes(name)) as
+    ReadonlyArray<readonly [JobParam, 'i32'|'f32']>;
+
+/** Int32 slots of the header: the handshake, then the job's table and one slot per job parameter. */
 const SLOT = {
   job: 0,       // 0: idle, 1: a job for the worker, 2: stop
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
-  ready: 17,    // set by the worker once started: 1, or -1 if it could not instantiate the kernel
-  pairs: 3,     // the job: `pairs` calls of attend, their addresses in a table of int32 (TABLE_ENTRIES per pair)
-  table: 4, rowV: 5, rowOut: 6, scratch: 7, state: 8, tiles: 9, S: 10, block: 11, dk: 12, dvp: 13, scale: 14,  // scale as float32
-  causal: 15, q0: 16,
+  ready: 3,     // set by the worker once started: 1, or -1 if it could not instantiate the kernel
+  pairs: 4,     // the job: `pairs` calls of attend_4x8, their addresses in a table of int32 (TABLE_ENTRIES per pair)
+  table: 5,
 };
+const FIRST_PARAM_SLOT = 6;
+/** The header slot of a job parameter (an f32 is stored in its slot as a float). */
+function slotOf(name: JobParam): number {
+  return FIRST_PARAM_SLOT + JOB_PARAMS.findIndex(([param]) => param === name);
+}
 
-/** Int32 entries per pair in a job's table: the byte addresses of q, k, v, out and the key bias (0: none). */
-export const TABLE_ENTRIES = 5;
+/**
+ * The worker's call of attend_4x8 for pair p (table entries from e = TABLE_ENTRIES·p),
+ * written from the kernel's signature: per-pair arguments from the table, the others from
+ * the header, f32 ones through its float view.
+ */
+const WORKER_CALL = `attend_4x8(${ATTEND_PARAMS.map(([name, type]) => {
+  const entry = (PER_PAIR as readonly string[]).indexOf(name);
+  if (entry >= 0) return `table[e + ${entry}]`;
+  return `${type === 'f32' ? 'f' : 'h'}[${slotOf(name as JobParam)}]`;
+}).join(', ')})`;
 
-/** The worker's code: wait for a job, run `attend` over its pairs and tiles, report, repeat. */
+/** The worker's code: wait for a job, run `attend_4x8` over its pairs and tiles, report, repeat. */
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
 const {memory, bytes} = workerData;
-const header = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
-const scale = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
-let attend = null;
+const h = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
+const f = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
+let attend_4x8 = null;
 try {
-  attend = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}}).exports.attend;
-  Atomics.store(header, ${SLOT.ready}, 1);
+  attend_4x8 = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}}).exports.attend_4x8;
+  Atomics.store(h, ${SLOT.ready}, 1);
 } catch (error) {
-  Atomics.store(header, ${SLOT.ready}, -1);
+  Atomics.store(h, ${SLOT.ready}, -1);
 }
-Atomics.notify(header, ${SLOT.ready});
-while (attend != null) {
-  Atomics.wait(header, ${SLOT.job}, 0);
-  if (Atomics.load(header, ${SLOT.job}) === 2) break;
-  const h = header;
+Atomics.notify(h, ${SLOT.ready});
+while (attend_4x8 != null) {
+  Atomics.wait(h, ${SLOT.job}, 0);
+  if (Atomics.load(h, ${SLOT.job}) === 2) break;
   try {
     const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
     for (let p = 0; p < h[${SLOT.pairs}]; p++) {
       const e = ${TABLE_ENTRIES} * p;
-      attend(table[e], table[e + 1], table[e + 2], h[${SLOT.rowV}], table[e + 3], h[${SLOT.rowOut}],
-             h[${SLOT.scratch}], h[${SLOT.state}], h[${SLOT.tiles}], h[${SLOT.S}], h[${SLOT.block}], h[${SLOT.dk}], h[${SLOT.dvp}],
-             scale[${SLOT.scale}], h[${SLOT.causal}], h[${SLOT.q0}], table[e + 4]);
+      ${WORKER_CALL};
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -105,10 +129,10 @@ while (attend != null) {
 /** The shared memory, this thread's instance on it, and the worker. */
 export interface SecondThread {
   memory: WebAssembly.Memory;
-  module: HeapModule;
+  module: KernelExports;
   /** Int32 view of the header. */
   header: Int32Array;
-  /** Float32 view of the header (for the scale). */
+  /** Float32 view of the header (for f32 parameters: the scale). */
   headerFloats: Float32Array;
 }
 
@@ -173,8 +197,8 @@ export function getSecondThread(): SecondThread|null {
   if (threads == null || typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return null;
   try {
     const memory = new WebAssembly.Memory({initial: 1, maximum: SHARED_PAGES, shared: true});
-    const bytes = sharedModuleBytes(SHARED_PAGES);
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {mem: memory}});
+    const bytes = sharedKernelBytes();
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}});
     const worker = new threads.Worker(WORKER_SOURCE, {eval: true, workerData: {memory, bytes}});
     worker.unref();  // never keeps the process alive
     worker.on('error', () => {
@@ -185,7 +209,7 @@ export function getSecondThread(): SecondThread|null {
     Atomics.wait(header, SLOT.ready, 0, WORKER_START_TIMEOUT_MS);
     if (Atomics.load(header, SLOT.ready) !== 1) return null;
     secondThread = {
-      memory, module: instance.exports as unknown as HeapModule, header,
+      memory, module: instance.exports as unknown as KernelExports, header,
       headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4),
     };
   } catch {
@@ -202,18 +226,13 @@ export function sharedFloats(thread: SecondThread, needed: number): Float32Array
 }
 
 /**
- * The worker's share of a call: `attend` for each of `pairs` (batch, head) pairs, whose
+ * The worker's share of a call: `attend_4x8` for each of `pairs` (batch, head) pairs, whose
  * byte addresses q, k, v, out and key bias are TABLE_ENTRIES int32 each in the table at
- * byte `table`.
+ * byte `table`, with the other arguments of attend_4x8 (see kernels.h) the same for every
+ * pair. With `causal` 1, query t attends only keys s <= t, where the first query of the
+ * share is query q0.
  */
-export interface WorkerShare {
-  pairs: number;
-  table: number;
-  rowV: number; rowOut: number; scratch: number; state: number;
-  tiles: number; S: number; block: number; dk: number; dvp: number; scale: number;
-  /** 1: query t attends only keys s <= t, where the first query of the share is query q0. */
-  causal: number; q0: number;
-}
+export type WorkerShare = {pairs: number; table: number}&{[name in JobParam]: number};
 
 /**
  * Runs `mine` on this thread while the worker runs `share`, and returns when both are
@@ -221,13 +240,12 @@ export interface WorkerShare {
  */
 export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine: () => void): void {
   const h = thread.header;
-  const fields: Array<[number, number]> = [
-    [SLOT.pairs, share.pairs], [SLOT.table, share.table], [SLOT.rowV, share.rowV], [SLOT.rowOut, share.rowOut],
-    [SLOT.scratch, share.scratch], [SLOT.state, share.state], [SLOT.tiles, share.tiles], [SLOT.S, share.S], [SLOT.block, share.block],
-    [SLOT.dk, share.dk], [SLOT.dvp, share.dvp], [SLOT.causal, share.causal], [SLOT.q0, share.q0],
-  ];
-  for (const [slot, value] of fields) h[slot] = value;
-  thread.headerFloats[SLOT.scale] = share.scale;
+  h[SLOT.pairs] = share.pairs;
+  h[SLOT.table] = share.table;
+  for (const [name, type] of JOB_PARAMS) {
+    if (type === 'f32') thread.headerFloats[slotOf(name)] = share[name];
+    else h[slotOf(name)] = share[name];
+  }
   Atomics.store(h, SLOT.done, 0);
   Atomics.store(h, SLOT.failed, 0);
   Atomics.store(h, SLOT.job, 1);

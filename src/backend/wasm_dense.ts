@@ -1,26 +1,26 @@
-/** A dense layer's product x·w + b for inference on wasm, as one kernel (`project` of wasm_heap_module.ts). */
+/** A dense layer's product x·w + b for inference on wasm, as one kernel (`project_4x8`, src/backend/kernels/project_4x8_wasmsimd.c). */
 import * as tf from '@tensorflow/tfjs';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
-import type {HeapModule} from './wasm_heap_module';
+import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
 const DENSE_KERNEL_NAME = 'TfjsAttentionDense';
 
 /**
- * out = x·w (+ b) for x packed by fours at byte `xPacked` ([tiles][dIn][4], see `pack`):
+ * out = x·w (+ b) for x packed by fours at byte `xPacked` ([tiles][dIn][4], see `pack_rows`):
  * writes tiles·4 rows of w's width rounded up to 8 floats, `outRow` floats apart, at byte
  * `out`. w [dIn, dOut] (and b) are read in place, or copied with padded rows when dOut is
  * not a multiple of 8.
  */
 export function projectPacked(
-    backend: WasmBackendLike, module: HeapModule, x: {packed: number; tiles: number; dIn: number},
+    backend: WasmBackendLike, module: KernelExports, x: {packed: number; tiles: number; dIn: number},
     w: tf.TensorInfo, b: tf.TensorInfo|null|undefined, out: number, outRow: number): void {
   const dOut = w.shape[1] as number;
   const dOutP = roundUp(dOut, 8);
   const [wAt, bAt] = [heapAddress(backend, w), b == null ? 0 : heapAddress(backend, b)];
   if (dOutP === dOut) {
-    module.project(x.packed, wAt, 4 * dOut, bAt, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+    module.project_4x8(x.packed, wAt, 4 * dOut, bAt, out, 4 * outRow, x.tiles, x.dIn, dOutP);
     return;
   }
   withHeapBuffer(backend, x.dIn * dOutP + dOutP, padded => {           // w [dIn, dOutP], then b [dOutP]
@@ -29,19 +29,19 @@ export function projectPacked(
     heap.fill(0, to, to + x.dIn * dOutP + dOutP);
     copyRows(heap, to, dOutP, heap, wFrom, dOut, x.dIn, dOut);
     if (b != null) heap.copyWithin(to + x.dIn * dOutP, bAt >>> 2, (bAt >>> 2) + dOut);
-    module.project(x.packed, padded, 4 * dOutP, b == null ? 0 : padded + 4 * x.dIn * dOutP, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+    module.project_4x8(x.packed, padded, 4 * dOutP, b == null ? 0 : padded + 4 * x.dIn * dOutP, out, 4 * outRow, x.tiles, x.dIn, dOutP);
   });
 }
 
 /**
- * Packs the rows of x [N, dIn] by fours into the heap at byte `packed` (`pack` zeroes the padding rows):
- * the layout of `project` and of `attend`'s queries.
+ * Packs the rows of x [N, dIn] by fours into the heap at byte `packed` (`pack_rows` zeroes the padding rows):
+ * the layout of `project_4x8` and of `attend_4x8`'s queries.
  */
-export function packRows(backend: WasmBackendLike, module: HeapModule, x: tf.TensorInfo, packed: number): {packed: number; tiles: number; dIn: number} {
+export function packRows(backend: WasmBackendLike, module: KernelExports, x: tf.TensorInfo, packed: number): {packed: number; tiles: number; dIn: number} {
   const dIn = x.shape[x.shape.length - 1] as number;
   const n = x.shape.reduce((a, b) => a * b, 1) / dIn;
   const tiles = Math.ceil(n / 4);
-  module.pack(heapAddress(backend, x), 4 * dIn, packed, n, dIn, 4);    // [N, dIn] -> [tiles][dIn][4]
+  module.pack_rows(heapAddress(backend, x), 4 * dIn, packed, n, dIn, 4);    // [N, dIn] -> [tiles][dIn][4]
   return {packed, tiles, dIn};
 }
 

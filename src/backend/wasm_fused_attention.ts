@@ -1,6 +1,6 @@
 /**
  * The whole attention forward, softmax(scale·Q·Kᵀ)·V, as one kernel for tfjs' wasm backend
- * (the `attend` function of wasm_heap_module.ts). Four queries at a time, it computes their
+ * (`attend_4x8`, src/backend/kernels/attend_4x8_wasmsimd.c). Four queries at a time, it computes their
  * scores against a block of keys into a small scratch buffer, takes an online softmax there
  * and adds the weighted values: the T×S score matrix never exists, so memory stays linear in
  * T, and the four steps cost one kernel call instead of five ops. `fusedAttentionLayer`
@@ -12,7 +12,7 @@ import {getSecondThread, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, 
 import type {SecondThread} from './attention_threads';
 import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
-import type {HeapModule} from './wasm_heap_module';
+import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
@@ -140,11 +140,11 @@ interface Operands {
 
 /**
  * Attention of every (batch, head) pair of `operands` into the output [B, T, H·dv] at
- * byte `outAt`: per pair, Q and K are packed into a work buffer of the heap and `attend`
+ * byte `outAt`: per pair, Q and K are packed into a work buffer of the heap and `attend_4x8`
  * runs on the heap in place; large calls go to two threads (attendOnTwoThreads).
  */
 function attendHeads(
-    backend: WasmBackendLike, module: HeapModule, operands: Operands, sizes: FusedSizes&Attending, outAt: number): void {
+    backend: WasmBackendLike, module: KernelExports, operands: Operands, sizes: FusedSizes&Attending, outAt: number): void {
   const {batch, heads, T, S, dk, dv, scale} = sizes;
   const causal = sizes.causal ? 1 : 0;
   const {q, k, v} = operands;
@@ -164,8 +164,8 @@ function attendHeads(
     const at = (floats: number) => base + 4 * floats;                      // byte address in the heap
     for (let b = 0; b < batch; b++) {
       for (let h = 0; h < heads; h++) {
-        module.pack(q.at + 4 * (b * T * q.width + q.column + h * dk), 4 * q.width, at(layout.q), T, dk, 4);  // [T, dk] -> [tiles][dk][4]
-        module.pack(k.at + 4 * (b * S * k.width + k.column + h * dk), 4 * k.width, at(layout.k), S, dk, 8);  // [S, dk] -> [panels][dk][8]
+        module.pack_rows(q.at + 4 * (b * T * q.width + q.column + h * dk), 4 * q.width, at(layout.q), T, dk, 4);  // [T, dk] -> [tiles][dk][4]
+        module.pack_rows(k.at + 4 * (b * S * k.width + k.column + h * dk), 4 * k.width, at(layout.k), S, dk, 8);  // [S, dk] -> [panels][dk][8]
         let [vHere, rowV] = [v.at + 4 * (b * S * v.width + v.column + h * dv), 4 * v.width];
         if (layout.v >= 0) {                                               // [S, dv] -> [S, dvp]
           copyRows(heap, (base >>> 2) + layout.v, dvp, heap, vHere >>> 2, v.width, S, dv);
@@ -173,11 +173,11 @@ function attendHeads(
         }
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
         if (layout.out < 0) {
-          module.attend(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
+          module.attend_4x8(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
                         tiles, S, block, dk, dvp, scale, causal, 0, keyBiasOf(b));
           continue;
         }
-        module.attend(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
+        module.attend_4x8(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
                       tiles, S, block, dk, dvp, scale, causal, 0, keyBiasOf(b));
         copyRows(heap, outHere >>> 2, heads * dv, heap, (base >>> 2) + layout.out, dvp, T, dv);  // [tiles·4, dvp] -> T rows of dv
       }
@@ -322,15 +322,15 @@ function attendOnTwoThreads(
   const copyOf = (x: Operand) => place.copies.find(c => c.operand.at === x.at)!.offset;
   const addresses = new Int32Array(shared.buffer, 4 * place.table, TABLE_ENTRIES * pairs);
   const bytes = (floats: number) => 4 * floats;
-  const module: HeapModule = thread.module;
+  const module: KernelExports = thread.module;
   const {q, k, v} = operands;
   const [qFrom, kFrom, vFrom] = [copyOf(q), copyOf(k), copyOf(v)];
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const pair = b * heads + h;
       const [qPacked, kPacked] = [place.q + pair * qSize, place.k + pair * kSize];
-      module.pack(bytes(qFrom + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4);
-      module.pack(bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
+      module.pack_rows(bytes(qFrom + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4);
+      module.pack_rows(bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
       let vHere = vFrom + b * S * v.width + v.column + h * dv;
       if (vSize > 0) {                                                      // [S, dv] -> [S, dvp]
         copyRows(shared, place.v + pair * vSize, dvp, shared, vHere, v.width, S, dv);
@@ -348,13 +348,13 @@ function attendOnTwoThreads(
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
   const first = workerTiles(tiles, causal === 1);
   const share = {
-    pairs, table: bytes(place.table), rowV, rowOut, scratch: bytes(place.scratch[1]), state: bytes(place.state[1]),
-    tiles: first, S, block, dk, dvp, scale, causal, q0: 0,
+    pairs, table: bytes(place.table), vStride: rowV, outStride: rowOut, scratch: bytes(place.scratch[1]), state: bytes(place.state[1]),
+    tiles: first, s: S, block, dk, dvp, scale, causal, q0: 0,
   };
   runOnBothThreads(thread, share, () => {
     for (let pair = 0; pair < pairs; pair++) {
       const e = TABLE_ENTRIES * pair;
-      module.attend(addresses[e] + first * dk * 16, addresses[e + 1], addresses[e + 2], rowV, addresses[e + 3] + first * 4 * rowOut,
+      module.attend_4x8(addresses[e] + first * dk * 16, addresses[e + 1], addresses[e + 2], rowV, addresses[e + 3] + first * 4 * rowOut,
                     rowOut, bytes(place.scratch[0]), bytes(place.state[0]), tiles - first, S, block, dk, dvp, scale, causal,
                     4 * first, addresses[e + 4]);
     }

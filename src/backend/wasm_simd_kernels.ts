@@ -1,86 +1,26 @@
 /**
  * Kernels for tfjs' wasm backend that make attention fast there: a batched matMul in
- * WebAssembly SIMD (assembled here, since wasm's own batched matMul runs a scalar loop), a
- * slice that does not copy its whole input, and a per-row pick. Each registers on first use.
+ * WebAssembly SIMD (the C kernel batch_matmul_4x4, since wasm's own batched matMul runs a
+ * scalar loop), a slice that does not copy its whole input, and a per-row pick. Each
+ * registers on first use.
  */
 import * as tf from '@tensorflow/tfjs';
 import {sizeOf, withExplicitTransposes} from '../attention/matmul';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmKernelArgs} from './wasm_kernel_registry';
-import {F32, I32, moduleBytes, op, V128} from './wasm_assembler';
+import {instantiateKernels} from './kernels/kernel_module';
+import type {KernelExports} from './kernels/kernel_module';
 
 // ---------------------------------------------------------------------------------------
 // A WebAssembly SIMD kernel for small batched products.
 
 /**
- * The bytes of a wasm module exporting `mm(a, b, c, batches, M, K, N, scale)` and its
- * memory `mem`: for each batch n, C[n] = scale·A[n]·B[n] with A [M, K], B [K, N], C [M, N]
- * row-major float32 at byte offsets a, b, c, and M and N multiples of 4. Each step of the
- * inner loop loads four floats of a row of B once and multiply-adds them into a 4×4 tile
- * of C held in four f32x4 registers, one per row of A. Hand-assembled so that the package
- * needs no toolchain; the instruction names are those of the wasm text format.
+ * `batch_matmul_4x4` (src/backend/kernels/batch_matmul_4x4_wasmsimd.c) on a memory of its
+ * own: for each batch n, C[n] = scale·A[n]·B[n] with A [M, K], B [K, N], C [M, N]
+ * row-major float32 at byte offsets a, b, c, and M and N multiples of 4.
  */
-function simdModuleBytes(): Uint8Array<ArrayBuffer> {
-  const {get, set, tee, i32, v128Load: load, v128Store: store} = op;
-  const [add, mul, ltU, eqz] = [op.i32Add, op.i32Mul, op.i32LtU, op.i32Eqz];
-  const f32Load = op.f32Load();
-  const v128Load = load();
-  const v128Store = store();
-  const [splat, fAdd, fMul] = [op.f32x4Splat, op.f32x4Add, op.f32x4Mul];
-  const zero = op.f32x4Const(0);
-  const {loop, block, brIf} = op;
-  // Parameters 0-7 (i32 ×7, f32 scale), then i32 locals 8-22 and v128 locals 23-28.
-  const [A, B, C, BATCHES, M, K, N, SCALE] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const [n, i, j, k, pa0, pa1, pa2, pa3, pb, rowA, rowB, baseA, baseB, baseC, pc] =
-      [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22];
-  const acc = [23, 24, 25, 26];
-  const pa = [pa0, pa1, pa2, pa3];
-  const [bv, scale] = [27, 28];
-  const kLoop = loop([                                               // for k: tile += A[i..i+3, k] ⊗ B[k, j..j+3]
-    ...get(pb), ...v128Load, ...set(bv),
-    ...acc.flatMap((a, r) => [
-      ...get(a), ...get(pa[r]), ...f32Load, ...splat, ...get(bv), ...fMul, ...fAdd, ...set(a),
-      ...get(pa[r]), ...i32(4), ...add, ...set(pa[r])]),
-    ...get(pb), ...get(rowB), ...add, ...set(pb),
-    ...get(k), ...i32(1), ...add, ...tee(k), ...get(K), ...ltU, ...brIf(0),
-  ]);
-  const jLoop = loop([                                               // for j in steps of 4: one 4×4 tile
-    ...acc.flatMap(a => [...zero, ...set(a)]),
-    ...get(baseA), ...get(i), ...get(rowA), ...mul, ...add, ...set(pa0),
-    ...get(pa0), ...get(rowA), ...add, ...set(pa1),
-    ...get(pa1), ...get(rowA), ...add, ...set(pa2),
-    ...get(pa2), ...get(rowA), ...add, ...set(pa3),
-    ...get(baseB), ...get(j), ...i32(4), ...mul, ...add, ...set(pb),
-    ...i32(0), ...set(k),
-    ...block([...get(K), ...eqz, ...brIf(0), ...kLoop]),
-    ...get(baseC), ...get(i), ...get(rowB), ...mul, ...add, ...get(j), ...i32(4), ...mul, ...add, ...set(pc),
-    ...acc.flatMap(a => [...get(pc), ...get(a), ...get(scale), ...fMul, ...v128Store, ...get(pc), ...get(rowB), ...add, ...set(pc)]),
-    ...get(j), ...i32(4), ...add, ...tee(j), ...get(N), ...ltU, ...brIf(0),
-  ]);
-  const iLoop = loop([                                               // for i in steps of 4
-    ...i32(0), ...set(j), ...jLoop,
-    ...get(i), ...i32(4), ...add, ...tee(i), ...get(M), ...ltU, ...brIf(0),
-  ]);
-  const nLoop = loop([                                               // for each batch
-    ...get(A), ...get(n), ...get(M), ...mul, ...get(rowA), ...mul, ...add, ...set(baseA),
-    ...get(B), ...get(n), ...get(K), ...mul, ...get(rowB), ...mul, ...add, ...set(baseB),
-    ...get(C), ...get(n), ...get(M), ...mul, ...get(rowB), ...mul, ...add, ...set(baseC),
-    ...i32(0), ...set(i), ...iLoop,
-    ...get(n), ...i32(1), ...add, ...tee(n), ...get(BATCHES), ...ltU, ...brIf(0),
-  ]);
-  const code = [
-    ...get(K), ...i32(4), ...mul, ...set(rowA),                      // bytes per row of A
-    ...get(N), ...i32(4), ...mul, ...set(rowB),                      // bytes per row of B and C
-    ...get(SCALE), ...splat, ...set(scale),
-    ...i32(0), ...set(n),
-    ...block([...get(BATCHES), ...eqz, ...brIf(0), ...get(M), ...eqz, ...brIf(0), ...get(N), ...eqz, ...brIf(0), ...nLoop]),
-  ];
-  // (i32 ×7, f32) -> (), with i32 locals 8-22 and v128 locals 23-28.
-  return moduleBytes([{name: 'mm', params: [...new Array<number>(7).fill(I32), F32], locals: [[15, I32], [6, V128]], code}]);
-}
-
 interface SimdKernel {
-  mm: (a: number, b: number, c: number, batches: number, m: number, k: number, n: number, scale: number) => void;
+  kernels: KernelExports;
   memory: WebAssembly.Memory;
 }
 
@@ -89,19 +29,9 @@ let simdKernel: SimdKernel|null|undefined;
 
 function loadSimdKernel(): SimdKernel|null {
   if (simdKernel !== undefined) return simdKernel;
-  simdKernel = null;
-  try {
-    const bytes = simdModuleBytes();
-    if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) {
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
-      simdKernel = {
-        mm: instance.exports.mm as SimdKernel['mm'],
-        memory: instance.exports.mem as WebAssembly.Memory,
-      };
-    }
-  } catch {
-    simdKernel = null;  // no WebAssembly SIMD (old browsers): callers fall back to tf.matMul
-  }
+  const memory = new WebAssembly.Memory({initial: 1});
+  const kernels = instantiateKernels(memory);
+  simdKernel = kernels == null ? null : {kernels, memory};  // null: no WebAssembly SIMD (old browsers), tf.matMul instead
   return simdKernel;
 }
 
@@ -170,7 +100,7 @@ function simdKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   if (np !== n) heap.fill(0, aLen, aLen + bLen);                        // padding columns of B
   copyIn(backend.typedArrayFromHeap(a), heap, 0, batches, m, k, mp, k);
   copyIn(backend.typedArrayFromHeap(b), heap, aLen, batches, k, n, k, np);
-  kernel.mm(0, 4 * aLen, 4 * (aLen + bLen), batches, mp, k, np, scale);
+  kernel.kernels.batch_matmul_4x4(0, 4 * aLen, 4 * (aLen + bLen), batches, mp, k, np, scale);
   const output = backend.makeOutput([...lead, m, n], 'float32');       // [..., M, N]
   const out = backend.typedArrayFromHeap(output);                       // after makeOutput, which may grow the heap
   const c = heap.subarray(aLen + bLen);

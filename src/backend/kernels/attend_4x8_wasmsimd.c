@@ -1,0 +1,239 @@
+// attend_4x8: attention of one (batch, head) pair, softmax(scale·Q·Kᵀ)·V, by tiles of 4
+// queries against panels of 8 keys, with FlashAttention's online softmax over blocks of keys.
+#include <stddef.h>
+#include <wasm_simd128.h>
+
+#include "exp_wasmsimd.h"
+#include "kernels.h"
+
+#define INFINITY __builtin_inff()
+
+// Adds `vmask` to the scores of key `key` of the block (its four queries in the lanes), if
+// the block's first `keys` keys hold it (`key` is huge when the key lies before the block).
+static inline void mask_key(float* scratch, uint32_t key, uint32_t keys, v128_t vmask) {
+  if (key >= keys) return;
+  float* sk = scratch + 4 * key;
+  wasm_v128_store(sk, wasm_f32x4_add(wasm_v128_load(sk), vmask));
+}
+
+// Arguments (byte addresses in the memory, strides in bytes, and sizes):
+// - q: the queries packed by fours (pack_rows), [tiles][dk][4] (tiles = ceil(T / 4));
+// - k: the keys packed by eights, [ceil(s / 8)][dk][8];
+// - v: the values, s rows of dvp floats `v_stride` bytes apart (dvp: a multiple of 8);
+// - out: the output, tiles·4 rows of dvp floats `out_stride` bytes apart;
+// - scratch: one tile's scores, then weights, for `block` keys, [block][4] (query in the
+//   lane), and four floats more;
+// - state: per tile, the running max and sum of its four queries, tiles × 8 floats.
+// The keys are taken `block` at a time (a multiple of 8), so that their part of K and V stays
+// in cache while every tile of four queries goes through it. Per block and tile:
+// 1. scores[j] = Σ_d Q[d][0..3] · K[j][d], a panel of eight keys in eight f32x4 registers;
+// 2. the online softmax, lane-wise: m' = max(m, max_j scores[j]), α = exp(scale·(m - m')),
+//    e[j] = exp(scale·(scores[j] - m')), sum' = α·sum + Σ_j e[j];
+// 3. out[r][c..c+7] = α[r]·out[r][c..c+7] + Σ_j e[j][r] · V[j][c..c+7], eight columns at a time.
+// At the end every row is divided by its sum. With `causal` (1), query t attends only keys
+// j <= t, where the first tile's first query is query `q0` (tiles may be split between
+// threads): blocks wholly after a tile are skipped, and the keys t0 + 1 .. t0 + 3 of a tile
+// t0 .. t0 + 3 are masked, lane by lane, with -inf scores. A non-null `key_bias` holds s
+// floats added to every query's score of each key (a padding mask: 0 or a large negative
+// number).
+void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_stride, float* out, uint32_t out_stride,
+                float* scratch, float* state, uint32_t tiles, uint32_t s, uint32_t block, uint32_t dk, uint32_t dvp,
+                float scale, uint32_t causal, int32_t q0, const float* key_bias) {
+  if (tiles == 0 || block == 0 || s == 0 || dk == 0 || dvp == 0) return;
+  const v128_t vzero = wasm_f32x4_const_splat(0.0f);
+  const v128_t vminus_inf = wasm_f32x4_const_splat(-INFINITY);
+  const v128_t vscale = wasm_f32x4_splat(scale);
+
+  // Before the blocks: max -∞, sum 0 and output 0 for every tile.
+  for (uint32_t i = 0; i < tiles; i++) {
+    wasm_v128_store(state + 8 * i, vminus_inf);
+    wasm_v128_store(state + 8 * i + 4, vzero);
+    float* o0 = (float*) ((uintptr_t) out + 4 * i * out_stride);
+    float* o1 = (float*) ((uintptr_t) o0 + out_stride);
+    float* o2 = (float*) ((uintptr_t) o1 + out_stride);
+    float* o3 = (float*) ((uintptr_t) o2 + out_stride);
+    for (uint32_t c = 0; c < dvp; c += 8) {
+      wasm_v128_store(o0 + c, vzero);
+      wasm_v128_store(o0 + c + 4, vzero);
+      wasm_v128_store(o1 + c, vzero);
+      wasm_v128_store(o1 + c + 4, vzero);
+      wasm_v128_store(o2 + c, vzero);
+      wasm_v128_store(o2 + c + 4, vzero);
+      wasm_v128_store(o3 + c, vzero);
+      wasm_v128_store(o3 + c + 4, vzero);
+    }
+  }
+
+  for (uint32_t j0 = 0; j0 < s; j0 += block) {
+    const uint32_t block_keys = s - j0 < block ? s - j0 : block;
+    for (uint32_t i = 0; i < tiles; i++) {
+      uint32_t keys = block_keys;
+      // The tile's queries t0 .. t0 + 3, t0 = q0 + 4i; causal: the block's keys up to t0 + 3.
+      const uint32_t t0 = (uint32_t) q0 + 4 * i;
+      if (causal != 0) {
+        const int32_t visible = (int32_t) (t0 + 4 - j0);
+        if (visible <= 0) continue;  // the block starts after the tile's last query
+        if ((uint32_t) visible < keys) keys = (uint32_t) visible;
+      }
+
+      // 1. The scores of the tile against its keys, a panel of eight at a time:
+      // vaccRxJ holds query R's scores of keys J (R in 0..3, J in 0123 or 4567).
+      const float* kp = k + j0 * dk;
+      float* sp = scratch;
+      const uint32_t panels = (keys + 7) >> 3;
+      for (uint32_t p = 0; p < panels; p++) {
+        v128_t vacc0x0123 = vzero;
+        v128_t vacc0x4567 = vzero;
+        v128_t vacc1x0123 = vzero;
+        v128_t vacc1x4567 = vzero;
+        v128_t vacc2x0123 = vzero;
+        v128_t vacc2x4567 = vzero;
+        v128_t vacc3x0123 = vzero;
+        v128_t vacc3x4567 = vzero;
+        const float* qp = q + 4 * dk * i;
+        for (uint32_t d = 0; d < dk; d++) {
+          const v128_t vk0123 = wasm_v128_load(kp);
+          const v128_t vk4567 = wasm_v128_load(kp + 4);
+          kp += 8;
+          const v128_t vq0 = wasm_v128_load32_splat(qp);
+          vacc0x0123 = wasm_f32x4_add(vacc0x0123, wasm_f32x4_mul(vq0, vk0123));
+          vacc0x4567 = wasm_f32x4_add(vacc0x4567, wasm_f32x4_mul(vq0, vk4567));
+          const v128_t vq1 = wasm_v128_load32_splat(qp + 1);
+          vacc1x0123 = wasm_f32x4_add(vacc1x0123, wasm_f32x4_mul(vq1, vk0123));
+          vacc1x4567 = wasm_f32x4_add(vacc1x4567, wasm_f32x4_mul(vq1, vk4567));
+          const v128_t vq2 = wasm_v128_load32_splat(qp + 2);
+          vacc2x0123 = wasm_f32x4_add(vacc2x0123, wasm_f32x4_mul(vq2, vk0123));
+          vacc2x4567 = wasm_f32x4_add(vacc2x4567, wasm_f32x4_mul(vq2, vk4567));
+          const v128_t vq3 = wasm_v128_load32_splat(qp + 3);
+          vacc3x0123 = wasm_f32x4_add(vacc3x0123, wasm_f32x4_mul(vq3, vk0123));
+          vacc3x4567 = wasm_f32x4_add(vacc3x4567, wasm_f32x4_mul(vq3, vk4567));
+          qp += 4;
+        }
+        // Transposed into the scratch, key by key: vsJ holds key J's scores of queries 0..3.
+        const v128_t v01x01 = wasm_i32x4_shuffle(vacc0x0123, vacc1x0123, 0, 4, 1, 5);
+        const v128_t v01x23 = wasm_i32x4_shuffle(vacc0x0123, vacc1x0123, 2, 6, 3, 7);
+        const v128_t v23x01 = wasm_i32x4_shuffle(vacc2x0123, vacc3x0123, 0, 4, 1, 5);
+        const v128_t v23x23 = wasm_i32x4_shuffle(vacc2x0123, vacc3x0123, 2, 6, 3, 7);
+        const v128_t v01x45 = wasm_i32x4_shuffle(vacc0x4567, vacc1x4567, 0, 4, 1, 5);
+        const v128_t v01x67 = wasm_i32x4_shuffle(vacc0x4567, vacc1x4567, 2, 6, 3, 7);
+        const v128_t v23x45 = wasm_i32x4_shuffle(vacc2x4567, vacc3x4567, 0, 4, 1, 5);
+        const v128_t v23x67 = wasm_i32x4_shuffle(vacc2x4567, vacc3x4567, 2, 6, 3, 7);
+        wasm_v128_store(sp, wasm_i32x4_shuffle(v01x01, v23x01, 0, 1, 4, 5));       // vs0
+        wasm_v128_store(sp + 4, wasm_i32x4_shuffle(v01x01, v23x01, 2, 3, 6, 7));   // vs1
+        wasm_v128_store(sp + 8, wasm_i32x4_shuffle(v01x23, v23x23, 0, 1, 4, 5));   // vs2
+        wasm_v128_store(sp + 12, wasm_i32x4_shuffle(v01x23, v23x23, 2, 3, 6, 7));  // vs3
+        wasm_v128_store(sp + 16, wasm_i32x4_shuffle(v01x45, v23x45, 0, 1, 4, 5));  // vs4
+        wasm_v128_store(sp + 20, wasm_i32x4_shuffle(v01x45, v23x45, 2, 3, 6, 7));  // vs5
+        wasm_v128_store(sp + 24, wasm_i32x4_shuffle(v01x67, v23x67, 0, 1, 4, 5));  // vs6
+        wasm_v128_store(sp + 28, wasm_i32x4_shuffle(v01x67, v23x67, 2, 3, 6, 7));  // vs7
+        sp += 32;
+      }
+
+      // Causal: keys t0 + 1, t0 + 2 and t0 + 3, where they fall in this block, are masked
+      // in the lanes of the queries before them.
+      if (causal != 0) {
+        mask_key(scratch, t0 + 1 - j0, keys, wasm_f32x4_make(-INFINITY, 0.0f, 0.0f, 0.0f));            // query t0
+        mask_key(scratch, t0 + 2 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, 0.0f, 0.0f));       // t0, t0 + 1
+        mask_key(scratch, t0 + 3 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, -INFINITY, 0.0f));  // t0 .. t0 + 2
+      }
+      // A key mask: every query's score of key j0 + j gets key_bias[j0 + j].
+      if (key_bias != NULL) {
+        const float* bp = key_bias + j0;
+        for (uint32_t j = 0; j < keys; j++) {
+          wasm_v128_store(scratch + 4 * j, wasm_f32x4_add(wasm_v128_load(scratch + 4 * j), wasm_v128_load32_splat(bp + j)));
+        }
+      }
+
+      // 2. The online softmax of the block, four queries in the four lanes.
+      float* st = state + 8 * i;
+      const v128_t vm_old = wasm_v128_load(st);
+      v128_t vm = vm_old;                                                      // m' = max(m, this block's max)
+      for (uint32_t j = 0; j < keys; j++) vm = wasm_f32x4_pmax(vm, wasm_v128_load(scratch + 4 * j));
+      // m' where it is finite or +∞, 0 where it is -∞ (every score so far -∞): then
+      // exp(-∞ - m') is 0, not NaN. A NaN score is never the max (pmax keeps m) but makes its
+      // own weight and sum NaN.
+      const v128_t vm_safe = wasm_v128_bitselect(vzero, vm, wasm_f32x4_eq(vm, vminus_inf));
+      const v128_t valpha = exp_nonpositive_f32x4(wasm_f32x4_mul(wasm_f32x4_sub(vm_old, vm_safe), vscale));
+      v128_t vsum = wasm_f32x4_mul(wasm_v128_load(st + 4), valpha);
+      for (uint32_t j = 0; j < keys; j++) {
+        const v128_t ve = exp_nonpositive_f32x4(wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(scratch + 4 * j), vm_safe), vscale));
+        wasm_v128_store(scratch + 4 * j, ve);
+        vsum = wasm_f32x4_add(vsum, ve);
+      }
+      wasm_v128_store(st, vm);
+      wasm_v128_store(st + 4, vsum);
+
+      // 3. The tile's output, eight columns at a time: α[r]·out[r] + Σ_j e[j][r] · V[j].
+      const v128_t valpha0 = wasm_i32x4_shuffle(valpha, valpha, 0, 0, 0, 0);
+      const v128_t valpha1 = wasm_i32x4_shuffle(valpha, valpha, 1, 1, 1, 1);
+      const v128_t valpha2 = wasm_i32x4_shuffle(valpha, valpha, 2, 2, 2, 2);
+      const v128_t valpha3 = wasm_i32x4_shuffle(valpha, valpha, 3, 3, 3, 3);
+      float* o0 = (float*) ((uintptr_t) out + 4 * i * out_stride);
+      float* o1 = (float*) ((uintptr_t) o0 + out_stride);
+      float* o2 = (float*) ((uintptr_t) o1 + out_stride);
+      float* o3 = (float*) ((uintptr_t) o2 + out_stride);
+      const float* vblock = (const float*) ((uintptr_t) v + j0 * v_stride);
+      for (uint32_t c = 0; c < dvp; c += 8) {
+        v128_t vacc0x0123 = wasm_f32x4_mul(wasm_v128_load(o0 + c), valpha0);
+        v128_t vacc0x4567 = wasm_f32x4_mul(wasm_v128_load(o0 + c + 4), valpha0);
+        v128_t vacc1x0123 = wasm_f32x4_mul(wasm_v128_load(o1 + c), valpha1);
+        v128_t vacc1x4567 = wasm_f32x4_mul(wasm_v128_load(o1 + c + 4), valpha1);
+        v128_t vacc2x0123 = wasm_f32x4_mul(wasm_v128_load(o2 + c), valpha2);
+        v128_t vacc2x4567 = wasm_f32x4_mul(wasm_v128_load(o2 + c + 4), valpha2);
+        v128_t vacc3x0123 = wasm_f32x4_mul(wasm_v128_load(o3 + c), valpha3);
+        v128_t vacc3x4567 = wasm_f32x4_mul(wasm_v128_load(o3 + c + 4), valpha3);
+        const float* vp = vblock + c;
+        const float* ep = scratch;
+        for (uint32_t j = 0; j < keys; j++) {
+          const v128_t vv0123 = wasm_v128_load(vp);
+          const v128_t vv4567 = wasm_v128_load(vp + 4);
+          vp = (const float*) ((uintptr_t) vp + v_stride);
+          const v128_t ve0 = wasm_v128_load32_splat(ep);
+          vacc0x0123 = wasm_f32x4_add(vacc0x0123, wasm_f32x4_mul(ve0, vv0123));
+          vacc0x4567 = wasm_f32x4_add(vacc0x4567, wasm_f32x4_mul(ve0, vv4567));
+          const v128_t ve1 = wasm_v128_load32_splat(ep + 1);
+          vacc1x0123 = wasm_f32x4_add(vacc1x0123, wasm_f32x4_mul(ve1, vv0123));
+          vacc1x4567 = wasm_f32x4_add(vacc1x4567, wasm_f32x4_mul(ve1, vv4567));
+          const v128_t ve2 = wasm_v128_load32_splat(ep + 2);
+          vacc2x0123 = wasm_f32x4_add(vacc2x0123, wasm_f32x4_mul(ve2, vv0123));
+          vacc2x4567 = wasm_f32x4_add(vacc2x4567, wasm_f32x4_mul(ve2, vv4567));
+          const v128_t ve3 = wasm_v128_load32_splat(ep + 3);
+          vacc3x0123 = wasm_f32x4_add(vacc3x0123, wasm_f32x4_mul(ve3, vv0123));
+          vacc3x4567 = wasm_f32x4_add(vacc3x4567, wasm_f32x4_mul(ve3, vv4567));
+          ep += 4;
+        }
+        wasm_v128_store(o0 + c, vacc0x0123);
+        wasm_v128_store(o0 + c + 4, vacc0x4567);
+        wasm_v128_store(o1 + c, vacc1x0123);
+        wasm_v128_store(o1 + c + 4, vacc1x4567);
+        wasm_v128_store(o2 + c, vacc2x0123);
+        wasm_v128_store(o2 + c + 4, vacc2x4567);
+        wasm_v128_store(o3 + c, vacc3x0123);
+        wasm_v128_store(o3 + c + 4, vacc3x4567);
+      }
+    }
+  }
+
+  // After the blocks: every row divided by its sum.
+  for (uint32_t i = 0; i < tiles; i++) {
+    const v128_t vrecip = wasm_f32x4_div(wasm_f32x4_const_splat(1.0f), wasm_v128_load(state + 8 * i + 4));
+    const v128_t vrecip0 = wasm_i32x4_shuffle(vrecip, vrecip, 0, 0, 0, 0);
+    const v128_t vrecip1 = wasm_i32x4_shuffle(vrecip, vrecip, 1, 1, 1, 1);
+    const v128_t vrecip2 = wasm_i32x4_shuffle(vrecip, vrecip, 2, 2, 2, 2);
+    const v128_t vrecip3 = wasm_i32x4_shuffle(vrecip, vrecip, 3, 3, 3, 3);
+    float* o0 = (float*) ((uintptr_t) out + 4 * i * out_stride);
+    float* o1 = (float*) ((uintptr_t) o0 + out_stride);
+    float* o2 = (float*) ((uintptr_t) o1 + out_stride);
+    float* o3 = (float*) ((uintptr_t) o2 + out_stride);
+    for (uint32_t c = 0; c < dvp; c += 8) {
+      wasm_v128_store(o0 + c, wasm_f32x4_mul(wasm_v128_load(o0 + c), vrecip0));
+      wasm_v128_store(o0 + c + 4, wasm_f32x4_mul(wasm_v128_load(o0 + c + 4), vrecip0));
+      wasm_v128_store(o1 + c, wasm_f32x4_mul(wasm_v128_load(o1 + c), vrecip1));
+      wasm_v128_store(o1 + c + 4, wasm_f32x4_mul(wasm_v128_load(o1 + c + 4), vrecip1));
+      wasm_v128_store(o2 + c, wasm_f32x4_mul(wasm_v128_load(o2 + c), vrecip2));
+      wasm_v128_store(o2 + c + 4, wasm_f32x4_mul(wasm_v128_load(o2 + c + 4), vrecip2));
+      wasm_v128_store(o3 + c, wasm_f32x4_mul(wasm_v128_load(o3 + c), vrecip3));
+      wasm_v128_store(o3 + c + 4, wasm_f32x4_mul(wasm_v128_load(o3 + c + 4), vrecip3));
+    }
+  }
+}

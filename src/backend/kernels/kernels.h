@@ -1,0 +1,36 @@
+// The exported functions of the kernel module: the one place where their signatures are
+// written. scripts/build_kernels.ts reads this file to generate their TypeScript types
+// (kernels_wasm.generated.ts), and every kernel's .c file includes it, so that a definition
+// that strays from its declaration does not compile.
+//
+// Pointers are byte addresses in the module's memory (tfjs' wasm heap, the worker's shared
+// memory, or the matMul's own); `*_stride` arguments are in bytes; sizes are counts.
+// Addresses are unsigned: the heap may pass 2 GiB.
+#pragma once
+
+#include <stdint.h>
+
+#define KERNEL_EXPORT(name) __attribute__((export_name(#name)))
+
+// Attention of one (batch, head) pair, softmax(scale·Q·Kᵀ)·V, by tiles of 4 queries and
+// panels of 8 keys, with an online softmax over blocks of `block` keys (attend_4x8_wasmsimd.c).
+KERNEL_EXPORT(attend_4x8)
+void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_stride, float* out, uint32_t out_stride,
+                float* scratch, float* state, uint32_t tiles, uint32_t s, uint32_t block, uint32_t dk, uint32_t dvp,
+                float scale, uint32_t causal, int32_t q0, const float* key_bias);
+
+// Packs the rows of a matrix by groups of `group` rows (4 or 8), column by column
+// (pack_rows.c).
+KERNEL_EXPORT(pack_rows)
+void pack_rows(const float* src, uint32_t src_stride, float* dst, uint32_t rows, uint32_t cols, uint32_t group);
+
+// out = x·w (+ bias) for x packed by fours, 4 rows × 8 columns at a time (project_4x8_wasmsimd.c).
+KERNEL_EXPORT(project_4x8)
+void project_4x8(const float* x, const float* w, uint32_t w_stride, const float* bias, float* out, uint32_t out_stride,
+                 uint32_t tiles, uint32_t d_in, uint32_t d_out);
+
+// C[n] = scale·A[n]·B[n] for each of `batches` row-major products, 4×4 tiles of C
+// (batch_matmul_4x4_wasmsimd.c).
+KERNEL_EXPORT(batch_matmul_4x4)
+void batch_matmul_4x4(const float* a, const float* b, float* c, uint32_t batches, uint32_t m, uint32_t k, uint32_t n,
+                      float scale);

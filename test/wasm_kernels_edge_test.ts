@@ -1,0 +1,175 @@
+/**
+ * The C kernels (src/backend/kernels/) called directly on a memory of their own, at sizes
+ * below, at and past each tile (4 rows, 8 columns or keys) and block boundary, against
+ * plain-array references; every call must leave the memory around its outputs untouched.
+ */
+import {instantiateKernels} from '../src/backend/kernels/kernel_module';
+import type {KernelExports} from '../src/backend/kernels/kernel_module';
+import {maskedSoftmax, Matrix, matmul, transpose} from './helpers/reference_attention';
+import {randomArray} from './helpers/tensors';
+
+/** A float never written by a kernel, to find writes outside the outputs. */
+const SENTINEL = -12345.5;
+
+/** A fresh memory with the kernels on it, and a bump allocator of float arrays (64-byte aligned). */
+function kernelMemory(): {kernels: KernelExports; floats: () => Float32Array; alloc: (n: number, fill?: number) => number} {
+  const memory = new WebAssembly.Memory({initial: 64});
+  const kernels = instantiateKernels(memory)!;
+  let next = 64;
+  return {
+    kernels,
+    floats: () => new Float32Array(memory.buffer),
+    alloc: (n: number, fill = SENTINEL) => {
+      const at = next;
+      next += Math.ceil((4 * n + 256) / 64) * 64;  // and a guard zone after
+      new Float32Array(memory.buffer, at, (next - at) / 4).fill(fill);
+      return at;
+    },
+  };
+}
+
+const matrix = (rows: number, cols: number, seed: number) => randomArray([rows, cols], seed) as Matrix;
+
+/** Writes a matrix with rows `stride` floats apart at byte `at`. */
+function put(floats: Float32Array, at: number, x: Matrix, stride: number): void {
+  x.forEach((row, r) => floats.set(row, at / 4 + r * stride));
+}
+
+/** The matrix of `rows` rows of `cols` floats, `stride` apart, at byte `at`. */
+function get(floats: Float32Array, at: number, rows: number, cols: number, stride: number): Matrix {
+  return Array.from({length: rows}, (_, r) => Array.from(floats.subarray(at / 4 + r * stride, at / 4 + r * stride + cols)));
+}
+
+/** The packing of pack_rows: row r, column c at (r - r % group)·cols + c·group + r % group; padding rows 0. */
+function packed(x: Matrix, group: number): number[] {
+  const rows = Math.ceil(x.length / group) * group;
+  const cols = x[0].length;
+  const out = new Array<number>(rows * cols).fill(0);
+  x.forEach((row, r) => row.forEach((value, c) => {
+    out[(r - (r % group)) * cols + c * group + (r % group)] = value;
+  }));
+  return out;
+}
+
+/** Largest |a - b| over two matrices of the same shape (NaN if any is NaN). */
+function maxDiff(a: Matrix, b: Matrix): number {
+  expect([a.length, a[0]?.length]).toEqual([b.length, b[0]?.length]);
+  return Math.max(0, ...a.flatMap((row, r) => row.map((x, c) => Math.abs(x - b[r][c]))));
+}
+
+/** How many floats of the n from byte `at` differ from SENTINEL, skipping those where `keep(i)` (the outputs). */
+function written(floats: Float32Array, at: number, n: number, keep: (i: number) => boolean): number {
+  let count = 0;
+  for (let i = 0; i < n; i++) if (!keep(i) && floats[at / 4 + i] !== SENTINEL) count++;
+  return count;
+}
+
+describe('pack_rows', () => {
+  const cases = [1, 3, 4, 5, 7, 8, 9, 16, 17].flatMap(rows => [1, 3, 8].flatMap(cols => [4, 8].map(group => ({rows, cols, group}))));
+  it.each(cases)('rows=$rows, cols=$cols, group=$group: the packed layout, padding rows zero, nothing else written', ({rows, cols, group}) => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const stride = cols + 3;
+    const x = matrix(rows, cols, rows * 100 + cols);
+    const src = alloc(rows * stride);
+    put(floats(), src, x, stride);
+    const expected = packed(x, group);
+    const dst = alloc(expected.length + 64);
+    kernels.pack_rows(src, 4 * stride, dst, rows, cols, group);
+    const f = floats();
+    expect(Array.from(f.subarray(dst / 4, dst / 4 + expected.length))).toEqual(expected.map(v => Math.fround(v)));
+    expect(written(f, dst + 4 * expected.length, 64, () => false)).toBe(0);
+  });
+});
+
+describe('project_4x8', () => {
+  const cases = [1, 2, 3].flatMap(tiles => [0, 1, 5, 8, 9].flatMap(dIn => [8, 16, 24].flatMap(dOut =>
+    [false, true].map(bias => ({tiles, dIn, dOut, bias})))));
+  it.each(cases)('tiles=$tiles, dIn=$dIn, dOut=$dOut, bias=$bias: x·w (+ b), nothing outside the output written', ({tiles, dIn, dOut, bias}) => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const rows = 4 * tiles;
+    const [wStride, outStride] = [dOut + 8, dOut + 4];
+    const x = matrix(rows, dIn, 1);
+    const w = matrix(dIn, dOut, 2);
+    const b = (randomArray([dOut], 3) as number[]);
+    const xAt = alloc(rows * dIn);
+    const wAt = alloc(dIn * wStride);
+    const bAt = alloc(dOut);
+    const outAt = alloc(rows * outStride);
+    const f = floats();
+    if (dIn > 0) f.set(packed(x, 4), xAt / 4);
+    put(f, wAt, w, wStride);
+    f.set(b, bAt / 4);
+    kernels.project_4x8(xAt, wAt, 4 * wStride, bias ? bAt : 0, outAt, 4 * outStride, tiles, dIn, dOut);
+    const expected = x.map((row, r) => Array.from({length: dOut}, (_, c) => (bias ? b[c] : 0) + row.reduce((s, v, k) => s + v * w[k][c], 0)));
+    expect(maxDiff(get(floats(), outAt, rows, dOut, outStride), expected)).toBeLessThan(1e-5);
+    expect(written(floats(), outAt, rows * outStride + 64, i => i < rows * outStride && i % outStride < dOut)).toBe(0);
+  });
+});
+
+describe('batch_matmul_4x4', () => {
+  const cases = [1, 3].flatMap(batches => [4, 8].flatMap(m => [0, 1, 7].flatMap(k => [4, 12].map(n => ({batches, m, k, n})))));
+  it.each(cases)('batches=$batches, m=$m, k=$k, n=$n: scale·A·B per batch, nothing after C written', ({batches, m, k, n}) => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const scale = 0.75;
+    const a = Array.from({length: batches}, (_, i) => matrix(m, k, 10 + i));
+    const b = Array.from({length: batches}, (_, i) => matrix(k, n, 20 + i));
+    const [aAt, bAt, cAt] = [alloc(batches * m * k), alloc(batches * k * n), alloc(batches * m * n)];
+    a.forEach((x, i) => put(floats(), aAt + 4 * i * m * k, x, k));
+    b.forEach((x, i) => put(floats(), bAt + 4 * i * k * n, x, n));
+    kernels.batch_matmul_4x4(aAt, bAt, cAt, batches, m, k, n, scale);
+    for (let i = 0; i < batches; i++) {
+      const expected = k === 0 ? a[i].map(() => new Array<number>(n).fill(0)) : matmul(a[i], b[i]).map(row => row.map(v => scale * v));
+      expect(maxDiff(get(floats(), cAt + 4 * i * m * n, m, n, n), expected)).toBeLessThan(1e-5);
+    }
+    expect(written(floats(), cAt + 4 * batches * m * n, 64, () => false)).toBe(0);
+  });
+});
+
+describe('attend_4x8', () => {
+  interface Case {T: number; S: number; block: number; dk: number; dv: number; causal: boolean; q0: number; keyBias: boolean}
+  const base: Case = {T: 5, S: 9, block: 8, dk: 3, dv: 8, causal: false, q0: 0, keyBias: false};
+  const cases: Case[] = [
+    // Queries below, at and past a tile of 4; keys below, at and past a panel of 8 and a block.
+    ...[1, 3, 4, 5, 8, 9].map(T => ({...base, T})),
+    ...[1, 7, 8, 9, 15, 16, 17].map(S => ({...base, S})),
+    ...[7, 8, 9, 16, 17, 24, 25].map(S => ({...base, S, block: 16})),
+    {...base, T: 12, S: 300, block: 256}, {...base, T: 9, S: 513, block: 256, dk: 8, dv: 16},
+    ...[1, 2, 8, 9].map(dk => ({...base, dk})),
+    ...[8, 16, 24].map(dv => ({...base, dv})),
+    // Causal, from query 0 and from a later tile (the second thread's share), blocks skipped.
+    ...[[5, 9, 8], [8, 8, 8], [13, 40, 16], [9, 30, 8]].map(([T, S, block]) => ({...base, T, S, block, causal: true})),
+    ...[4, 8, 12].map(q0 => ({...base, T: 7, S: 30, block: 8, causal: true, q0})),
+    {...base, T: 6, S: 20, block: 8, keyBias: true}, {...base, T: 6, S: 20, block: 16, keyBias: true, causal: true, q0: 4},
+  ];
+  it.each(cases)('T=$T, S=$S, block=$block, dk=$dk, dv=$dv, causal=$causal from query $q0, keyBias=$keyBias: ' +
+                 'the masked softmax(scale·(Q·Kᵀ + bias))·V, nothing outside the output written', (c: Case) => {
+    const {T, S, block, dk, dv, causal, q0, keyBias} = c;
+    const {kernels, floats, alloc} = kernelMemory();
+    const scale = 0.6;
+    const tiles = Math.ceil(T / 4);
+    const [vStride, outStride] = [dv + 4, dv + 8];
+    const q = matrix(T, dk, 1).map(row => row.map(x => 3 * x));
+    const k = matrix(S, dk, 2).map(row => row.map(x => 3 * x));
+    const v = matrix(S, dv, 3);
+    const bias = Array.from({length: S}, (_, s) => (s % 3 === 1 ? -1e9 : (s % 5) * 0.25));  // masked keys and small biases
+    const [qAt, kAt, vAt, biasAt] = [alloc(tiles * 4 * dk), alloc(Math.ceil(S / 8) * 8 * dk), alloc(S * vStride), alloc(S)];
+    const [outAt, scratchAt, stateAt] = [alloc(tiles * 4 * outStride), alloc(4 * block + 4), alloc(8 * tiles)];
+    const f = floats();
+    f.set(packed(q, 4), qAt / 4);
+    f.set(packed(k, 8), kAt / 4);
+    put(f, vAt, v, vStride);
+    f.set(bias, biasAt / 4);
+    kernels.attend_4x8(qAt, kAt, vAt, 4 * vStride, outAt, 4 * outStride, scratchAt, stateAt, tiles, S, block, dk, dv,
+                       scale, causal ? 1 : 0, q0, keyBias ? biasAt : 0);
+    const scores = matmul(q, transpose(k));                                  // [T, S]
+    const expected = scores.map((row, t) => {
+      const weights = maskedSoftmax(row.map((x, s) => scale * (x + (keyBias ? bias[s] : 0))),
+                                    row.map((_, s) => !causal || s <= q0 + t));
+      return Array.from({length: dv}, (_, col) => weights.reduce((sum, w, s) => sum + w * v[s][col], 0));
+    });
+    expect(maxDiff(get(floats(), outAt, T, dv, outStride), expected)).toBeLessThan(1e-5);
+    expect(written(floats(), outAt, tiles * 4 * outStride + 64, i => i < tiles * 4 * outStride && i % outStride < dv)).toBe(0);
+    expect(written(floats(), scratchAt + 4 * (4 * block + 4), 64, () => false)).toBe(0);
+    expect(written(floats(), stateAt + 4 * 8 * tiles, 64, () => false)).toBe(0);
+  });
+});
