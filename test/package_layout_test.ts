@@ -260,7 +260,7 @@ describe('"sideEffects" in package.json', () => {
 
 describe('the tarball of `npm pack`', () => {
   it('holds only the library build (dist/cjs, dist/esm), its types, README, LICENSE and package.json', () => {
-    const library = /^dist\/cjs\/[a-z0-9_/]+\.(js|d\.ts)$|^dist\/esm\/[A-Za-z0-9_-]+\.(js|d\.ts)$|^dist\/esm\/package\.json$/;
+    const library = /^dist\/cjs\/[a-z0-9_/.]+\.(js|d\.ts)$|^dist\/esm\/[A-Za-z0-9_-]+\.(js|d\.ts)$|^dist\/esm\/package\.json$/;
     expect(packedFiles.filter(f => !library.test(f) && !['package.json', 'README.md', 'LICENSE'].includes(f))).toEqual([]);
     expect(packedFiles.filter(f => /park|corpus|cli|bench|demo|plots|scripts|^src\/|^test\//.test(f))).toEqual([]);
     // Every library source (src/, walked here, not taken from the build) ships as CJS code and declarations.
