@@ -263,12 +263,15 @@ describe('the tarball of `npm pack`', () => {
     const library = /^dist\/cjs\/[a-z0-9_/.]+\.(js|d\.ts)$|^dist\/esm\/[A-Za-z0-9_-]+\.(js|d\.ts)$|^dist\/esm\/package\.json$/;
     expect(packedFiles.filter(f => !library.test(f) && !['package.json', 'README.md', 'LICENSE'].includes(f))).toEqual([]);
     expect(packedFiles.filter(f => /park|corpus|cli|bench|demo|plots|scripts|^src\/|^test\//.test(f))).toEqual([]);
-    // Every library source (src/, walked here, not taken from the build) ships as CJS code and declarations.
+    // Every library source (src/, walked here, not taken from the build) ships as CJS code and declarations; the C
+    // kernels ship compiled, inside kernels_wasm.generated.js, never as C.
     const sources = (function list(dir: string): string[] {
       return fs.readdirSync(dir, {withFileTypes: true}).flatMap(e =>
         e.isDirectory() ? list(path.join(dir, e.name)) : [path.relative(path.join(REPO, 'src'), path.join(dir, e.name))]);
     })(path.join(REPO, 'src'));
-    for (const source of sources) {
+    expect(sources.filter(f => f.endsWith('.c')).length).toBeGreaterThan(0);
+    expect(packedFiles.filter(f => /\.[ch]$/.test(f))).toEqual([]);
+    for (const source of sources.filter(f => f.endsWith('.ts'))) {
       const stem = source.replace(/\.ts$/, '');
       expect(packedFiles).toEqual(expect.arrayContaining([`dist/cjs/${stem}.js`, `dist/cjs/${stem}.d.ts`]));
     }
