@@ -1,0 +1,99 @@
+/** `npm run compare`: this project, PyTorch and onnxruntime-web on the same grid, by rounds, in one run. */
+import {spawnSync} from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {GridPoint, runBench} from '../app/bench/run_bench';
+import {ValueError} from '../app/tfjs_attention_node';
+import {CompareOptions, gridOf, Measurement, mergeRounds, MergedMeasurement, pointArgument, projectMeasurements, Runtime} from './compare_report';
+
+export interface CompareResults {
+  date: string;
+  node: string;
+  cpus: string;
+  options: Omit<CompareOptions, 'help'>;
+  versions: {[runtime: string]: string};
+  /** Each round's medians, all runtimes. */
+  rounds: Measurement[][];
+  /** The medians over the rounds. */
+  merged: MergedMeasurement[];
+}
+
+/** Runs a child process to the end; its stdout lines go to `log`, and a failure is an error with its stderr. */
+function run(command: string, args: string[], log: (line: string) => void): void {
+  const result = spawnSync(command, args, {encoding: 'utf8', maxBuffer: 64 * 2 ** 20});
+  if (result.error != null || result.status !== 0) {
+    throw new ValueError(`\`${command} ${args.join(' ')}\` failed (exit ${result.status}): ` +
+        `${result.error?.message ?? result.stderr.trim().split('\n').slice(-5).join('\n')}`);
+  }
+  for (const line of result.stdout.trim().split('\n')) if (line !== '') log(line);
+}
+
+interface ChildResults {
+  version: string;
+  rows: Measurement[];
+}
+
+function readChild(file: string, runtime: Runtime): ChildResults {
+  const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as {version: string; rows: Array<Omit<Measurement, 'runtime'>>};
+  return {version: parsed.version, rows: parsed.rows.map(r => ({runtime, threads: r.threads, pass: r.pass, batch: r.batch,
+    length: r.length, dModel: r.dModel, heads: r.heads, medianMs: r.medianMs}))};
+}
+
+/**
+ * Exports the ONNX models once (PyTorch), then runs `options.rounds` rounds; each round times
+ * this project (npm run bench's default rows on wasm, in this process), PyTorch (one process,
+ * 1 and 2 threads interleaved call by call) and onnxruntime-web (one process per thread count),
+ * in that order, each on the whole grid.
+ */
+export async function runCompare(options: CompareOptions, log: (line: string) => void): Promise<CompareResults> {
+  const here = __dirname;
+  const points = gridOf(options.lengths);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'compare-'));
+  const versions: {[runtime: string]: string} = {};
+  const timing = ['--reps', String(options.reps), '--large-reps', String(options.largeReps), '--warmup', String(options.warmup)];
+  try {
+    const modelDir = path.join(work, 'onnx');
+    if (options.runtimes.includes('onnxruntime-web')) {
+      log(`exporting the ONNX models to ${modelDir}`);
+      run(options.python, ['-W', 'ignore', path.join(here, 'compare_attention.py'), '--points', pointArgument(points),
+        '--export-onnx', modelDir], () => {});
+    }
+    const rounds: Measurement[][] = [];
+    for (let round = 1; round <= options.rounds; round++) {
+      const measurements: Measurement[] = [];
+      const roundLog = (line: string) => log(`round ${round}/${options.rounds}: ${line}`);
+      if (options.runtimes.includes('tfjs-attention')) {
+        const grid: GridPoint[] = points.map(p => ({...p, paths: ['default']}));
+        const results = await runBench({backends: ['wasm'], grid, reps: options.reps, largeReps: options.largeReps,
+          warmup: options.warmup, log: line => roundLog(`tfjs-attention ${line}`)});
+        versions['tfjs-attention'] = `Node ${results.node}, tfjs-backend-wasm`;
+        measurements.push(...projectMeasurements(results));
+      }
+      if (options.runtimes.includes('pytorch')) {
+        const file = path.join(work, `pytorch_${round}.json`);
+        run(options.python, ['-W', 'ignore', path.join(here, 'compare_attention.py'), '--points', pointArgument(points),
+          '--threads', '1,2', ...timing, '--json', file], roundLog);
+        const child = readChild(file, 'pytorch');
+        versions.pytorch = child.version;
+        measurements.push(...child.rows);
+      }
+      if (options.runtimes.includes('onnxruntime-web')) {
+        for (const threads of [1, 2]) {
+          const file = path.join(work, `onnxruntime_${threads}_${round}.json`);
+          run(process.execPath, [path.join(here, 'compare_onnxruntime.mjs'), '--models', modelDir, '--threads', String(threads),
+            ...timing, '--ort', options.ort, '--json', file], roundLog);
+          const child = readChild(file, 'onnxruntime-web');
+          versions['onnxruntime-web'] = child.version;
+          measurements.push(...child.rows);
+        }
+      }
+      rounds.push(measurements);
+    }
+    const {help: _help, ...shown} = options;
+    return {date: new Date().toISOString(), node: process.version, cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}`,
+      options: shown, versions, rounds, merged: mergeRounds(rounds)};
+  } finally {
+    fs.rmSync(work, {recursive: true, force: true});
+  }
+}
