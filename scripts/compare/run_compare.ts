@@ -41,7 +41,8 @@ function readChild(file: string, runtime: Runtime): ChildResults {
 }
 
 /**
- * Exports the ONNX models once (PyTorch), then runs `options.rounds` rounds; each round times
+ * Exports the ONNX models once (PyTorch), warms this project up with one untimed pass, then
+ * runs `options.rounds` rounds; each round times
  * this project (npm run bench's default rows on wasm, in this process), PyTorch (one process,
  * 1 and 2 threads interleaved call by call) and onnxruntime-web (one process per thread count),
  * in that order, each on the whole grid.
@@ -59,12 +60,18 @@ export async function runCompare(options: CompareOptions, log: (line: string) =>
       run(options.python, ['-W', 'ignore', path.join(here, 'compare_attention.py'), '--points', pointArgument(points),
         '--export-onnx', modelDir], () => {});
     }
+    const grid: GridPoint[] = points.map(p => ({...p, paths: ['default']}));
+    if (options.runtimes.includes('tfjs-attention')) {
+      // Round 0, untimed: the first calls of a process run V8's baseline tier (onnxruntime-web's
+      // script warms up the same way, for 3 s; PyTorch's kernels are native).
+      log('tfjs-attention: warming up (one untimed pass over the grid)');
+      await runBench({backends: ['wasm'], grid, reps: 1, largeReps: 1, warmup: options.warmup});
+    }
     const rounds: Measurement[][] = [];
     for (let round = 1; round <= options.rounds; round++) {
       const measurements: Measurement[] = [];
       const roundLog = (line: string) => log(`round ${round}/${options.rounds}: ${line}`);
       if (options.runtimes.includes('tfjs-attention')) {
-        const grid: GridPoint[] = points.map(p => ({...p, paths: ['default']}));
         const results = await runBench({backends: ['wasm'], grid, reps: options.reps, largeReps: options.largeReps,
           warmup: options.warmup, log: line => roundLog(`tfjs-attention ${line}`)});
         versions['tfjs-attention'] = `Node ${results.node}, tfjs-backend-wasm`;
