@@ -56,7 +56,7 @@ export const COMPARE_USAGE = `Usage: npm run compare -- [options]
 
 Times the layer's self-attention on the issue's grid, (B, T, d, H) = (32, 16, 64, 1), (8, 128, 64, 4),
 (1, 1024, 64, 1), (1, 4096, 64, 1), in three runtimes, by rounds (each round runs every runtime once,
-in turn), and prints the medians over the rounds:
+in turn, after an untimed warm-up of each), and prints the medians over the rounds:
   tfjs-attention   this project on wasm (npm run bench's default rows, in this process): forward and
                    forward+backward, on one thread and, where the layer takes it, two;
   pytorch          scripts/compare/compare_attention.py: nn.Linear projections and

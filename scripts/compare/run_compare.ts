@@ -40,6 +40,27 @@ function readChild(file: string, runtime: Runtime): ChildResults {
     length: r.length, dModel: r.dModel, heads: r.heads, medianMs: r.medianMs}))};
 }
 
+/** Fails before any timing when PyTorch (and its ONNX exporter) or onnxruntime-web is missing, saying how to install it. */
+function checkTools(options: CompareOptions): void {
+  if (options.runtimes.includes('onnxruntime-web')) {
+    // An npm prefix holding the package, or the package's own folder (as compare_onnxruntime.mjs takes them).
+    const isPackage = (file: string) => fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as {name?: string}).name === 'onnxruntime-web';
+    if (!isPackage(path.join(options.ort, 'node_modules', 'onnxruntime-web', 'package.json')) && !isPackage(path.join(options.ort, 'package.json'))) {
+      throw new ValueError(`onnxruntime-web is not installed in ${options.ort}: run \`npm install --prefix ${options.ort} onnxruntime-web\`, ` +
+          `or pass its prefix with --ort (or ORT_WEB_DIR). Received: --ort ${options.ort}`);
+    }
+  }
+  if (options.runtimes.includes('pytorch') || options.runtimes.includes('onnxruntime-web')) {
+    const modules = options.runtimes.includes('onnxruntime-web') ? 'torch, onnx, onnxscript' : 'torch';
+    const result = spawnSync(options.python, ['-c', `import ${modules}`], {encoding: 'utf8'});
+    if (result.error != null || result.status !== 0) {
+      throw new ValueError(`${options.python} cannot import ${modules}: create a venv with them ` +
+          `(python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install ${modules.replace(/,/g, '')}) ` +
+          `and pass its python with --python (or COMPARE_PYTHON). Received: --python ${options.python}`);
+    }
+  }
+}
+
 /**
  * Exports the ONNX models once (PyTorch), warms this project up with one untimed pass, then
  * runs `options.rounds` rounds; each round times
@@ -54,6 +75,7 @@ export async function runCompare(options: CompareOptions, log: (line: string) =>
   const versions: {[runtime: string]: string} = {};
   const timing = ['--reps', String(options.reps), '--large-reps', String(options.largeReps), '--warmup', String(options.warmup)];
   try {
+    checkTools(options);
     const modelDir = path.join(work, 'onnx');
     if (options.runtimes.includes('onnxruntime-web')) {
       log(`exporting the ONNX models to ${modelDir}`);
