@@ -14,7 +14,7 @@ import {checkStandardPathMemory, planAttention, STANDARD_PATH_MAX_SCORE_BYTES} f
 import {forwardFlops, matMulFlops, trainingFlops} from '../scripts/app/bench/flops';
 import {naiveSelfAttention} from '../scripts/app/bench/naive_attention';
 import {parseBenchArgs} from '../scripts/app/bench/options';
-import {evaluateTargets, formatReport, writeJson} from '../scripts/app/bench/report';
+import {evaluateTargets, evaluateTrainingTargets, formatReport, trainingRatios, writeJson} from '../scripts/app/bench/report';
 import {BackendResults, BenchResults, BenchRow, MASK_GRID, MaskKind, QUICK_GRID, runBench} from '../scripts/app/bench/run_bench';
 import {UsageError} from '../scripts/app/cli/arguments';
 import {maxAbsDiff, runTestsOn} from './helpers/tensors';
@@ -105,13 +105,13 @@ describe('npm run bench --quick', () => {
     expect(report).toContain('| B, T, d, H | path | pass | median ms |');
     expect(report).toContain('5. no benchmarked path leaks tensors');
     const checks = evaluateTargets(results.backends[0]);
-    expect(checks.map(c => c.target.slice(0, 2))).toEqual(['1.', '2.', '3.', '4.', '5.', '6.']);
+    expect(checks.map(c => c.target.slice(0, 2))).toEqual(['1.', '2.', '3.', '4.', '5.', '6.', '7.', '8.', '9.']);
     expect(checks[4].met).toBe(true);  // no leak; the others need the full grid
-    // The quick grid has none of the rows targets 1-4 need (T = 16 and 128, >= 1024, 8192,
-    // 16384): they are reported as not run, never as MISSED.
-    expect(checks.map(c => c.status)).toEqual(['not run', 'not run', 'not run', 'not run', 'met', 'not run']);
+    // The quick grid has none of the rows targets 1-4 and 6-9 need (T = 16 and 128, >= 1024,
+    // 8192, 16384): they are reported as not run, never as MISSED.
+    expect(checks.map(c => c.status)).toEqual(['not run', 'not run', 'not run', 'not run', 'met', 'not run', 'not run', 'not run', 'not run']);
     expect(report).not.toContain('MISSED');
-    expect(report.split('\n').filter(l => l.startsWith('- not run: '))).toHaveLength(5);
+    expect(report.split('\n').filter(l => l.startsWith('- not run: '))).toHaveLength(8);
 
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-')), 'out', 'results.json');
     writeJson(file, results);
@@ -119,6 +119,47 @@ describe('npm run bench --quick', () => {
     expect(parsed.backends[0].rows).toHaveLength(results.backends[0].rows.length);
     expect(parsed.backends[0].rows[0].medianMs).toBe(results.backends[0].rows[0].medianMs);
     expect(parsed.backends[0].memoryEfficientThreshold).toBe(4096);  // wasm
+  });
+});
+
+describe('forward+backward against forward', () => {
+  let results: BenchResults;
+
+  beforeAll(async () => {
+    results = await runBench({backends: ['wasm'], quick: true, reps: 1});
+  });
+
+  it('pairs each forward row with the forward+backward row of its point and path, and divides their medians', () => {
+    const backend = results.backends[0];
+    const ratios = trainingRatios(backend);
+    // QUICK_GRID: the default at T = 8, standard and memory-efficient at T = 40.
+    expect(ratios.map(p => [p.forward.length, p.asked, p.forward.pass, p.training.pass])).toEqual([
+      [8, 'default', 'forward', 'forward+backward'], [40, 'standard', 'forward', 'forward+backward'],
+      [40, 'memory-efficient', 'forward', 'forward+backward']]);
+    for (const {forward, training, ratio, oneThreadRatio} of ratios) {
+      expect(forward.ranPath === 'memory-efficient').toBe(training.ranPath === 'memory-efficient');
+      expect(ratio).toBeCloseTo(training.medianMs! / forward.medianMs!, 12);
+      expect(oneThreadRatio).toBeGreaterThan(0);  // the quick grid's calls are all on one thread
+      if (forward.threads === 1 && training.threads === 1) expect(oneThreadRatio).toBe(ratio);
+    }
+    const report = formatReport(results);
+    expect(report).toContain('| B, T, d, H | asked | forward: path | forward ms | forward+backward: path | forward+backward ms | × forward |');
+    const line = report.split('\n').find(l => l.startsWith('| 2, 8, 16, 2 | default | fused'))!;
+    expect(line).toContain(`| ${ratios[0].ratio.toFixed(2)} |`);
+  });
+
+  it('gives every row its share of the one-thread matMul, forward+backward rows included', () => {
+    const report = formatReport(results);
+    const rows = results.backends[0].rows;
+    for (const row of rows.filter(r => r.pass === 'forward+backward')) {
+      expect(row.threads).toBe(1);
+      expect(row.oneThreadFractionOfMatMul).toBe(row.fractionOfMatMul);
+      const cells = report.split('\n').find(l => l.startsWith(`| ${row.batch}, ${row.length}, ${row.dModel}, ${row.heads} | `) &&
+          l.includes(`| ${row.pass} |`) && l.includes(row.ranPath === 'memory-efficient' ? 'memory-efficient' : row.ranPath))!.split(' | ');
+      // ... | % of matMul | 1 thread ms | % of matMul, 1 thread | leaked |: no one-thread twin, the row's own share.
+      expect(cells[cells.length - 3]).toBe('–');
+      expect(cells[cells.length - 2]).toBe((row.fractionOfMatMul! * 100).toFixed(0));
+    }
   });
 });
 
@@ -136,6 +177,46 @@ describe('targets', () => {
     expect(evaluateTargets(half)[0]).toMatchObject({status: 'not run', met: false, detail: 'not run, 3.00×'});
     const met = {backend: 'wasm', rows: [row(32, 16, 2.5), row(8, 128, 3)], notes: []} as unknown as BackendResults;
     expect(evaluateTargets(met)[0]).toMatchObject({status: 'met', met: true});
+  });
+
+  /** A default row of issue 13's grid (d = 64) with what targets 7-9 read. */
+  const timed = (batch: number, length: number, pass: 'forward'|'forward+backward', ms: number,
+      extra: {threads?: 1|2; oneThreadMedianMs?: number; fractionOfMatMul?: number; path?: string} = {}) => ({
+    batch, length, dModel: 64, heads: 1, path: extra.path ?? 'default', ranPath: pass === 'forward' ? 'fused' : 'standard',
+    mask: null, pass, status: 'ok', isDefault: true, medianMs: ms, threads: extra.threads ?? 1,
+    oneThreadMedianMs: extra.oneThreadMedianMs ?? null,
+    speedupVsOneThread: extra.oneThreadMedianMs == null ? null : extra.oneThreadMedianMs / ms,
+    fractionOfMatMul: extra.fractionOfMatMul ?? 0.5, oneThreadFractionOfMatMul: extra.fractionOfMatMul ?? 0.5,
+    leakedTensors: 0,
+  }) as unknown as BenchRow;
+  const grid = (ratio: number, training: {threads?: 1|2; oneThreadMedianMs?: number; fractionOfMatMul?: number} = {}) =>
+    ({backend: 'wasm', notes: [], rows: [[32, 16], [8, 128], [1, 1024], [1, 4096]].flatMap(([B, T]) => [
+      timed(B, T, 'forward', 10, T >= 1024 ? {threads: 2, oneThreadMedianMs: 19} : {}),
+      timed(B, T, 'forward+backward', 10 * ratio, T >= 1024 ? {fractionOfMatMul: 1.2, ...training} : {}),
+    ])}) as unknown as BackendResults;
+
+  it('issue 13: forward+backward at most 3.5× forward at every point of its grid (target 8)', () => {
+    expect(evaluateTrainingTargets(grid(3.4))[1]).toMatchObject({status: 'met', detail: 'T=16: 3.40×, T=128: 3.40×, T=1024: 3.40×, T=4096: 3.40×'});
+    expect(evaluateTrainingTargets(grid(3.6))[1]).toMatchObject({status: 'missed', met: false});
+    const partial = grid(3);
+    partial.rows = partial.rows.filter(r => r.length !== 128);
+    expect(evaluateTrainingTargets(partial)[1]).toMatchObject({status: 'not run', detail: 'T=16: 3.00×, T=128: not run, T=1024: 3.00×, T=4096: 3.00×'});
+    // At T = 4096 the default forward+backward is the forced memory-efficient row, marked as the default: still paired.
+    const forced = grid(3);
+    forced.rows[7] = {...forced.rows[7], path: 'memory-efficient'};
+    expect(trainingRatios(forced).map(p => [p.asked, p.training.path])).toEqual([
+      ['default', 'default'], ['default', 'default'], ['default', 'default'], ['default', 'memory-efficient']]);
+    expect(evaluateTrainingTargets(forced)[1].status).toBe('met');
+  });
+
+  it('issue 13: forward+backward >= 100% of the one-thread matMul at T >= 1024 (7), two threads >= 1.8× one (9)', () => {
+    expect(evaluateTrainingTargets(grid(3))[0]).toMatchObject({status: 'met', detail: 'T=1024 standard: 120%, T=4096 standard: 120%'});
+    expect(evaluateTrainingTargets(grid(3, {fractionOfMatMul: 0.99}))[0].status).toBe('missed');
+    // Forward on two threads at 1.9×, forward+backward on one: target 9 missed, and says why.
+    expect(evaluateTrainingTargets(grid(3))[2]).toMatchObject({status: 'missed',
+      detail: 'T=1024 forward: 1.90×, T=1024 forward+backward: one thread, T=4096 forward: 1.90×, T=4096 forward+backward: one thread'});
+    expect(evaluateTrainingTargets(grid(3, {threads: 2, oneThreadMedianMs: 60}))[2].status).toBe('met');
+    expect(evaluateTrainingTargets(grid(3, {threads: 2, oneThreadMedianMs: 50}))[2].status).toBe('missed');  // 1.67×
   });
 });
 

@@ -27,7 +27,7 @@ export function formatTable(results: BackendResults): string {
     lines.push(`| ${point} | ${shown} | ${row.pass} | ${fixed(row.medianMs, 2)} | ${fixed(row.gflops, 1)} | ` +
         `${fixed(row.peakBytes == null ? null : row.peakBytes / MIB, 1)} | ${fixed(row.naiveMedianMs, 2)} | ` +
         `${fixed(row.speedupVsNaive, 2)} | ${fixed(row.fractionOfMatMul == null ? null : row.fractionOfMatMul * 100, 0)} | ` +
-        `${fixed(row.oneThreadMedianMs, 2)} | ${row.threads === 2 ? fixed((row.oneThreadFractionOfMatMul ?? NaN) * 100, 0) : '–'} | ` +
+        `${fixed(row.oneThreadMedianMs, 2)} | ${fixed(row.oneThreadFractionOfMatMul == null ? null : row.oneThreadFractionOfMatMul * 100, 0)} | ` +
         `${row.leakedTensors} |`);
   }
   return lines.join('\n');
@@ -42,14 +42,18 @@ export function formatReport(results: BenchResults): string {
     parts.push(`## ${backend.backend}: plain ${n}×${n} matMul ${fixed(backend.matMulGflops, 1)} GFLOP/s ` +
         `(median over the rows; each row's ratio uses the matMul timed with it)`, '',
         `Medians of ${reps} timed calls (${largeReps} for T >= 4096) after ${warmup} warm-up rounds (1 for T >= 4096), ` +
-        'the layer, the naive version and the matMul interleaved.');
+        'the layer, the naive version and the matMul interleaved.' + (backend.backend === 'tensorflow' ? '' :
+          ' The matMul runs on one thread; "1 thread ms" is the same call kept on one thread where the row ran on two ' +
+          '("% of matMul, 1 thread" is then its share; on one-thread rows it is "% of matMul").'));
     parts.push('', formatTable(backend), '');
+    const training = formatTrainingTable(backend);
+    if (training != null) parts.push(training, '');
     const masked = formatMaskTable(backend);
     if (masked != null) parts.push(masked, '');
     const refused = backend.rows.filter(r => r.status !== 'ok');
     for (const row of refused) parts.push(`- (${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}) ${row.path} ${row.pass}: ${row.note}`);
     for (const note of backend.notes) parts.push(`- ${note}`);
-    parts.push('', `Targets (the issue sets them for wasm; a target whose rows this grid did not run is "not run"):`,
+    parts.push('', `Targets (issues 5 and 13 set them for wasm; a target whose rows this grid did not run is "not run"):`,
         ...evaluateTargets(backend).map(t => `- ${t.status === 'missed' ? 'MISSED' : t.status}: ${t.target}: ${t.detail}`), '');
   }
   if (results.backends.length > 1) parts.push(formatSideBySide(results), '', formatSpeedups(results));
@@ -75,6 +79,61 @@ export function formatMaskTable(results: BackendResults): string|null {
     ...rows.map(r => `| ${r.batch}, ${r.length}, ${r.dModel}, ${r.heads} | ${r.mask} | ${r.pass} | ${fixed(r.medianMs, 2)} | ` +
         `${fixed(r.unmaskedMedianMs, 2)} | ${fixed(ratio(r.medianMs, r.unmaskedMedianMs), 2)} | ${fixed(mib(r.peakBytes), 1)} | ` +
         `${fixed(mib(r.unmaskedPeakBytes), 1)} | ${fixed(ratio(r.peakBytes, r.unmaskedPeakBytes), 2)} |`),
+  ].join('\n');
+}
+
+/** A forward row and the forward+backward row of the same point, path asked and mask. */
+export interface TrainingRatio {
+  forward: BenchRow;
+  training: BenchRow;
+  /** 'default', or the path forced ('standard', 'memory-efficient'). */
+  asked: string;
+  /** training.medianMs / forward.medianMs, each on the threads it ran on (the FLOP count is 3×). */
+  ratio: number;
+  /** The same with both calls on one thread (the one-thread twin where a row ran on two). */
+  oneThreadRatio: number;
+}
+
+/** The median of a row kept on one thread: its one-thread twin on two-thread rows, else its own. */
+function oneThreadMs(row: BenchRow): number|null {
+  return row.threads === 2 ? row.oneThreadMedianMs : row.medianMs;
+}
+
+/** The keys a row is found by: its path asked, and 'default' too for a forced row that the default runs. */
+function pairKeys(row: BenchRow): string[] {
+  const key = (path: string) => `${row.batch},${row.length},${row.dModel},${row.heads},${path},${row.mask}`;
+  return row.isDefault && row.path !== 'default' ? [key('default'), key(row.path)] : [key(row.path)];
+}
+
+/** forward+backward against forward, per point, path asked and mask: rows that ran in both passes. */
+export function trainingRatios(results: BackendResults): TrainingRatio[] {
+  const ok = results.rows.filter(r => r.status === 'ok' && r.medianMs != null);
+  const ratios: TrainingRatio[] = [];
+  for (const forward of ok.filter(r => r.pass === 'forward')) {
+    for (const key of pairKeys(forward)) {
+      const training = ok.find(r => r.pass === 'forward+backward' && pairKeys(r).includes(key));
+      if (training == null || ratios.some(p => p.forward === forward && p.training === training)) continue;
+      const [f1, t1] = [oneThreadMs(forward), oneThreadMs(training)];
+      ratios.push({forward, training, asked: key.split(',')[4], ratio: training.medianMs! / forward.medianMs!,
+        oneThreadRatio: f1 == null || t1 == null ? NaN : t1 / f1});
+    }
+  }
+  return ratios;
+}
+
+/** The training table: forward+backward ÷ forward per point (issue 13's target: at most 3.5×); null when no pair ran. */
+export function formatTrainingTable(results: BackendResults): string|null {
+  const ratios = trainingRatios(results);
+  if (ratios.length === 0) return null;
+  const pathOf = (r: BenchRow) => (r.ranPath === 'memory-efficient' ? `memory-efficient (${r.blockSize})` : r.ranPath) +
+      (r.threads === 2 ? ', 2 threads' : '');
+  return ['Forward+backward against forward (same run; the FLOP count is 3×):', '',
+    '| B, T, d, H | asked | forward: path | forward ms | forward+backward: path | forward+backward ms | × forward | × forward, 1 thread | forward+backward % of matMul | forward+backward % of matMul, 1 thread |',
+    '| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
+    ...ratios.map(({forward: f, training: t, asked, ratio, oneThreadRatio}) =>
+      `| ${f.batch}, ${f.length}, ${f.dModel}, ${f.heads} | ${asked}${f.mask == null ? '' : `, ${f.mask} mask`} | ` +
+      `${pathOf(f)} | ${fixed(f.medianMs, 2)} | ${pathOf(t)} | ${fixed(t.medianMs, 2)} | ${fixed(ratio, 2)} | ` +
+      `${fixed(oneThreadRatio, 2)} | ${fixed((t.fractionOfMatMul ?? NaN) * 100, 0)} | ${fixed((t.oneThreadFractionOfMatMul ?? NaN) * 100, 0)} |`),
   ].join('\n');
 }
 
@@ -156,7 +215,10 @@ function find(rows: BenchRow[], length: number, batch: number, pass: string, ran
       (ran == null || r.ranPath === ran) && (path == null || r.path === path));
 }
 
-/** Checks the issue's targets 1-6 against one backend's rows; a target whose rows were not run is 'not run'. */
+/**
+ * Checks the targets against one backend's rows: issue 5's (1-6) and issue 13's for training
+ * (7-9); a target whose rows were not run is 'not run'.
+ */
 export function evaluateTargets(results: BackendResults): TargetCheck[] {
   const rows = results.rows;
   const checks: TargetCheck[] = [];
@@ -211,6 +273,44 @@ export function evaluateTargets(results: BackendResults): TargetCheck[] {
       maskRows.length === 6 && maskRows.every(maskOk),
       maskRows.length === 0 ? 'not run' : maskRows.map(r => `${r.mask} ${r.pass}: ` + (r.status !== 'ok' ? r.status :
           `peak ${fixed(r.peakBytes! / r.unmaskedPeakBytes!, 2)}×, time ${fixed(r.medianMs! / r.unmaskedMedianMs!, 2)}×`)).join(', ')));
+  checks.push(...evaluateTrainingTargets(results));
+  return checks;
+}
+
+/** The issue's grid, where issue 13 sets its training targets: (B, T) with d = 64. */
+const ISSUE_GRID: Array<[number, number]> = [[32, 16], [8, 128], [1, 1024], [1, 4096]];
+
+/**
+ * Issue 13's targets for training (7-9), on the default path: forward+backward at T >= 1024
+ * at least 100% of the one-thread matMul's GFLOP/s (the row on its default threads); at
+ * most 3.5× the forward time at each point of the issue's grid; and two threads at least
+ * 1.8× one thread at T >= 1024, forward and forward+backward.
+ */
+export function evaluateTrainingTargets(results: BackendResults): TargetCheck[] {
+  const rows = results.rows.filter(r => r.mask == null && r.isDefault);
+  const checks: TargetCheck[] = [];
+  const long = rows.filter(r => r.pass === 'forward+backward' && r.length >= 1024);
+  checks.push(check(
+      '7. forward+backward >= 100% of the one-thread matMul GFLOP/s at T >= 1024 (default path, default threads; issue 13)',
+      long.length > 0,
+      long.every(r => r.status === 'ok' && (r.fractionOfMatMul ?? 0) >= 1),
+      long.length === 0 ? 'not run' : long.map(r => `T=${r.length} ${r.ranPath}: ` + (r.status !== 'ok' ? r.status :
+          `${fixed((r.fractionOfMatMul ?? NaN) * 100, 0)}%` +
+          (r.threads === 2 ? ` (${fixed((r.oneThreadFractionOfMatMul ?? NaN) * 100, 0)}% on one thread)` : ''))).join(', ')));
+  const ratios = trainingRatios(results).filter(p => p.asked === 'default' && p.forward.mask == null);
+  const onGrid = ISSUE_GRID.map(([B, T]) => ratios.find(p => p.forward.batch === B && p.forward.length === T && p.forward.dModel === 64));
+  checks.push(check(
+      '8. forward+backward <= 3.5× forward at (32, 16, 64, 1), (8, 128, 64, 4), (1, 1024, 64, 1), (1, 4096, 64, 1) (default paths; issue 13)',
+      onGrid.every(p => p != null),
+      onGrid.every(p => p != null && p.ratio <= 3.5),
+      onGrid.map((p, i) => `T=${ISSUE_GRID[i][1]}: ${p == null ? 'not run' : `${fixed(p.ratio, 2)}×`}`).join(', ')));
+  const twoThreads = rows.filter(r => r.length >= 1024);
+  checks.push(check(
+      '9. two threads >= 1.8× one thread at T >= 1024, forward and forward+backward (default path; issue 13)',
+      twoThreads.some(r => r.pass === 'forward') && twoThreads.some(r => r.pass === 'forward+backward'),
+      twoThreads.every(r => r.status === 'ok' && r.threads === 2 && (r.speedupVsOneThread ?? 0) >= 1.8),
+      twoThreads.length === 0 ? 'not run' : twoThreads.map(r => `T=${r.length} ${r.pass}: ` + (r.status !== 'ok' ? r.status :
+          r.threads === 2 ? `${fixed(r.speedupVsOneThread, 2)}×` : 'one thread')).join(', ')));
   return checks;
 }
 
