@@ -221,7 +221,8 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const plan = this.planCall(query, context, options);
     if (plan?.path === 'standard') this.checkScoresFit(query, context);
     return tf.tidy(() => {
-      if (plan?.path === 'fused') return this.callFused(query, context, options, plan.kernel!);
+      // 'gradient': the projections here, the attention and its fused backward in the op.
+      if (plan?.path === 'fused' && plan.kernel !== 'gradient') return this.callFused(query, context, options, plan.kernel as 'layer'|'attention');
       // The padding masks go to the op as [B, T] and [B, S]: the memory-efficient path keeps them vectors.
       const {attentionMask, queryMask, contextMask} = this.masksFor(query, context, options);
       const heads = this.projectHeads(query, context);

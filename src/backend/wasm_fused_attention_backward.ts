@@ -7,7 +7,7 @@
  * One thread. The planner (attention_plan.ts) sends recorded calls on wasm here.
  */
 import * as tf from '@tensorflow/tfjs';
-import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES} from './wasm_fused_attention';
+import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmKernelArgs} from './wasm_kernel_registry';
@@ -220,6 +220,7 @@ export function fusedAttentionTraining(
   const pairs = query.size / (T * dk);
   const attrs: TrainingAttrs = {heads, scale: options.scale, causal: options.causal};
   const keyBias = options.keyBias ?? null;
+  noteFusedCallThreads(1);
   const withBias = (inputs: tf.NamedTensorMap, bias: tf.Tensor|null) => (bias == null ? inputs : {...inputs, keyBias: bias});
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [q, k, v] = args as tf.Tensor[];
