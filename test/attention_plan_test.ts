@@ -46,6 +46,8 @@ const CASES: Case[] = [
     /^the fused kernel takes no explicit mask; S=128 < 4096, the memory-efficient threshold on wasm$/],
   ['wasm recording, dropout', {backend: 'wasm', ...base, recording: true, dropoutActive: true}, 'standard', /no dropout; dropout is active/],
   ['wasm recording, without SIMD', {backend: 'wasm', ...base, recording: true, fusedKernelAvailable: false}, 'standard', /needs wasm SIMD/],
+  ['wasm recording, 268 MFLOP, two threads allowed', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 2, recording: true},
+    'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/, {kernel: 'gradient', threads: 2}],
   ['wasm recording, work buffers over FUSED_MAX_BYTES', {backend: 'wasm', batch: 1, heads: 1, T: 4096, S: 4096, dk: 1024, dv: 1024, recording: true},
     'memory-efficient', /^the sizes do not fit the fused backward's work buffers; S=4096 >= 4096/, {blockSize: 512}],
   ['wasm explicit mask', {backend: 'wasm', ...base, mask: true}, 'standard', /takes no explicit mask; S=128 < 4096/],

@@ -13,8 +13,9 @@ import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention} from '../src/node';
 import {planAttention} from '../src/attention/attention_plan';
 import * as training from '../src/backend/wasm_fused_attention_backward';
-import {FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
-import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES} from '../src/backend/wasm_fused_attention';
+import {backwardSplit, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
+import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
+import {setAttentionThreads} from '../src/backend/attention_threads';
 import {attendOneHead, Matrix, matmul, transpose} from './helpers/reference_attention';
 import {disposeAll, expectClose, Nested, randomArray, runTestsOn} from './helpers/tensors';
 
@@ -172,6 +173,41 @@ describe('dotProductAttention gradients on the fused backward', () => {
     }
     disposeAll(q, k, v, r, keyPadding, result);
   });
+});
+
+describe('the fused backward on two threads', () => {
+  // Above twoThreadsPay's 36 MFLOP (2·P·T·S·(dk + dv) = 38.8 MFLOP), T not a multiple of 4, d not of 8.
+  const [lead, T, S, dk, dv] = [[1, 2], 301, 310, 60, 44];
+
+  it.each([['no mask', false, false], ['causal', true, false], ['causal and key padding', true, true]])(
+      '%s: the gradients on two threads are bit for bit those on one, and equal the standard path\'s', (_, causal, padded) => {
+        expect(backwardSplit({pairs: 2, T, S, dk, dv, causal: causal as boolean})).toBeGreaterThan(0);
+        const start = tf.memory().numTensors;
+        const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 51);
+        const k = tf.randomNormal([...lead, S, dk], 0, 1, 'float32', 52);
+        const v = tf.randomNormal([...lead, S, dv], 0, 1, 'float32', 53);
+        const r = tf.randomNormal([...lead, T, dv], 0, 1, 'float32', 54);
+        const keyPaddingMask = padded ? tf.tensor2d([Array.from({length: S}, (__, s) => (s % 7 === 3 ? 0 : 1))]) : null;
+        const gradsOf = (threads: 1|2, blockSize: number|null) => {
+          const previous = setAttentionThreads(threads);
+          try {
+            const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+              tf.sum(tf.mul(dotProductAttention(a, b, c, {causal: causal as boolean, keyPaddingMask, blockSize}), r));
+            const grads = tf.grads(f)([q, k, v]);
+            return {grads, threads: fusedThreadsOfLastCall()};
+          } finally {
+            setAttentionThreads(previous);
+          }
+        };
+        const one = gradsOf(1, null);
+        const two = gradsOf(2, null);
+        const standard = gradsOf(1, 0);
+        expect([one.threads, two.threads]).toEqual([1, 2]);
+        two.grads.forEach((g, i) => expect(g.dataSync()).toEqual(one.grads[i].dataSync()));
+        two.grads.forEach((g, i) => expectClose(g, standard.grads[i], 1e-4));
+        disposeAll(q, k, v, r, keyPaddingMask, one.grads, two.grads, standard.grads);
+        expect(tf.memory().numTensors).toBe(start);
+      });
 });
 
 describe('the layer trains on the fused backward', () => {

@@ -107,7 +107,10 @@ export interface AttentionPlan {
   path: AttentionPath;
   /** Keys per block: the memory-efficient path's blocks, or the fused kernel's (FUSED_KEY_BLOCK). Unset on the standard path. */
   blockSize?: number;
-  /** On the fused path: the threads it runs on (2: this thread and the worker; the kernel keeps to 1 if the worker cannot start). */
+  /**
+   * On the fused path: the threads it runs on (2: this thread and the worker; the kernel keeps to
+   * 1 if the worker cannot start). With the 'gradient' kernel, the backward's; its forward runs on one.
+   */
   threads?: 1|2;
   /**
    * On the fused path: 'layer' (projections and attention in one call), 'attention' (attention
@@ -127,7 +130,8 @@ export interface AttentionPlan {
  * - By default (`blockSize` null), attention on wasm takes the fused kernels, unless an explicit
  *   mask, the weights or dropout are asked for (padding masks too, for the op; the layer applies
  *   them in its kernel), or the sizes do not fit the kernel. When a gradient is recorded, the
- *   fused forward and backward ('gradient'), padding masks included, on one thread. Otherwise the memory-efficient path
+ *   fused forward and backward ('gradient'), padding masks included, the backward on two
+ *   threads where the forward would be. Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
@@ -158,15 +162,15 @@ export function planAttention(call: AttentionCall): AttentionPlan {
     return {path: 'memory-efficient', blockSize, reason: `blockSize=${blockSize} forces the memory-efficient path`};
   }
   const fused = fusedChoice(call);
-  if (fused.kernel === 'gradient') {
+  const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
+  const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
+  if (fused.kernel === 'gradient') {  // threads: the backward's (the forward keeps to one)
     return {
-      path: 'fused', blockSize: FUSED_KEY_BLOCK, threads: 1, kernel: 'gradient',
-      reason: 'training on wasm: the fused kernel and its fused backward',
+      path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'gradient',
+      reason: `training on wasm: the fused kernel and its fused backward${threads === 2 ? ', on two threads' : ''}`,
     };
   }
   if (fused.kernel != null) {
-    const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
-    const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: fused.kernel,
       reason: `inference on wasm: the fused kernel${fused.kernel === 'layer' ? ' with the projections' : ''}` +

@@ -2,7 +2,8 @@
  * A second thread for the fused attention kernel in Node. tfjs' wasm backend runs on one
  * core in Node (its threaded build starts Workers from blob: URLs, which Node refuses), so
  * this starts one worker_threads Worker of its own, which instantiates the C kernels
- * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there. For a large call the kernel copies the operands into that
+ * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there (or the
+ * backward, `attend_backward_4x8`, for wasm_fused_attention_backward.ts). For a large call the kernel copies the operands into that
  * memory and packs them there; the worker takes the first half of each pair's query tiles
  * and this thread the second half, and they meet again through Atomics. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
@@ -76,8 +77,20 @@ const SLOT = {
   ready: 3,     // set by the worker once started: 1, or -1 if it could not instantiate the kernel
   pairs: 4,     // the job: `pairs` calls of attend_4x8, their addresses in a table of int32 (TABLE_ENTRIES per pair)
   table: 5,
+  kind: 6,      // 0: attend_4x8 (the table and the job parameters below), 1: attend_backward_4x8 (all arguments in the table)
 };
-const FIRST_PARAM_SLOT = 6;
+const FIRST_PARAM_SLOT = 7;
+
+/** The parameters of `attend_backward_4x8`, as declared in kernels.h: a backward job's table holds them all, per call. */
+const BACKWARD_PARAMS = KERNEL_SIGNATURES.attend_backward_4x8;
+/** Int32 entries per call in a backward job's table: every argument of attend_backward_4x8 (an f32 as its bits). */
+export const BACKWARD_ENTRIES = BACKWARD_PARAMS.length;
+/** The index of each argument of attend_backward_4x8 in a table entry. */
+export const BACKWARD_ARG = Object.fromEntries(BACKWARD_PARAMS.map(([name], i) => [name, i])) as
+    {readonly [name in typeof BACKWARD_PARAMS[number][0]]: number};
+/** The worker's call of attend_backward_4x8 number p (entries from e = BACKWARD_ENTRIES·p), written from its signature. */
+const WORKER_BACKWARD_CALL = `attend_backward_4x8(${BACKWARD_PARAMS.map(([, type], i) =>
+  `${type === 'f32' ? 'tableFloats' : 'table'}[e + ${i}]`).join(', ')})`;
 /** The header slot of a job parameter (an f32 is stored in its slot as a float). */
 function slotOf(name: JobParam): number {
   return FIRST_PARAM_SLOT + JOB_PARAMS.findIndex(([param]) => param === name);
@@ -101,8 +114,11 @@ const {memory, bytes} = workerData;
 const h = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const f = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 let attend_4x8 = null;
+let attend_backward_4x8 = null;
 try {
-  attend_4x8 = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}}).exports.attend_4x8;
+  const kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}}).exports;
+  attend_4x8 = kernels.attend_4x8;
+  attend_backward_4x8 = kernels.attend_backward_4x8;
   Atomics.store(h, ${SLOT.ready}, 1);
 } catch (error) {
   Atomics.store(h, ${SLOT.ready}, -1);
@@ -112,10 +128,19 @@ while (attend_4x8 != null) {
   Atomics.wait(h, ${SLOT.job}, 0);
   if (Atomics.load(h, ${SLOT.job}) === 2) break;
   try {
-    const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
-    for (let p = 0; p < h[${SLOT.pairs}]; p++) {
-      const e = ${TABLE_ENTRIES} * p;
-      ${WORKER_CALL};
+    if (h[${SLOT.kind}] === 1) {
+      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${BACKWARD_ENTRIES} * h[${SLOT.pairs}]);
+      const tableFloats = new Float32Array(memory.buffer, h[${SLOT.table}], ${BACKWARD_ENTRIES} * h[${SLOT.pairs}]);
+      for (let p = 0; p < h[${SLOT.pairs}]; p++) {
+        const e = ${BACKWARD_ENTRIES} * p;
+        ${WORKER_BACKWARD_CALL};
+      }
+    } else {
+      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
+      for (let p = 0; p < h[${SLOT.pairs}]; p++) {
+        const e = ${TABLE_ENTRIES} * p;
+        ${WORKER_CALL};
+      }
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -240,17 +265,37 @@ export type WorkerShare = {pairs: number; table: number}&{[name in JobParam]: nu
  */
 export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine: () => void): void {
   const h = thread.header;
+  h[SLOT.kind] = 0;
   h[SLOT.pairs] = share.pairs;
   h[SLOT.table] = share.table;
   for (const [name, type] of JOB_PARAMS) {
     if (type === 'f32') thread.headerFloats[slotOf(name)] = share[name];
     else h[slotOf(name)] = share[name];
   }
+  runJob(thread, workerTimeoutMs(share), mine);
+}
+
+/**
+ * Runs `mine` on this thread while the worker makes the `calls` calls of attend_backward_4x8
+ * whose arguments (BACKWARD_ENTRIES int32 each, see BACKWARD_ARG; the scale as float bits)
+ * lie in the table at byte `table` of the shared memory, and returns when both are done.
+ * `flops`: the worker's share, for its timeout. Throws if the worker's share failed.
+ */
+export function runBackwardOnBothThreads(thread: SecondThread, job: {calls: number; table: number; flops: number}, mine: () => void): void {
+  const h = thread.header;
+  h[SLOT.kind] = 1;
+  h[SLOT.pairs] = job.calls;
+  h[SLOT.table] = job.table;
+  runJob(thread, Math.max(120_000, job.flops / 1e6), mine);
+}
+
+/** Hands the job set up in the header to the worker, runs `mine`, and waits for the worker (at most `timeout` ms). */
+function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
+  const h = thread.header;
   Atomics.store(h, SLOT.done, 0);
   Atomics.store(h, SLOT.failed, 0);
   Atomics.store(h, SLOT.job, 1);
   Atomics.notify(h, SLOT.job);
-  const timeout = workerTimeoutMs(share);
   try {
     mine();
   } finally {

@@ -4,13 +4,21 @@
  * gradient, runs `attend_backward_4x8` (src/backend/kernels/attend_backward_4x8_wasmsimd.c,
  * FlashAttention-2's backward): the weights are recomputed per block of keys from the
  * log-sum-exp, so neither pass forms a [T, S] matrix and memory stays linear in T and S.
- * One thread. The planner (attention_plan.ts) sends recorded calls on wasm here.
+ * The forward runs on one thread; the backward of a large call on two in Node (the worker of
+ * attention_threads.ts takes the first query tiles of each pair), with the same bits as on one.
+ * The planner (attention_plan.ts) sends recorded calls on wasm here.
  */
 import * as tf from '@tensorflow/tfjs';
+import {
+  BACKWARD_ARG, BACKWARD_ENTRIES, getSecondThread, runBackwardOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats,
+  twoThreadsPay,
+} from './attention_threads';
+import type {SecondThread} from './attention_threads';
+import type {KernelExports} from './kernels/kernel_module';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
-import type {WasmKernelArgs} from './wasm_kernel_registry';
+import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
 /**
  * Keys per block of the backward kernel: the block's dK and dV rows (8 KiB each at d = 64,
@@ -39,19 +47,22 @@ interface BackwardLayout {
   qRows: number; kRows: number; doutRows: number;
   lse: number; delta: number;
   gradQ: number; gradK: number; gradV: number;
+  /** The second part's dK and dV (see backwardSplit), or -1 when the tiles are not split. */
+  gradKSecond: number; gradVSecond: number;
   scratch: number;
   total: number;
 }
 
-function backwardLayoutOf({T, S, dk, dv}: PairSizes): BackwardLayout {
+/** `split`: room for a second part's dK and dV; `inPlace`: the operands and gradients whose rows need no padding are used in place. */
+function backwardLayoutOf({T, S, dk, dv}: PairSizes, split: boolean, inPlace = true): BackwardLayout {
   const tiles = Math.ceil(T / 4);
   const panels = Math.ceil(S / 8);
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_BACKWARD_KEY_BLOCK, panels * 8);
   const rowsInPlace = tiles * 4 === T;
   let next = 0;
-  const take = (floats: number, inPlace = false) => {
-    if (inPlace) return -1;
+  const take = (floats: number, canBeInPlace = false) => {
+    if (inPlace && canBeInPlace) return -1;
     const at = next;
     next += roundUp(floats, 16);
     return at;
@@ -68,8 +79,87 @@ function backwardLayoutOf({T, S, dk, dv}: PairSizes): BackwardLayout {
   const gradQ = take(tiles * 4 * dkp, rowsInPlace && dkp === dk);
   const gradK = take(S * dkp, dkp === dk);
   const gradV = take(S * dvp, dvp === dv);
+  const gradKSecond = split ? take(S * dkp) : -1;
+  const gradVSecond = split ? take(S * dvp) : -1;
   const scratch = take(8 * block);
-  return {tiles, dkp, dvp, block, q, k, dout, v, qRows, kRows, doutRows, lse, delta, gradQ, gradK, gradV, scratch, total: next};
+  return {
+    tiles, dkp, dvp, block, q, k, dout, v, qRows, kRows, doutRows, lse, delta, gradQ, gradK, gradV, gradKSecond, gradVSecond,
+    scratch, total: next,
+  };
+}
+
+/**
+ * Of each pair's query tiles, how many the backward's first part takes, the rest going to a
+ * second part with its own dK and dV, added to the first's after: 0 (one part) below
+ * `twoThreadsPay`'s size (as the forward). On two threads the worker runs the first parts; on one, this thread
+ * runs both, so that one and two threads give the same bits. Without causal, half the tiles;
+ * with causal, tile i sees about i blocks of keys, so the first tiles/√2 hold half the work.
+ */
+export function backwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number {
+  const {pairs, T, S, dk, dv, causal} = sizes;
+  const tiles = Math.ceil(T / 4);
+  // The forward's measure (2·P·T·S·(dk + dv)): the backward does 2.5 times its work, but copies
+  // and packs more per pair too. (8, 4, 128, 16), 34 MFLOP so measured, ran 2.9 ms on two threads
+  // against 2.5 ms on one.
+  if (!twoThreadsPay(2 * pairs * T * S * (dk + dv), T)) return 0;
+  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
+  return Math.min(Math.max(split, 1), tiles - 1);
+}
+
+/** Where one pair's operands and gradients lie for attend_backward_4x8: float indices in its memory. */
+interface PairBuffers {
+  q: number; k: number; v: number; dout: number;
+  qRows: number; kRows: number; doutRows: number;
+  lse: number; delta: number;
+  gradQ: number;
+  /** The first and the second part's (the same when the tiles are not split). */
+  gradK: [number, number]; gradV: [number, number]; scratch: [number, number];
+  /** Byte address of the pair's key bias, 0 for none. */
+  keyBias: number;
+}
+
+/**
+ * The arguments of attend_backward_4x8 (kernels.h) for `part` 0 (tiles 0 .. first - 1, or
+ * all of them when first is 0) or 1 (tiles first ..) of a pair, in the declared order.
+ */
+function backwardArgs(
+    b: PairBuffers, part: 0|1, first: number, sizes: PairSizes&TrainingAttrs&{dkp: number; dvp: number; block: number}): number[] {
+  const {T, S, dk, dv, dkp, dvp, block, scale, causal} = sizes;
+  const tiles = Math.ceil(T / 4);
+  const [lo, hi] = part === 0 ? [0, first === 0 ? tiles : first] : [first, tiles];
+  const args = new Array<number>(BACKWARD_ENTRIES);
+  const set = (name: keyof typeof BACKWARD_ARG, value: number) => {
+    args[BACKWARD_ARG[name]] = value;
+  };
+  const byte = (floats: number) => 4 * floats;
+  set('q', byte(b.q + lo * dk * 4));
+  set('k', byte(b.k));
+  set('v', byte(b.v));
+  set('dout', byte(b.dout + lo * dv * 4));
+  set('qRows', byte(b.qRows + lo * 4 * dkp));
+  set('kRows', byte(b.kRows));
+  set('doutRows', byte(b.doutRows + lo * 4 * dvp));
+  set('lse', byte(b.lse + 4 * lo));
+  set('delta', byte(b.delta + 4 * lo));
+  set('gradQ', byte(b.gradQ + lo * 4 * dkp));
+  set('gradK', byte(b.gradK[part]));
+  set('gradV', byte(b.gradV[part]));
+  set('scratch', byte(b.scratch[part]));
+  set('t', Math.min(T, 4 * hi) - 4 * lo);
+  set('s', S);
+  set('block', block);
+  set('dk', dk);
+  set('dv', dv);
+  set('scale', scale);
+  set('causal', causal ? 1 : 0);
+  set('q0', 4 * lo);
+  set('keyBias', b.keyBias);
+  return args;
+}
+
+/** dst[to + i] += src[from + i] for `count` floats: the second part's dK or dV added to the first's. */
+function addInto(dst: Float32Array, to: number, src: Float32Array, from: number, count: number): void {
+  for (let i = 0; i < count; i++) dst[to + i] += src[from + i];
 }
 
 /** Floats of the forward's work buffers of one pair: Q and K packed, V and the output padded, the scratch and the state. */
@@ -81,7 +171,7 @@ function forwardFloats({T, S, dk, dv}: PairSizes): number {
 
 /** Bytes of work buffers that the forward or the backward takes from the heap (the larger), besides their outputs. */
 export function fusedTrainingBytes(sizes: PairSizes): number {
-  return 4 * Math.max(forwardFloats(sizes), backwardLayoutOf(sizes).total);
+  return 4 * Math.max(forwardFloats(sizes), backwardLayoutOf(sizes, true).total);
 }
 
 /** Whether sizes suit `fusedAttentionTraining`: non-empty, and at most FUSED_MAX_BYTES of work buffers. */
@@ -143,31 +233,48 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
 /**
  * The backward: q, k, v as the forward's, dy and out [P, T, dv], lse [P, T] and keyBias
  * [B, S] if the forward had it -> dq [P, T, dk], dk [P, S, dk], dv [P, S, dv]. Per pair, the
- * operands are packed (and padded where their sizes need it) into a heap buffer, delta =
- * rowsum(dy ∘ out) is taken, and `attend_backward_4x8` writes the gradients, in place when
- * their rows need no padding.
+ * operands are packed (and padded where their sizes need it), delta = rowsum(dy ∘ out) is
+ * taken, and `attend_backward_4x8` writes the gradients: in the heap on one thread (in place
+ * when their rows need no padding), or in the worker's shared memory on two
+ * (`backwardOnTwoThreads`), each thread taking its part of the query tiles (`backwardSplit`).
  */
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
   const {q, k, v, dy, out, lse, keyBias} = args.inputs;
-  const {heads, scale, causal} = args.attrs as unknown as TrainingAttrs;
+  const attrs = args.attrs as unknown as TrainingAttrs;
+  const {heads} = attrs;
   const [P, T, dk] = q.shape as [number, number, number];
   const [S, dv] = v.shape.slice(1) as [number, number];
   const gradQ = backend.makeOutput([P, T, dk], 'float32');
   const gradK = backend.makeOutput([P, S, dk], 'float32');
   const gradV = backend.makeOutput([P, S, dv], 'float32');
-  const place = backwardLayoutOf({T, S, dk, dv});
-  const {tiles, dkp, dvp, block} = place;
-  const [qAt, kAt, vAt, dyAt, outAt, lseAt, gqAt, gkAt, gvAt] =
-      [q, k, v, dy, out, lse, gradQ, gradK, gradV].map(x => heapAddress(backend, x) >>> 2);
-  const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
+  const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
+  const at = {
+    q: heapAddress(backend, q) >>> 2, k: heapAddress(backend, k) >>> 2, v: heapAddress(backend, v) >>> 2,
+    dy: heapAddress(backend, dy) >>> 2, out: heapAddress(backend, out) >>> 2, lse: heapAddress(backend, lse) >>> 2,
+    keyBias: keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2,
+    gradQ: heapAddress(backend, gradQ) >>> 2, gradK: heapAddress(backend, gradK) >>> 2, gradV: heapAddress(backend, gradV) >>> 2,
+  };
+  const sizes = {P, T, S, dk, dv, heads};
+  if (first > 0) {
+    const thread = getSecondThread();
+    const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, keyBias != null);
+    if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
+      noteFusedCallThreads(2);
+      backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!});
+      return [gradQ, gradK, gradV];
+    }
+  }
+  const place = backwardLayoutOf({T, S, dk, dv}, first > 0);
+  const {dkp, dvp, block} = place;
+  const call = {T, S, dk, dv, dkp, dvp, block, ...attrs};
   withHeapBuffer(backend, place.total, base => {
     const heap = heapFloats(backend);
     const b0 = base >>> 2;
     heap.fill(0, b0, b0 + place.total);  // the padding (rows past T, columns past d) stays zero
     for (let n = 0; n < P; n++) {
-      const [qn, kn, vn, dyn] = [qAt + n * T * dk, kAt + n * S * dk, vAt + n * S * dv, dyAt + n * T * dv];
+      const [qn, kn, vn, dyn] = [at.q + n * T * dk, at.k + n * S * dk, at.v + n * S * dv, at.dy + n * T * dv];
       module.pack_rows(4 * qn, 4 * dk, 4 * (b0 + place.q), T, dk, 4);                // [tiles][dk][4]
       module.pack_rows(4 * kn, 4 * dk, 4 * (b0 + place.k), S, dk, 8);                // [panels][dk][8]
       module.pack_rows(4 * dyn, 4 * dv, 4 * (b0 + place.dout), T, dv, 4);            // [tiles][dv][4]
@@ -178,30 +285,142 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         copyRows(heap, b0 + offset, dp, heap, from, d, count, d);
         return b0 + offset;
       };
-      const qRows = rows(place.qRows, qn, T, dk, dkp);
-      const kRows = rows(place.kRows, kn, S, dk, dkp);
-      const doutRows = rows(place.doutRows, dyn, T, dv, dvp);
-      heap.set(heap.subarray(lseAt + n * T, lseAt + (n + 1) * T), b0 + place.lse);
-      const outn = outAt + n * T * dv;
-      for (let t = 0; t < T; t++) {                                                // delta[t] = Σ_c dy[t][c]·out[t][c]
-        let sum = 0;
-        for (let c = 0; c < dv; c++) sum += heap[dyn + t * dv + c] * heap[outn + t * dv + c];
-        heap[b0 + place.delta + t] = sum;
+      heap.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), b0 + place.lse);
+      rowSums(heap, b0 + place.delta, heap, dyn, at.out + n * T * dv, T, dv);
+      const gq = place.gradQ < 0 ? at.gradQ + n * T * dk : b0 + place.gradQ;
+      const gk = place.gradK < 0 ? at.gradK + n * S * dk : b0 + place.gradK;
+      const gv = place.gradV < 0 ? at.gradV + n * S * dv : b0 + place.gradV;
+      const buffers: PairBuffers = {
+        q: b0 + place.q, k: b0 + place.k, v: b0 + place.v, dout: b0 + place.dout,
+        qRows: rows(place.qRows, qn, T, dk, place.dkp), kRows: rows(place.kRows, kn, S, dk, place.dkp),
+        doutRows: rows(place.doutRows, dyn, T, dv, place.dvp), lse: b0 + place.lse, delta: b0 + place.delta, gradQ: gq,
+        gradK: [gk, first > 0 ? b0 + place.gradKSecond : gk], gradV: [gv, first > 0 ? b0 + place.gradVSecond : gv],
+        scratch: [b0 + place.scratch, b0 + place.scratch],
+        keyBias: keyBias == null ? 0 : 4 * (at.keyBias + Math.floor(n / heads) * S),
+      };
+      module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+      if (first > 0) {
+        module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+        addInto(heap, gk, heap, b0 + place.gradKSecond, S * dkp);
+        addInto(heap, gv, heap, b0 + place.gradVSecond, S * dvp);
       }
-      const gq = place.gradQ < 0 ? gqAt + n * T * dk : b0 + place.gradQ;
-      const gk = place.gradK < 0 ? gkAt + n * S * dk : b0 + place.gradK;
-      const gv = place.gradV < 0 ? gvAt + n * S * dv : b0 + place.gradV;
-      const bias = keyBias == null ? 0 : 4 * (biasAt + Math.floor(n / heads) * S);
-      module.attend_backward_4x8(
-          4 * (b0 + place.q), 4 * (b0 + place.k), 4 * (b0 + place.v), 4 * (b0 + place.dout), 4 * qRows, 4 * kRows, 4 * doutRows,
-          4 * (b0 + place.lse), 4 * (b0 + place.delta), 4 * gq, 4 * gk, 4 * gv, 4 * (b0 + place.scratch), T, S, block, dk, dv,
-          scale, causal ? 1 : 0, bias);
-      if (place.gradQ >= 0) copyRows(heap, gqAt + n * T * dk, dk, heap, gq, dkp, T, dk);
-      if (place.gradK >= 0) copyRows(heap, gkAt + n * S * dk, dk, heap, gk, dkp, S, dk);
-      if (place.gradV >= 0) copyRows(heap, gvAt + n * S * dv, dv, heap, gv, dvp, S, dv);
+      if (place.gradQ >= 0) copyRows(heap, at.gradQ + n * T * dk, dk, heap, gq, dkp, T, dk);
+      if (place.gradK >= 0) copyRows(heap, at.gradK + n * S * dk, dk, heap, gk, dkp, S, dk);
+      if (place.gradV >= 0) copyRows(heap, at.gradV + n * S * dv, dv, heap, gv, dvp, S, dv);
     }
   });
+  noteFusedCallThreads(1);
   return [gradQ, gradK, gradV];
+}
+
+/** out[t] = Σ_c a[t][c]·b[t][c] for T rows of d floats (delta = rowsum(dy ∘ out)), into `dst` from float `to`. */
+function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b: number, T: number, d: number): void {
+  for (let t = 0; t < T; t++) {
+    let sum = 0;
+    for (let c = 0; c < d; c++) sum += src[a + t * d + c] * src[b + t * d + c];
+    dst[to + t] = sum;
+  }
+}
+
+/** Float indices of the heap operands of one backward call (see backwardKernelFunc). */
+interface HeapOperands {
+  q: number; k: number; v: number; dy: number; out: number; lse: number; keyBias: number;
+  gradQ: number; gradK: number; gradV: number;
+}
+
+/**
+ * Where a two-thread backward puts things in the shared memory, in floats from its start: the
+ * job's table (BACKWARD_ENTRIES per pair), the key bias [B, S], each thread's scratch, then
+ * per pair (`pair` floats apart) the layout of backwardLayoutOf with nothing in place, the
+ * values' rows [S, dvp] (packed from there), and both parts' dK and dV.
+ */
+interface SharedBackwardLayout {
+  table: number;
+  keyBias: number;
+  scratch: [number, number];
+  first: number;
+  pair: number;
+  place: BackwardLayout;
+  vRows: number;
+  end: number;
+}
+
+function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKeyBias: boolean): SharedBackwardLayout {
+  const place = backwardLayoutOf({T, S, dk, dv}, true, false);
+  const {block, dvp} = place;
+  const table = SHARED_DATA_START >>> 2;
+  const keyBias = roundUp(table + BACKWARD_ENTRIES * P, 16);
+  const scratch0 = roundUp(keyBias + (withKeyBias ? P * S : 0), 16);
+  const scratch1 = scratch0 + 8 * block;
+  const first = scratch1 + 8 * block;
+  const vRows = place.total;
+  const pair = roundUp(vRows + S * dvp, 16);
+  return {table, keyBias, scratch: [scratch0, scratch1], first, pair, place, vRows, end: first + P * pair};
+}
+
+/**
+ * The backward on two threads (see attention_threads.ts): per pair, the operands are copied
+ * into the shared memory as padded rows and packed there; the worker runs the first
+ * `first` query tiles of every pair (their dK and dV apart), this thread the rest, and then
+ * the second parts' dK and dV are added to the first's, as on one thread, and copied out.
+ */
+function backwardOnTwoThreads(
+    thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
+    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout}): void {
+  const {P, T, S, dk, dv, heads, first, shared: layout} = call;
+  const {place} = layout;
+  const {dkp, dvp, block} = place;
+  const mem = sharedFloats(thread, 4 * layout.end);
+  const heap = heapFloats(backend);
+  const module = thread.module;
+  const table = new Int32Array(mem.buffer, 4 * layout.table, BACKWARD_ENTRIES * P);
+  const tableFloats = new Float32Array(mem.buffer, 4 * layout.table, BACKWARD_ENTRIES * P);
+  const B = P / heads;
+  if (at.keyBias >= 0) mem.set(heap.subarray(at.keyBias, at.keyBias + B * S), layout.keyBias);
+  const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
+  const pairs: PairBuffers[] = [];
+  for (let n = 0; n < P; n++) {
+    const p0 = layout.first + n * layout.pair;
+    mem.fill(0, p0, p0 + layout.pair);
+    const [qn, kn, vn, dyn] = [at.q + n * T * dk, at.k + n * S * dk, at.v + n * S * dv, at.dy + n * T * dv];
+    copyRows(mem, p0 + place.qRows, dkp, heap, qn, dk, T, dk);
+    copyRows(mem, p0 + place.kRows, dkp, heap, kn, dk, S, dk);
+    copyRows(mem, p0 + place.doutRows, dvp, heap, dyn, dv, T, dv);
+    copyRows(mem, p0 + layout.vRows, dvp, heap, vn, dv, S, dv);
+    const byte = (floats: number) => 4 * (p0 + floats);
+    module.pack_rows(byte(place.qRows), 4 * dkp, byte(place.q), T, dk, 4);
+    module.pack_rows(byte(place.kRows), 4 * dkp, byte(place.k), S, dk, 8);
+    module.pack_rows(byte(place.doutRows), 4 * dvp, byte(place.dout), T, dv, 4);
+    module.pack_rows(byte(layout.vRows), 4 * dvp, byte(place.v), S, dv, 8);
+    mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
+    rowSums(mem, p0 + place.delta, heap, dyn, at.out + n * T * dv, T, dv);
+    const buffers: PairBuffers = {
+      q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
+      doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,
+      gradK: [p0 + place.gradK, p0 + place.gradKSecond], gradV: [p0 + place.gradV, p0 + place.gradVSecond],
+      scratch: layout.scratch, keyBias: at.keyBias < 0 ? 0 : 4 * (layout.keyBias + Math.floor(n / heads) * S),
+    };
+    pairs.push(buffers);
+    const workerArgs = backwardArgs(buffers, 0, first, sizes);
+    for (let i = 0; i < BACKWARD_ENTRIES; i++) {
+      if (i === BACKWARD_ARG.scale) tableFloats[n * BACKWARD_ENTRIES + i] = workerArgs[i];
+      else table[n * BACKWARD_ENTRIES + i] = workerArgs[i];
+    }
+  }
+  const flops = 2 * P * 4 * first * S * (3 * dk + 2 * dv);
+  runBackwardOnBothThreads(thread, {calls: P, table: 4 * layout.table, flops}, () => {
+    for (const buffers of pairs) {
+      module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, sizes) as Parameters<KernelExports['attend_backward_4x8']>));
+    }
+  });
+  const to = heapFloats(backend);
+  pairs.forEach((b, n) => {
+    addInto(mem, b.gradK[0], mem, b.gradK[1], S * dkp);
+    addInto(mem, b.gradV[0], mem, b.gradV[1], S * dvp);
+    copyRows(to, at.gradQ + n * T * dk, dk, mem, b.gradQ, dkp, T, dk);
+    copyRows(to, at.gradK + n * S * dk, dk, mem, b.gradK[0], dkp, S, dk);
+    copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
+  });
 }
 
 /**
@@ -220,7 +439,6 @@ export function fusedAttentionTraining(
   const pairs = query.size / (T * dk);
   const attrs: TrainingAttrs = {heads, scale: options.scale, causal: options.causal};
   const keyBias = options.keyBias ?? null;
-  noteFusedCallThreads(1);
   const withBias = (inputs: tf.NamedTensorMap, bias: tf.Tensor|null) => (bias == null ? inputs : {...inputs, keyBias: bias});
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [q, k, v] = args as tf.Tensor[];

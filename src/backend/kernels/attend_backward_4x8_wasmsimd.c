@@ -176,11 +176,13 @@ static inline void mask_key(float* scores, uint32_t key, uint32_t keys, v128_t v
 // 2. dP[j] = Σ_c dO[c][0..3]·V[j][c], and dS[j] = scale·P[j]·(dP[j] - delta);
 // 3. dV[j] += Σ_r P[j][r]·dO[r], dK[j] += Σ_r dS[j][r]·Q[r], dQ[r] += Σ_j dS[j][r]·K[j].
 // The lanes of the rows past t (in the last tile) get P = dS = 0, whatever the padding holds.
-// `causal`, `key_bias` (s floats or null) as in attend_4x8, with q0 = 0.
+// `causal`, `q0` (the first tile's first query, when the tiles are split between threads) and
+// `key_bias` (s floats or null) as in attend_4x8. grad_k and grad_v are this call's tiles'
+// part: threads that split the tiles write their own and add them up after.
 void attend_backward_4x8(const float* q, const float* k, const float* v, const float* dout, const float* q_rows,
                          const float* k_rows, const float* dout_rows, const float* lse, const float* delta, float* grad_q,
                          float* grad_k, float* grad_v, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
-                         uint32_t dv, float scale, uint32_t causal, const float* key_bias) {
+                         uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias) {
   if (t == 0 || s == 0 || block == 0 || dk == 0 || dv == 0) return;
   const uint32_t tiles = (t + 3) >> 2;
   const uint32_t dkp = (dk + 7) & ~UINT32_C(7);
@@ -197,7 +199,8 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
     const uint32_t block_keys = s - j0 < block ? s - j0 : block;
     for (uint32_t i = 0; i < tiles; i++) {
       uint32_t keys = block_keys;
-      const uint32_t t0 = 4 * i;
+      const uint32_t r0 = 4 * i;                  // the tile's first row here
+      const uint32_t t0 = (uint32_t) q0 + r0;     // and its query, for causal
       if (causal != 0) {
         const int32_t visible = (int32_t) (t0 + 4 - j0);
         if (visible <= 0) continue;  // the block starts after the tile's last query
@@ -205,7 +208,7 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
       }
       const uint32_t panels = (keys + 7) >> 3;
       // The lanes of real queries (all but those past t in the last tile).
-      const uint32_t live = t - t0;
+      const uint32_t live = t - r0;
       const v128_t vlive = wasm_i32x4_gt(wasm_i32x4_splat((int32_t) (live < 4 ? live : 4)), wasm_i32x4_make(0, 1, 2, 3));
 
       // 1. The scores, masked, then the weights.
@@ -221,7 +224,7 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
           wasm_v128_store(weights + 4 * j, wasm_f32x4_add(wasm_v128_load(weights + 4 * j), wasm_v128_load32_splat(bp + j)));
         }
       }
-      const v128_t vlse = wasm_v128_load(lse + t0);
+      const v128_t vlse = wasm_v128_load(lse + r0);
       for (uint32_t j = 0; j < keys; j++) {
         const v128_t vp = exp_nonpositive_f32x4(wasm_f32x4_sub(wasm_f32x4_mul(wasm_v128_load(weights + 4 * j), vscale), vlse));
         wasm_v128_store(weights + 4 * j, wasm_v128_and(vp, vlive));
@@ -229,16 +232,16 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
 
       // 2. dP, then dS = scale·P·(dP - delta).
       dot_4x8(dout + 4 * dv * i, v + j0 * dv, dv, panels, grads);
-      const v128_t vdelta = wasm_v128_load(delta + t0);
+      const v128_t vdelta = wasm_v128_load(delta + r0);
       for (uint32_t j = 0; j < keys; j++) {
         const v128_t vds = wasm_f32x4_mul(wasm_f32x4_mul(wasm_v128_load(weights + 4 * j), wasm_f32x4_sub(wasm_v128_load(grads + 4 * j), vdelta)), vscale);
         wasm_v128_store(grads + 4 * j, wasm_v128_and(vds, vlive));
       }
 
       // 3. The three gradients.
-      update_rows_4x8(grad_v + j0 * dvp, dvp, weights, keys, dout_rows + t0 * dvp);
-      update_rows_4x8(grad_k + j0 * dkp, dkp, grads, keys, q_rows + t0 * dkp);
-      accumulate_4x8(grad_q + t0 * dkp, dkp, grads, keys, k_rows + j0 * dkp);
+      update_rows_4x8(grad_v + j0 * dvp, dvp, weights, keys, dout_rows + r0 * dvp);
+      update_rows_4x8(grad_k + j0 * dkp, dkp, grads, keys, q_rows + r0 * dkp);
+      accumulate_4x8(grad_q + r0 * dkp, dkp, grads, keys, k_rows + j0 * dkp);
     }
   }
 }

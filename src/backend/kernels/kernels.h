@@ -26,7 +26,7 @@ KERNEL_EXPORT(attend_backward_4x8)
 void attend_backward_4x8(const float* q, const float* k, const float* v, const float* dout, const float* q_rows,
                          const float* k_rows, const float* dout_rows, const float* lse, const float* delta, float* grad_q,
                          float* grad_k, float* grad_v, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
-                         uint32_t dv, float scale, uint32_t causal, const float* key_bias);
+                         uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias);
 
 // Packs the rows of a matrix by groups of `group` rows (4 or 8), column by column
 // (pack_rows.c).
