@@ -47,8 +47,9 @@ export interface ScaledDotProductAttentionArgs extends LayerArgs {
   returnAttentionScores?: boolean;
   /**
    * Key block size of the memory-efficient path: a number forces it, 0 forces the standard
-   * path, null (the default) lets `planAttention` choose: the fused kernel for inference on
-   * wasm, else by key length and backend. Any number turns the fused kernel off.
+   * path, null (the default) lets `planAttention` choose: the fused kernel on wasm (for
+   * training with its fused backward), else by key length and backend. Any number turns the
+   * fused kernels off.
    */
   blockSize?: number|null;
 }
