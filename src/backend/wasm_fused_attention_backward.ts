@@ -204,10 +204,12 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
   const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
+  // V and the output are used in place when their rows need no padding (dv a multiple of 8, and T of 4 for the output).
+  const [vInPlace, outInPlace] = [dvp === dv, dvp === dv && tiles * 4 === T];
   const [qp, kp] = [0, tiles * dk * 4];
   const vPad = kp + panels * dk * 8;
-  const outPad = vPad + S * dvp;
-  const scratch = roundUp(outPad + tiles * 4 * dvp, 16);
+  const outPad = vPad + (vInPlace ? 0 : S * dvp);
+  const scratch = roundUp(outPad + (outInPlace ? 0 : tiles * 4 * dvp), 16);
   const state = scratch + roundUp(block * 4 + 4, 16);
   withHeapBuffer(backend, state + tiles * 8, base => {
     const heap = heapFloats(backend);
@@ -216,12 +218,14 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     for (let n = 0; n < P; n++) {
       module.pack_rows(4 * (qAt + n * T * dk), 4 * dk, at(qp), T, dk, 4);            // [T, dk] -> [tiles][dk][4]
       module.pack_rows(4 * (kAt + n * S * dk), 4 * dk, at(kp), S, dk, 8);            // [S, dk] -> [panels][dk][8]
-      copyRows(heap, b0 + vPad, dvp, heap, vAt + n * S * dv, dv, S, dv);             // [S, dv] -> [S, dvp]
+      if (!vInPlace) copyRows(heap, b0 + vPad, dvp, heap, vAt + n * S * dv, dv, S, dv);  // [S, dv] -> [S, dvp]
+      const vHere = vInPlace ? 4 * (vAt + n * S * dv) : at(vPad);
+      const outHere = outInPlace ? 4 * (outAt + n * T * dv) : at(outPad);
       const bias = keyBias == null ? 0 : 4 * (biasAt + Math.floor(n / heads) * S);
-      module.attend_4x8(at(qp), at(kp), at(vPad), 4 * dvp, at(outPad), 4 * dvp, at(scratch), at(state), tiles, S, block, dk, dvp,
+      module.attend_4x8(at(qp), at(kp), vHere, 4 * dvp, outHere, 4 * dvp, at(scratch), at(state), tiles, S, block, dk, dvp,
                         scale, causal ? 1 : 0, 0, bias);
-      copyRows(heap, outAt + n * T * dv, dv, heap, b0 + outPad, dvp, T, dv);          // [tiles·4, dvp] -> [T, dv]
-      for (let t = 0; t < T; t++) {
+      if (!outInPlace) copyRows(heap, outAt + n * T * dv, dv, heap, b0 + outPad, dvp, T, dv);  // [tiles·4, dvp] -> [T, dv]
+      for (let t = 0; t < T; t++) {                                                 // lse = scale·max + log(sum)
         const at4 = b0 + state + 8 * (t >> 2) + (t & 3);
         heap[lseAt + n * T + t] = scale * heap[at4] + Math.log(heap[at4 + 4]);
       }
