@@ -180,7 +180,7 @@ describe('the fused backward on two threads', () => {
   const [lead, T, S, dk, dv] = [[1, 2], 301, 310, 60, 44];
 
   it.each([['no mask', false, false], ['causal', true, false], ['causal and key padding', true, true]])(
-      '%s: the gradients on two threads are bit for bit those on one, and equal the standard path\'s', (_, causal, padded) => {
+      '%s: the output and gradients on two threads are bit for bit those on one, and equal the standard path\'s', (_, causal, padded) => {
         expect(backwardSplit({pairs: 2, T, S, dk, dv, causal: causal as boolean})).toBeGreaterThan(0);
         const start = tf.memory().numTensors;
         const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 51);
@@ -191,9 +191,12 @@ describe('the fused backward on two threads', () => {
         const gradsOf = (threads: 1|2, blockSize: number|null) => {
           const previous = setAttentionThreads(threads);
           try {
-            const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-              tf.sum(tf.mul(dotProductAttention(a, b, c, {causal: causal as boolean, keyPaddingMask, blockSize}), r));
-            const grads = tf.grads(f)([q, k, v]);
+            let output: tf.Tensor|null = null;  // the forward's, while the gradient is recorded
+            const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+              output = tf.keep(dotProductAttention(a, b, c, {causal: causal as boolean, keyPaddingMask, blockSize}));
+              return tf.sum(tf.mul(output, r));
+            };
+            const grads = [...tf.grads(f)([q, k, v]), output!];
             return {grads, threads: fusedThreadsOfLastCall()};
           } finally {
             setAttentionThreads(previous);

@@ -109,7 +109,7 @@ export interface AttentionPlan {
   blockSize?: number;
   /**
    * On the fused path: the threads it runs on (2: this thread and the worker; the kernel keeps to
-   * 1 if the worker cannot start). With the 'gradient' kernel, the backward's; its forward runs on one.
+   * 1 if the worker cannot start). With the 'gradient' kernel, the forward's and the backward's.
    */
   threads?: 1|2;
   /**
@@ -130,8 +130,8 @@ export interface AttentionPlan {
  * - By default (`blockSize` null), attention on wasm takes the fused kernels, unless an explicit
  *   mask, the weights or dropout are asked for (padding masks too, for the op; the layer applies
  *   them in its kernel), or the sizes do not fit the kernel. When a gradient is recorded, the
- *   fused forward and backward ('gradient'), padding masks included, the backward on two
- *   threads where the forward would be. Otherwise the memory-efficient path
+ *   fused forward and backward ('gradient'), padding masks included, on two threads where
+ *   inference would be. Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
@@ -164,7 +164,7 @@ export function planAttention(call: AttentionCall): AttentionPlan {
   const fused = fusedChoice(call);
   const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
   const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
-  if (fused.kernel === 'gradient') {  // threads: the backward's (the forward keeps to one)
+  if (fused.kernel === 'gradient') {
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'gradient',
       reason: `training on wasm: the fused kernel and its fused backward${threads === 2 ? ', on two threads' : ''}`,

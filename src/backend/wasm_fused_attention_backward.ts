@@ -4,16 +4,17 @@
  * gradient, runs `attend_backward_4x8` (src/backend/kernels/attend_backward_4x8_wasmsimd.c,
  * FlashAttention-2's backward): the weights are recomputed per block of keys from the
  * log-sum-exp, so neither pass forms a [T, S] matrix and memory stays linear in T and S.
- * The forward runs on one thread; the backward of a large call on two in Node (the worker of
- * attention_threads.ts takes the first query tiles of each pair), with the same bits as on one.
+ * A large call runs both passes on two threads in Node (the worker of attention_threads.ts
+ * takes the first query tiles of each pair), with the same bits as on one.
  * The planner (attention_plan.ts) sends recorded calls on wasm here.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  BACKWARD_ARG, BACKWARD_ENTRIES, getSecondThread, runBackwardOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats,
-  twoThreadsPay,
+  getSecondThread, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries, twoThreadsPay,
+  writeTableCall,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
+import {KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
@@ -25,6 +26,10 @@ import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
  * 32 keys), which every tile of four queries updates, stay in L1 with its K and V rows.
  */
 export const FUSED_BACKWARD_KEY_BLOCK = 32;
+
+/** The parameters of attend_backward_4x8 (kernels.h), and how many. */
+const BACKWARD_PARAMS = KERNEL_SIGNATURES.attend_backward_4x8;
+const BACKWARD_ENTRIES = tableEntries('attend_backward_4x8');
 
 const FORWARD_KERNEL_NAME = 'TfjsAttentionFusedForwardLse';
 const BACKWARD_KERNEL_NAME = 'TfjsAttentionFusedBackward';
@@ -128,8 +133,8 @@ function backwardArgs(
   const tiles = Math.ceil(T / 4);
   const [lo, hi] = part === 0 ? [0, first === 0 ? tiles : first] : [first, tiles];
   const args = new Array<number>(BACKWARD_ENTRIES);
-  const set = (name: keyof typeof BACKWARD_ARG, value: number) => {
-    args[BACKWARD_ARG[name]] = value;
+  const set = (name: typeof BACKWARD_PARAMS[number][0], value: number) => {
+    args[BACKWARD_PARAMS.findIndex(([param]) => param === name)] = value;
   };
   const byte = (floats: number) => 4 * floats;
   set('q', byte(b.q + lo * dk * 4));
@@ -204,6 +209,16 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
   const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
+  const first = forwardSplit({pairs: P, T, S, dk, dv, causal});
+  if (first > 0) {
+    const thread = getSecondThread();
+    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, keyBias != null);
+    if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
+      const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, keyBias: biasAt};
+      forwardOnTwoThreads(thread, backend, at, {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!});
+      return [out, lse];
+    }
+  }
   // V and the output are used in place when their rows need no padding (dv a multiple of 8, and T of 4 for the output).
   const [vInPlace, outInPlace] = [dvp === dv, dvp === dv && tiles * 4 === T];
   const [qp, kp] = [0, tiles * dk * 4];
@@ -225,13 +240,107 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       module.attend_4x8(at(qp), at(kp), vHere, 4 * dvp, outHere, 4 * dvp, at(scratch), at(state), tiles, S, block, dk, dvp,
                         scale, causal ? 1 : 0, 0, bias);
       if (!outInPlace) copyRows(heap, outAt + n * T * dv, dv, heap, b0 + outPad, dvp, T, dv);  // [tiles·4, dvp] -> [T, dv]
-      for (let t = 0; t < T; t++) {                                                 // lse = scale·max + log(sum)
-        const at4 = b0 + state + 8 * (t >> 2) + (t & 3);
-        heap[lseAt + n * T + t] = scale * heap[at4] + Math.log(heap[at4 + 4]);
-      }
+      logSumExp(heap, lseAt + n * T, heap, b0 + state, T, scale);
     }
   });
   return [out, lse];
+}
+
+/** lse[t] = scale·max + log(sum) from attend_4x8's state (per tile of four: four maxima, then four sums), T queries. */
+function logSumExp(dst: Float32Array, to: number, state: Float32Array, from: number, T: number, scale: number): void {
+  for (let t = 0; t < T; t++) {
+    const at = from + 8 * (t >> 2) + (t & 3);
+    dst[to + t] = scale * state[at] + Math.log(state[at + 4]);
+  }
+}
+
+/**
+ * Of each pair's query tiles, how many the worker attends in a two-thread forward: as the
+ * inference kernel splits them (attendOnTwoThreads), where twoThreadsPay; 0 for one thread.
+ * Each tile's result is the same whichever thread computes it.
+ */
+function forwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number {
+  const {pairs, T, S, dk, dv, causal} = sizes;
+  const tiles = Math.ceil(T / 4);
+  if (!twoThreadsPay(2 * pairs * T * S * (dk + dv), T)) return 0;
+  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
+  return Math.min(Math.max(split, 1), tiles - 1);
+}
+
+/**
+ * Where a two-thread forward puts things in the shared memory, in floats: the job's table
+ * (attend_4x8's arguments, per pair), the key bias [B, S], each thread's scratch, then per
+ * pair (`pair` floats apart) Q and K as given, Q and K packed, V [S, dvp], the output
+ * [tiles·4, dvp] and the tiles' state.
+ */
+interface SharedForwardLayout {
+  table: number; keyBias: number; scratch: [number, number]; first: number; pair: number;
+  q: number; k: number; qPacked: number; kPacked: number; v: number; out: number; state: number;
+  end: number;
+}
+
+function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKeyBias: boolean): SharedForwardLayout {
+  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  const table = SHARED_DATA_START >>> 2;
+  const keyBias = roundUp(table + tableEntries('attend_4x8') * P, 16);
+  const scratch0 = roundUp(keyBias + (withKeyBias ? P * S : 0), 16);
+  const scratch1 = scratch0 + roundUp(block * 4 + 4, 16);
+  const first = scratch1 + roundUp(block * 4 + 4, 16);
+  let next = 0;
+  const take = (floats: number) => {
+    const at = next;
+    next += roundUp(floats, 16);
+    return at;
+  };
+  const [q, k, qPacked, kPacked] = [take(T * dk), take(S * dk), take(tiles * dk * 4), take(panels * dk * 8)];
+  const [v, out, state] = [take(S * dvp), take(tiles * 4 * dvp), take(tiles * 8)];
+  return {table, keyBias, scratch: [scratch0, scratch1], first, pair: next, q, k, qPacked, kPacked, v, out, state, end: first + P * next};
+}
+
+/**
+ * The forward on two threads (see attention_threads.ts): per pair, Q, K and V are copied into
+ * the shared memory and packed there; the worker attends each pair's first `first` query
+ * tiles, this thread the rest, each with its own scratch and the pair's state; then the
+ * output and the log-sum-exp are copied out.
+ */
+function forwardOnTwoThreads(
+    thread: SecondThread, backend: WasmBackendLike, at: {q: number; k: number; v: number; out: number; lse: number; keyBias: number},
+    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedForwardLayout}): void {
+  const {P, T, S, dk, dv, heads, scale, causal, first, shared: layout} = call;
+  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  const mem = sharedFloats(thread, 4 * layout.end);
+  const heap = heapFloats(backend);
+  const module = thread.module;
+  if (at.keyBias >= 0) mem.set(heap.subarray(at.keyBias, at.keyBias + (P / heads) * S), layout.keyBias);
+  const byte = (floats: number) => 4 * floats;
+  // attend_4x8's arguments (kernels.h) for tiles [lo, hi) of pair n, whose data start at float p0.
+  const args = (p0: number, n: number, lo: number, hi: number, scratch: number) => [
+    byte(p0 + layout.qPacked + lo * dk * 4), byte(p0 + layout.kPacked), byte(p0 + layout.v), byte(dvp),
+    byte(p0 + layout.out + lo * 4 * dvp), byte(dvp), byte(scratch), byte(p0 + layout.state + 8 * lo), hi - lo, S, block, dk, dvp,
+    scale, causal ? 1 : 0, 4 * lo, at.keyBias < 0 ? 0 : byte(layout.keyBias + Math.floor(n / heads) * S)];
+  const starts: number[] = [];
+  for (let n = 0; n < P; n++) {
+    const p0 = layout.first + n * layout.pair;
+    starts.push(p0);
+    mem.set(heap.subarray(at.q + n * T * dk, at.q + (n + 1) * T * dk), p0 + layout.q);
+    mem.set(heap.subarray(at.k + n * S * dk, at.k + (n + 1) * S * dk), p0 + layout.k);
+    mem.fill(0, p0 + layout.v, p0 + layout.v + S * dvp);
+    copyRows(mem, p0 + layout.v, dvp, heap, at.v + n * S * dv, dv, S, dv);
+    module.pack_rows(byte(p0 + layout.q), byte(dk), byte(p0 + layout.qPacked), T, dk, 4);
+    module.pack_rows(byte(p0 + layout.k), byte(dk), byte(p0 + layout.kPacked), S, dk, 8);
+    writeTableCall(thread, byte(layout.table), 'attend_4x8', n, args(p0, n, 0, first, layout.scratch[1]));
+  }
+  const flops = 2 * P * 4 * first * S * (dk + dv);
+  runTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: P, table: byte(layout.table), flops}, () => {
+    starts.forEach((p0, n) => module.attend_4x8(...(args(p0, n, first, tiles, layout.scratch[0]) as Parameters<KernelExports['attend_4x8']>)));
+  });
+  const to = heapFloats(backend);
+  starts.forEach((p0, n) => {
+    copyRows(to, at.out + n * T * dv, dv, mem, p0 + layout.out, dvp, T, dv);
+    logSumExp(to, at.lse + n * T, mem, p0 + layout.state, T, scale);
+  });
 }
 
 /**
@@ -377,8 +486,6 @@ function backwardOnTwoThreads(
   const mem = sharedFloats(thread, 4 * layout.end);
   const heap = heapFloats(backend);
   const module = thread.module;
-  const table = new Int32Array(mem.buffer, 4 * layout.table, BACKWARD_ENTRIES * P);
-  const tableFloats = new Float32Array(mem.buffer, 4 * layout.table, BACKWARD_ENTRIES * P);
   const B = P / heads;
   if (at.keyBias >= 0) mem.set(heap.subarray(at.keyBias, at.keyBias + B * S), layout.keyBias);
   const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
@@ -405,14 +512,10 @@ function backwardOnTwoThreads(
       scratch: layout.scratch, keyBias: at.keyBias < 0 ? 0 : 4 * (layout.keyBias + Math.floor(n / heads) * S),
     };
     pairs.push(buffers);
-    const workerArgs = backwardArgs(buffers, 0, first, sizes);
-    for (let i = 0; i < BACKWARD_ENTRIES; i++) {
-      if (i === BACKWARD_ARG.scale) tableFloats[n * BACKWARD_ENTRIES + i] = workerArgs[i];
-      else table[n * BACKWARD_ENTRIES + i] = workerArgs[i];
-    }
+    writeTableCall(thread, 4 * layout.table, 'attend_backward_4x8', n, backwardArgs(buffers, 0, first, sizes));
   }
   const flops = 2 * P * 4 * first * S * (3 * dk + 2 * dv);
-  runBackwardOnBothThreads(thread, {calls: P, table: 4 * layout.table, flops}, () => {
+  runTableOnBothThreads(thread, {kernel: 'attend_backward_4x8', calls: P, table: 4 * layout.table, flops}, () => {
     for (const buffers of pairs) {
       module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, sizes) as Parameters<KernelExports['attend_backward_4x8']>));
     }
