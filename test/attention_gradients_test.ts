@@ -5,6 +5,7 @@
  * random R, so that no gradient is zero by symmetry.
  */
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention} from '../src';
 import type {ScaledDotProductAttention, ScaledDotProductAttentionArgs} from '../src';
 import {withNative} from './helpers/native';
@@ -20,8 +21,11 @@ import {disposeAll, expectAllFinite, expectClose, filled, flatten, Nested, rando
 const EPS = 1e-2;
 const TOL = {abs: 2e-4, rel: 2e-4};
 
-/** cpu, and tensorflow (tfjs-node) when it loads, with the same tolerance; its absence is a skipped test. */
-const BACKENDS = withNative(['cpu']);
+/**
+ * cpu, wasm (where the cases without an explicit mask take the fused backward), and tensorflow
+ * (tfjs-node) when it loads, with the same tolerance; its absence is a skipped test.
+ */
+const BACKENDS = withNative(['cpu', 'wasm']);
 
 /**
  * Central differences of `loss` with respect to every element of `x`: each element is moved

@@ -11,6 +11,7 @@ import type {AttentionCall, AttentionPlan} from '../src/node';
 import {checkStandardPathMemory, MEMORY_EFFICIENT_THRESHOLDS, memoryEfficientThreshold} from '../src/attention/attention_plan';
 import * as blocked from '../src/attention/memory_efficient_attention';
 import * as fused from '../src/backend/wasm_fused_attention';
+import * as fusedTraining from '../src/backend/wasm_fused_attention_backward';
 import {AUTO_BACKEND_ORDER, chooseBackend} from '../src/backend/select_backend';
 import {runBench} from '../scripts/app/bench/run_bench';
 
@@ -34,8 +35,21 @@ const CASES: Case[] = [
   // wasm: the fused kernel for inference, else by key length (threshold 4096) and the memory budget.
   ['wasm inference', {backend: 'wasm', ...base}, 'fused', /^inference on wasm: the fused kernel$/, {kernel: 'attention', blockSize: 256, threads: 1}],
   ['wasm inference, causal', {backend: 'wasm', ...base, causal: true}, 'fused', /fused kernel/],
-  ['wasm recording', {backend: 'wasm', ...base, recording: true}, 'standard',
-    /^a gradient is recorded \(the fused kernel is inference only\); S=128 < 4096, the memory-efficient threshold on wasm$/],
+  // Recording: the fused kernel and its fused backward, padding included, at every length; one thread.
+  ['wasm recording', {backend: 'wasm', ...base, recording: true, threads: 2}, 'fused',
+    /^training on wasm: the fused kernel and its fused backward$/, {kernel: 'gradient', threads: 1}],
+  ['wasm recording, padding, op', {backend: 'wasm', ...base, recording: true, padding: true}, 'fused', /fused backward/, {kernel: 'gradient'}],
+  ['wasm recording, padding, layer', {backend: 'wasm', ...base, recording: true, padding: true, layer: {dq: 64, dc: 64, selfAttention: true}},
+    'fused', /fused backward/, {kernel: 'gradient'}],
+  ['wasm recording, causal', {backend: 'wasm', ...base, recording: true, causal: true}, 'fused', /fused backward/, {kernel: 'gradient'}],
+  ['wasm recording, explicit mask', {backend: 'wasm', ...base, recording: true, mask: true}, 'standard',
+    /^the fused kernel takes no explicit mask; S=128 < 4096, the memory-efficient threshold on wasm$/],
+  ['wasm recording, dropout', {backend: 'wasm', ...base, recording: true, dropoutActive: true}, 'standard', /no dropout; dropout is active/],
+  ['wasm recording, without SIMD', {backend: 'wasm', ...base, recording: true, fusedKernelAvailable: false}, 'standard', /needs wasm SIMD/],
+  ['wasm recording, 268 MFLOP, two threads allowed', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 2, recording: true},
+    'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/, {kernel: 'gradient', threads: 2}],
+  ['wasm recording, work buffers over FUSED_MAX_BYTES', {backend: 'wasm', batch: 1, heads: 1, T: 4096, S: 4096, dk: 1024, dv: 1024, recording: true},
+    'memory-efficient', /^the sizes do not fit the fused backward's work buffers; S=4096 >= 4096/, {blockSize: 512}],
   ['wasm explicit mask', {backend: 'wasm', ...base, mask: true}, 'standard', /takes no explicit mask; S=128 < 4096/],
   ['wasm padding, op', {backend: 'wasm', ...base, padding: true}, 'standard', /padding masks need the layer's fused kernel;/],
   ['wasm padding, layer', {backend: 'wasm', ...base, padding: true, layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused',
@@ -49,9 +63,10 @@ const CASES: Case[] = [
   ['wasm without SIMD', {backend: 'wasm', ...base, fusedKernelAvailable: false}, 'standard', /needs wasm SIMD/],
   ['wasm blockSize 0', {backend: 'wasm', ...base, blockSize: 0}, 'standard', /^blockSize=0 forces the standard path$/],
   ['wasm blockSize 32', {backend: 'wasm', ...base, blockSize: 32}, 'memory-efficient', /^blockSize=32 forces/, {blockSize: 32}],
-  ['wasm S = 4095, recording', {backend: 'wasm', ...long, S: 4095, recording: true}, 'standard', /S=4095 < 4096/],
-  ['wasm S = 4096, recording', {backend: 'wasm', ...long, recording: true}, 'memory-efficient', /S=4096 >= 4096, the memory-efficient threshold on wasm$/,
-    {blockSize: 512}],
+  ['wasm S = 4095, recording, explicit mask', {backend: 'wasm', ...long, S: 4095, recording: true, mask: true}, 'standard', /S=4095 < 4096/],
+  ['wasm S = 4096, recording, explicit mask', {backend: 'wasm', ...long, recording: true, mask: true}, 'memory-efficient',
+    /S=4096 >= 4096, the memory-efficient threshold on wasm$/, {blockSize: 512}],
+  ['wasm S = 4096, recording', {backend: 'wasm', ...long, recording: true}, 'fused', /fused backward/, {kernel: 'gradient'}],
   ['wasm S = 4096, inference', {backend: 'wasm', ...long}, 'fused', /fused kernel/],
   ['wasm S = 8192, weights asked for', {backend: 'wasm', ...long, S: 8192, returnWeights: true}, 'standard', /the weights are asked for/],
   // Two threads: above 36 MFLOP and with at least two tiles of four queries, where allowed.
@@ -62,8 +77,8 @@ const CASES: Case[] = [
   ['wasm 2 MFLOP', {backend: 'wasm', batch: 32, heads: 1, T: 16, S: 16, dk: 64, dv: 64, threads: 2}, 'fused', /fused kernel$/, {threads: 1}],
   ['wasm 4 queries (one tile)', {backend: 'wasm', batch: 64, heads: 8, T: 4, S: 8192, dk: 64, dv: 64, threads: 2}, 'fused', /fused kernel$/, {threads: 1}],
   // The memory budget: one score tensor over 512 MiB goes to the blocked path on every backend.
-  ['wasm over the budget, short keys', {backend: 'wasm', batch: 64, heads: 16, T: 512, S: 512, dk: 8, dv: 8, recording: true}, 'memory-efficient',
-    /one score tensor would take 1\.00 GiB, over the standard path's budget of 512 MiB$/],
+  ['wasm over the budget, short keys', {backend: 'wasm', batch: 64, heads: 16, T: 512, S: 512, dk: 8, dv: 8, recording: true, mask: true},
+    'memory-efficient', /one score tensor would take 1\.00 GiB, over the standard path's budget of 512 MiB$/],
   ['wasm over the budget, weights asked for', {backend: 'wasm', batch: 64, heads: 16, T: 512, S: 512, dk: 8, dv: 8, returnWeights: true},
     'standard', /weights are asked for/],  // then refused by checkStandardPathMemory
   // cpu: never fused; threshold 4096 as on wasm.
@@ -149,9 +164,10 @@ describe('checkStandardPathMemory', () => {
 });
 
 /** Which path ran in `run`, told by spies on the fused kernels and on the blocked path's kernel. */
-function observedPath(run: () => tf.TensorContainer): {path: AttentionPlan['path']; kernel?: 'layer'|'attention'} {
+function observedPath(run: () => tf.TensorContainer): {path: AttentionPlan['path']; kernel?: AttentionPlan['kernel']} {
   const spies = {
     blocked: jest.spyOn(blocked, 'memoryEfficientAttention'),
+    training: jest.spyOn(fusedTraining, 'fusedAttentionTraining'),
     attention: jest.spyOn(fused, 'fusedAttention'),
     heads: jest.spyOn(fused, 'fusedMultiHeadAttention'),
     layer: jest.spyOn(fused, 'fusedAttentionLayer'),
@@ -159,10 +175,11 @@ function observedPath(run: () => tf.TensorContainer): {path: AttentionPlan['path
   try {
     tf.dispose(tf.tidy(run));
     const calls = Object.fromEntries(Object.entries(spies).map(([name, spy]) => [name, spy.mock.calls.length]));
-    const fusedCalls = calls.attention + calls.heads + calls.layer;
+    const fusedCalls = calls.attention + calls.heads + calls.layer + calls.training;
     expect(fusedCalls + calls.blocked).toBeLessThanOrEqual(1);
     if (calls.blocked > 0) return {path: 'memory-efficient'};
     if (calls.layer > 0) return {path: 'fused', kernel: 'layer'};
+    if (calls.training > 0) return {path: 'fused', kernel: 'gradient'};
     if (fusedCalls > 0) return {path: 'fused', kernel: 'attention'};
     return {path: 'standard'};
   } finally {
@@ -190,12 +207,17 @@ function agreementCases(backend: string): Array<[string, () => tf.TensorContaine
   return [
     ['op, inference', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S))), call, fusedOnWasm],
     ['op, inference, causal', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S), {causal: true})), {...call, causal: true}, fusedOnWasm],
-    ['op, recording', recorded(() => dotProductAttention(q(), kv(S), kv(S))), {...call, recording: true}, 'standard'],
+    ['op, recording', recorded(() => dotProductAttention(q(), kv(S), kv(S))), {...call, recording: true}, fusedOnWasm],
+    ['op, recording, padding', recorded(() => dotProductAttention(q(), kv(S), kv(S), {keyPaddingMask: padding(), queryPaddingMask: padding()})),
+      {...call, recording: true, padding: true}, fusedOnWasm],
+    ['op, recording, explicit mask', recorded(() => dotProductAttention(q(), kv(S), kv(S), {mask: tf.ones([T, S])})),
+      {...call, recording: true, mask: true}, 'standard'],
     ['op, key padding', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S), {keyPaddingMask: padding()})), {...call, padding: true}, 'standard'],
     ['op, blockSize 4', () => tf.tidy(() => dotProductAttention(q(), kv(S), kv(S), {blockSize: 4})), {...call, blockSize: 4}, 'memory-efficient'],
     ['op, 4096 keys, inference', () => tf.tidy(() => dotProductAttention(longQ(), longK(), longK())), longCall,
       backend === 'wasm' ? 'fused' : longRecorded],
-    ['op, 4096 keys, recording', recorded(() => dotProductAttention(longQ(), longK(), longK())), {...longCall, recording: true}, longRecorded],
+    ['op, 4096 keys, recording', recorded(() => dotProductAttention(longQ(), longK(), longK())), {...longCall, recording: true},
+      backend === 'wasm' ? 'fused' : longRecorded],
   ];
 }
 
@@ -211,7 +233,9 @@ function layerCases(backend: string): Array<[string, () => tf.TensorContainer, A
     ['layer, padding mask', () => tf.tidy(() => layer.apply(x(), {mask: mask()}) as tf.Tensor), {...call, padding: true},
       backend === 'wasm' ? 'fused' : 'standard'],
     ['layer, explicit attentionMask', () => tf.tidy(() => layer.apply(x(), {attentionMask: attentionMask()}) as tf.Tensor), {...call, mask: true}, 'standard'],
-    ['layer, recording', recorded(() => layer.apply(x()) as tf.Tensor), {...call, recording: true}, 'standard'],
+    ['layer, recording', recorded(() => layer.apply(x()) as tf.Tensor), {...call, recording: true}, backend === 'wasm' ? 'fused' : 'standard'],
+    ['layer, recording, padding mask', recorded(() => layer.apply(x(), {mask: mask()}) as tf.Tensor), {...call, recording: true, padding: true},
+      backend === 'wasm' ? 'fused' : 'standard'],
   ];
 }
 
@@ -270,7 +294,7 @@ describe.each(BACKENDS)('on %s, the op and the layer run the path the planner gi
       const results = await runBench({backends: [backend as never], grid, quick: true, warmup: 0});
       const rows = results.backends[0].rows;
       expect(rows.map(r => [r.pass, r.ranPath])).toEqual([
-        ['forward', backend === 'wasm' ? 'fused' : 'standard'], ['forward+backward', 'standard']]);
+        ['forward', backend === 'wasm' ? 'fused' : 'standard'], ['forward+backward', backend === 'wasm' ? 'fused' : 'standard']]);
       expect(rows.every(r => r.reason.length > 0)).toBe(true);
       expect(spy).not.toHaveBeenCalled();
       expect(fusedSpy.mock.calls.length > 0).toBe(backend === 'wasm');

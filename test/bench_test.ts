@@ -94,9 +94,9 @@ describe('npm run bench --quick', () => {
       expect(row.peakBytes).toBeGreaterThan(0);
       expect(row.leakedTensors).toBe(0);
     }
-    // Inference on wasm runs the fused kernel by default; training the standard path.
+    // On wasm the default path is the fused kernel, for training with its fused backward.
     expect(new Set(rows.map(r => r.ranPath))).toEqual(new Set(['fused', 'standard', 'memory-efficient']));
-    expect(rows.filter(r => r.ranPath === 'fused').map(r => [r.path, r.pass])).toEqual([['default', 'forward']]);
+    expect(rows.filter(r => r.ranPath === 'fused').map(r => [r.path, r.pass])).toEqual([['default', 'forward'], ['default', 'forward+backward']]);
     expect(new Set(rows.map(r => r.pass))).toEqual(new Set(['forward', 'forward+backward']));
   });
 
@@ -230,9 +230,9 @@ describe('two backends in one run', () => {
     const report = formatReport(results);
     expect(report).toContain('## Side by side (same run)');
     expect(report).toContain('| B, T, d, H | asked | pass | wasm: path | wasm ms | cpu: path | cpu ms | fastest |');
-    // wasm runs inference on its fused kernel, cpu on the standard path; training is standard on both.
+    // wasm runs its fused kernel (training: with its fused backward), cpu the standard path.
     expect(report).toMatch(/\| 2, 8, 16, 2 \| default \| forward \| fused \| [0-9.]+ \| standard \| [0-9.]+ \| (wasm|cpu), [0-9.]+× (wasm|cpu) \|/);
-    expect(report).toMatch(/\| 2, 8, 16, 2 \| default \| forward\+backward \| standard \| [0-9.]+ \| standard \| [0-9.]+ \|/);
+    expect(report).toMatch(/\| 2, 8, 16, 2 \| default \| forward\+backward \| fused \| [0-9.]+ \| standard \| [0-9.]+ \|/);
     expect(report).toContain('memory-efficient by default: wasm from S >= 4096, cpu from S >= 4096');
   });
 });
@@ -281,7 +281,7 @@ describe('the standard path refuses score tensors over its budget', () => {
     expect(STANDARD_PATH_MAX_SCORE_BYTES).toBe(512 * 2 ** 20);
   });
 
-  it('in the op and the layer, before any score tensor exists; by default the long input goes to the memory-efficient path', () => {
+  it('in the op and the layer, before any score tensor exists; by default the long input goes to a path linear in T', () => {
     const T = 20000;  // [1, 1, 20000, 20000] scores: 1.49 GiB; the inputs are 80 kB
     const q = tf.zeros([1, 1, T, 1]);
     const x = tf.zeros([1, T, 1]);
@@ -295,8 +295,10 @@ describe('the standard path refuses score tensors over its budget', () => {
     expect(() => layer.apply(x)).toThrow(/Received: inputs\.shape=\[1, 20000, 1\]/);
     expect(tf.memory().numTensors).toBe(before.numTensors);
     expect(tf.memory().numBytes).toBe(before.numBytes);
+    // Training with an explicit mask, which the fused kernels do not take (without one, the fused backward runs, linear in T).
     const training = (batch: number, heads: number, length: number) =>
-      planAttention({backend: 'wasm', batch, heads, T: length, S: length, dk: 1, dv: 1, recording: true}).path;
+      planAttention({backend: 'wasm', batch, heads, T: length, S: length, dk: 1, dv: 1, recording: true, mask: true}).path;
+    expect(planAttention({backend: 'wasm', batch: 1, heads: 1, T, S: T, dk: 1, dv: 1, recording: true}).path).toBe('fused');
     expect(training(1, 1, T)).toBe('memory-efficient');
     // Short keys, but too many batches·heads for the standard path: also memory-efficient by default.
     expect(training(64, 16, 512)).toBe('memory-efficient');

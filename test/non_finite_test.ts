@@ -178,12 +178,13 @@ describe.each(withNative(['cpu', 'wasm']))('on %s', backend => {
       expect(counts.reduce((n, c) => n + c.finite, 0)).toBeGreaterThan(0);
     });
 
-    it.each([['standard (blockSize 0)', 0], ['memory-efficient, blocks of 2', 2], ['memory-efficient, one block', 64]])(
+    it.each([['standard (blockSize 0)', 0], ['memory-efficient, blocks of 2', 2], ['memory-efficient, one block', 64],
+      ['default (on wasm the fused backward)', null]])(
         '%s: dQ, dK and dV are NaN where the reference is', (__, blockSize) => {
           const shapes = [[B, H, T, DK], [B, H, S, DK], [B, H, S, DV]];
           const inputs = [q, k, v].map((x, i) => tf.tensor(x as number[], shapes[i], 'float32'));
           const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-            tf.sum(dotProductAttention(a, b, c, {blockSize: blockSize as number, scale: SCALE})));
+            tf.sum(dotProductAttention(a, b, c, {blockSize: blockSize as number|null, scale: SCALE})));
           const before = tf.memory().numTensors;
           const [dq, dk, dv] = grads(inputs);
           expect(tf.memory().numTensors).toBe(before + 3);
@@ -289,11 +290,11 @@ describe.each(withNative(['cpu', 'wasm']))('on %s', backend => {
   });
 
   it.each([['NaN in Wk', 'wk', [0, 0], NaN], ['NaN in Wq', 'wq', [3, 5], NaN], ['+∞ in bv', 'bv', [2], Infinity]] as Array<[string, 'wq'|'wk'|'bv', number[], number]>)(
-      'layer gradients, %s: the standard and memory-efficient paths give the weights NaN and ±∞ in the same places', (_, name, index, value) => {
+      'layer gradients, %s: the standard, memory-efficient and default paths (on wasm the fused backward) give the weights NaN and ±∞ in the same places', (_, name, index, value) => {
         const weights = layerWeights();
         weights[name] = withValue(weights[name], index, value);
         const x = tf.tensor(float32Array([B, T, 4], 28) as number[], [B, T, 4]);
-        const grads = [0, 2].map(blockSize => {
+        const grads = [0, 2, null].map(blockSize => {
           const layer = scaledDotProductAttention({numHeads: 2, keyDim: 3, valueDim: 2, useBias: true, blockSize});
           layer.build([B, T, 4]);
           const values = (['wq', 'wk', 'wv', 'bq', 'bk', 'bv'] as const).map(w => tf.tensor(weights[w] as number[]));
@@ -306,6 +307,7 @@ describe.each(withNative(['cpu', 'wasm']))('on %s', backend => {
           return arrays;
         });
         expect(grads[1]).toEqual(grads[0]);
+        expect(grads[2]).toEqual(grads[0]);
         expect(grads[0].flat().filter(k => k !== 'finite').length).toBeGreaterThan(0);
         x.dispose();
       });

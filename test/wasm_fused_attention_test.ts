@@ -518,10 +518,11 @@ describe('which path the planner gives the op (planAttention)', () => {
   };
   const shape = [2, 4, 128, 128];
 
-  it('on wasm: fused for inference by default; standard or blocked when recording, asked or masked', () => {
+  it('on wasm: fused by default, with its fused backward when recording; standard or blocked when asked or masked', () => {
     expect(on('wasm', shape, 16, 16)).toBe('fused');
     expect(on('wasm', shape, 3, 5, {blockSize: undefined})).toBe('fused');
-    expect(on('wasm', shape, 16, 16, {recording: true})).toBe('standard');        // T < 4096
+    expect(on('wasm', shape, 16, 16, {recording: true})).toBe('fused');           // the fused backward
+    expect(on('wasm', shape, 16, 16, {recording: true, mask: true})).toBe('standard');  // T < 4096
     expect(on('wasm', shape, 16, 16, {blockSize: 0})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {blockSize: 16})).toBe('memory-efficient');
     expect(on('wasm', shape, 16, 16, {mask: true})).toBe('standard');
@@ -529,9 +530,10 @@ describe('which path the planner gives the op (planAttention)', () => {
     expect(on('wasm', shape, 16, 16, {returnWeights: true})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {dropoutActive: true})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {fusedKernelAvailable: false})).toBe('standard');
-    // Long keys: the fused kernel serves every length; with a gradient, the blocked path.
+    // Long keys: the fused kernels serve every length, with a gradient too; with a mask, the blocked path.
     expect(on('wasm', [1, 1, 8192, 8192], 64, 64)).toBe('fused');
-    expect(on('wasm', [1, 1, 8192, 8192], 64, 64, {recording: true})).toBe('memory-efficient');
+    expect(on('wasm', [1, 1, 8192, 8192], 64, 64, {recording: true})).toBe('fused');
+    expect(on('wasm', [1, 1, 8192, 8192], 64, 64, {recording: true, mask: true})).toBe('memory-efficient');
   });
 
   it('on cpu: never fused', () => {

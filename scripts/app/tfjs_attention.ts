@@ -12,4 +12,5 @@ export * from '../../src/index';
 export {checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../../src/errors';
 export {memoryEfficientThreshold} from '../../src/attention/attention_plan';
 export {fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
+export {fusedTrainingBytes} from '../../src/backend/wasm_fused_attention_backward';
 export {allowedAttentionThreads} from '../../src/backend/attention_threads';

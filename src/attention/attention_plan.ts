@@ -1,5 +1,5 @@
 /**
- * The attention planner: which path one attention call takes (the fused wasm kernel, the
+ * The attention planner: which path one attention call takes (the fused wasm kernels, the
  * standard path or the memory-efficient blocked path), with its block size, its threads and
  * why. One pure function, `planAttention`, decides it from the backend's name, the sizes, the
  * options and whether a gradient is recorded; the op (dot_product_attention.ts), the layer
@@ -10,6 +10,7 @@ import {checkPositiveInteger, invalidArgument, ValueError} from '../errors';
 import {twoThreadsPay} from '../backend/attention_threads';
 import {FUSED_KEY_BLOCK, fusedAttentionLayerSizesFit, fusedAttentionSizesFit} from '../backend/wasm_fused_attention';
 import type {AttentionSizes} from '../backend/wasm_fused_attention';
+import {fusedTrainingSizesFit} from '../backend/wasm_fused_attention_backward';
 
 /** The three ways attention can run. */
 export type AttentionPath = 'fused'|'standard'|'memory-efficient';
@@ -17,8 +18,8 @@ export type AttentionPath = 'fused'|'standard'|'memory-efficient';
 /**
  * Key length from which the op and the layer switch to the memory-efficient (blocked) path
  * by default on wasm, cpu and the backends not measured (webgl, webgpu), when nothing requires
- * the full weight matrix and the fused kernel does not run (training, an explicit mask, or a
- * backend other than wasm). Measured on wasm (2-core machine, B = H = 1, d = 64, forward,
+ * the full weight matrix and the fused kernels do not run (an explicit mask, sizes they do not
+ * fit, or a backend other than wasm). Measured on wasm (2-core machine, B = H = 1, d = 64, forward,
  * block 512): the blocked path takes 1.24× the standard path's time at S = 1024, 1.18× at
  * 2048, 1.11× at 4096 and 1.19× at 8192, while the standard path holds two [T, S] score
  * tensors: 8 MiB at 1024, 32 MiB at 2048, 128 MiB at 4096 (224 MiB with gradients) and 512 MiB
@@ -106,10 +107,17 @@ export interface AttentionPlan {
   path: AttentionPath;
   /** Keys per block: the memory-efficient path's blocks, or the fused kernel's (FUSED_KEY_BLOCK). Unset on the standard path. */
   blockSize?: number;
-  /** On the fused path: the threads it runs on (2: this thread and the worker; the kernel keeps to 1 if the worker cannot start). */
+  /**
+   * On the fused path: the threads it runs on (2: this thread and the worker; the kernel keeps to
+   * 1 if the worker cannot start). With the 'gradient' kernel, the forward's and the backward's.
+   */
   threads?: 1|2;
-  /** On the fused path: 'layer' (projections and attention in one call) or 'attention' (attention alone). */
-  kernel?: 'layer'|'attention';
+  /**
+   * On the fused path: 'layer' (projections and attention in one call), 'attention' (attention
+   * alone), or 'gradient' (a gradient is recorded: the attention's forward and its fused
+   * backward, `fusedAttentionTraining`, with tfjs' products for the projections).
+   */
+  kernel?: 'layer'|'attention'|'gradient';
   /** Why, in words. */
   reason: string;
 }
@@ -119,9 +127,11 @@ export interface AttentionPlan {
  *
  * - `blockSize` 0 forces the standard path, N > 0 the memory-efficient one with blocks of N
  *   keys (an error with `returnWeights` or active dropout, which it cannot do).
- * - By default (`blockSize` null), inference on wasm takes the fused kernel, unless an explicit
+ * - By default (`blockSize` null), attention on wasm takes the fused kernels, unless an explicit
  *   mask, the weights or dropout are asked for (padding masks too, for the op; the layer applies
- *   them in its kernel), or the sizes do not fit the kernel. Otherwise the memory-efficient path
+ *   them in its kernel), or the sizes do not fit the kernel. When a gradient is recorded, the
+ *   fused forward and backward ('gradient'), padding masks included, on two threads where
+ *   inference would be. Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
@@ -152,9 +162,15 @@ export function planAttention(call: AttentionCall): AttentionPlan {
     return {path: 'memory-efficient', blockSize, reason: `blockSize=${blockSize} forces the memory-efficient path`};
   }
   const fused = fusedChoice(call);
+  const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
+  const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
+  if (fused.kernel === 'gradient') {
+    return {
+      path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'gradient',
+      reason: `training on wasm: the fused kernel and its fused backward${threads === 2 ? ', on two threads' : ''}`,
+    };
+  }
   if (fused.kernel != null) {
-    const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
-    const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: fused.kernel,
       reason: `inference on wasm: the fused kernel${fused.kernel === 'layer' ? ' with the projections' : ''}` +
@@ -185,14 +201,17 @@ export function planAttention(call: AttentionCall): AttentionPlan {
 }
 
 /** The fused kernel the call takes by default, or why none. */
-function fusedChoice(call: AttentionCall): {kernel?: 'layer'|'attention'; whyNot?: string} {
+function fusedChoice(call: AttentionCall): {kernel?: 'layer'|'attention'|'gradient'; whyNot?: string} {
   const {backend, batch, heads, T, S, dk, dv, layer} = call;
   if (backend !== 'wasm') return {};  // nothing to say: the fused kernel exists on wasm only
   if (!(call.fusedKernelAvailable ?? true)) return {whyNot: 'the fused kernel needs wasm SIMD, not available here'};
-  if (call.recording) return {whyNot: 'a gradient is recorded (the fused kernel is inference only)'};
   if (call.returnWeights) return {whyNot: 'the fused kernel never forms the weights'};
   if (call.dropoutActive) return {whyNot: 'the fused kernel has no dropout'};
   if (call.mask) return {whyNot: 'the fused kernel takes no explicit mask'};
+  if (call.recording) {
+    return fusedTrainingSizesFit({T, S, dk, dv}) ? {kernel: 'gradient'} :
+        {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
+  }
   if (!fusedAttentionSizesFit(T, S, dk, dv)) return {whyNot: 'the sizes do not fit the fused kernel\'s work buffers'};
   const layerFits = layer != null &&
       fusedAttentionLayerSizesFit({batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention});

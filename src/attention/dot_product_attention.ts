@@ -1,9 +1,10 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkRate, ValueError} from '../errors';
-import {checkMaskShape, checkPaddingMask, combineMasks, consume, MASKED_LOGIT, maskBias, paddingMask} from './masks';
+import {attendedQueries, checkMaskShape, checkPaddingMask, combineMasks, consume, MASKED_LOGIT, maskBias, paddingMask, toBoolMask} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
 import {fusedAttention, fusedKernelAvailable} from '../backend/wasm_fused_attention';
+import {fusedAttentionTraining} from '../backend/wasm_fused_attention_backward';
 import {allowedAttentionThreads} from '../backend/attention_threads';
 import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention_plan';
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
@@ -41,7 +42,8 @@ export interface DotProductAttentionOptions {
   /**
    * Key block size of the memory-efficient path. A number forces that path with this block
    * size; 0 forces the standard path; null/undefined (the default) lets `planAttention`
-   * choose: the fused kernel for inference on wasm without a mask, and otherwise the blocked
+   * choose: the fused kernel on wasm without an explicit mask (and without padding masks for
+   * inference; for training with its fused backward), and otherwise the blocked
    * path with `DEFAULT_BLOCK_SIZE` when the key length is at least the backend's
    * `memoryEfficientThreshold` (4096 on wasm and cpu; on tensorflow only past the memory
    * budget) and neither the weights nor dropout are asked for.
@@ -71,8 +73,9 @@ export interface DotProductAttentionOptions {
  * so is, with a `mask`, a query whose every attended score is -∞, and on the blocked path a
  * query whose scores over one whole key block are all -∞ (NaN there).
  *
- * Three paths compute it: on wasm, for inference without masks, the fused kernel; the
- * standard path, which forms the weights; and for long keys the memory-efficient one.
+ * Three paths compute it: on wasm without an explicit mask, the fused kernel (for training
+ * with its fused backward, padding masks included); the standard path, which forms the
+ * weights; and for long keys the memory-efficient one.
  * `planAttention` (attention_plan.ts) chooses, and says why (see `blockSize`).
  */
 export function dotProductAttention(
@@ -103,6 +106,9 @@ export function dotProductAttention(
     return emptyAttention(query, key, value, options.returnWeights === true);  // [B, (H,) T, dv] (zeros), [B, (H,) T, S]
   }
   const unmasked = options.mask == null && keyPadding == null && queryPadding == null;
+  if (plan.path === 'fused' && plan.kernel === 'gradient') {
+    return fusedTrainingPath(query, key, value, {keyPadding, queryPadding, causal, scale});  // [B, (H,) T, dv]
+  }
   if (plan.path === 'fused') return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
   if (plan.path === 'memory-efficient') {
     return memoryEfficientPath(query, key, value, {mask: options.mask, keyPadding, queryPadding, causal, scale, blockSize: plan.blockSize!});
@@ -364,6 +370,26 @@ function memoryEfficientPath(
       keyPaddingMask: options.keyPadding ?? undefined, queryPaddingMask: options.queryPadding ?? undefined,
     });                                                                     // [B, H, T, dv]
     return hasHeads ? output : output.squeeze([1]);
+  });
+}
+
+/**
+ * The fused kernel with its fused backward (a gradient is recorded on wasm): padded keys get
+ * MASKED_LOGIT in every score, in the kernel, from a [B, S] bias; queries left with no key
+ * (padded, or every key they may attend padded) are zeroed after, as on the standard path,
+ * which gives them zero gradients.
+ */
+function fusedTrainingPath(
+    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
+    options: {keyPadding: tf.Tensor|null; queryPadding: tf.Tensor|null; causal: boolean; scale: number}): tf.Tensor {
+  const {keyPadding, queryPadding, causal, scale} = options;
+  return tf.tidy(() => {
+    const keyBias = keyPadding == null ? null : maskBias(toBoolMask(keyPadding));                    // [B, S]
+    const output = fusedAttentionTraining(query, key, value, {scale, causal, keyBias});              // [B, (H,) T, dv]
+    let rows = attendedQueries(queryPadding, keyPadding, query.shape[query.rank - 2], causal);       // [B, T, 1] or null
+    if (rows == null) return output;
+    if (query.rank === 4) rows = rows.expandDims(1);                                                  // [B, 1, T, 1]
+    return tf.add(tf.mul(output, rows), 0);                                 // + 0: no -0 in zeroed rows
   });
 }
 

@@ -47,8 +47,9 @@ export interface ScaledDotProductAttentionArgs extends LayerArgs {
   returnAttentionScores?: boolean;
   /**
    * Key block size of the memory-efficient path: a number forces it, 0 forces the standard
-   * path, null (the default) lets `planAttention` choose: the fused kernel for inference on
-   * wasm, else by key length and backend. Any number turns the fused kernel off.
+   * path, null (the default) lets `planAttention` choose: the fused kernel on wasm (for
+   * training with its fused backward), else by key length and backend. Any number turns the
+   * fused kernels off.
    */
   blockSize?: number|null;
 }
@@ -221,7 +222,8 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const plan = this.planCall(query, context, options);
     if (plan?.path === 'standard') this.checkScoresFit(query, context);
     return tf.tidy(() => {
-      if (plan?.path === 'fused') return this.callFused(query, context, options, plan.kernel!);
+      // 'gradient': the projections here, the attention and its fused backward in the op.
+      if (plan?.path === 'fused' && plan.kernel !== 'gradient') return this.callFused(query, context, options, plan.kernel as 'layer'|'attention');
       // The padding masks go to the op as [B, T] and [B, S]: the memory-efficient path keeps them vectors.
       const {attentionMask, queryMask, contextMask} = this.masksFor(query, context, options);
       const heads = this.projectHeads(query, context);

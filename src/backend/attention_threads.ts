@@ -2,7 +2,8 @@
  * A second thread for the fused attention kernel in Node. tfjs' wasm backend runs on one
  * core in Node (its threaded build starts Workers from blob: URLs, which Node refuses), so
  * this starts one worker_threads Worker of its own, which instantiates the C kernels
- * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there. For a large call the kernel copies the operands into that
+ * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there (or the
+ * backward, `attend_backward_4x8`, for wasm_fused_attention_backward.ts). For a large call the kernel copies the operands into that
  * memory and packs them there; the worker takes the first half of each pair's query tiles
  * and this thread the second half, and they meet again through Atomics. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
@@ -76,8 +77,53 @@ const SLOT = {
   ready: 3,     // set by the worker once started: 1, or -1 if it could not instantiate the kernel
   pairs: 4,     // the job: `pairs` calls of attend_4x8, their addresses in a table of int32 (TABLE_ENTRIES per pair)
   table: 5,
+  kind: 6,      // 0: attend_4x8 (the table and the job parameters below); 1 + i: TABLE_KERNELS[i], all arguments in the table
 };
-const FIRST_PARAM_SLOT = 6;
+const FIRST_PARAM_SLOT = 7;
+
+/**
+ * The kernels that the worker also runs from a table that holds every argument of each call
+ * (an f32 as its bits): job kind 1 + their index here.
+ */
+const TABLE_KERNELS = ['attend_backward_4x8', 'attend_4x8'] as const;
+export type TableKernel = typeof TABLE_KERNELS[number];
+
+/** Int32 entries per call of `kernel` in a table job: its arguments, as declared in kernels.h. */
+export function tableEntries(kernel: TableKernel): number {
+  return KERNEL_SIGNATURES[kernel].length;
+}
+
+/**
+ * Writes the arguments `args` (in the order of kernels.h) of call number `index` of `kernel`
+ * into a table job's table at byte `table` of the shared memory.
+ */
+export function writeTableCall(thread: SecondThread, table: number, kernel: TableKernel, index: number, args: number[]): void {
+  const params = KERNEL_SIGNATURES[kernel];
+  if (args.length !== params.length) {
+    throw new Error(`tfjs-attention: ${kernel} takes ${params.length} arguments, not ${args.length}`);
+  }
+  const at = table + 4 * params.length * index;
+  const ints = new Int32Array(thread.memory.buffer, at, params.length);
+  const floats = new Float32Array(thread.memory.buffer, at, params.length);
+  params.forEach(([, type], i) => {
+    if (type === 'f32') floats[i] = args[i];
+    else ints[i] = args[i];
+  });
+}
+
+/** The worker's loop over a table job of kind 1 + i: every call's arguments from its table entries. */
+const WORKER_TABLE_JOBS = TABLE_KERNELS.map((kernel, i) => {
+  const params = KERNEL_SIGNATURES[kernel];
+  const call = `kernels.${kernel}(${params.map(([, type], j) => `${type === 'f32' ? 'tableFloats' : 'table'}[e + ${j}]`).join(', ')})`;
+  return `if (h[${SLOT.kind}] === ${i + 1}) {
+      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${params.length} * h[${SLOT.pairs}]);
+      const tableFloats = new Float32Array(memory.buffer, h[${SLOT.table}], ${params.length} * h[${SLOT.pairs}]);
+      for (let p = 0; p < h[${SLOT.pairs}]; p++) {
+        const e = ${params.length} * p;
+        ${call};
+      }
+    } else `;
+}).join('');
 /** The header slot of a job parameter (an f32 is stored in its slot as a float). */
 function slotOf(name: JobParam): number {
   return FIRST_PARAM_SLOT + JOB_PARAMS.findIndex(([param]) => param === name);
@@ -101,8 +147,10 @@ const {memory, bytes} = workerData;
 const h = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const f = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 let attend_4x8 = null;
+let kernels = null;
 try {
-  attend_4x8 = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}}).exports.attend_4x8;
+  kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}}).exports;
+  attend_4x8 = kernels.attend_4x8;
   Atomics.store(h, ${SLOT.ready}, 1);
 } catch (error) {
   Atomics.store(h, ${SLOT.ready}, -1);
@@ -112,10 +160,12 @@ while (attend_4x8 != null) {
   Atomics.wait(h, ${SLOT.job}, 0);
   if (Atomics.load(h, ${SLOT.job}) === 2) break;
   try {
-    const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
-    for (let p = 0; p < h[${SLOT.pairs}]; p++) {
-      const e = ${TABLE_ENTRIES} * p;
-      ${WORKER_CALL};
+    ${WORKER_TABLE_JOBS}{
+      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
+      for (let p = 0; p < h[${SLOT.pairs}]; p++) {
+        const e = ${TABLE_ENTRIES} * p;
+        ${WORKER_CALL};
+      }
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -240,17 +290,38 @@ export type WorkerShare = {pairs: number; table: number}&{[name in JobParam]: nu
  */
 export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine: () => void): void {
   const h = thread.header;
+  h[SLOT.kind] = 0;
   h[SLOT.pairs] = share.pairs;
   h[SLOT.table] = share.table;
   for (const [name, type] of JOB_PARAMS) {
     if (type === 'f32') thread.headerFloats[slotOf(name)] = share[name];
     else h[slotOf(name)] = share[name];
   }
+  runJob(thread, workerTimeoutMs(share), mine);
+}
+
+/**
+ * Runs `mine` on this thread while the worker makes the `calls` calls of `kernel` whose
+ * arguments lie in the table at byte `table` of the shared memory (`writeTableCall`), and
+ * returns when both are done. `flops`: the worker's share, for its timeout. Throws if the
+ * worker's share failed.
+ */
+export function runTableOnBothThreads(
+    thread: SecondThread, job: {kernel: TableKernel; calls: number; table: number; flops: number}, mine: () => void): void {
+  const h = thread.header;
+  h[SLOT.kind] = 1 + TABLE_KERNELS.indexOf(job.kernel);
+  h[SLOT.pairs] = job.calls;
+  h[SLOT.table] = job.table;
+  runJob(thread, Math.max(120_000, job.flops / 1e6), mine);
+}
+
+/** Hands the job set up in the header to the worker, runs `mine`, and waits for the worker (at most `timeout` ms). */
+function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
+  const h = thread.header;
   Atomics.store(h, SLOT.done, 0);
   Atomics.store(h, SLOT.failed, 0);
   Atomics.store(h, SLOT.job, 1);
   Atomics.notify(h, SLOT.job);
-  const timeout = workerTimeoutMs(share);
   try {
     mine();
   } finally {

@@ -373,9 +373,14 @@ function attendOnTwoThreads(
 /** Threads the last fused call ran on (1 or 2): for the benchmark. */
 let lastCallThreads: 1|2 = 1;
 
-/** How many threads the last `fusedAttention`, `fusedMultiHeadAttention` or `fusedAttentionLayer` call used. */
+/** How many threads the last `fusedAttention`, `fusedMultiHeadAttention` or `fusedAttentionLayer` (or `fusedAttentionTraining`) call used. */
 export function fusedThreadsOfLastCall(): 1|2 {
   return lastCallThreads;
+}
+
+/** Records the threads of a fused call made elsewhere (`fusedAttentionTraining`, one thread). */
+export function noteFusedCallThreads(threads: 1|2): void {
+  lastCallThreads = threads;
 }
 
 function runFused(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, attrs: FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number}): tf.Tensor {

@@ -63,6 +63,10 @@ export function heapAddress(backend: WasmBackendLike, t: tf.TensorInfo): number 
  */
 export function copyRows(
     dst: Float32Array, to: number, dstRow: number, src: Float32Array, from: number, srcRow: number, rows: number, width: number): void {
+  if (srcRow === width && dstRow === width && src !== dst) {  // contiguous: one copy
+    dst.set(src.subarray(from, from + rows * width), to);
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     const start = from + r * srcRow;
     if (src === dst) dst.copyWithin(to + r * dstRow, start, start + width);

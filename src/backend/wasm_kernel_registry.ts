@@ -29,3 +29,13 @@ export function runWasmKernel(
   }
   return tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.Tensor;
 }
+
+/** As `runWasmKernel`, for a kernel with several outputs: they come back in its order. */
+export function runWasmKernelOutputs(
+    name: string, kernelFunc: (args: WasmKernelArgs) => tf.TensorInfo[], inputs: tf.NamedTensorMap,
+    attrs: object = {}): tf.Tensor[] {
+  if (tf.getKernel(name, 'wasm') == null) {
+    tf.registerKernel({kernelName: name, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc});
+  }
+  return tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.Tensor[];
+}

@@ -1,0 +1,247 @@
+// attend_backward_4x8: the gradients of attention softmax(scale·Q·Kᵀ)·V of one (batch, head)
+// pair, FlashAttention-2's backward by tiles of 4 queries against panels of 8 keys: the
+// weights of each block are recomputed from the row log-sum-exp that the forward saved, and
+// dQ, dK and dV are accumulated block by block, so that no [T, S] matrix ever exists.
+#include <stddef.h>
+#include <wasm_simd128.h>
+
+#include "exp_wasmsimd.h"
+#include "kernels.h"
+
+#define INFINITY __builtin_inff()
+
+// The 4×8 products of one tile of four rows of A, packed by fours [depth][4], with `panels`
+// panels of eight rows of B, packed by eights [depth][8] each, over `depth`: written to out
+// key by key, out[4j + r] = Σ_d A[r][d]·B[j][d] (the row r in the lane). vaccRxJ holds row
+// R's products with the panel's rows J (0123 or 4567).
+static inline void dot_4x8(const float* a, const float* b, uint32_t depth, uint32_t panels, float* out) {
+  const v128_t vzero = wasm_f32x4_const_splat(0.0f);
+  for (uint32_t p = 0; p < panels; p++) {
+    v128_t vacc0x0123 = vzero;
+    v128_t vacc0x4567 = vzero;
+    v128_t vacc1x0123 = vzero;
+    v128_t vacc1x4567 = vzero;
+    v128_t vacc2x0123 = vzero;
+    v128_t vacc2x4567 = vzero;
+    v128_t vacc3x0123 = vzero;
+    v128_t vacc3x4567 = vzero;
+    const float* ap = a;
+    for (uint32_t d = 0; d < depth; d++) {
+      const v128_t vb0123 = wasm_v128_load(b);
+      const v128_t vb4567 = wasm_v128_load(b + 4);
+      b += 8;
+      const v128_t va0 = wasm_v128_load32_splat(ap);
+      vacc0x0123 = wasm_f32x4_add(vacc0x0123, wasm_f32x4_mul(va0, vb0123));
+      vacc0x4567 = wasm_f32x4_add(vacc0x4567, wasm_f32x4_mul(va0, vb4567));
+      const v128_t va1 = wasm_v128_load32_splat(ap + 1);
+      vacc1x0123 = wasm_f32x4_add(vacc1x0123, wasm_f32x4_mul(va1, vb0123));
+      vacc1x4567 = wasm_f32x4_add(vacc1x4567, wasm_f32x4_mul(va1, vb4567));
+      const v128_t va2 = wasm_v128_load32_splat(ap + 2);
+      vacc2x0123 = wasm_f32x4_add(vacc2x0123, wasm_f32x4_mul(va2, vb0123));
+      vacc2x4567 = wasm_f32x4_add(vacc2x4567, wasm_f32x4_mul(va2, vb4567));
+      const v128_t va3 = wasm_v128_load32_splat(ap + 3);
+      vacc3x0123 = wasm_f32x4_add(vacc3x0123, wasm_f32x4_mul(va3, vb0123));
+      vacc3x4567 = wasm_f32x4_add(vacc3x4567, wasm_f32x4_mul(va3, vb4567));
+      ap += 4;
+    }
+    // Transposed, key by key: vsJ holds key J's products with rows 0..3.
+    const v128_t v01x01 = wasm_i32x4_shuffle(vacc0x0123, vacc1x0123, 0, 4, 1, 5);
+    const v128_t v01x23 = wasm_i32x4_shuffle(vacc0x0123, vacc1x0123, 2, 6, 3, 7);
+    const v128_t v23x01 = wasm_i32x4_shuffle(vacc2x0123, vacc3x0123, 0, 4, 1, 5);
+    const v128_t v23x23 = wasm_i32x4_shuffle(vacc2x0123, vacc3x0123, 2, 6, 3, 7);
+    const v128_t v01x45 = wasm_i32x4_shuffle(vacc0x4567, vacc1x4567, 0, 4, 1, 5);
+    const v128_t v01x67 = wasm_i32x4_shuffle(vacc0x4567, vacc1x4567, 2, 6, 3, 7);
+    const v128_t v23x45 = wasm_i32x4_shuffle(vacc2x4567, vacc3x4567, 0, 4, 1, 5);
+    const v128_t v23x67 = wasm_i32x4_shuffle(vacc2x4567, vacc3x4567, 2, 6, 3, 7);
+    wasm_v128_store(out, wasm_i32x4_shuffle(v01x01, v23x01, 0, 1, 4, 5));       // vs0
+    wasm_v128_store(out + 4, wasm_i32x4_shuffle(v01x01, v23x01, 2, 3, 6, 7));   // vs1
+    wasm_v128_store(out + 8, wasm_i32x4_shuffle(v01x23, v23x23, 0, 1, 4, 5));   // vs2
+    wasm_v128_store(out + 12, wasm_i32x4_shuffle(v01x23, v23x23, 2, 3, 6, 7));  // vs3
+    wasm_v128_store(out + 16, wasm_i32x4_shuffle(v01x45, v23x45, 0, 1, 4, 5));  // vs4
+    wasm_v128_store(out + 20, wasm_i32x4_shuffle(v01x45, v23x45, 2, 3, 6, 7));  // vs5
+    wasm_v128_store(out + 24, wasm_i32x4_shuffle(v01x67, v23x67, 0, 1, 4, 5));  // vs6
+    wasm_v128_store(out + 28, wasm_i32x4_shuffle(v01x67, v23x67, 2, 3, 6, 7));  // vs7
+    out += 32;
+  }
+}
+
+// acc[j][c] += Σ_r w[4j + r]·x_r[c] for the `keys` rows j of acc (rows of `width` floats, a
+// multiple of 8) and the four rows x_0..x_3 (`width` floats apart): a rank-4 update, eight
+// columns at a time, with the rows' columns in registers (vxRx0123: row R, columns 0-3).
+static inline void update_rows_4x8(float* acc, uint32_t width, const float* w, uint32_t keys, const float* x) {
+  for (uint32_t c = 0; c < width; c += 8) {
+    const v128_t vx0x0123 = wasm_v128_load(x + c);
+    const v128_t vx0x4567 = wasm_v128_load(x + c + 4);
+    const v128_t vx1x0123 = wasm_v128_load(x + width + c);
+    const v128_t vx1x4567 = wasm_v128_load(x + width + c + 4);
+    const v128_t vx2x0123 = wasm_v128_load(x + 2 * width + c);
+    const v128_t vx2x4567 = wasm_v128_load(x + 2 * width + c + 4);
+    const v128_t vx3x0123 = wasm_v128_load(x + 3 * width + c);
+    const v128_t vx3x4567 = wasm_v128_load(x + 3 * width + c + 4);
+    float* ap = acc + c;
+    const float* wp = w;
+    for (uint32_t j = 0; j < keys; j++) {
+      const v128_t vw0 = wasm_v128_load32_splat(wp);
+      const v128_t vw1 = wasm_v128_load32_splat(wp + 1);
+      const v128_t vw2 = wasm_v128_load32_splat(wp + 2);
+      const v128_t vw3 = wasm_v128_load32_splat(wp + 3);
+      wp += 4;
+      v128_t vacc0123 = wasm_v128_load(ap);
+      v128_t vacc4567 = wasm_v128_load(ap + 4);
+      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw0, vx0x0123));
+      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw0, vx0x4567));
+      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw1, vx1x0123));
+      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw1, vx1x4567));
+      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw2, vx2x0123));
+      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw2, vx2x4567));
+      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw3, vx3x0123));
+      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw3, vx3x4567));
+      wasm_v128_store(ap, vacc0123);
+      wasm_v128_store(ap + 4, vacc4567);
+      ap += width;
+    }
+  }
+}
+
+// acc_r[c] += Σ_j w[4j + r]·y[j][c] for the tile's four rows acc_0..acc_3 and the `keys` rows
+// y[j] (both `width` floats per row, a multiple of 8): eight columns of the tile in eight
+// registers (vaccRx0123: row R, columns 0-3) while the keys go by.
+static inline void accumulate_4x8(float* acc, uint32_t width, const float* w, uint32_t keys, const float* y) {
+  float* a0 = acc;
+  float* a1 = a0 + width;
+  float* a2 = a1 + width;
+  float* a3 = a2 + width;
+  for (uint32_t c = 0; c < width; c += 8) {
+    v128_t vacc0x0123 = wasm_v128_load(a0 + c);
+    v128_t vacc0x4567 = wasm_v128_load(a0 + c + 4);
+    v128_t vacc1x0123 = wasm_v128_load(a1 + c);
+    v128_t vacc1x4567 = wasm_v128_load(a1 + c + 4);
+    v128_t vacc2x0123 = wasm_v128_load(a2 + c);
+    v128_t vacc2x4567 = wasm_v128_load(a2 + c + 4);
+    v128_t vacc3x0123 = wasm_v128_load(a3 + c);
+    v128_t vacc3x4567 = wasm_v128_load(a3 + c + 4);
+    const float* yp = y + c;
+    const float* wp = w;
+    for (uint32_t j = 0; j < keys; j++) {
+      const v128_t vy0123 = wasm_v128_load(yp);
+      const v128_t vy4567 = wasm_v128_load(yp + 4);
+      yp += width;
+      const v128_t vw0 = wasm_v128_load32_splat(wp);
+      vacc0x0123 = wasm_f32x4_add(vacc0x0123, wasm_f32x4_mul(vw0, vy0123));
+      vacc0x4567 = wasm_f32x4_add(vacc0x4567, wasm_f32x4_mul(vw0, vy4567));
+      const v128_t vw1 = wasm_v128_load32_splat(wp + 1);
+      vacc1x0123 = wasm_f32x4_add(vacc1x0123, wasm_f32x4_mul(vw1, vy0123));
+      vacc1x4567 = wasm_f32x4_add(vacc1x4567, wasm_f32x4_mul(vw1, vy4567));
+      const v128_t vw2 = wasm_v128_load32_splat(wp + 2);
+      vacc2x0123 = wasm_f32x4_add(vacc2x0123, wasm_f32x4_mul(vw2, vy0123));
+      vacc2x4567 = wasm_f32x4_add(vacc2x4567, wasm_f32x4_mul(vw2, vy4567));
+      const v128_t vw3 = wasm_v128_load32_splat(wp + 3);
+      vacc3x0123 = wasm_f32x4_add(vacc3x0123, wasm_f32x4_mul(vw3, vy0123));
+      vacc3x4567 = wasm_f32x4_add(vacc3x4567, wasm_f32x4_mul(vw3, vy4567));
+      wp += 4;
+    }
+    wasm_v128_store(a0 + c, vacc0x0123);
+    wasm_v128_store(a0 + c + 4, vacc0x4567);
+    wasm_v128_store(a1 + c, vacc1x0123);
+    wasm_v128_store(a1 + c + 4, vacc1x4567);
+    wasm_v128_store(a2 + c, vacc2x0123);
+    wasm_v128_store(a2 + c + 4, vacc2x4567);
+    wasm_v128_store(a3 + c, vacc3x0123);
+    wasm_v128_store(a3 + c + 4, vacc3x4567);
+  }
+}
+
+// Adds `vmask` to the scores of key `key` of the block (its four queries in the lanes), if
+// the block's first `keys` keys hold it (`key` is huge when the key lies before the block).
+static inline void mask_key(float* scores, uint32_t key, uint32_t keys, v128_t vmask) {
+  if (key >= keys) return;
+  float* sk = scores + 4 * key;
+  wasm_v128_store(sk, wasm_f32x4_add(wasm_v128_load(sk), vmask));
+}
+
+// Arguments (byte addresses in the memory, sizes; dkp and dvp are dk and dv rounded up to 8):
+// - q, dout: the queries and the output's gradient packed by fours (pack_rows), [tiles][dk][4]
+//   and [tiles][dv][4] (tiles = ceil(t / 4));
+// - k, v: the keys and values packed by eights, [ceil(s / 8)][dk][8] and [ceil(s / 8)][dv][8];
+// - q_rows, dout_rows: the same as rows, [tiles·4][dkp] and [tiles·4][dvp]; k_rows the keys
+//   [s][dkp]; the padding (rows past t, columns past dk or dv) zeros;
+// - lse: each query's log-sum-exp of its scaled (masked) scores, as the forward found it,
+//   so that its weights are P[t][j] = exp(scale·score[t][j] - lse[t]); tiles·4 floats;
+// - delta: each query's Σ_c dout[t][c]·out[t][c] (FlashAttention's D), tiles·4 floats;
+// - grad_q [tiles·4][dkp], grad_k [s][dkp], grad_v [s][dvp]: the gradients, overwritten;
+// - scratch: one tile's weights and their gradients for `block` keys, 8·block floats.
+// Per block of `block` keys (a multiple of 8) and tile of four queries:
+// 1. scores[j] = Σ_d Q[d][0..3]·K[j][d], masked as in attend_4x8 (causal, key_bias), and the
+//    weights P[j] = exp(scale·scores[j] - lse), lane by lane;
+// 2. dP[j] = Σ_c dO[c][0..3]·V[j][c], and dS[j] = scale·P[j]·(dP[j] - delta);
+// 3. dV[j] += Σ_r P[j][r]·dO[r], dK[j] += Σ_r dS[j][r]·Q[r], dQ[r] += Σ_j dS[j][r]·K[j].
+// The lanes of the rows past t (in the last tile) get P = dS = 0, whatever the padding holds.
+// `causal`, `q0` (the first tile's first query, when the tiles are split between threads) and
+// `key_bias` (s floats or null) as in attend_4x8. grad_k and grad_v are this call's tiles'
+// part: threads that split the tiles write their own and add them up after.
+void attend_backward_4x8(const float* q, const float* k, const float* v, const float* dout, const float* q_rows,
+                         const float* k_rows, const float* dout_rows, const float* lse, const float* delta, float* grad_q,
+                         float* grad_k, float* grad_v, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
+                         uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias) {
+  if (t == 0 || s == 0 || block == 0 || dk == 0 || dv == 0) return;
+  const uint32_t tiles = (t + 3) >> 2;
+  const uint32_t dkp = (dk + 7) & ~UINT32_C(7);
+  const uint32_t dvp = (dv + 7) & ~UINT32_C(7);
+  const v128_t vzero = wasm_f32x4_const_splat(0.0f);
+  const v128_t vscale = wasm_f32x4_splat(scale);
+  for (uint32_t i = 0; i < tiles * 4 * dkp; i += 4) wasm_v128_store(grad_q + i, vzero);
+  for (uint32_t i = 0; i < s * dkp; i += 4) wasm_v128_store(grad_k + i, vzero);
+  for (uint32_t i = 0; i < s * dvp; i += 4) wasm_v128_store(grad_v + i, vzero);
+  float* weights = scratch;                 // [block][4]: P, query in the lane
+  float* grads = scratch + 4 * block;       // [block][4]: dP, then dS
+
+  for (uint32_t j0 = 0; j0 < s; j0 += block) {
+    const uint32_t block_keys = s - j0 < block ? s - j0 : block;
+    for (uint32_t i = 0; i < tiles; i++) {
+      uint32_t keys = block_keys;
+      const uint32_t r0 = 4 * i;                  // the tile's first row here
+      const uint32_t t0 = (uint32_t) q0 + r0;     // and its query, for causal
+      if (causal != 0) {
+        const int32_t visible = (int32_t) (t0 + 4 - j0);
+        if (visible <= 0) continue;  // the block starts after the tile's last query
+        if ((uint32_t) visible < keys) keys = (uint32_t) visible;
+      }
+      const uint32_t panels = (keys + 7) >> 3;
+      // The lanes of real queries (all but those past t in the last tile).
+      const uint32_t live = t - r0;
+      const v128_t vlive = wasm_i32x4_gt(wasm_i32x4_splat((int32_t) (live < 4 ? live : 4)), wasm_i32x4_make(0, 1, 2, 3));
+
+      // 1. The scores, masked, then the weights.
+      dot_4x8(q + 4 * dk * i, k + j0 * dk, dk, panels, weights);
+      if (causal != 0) {
+        mask_key(weights, t0 + 1 - j0, keys, wasm_f32x4_make(-INFINITY, 0.0f, 0.0f, 0.0f));            // query t0
+        mask_key(weights, t0 + 2 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, 0.0f, 0.0f));       // t0, t0 + 1
+        mask_key(weights, t0 + 3 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, -INFINITY, 0.0f));  // t0 .. t0 + 2
+      }
+      if (key_bias != NULL) {
+        const float* bp = key_bias + j0;
+        for (uint32_t j = 0; j < keys; j++) {
+          wasm_v128_store(weights + 4 * j, wasm_f32x4_add(wasm_v128_load(weights + 4 * j), wasm_v128_load32_splat(bp + j)));
+        }
+      }
+      const v128_t vlse = wasm_v128_load(lse + r0);
+      for (uint32_t j = 0; j < keys; j++) {
+        const v128_t vp = exp_nonpositive_f32x4(wasm_f32x4_sub(wasm_f32x4_mul(wasm_v128_load(weights + 4 * j), vscale), vlse));
+        wasm_v128_store(weights + 4 * j, wasm_v128_and(vp, vlive));
+      }
+
+      // 2. dP, then dS = scale·P·(dP - delta).
+      dot_4x8(dout + 4 * dv * i, v + j0 * dv, dv, panels, grads);
+      const v128_t vdelta = wasm_v128_load(delta + r0);
+      for (uint32_t j = 0; j < keys; j++) {
+        const v128_t vds = wasm_f32x4_mul(wasm_f32x4_mul(wasm_v128_load(weights + 4 * j), wasm_f32x4_sub(wasm_v128_load(grads + 4 * j), vdelta)), vscale);
+        wasm_v128_store(grads + 4 * j, wasm_v128_and(vds, vlive));
+      }
+
+      // 3. The three gradients.
+      update_rows_4x8(grad_v + j0 * dvp, dvp, weights, keys, dout_rows + r0 * dvp);
+      update_rows_4x8(grad_k + j0 * dkp, dkp, grads, keys, q_rows + r0 * dkp);
+      accumulate_4x8(grad_q + r0 * dkp, dkp, grads, keys, k_rows + j0 * dkp);
+    }
+  }
+}

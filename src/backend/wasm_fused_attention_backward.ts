@@ -1,0 +1,570 @@
+/**
+ * Training with the fused kernels on tfjs' wasm backend: softmax(scale·Q·Kᵀ)·V whose forward
+ * runs `attend_4x8` and keeps each query's log-sum-exp, and whose gradient, a tfjs custom
+ * gradient, runs `attend_backward_4x8` (src/backend/kernels/attend_backward_4x8_wasmsimd.c,
+ * FlashAttention-2's backward): the weights are recomputed per block of keys from the
+ * log-sum-exp, so neither pass forms a [T, S] matrix and memory stays linear in T and S.
+ * A large call runs both passes on two threads in Node (the worker of attention_threads.ts
+ * takes the first query tiles of each pair), with the same bits as on one.
+ * The planner (attention_plan.ts) sends recorded calls on wasm here.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {
+  getSecondThread, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries, twoThreadsPay,
+  writeTableCall,
+} from './attention_threads';
+import type {SecondThread} from './attention_threads';
+import {KERNEL_SIGNATURES} from './kernels/kernel_module';
+import type {KernelExports} from './kernels/kernel_module';
+import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
+import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
+import {runWasmKernelOutputs} from './wasm_kernel_registry';
+import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
+
+/**
+ * Keys per block of the backward kernel: the block's dK and dV rows (8 KiB each at d = 64,
+ * 32 keys), which every tile of four queries updates, stay in L1 with its K and V rows.
+ */
+export const FUSED_BACKWARD_KEY_BLOCK = 32;
+
+/** The parameters of attend_backward_4x8 (kernels.h), and how many. */
+const BACKWARD_PARAMS = KERNEL_SIGNATURES.attend_backward_4x8;
+const BACKWARD_ENTRIES = tableEntries('attend_backward_4x8');
+
+const FORWARD_KERNEL_NAME = 'TfjsAttentionFusedForwardLse';
+const BACKWARD_KERNEL_NAME = 'TfjsAttentionFusedBackward';
+
+/** The sizes of one call: P (batch, head) pairs of T queries, S keys, head sizes dk and dv. */
+interface PairSizes {
+  T: number;
+  S: number;
+  dk: number;
+  dv: number;
+}
+
+/** Where the backward's work buffers of one pair lie, in floats from their start (-1: used in place). */
+interface BackwardLayout {
+  tiles: number;
+  dkp: number;
+  dvp: number;
+  block: number;
+  q: number; k: number; dout: number; v: number;
+  qRows: number; kRows: number; doutRows: number;
+  lse: number; delta: number;
+  gradQ: number; gradK: number; gradV: number;
+  /** The second part's dK and dV (see backwardSplit), or -1 when the tiles are not split. */
+  gradKSecond: number; gradVSecond: number;
+  scratch: number;
+  total: number;
+}
+
+/** `split`: room for a second part's dK and dV; `inPlace`: the operands and gradients whose rows need no padding are used in place. */
+function backwardLayoutOf({T, S, dk, dv}: PairSizes, split: boolean, inPlace = true): BackwardLayout {
+  const tiles = Math.ceil(T / 4);
+  const panels = Math.ceil(S / 8);
+  const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
+  const block = Math.min(FUSED_BACKWARD_KEY_BLOCK, panels * 8);
+  const rowsInPlace = tiles * 4 === T;
+  let next = 0;
+  const take = (floats: number, canBeInPlace = false) => {
+    if (inPlace && canBeInPlace) return -1;
+    const at = next;
+    next += roundUp(floats, 16);
+    return at;
+  };
+  const q = take(tiles * dk * 4);
+  const k = take(panels * dk * 8);
+  const dout = take(tiles * dv * 4);
+  const v = take(panels * dv * 8);
+  const qRows = take(tiles * 4 * dkp, rowsInPlace && dkp === dk);
+  const kRows = take(S * dkp, dkp === dk);
+  const doutRows = take(tiles * 4 * dvp, rowsInPlace && dvp === dv);
+  const lse = take(tiles * 4);
+  const delta = take(tiles * 4);
+  const gradQ = take(tiles * 4 * dkp, rowsInPlace && dkp === dk);
+  const gradK = take(S * dkp, dkp === dk);
+  const gradV = take(S * dvp, dvp === dv);
+  const gradKSecond = split ? take(S * dkp) : -1;
+  const gradVSecond = split ? take(S * dvp) : -1;
+  const scratch = take(8 * block);
+  return {
+    tiles, dkp, dvp, block, q, k, dout, v, qRows, kRows, doutRows, lse, delta, gradQ, gradK, gradV, gradKSecond, gradVSecond,
+    scratch, total: next,
+  };
+}
+
+/**
+ * Of each pair's query tiles, how many the backward's first part takes, the rest going to a
+ * second part with its own dK and dV, added to the first's after: 0 (one part) below
+ * `twoThreadsPay`'s size (as the forward). On two threads the worker runs the first parts; on one, this thread
+ * runs both, so that one and two threads give the same bits. Without causal, half the tiles;
+ * with causal, tile i sees about i blocks of keys, so the first tiles/√2 hold half the work.
+ */
+export function backwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number {
+  const {pairs, T, S, dk, dv, causal} = sizes;
+  const tiles = Math.ceil(T / 4);
+  // The forward's measure (2·P·T·S·(dk + dv)): the backward does 2.5 times its work, but copies
+  // and packs more per pair too. (8, 4, 128, 16), 34 MFLOP so measured, ran 2.9 ms on two threads
+  // against 2.5 ms on one.
+  if (!twoThreadsPay(2 * pairs * T * S * (dk + dv), T)) return 0;
+  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
+  return Math.min(Math.max(split, 1), tiles - 1);
+}
+
+/** Where one pair's operands and gradients lie for attend_backward_4x8: float indices in its memory. */
+interface PairBuffers {
+  q: number; k: number; v: number; dout: number;
+  qRows: number; kRows: number; doutRows: number;
+  lse: number; delta: number;
+  gradQ: number;
+  /** The first and the second part's (the same when the tiles are not split). */
+  gradK: [number, number]; gradV: [number, number]; scratch: [number, number];
+  /** Byte address of the pair's key bias, 0 for none. */
+  keyBias: number;
+}
+
+/**
+ * The arguments of attend_backward_4x8 (kernels.h) for `part` 0 (tiles 0 .. first - 1, or
+ * all of them when first is 0) or 1 (tiles first ..) of a pair, in the declared order.
+ */
+function backwardArgs(
+    b: PairBuffers, part: 0|1, first: number, sizes: PairSizes&TrainingAttrs&{dkp: number; dvp: number; block: number}): number[] {
+  const {T, S, dk, dv, dkp, dvp, block, scale, causal} = sizes;
+  const tiles = Math.ceil(T / 4);
+  const [lo, hi] = part === 0 ? [0, first === 0 ? tiles : first] : [first, tiles];
+  const args = new Array<number>(BACKWARD_ENTRIES);
+  const set = (name: typeof BACKWARD_PARAMS[number][0], value: number) => {
+    args[BACKWARD_PARAMS.findIndex(([param]) => param === name)] = value;
+  };
+  const byte = (floats: number) => 4 * floats;
+  set('q', byte(b.q + lo * dk * 4));
+  set('k', byte(b.k));
+  set('v', byte(b.v));
+  set('dout', byte(b.dout + lo * dv * 4));
+  set('qRows', byte(b.qRows + lo * 4 * dkp));
+  set('kRows', byte(b.kRows));
+  set('doutRows', byte(b.doutRows + lo * 4 * dvp));
+  set('lse', byte(b.lse + 4 * lo));
+  set('delta', byte(b.delta + 4 * lo));
+  set('gradQ', byte(b.gradQ + lo * 4 * dkp));
+  set('gradK', byte(b.gradK[part]));
+  set('gradV', byte(b.gradV[part]));
+  set('scratch', byte(b.scratch[part]));
+  set('t', Math.min(T, 4 * hi) - 4 * lo);
+  set('s', S);
+  set('block', block);
+  set('dk', dk);
+  set('dv', dv);
+  set('scale', scale);
+  set('causal', causal ? 1 : 0);
+  set('q0', 4 * lo);
+  set('keyBias', b.keyBias);
+  return args;
+}
+
+/** dst[to + i] += src[from + i] for `count` floats: the second part's dK or dV added to the first's. */
+function addInto(dst: Float32Array, to: number, src: Float32Array, from: number, count: number): void {
+  for (let i = 0; i < count; i++) dst[to + i] += src[from + i];
+}
+
+/** Floats of the forward's work buffers of one pair: Q and K packed, V and the output padded, the scratch and the state. */
+function forwardFloats({T, S, dk, dv}: PairSizes): number {
+  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  return tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp + roundUp(block * 4 + 4, 16) + tiles * 8 + 64;
+}
+
+/** Bytes of work buffers that the forward or the backward takes from the heap (the larger), besides their outputs. */
+export function fusedTrainingBytes(sizes: PairSizes): number {
+  return 4 * Math.max(forwardFloats(sizes), backwardLayoutOf(sizes, true).total);
+}
+
+/** Whether sizes suit `fusedAttentionTraining`: non-empty, and at most FUSED_MAX_BYTES of work buffers. */
+export function fusedTrainingSizesFit(sizes: PairSizes): boolean {
+  return Math.min(sizes.T, sizes.S, sizes.dk, sizes.dv) > 0 && fusedTrainingBytes(sizes) <= FUSED_MAX_BYTES;
+}
+
+/** Attributes of both kernels: the heads per batch (pair n is batch ⌊n / heads⌋), the scale and causal. */
+interface TrainingAttrs {
+  heads: number;
+  scale: number;
+  causal: boolean;
+}
+
+/**
+ * The forward: q [P, T, dk], k [P, S, dk], v [P, S, dv] and, optionally, keyBias [B, S]
+ * (P = B·heads) -> out [P, T, dv] and lse [P, T], each query's log-sum-exp of its scaled
+ * scores: scale·max + log(sum) from the kernel's running max and sum.
+ */
+function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
+  const backend = args.backend;
+  const module = heapModule(backend)!;
+  const {q, k, v, keyBias} = args.inputs;
+  const {heads, scale, causal} = args.attrs as unknown as TrainingAttrs;
+  const [P, T, dk] = q.shape as [number, number, number];
+  const [S, dv] = v.shape.slice(1) as [number, number];
+  const out = backend.makeOutput([P, T, dv], 'float32');
+  const lse = backend.makeOutput([P, T], 'float32');
+  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
+  const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
+  const first = forwardSplit({pairs: P, T, S, dk, dv, causal});
+  if (first > 0) {
+    const thread = getSecondThread();
+    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, keyBias != null);
+    if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
+      const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, keyBias: biasAt};
+      forwardOnTwoThreads(thread, backend, at, {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!});
+      return [out, lse];
+    }
+  }
+  // V and the output are used in place when their rows need no padding (dv a multiple of 8, and T of 4 for the output).
+  const [vInPlace, outInPlace] = [dvp === dv, dvp === dv && tiles * 4 === T];
+  const [qp, kp] = [0, tiles * dk * 4];
+  const vPad = kp + panels * dk * 8;
+  const outPad = vPad + (vInPlace ? 0 : S * dvp);
+  const scratch = roundUp(outPad + (outInPlace ? 0 : tiles * 4 * dvp), 16);
+  const state = scratch + roundUp(block * 4 + 4, 16);
+  withHeapBuffer(backend, state + tiles * 8, base => {
+    const heap = heapFloats(backend);
+    const at = (floats: number) => base + 4 * floats;
+    const b0 = base >>> 2;
+    for (let n = 0; n < P; n++) {
+      module.pack_rows(4 * (qAt + n * T * dk), 4 * dk, at(qp), T, dk, 4);            // [T, dk] -> [tiles][dk][4]
+      module.pack_rows(4 * (kAt + n * S * dk), 4 * dk, at(kp), S, dk, 8);            // [S, dk] -> [panels][dk][8]
+      if (!vInPlace) copyRows(heap, b0 + vPad, dvp, heap, vAt + n * S * dv, dv, S, dv);  // [S, dv] -> [S, dvp]
+      const vHere = vInPlace ? 4 * (vAt + n * S * dv) : at(vPad);
+      const outHere = outInPlace ? 4 * (outAt + n * T * dv) : at(outPad);
+      const bias = keyBias == null ? 0 : 4 * (biasAt + Math.floor(n / heads) * S);
+      module.attend_4x8(at(qp), at(kp), vHere, 4 * dvp, outHere, 4 * dvp, at(scratch), at(state), tiles, S, block, dk, dvp,
+                        scale, causal ? 1 : 0, 0, bias);
+      if (!outInPlace) copyRows(heap, outAt + n * T * dv, dv, heap, b0 + outPad, dvp, T, dv);  // [tiles·4, dvp] -> [T, dv]
+      logSumExp(heap, lseAt + n * T, heap, b0 + state, T, scale);
+    }
+  });
+  return [out, lse];
+}
+
+/** lse[t] = scale·max + log(sum) from attend_4x8's state (per tile of four: four maxima, then four sums), T queries. */
+function logSumExp(dst: Float32Array, to: number, state: Float32Array, from: number, T: number, scale: number): void {
+  for (let t = 0; t < T; t++) {
+    const at = from + 8 * (t >> 2) + (t & 3);
+    dst[to + t] = scale * state[at] + Math.log(state[at + 4]);
+  }
+}
+
+/**
+ * Of each pair's query tiles, how many the worker attends in a two-thread forward: as the
+ * inference kernel splits them (attendOnTwoThreads), where twoThreadsPay; 0 for one thread.
+ * Each tile's result is the same whichever thread computes it.
+ */
+function forwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number {
+  const {pairs, T, S, dk, dv, causal} = sizes;
+  const tiles = Math.ceil(T / 4);
+  if (!twoThreadsPay(2 * pairs * T * S * (dk + dv), T)) return 0;
+  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
+  return Math.min(Math.max(split, 1), tiles - 1);
+}
+
+/**
+ * Where a two-thread forward puts things in the shared memory, in floats: the job's table
+ * (attend_4x8's arguments, per pair), the key bias [B, S], each thread's scratch, then per
+ * pair (`pair` floats apart) Q and K as given, Q and K packed, V [S, dvp], the output
+ * [tiles·4, dvp] and the tiles' state.
+ */
+interface SharedForwardLayout {
+  table: number; keyBias: number; scratch: [number, number]; first: number; pair: number;
+  q: number; k: number; qPacked: number; kPacked: number; v: number; out: number; state: number;
+  end: number;
+}
+
+function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKeyBias: boolean): SharedForwardLayout {
+  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  const table = SHARED_DATA_START >>> 2;
+  const keyBias = roundUp(table + tableEntries('attend_4x8') * P, 16);
+  const scratch0 = roundUp(keyBias + (withKeyBias ? P * S : 0), 16);
+  const scratch1 = scratch0 + roundUp(block * 4 + 4, 16);
+  const first = scratch1 + roundUp(block * 4 + 4, 16);
+  let next = 0;
+  const take = (floats: number) => {
+    const at = next;
+    next += roundUp(floats, 16);
+    return at;
+  };
+  const [q, k, qPacked, kPacked] = [take(T * dk), take(S * dk), take(tiles * dk * 4), take(panels * dk * 8)];
+  const [v, out, state] = [take(S * dvp), take(tiles * 4 * dvp), take(tiles * 8)];
+  return {table, keyBias, scratch: [scratch0, scratch1], first, pair: next, q, k, qPacked, kPacked, v, out, state, end: first + P * next};
+}
+
+/**
+ * The forward on two threads (see attention_threads.ts): per pair, Q, K and V are copied into
+ * the shared memory and packed there; the worker attends each pair's first `first` query
+ * tiles, this thread the rest, each with its own scratch and the pair's state; then the
+ * output and the log-sum-exp are copied out.
+ */
+function forwardOnTwoThreads(
+    thread: SecondThread, backend: WasmBackendLike, at: {q: number; k: number; v: number; out: number; lse: number; keyBias: number},
+    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedForwardLayout}): void {
+  const {P, T, S, dk, dv, heads, scale, causal, first, shared: layout} = call;
+  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  const mem = sharedFloats(thread, 4 * layout.end);
+  const heap = heapFloats(backend);
+  const module = thread.module;
+  if (at.keyBias >= 0) mem.set(heap.subarray(at.keyBias, at.keyBias + (P / heads) * S), layout.keyBias);
+  const byte = (floats: number) => 4 * floats;
+  // attend_4x8's arguments (kernels.h) for tiles [lo, hi) of pair n, whose data start at float p0.
+  const args = (p0: number, n: number, lo: number, hi: number, scratch: number) => [
+    byte(p0 + layout.qPacked + lo * dk * 4), byte(p0 + layout.kPacked), byte(p0 + layout.v), byte(dvp),
+    byte(p0 + layout.out + lo * 4 * dvp), byte(dvp), byte(scratch), byte(p0 + layout.state + 8 * lo), hi - lo, S, block, dk, dvp,
+    scale, causal ? 1 : 0, 4 * lo, at.keyBias < 0 ? 0 : byte(layout.keyBias + Math.floor(n / heads) * S)];
+  const starts: number[] = [];
+  for (let n = 0; n < P; n++) {
+    const p0 = layout.first + n * layout.pair;
+    starts.push(p0);
+    mem.set(heap.subarray(at.q + n * T * dk, at.q + (n + 1) * T * dk), p0 + layout.q);
+    mem.set(heap.subarray(at.k + n * S * dk, at.k + (n + 1) * S * dk), p0 + layout.k);
+    mem.fill(0, p0 + layout.v, p0 + layout.v + S * dvp);
+    copyRows(mem, p0 + layout.v, dvp, heap, at.v + n * S * dv, dv, S, dv);
+    module.pack_rows(byte(p0 + layout.q), byte(dk), byte(p0 + layout.qPacked), T, dk, 4);
+    module.pack_rows(byte(p0 + layout.k), byte(dk), byte(p0 + layout.kPacked), S, dk, 8);
+    writeTableCall(thread, byte(layout.table), 'attend_4x8', n, args(p0, n, 0, first, layout.scratch[1]));
+  }
+  const flops = 2 * P * 4 * first * S * (dk + dv);
+  runTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: P, table: byte(layout.table), flops}, () => {
+    starts.forEach((p0, n) => module.attend_4x8(...(args(p0, n, first, tiles, layout.scratch[0]) as Parameters<KernelExports['attend_4x8']>)));
+  });
+  const to = heapFloats(backend);
+  starts.forEach((p0, n) => {
+    copyRows(to, at.out + n * T * dv, dv, mem, p0 + layout.out, dvp, T, dv);
+    logSumExp(to, at.lse + n * T, mem, p0 + layout.state, T, scale);
+  });
+}
+
+/**
+ * The backward: q, k, v as the forward's, dy and out [P, T, dv], lse [P, T] and keyBias
+ * [B, S] if the forward had it -> dq [P, T, dk], dk [P, S, dk], dv [P, S, dv]. Per pair, the
+ * operands are packed (and padded where their sizes need it), delta = rowsum(dy ∘ out) is
+ * taken, and `attend_backward_4x8` writes the gradients: in the heap on one thread (in place
+ * when their rows need no padding), or in the worker's shared memory on two
+ * (`backwardOnTwoThreads`), each thread taking its part of the query tiles (`backwardSplit`).
+ */
+function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
+  const backend = args.backend;
+  const module = heapModule(backend)!;
+  const {q, k, v, dy, out, lse, keyBias} = args.inputs;
+  const attrs = args.attrs as unknown as TrainingAttrs;
+  const {heads} = attrs;
+  const [P, T, dk] = q.shape as [number, number, number];
+  const [S, dv] = v.shape.slice(1) as [number, number];
+  const gradQ = backend.makeOutput([P, T, dk], 'float32');
+  const gradK = backend.makeOutput([P, S, dk], 'float32');
+  const gradV = backend.makeOutput([P, S, dv], 'float32');
+  const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
+  const at = {
+    q: heapAddress(backend, q) >>> 2, k: heapAddress(backend, k) >>> 2, v: heapAddress(backend, v) >>> 2,
+    dy: heapAddress(backend, dy) >>> 2, out: heapAddress(backend, out) >>> 2, lse: heapAddress(backend, lse) >>> 2,
+    keyBias: keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2,
+    gradQ: heapAddress(backend, gradQ) >>> 2, gradK: heapAddress(backend, gradK) >>> 2, gradV: heapAddress(backend, gradV) >>> 2,
+  };
+  const sizes = {P, T, S, dk, dv, heads};
+  if (first > 0) {
+    const thread = getSecondThread();
+    const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, keyBias != null);
+    if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
+      noteFusedCallThreads(2);
+      backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!});
+      return [gradQ, gradK, gradV];
+    }
+  }
+  const place = backwardLayoutOf({T, S, dk, dv}, first > 0);
+  const {dkp, dvp, block} = place;
+  const call = {T, S, dk, dv, dkp, dvp, block, ...attrs};
+  withHeapBuffer(backend, place.total, base => {
+    const heap = heapFloats(backend);
+    const b0 = base >>> 2;
+    heap.fill(0, b0, b0 + place.total);  // the padding (rows past T, columns past d) stays zero
+    for (let n = 0; n < P; n++) {
+      const [qn, kn, vn, dyn] = [at.q + n * T * dk, at.k + n * S * dk, at.v + n * S * dv, at.dy + n * T * dv];
+      module.pack_rows(4 * qn, 4 * dk, 4 * (b0 + place.q), T, dk, 4);                // [tiles][dk][4]
+      module.pack_rows(4 * kn, 4 * dk, 4 * (b0 + place.k), S, dk, 8);                // [panels][dk][8]
+      module.pack_rows(4 * dyn, 4 * dv, 4 * (b0 + place.dout), T, dv, 4);            // [tiles][dv][4]
+      module.pack_rows(4 * vn, 4 * dv, 4 * (b0 + place.v), S, dv, 8);                // [panels][dv][8]
+      // Rows padded to dkp or dvp columns and tiles·4 rows, or the operand itself.
+      const rows = (offset: number, from: number, count: number, d: number, dp: number) => {
+        if (offset < 0) return from;
+        copyRows(heap, b0 + offset, dp, heap, from, d, count, d);
+        return b0 + offset;
+      };
+      heap.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), b0 + place.lse);
+      rowSums(heap, b0 + place.delta, heap, dyn, at.out + n * T * dv, T, dv);
+      const gq = place.gradQ < 0 ? at.gradQ + n * T * dk : b0 + place.gradQ;
+      const gk = place.gradK < 0 ? at.gradK + n * S * dk : b0 + place.gradK;
+      const gv = place.gradV < 0 ? at.gradV + n * S * dv : b0 + place.gradV;
+      const buffers: PairBuffers = {
+        q: b0 + place.q, k: b0 + place.k, v: b0 + place.v, dout: b0 + place.dout,
+        qRows: rows(place.qRows, qn, T, dk, place.dkp), kRows: rows(place.kRows, kn, S, dk, place.dkp),
+        doutRows: rows(place.doutRows, dyn, T, dv, place.dvp), lse: b0 + place.lse, delta: b0 + place.delta, gradQ: gq,
+        gradK: [gk, first > 0 ? b0 + place.gradKSecond : gk], gradV: [gv, first > 0 ? b0 + place.gradVSecond : gv],
+        scratch: [b0 + place.scratch, b0 + place.scratch],
+        keyBias: keyBias == null ? 0 : 4 * (at.keyBias + Math.floor(n / heads) * S),
+      };
+      module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+      if (first > 0) {
+        module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+        addInto(heap, gk, heap, b0 + place.gradKSecond, S * dkp);
+        addInto(heap, gv, heap, b0 + place.gradVSecond, S * dvp);
+      }
+      if (place.gradQ >= 0) copyRows(heap, at.gradQ + n * T * dk, dk, heap, gq, dkp, T, dk);
+      if (place.gradK >= 0) copyRows(heap, at.gradK + n * S * dk, dk, heap, gk, dkp, S, dk);
+      if (place.gradV >= 0) copyRows(heap, at.gradV + n * S * dv, dv, heap, gv, dvp, S, dv);
+    }
+  });
+  noteFusedCallThreads(1);
+  return [gradQ, gradK, gradV];
+}
+
+/** out[t] = Σ_c a[t][c]·b[t][c] for T rows of d floats (delta = rowsum(dy ∘ out)), into `dst` from float `to`. */
+function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b: number, T: number, d: number): void {
+  for (let t = 0; t < T; t++) {
+    let sum = 0;
+    for (let c = 0; c < d; c++) sum += src[a + t * d + c] * src[b + t * d + c];
+    dst[to + t] = sum;
+  }
+}
+
+/** Float indices of the heap operands of one backward call (see backwardKernelFunc). */
+interface HeapOperands {
+  q: number; k: number; v: number; dy: number; out: number; lse: number; keyBias: number;
+  gradQ: number; gradK: number; gradV: number;
+}
+
+/**
+ * Where a two-thread backward puts things in the shared memory, in floats from its start: the
+ * job's table (BACKWARD_ENTRIES per pair), the key bias [B, S], each thread's scratch, then
+ * per pair (`pair` floats apart) the layout of backwardLayoutOf with nothing in place, the
+ * values' rows [S, dvp] (packed from there), and both parts' dK and dV.
+ */
+interface SharedBackwardLayout {
+  table: number;
+  keyBias: number;
+  scratch: [number, number];
+  first: number;
+  pair: number;
+  place: BackwardLayout;
+  vRows: number;
+  end: number;
+}
+
+function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKeyBias: boolean): SharedBackwardLayout {
+  const place = backwardLayoutOf({T, S, dk, dv}, true, false);
+  const {block, dvp} = place;
+  const table = SHARED_DATA_START >>> 2;
+  const keyBias = roundUp(table + BACKWARD_ENTRIES * P, 16);
+  const scratch0 = roundUp(keyBias + (withKeyBias ? P * S : 0), 16);
+  const scratch1 = scratch0 + 8 * block;
+  const first = scratch1 + 8 * block;
+  const vRows = place.total;
+  const pair = roundUp(vRows + S * dvp, 16);
+  return {table, keyBias, scratch: [scratch0, scratch1], first, pair, place, vRows, end: first + P * pair};
+}
+
+/**
+ * The backward on two threads (see attention_threads.ts): per pair, the operands are copied
+ * into the shared memory as padded rows and packed there; the worker runs the first
+ * `first` query tiles of every pair (their dK and dV apart), this thread the rest, and then
+ * the second parts' dK and dV are added to the first's, as on one thread, and copied out.
+ */
+function backwardOnTwoThreads(
+    thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
+    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout}): void {
+  const {P, T, S, dk, dv, heads, first, shared: layout} = call;
+  const {place} = layout;
+  const {dkp, dvp, block} = place;
+  const mem = sharedFloats(thread, 4 * layout.end);
+  const heap = heapFloats(backend);
+  const module = thread.module;
+  const B = P / heads;
+  if (at.keyBias >= 0) mem.set(heap.subarray(at.keyBias, at.keyBias + B * S), layout.keyBias);
+  const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
+  const pairs: PairBuffers[] = [];
+  for (let n = 0; n < P; n++) {
+    const p0 = layout.first + n * layout.pair;
+    mem.fill(0, p0, p0 + layout.pair);
+    const [qn, kn, vn, dyn] = [at.q + n * T * dk, at.k + n * S * dk, at.v + n * S * dv, at.dy + n * T * dv];
+    copyRows(mem, p0 + place.qRows, dkp, heap, qn, dk, T, dk);
+    copyRows(mem, p0 + place.kRows, dkp, heap, kn, dk, S, dk);
+    copyRows(mem, p0 + place.doutRows, dvp, heap, dyn, dv, T, dv);
+    copyRows(mem, p0 + layout.vRows, dvp, heap, vn, dv, S, dv);
+    const byte = (floats: number) => 4 * (p0 + floats);
+    module.pack_rows(byte(place.qRows), 4 * dkp, byte(place.q), T, dk, 4);
+    module.pack_rows(byte(place.kRows), 4 * dkp, byte(place.k), S, dk, 8);
+    module.pack_rows(byte(place.doutRows), 4 * dvp, byte(place.dout), T, dv, 4);
+    module.pack_rows(byte(layout.vRows), 4 * dvp, byte(place.v), S, dv, 8);
+    mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
+    rowSums(mem, p0 + place.delta, heap, dyn, at.out + n * T * dv, T, dv);
+    const buffers: PairBuffers = {
+      q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
+      doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,
+      gradK: [p0 + place.gradK, p0 + place.gradKSecond], gradV: [p0 + place.gradV, p0 + place.gradVSecond],
+      scratch: layout.scratch, keyBias: at.keyBias < 0 ? 0 : 4 * (layout.keyBias + Math.floor(n / heads) * S),
+    };
+    pairs.push(buffers);
+    writeTableCall(thread, 4 * layout.table, 'attend_backward_4x8', n, backwardArgs(buffers, 0, first, sizes));
+  }
+  const flops = 2 * P * 4 * first * S * (3 * dk + 2 * dv);
+  runTableOnBothThreads(thread, {kernel: 'attend_backward_4x8', calls: P, table: 4 * layout.table, flops}, () => {
+    for (const buffers of pairs) {
+      module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, sizes) as Parameters<KernelExports['attend_backward_4x8']>));
+    }
+  });
+  const to = heapFloats(backend);
+  pairs.forEach((b, n) => {
+    addInto(mem, b.gradK[0], mem, b.gradK[1], S * dkp);
+    addInto(mem, b.gradV[0], mem, b.gradV[1], S * dvp);
+    copyRows(to, at.gradQ + n * T * dk, dk, mem, b.gradQ, dkp, T, dk);
+    copyRows(to, at.gradK + n * S * dk, dk, mem, b.gradK[0], dkp, S, dk);
+    copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
+  });
+}
+
+/**
+ * softmax(scale·Q·Kᵀ + keyBias)·V on the wasm backend with a fused gradient: query
+ * [B, (H,) T, dk], key [B, (H,) S, dk], value [B, (H,) S, dv] -> [B, (H,) T, dv]. `keyBias`
+ * [B, S] (0 or MASKED_LOGIT) is added to every score of each key (key padding); with
+ * `causal`, query t attends keys s <= t. Fully masked rows are the caller's to zero (as the
+ * standard path does, by multiplying the output). Callers check `fusedTrainingSizesFit` and
+ * that the fused kernels run here (`fusedKernelAvailable`).
+ */
+export function fusedAttentionTraining(
+    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, options: {scale: number; causal: boolean; keyBias?: tf.Tensor|null}): tf.Tensor {
+  const [T, dk] = query.shape.slice(-2) as [number, number];
+  const [S, dv] = value.shape.slice(-2) as [number, number];
+  const heads = query.rank === 4 ? query.shape[1] as number : 1;
+  const pairs = query.size / (T * dk);
+  const attrs: TrainingAttrs = {heads, scale: options.scale, causal: options.causal};
+  const keyBias = options.keyBias ?? null;
+  const withBias = (inputs: tf.NamedTensorMap, bias: tf.Tensor|null) => (bias == null ? inputs : {...inputs, keyBias: bias});
+  const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
+    const [q, k, v] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [out, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias({q, k, v}, keyBias), attrs);  // [P, T, dv], [P, T]
+    // The key bias is saved, not read through the closure: the caller may dispose it before the backward.
+    save([q, k, v, out, lse, ...(keyBias == null ? [] : [keyBias])]);
+    return {
+      value: out,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [qS, kS, vS, outS, lseS, biasS] = saved;
+        return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc,
+                                    withBias({q: qS, k: kS, v: vS, dy, out: outS, lse: lseS}, biasS ?? null), attrs);  // dq, dk, dv
+      },
+    };
+  });
+  return tf.tidy(() => {
+    const as3d = (x: tf.Tensor, rows: number, cols: number) => x.reshape([pairs, rows, cols]);
+    const out = attention(as3d(query, T, dk), as3d(key, S, dk), as3d(value, S, dv));  // [P, T, dv]
+    return out.reshape([...query.shape.slice(0, -2), T, dv]);                         // [B, (H,) T, dv]
+  });
+}

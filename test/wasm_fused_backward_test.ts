@@ -1,0 +1,306 @@
+/**
+ * The fused backward on wasm (attend_backward_4x8, src/backend/wasm_fused_attention_backward.ts):
+ * when a gradient is recorded, the op and the layer take it (the planner's 'fused' path with its
+ * 'gradient' kernel), and its gradients of sum(output ∘ R) match a plain-array float64 backward
+ * (test/helpers/reference_attention.ts' weights, dV = Pᵀ·dO, dS = P ∘ (dO·Vᵀ - rowsum(dO ∘ O)),
+ * dQ = scale·dS·K, dK = scale·dSᵀ·Q) and the standard path's, within 1e-4: at the edges of its
+ * tiles (4 queries) and blocks (8-key panels, 32-key backward blocks, the forward's 256-key
+ * blocks), with S ≠ T, one query, one key, every mask kind it takes and fully masked rows. It
+ * leaks neither tensors nor wasm heap over 200 training steps.
+ */
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import {dotProductAttention, scaledDotProductAttention} from '../src/node';
+import {planAttention} from '../src/attention/attention_plan';
+import * as training from '../src/backend/wasm_fused_attention_backward';
+import {backwardSplit, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
+import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
+import {setAttentionThreads} from '../src/backend/attention_threads';
+import {attendOneHead, Matrix, matmul, transpose} from './helpers/reference_attention';
+import {disposeAll, expectClose, Nested, randomArray, runTestsOn} from './helpers/tensors';
+
+runTestsOn('wasm');
+
+/** What the tests read of tfjs-backend-wasm's backend object. */
+interface WasmBackendView {
+  wasm: {HEAPU8: Uint8Array; _malloc(bytes: number): number; _free(address: number): void};
+}
+
+/** A plain-array float64 backward of one pair: the output and dQ, dK, dV of sum(output ∘ dOut). */
+function referencePair(q: Matrix, k: Matrix, v: Matrix, dOut: Matrix, allowed: boolean[][], scale: number):
+    {output: Matrix; dq: Matrix; dk: Matrix; dv: Matrix} {
+  const {weights: p, output} = attendOneHead(q, k, v, allowed, scale);
+  const dv = matmul(transpose(p), dOut);
+  const dp = matmul(dOut, transpose(v));
+  const rowTerm = output.map((row, t) => row.reduce((s, x, c) => s + x * dOut[t][c], 0));
+  const ds = p.map((row, t) => row.map((x, s) => x * (dp[t][s] - rowTerm[t])));
+  const dq = matmul(ds, k).map(row => row.map(x => x * scale));
+  const dk = matmul(transpose(ds), q).map(row => row.map(x => x * scale));
+  return {output, dq, dk, dv};
+}
+
+/** Masks of a case: causal, and key and query padding patterns over [B, S] and [B, T] (1 = real). */
+interface Masks {
+  causal?: boolean;
+  keyPadding?: (b: number, s: number) => boolean;
+  queryPadding?: (b: number, t: number) => boolean;
+}
+
+const MASKS: Array<[string, Masks]> = [
+  ['no mask', {}],
+  ['causal', {causal: true}],
+  ['key padding', {keyPadding: (b, s) => (s * 7 + b) % 5 !== 4}],
+  ['query padding', {queryPadding: (b, t) => (t + b) % 3 !== 2}],
+  ['causal, key and query padding', {causal: true, keyPadding: (b, s) => (s + 2 * b) % 4 !== 1, queryPadding: (b, t) => t % 5 !== 3}],
+];
+
+/** [what, leading dims ([B] or [B, H]), T, S, dk, dv] */
+const SIZES: Array<[string, number[], number, number, number, number]> = [
+  ['one query, one key', [2], 1, 1, 3, 2],
+  ['one query, 9 keys', [2, 1], 1, 9, 4, 4],
+  ['T = 5, S = 3: one tile and a bit, part of a panel', [1, 2], 5, 3, 3, 5],
+  ['T = 7, S = 33: past one backward block of keys', [2], 7, 33, 16, 8],
+  ['T = 33, S = 70, d = 64: rows used in place', [1, 2], 33, 70, 64, 64],
+  ['T = S = 64, dk = dv = 16: no padding anywhere', [2, 2], 64, 64, 16, 16],
+  ['T = 13, S = 300: past the forward\'s block of 256 keys', [1], 13, 300, 8, 12],
+];
+
+const CASES = SIZES.flatMap(([size, lead, T, S, dk, dv]) =>
+  MASKS.map(([mask, masks]) => [`${size}, ${mask}`, lead, T, S, dk, dv, masks] as const));
+
+/** The leading index [b] or [b, h] of pair n. */
+function leadOf(lead: number[], n: number): number[] {
+  return lead.length === 1 ? [n] : [Math.floor(n / lead[1]), n % lead[1]];
+}
+
+/** Runs `fn` and says whether the fused training path ran in it. */
+function ranFusedTraining<R>(fn: () => R): {result: R; ran: boolean} {
+  const spy = jest.spyOn(training, 'fusedAttentionTraining');
+  try {
+    const result = fn();
+    return {result, ran: spy.mock.calls.length > 0};
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+describe('dotProductAttention gradients on the fused backward', () => {
+  it('the planner sends recorded calls here, with padding, and not with an explicit mask', () => {
+    const call = {backend: 'wasm', batch: 2, heads: 2, T: 7, S: 33, dk: 16, dv: 8, recording: true};
+    expect(planAttention(call)).toMatchObject({path: 'fused', kernel: 'gradient', threads: 1});
+    expect(planAttention({...call, padding: true, causal: true})).toMatchObject({path: 'fused', kernel: 'gradient'});
+    expect(planAttention({...call, mask: true}).path).toBe('standard');
+    expect(planAttention({...call, recording: false}).kernel).toBe('attention');
+  });
+
+  it.each(CASES)('%s: output, dQ, dK and dV equal the plain-array backward and the standard path\'s', (_, lead, T, S, dk, dv, masks) => {
+    const start = tf.memory().numTensors;
+    const B = lead[0];
+    const scale = 1 / Math.sqrt(dk);
+    const shapes = [[...lead, T, dk], [...lead, S, dk], [...lead, S, dv], [...lead, T, dv]];
+    const [q, k, v, r] = shapes.map((shape, i) => tf.tensor(randomArray(shape, 10 + i) as number[], shape, 'float32'));
+    const keyPadding = masks.keyPadding == null ? null :
+        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length: S}, (___, s) => (masks.keyPadding!(b, s) ? 1 : 0))));
+    const queryPadding = masks.queryPadding == null ? null :
+        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length: T}, (___, t) => (masks.queryPadding!(b, t) ? 1 : 0))));
+    const options = {causal: masks.causal ?? false, keyPaddingMask: keyPadding, queryPaddingMask: queryPadding};
+    const before = tf.memory().numTensors;
+    const gradsOf = (blockSize: number|null) => tf.tidy(() => {
+      const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, {...options, blockSize}), r));
+      const {value, grads} = tf.valueAndGrads(f)([q, k, v]);
+      return [dotProductAttention(q, k, v, {...options, blockSize}), value, ...grads];
+    });
+    const fused = ranFusedTraining(() => gradsOf(null));
+    expect(fused.ran).toBe(true);
+    const standard = ranFusedTraining(() => gradsOf(0));
+    expect(standard.ran).toBe(false);
+    expect(tf.memory().numTensors).toBe(before + 10);
+
+    // The plain-array reference, pair by pair.
+    const [qa, ka, va, ra] = [q, k, v, r].map(x => x.arraySync() as Nested);
+    const pairs = lead.reduce((a, b) => a * b, 1);
+    const at = (x: Nested, index: number[]) => index.reduce((y, i) => (y as Nested[])[i], x) as Matrix;
+    const expected = {output: [] as Matrix[], dq: [] as Matrix[], dk: [] as Matrix[], dv: [] as Matrix[]};
+    for (let n = 0; n < pairs; n++) {
+      const index = leadOf(lead, n);
+      const b = index[0];
+      const allowed = Array.from({length: T}, (__, t) => Array.from({length: S}, (___, s) =>
+        !(masks.causal && s > t) && (masks.keyPadding?.(b, s) ?? true) && (masks.queryPadding?.(b, t) ?? true)));
+      const ref = referencePair(at(qa, index), at(ka, index), at(va, index), at(ra, index), allowed, scale);
+      for (const key of ['output', 'dq', 'dk', 'dv'] as const) expected[key].push(ref[key]);
+    }
+    const shaped = (ms: Matrix[]) => (lead.length === 1 ? ms : Array.from({length: B}, (__, b) => ms.slice(b * lead[1], (b + 1) * lead[1])));
+    const [output, , dq, dkGrad, dvGrad] = fused.result;
+    expectClose(output, shaped(expected.output) as Nested, 1e-5);
+    expectClose(dq, shaped(expected.dq) as Nested, 1e-4);
+    expectClose(dkGrad, shaped(expected.dk) as Nested, 1e-4);
+    expectClose(dvGrad, shaped(expected.dv) as Nested, 1e-4);
+    for (let i = 0; i < 5; i++) expectClose(fused.result[i], standard.result[i], 1e-4);
+    disposeAll(q, k, v, r, keyPadding, queryPadding, fused.result, standard.result);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('fully masked rows (every key padded, or every key a causal query may see) output zeros and get zero gradients', () => {
+    const [B, H, T, S, d] = [2, 2, 9, 11, 8];
+    const q = tf.randomNormal([B, H, T, d], 0, 1, 'float32', 21);
+    const k = tf.randomNormal([B, H, S, d], 0, 1, 'float32', 22);
+    const v = tf.randomNormal([B, H, S, d], 0, 1, 'float32', 23);
+    const r = tf.randomNormal([B, H, T, d], 0, 1, 'float32', 24);
+    // Batch 0: keys 0..2 padded, so that causal queries 0..2 see no key; batch 1: every key padded.
+    const keyPadding = tf.tensor2d([Array.from({length: S}, (_, s) => (s < 3 ? 0 : 1)), new Array<number>(S).fill(0)]);
+    const options = {causal: true, keyPaddingMask: keyPadding};
+    const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
+      const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, options), r));
+      return [dotProductAttention(q, k, v, options), ...tf.grads(f)([q, k, v])];
+    }));
+    expect(ran).toBe(true);
+    const [output, dq, dk, dv] = result.map(x => x.arraySync() as number[][][][]);
+    const zeros = (n: number) => new Array<number>(n).fill(0);
+    for (let h = 0; h < H; h++) {
+      for (let t = 0; t < 3; t++) {
+        expect(output[0][h][t]).toEqual(zeros(d));
+        expect(dq[0][h][t]).toEqual(zeros(d));
+      }
+      expect(output[1][h]).toEqual(Array.from({length: T}, () => zeros(d)));
+      expect(dq[1][h]).toEqual(Array.from({length: T}, () => zeros(d)));
+      expect(dk[1][h]).toEqual(Array.from({length: S}, () => zeros(d)));
+      expect(dv[1][h]).toEqual(Array.from({length: S}, () => zeros(d)));
+      for (let s = 0; s < 3; s++) {  // padded keys: no query attends them
+        expect(dk[0][h][s]).toEqual(zeros(d));
+        expect(dv[0][h][s]).toEqual(zeros(d));
+      }
+      expect(dv[0][h][3]).not.toEqual(zeros(d));  // a real key: queries 3.. attend it
+    }
+    disposeAll(q, k, v, r, keyPadding, result);
+  });
+});
+
+describe('the fused backward on two threads', () => {
+  // Above twoThreadsPay's 36 MFLOP (2·P·T·S·(dk + dv) = 38.8 MFLOP), T not a multiple of 4, d not of 8.
+  const [lead, T, S, dk, dv] = [[1, 2], 301, 310, 60, 44];
+
+  it.each([['no mask', false, false], ['causal', true, false], ['causal and key padding', true, true]])(
+      '%s: the output and gradients on two threads are bit for bit those on one, and equal the standard path\'s', (_, causal, padded) => {
+        expect(backwardSplit({pairs: 2, T, S, dk, dv, causal: causal as boolean})).toBeGreaterThan(0);
+        const start = tf.memory().numTensors;
+        const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 51);
+        const k = tf.randomNormal([...lead, S, dk], 0, 1, 'float32', 52);
+        const v = tf.randomNormal([...lead, S, dv], 0, 1, 'float32', 53);
+        const r = tf.randomNormal([...lead, T, dv], 0, 1, 'float32', 54);
+        const keyPaddingMask = padded ? tf.tensor2d([Array.from({length: S}, (__, s) => (s % 7 === 3 ? 0 : 1))]) : null;
+        const gradsOf = (threads: 1|2, blockSize: number|null) => {
+          const previous = setAttentionThreads(threads);
+          try {
+            let output: tf.Tensor|null = null;  // the forward's, while the gradient is recorded
+            const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+              output = tf.keep(dotProductAttention(a, b, c, {causal: causal as boolean, keyPaddingMask, blockSize}));
+              return tf.sum(tf.mul(output, r));
+            };
+            const grads = [...tf.grads(f)([q, k, v]), output!];
+            return {grads, threads: fusedThreadsOfLastCall()};
+          } finally {
+            setAttentionThreads(previous);
+          }
+        };
+        const one = gradsOf(1, null);
+        const two = gradsOf(2, null);
+        const standard = gradsOf(1, 0);
+        expect([one.threads, two.threads]).toEqual([1, 2]);
+        two.grads.forEach((g, i) => expect(g.dataSync()).toEqual(one.grads[i].dataSync()));
+        two.grads.forEach((g, i) => expectClose(g, standard.grads[i], 1e-4));
+        disposeAll(q, k, v, r, keyPaddingMask, one.grads, two.grads, standard.grads);
+        expect(tf.memory().numTensors).toBe(start);
+      });
+});
+
+describe('the layer trains on the fused backward', () => {
+  const args = {numHeads: 2, keyDim: 5, valueDim: 3, outputDim: 6, useBias: true, causal: true};
+
+  it('its gradients (inputs, Wq, Wk, Wv, Wo and biases) equal the standard path\'s, with a padding mask', () => {
+    const x = tf.randomNormal([2, 7, 6], 0, 1, 'float32', 31);
+    const r = tf.randomNormal([2, 7, 6], 0, 1, 'float32', 32);
+    const mask = tf.tensor2d([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]]);
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply(x)));  // builds the weights
+    layers[1].setWeights(layers[0].getWeights());
+    const gradsOf = (i: number) => ranFusedTraining(() => tf.tidy(() => {
+      const f = (input: tf.Tensor) => tf.sum(tf.mul(layers[i].apply(input, {mask}) as tf.Tensor, r)) as tf.Scalar;
+      const dx = tf.grad(f)(x);
+      const {grads} = tf.variableGrads(() => f(x), layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val));
+      return [dx, ...layers[i].trainableWeights.map(w => grads[(w as unknown as {val: tf.Variable}).val.name])];
+    }));
+    const [fused, standard] = [gradsOf(0), gradsOf(1)];
+    expect([fused.ran, standard.ran]).toEqual([true, false]);
+    expect(fused.result.length).toBe(9);  // dx and 8 weights
+    fused.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
+    disposeAll(x, r, mask, fused.result, standard.result);
+    layers.forEach(l => l.dispose());
+  });
+
+  it('200 training steps leak neither tensors nor wasm heap', () => {
+    const backend = tf.backend() as unknown as WasmBackendView;
+    const wasm = backend.wasm;
+    // Emscripten's _malloc and _free are lazy wrappers that replace themselves on their first
+    // call: make that call now, so that the spies below stay in place.
+    wasm._free(wasm._malloc(16));
+    const [malloc, free] = [wasm._malloc, wasm._free];
+    const layer = scaledDotProductAttention({...args, causal: false});
+    const x = tf.randomNormal([2, 37, 6], 0, 1, 'float32', 41);  // 37: a padded tile
+    const target = tf.randomNormal([2, 37, 6], 0, 1, 'float32', 42);
+    const mask = tf.tensor2d([new Array<number>(37).fill(1), Array.from({length: 37}, (_, t) => (t < 30 ? 1 : 0))]);
+    const optimizer = tf.train.sgd(0.01);
+    tf.tidy(() => void layer.apply(x));  // builds the weights
+    const step = () => optimizer.minimize(() => tf.losses.meanSquaredError(target, layer.apply(x, {mask}) as tf.Tensor) as tf.Scalar);
+    const {ran} = ranFusedTraining(() => step());  // the first step may grow the heap
+    expect(ran).toBe(true);
+    const before = tf.memory();
+    const heapBytes = wasm.HEAPU8.length;
+    const live = new Map<number, number>();
+    let allocations = 0;
+    wasm._malloc = (bytes: number) => {
+      const address = malloc(bytes);
+      live.set(address >>> 0, bytes);
+      allocations++;
+      return address;
+    };
+    wasm._free = (address: number) => {
+      live.delete(address >>> 0);
+      free(address);
+    };
+    let losses: number[] = [];
+    try {
+      for (let i = 0; i < 200; i++) {
+        const loss = optimizer.minimize(
+            () => tf.losses.meanSquaredError(target, layer.apply(x, {mask}) as tf.Tensor) as tf.Scalar, true)!;
+        if (i === 0 || i === 199) losses = [...losses, loss.dataSync()[0]];
+        loss.dispose();
+      }
+    } finally {
+      [wasm._malloc, wasm._free] = [malloc, free];
+    }
+    expect(allocations).toBeGreaterThanOrEqual(400);  // a work buffer per forward and per backward at least
+    // Of the blocks taken during the steps, only the weights' new values (SGD assigns them) are still held.
+    const weightBytes = layer.trainableWeights.map(w => 4 * w.shape.reduce((x, y) => x! * y!, 1)!);
+    expect([...live.values()].sort((x, y) => x - y)).toEqual(weightBytes.sort((x, y) => x - y));
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
+    expect(wasm.HEAPU8.length).toBe(heapBytes);
+    expect(losses[1]).toBeLessThan(losses[0]);  // it trains
+    disposeAll(x, target, mask);
+    optimizer.dispose();
+    layer.dispose();
+  });
+});
+
+describe('sizes', () => {
+  it('work buffers stay linear in T and S: twice the length, twice the bytes, and within FUSED_MAX_BYTES up to 64 Ki keys', () => {
+    const sizes = (L: number) => ({T: L, S: L, dk: 64, dv: 64});
+    expect(fusedTrainingBytes(sizes(8192)) / fusedTrainingBytes(sizes(4096))).toBeCloseTo(2, 1);
+    expect(fusedTrainingSizesFit(sizes(8192))).toBe(true);
+    expect(fusedTrainingBytes(sizes(8192))).toBeLessThan(FUSED_MAX_BYTES);
+    expect(fusedTrainingSizesFit({T: 0, S: 4, dk: 4, dv: 4})).toBe(false);
+    expect(fusedTrainingSizesFit({T: 4096, S: 4096, dk: 1024, dv: 1024})).toBe(false);
+    expect(FUSED_BACKWARD_KEY_BLOCK % 8).toBe(0);
+    expect(FUSED_KEY_BLOCK).toBeLessThan(300);  // the size table's S = 300 crosses a forward block
+  });
+});
