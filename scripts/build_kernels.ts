@@ -1,9 +1,10 @@
 /**
  * `npm run build:kernels`: compiles the C kernels of src/backend/kernels/ with Debian's
- * clang-16 and wasm-ld-16 into two WebAssembly modules that import their memory (a plain
- * one for tfjs' wasm heap and the matMul's own memory, a shared one for the worker thread of
- * attention_threads.ts), and writes them, base64-encoded, into
- * src/backend/kernels/kernels_wasm.generated.ts with the TypeScript types of their exports,
+ * clang-16 and wasm-ld-16 into a WebAssembly module that imports its memory (tfjs' wasm heap,
+ * the matMul's own memory; the worker thread of attention_threads.ts instantiates the same
+ * module with its memory import made shared, which test/wasm_kernels_build_test.ts checks
+ * against wasm-ld's own --shared-memory build, also made here), and writes it, base64-encoded,
+ * into src/backend/kernels/kernels_wasm.generated.ts with the TypeScript types of its exports,
  * read from the one declaration of each in kernels.h. The output is committed, so that users,
  * browsers and the published package need no toolchain; test/wasm_kernels_build_test.ts
  * rebuilds it and fails if the committed file differs.
@@ -160,7 +161,7 @@ function base64Lines(bytes: Uint8Array): string {
 }
 
 /** The text of kernels_wasm.generated.ts for these modules and signatures. */
-export function generatedSource(modules: {plain: Uint8Array; shared: Uint8Array}, signatures: KernelSignature[]): string {
+export function generatedSource(modules: {plain: Uint8Array}, signatures: KernelSignature[]): string {
   const names = signatures.map(s => `'${s.name}'`).join('|');
   const table = signatures.map(s => `  ${s.name}: [${s.params.map(p => `['${camel(p.name)}', '${p.type}']`).join(', ')}],`).join('\n');
   const methods = signatures.map(s => `  ${s.name}(${s.params.map(p => `${camel(p.name)}: number`).join(', ')}): void;`).join('\n');
@@ -181,16 +182,15 @@ export interface KernelExports {
 ${methods}
 }
 
-/** Most 64 KiB pages of the shared memory that KERNELS_SHARED_WASM imports. */
+/**
+ * Most 64 KiB pages of the shared memory that the worker's module imports: KERNELS_WASM with its
+ * memory import made shared (kernel_module.ts' withSharedMemoryImport).
+ */
 export const KERNELS_SHARED_MAX_PAGES = ${SHARED_MAX_PAGES};
 
 /** The module importing a plain memory as env.memory (${modules.plain.length} bytes). */
 export const KERNELS_WASM =
 ${base64Lines(modules.plain)};
-
-/** The module importing a shared memory of at most KERNELS_SHARED_MAX_PAGES pages as env.memory (${modules.shared.length} bytes). */
-export const KERNELS_SHARED_WASM =
-${base64Lines(modules.shared)};
 `;
 }
 

@@ -49,10 +49,11 @@ const FUSED_KERNEL = 'TfjsAttentionFusedLayer';
  * The library's own browser code, minified, tfjs excluded (esbuild, `export * from
  * 'tfjs-attention'`, @tensorflow/* external): measured 65,416 bytes (23,534 gzipped) on
  * 2026-11-30; 86,014 (29,318 gzipped) the same day with MultiHeadAttention in the main entry
- * (about 17 kB: it registers on import, so no bundler drops it); the budget is ~15% above.
- * Raise it deliberately, with the README's "Bundle size" line, when the library grows.
+ * (about 17 kB: it registers on import, so no bundler drops it); 104,688 (37,351 gzipped) with
+ * Cropping1D, the C kernels' module and the fused backward (issue 13), the budget raised then
+ * to ~15% above. Raise it deliberately, with the README's "Bundle size" line, when the library grows.
  */
-const BUNDLE_BUDGET = 100_000;
+const BUNDLE_BUDGET = 120_000;
 
 /** The README's browser example: the ```js block right after its `<!-- browser-example: ... -->` marker. */
 function readmeBrowserExample(): string {

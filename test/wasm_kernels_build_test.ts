@@ -5,8 +5,9 @@
  */
 import {spawnSync} from 'child_process';
 import * as fs from 'fs';
-import {buildKernelsSource, CLANG, GENERATED_FILE, parseSignatures, WASM_LD} from '../scripts/build_kernels';
-import {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES, KERNELS_SHARED_WASM, KERNELS_WASM} from '../src/backend/kernels/kernels_wasm.generated';
+import {buildKernelsSource, CLANG, compileKernels, GENERATED_FILE, parseSignatures, WASM_LD} from '../scripts/build_kernels';
+import {sharedKernelBytes, withSharedMemoryImport} from '../src/backend/kernels/kernel_module';
+import {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES, KERNELS_WASM} from '../src/backend/kernels/kernels_wasm.generated';
 
 /** Whether a tool runs; its name and how to install it otherwise. */
 function missingTool(tool: string): string|null {
@@ -75,7 +76,7 @@ function exportedParamTypes(bytes: Uint8Array): Map<string, string[]> {
 const MODULES = [
   {name: 'KERNELS_WASM', bytes: Buffer.from(KERNELS_WASM, 'base64'), memory: () => new WebAssembly.Memory({initial: 1})},
   {
-    name: 'KERNELS_SHARED_WASM', bytes: Buffer.from(KERNELS_SHARED_WASM, 'base64'),
+    name: 'the shared-memory module (sharedKernelBytes)', bytes: Buffer.from(sharedKernelBytes()),
     memory: () => new WebAssembly.Memory({initial: 1, maximum: KERNELS_SHARED_MAX_PAGES, shared: true}),
   },
 ];
@@ -94,6 +95,18 @@ describe('the C kernels (src/backend/kernels/, npm run build:kernels)', () => {
     // Where the files part, so that a failure says which: rerun `npm run build:kernels` and commit.
     expect({lines: b.length, firstDifferentLine: firstDifference < 0 && a.length === b.length ? null : firstDifference + 1})
         .toEqual({lines: a.length, firstDifferentLine: null});
+  });
+
+  it('the worker\'s module, KERNELS_WASM with its memory import made shared, is byte for byte wasm-ld\'s --shared-memory build', () => {
+    const missing = [CLANG, WASM_LD].map(missingTool).filter(tool => tool != null);
+    if (missing.length > 0) throw new Error(`${missing.join(', ')} not found: apt-get install clang-16 lld-16`);
+    const {plain, shared} = compileKernels();
+    expect(Buffer.from(withSharedMemoryImport(plain, KERNELS_SHARED_MAX_PAGES)).equals(Buffer.from(shared))).toBe(true);
+    expect(Buffer.from(sharedKernelBytes()).equals(Buffer.from(shared))).toBe(true);
+    // A module whose imports are not the one plain memory is refused, not rewritten wrongly.
+    const noImports = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+    expect(() => withSharedMemoryImport(noImports, 4)).toThrow(/no import section/);
+    expect(() => withSharedMemoryImport(Buffer.from(shared), 4)).toThrow(/not the single plain env.memory import/);
   });
 
   it.each(MODULES)('$name imports only its memory and exports the functions of kernels.h with their parameter types', ({bytes, memory}) => {

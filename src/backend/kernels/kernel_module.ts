@@ -3,7 +3,7 @@
  * `npm run build:kernels`), instantiated on a memory: tfjs' wasm heap, the batched matMul's
  * own memory, or the worker's shared memory (attention_threads.ts).
  */
-import {KERNELS_SHARED_WASM, KERNELS_WASM} from './kernels_wasm.generated';
+import {KERNELS_SHARED_MAX_PAGES, KERNELS_WASM} from './kernels_wasm.generated';
 import type {KernelExports} from './kernels_wasm.generated';
 
 export type {KernelExports};
@@ -47,10 +47,68 @@ export function instantiateKernels(memory: WebAssembly.Memory): KernelExports|nu
   }
 }
 
+/** `value` as unsigned LEB128. */
+function uleb(value: number): number[] {
+  const bytes: number[] = [];
+  do {
+    const low = value & 0x7f;
+    value >>>= 7;
+    bytes.push(value === 0 ? low : low | 0x80);
+  } while (value !== 0);
+  return bytes;
+}
+
+/** Reads an unsigned LEB128 at `at`: [value, the offset after it]. */
+function readUleb(bytes: Uint8Array, at: number): [number, number] {
+  let value = 0;
+  let shift = 0;
+  let byte: number;
+  do {
+    byte = bytes[at++];
+    value += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte & 0x80);
+  return [value, at];
+}
+
+/**
+ * The module `plain` (one import: a plain memory as env.memory) importing instead a shared memory
+ * of at most `maxPages` pages. The code is the same: wasm-ld with --shared-memory emits the same
+ * sections but the import's limits (test/wasm_kernels_build_test.ts checks it against that
+ * build), so the package carries one module, not two.
+ */
+export function withSharedMemoryImport(plain: Uint8Array, maxPages: number): Uint8Array<ArrayBuffer> {
+  const env = [...new TextEncoder().encode('env')];
+  const name = [...new TextEncoder().encode('memory')];
+  const out: number[] = [...plain.subarray(0, 8)];
+  let at = 8;
+  let replaced = false;
+  while (at < plain.length) {
+    const id = plain[at];
+    const [size, start] = readUleb(plain, at + 1);
+    const body = plain.subarray(start, start + size);
+    if (id === 2) {
+      const expected = [1, env.length, ...env, name.length, ...name, 0x02, 0x00];  // one import, env.memory, limits: min only
+      if (!expected.every((byte, i) => body[i] === byte)) {
+        throw new Error('The kernel module\'s import section is not the single plain env.memory import this rewrite expects');
+      }
+      const [minPages] = readUleb(body, expected.length);
+      const shared = [...expected.slice(0, -1), 0x03, ...uleb(minPages), ...uleb(maxPages)];  // limits: shared, min, max
+      out.push(2, ...uleb(shared.length), ...shared);
+      replaced = true;
+    } else {
+      out.push(...plain.subarray(at, start + size));
+    }
+    at = start + size;
+  }
+  if (!replaced) throw new Error('The kernel module has no import section: it must import its memory');
+  return new Uint8Array(out);
+}
+
 /**
  * The bytes of the module that imports a shared memory of at most KERNELS_SHARED_MAX_PAGES
  * pages as env.memory: the worker thread instantiates them on its side.
  */
 export function sharedKernelBytes(): Uint8Array<ArrayBuffer> {
-  return decodeBase64(KERNELS_SHARED_WASM);
+  return withSharedMemoryImport(decodeBase64(KERNELS_WASM), KERNELS_SHARED_MAX_PAGES);
 }
