@@ -213,6 +213,12 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
     const p0 = b0 + gFloats;
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
+    // One head's rows [count, d] of a matrix whose rows are `row` floats apart, into rows of d rounded up to 8:
+    // by pack_rows in groups of one row (a plain copy) when d is a multiple of 8.
+    const rowsOf = (from: number, row: number, to: number, count: number, d: number) => {
+      if (d % 8 === 0) module.pack_rows(4 * from, 4 * row, 4 * to, count, d, 1);
+      else copyRows(heap, to, roundUp(d, 8), heap, from, row, count, d);
+    };
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < heads; h++) {
         const [qn, kn, vn, dyn] = [qAt + b * T * wQ + h * dk, kAt + b * S * wQ + h * dk, vAt + b * S * wV + h * dv, dyAt + b * T * wV + h * dv];
@@ -220,9 +226,9 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         module.pack_rows(4 * kn, 4 * wQ, 4 * (p0 + place.k), S, dk, 8);              // [panels][dk][8]
         module.pack_rows(4 * dyn, 4 * wV, 4 * (p0 + place.dout), T, dv, 4);          // [tiles][dv][4]
         module.pack_rows(4 * vn, 4 * wV, 4 * (p0 + place.v), S, dv, 8);              // [panels][dv][8]
-        copyRows(heap, p0 + place.qRows, dkp, heap, qn, wQ, T, dk);                  // rows padded to dkp or dvp
-        copyRows(heap, p0 + place.kRows, dkp, heap, kn, wQ, S, dk);
-        copyRows(heap, p0 + place.doutRows, dvp, heap, dyn, wV, T, dv);
+        rowsOf(qn, wQ, p0 + place.qRows, T, dk);                                    // rows padded to dkp or dvp
+        rowsOf(kn, wQ, p0 + place.kRows, S, dk);
+        rowsOf(dyn, wV, p0 + place.doutRows, T, dv);
         heap.set(heap.subarray(lseAt + (b * heads + h) * T, lseAt + (b * heads + h + 1) * T), p0 + place.lse);
         rowSums(heap, p0 + place.delta, heap, dyn, outAt + b * T * wV + h * dv, T, dv, wV);
         const buffers: PairBuffers = {
@@ -312,6 +318,15 @@ function weightGradients(
   for (let tile = 0; tile < dTiles; tile++) {
     const lanes = Math.min(4, d - 4 * tile);
     const dst = packed + tile * rows * 4;
+    if (lanes === 4) {
+      for (let r = 0, src = inAt + 4 * tile, to = dst; r < rows; r++, src += d, to += 4) {
+        heap[to] = heap[src];
+        heap[to + 1] = heap[src + 1];
+        heap[to + 2] = heap[src + 2];
+        heap[to + 3] = heap[src + 3];
+      }
+      continue;
+    }
     for (let r = 0; r < rows; r++) {
       const src = inAt + r * d + 4 * tile;
       for (let lane = 0; lane < 4; lane++) heap[dst + 4 * r + lane] = lane < lanes ? heap[src + lane] : 0;
