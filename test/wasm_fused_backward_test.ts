@@ -284,6 +284,43 @@ describe('the layer trains on the fused backward', () => {
     expect(tf.memory().numTensors).toBe(start);
   });
 
+  it('with one head above the two-thread size: the attention\'s kernels on two threads, bit for bit as on one, and the standard path\'s gradients', () => {
+    const start = tf.memory().numTensors;
+    // Cross-attention, 2·B·T·S·(dk + dv) = 38.8 MFLOP (over twoThreadsPay's 36), T not a multiple of 4, d not of 8, causal, key padding.
+    const [B, T, S, dq, dc] = [2, 301, 310, 40, 24];
+    const x = tf.tensor(randomArray([B, T, dq], 81) as number[], [B, T, dq], 'float32');
+    const c = tf.tensor(randomArray([B, S, dc], 82) as number[], [B, S, dc], 'float32');
+    const contextMask = tf.tensor2d(Array.from({length: B}, (_, b) => Array.from({length: S}, (__, s) => ((s + b) % 7 === 3 ? 0 : 1))));
+    const args = {numHeads: 1, keyDim: 60, valueDim: 44, useBias: true, causal: true, biasInitializer: 'randomNormal'};
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply([x, c])));
+    layers[1].setWeights(layers[0].getWeights());
+    const r = tf.tensor(randomArray([B, T, 44], 83) as number[], [B, T, 44], 'float32');
+    const gradsOf = (i: number, threads: 1|2) => {
+      const previous = setAttentionThreads(threads);
+      try {
+        const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
+          const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(layers[i].apply([a, b], {mask: [null, contextMask]}) as tf.Tensor, r)) as tf.Scalar;
+          const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+          const {grads} = tf.variableGrads(() => f(x, c), variables);
+          return [...tf.grads(f)([x, c]), ...variables.map(v => grads[v.name])];
+        }), 'layer');
+        return {result, ran, threads: fusedThreadsOfLastCall()};
+      } finally {
+        setAttentionThreads(previous);
+      }
+    };
+    const [one, two, standard] = [gradsOf(0, 1), gradsOf(0, 2), gradsOf(1, 1)];
+    expect([one.ran, two.ran, standard.ran]).toEqual([true, true, false]);
+    expect([one.threads, two.threads]).toEqual([1, 2]);
+    expect(two.result.length).toBe(8);  // dx, dc and 6 weights
+    two.result.forEach((g, i) => expect(g.dataSync()).toEqual(one.result[i].dataSync()));
+    two.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
+    disposeAll(x, c, contextMask, r, one.result, two.result, standard.result);
+    layers.forEach(l => l.dispose());
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
   it('a batch whose every token is padding gets zero gradients for its inputs, and adds nothing to the weights\'', () => {
     const [B, T, d] = [2, 6, 8];
     const x = tf.tensor(randomArray([B, T, d], 71) as number[], [B, T, d], 'float32');

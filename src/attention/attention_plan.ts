@@ -117,8 +117,9 @@ export interface AttentionPlan {
    * On the fused path: 'layer' (projections and attention in one call), 'attention' (attention
    * alone), 'gradient' (a gradient is recorded: the attention's forward and its fused
    * backward, `fusedAttentionTraining`, with tfjs' products for the projections), or
-   * 'layer-gradient' (a gradient is recorded for a layer call below the two-thread size: the
-   * projections too, forward and backward, in the kernels, `fusedAttentionLayerTraining`).
+   * 'layer-gradient' (a gradient is recorded for a layer call with one head, or below the
+   * two-thread size: the projections too, forward and backward, in the kernels,
+   * `fusedAttentionLayerTraining`).
    */
   kernel?: 'layer'|'attention'|'gradient'|'layer-gradient';
   /** Why, in words. */
@@ -175,8 +176,8 @@ export function planAttention(call: AttentionCall): AttentionPlan {
   }
   if (fused.kernel === 'layer-gradient') {
     return {
-      path: 'fused', blockSize: FUSED_KEY_BLOCK, threads: 1, kernel: 'layer-gradient',
-      reason: 'training on wasm: the fused kernel with the projections and its fused backward with theirs',
+      path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'layer-gradient',
+      reason: `training on wasm: the fused kernel with the projections and its fused backward with theirs${threads === 2 ? ', on two threads' : ''}`,
     };
   }
   if (fused.kernel != null) {
@@ -219,9 +220,10 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
   if (call.mask) return {whyNot: 'the fused kernel takes no explicit mask'};
   if (call.recording) {
     if (!fusedTrainingSizesFit({T, S, dk, dv})) return {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
-    // The layer's kernels run on one thread: a call that two threads would speed up takes the attention's.
+    // The layer's kernels attend on one thread, heads side by side; a call that two threads would speed up
+    // takes the attention's kernels, between the layer's projections with one head, and alone with several.
     const oneThread = !twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T);
-    const layerFits = layer != null && oneThread &&
+    const layerFits = layer != null && (oneThread || heads === 1) &&
         fusedLayerTrainingSizesFit({batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention});
     return {kernel: layerFits ? 'layer-gradient' : 'gradient'};
   }

@@ -532,6 +532,27 @@ function backwardOnTwoThreads(
 }
 
 /**
+ * The forward kernel alone: q [P, T, dk], k [P, S, dk], v [P, S, dv] (P = B·heads) and keyBias
+ * [B, S] or null -> out [P, T, dv] and lse [P, T], on two threads where they pay. No gradient.
+ */
+export function attendWithLse(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, keyBias: tf.Tensor|null, attrs: TrainingAttrs): tf.Tensor[] {
+  return runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, keyBias == null ? {q, k, v} : {q, k, v, keyBias}, attrs);
+}
+
+/**
+ * The backward kernel alone: `attendWithLse`'s inputs and outputs and dy [P, T, dv] -> dq, dk, dv,
+ * on two threads where they pay (the same bits as on one).
+ */
+export function attendBackward(
+    saved: {q: tf.Tensor; k: tf.Tensor; v: tf.Tensor; out: tf.Tensor; lse: tf.Tensor; keyBias: tf.Tensor|null}, dy: tf.Tensor,
+    attrs: TrainingAttrs): tf.Tensor[] {
+  const {q, k, v, out, lse, keyBias} = saved;
+  const inputs: tf.NamedTensorMap = {q, k, v, dy, out, lse};
+  if (keyBias != null) inputs.keyBias = keyBias;
+  return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, inputs, attrs);
+}
+
+/**
  * softmax(scale·Q·Kᵀ + keyBias)·V on the wasm backend with a fused gradient: query
  * [B, (H,) T, dk], key [B, (H,) S, dk], value [B, (H,) S, dv] -> [B, (H,) T, dv]. `keyBias`
  * [B, S] (0 or MASKED_LOGIT) is added to every score of each key (key padding); with

@@ -7,11 +7,15 @@
  * projections' gradients with `project_4x8` too: dx = G·[Wq | Wk | Wv]ᵀ and
  * [dWq | dWk | dWv] = xᵀ·G, the biases' gradients as one more row of that product (xᵀ with a
  * row of ones). At small shapes the layer's many tfjs ops (products, head splits, their
- * gradients) cost more than the attention; here they are gone. One thread: the planner sends
- * here only calls below `twoThreadsPay`'s size (larger ones take `fusedAttentionTraining`).
+ * gradients) cost more than the attention; here they are gone. Below `twoThreadsPay`'s size
+ * the kernels attend heads side by side on one thread; above it, with one head, the forward
+ * projects and then runs the attention's own kernels (`attendWithLse`, `attendBackward`: two
+ * threads in Node), and the backward takes their dQ, dK and dV into G. The planner sends larger
+ * calls with several heads to `fusedAttentionTraining`.
  */
 import * as tf from '@tensorflow/tfjs';
-import {backwardArgs, backwardLayoutOf, fusedTrainingSizesFit, logSumExp} from './wasm_fused_attention_backward';
+import {attendBackward, attendWithLse, backwardArgs, backwardLayoutOf, fusedTrainingSizesFit, logSumExp} from './wasm_fused_attention_backward';
+import {twoThreadsPay} from './attention_threads';
 import type {PairBuffers} from './wasm_fused_attention_backward';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedAttentionLayerSizesFit, noteFusedCallThreads} from './wasm_fused_attention';
 import type {FusedLayerSizes, FusedProjections} from './wasm_fused_attention';
@@ -22,9 +26,13 @@ import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
 const FORWARD_KERNEL_NAME = 'TfjsAttentionFusedLayerForwardLse';
+const PROJECT_KERNEL_NAME = 'TfjsAttentionFusedLayerProject';
 const BACKWARD_KERNEL_NAME = 'TfjsAttentionFusedLayerBackward';
 
-/** How the layer attends: H heads of dk and dv, the scale, causal; `bias`: the projections have biases. */
+/**
+ * How the layer attends: H heads of dk and dv, the scale, causal; `bias`: the projections have
+ * biases; `attend`: the forward attends too (else it only projects; see `fusedAttentionLayerTraining`).
+ */
 interface LayerAttrs {
   heads: number;
   dk: number;
@@ -32,6 +40,7 @@ interface LayerAttrs {
   scale: number;
   causal: boolean;
   bias: boolean;
+  attend?: boolean;
 }
 
 /** The sizes of one call: x [B, T, dq], c [B, S, dc]. */
@@ -100,7 +109,7 @@ export function fusedLayerTrainingSizesFit(sizes: FusedLayerSizes): boolean {
 /**
  * The forward: x [B, T, dq], c [B, S, dc] (absent for self-attention), wq, wk, wv and the
  * biases, keyBias [B, S] -> out [B, T, H·dv], q [B, T, H·dk], k [B, S, H·dk], v [B, S, H·dv]
- * (heads side by side) and lse [B·H, T].
+ * (heads side by side) and lse [B·H, T]; without `attend`, q, k and v alone.
  */
 function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
@@ -111,11 +120,12 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const sizes = callSizes(x, c);
   const {B, T, S, dq} = sizes;
   const [wQ, wV] = [heads * dk, heads * dv];
-  const out = backend.makeOutput([B, T, wV], 'float32');
+  const attend = attrs.attend ?? true;
   const q = backend.makeOutput([B, T, wQ], 'float32');
   const k = backend.makeOutput([B, S, wQ], 'float32');
   const v = backend.makeOutput([B, S, wV], 'float32');
-  const lse = backend.makeOutput([B * heads, T], 'float32');
+  const out = attend ? backend.makeOutput([B, T, wV], 'float32') : null;
+  const lse = attend ? backend.makeOutput([B * heads, T], 'float32') : null;
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const packedFloats = roundUp(roundUp(B * T, 4) * dq, 16);
@@ -144,6 +154,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     project(xPacked, wq, bq, q, B * T);
     project(cPacked, wk, bk, k, B * S);
     project(cPacked, wv, bv, v, B * S);
+    if (out == null || lse == null) return;
     const heap = heapFloats(backend);
     const b0 = base >>> 2;
     const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(t => heapAddress(backend, t) >>> 2);
@@ -168,6 +179,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       }
     }
   });
+  if (out == null || lse == null) return [q, k, v];
   noteFusedCallThreads(1);
   return [out, q, k, v, lse];
 }
@@ -183,13 +195,14 @@ function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b:
 
 /**
  * The backward: the forward's inputs and outputs and dy [B, T, H·dv] -> dx (and dc), dwq,
- * dwk, dwv (and dbq, dbk, dbv). First per pair, attend_backward_4x8 into G's columns; then
- * the projections' gradients from G with project_4x8 (`inputGradient`, `weightGradients`).
+ * dwk, dwv (and dbq, dbk, dbv). First per pair, attend_backward_4x8 into G's columns (or,
+ * given gq, gk and gv, the attention's gradients, a copy of them); then the projections'
+ * gradients from G with project_4x8 (`inputGradient`, `weightGradients`).
  */
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {x, c, wq, wk, wv, q, k, v, out, lse, dy, keyBias} = args.inputs;
+  const {x, c, wq, wk, wv, q, k, v, out, lse, dy, keyBias, gq, gk, gv} = args.inputs;
   const attrs = args.attrs as unknown as LayerAttrs;
   const {heads, dk, dv} = attrs;
   const sizes = callSizes(x, c);
@@ -204,12 +217,19 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const place = backwardLayoutOf({T, S, dk, dv}, false, false);
   const {dkp, dvp, block} = place;
   const gFloats = roundUp(n * width, 16);
-  const work = gFloats + roundUp(place.total, 16);
+  const work = gFloats + (gq != null ? 0 : roundUp(place.total, 16));
   withHeapBuffer(backend, backwardFloats(sizes, attrs), base => {
     const b0 = base >>> 2;
     const heap = heapFloats(backend);
     heap.fill(0, b0, b0 + work);  // G's and the pair's padding (rows past T, columns past d) stays zero
-    const [qAt, kAt, vAt, dyAt, outAt, lseAt] = [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
+    if (gq != null) {  // the attention's gradients, given: into G's columns
+      const [gqAt, gkAt, gvAt] = [gq, gk, gv].map(t => heapAddress(backend, t) >>> 2);
+      copyRows(heap, b0, width, heap, gqAt, wQ, B * T, wQ);
+      copyRows(heap, b0 + wQ, width, heap, gkAt, wQ, B * S, wQ);
+      copyRows(heap, b0 + 2 * wQ, width, heap, gvAt, wV, B * S, wV);
+    }
+    const [qAt, kAt, vAt, dyAt, outAt, lseAt] = gq != null ? [0, 0, 0, 0, 0, 0] :
+        [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
     const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
     const p0 = b0 + gFloats;
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
@@ -219,7 +239,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       if (d % 8 === 0) module.pack_rows(4 * from, 4 * row, 4 * to, count, d, 1);
       else copyRows(heap, to, roundUp(d, 8), heap, from, row, count, d);
     };
-    for (let b = 0; b < B; b++) {
+    for (let b = 0; b < (gq == null ? B : 0); b++) {
       for (let h = 0; h < heads; h++) {
         const [qn, kn, vn, dyn] = [qAt + b * T * wQ + h * dk, kAt + b * S * wQ + h * dk, vAt + b * S * wV + h * dv, dyAt + b * T * wV + h * dv];
         module.pack_rows(4 * qn, 4 * wQ, 4 * (p0 + place.q), T, dk, 4);              // [tiles][dk][4]
@@ -372,25 +392,41 @@ export function fusedAttentionLayerTraining(
     return map;
   };
   const withBias = (map: tf.NamedTensorMap, bias: tf.Tensor|null|undefined) => (bias == null ? map : {...map, keyBias: bias});
+  const [B, T] = x.shape as [number, number];
+  const S = (context ?? x).shape[1] as number;
+  // One head at a size that two threads speed up: the attention's own kernels, on two threads, between the projections'.
+  const split = attrs.heads === 1 && twoThreadsPay(2 * B * T * S * (attrs.dk + attrs.dv), T);
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const given = args.slice(0, -1) as tf.Tensor[];
     const map = named(given);
-    const [out, q, k, v, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias(map, keyBias), attrs);
+    let out: tf.Tensor, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, lse: tf.Tensor;
+    if (split) {
+      [q, k, v] = runWasmKernelOutputs(PROJECT_KERNEL_NAME, forwardKernelFunc, map, {...attrs, attend: false});  // [B, T|S, d]
+      [out, lse] = attendWithLse(q, k, v, keyBias ?? null, {heads: 1, scale: attrs.scale, causal: attrs.causal});  // [B, T, dv], [B, T]
+    } else {
+      [out, q, k, v, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias(map, keyBias), attrs);
+    }
     // The key bias is saved, not read through the closure: the caller may dispose it before the backward.
     save([given[0], ...(context == null ? [] : [given[1]]), map.wq, map.wk, map.wv, q, k, v, out, lse, ...(keyBias == null ? [] : [keyBias])]);
     return {
       value: out,                                                               // [B, T, H·dv]
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         let i = 0;
         const xS = saved[i++];
         const cS = context == null ? null : saved[i++];
         const [wqS, wkS, wvS, qS, kS, vS, outS, lseS] = saved.slice(i, i + 8);
         const biasS = saved[i + 8] ?? null;
-        const backwardInputs: tf.NamedTensorMap = {x: xS, wq: wqS, wk: wkS, wv: wvS, q: qS, k: kS, v: vS, out: outS, lse: lseS, dy};
-        if (cS != null) backwardInputs.c = cS;
+        const weights: tf.NamedTensorMap = {x: xS, wq: wqS, wk: wkS, wv: wvS};
+        if (cS != null) weights.c = cS;
+        if (split) {
+          const [gq, gk, gv] = attendBackward({q: qS, k: kS, v: vS, out: outS, lse: lseS, keyBias: biasS}, dy,
+                                              {heads: 1, scale: attrs.scale, causal: attrs.causal});
+          return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, {...weights, gq, gk, gv}, attrs);
+        }
+        const backwardInputs: tf.NamedTensorMap = {...weights, q: qS, k: kS, v: vS, out: outS, lse: lseS, dy};
         return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, withBias(backwardInputs, biasS), attrs);
-      },
+      }),
     };
   });
   return attention(...inputs);
