@@ -135,7 +135,9 @@ export interface AttentionPlan {
  *   mask, the weights or dropout are asked for (padding masks too, for the op; the layer applies
  *   them in its kernel), or the sizes do not fit the kernel. When a gradient is recorded, the
  *   fused forward and backward ('gradient'), padding masks included, on two threads where
- *   inference would be. Otherwise the memory-efficient path
+ *   inference would be; for a layer call whose weights fit the projection kernel, with one
+ *   head or below the two-thread size, the projections and their gradients in the kernels too
+ *   ('layer-gradient'). Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
