@@ -12,6 +12,7 @@ import {checkStandardPathMemory, MEMORY_EFFICIENT_THRESHOLDS, memoryEfficientThr
 import * as blocked from '../src/attention/memory_efficient_attention';
 import * as fused from '../src/backend/wasm_fused_attention';
 import * as fusedTraining from '../src/backend/wasm_fused_attention_backward';
+import * as layerTraining from '../src/backend/wasm_fused_layer_training';
 import {AUTO_BACKEND_ORDER, chooseBackend} from '../src/backend/select_backend';
 import {runBench} from '../scripts/app/bench/run_bench';
 
@@ -40,7 +41,16 @@ const CASES: Case[] = [
     /^training on wasm: the fused kernel and its fused backward$/, {kernel: 'gradient', threads: 1}],
   ['wasm recording, padding, op', {backend: 'wasm', ...base, recording: true, padding: true}, 'fused', /fused backward/, {kernel: 'gradient'}],
   ['wasm recording, padding, layer', {backend: 'wasm', ...base, recording: true, padding: true, layer: {dq: 64, dc: 64, selfAttention: true}},
-    'fused', /fused backward/, {kernel: 'gradient'}],
+    'fused', /^training on wasm: the fused kernel with the projections and its fused backward with theirs$/, {kernel: 'layer-gradient', threads: 1}],
+  // A layer call that two threads would speed up: with one head, the layer's projections around the attention's two-thread kernels;
+  // with several, the attention's kernels alone.
+  ['wasm recording, layer, one head, 268 MFLOP', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 2, recording: true,
+    layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused', /^training on wasm: the fused kernel with the projections and its fused backward with theirs, on two threads$/,
+    {kernel: 'layer-gradient', threads: 2}],
+  ['wasm recording, layer, 4 heads, 268 MFLOP', {backend: 'wasm', batch: 1, heads: 4, T: 1024, S: 1024, dk: 16, dv: 16, threads: 2, recording: true,
+    layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/, {kernel: 'gradient', threads: 2}],
+  ['wasm recording, layer, weights too large for the projection kernel', {backend: 'wasm', ...base, recording: true,
+    layer: {dq: 2048, dc: 64, selfAttention: false}}, 'fused', /^training on wasm: the fused kernel and its fused backward$/, {kernel: 'gradient'}],
   ['wasm recording, causal', {backend: 'wasm', ...base, recording: true, causal: true}, 'fused', /fused backward/, {kernel: 'gradient'}],
   ['wasm recording, explicit mask', {backend: 'wasm', ...base, recording: true, mask: true}, 'standard',
     /^the fused kernel takes no explicit mask; S=128 < 4096, the memory-efficient threshold on wasm$/],
@@ -171,14 +181,16 @@ function observedPath(run: () => tf.TensorContainer): {path: AttentionPlan['path
     attention: jest.spyOn(fused, 'fusedAttention'),
     heads: jest.spyOn(fused, 'fusedMultiHeadAttention'),
     layer: jest.spyOn(fused, 'fusedAttentionLayer'),
+    layerTraining: jest.spyOn(layerTraining, 'fusedAttentionLayerTraining'),
   };
   try {
     tf.dispose(tf.tidy(run));
     const calls = Object.fromEntries(Object.entries(spies).map(([name, spy]) => [name, spy.mock.calls.length]));
-    const fusedCalls = calls.attention + calls.heads + calls.layer + calls.training;
+    const fusedCalls = calls.attention + calls.heads + calls.layer + calls.training + calls.layerTraining;
     expect(fusedCalls + calls.blocked).toBeLessThanOrEqual(1);
     if (calls.blocked > 0) return {path: 'memory-efficient'};
     if (calls.layer > 0) return {path: 'fused', kernel: 'layer'};
+    if (calls.layerTraining > 0) return {path: 'fused', kernel: 'layer-gradient'};
     if (calls.training > 0) return {path: 'fused', kernel: 'gradient'};
     if (fusedCalls > 0) return {path: 'fused', kernel: 'attention'};
     return {path: 'standard'};

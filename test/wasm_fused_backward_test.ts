@@ -13,6 +13,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention} from '../src/node';
 import {planAttention} from '../src/attention/attention_plan';
 import * as training from '../src/backend/wasm_fused_attention_backward';
+import * as layerTraining from '../src/backend/wasm_fused_layer_training';
 import {backwardSplit, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
 import {setAttentionThreads} from '../src/backend/attention_threads';
@@ -73,9 +74,9 @@ function leadOf(lead: number[], n: number): number[] {
   return lead.length === 1 ? [n] : [Math.floor(n / lead[1]), n % lead[1]];
 }
 
-/** Runs `fn` and says whether the fused training path ran in it. */
-function ranFusedTraining<R>(fn: () => R): {result: R; ran: boolean} {
-  const spy = jest.spyOn(training, 'fusedAttentionTraining');
+/** Runs `fn` and says whether the fused training path ran in it: the attention's (`fusedAttentionTraining`) or the layer's. */
+function ranFusedTraining<R>(fn: () => R, of: 'attention'|'layer' = 'attention'): {result: R; ran: boolean} {
+  const spy = of === 'attention' ? jest.spyOn(training, 'fusedAttentionTraining') : jest.spyOn(layerTraining, 'fusedAttentionLayerTraining');
   try {
     const result = fn();
     return {result, ran: spy.mock.calls.length > 0};
@@ -228,13 +229,123 @@ describe('the layer trains on the fused backward', () => {
       const dx = tf.grad(f)(x);
       const {grads} = tf.variableGrads(() => f(x), layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val));
       return [dx, ...layers[i].trainableWeights.map(w => grads[(w as unknown as {val: tf.Variable}).val.name])];
-    }));
+    }), 'layer');
     const [fused, standard] = [gradsOf(0), gradsOf(1)];
     expect([fused.ran, standard.ran]).toEqual([true, false]);
     expect(fused.result.length).toBe(9);  // dx and 8 weights
     fused.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
     disposeAll(x, r, mask, fused.result, standard.result);
     layers.forEach(l => l.dispose());
+  });
+
+  /** [what, layer arguments, B, T, query width, context length S (null: self-attention), context width, masks] */
+  const LAYER_CASES: Array<[string, Record<string, unknown>, number, number, number, number|null, number, Masks]> = [
+    ['one head, no bias, d = 64 (the bench\'s small point)', {numHeads: 1, keyDim: 64}, 3, 16, 64, null, 64, {}],
+    ['4 heads of 16, bias', {numHeads: 4, keyDim: 16, useBias: true}, 2, 13, 64, null, 64, {}],
+    ['3 heads, valueDim ≠ keyDim, outputDim, causal', {numHeads: 3, keyDim: 5, valueDim: 7, outputDim: 9, useBias: true, causal: true},
+      2, 9, 10, null, 10, {causal: true}],
+    ['2 heads, query padding', {numHeads: 2, keyDim: 8, valueDim: 4}, 3, 11, 12, null, 12, {queryPadding: (b, t) => (t + b) % 4 !== 3}],
+    ['cross-attention S ≠ T, one head, bias', {numHeads: 1, keyDim: 8, useBias: true}, 2, 5, 8, 19, 6, {}],
+    ['cross-attention, 2 heads, outputDim, key and query padding', {numHeads: 2, keyDim: 6, valueDim: 10, outputDim: 5, useBias: true},
+      2, 7, 9, 33, 11, {keyPadding: (b, s) => (s * 3 + b) % 5 !== 2, queryPadding: (b, t) => t % 3 !== 1}],
+    ['cross-attention, one query, one key', {numHeads: 2, keyDim: 3}, 2, 1, 4, 1, 5, {}],
+  ];
+
+  it.each(LAYER_CASES)('%s: the layer\'s own fused gradient gives the standard path\'s for the inputs and every weight', (
+      _, args, B, T, dq, S, dc, masks) => {
+    const start = tf.memory().numTensors;
+    const x = tf.tensor(randomArray([B, T, dq], 61) as number[], [B, T, dq], 'float32');
+    const c = S == null ? null : tf.tensor(randomArray([B, S, dc], 62) as number[], [B, S, dc], 'float32');
+    const padding = (length: number, real?: (b: number, i: number) => boolean) => (real == null ? null :
+        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length}, (___, i) => (real(b, i) ? 1 : 0)))));
+    const queryMask = padding(T, masks.queryPadding);
+    const contextMask = S == null ? null : padding(S, masks.keyPadding);
+    const mask = S == null ? queryMask : queryMask == null && contextMask == null ? null : [queryMask, contextMask];
+    const inputs = c == null ? [x] : [x, c];
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize, biasInitializer: 'randomNormal'}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply(c == null ? x : [x, c])));  // builds the weights
+    layers[1].setWeights(layers[0].getWeights());
+    const outputShape = (layers[0].computeOutputShape(c == null ? x.shape : [x.shape, c.shape]) as number[]);
+    const r = tf.tensor(randomArray(outputShape, 63) as number[], outputShape, 'float32');
+    const gradsOf = (i: number) => ranFusedTraining(() => tf.tidy(() => {
+      const f = (...given: tf.Tensor[]) =>
+        tf.sum(tf.mul(layers[i].apply(given.length === 1 ? given[0] : given, {mask}) as tf.Tensor, r)) as tf.Scalar;
+      const inputGrads = tf.grads(f)(inputs);
+      const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+      const {grads} = tf.variableGrads(() => f(...inputs), variables);
+      return [...inputGrads, ...variables.map(v => grads[v.name])];
+    }), 'layer');
+    const [fused, standard] = [gradsOf(0), gradsOf(1)];
+    expect([fused.ran, standard.ran]).toEqual([true, false]);
+    expect(fused.result.length).toBe(inputs.length + layers[0].trainableWeights.length);
+    fused.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
+    disposeAll(x, c, r, queryMask, contextMask, fused.result, standard.result);
+    layers.forEach(l => l.dispose());
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('with one head above the two-thread size: the attention\'s kernels on two threads, bit for bit as on one, and the standard path\'s gradients', () => {
+    const start = tf.memory().numTensors;
+    // Cross-attention, 2·B·T·S·(dk + dv) = 38.8 MFLOP (over twoThreadsPay's 36), T not a multiple of 4, d not of 8, causal, key padding.
+    const [B, T, S, dq, dc] = [2, 301, 310, 40, 24];
+    const x = tf.tensor(randomArray([B, T, dq], 81) as number[], [B, T, dq], 'float32');
+    const c = tf.tensor(randomArray([B, S, dc], 82) as number[], [B, S, dc], 'float32');
+    const contextMask = tf.tensor2d(Array.from({length: B}, (_, b) => Array.from({length: S}, (__, s) => ((s + b) % 7 === 3 ? 0 : 1))));
+    const args = {numHeads: 1, keyDim: 60, valueDim: 44, useBias: true, causal: true, biasInitializer: 'randomNormal'};
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply([x, c])));
+    layers[1].setWeights(layers[0].getWeights());
+    const r = tf.tensor(randomArray([B, T, 44], 83) as number[], [B, T, 44], 'float32');
+    const gradsOf = (i: number, threads: 1|2) => {
+      const previous = setAttentionThreads(threads);
+      try {
+        const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
+          const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(layers[i].apply([a, b], {mask: [null, contextMask]}) as tf.Tensor, r)) as tf.Scalar;
+          const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+          const {grads} = tf.variableGrads(() => f(x, c), variables);
+          return [...tf.grads(f)([x, c]), ...variables.map(v => grads[v.name])];
+        }), 'layer');
+        return {result, ran, threads: fusedThreadsOfLastCall()};
+      } finally {
+        setAttentionThreads(previous);
+      }
+    };
+    const [one, two, standard] = [gradsOf(0, 1), gradsOf(0, 2), gradsOf(1, 1)];
+    expect([one.ran, two.ran, standard.ran]).toEqual([true, true, false]);
+    expect([one.threads, two.threads]).toEqual([1, 2]);
+    expect(two.result.length).toBe(8);  // dx, dc and 6 weights
+    two.result.forEach((g, i) => expect(g.dataSync()).toEqual(one.result[i].dataSync()));
+    two.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
+    disposeAll(x, c, contextMask, r, one.result, two.result, standard.result);
+    layers.forEach(l => l.dispose());
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('a batch whose every token is padding gets zero gradients for its inputs, and adds nothing to the weights\'', () => {
+    const [B, T, d] = [2, 6, 8];
+    const x = tf.tensor(randomArray([B, T, d], 71) as number[], [B, T, d], 'float32');
+    const mask = tf.tensor2d([new Array<number>(T).fill(1), new Array<number>(T).fill(0)]);
+    const layer = scaledDotProductAttention({numHeads: 2, keyDim: 4, useBias: true});
+    tf.tidy(() => void layer.apply(x));
+    const variables = layer.trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+    const gradsFor = (input: tf.Tensor, m: tf.Tensor) => ranFusedTraining(() => tf.tidy(() => {
+      const f = (given: tf.Tensor) => tf.sum(layer.apply(given, {mask: m}) as tf.Tensor) as tf.Scalar;
+      const dx = tf.grad(f)(input);
+      const {grads} = tf.variableGrads(() => f(input), variables);
+      return [dx, ...variables.map(v => grads[v.name])];
+    }), 'layer');
+    const both = gradsFor(x, mask);
+    expect(both.ran).toBe(true);
+    const dx = both.result[0].arraySync() as number[][][];
+    expect(dx[1]).toEqual(Array.from({length: T}, () => new Array<number>(d).fill(0)));
+    expect(dx[0].flat().some(v => v !== 0)).toBe(true);
+    // The weights' gradients are the first batch's alone.
+    const first = tf.tidy(() => x.slice([0, 0, 0], [1, T, d]));
+    const firstMask = tf.ones([1, T]);
+    const alone = gradsFor(first, firstMask);
+    both.result.slice(1).forEach((g, i) => expectClose(g, alone.result[i + 1], 1e-5));
+    disposeAll(x, mask, first, firstMask, both.result, alone.result);
+    layer.dispose();
   });
 
   it('200 training steps leak neither tensors nor wasm heap', () => {
@@ -251,7 +362,7 @@ describe('the layer trains on the fused backward', () => {
     const optimizer = tf.train.sgd(0.01);
     tf.tidy(() => void layer.apply(x));  // builds the weights
     const step = () => optimizer.minimize(() => tf.losses.meanSquaredError(target, layer.apply(x, {mask}) as tf.Tensor) as tf.Scalar);
-    const {ran} = ranFusedTraining(() => step());  // the first step may grow the heap
+    const {ran} = ranFusedTraining(() => step(), 'layer');  // the first step may grow the heap
     expect(ran).toBe(true);
     const before = tf.memory();
     const heapBytes = wasm.HEAPU8.length;

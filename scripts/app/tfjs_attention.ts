@@ -13,4 +13,5 @@ export {checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument}
 export {memoryEfficientThreshold} from '../../src/attention/attention_plan';
 export {fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
 export {fusedTrainingBytes} from '../../src/backend/wasm_fused_attention_backward';
+export {fusedLayerTrainingBytes} from '../../src/backend/wasm_fused_layer_training';
 export {allowedAttentionThreads} from '../../src/backend/attention_threads';

@@ -11,6 +11,7 @@ import {twoThreadsPay} from '../backend/attention_threads';
 import {FUSED_KEY_BLOCK, fusedAttentionLayerSizesFit, fusedAttentionSizesFit} from '../backend/wasm_fused_attention';
 import type {AttentionSizes} from '../backend/wasm_fused_attention';
 import {fusedTrainingSizesFit} from '../backend/wasm_fused_attention_backward';
+import {fusedLayerTrainingSizesFit} from '../backend/wasm_fused_layer_training';
 
 /** The three ways attention can run. */
 export type AttentionPath = 'fused'|'standard'|'memory-efficient';
@@ -114,10 +115,13 @@ export interface AttentionPlan {
   threads?: 1|2;
   /**
    * On the fused path: 'layer' (projections and attention in one call), 'attention' (attention
-   * alone), or 'gradient' (a gradient is recorded: the attention's forward and its fused
-   * backward, `fusedAttentionTraining`, with tfjs' products for the projections).
+   * alone), 'gradient' (a gradient is recorded: the attention's forward and its fused
+   * backward, `fusedAttentionTraining`, with tfjs' products for the projections), or
+   * 'layer-gradient' (a gradient is recorded for a layer call with one head, or below the
+   * two-thread size: the projections too, forward and backward, in the kernels,
+   * `fusedAttentionLayerTraining`).
    */
-  kernel?: 'layer'|'attention'|'gradient';
+  kernel?: 'layer'|'attention'|'gradient'|'layer-gradient';
   /** Why, in words. */
   reason: string;
 }
@@ -131,7 +135,9 @@ export interface AttentionPlan {
  *   mask, the weights or dropout are asked for (padding masks too, for the op; the layer applies
  *   them in its kernel), or the sizes do not fit the kernel. When a gradient is recorded, the
  *   fused forward and backward ('gradient'), padding masks included, on two threads where
- *   inference would be. Otherwise the memory-efficient path
+ *   inference would be; for a layer call whose weights fit the projection kernel, with one
+ *   head or below the two-thread size, the projections and their gradients in the kernels too
+ *   ('layer-gradient'). Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
@@ -170,6 +176,12 @@ export function planAttention(call: AttentionCall): AttentionPlan {
       reason: `training on wasm: the fused kernel and its fused backward${threads === 2 ? ', on two threads' : ''}`,
     };
   }
+  if (fused.kernel === 'layer-gradient') {
+    return {
+      path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'layer-gradient',
+      reason: `training on wasm: the fused kernel with the projections and its fused backward with theirs${threads === 2 ? ', on two threads' : ''}`,
+    };
+  }
   if (fused.kernel != null) {
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: fused.kernel,
@@ -201,7 +213,7 @@ export function planAttention(call: AttentionCall): AttentionPlan {
 }
 
 /** The fused kernel the call takes by default, or why none. */
-function fusedChoice(call: AttentionCall): {kernel?: 'layer'|'attention'|'gradient'; whyNot?: string} {
+function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; whyNot?: string} {
   const {backend, batch, heads, T, S, dk, dv, layer} = call;
   if (backend !== 'wasm') return {};  // nothing to say: the fused kernel exists on wasm only
   if (!(call.fusedKernelAvailable ?? true)) return {whyNot: 'the fused kernel needs wasm SIMD, not available here'};
@@ -209,8 +221,13 @@ function fusedChoice(call: AttentionCall): {kernel?: 'layer'|'attention'|'gradie
   if (call.dropoutActive) return {whyNot: 'the fused kernel has no dropout'};
   if (call.mask) return {whyNot: 'the fused kernel takes no explicit mask'};
   if (call.recording) {
-    return fusedTrainingSizesFit({T, S, dk, dv}) ? {kernel: 'gradient'} :
-        {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
+    if (!fusedTrainingSizesFit({T, S, dk, dv})) return {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
+    // The layer's kernels attend on one thread, heads side by side; a call that two threads would speed up
+    // takes the attention's kernels, between the layer's projections with one head, and alone with several.
+    const oneThread = !twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T);
+    const layerFits = layer != null && (oneThread || heads === 1) &&
+        fusedLayerTrainingSizesFit({batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention});
+    return {kernel: layerFits ? 'layer-gradient' : 'gradient'};
   }
   if (!fusedAttentionSizesFit(T, S, dk, dv)) return {whyNot: 'the sizes do not fit the fused kernel\'s work buffers'};
   const layerFits = layer != null &&

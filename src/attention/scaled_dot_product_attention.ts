@@ -7,6 +7,7 @@ import {dotProductAttention} from './dot_product_attention';
 import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention_plan';
 import {fusedAttentionLayer, fusedKernelAvailable, fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
 import {allowedAttentionThreads} from '../backend/attention_threads';
+import {fusedAttentionLayerTraining} from '../backend/wasm_fused_layer_training';
 import {attendedQueries, maskBias, paddingMask, toBoolMask} from './masks';
 import {dense} from './matmul';
 import type {Kwargs, LayerArgs, LayerVariable, Shape} from '../layers/layer_types';
@@ -223,7 +224,9 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     if (plan?.path === 'standard') this.checkScoresFit(query, context);
     return tf.tidy(() => {
       // 'gradient': the projections here, the attention and its fused backward in the op.
-      if (plan?.path === 'fused' && plan.kernel !== 'gradient') return this.callFused(query, context, options, plan.kernel as 'layer'|'attention');
+      if (plan?.path === 'fused' && plan.kernel !== 'gradient') {
+        return this.callFused(query, context, options, plan.kernel as 'layer'|'attention'|'layer-gradient');
+      }
       // The padding masks go to the op as [B, T] and [B, S]: the memory-efficient path keeps them vectors.
       const {attentionMask, queryMask, contextMask} = this.masksFor(query, context, options);
       const heads = this.projectHeads(query, context);
@@ -269,10 +272,13 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
    * the attention in one kernel call (`fusedAttentionLayer`), which writes the heads side by
    * side (no split or merge of heads), padding masks (tfjs' `mask`) and `causal` applied in
    * the kernel; with 'attention' (weights too large for the projection kernel, no padding),
-   * XNNPACK's projections then the attention kernel. Then the output projection.
+   * XNNPACK's projections then the attention kernel; with 'layer-gradient' (a gradient is
+   * recorded), as 'layer' with a fused gradient for the inputs and the projections
+   * (`fusedAttentionLayerTraining`). Then the output projection.
    */
   private callFused(
-      query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions, kernel: 'layer'|'attention'): tf.Tensor {
+      query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions,
+      kernel: 'layer'|'attention'|'layer-gradient'): tf.Tensor {
     const heads = this.numHeads;
     const dk = this.wq!.read().shape[1]! / heads;
     const dv = this.wv!.read().shape[1]! / heads;
@@ -283,13 +289,14 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const scale = this.scale ?? 1 / Math.sqrt(dk);
     const causal = this.causal;
     let attended: tf.Tensor;                                                    // [B, T, H*dv]
-    if (kernel === 'layer') {
+    if (kernel === 'layer' || kernel === 'layer-gradient') {
       const projections = {
         wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
       };
       // Padded keys get MASKED_LOGIT in every score; queries left with no key output zeros, as on the standard path.
       const keyBias = contextMask == null ? null : maskBias(toBoolMask(contextMask));  // [B, S]
-      attended = fusedAttentionLayer(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, keyBias);
+      const run = kernel === 'layer' ? fusedAttentionLayer : fusedAttentionLayerTraining;
+      attended = run(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, keyBias);
       const rows = attendedQueries(queryMask, contextMask, T, causal);          // [B, T, 1] or null
       if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);           // + 0: no -0 in zeroed rows
     } else {  // weights too large for the projection kernel (no padding: the plan said so): XNNPACK's products, then the attention kernel

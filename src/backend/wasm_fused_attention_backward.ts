@@ -30,12 +30,13 @@ export const FUSED_BACKWARD_KEY_BLOCK = 32;
 /** The parameters of attend_backward_4x8 (kernels.h), and how many. */
 const BACKWARD_PARAMS = KERNEL_SIGNATURES.attend_backward_4x8;
 const BACKWARD_ENTRIES = tableEntries('attend_backward_4x8');
+const BACKWARD_PARAM_INDEX = new Map(BACKWARD_PARAMS.map(([param], i) => [param, i]));
 
 const FORWARD_KERNEL_NAME = 'TfjsAttentionFusedForwardLse';
 const BACKWARD_KERNEL_NAME = 'TfjsAttentionFusedBackward';
 
 /** The sizes of one call: P (batch, head) pairs of T queries, S keys, head sizes dk and dv. */
-interface PairSizes {
+export interface PairSizes {
   T: number;
   S: number;
   dk: number;
@@ -43,7 +44,7 @@ interface PairSizes {
 }
 
 /** Where the backward's work buffers of one pair lie, in floats from their start (-1: used in place). */
-interface BackwardLayout {
+export interface BackwardLayout {
   tiles: number;
   dkp: number;
   dvp: number;
@@ -59,7 +60,7 @@ interface BackwardLayout {
 }
 
 /** `split`: room for a second part's dK and dV; `inPlace`: the operands and gradients whose rows need no padding are used in place. */
-function backwardLayoutOf({T, S, dk, dv}: PairSizes, split: boolean, inPlace = true): BackwardLayout {
+export function backwardLayoutOf({T, S, dk, dv}: PairSizes, split: boolean, inPlace = true): BackwardLayout {
   const tiles = Math.ceil(T / 4);
   const panels = Math.ceil(S / 8);
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
@@ -112,7 +113,7 @@ export function backwardSplit(sizes: PairSizes&{pairs: number; causal: boolean})
 }
 
 /** Where one pair's operands and gradients lie for attend_backward_4x8: float indices in its memory. */
-interface PairBuffers {
+export interface PairBuffers {
   q: number; k: number; v: number; dout: number;
   qRows: number; kRows: number; doutRows: number;
   lse: number; delta: number;
@@ -127,14 +128,14 @@ interface PairBuffers {
  * The arguments of attend_backward_4x8 (kernels.h) for `part` 0 (tiles 0 .. first - 1, or
  * all of them when first is 0) or 1 (tiles first ..) of a pair, in the declared order.
  */
-function backwardArgs(
+export function backwardArgs(
     b: PairBuffers, part: 0|1, first: number, sizes: PairSizes&TrainingAttrs&{dkp: number; dvp: number; block: number}): number[] {
   const {T, S, dk, dv, dkp, dvp, block, scale, causal} = sizes;
   const tiles = Math.ceil(T / 4);
   const [lo, hi] = part === 0 ? [0, first === 0 ? tiles : first] : [first, tiles];
   const args = new Array<number>(BACKWARD_ENTRIES);
   const set = (name: typeof BACKWARD_PARAMS[number][0], value: number) => {
-    args[BACKWARD_PARAMS.findIndex(([param]) => param === name)] = value;
+    args[BACKWARD_PARAM_INDEX.get(name)!] = value;
   };
   const byte = (floats: number) => 4 * floats;
   set('q', byte(b.q + lo * dk * 4));
@@ -185,7 +186,7 @@ export function fusedTrainingSizesFit(sizes: PairSizes): boolean {
 }
 
 /** Attributes of both kernels: the heads per batch (pair n is batch ⌊n / heads⌋), the scale and causal. */
-interface TrainingAttrs {
+export interface TrainingAttrs {
   heads: number;
   scale: number;
   causal: boolean;
@@ -247,7 +248,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
 }
 
 /** lse[t] = scale·max + log(sum) from attend_4x8's state (per tile of four: four maxima, then four sums), T queries. */
-function logSumExp(dst: Float32Array, to: number, state: Float32Array, from: number, T: number, scale: number): void {
+export function logSumExp(dst: Float32Array, to: number, state: Float32Array, from: number, T: number, scale: number): void {
   for (let t = 0; t < T; t++) {
     const at = from + 8 * (t >> 2) + (t & 3);
     dst[to + t] = scale * state[at] + Math.log(state[at + 4]);
@@ -528,6 +529,27 @@ function backwardOnTwoThreads(
     copyRows(to, at.gradK + n * S * dk, dk, mem, b.gradK[0], dkp, S, dk);
     copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
   });
+}
+
+/**
+ * The forward kernel alone: q [P, T, dk], k [P, S, dk], v [P, S, dv] (P = B·heads) and keyBias
+ * [B, S] or null -> out [P, T, dv] and lse [P, T], on two threads where they pay. No gradient.
+ */
+export function attendWithLse(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, keyBias: tf.Tensor|null, attrs: TrainingAttrs): tf.Tensor[] {
+  return runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, keyBias == null ? {q, k, v} : {q, k, v, keyBias}, attrs);
+}
+
+/**
+ * The backward kernel alone: `attendWithLse`'s inputs and outputs and dy [P, T, dv] -> dq, dk, dv,
+ * on two threads where they pay (the same bits as on one).
+ */
+export function attendBackward(
+    saved: {q: tf.Tensor; k: tf.Tensor; v: tf.Tensor; out: tf.Tensor; lse: tf.Tensor; keyBias: tf.Tensor|null}, dy: tf.Tensor,
+    attrs: TrainingAttrs): tf.Tensor[] {
+  const {q, k, v, out, lse, keyBias} = saved;
+  const inputs: tf.NamedTensorMap = {q, k, v, dy, out, lse};
+  if (keyBias != null) inputs.keyBias = keyBias;
+  return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, inputs, attrs);
 }
 
 /**

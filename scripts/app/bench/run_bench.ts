@@ -1,7 +1,7 @@
 /** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall, fusedTrainingBytes, memoryEfficientThreshold, planAttention, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
+import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, memoryEfficientThreshold, planAttention, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
 import type {AttentionPath, AttentionPlan, BackendName} from '../tfjs_attention_node';
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
 import {BenchCall, median, peakBytes, timeInterleaved} from './measure';
@@ -348,7 +348,9 @@ async function benchRow(
       const heapWork = fusedAttentionLayerBytes({batch: B, T, S: T, dq: d, dc: d, heads: H, dk: dHead, dv: dHead, selfAttention: true});
       // The fused backward's work buffers (one pair's, freed after each call) when a gradient is recorded.
       const trainingWork = fusedTrainingBytes({T, S: T, dk: dHead, dv: dHead});
-      row.peakBytes = await peakBytes(layerCall) + (ranPath !== 'fused' ? 0 : plan.kernel === 'gradient' ? trainingWork : heapWork);
+      const layerTrainingWork = fusedLayerTrainingBytes({batch: B, T, S: T, dq: d, dc: d, heads: H, dk: dHead, dv: dHead, selfAttention: true});
+      const work = plan.kernel === 'gradient' ? trainingWork : plan.kernel === 'layer-gradient' ? layerTrainingWork : heapWork;
+      row.peakBytes = await peakBytes(layerCall) + (ranPath !== 'fused' ? 0 : work);
       if (naiveFits) {
         row.naiveMedianMs = median(times[1]);
         row.speedupVsNaive = row.naiveMedianMs / row.medianMs;
