@@ -26,6 +26,9 @@ export default {
   clearTextReporter: {allowColor: false, logTests: false, reportScoreTable: true},
   jsonReporter: {fileName: `reports/mutation/${name}.json`},
   tempDirName: `.stryker-tmp-${name}`,  // one per module, so two modules can run at once
+  // Not copied into the sandbox: the Python environment (its lib64 link breaks Stryker's copy) and the other
+  // git-ignored installs and outputs, which no mutant's tests read.
+  ignorePatterns: ['.venv-keras', '.tfjs-node', 'dist', 'reports', 'trained', 'coverage', 'test-artifacts', 'demo/build'],
   cleanTempDir: 'always',
   thresholds: {high: 90, low: 85, break: null},
 };
