@@ -1,5 +1,4 @@
 /** npm run export -- --model models/park-play --out park-play.keras: a park model as a Keras 3 `.keras` archive. */
-import * as path from 'path';
 import {checkFileTarget, saveKerasModel, selectBackend} from './app/tfjs_attention_node';
 import {ParsedOptions, runCommand, UsageError} from './app/cli/arguments';
 import {terminalSafe} from './app/cli/terminal_text';

@@ -26,6 +26,7 @@ import {attendOneHead, Matrix, referenceAttention, referenceDotProductAttention,
 import {
   disposeAll, expectAllFinite, expectClose, expectThrowsWithoutLeak, maxAbsDiff, Nested, onBackend, randomArray, runTestsOn,
 } from './helpers/tensors';
+import {watchHeapBlocks} from './helpers/heap_blocks';
 
 /** What the tests read of tfjs-backend-wasm's backend object. */
 interface WasmBackendView {
@@ -737,7 +738,6 @@ describe('no leaks', () => {
     // Emscripten's _malloc and _free are lazy wrappers that replace themselves on their first call: make
     // that call now, so that the spies below stay in place even when this test runs alone.
     wasm._free(wasm._malloc(16));
-    const [malloc, free] = [wasm._malloc, wasm._free];
     setAttentionThreads(threads);
     try {
       for (const [T, dv] of [[512, 64], [510, 60]]) {  // aligned, and padded (more work buffers)
@@ -747,27 +747,12 @@ describe('no leaks', () => {
         tf.dispose(fusedAttention(q, k, v, 0.125));  // the first call may grow the heap
         const before = tf.memory();
         const heapBytes = wasm.HEAPU8.length;
-        // Every block taken from the heap during the calls (outputs, work buffers) and not yet given back.
-        const live = new Map<number, number>();
-        let allocations = 0;
-        wasm._malloc = (bytes: number) => {
-          const address = malloc(bytes);
-          live.set(address >>> 0, bytes);
-          allocations++;
-          return address;
-        };
-        wasm._free = (address: number) => {
-          live.delete(address >>> 0);
-          free(address);
-        };
-        try {
+        const {live, allocations} = watchHeapBlocks(wasm, () => {
           for (let i = 0; i < 50; i++) tf.dispose(fusedAttention(q, k, v, 0.125));
-        } finally {
-          [wasm._malloc, wasm._free] = [malloc, free];
-        }
+        });
         // The output per call, and on one thread a work buffer per call too.
         expect(allocations).toBeGreaterThanOrEqual(threads === 1 ? 100 : 50);
-        expect([...live.values()]).toEqual([]);
+        expect(live).toEqual([]);
         expect(tf.memory().numTensors).toBe(before.numTensors);
         expect(tf.memory().numBytes).toBe(before.numBytes);
         expect(wasm.HEAPU8.length).toBe(heapBytes);

@@ -19,6 +19,7 @@ import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/b
 import {setAttentionThreads} from '../src/backend/attention_threads';
 import {attendOneHead, Matrix, matmul, transpose} from './helpers/reference_attention';
 import {disposeAll, expectClose, Nested, randomArray, runTestsOn} from './helpers/tensors';
+import {watchHeapBlocks} from './helpers/heap_blocks';
 
 runTestsOn('wasm');
 
@@ -354,7 +355,6 @@ describe('the layer trains on the fused backward', () => {
     // Emscripten's _malloc and _free are lazy wrappers that replace themselves on their first
     // call: make that call now, so that the spies below stay in place.
     wasm._free(wasm._malloc(16));
-    const [malloc, free] = [wasm._malloc, wasm._free];
     const layer = scaledDotProductAttention({...args, causal: false});
     const x = tf.randomNormal([2, 37, 6], 0, 1, 'float32', 41);  // 37: a padded tile
     const target = tf.randomNormal([2, 37, 6], 0, 1, 'float32', 42);
@@ -366,33 +366,19 @@ describe('the layer trains on the fused backward', () => {
     expect(ran).toBe(true);
     const before = tf.memory();
     const heapBytes = wasm.HEAPU8.length;
-    const live = new Map<number, number>();
-    let allocations = 0;
-    wasm._malloc = (bytes: number) => {
-      const address = malloc(bytes);
-      live.set(address >>> 0, bytes);
-      allocations++;
-      return address;
-    };
-    wasm._free = (address: number) => {
-      live.delete(address >>> 0);
-      free(address);
-    };
     let losses: number[] = [];
-    try {
+    const {live, allocations} = watchHeapBlocks(wasm, () => {
       for (let i = 0; i < 200; i++) {
         const loss = optimizer.minimize(
             () => tf.losses.meanSquaredError(target, layer.apply(x, {mask}) as tf.Tensor) as tf.Scalar, true)!;
         if (i === 0 || i === 199) losses = [...losses, loss.dataSync()[0]];
         loss.dispose();
       }
-    } finally {
-      [wasm._malloc, wasm._free] = [malloc, free];
-    }
+    });
     expect(allocations).toBeGreaterThanOrEqual(400);  // a work buffer per forward and per backward at least
     // Of the blocks taken during the steps, only the weights' new values (SGD assigns them) are still held.
     const weightBytes = layer.trainableWeights.map(w => 4 * w.shape.reduce((x, y) => x! * y!, 1)!);
-    expect([...live.values()].sort((x, y) => x - y)).toEqual(weightBytes.sort((x, y) => x - y));
+    expect(live.sort((x, y) => x - y)).toEqual(weightBytes.sort((x, y) => x - y));
     expect(tf.memory().numTensors).toBe(before.numTensors);
     expect(tf.memory().numBytes).toBe(before.numBytes);
     expect(wasm.HEAPU8.length).toBe(heapBytes);
