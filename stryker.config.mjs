@@ -25,6 +25,10 @@ export default {
   reporters: ['clear-text', 'progress-append-only', 'json'],
   clearTextReporter: {allowColor: false, logTests: false, reportScoreTable: true},
   jsonReporter: {fileName: `reports/mutation/${name}.json`},
+  // A second run reuses the results of mutants whose code and covering tests did not change (a fresh clone has no
+  // such file, so it runs every mutant).
+  incremental: true,
+  incrementalFile: `reports/mutation/${name}-incremental.json`,
   tempDirName: `.stryker-tmp-${name}`,  // one per module, so two modules can run at once
   // Not copied into the sandbox: the Python environment (its lib64 link breaks Stryker's copy) and the other
   // git-ignored installs and outputs, which no mutant's tests read.

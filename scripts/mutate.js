@@ -4,7 +4,9 @@
  * (stryker.config.mjs) once per module of test/mutation/modules.js, each with only that module's test files, one
  * after another, then prints the mutation score of each file from the JSON reports (reports/mutation/<module>.json;
  * Stryker's clear-text report, with every surviving mutant, is in its own output above). With no module named it
- * runs them all. STRYKER_CONCURRENCY sets Stryker's test-runner processes (default 1: this is a 2-core machine).
+ * runs them all. Runs are incremental: mutants whose code and covering tests are unchanged since the module's last run
+ * (reports/mutation/<module>-incremental.json) keep their result; `--force` tests them all again.
+ * STRYKER_CONCURRENCY sets Stryker's test-runner processes (default 1: this is a 2-core machine).
  *
  * Score = (killed + timed out) / (killed + timed out + survived + no coverage); mutants the TypeScript checker
  * rejects (compile errors), mutants that crash the test run (runtime errors) and static mutants left out (ignored) are
@@ -34,6 +36,9 @@ function fileScores(report) {
 }
 
 function main(argv) {
+  // --force: test every mutant again, ignoring the previous run's results (Stryker's incremental mode).
+  const force = argv.includes('--force');
+  argv = argv.filter(arg => arg !== '--force');
   const names = argv.length > 0 ? argv : Object.keys(modules);
   for (const name of names) {
     if (!(name in modules)) {
@@ -49,7 +54,7 @@ function main(argv) {
     const reportFile = path.join(ROOT, 'reports', 'mutation', `${name}.json`);
     fs.rmSync(reportFile, {force: true});  // an old report must not pass for this run's
     const started = Date.now();
-    const result = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', '@stryker-mutator', 'core', 'bin', 'stryker.js'), 'run', 'stryker.config.mjs'],
+    const result = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', '@stryker-mutator', 'core', 'bin', 'stryker.js'), 'run', 'stryker.config.mjs', ...(force ? ['--force'] : [])],
                              {cwd: ROOT, stdio: 'inherit', env: {...process.env, STRYKER_MODULE: name}});
     const minutes = (Date.now() - started) / 60000;
     if (result.status !== 0 || !fs.existsSync(reportFile)) {
