@@ -5,16 +5,7 @@
 
 #include "exp_wasmsimd.h"
 #include "kernels.h"
-
-#define INFINITY __builtin_inff()
-
-// Adds `vmask` to the scores of key `key` of the block (its four queries in the lanes), if
-// the block's first `keys` keys hold it (`key` is huge when the key lies before the block).
-static inline void mask_key(float* scratch, uint32_t key, uint32_t keys, v128_t vmask) {
-  if (key >= keys) return;
-  float* sk = scratch + 4 * key;
-  wasm_v128_store(sk, wasm_f32x4_add(wasm_v128_load(sk), vmask));
-}
+#include "scores_4x8_wasmsimd.h"
 
 // Arguments (byte addresses in the memory, strides in bytes, and sizes):
 // - q: the queries packed by fours (pack_rows), [tiles][dk][4] (tiles = ceil(T / 4));
@@ -76,65 +67,15 @@ void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_strid
         if ((uint32_t) visible < keys) keys = (uint32_t) visible;
       }
 
-      // 1. The scores of the tile against its keys, a panel of eight at a time:
-      // vaccRxJ holds query R's scores of keys J (R in 0..3, J in 0123 or 4567).
-      const float* kp = k + j0 * dk;
-      float* sp = scratch;
+      // 1. The scores of the tile against its keys, a panel of eight at a time, key by key
+      // into the scratch (query in the lane).
       const uint32_t panels = (keys + 7) >> 3;
-      for (uint32_t p = 0; p < panels; p++) {
-        v128_t vacc0x0123 = vzero;
-        v128_t vacc0x4567 = vzero;
-        v128_t vacc1x0123 = vzero;
-        v128_t vacc1x4567 = vzero;
-        v128_t vacc2x0123 = vzero;
-        v128_t vacc2x4567 = vzero;
-        v128_t vacc3x0123 = vzero;
-        v128_t vacc3x4567 = vzero;
-        const float* qp = q + 4 * dk * i;
-        for (uint32_t d = 0; d < dk; d++) {
-          const v128_t vk0123 = wasm_v128_load(kp);
-          const v128_t vk4567 = wasm_v128_load(kp + 4);
-          kp += 8;
-          const v128_t vq0 = wasm_v128_load32_splat(qp);
-          vacc0x0123 = wasm_f32x4_add(vacc0x0123, wasm_f32x4_mul(vq0, vk0123));
-          vacc0x4567 = wasm_f32x4_add(vacc0x4567, wasm_f32x4_mul(vq0, vk4567));
-          const v128_t vq1 = wasm_v128_load32_splat(qp + 1);
-          vacc1x0123 = wasm_f32x4_add(vacc1x0123, wasm_f32x4_mul(vq1, vk0123));
-          vacc1x4567 = wasm_f32x4_add(vacc1x4567, wasm_f32x4_mul(vq1, vk4567));
-          const v128_t vq2 = wasm_v128_load32_splat(qp + 2);
-          vacc2x0123 = wasm_f32x4_add(vacc2x0123, wasm_f32x4_mul(vq2, vk0123));
-          vacc2x4567 = wasm_f32x4_add(vacc2x4567, wasm_f32x4_mul(vq2, vk4567));
-          const v128_t vq3 = wasm_v128_load32_splat(qp + 3);
-          vacc3x0123 = wasm_f32x4_add(vacc3x0123, wasm_f32x4_mul(vq3, vk0123));
-          vacc3x4567 = wasm_f32x4_add(vacc3x4567, wasm_f32x4_mul(vq3, vk4567));
-          qp += 4;
-        }
-        // Transposed into the scratch, key by key: vsJ holds key J's scores of queries 0..3.
-        const v128_t v01x01 = wasm_i32x4_shuffle(vacc0x0123, vacc1x0123, 0, 4, 1, 5);
-        const v128_t v01x23 = wasm_i32x4_shuffle(vacc0x0123, vacc1x0123, 2, 6, 3, 7);
-        const v128_t v23x01 = wasm_i32x4_shuffle(vacc2x0123, vacc3x0123, 0, 4, 1, 5);
-        const v128_t v23x23 = wasm_i32x4_shuffle(vacc2x0123, vacc3x0123, 2, 6, 3, 7);
-        const v128_t v01x45 = wasm_i32x4_shuffle(vacc0x4567, vacc1x4567, 0, 4, 1, 5);
-        const v128_t v01x67 = wasm_i32x4_shuffle(vacc0x4567, vacc1x4567, 2, 6, 3, 7);
-        const v128_t v23x45 = wasm_i32x4_shuffle(vacc2x4567, vacc3x4567, 0, 4, 1, 5);
-        const v128_t v23x67 = wasm_i32x4_shuffle(vacc2x4567, vacc3x4567, 2, 6, 3, 7);
-        wasm_v128_store(sp, wasm_i32x4_shuffle(v01x01, v23x01, 0, 1, 4, 5));       // vs0
-        wasm_v128_store(sp + 4, wasm_i32x4_shuffle(v01x01, v23x01, 2, 3, 6, 7));   // vs1
-        wasm_v128_store(sp + 8, wasm_i32x4_shuffle(v01x23, v23x23, 0, 1, 4, 5));   // vs2
-        wasm_v128_store(sp + 12, wasm_i32x4_shuffle(v01x23, v23x23, 2, 3, 6, 7));  // vs3
-        wasm_v128_store(sp + 16, wasm_i32x4_shuffle(v01x45, v23x45, 0, 1, 4, 5));  // vs4
-        wasm_v128_store(sp + 20, wasm_i32x4_shuffle(v01x45, v23x45, 2, 3, 6, 7));  // vs5
-        wasm_v128_store(sp + 24, wasm_i32x4_shuffle(v01x67, v23x67, 0, 1, 4, 5));  // vs6
-        wasm_v128_store(sp + 28, wasm_i32x4_shuffle(v01x67, v23x67, 2, 3, 6, 7));  // vs7
-        sp += 32;
-      }
+      dot_4x8(q + 4 * dk * i, k + j0 * dk, dk, panels, scratch);
 
       // Causal: keys t0 + 1, t0 + 2 and t0 + 3, where they fall in this block, are masked
       // in the lanes of the queries before them.
       if (causal != 0) {
-        mask_key(scratch, t0 + 1 - j0, keys, wasm_f32x4_make(-INFINITY, 0.0f, 0.0f, 0.0f));            // query t0
-        mask_key(scratch, t0 + 2 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, 0.0f, 0.0f));       // t0, t0 + 1
-        mask_key(scratch, t0 + 3 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, -INFINITY, 0.0f));  // t0 .. t0 + 2
+        mask_causal_4x8(scratch, t0, j0, keys);
       }
       // A key mask: every query's score of key j0 + j gets key_bias[j0 + j].
       if (key_bias != NULL) {
