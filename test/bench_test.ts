@@ -14,8 +14,8 @@ import {checkStandardPathMemory, planAttention, STANDARD_PATH_MAX_SCORE_BYTES} f
 import {forwardFlops, matMulFlops, trainingFlops} from '../scripts/app/bench/flops';
 import {naiveSelfAttention} from '../scripts/app/bench/naive_attention';
 import {parseBenchArgs} from '../scripts/app/bench/options';
-import {evaluateTargets, evaluateTrainingTargets, formatReport, trainingRatios, writeJson} from '../scripts/app/bench/report';
-import {BackendResults, BenchResults, BenchRow, MASK_GRID, MaskKind, QUICK_GRID, runBench} from '../scripts/app/bench/run_bench';
+import {evaluateTargets, evaluateTrainingTargets, formatReport, formatTwoThreadTable, trainingRatios, writeJson} from '../scripts/app/bench/report';
+import {BackendResults, BenchResults, BenchRow, MASK_GRID, MaskKind, QUICK_GRID, runBench, twoThreadParts} from '../scripts/app/bench/run_bench';
 import {UsageError} from '../scripts/app/cli/arguments';
 import {maxAbsDiff, runTestsOn} from './helpers/tensors';
 
@@ -187,7 +187,7 @@ describe('targets', () => {
     oneThreadMedianMs: extra.oneThreadMedianMs ?? null,
     speedupVsOneThread: extra.oneThreadMedianMs == null ? null : extra.oneThreadMedianMs / ms,
     fractionOfMatMul: extra.fractionOfMatMul ?? 0.5, oneThreadFractionOfMatMul: extra.fractionOfMatMul ?? 0.5,
-    leakedTensors: 0,
+    twoThreadParts: null, leakedTensors: 0,
   }) as unknown as BenchRow;
   const grid = (ratio: number, training: {threads?: 1|2; oneThreadMedianMs?: number; fractionOfMatMul?: number} = {}) =>
     ({backend: 'wasm', notes: [], rows: [[32, 16], [8, 128], [1, 1024], [1, 4096]].flatMap(([B, T]) => [
@@ -217,6 +217,40 @@ describe('targets', () => {
       detail: 'T=1024 forward: 1.90×, T=1024 forward+backward: one thread, T=4096 forward: 1.90×, T=4096 forward+backward: one thread'});
     expect(evaluateTrainingTargets(grid(3, {threads: 2, oneThreadMedianMs: 60}))[2].status).toBe('met');
     expect(evaluateTrainingTargets(grid(3, {threads: 2, oneThreadMedianMs: 50}))[2].status).toBe('missed');  // 1.67×
+  });
+});
+
+describe('two threads: where a call\'s time goes', () => {
+  const kernelCall = (beforeMs: number, mineMs: number, workerMs: number, waitMs: number, afterMs: number) =>
+    ({kernel: 'attend_4x8', beforeMs, wakeMs: 0.05, mineMs, workerMs, waitMs, afterMs});
+
+  it('sums each call\'s kernel calls and takes the median of each part over the calls; "outside" is the rest of the call', () => {
+    // Three timed calls of 10, 12 and 30 ms, the middle one with two kernel calls (a forward and a backward).
+    const parts = twoThreadParts([10, 12, 30], [
+      [kernelCall(1, 4, 5, 1, 0.5)],
+      [kernelCall(0.5, 3, 3, 0, 0.5), kernelCall(0.5, 3, 2, 1, 0.5)],
+      [kernelCall(2, 10, 12, 2, 1)],
+    ]);
+    // Per call, before + mine + waiting + after: 6.5, 9, 15; outside: 10 - 6.5, 12 - 9, 30 - 15 = 3.5, 3, 15.
+    expect(parts).toEqual({
+      kernelCalls: 1, outsideMs: 3.5, beforeMs: 1, wakeMs: 0.05, mineMs: 6, workerMs: 5, waitMs: 1, afterMs: 1,
+    });
+  });
+
+  it('gives nothing when a call recorded no two-thread kernel call or the counts differ', () => {
+    expect(twoThreadParts([10, 12], [[kernelCall(1, 4, 5, 1, 0.5)], []])).toBeNull();
+    expect(twoThreadParts([10, 12], [[kernelCall(1, 4, 5, 1, 0.5)]])).toBeNull();
+  });
+
+  it('the report shows a row per two-thread row, and no table when none ran on two threads', () => {
+    const row = {
+      batch: 1, length: 1024, dModel: 64, heads: 1, pass: 'forward', status: 'ok', medianMs: 7.76, oneThreadMedianMs: 11.29,
+      speedupVsOneThread: 11.29 / 7.76, twoThreadParts: {kernelCalls: 1, outsideMs: 1.5, beforeMs: 0.3, wakeMs: 0.04, mineMs: 5.5,
+        workerMs: 5.9, waitMs: 0.4, afterMs: 0.1},
+    } as unknown as BenchRow;
+    const table = formatTwoThreadTable({backend: 'wasm', rows: [row]} as unknown as BackendResults);
+    expect(table).toContain('| 1, 1024, 64, 1 | forward | 7.76 | 11.29 | 1.45 | 1 | 1.50 | 0.30 | 5.50 | 5.90 | 0.040 | 0.40 | 0.10 |');
+    expect(formatTwoThreadTable({backend: 'wasm', rows: [{...row, twoThreadParts: null}]} as unknown as BackendResults)).toBeNull();
   });
 });
 
@@ -342,7 +376,7 @@ describe('the mask rows', () => {
       mask, blockSize: 512, pass, status: 'ok', note: null, reps: 5, medianMs: ms, gflops: 1, peakBytes: peak,
       naiveMedianMs: null, naivePeakBytes: null, speedupVsNaive: null, matMulGflops: 1, matMulSize: 1024,
       fractionOfMatMul: 1, threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
-      unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, leakedTensors: 0,
+      twoThreadParts: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, leakedTensors: 0,
     });
     const backend = (rows: BenchRow[]): BackendResults =>
       ({backend: 'wasm', memoryEfficientThreshold: 4096, settings: {reps: 5, largeReps: 5, warmup: 1, quick: false}, matMulGflops: 1, rows, notes: []});

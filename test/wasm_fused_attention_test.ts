@@ -19,7 +19,7 @@ import {
   fusedMultiHeadAttention,
 } from '../src/backend/wasm_fused_attention';
 import * as threadsModule from '../src/backend/attention_threads';
-import {getSecondThread, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
+import {getSecondThread, recordTwoThreadCalls, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
 import {runCommand} from './helpers/run_script';
 import {ValueError} from '../src/errors';
 import {attendOneHead, Matrix, referenceAttention, referenceDotProductAttention, Tensor3} from './helpers/reference_attention';
@@ -371,6 +371,40 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     expectClose(two, referenceHeads(x, 0, {k: x, kColumn: H * dk, v: x, vColumn: 2 * H * dk}, sizes), 1e-5);
     expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
     disposeAll(one, two, qkv.tensor);
+  });
+
+  it('records where the time of each two-thread call goes, only while recording', () => {
+    const {q, k, v} = randomAttention([1], {T: 512, S: 512, dk: 64, dv: 64}, {scale: 0.125}, 221);
+    fusedAttention(q, k, v, 0.125).dispose();
+    expect(recordTwoThreadCalls(true)).toEqual([]);                         // nothing recorded while off
+    const started = performance.now();
+    const out = fusedAttention(q, k, v, 0.125);
+    const wall = performance.now() - started;
+    setAttentionThreads(1);
+    fusedAttention(q, k, v, 0.125).dispose();                               // one thread: nothing to record
+    const calls = recordTwoThreadCalls(false);
+    expect(calls).toHaveLength(1);
+    const [call] = calls;
+    expect(call.kernel).toBe('attend_4x8');
+    for (const part of ['beforeMs', 'wakeMs', 'mineMs', 'workerMs', 'waitMs', 'afterMs'] as const) {
+      expect(Number.isFinite(call[part])).toBe(true);
+      expect(call[part]).toBeGreaterThanOrEqual(0);
+    }
+    // This thread's parts follow each other inside the call; the worker's share lies within this thread's share and waiting.
+    expect(call.beforeMs + call.mineMs + call.waitMs + call.afterMs).toBeLessThanOrEqual(wall);
+    expect(call.wakeMs + call.workerMs).toBeLessThanOrEqual(call.mineMs + call.waitMs);
+    expect(call.mineMs).toBeGreaterThan(0);
+    expect(call.workerMs).toBeGreaterThan(0);
+    expect(recordTwoThreadCalls(false)).toEqual([]);                        // taken: the log starts afresh
+    disposeAll(out, q, k, v);
+  });
+
+  it('records a training step\'s forward and backward kernel calls on two threads', () => {
+    const {q, k, v} = randomAttention([1], {T: 512, S: 512, dk: 64, dv: 64}, {scale: 0.125}, 222);
+    recordTwoThreadCalls(true);
+    const grad = tf.grad(x => tf.sum(dotProductAttention(x, k, v)))(q);
+    expect(recordTwoThreadCalls(false).map(call => call.kernel)).toEqual(['attend_4x8', 'attend_backward_4x8']);
+    disposeAll(grad, q, k, v);
   });
 
   it('starts its worker in Node; with setAttentionThreads(1) it is not used', () => {

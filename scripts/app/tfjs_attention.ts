@@ -14,4 +14,5 @@ export {memoryEfficientThreshold} from '../../src/attention/attention_plan';
 export {fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
 export {fusedTrainingBytes} from '../../src/backend/wasm_fused_attention_backward';
 export {fusedLayerTrainingBytes} from '../../src/backend/wasm_fused_layer_training';
-export {allowedAttentionThreads} from '../../src/backend/attention_threads';
+export {allowedAttentionThreads, recordTwoThreadCalls} from '../../src/backend/attention_threads';
+export type {TwoThreadCallTimes} from '../../src/backend/attention_threads';

@@ -80,6 +80,13 @@ const SLOT = {
   kind: 6,      // 0: attend_4x8 (the table and the job parameters below); 1 + i: TABLE_KERNELS[i], all arguments in the table
 };
 const FIRST_PARAM_SLOT = 7;
+/**
+ * Byte offset in the header of three float64 clock readings (ms, `clock()`, comparable across
+ * threads): the job handed over, the worker's start and its end of its share. After every job
+ * parameter's slot.
+ */
+const TIMES_BYTE = 104;
+const TIME = {handedOver: 0, workerStarted: 1, workerDone: 2};
 
 /**
  * The kernels that the worker also runs from a table that holds every argument of each call
@@ -128,6 +135,9 @@ const WORKER_TABLE_JOBS = TABLE_KERNELS.map((kernel, i) => {
 function slotOf(name: JobParam): number {
   return FIRST_PARAM_SLOT + JOB_PARAMS.findIndex(([param]) => param === name);
 }
+if (4 * (FIRST_PARAM_SLOT + JOB_PARAMS.length) > TIMES_BYTE || TIMES_BYTE + 3 * 8 > HEADER_BYTES) {
+  throw new Error('tfjs-attention: the second thread\'s header cannot hold the job parameters and the clock readings');
+}
 
 /**
  * The worker's call of attend_4x8 for pair p (table entries from e = TABLE_ENTRIES·p),
@@ -146,6 +156,8 @@ const {workerData} = require('worker_threads');
 const {memory, bytes} = workerData;
 const h = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const f = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
+const times = new Float64Array(memory.buffer, ${TIMES_BYTE}, 3);
+const clock = () => Number(process.hrtime.bigint()) / 1e6;
 let attend_4x8 = null;
 let kernels = null;
 try {
@@ -159,6 +171,7 @@ Atomics.notify(h, ${SLOT.ready});
 while (attend_4x8 != null) {
   Atomics.wait(h, ${SLOT.job}, 0);
   if (Atomics.load(h, ${SLOT.job}) === 2) break;
+  times[${TIME.workerStarted}] = clock();
   try {
     ${WORKER_TABLE_JOBS}{
       const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
@@ -170,6 +183,7 @@ while (attend_4x8 != null) {
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
   }
+  times[${TIME.workerDone}] = clock();
   Atomics.store(h, ${SLOT.job}, 0);
   Atomics.store(h, ${SLOT.done}, 1);
   Atomics.notify(h, ${SLOT.done});
@@ -318,12 +332,16 @@ export function runTableOnBothThreads(
 /** Hands the job set up in the header to the worker, runs `mine`, and waits for the worker (at most `timeout` ms). */
 function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
   const h = thread.header;
+  const times = new Float64Array(thread.memory.buffer, TIMES_BYTE, 3);
   Atomics.store(h, SLOT.done, 0);
   Atomics.store(h, SLOT.failed, 0);
+  times[TIME.handedOver] = clock();
   Atomics.store(h, SLOT.job, 1);
   Atomics.notify(h, SLOT.job);
+  let mineDone = NaN;
   try {
     mine();
+    mineDone = clock();
   } finally {
     if (Atomics.wait(h, SLOT.done, 0, timeout) === 'timed-out') {
       secondThread = null;  // never again: the next calls run on one thread
@@ -335,4 +353,74 @@ function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
     secondThread = null;
     throw new Error('tfjs-attention: the second thread failed in its share of the fused attention');
   }
+  const [handedOver, workerStarted, workerDone] = [times[TIME.handedOver], times[TIME.workerStarted], times[TIME.workerDone]];
+  lastJob = {
+    handedOver, wakeMs: workerStarted - handedOver, mineMs: mineDone - handedOver, workerMs: workerDone - workerStarted,
+    waitMs: clock() - mineDone, ended: clock(),
+  };
+}
+
+/**
+ * The clock of the job timings, in ms: Node's monotonic hrtime, which this thread and the
+ * worker read alike (each thread's `performance.timeOrigin` is its own wall-clock reading, so
+ * theirs may disagree by more than a wake-up). Only Node has the second thread; elsewhere
+ * (never timing a job) performance.now.
+ */
+function clock(): number {
+  const hrtime = (globalThis as {process?: {hrtime?: {bigint(): bigint}}}).process?.hrtime;
+  return hrtime != null ? Number(hrtime.bigint()) / 1e6 : performance.now();
+}
+
+/**
+ * Where the time of one call on two threads went, in ms: the answer to "why are two threads
+ * not twice as fast" (npm run bench prints these for its two-thread rows).
+ */
+export interface TwoThreadCallTimes {
+  /** The kernel the two threads ran. */
+  kernel: string;
+  /** This thread alone, before the hand-over: operands copied into the shared memory and packed there. */
+  beforeMs: number;
+  /** From the hand-over until the worker started its share: its wake-up. */
+  wakeMs: number;
+  /** This thread's share (from the hand-over). */
+  mineMs: number;
+  /** The worker's share. */
+  workerMs: number;
+  /** This thread idle after its share, waiting for the worker's. */
+  waitMs: number;
+  /** This thread alone, after both: results copied out, the two threads' parts added. */
+  afterMs: number;
+}
+
+/** The timings of the last job, until the call that ran it notes them (`noteTwoThreadCall`). */
+let lastJob: {handedOver: number; wakeMs: number; mineMs: number; workerMs: number; waitMs: number; ended: number}|null = null;
+/** The calls noted since `recordTwoThreadCalls(true)`; null while not recording. */
+let callLog: TwoThreadCallTimes[]|null = null;
+
+/** The clock reading that a call on two threads takes when it starts, for `noteTwoThreadCall`. */
+export function twoThreadCallStart(): number {
+  return clock();
+}
+
+/**
+ * Called by a call on two threads when it is done (`started` from `twoThreadCallStart`):
+ * records where its time went, when recording.
+ */
+export function noteTwoThreadCall(kernel: string, started: number): void {
+  const job = lastJob;
+  lastJob = null;
+  if (callLog == null || job == null) return;
+  const {handedOver, ended, ...parts} = job;
+  callLog.push({kernel, beforeMs: handedOver - started, ...parts, afterMs: clock() - ended});
+}
+
+/**
+ * Starts (true) or stops (false) recording where the time of each call on two threads goes;
+ * returns the calls recorded since the last start (empty when none), and starts afresh.
+ * For the benchmark; recording costs a few clock readings per call.
+ */
+export function recordTwoThreadCalls(on: boolean): TwoThreadCallTimes[] {
+  const recorded = callLog ?? [];
+  callLog = on ? [] : null;
+  return recorded;
 }

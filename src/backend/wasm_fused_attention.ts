@@ -8,7 +8,10 @@
  * (attention_threads.ts). Inference only: no gradient is registered.
  */
 import * as tf from '@tensorflow/tfjs';
-import {getSecondThread, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, twoThreadsPay} from './attention_threads';
+import {
+  getSecondThread, noteTwoThreadCall, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, twoThreadCallStart,
+  twoThreadsPay,
+} from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
@@ -313,6 +316,7 @@ function attendOnTwoThreads(
   const {tiles, dvp, block} = layout;
   const {qSize, kSize, vSize, outSize, direct} = place;
   const pairs = batch * heads;
+  const started = twoThreadCallStart();
   const shared = sharedFloats(thread, 4 * place.end);
   const heap = heapFloats(backend);
   for (const {operand, offset} of place.copies) {
@@ -362,12 +366,13 @@ function attendOnTwoThreads(
   const to = heapFloats(backend);
   if (direct) {
     to.set(shared.subarray(place.out, place.out + batch * T * heads * dv), outAt >>> 2);
-    return;
+  } else {
+    for (let pair = 0; pair < pairs; pair++) {                             // [tiles·4, dvp] -> T rows of dv
+      const [b, h] = [Math.floor(pair / heads), pair % heads];
+      copyRows(to, (outAt >>> 2) + b * T * heads * dv + h * dv, heads * dv, shared, place.out + pair * outSize, dvp, T, dv);
+    }
   }
-  for (let pair = 0; pair < pairs; pair++) {                               // [tiles·4, dvp] -> T rows of dv
-    const [b, h] = [Math.floor(pair / heads), pair % heads];
-    copyRows(to, (outAt >>> 2) + b * T * heads * dv + h * dv, heads * dv, shared, place.out + pair * outSize, dvp, T, dv);
-  }
+  noteTwoThreadCall('attend_4x8', started);
 }
 
 /** Threads the last fused call ran on (1 or 2): for the benchmark. */

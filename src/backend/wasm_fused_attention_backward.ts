@@ -10,7 +10,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries, twoThreadsPay,
+  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
+  twoThreadCallStart, twoThreadsPay,
   writeTableCall,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
@@ -311,6 +312,7 @@ function forwardOnTwoThreads(
   const {P, T, S, dk, dv, heads, scale, causal, first, shared: layout} = call;
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  const started = twoThreadCallStart();
   const mem = sharedFloats(thread, 4 * layout.end);
   const heap = heapFloats(backend);
   const module = thread.module;
@@ -342,6 +344,7 @@ function forwardOnTwoThreads(
     copyRows(to, at.out + n * T * dv, dv, mem, p0 + layout.out, dvp, T, dv);
     logSumExp(to, at.lse + n * T, mem, p0 + layout.state, T, scale);
   });
+  noteTwoThreadCall('attend_4x8', started);
 }
 
 /**
@@ -484,6 +487,7 @@ function backwardOnTwoThreads(
   const {P, T, S, dk, dv, heads, first, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
+  const started = twoThreadCallStart();
   const mem = sharedFloats(thread, 4 * layout.end);
   const heap = heapFloats(backend);
   const module = thread.module;
@@ -529,6 +533,7 @@ function backwardOnTwoThreads(
     copyRows(to, at.gradK + n * S * dk, dk, mem, b.gradK[0], dkp, S, dk);
     copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
   });
+  noteTwoThreadCall('attend_backward_4x8', started);
 }
 
 /**

@@ -50,6 +50,8 @@ export function formatReport(results: BenchResults): string {
     if (training != null) parts.push(training, '');
     const masked = formatMaskTable(backend);
     if (masked != null) parts.push(masked, '');
+    const twoThreads = formatTwoThreadTable(backend);
+    if (twoThreads != null) parts.push(twoThreads, '');
     const refused = backend.rows.filter(r => r.status !== 'ok');
     for (const row of refused) parts.push(`- (${row.batch}, ${row.length}, ${row.dModel}, ${row.heads}) ${row.path} ${row.pass}: ${row.note}`);
     for (const note of backend.notes) parts.push(`- ${note}`);
@@ -134,6 +136,29 @@ export function formatTrainingTable(results: BackendResults): string|null {
       `| ${f.batch}, ${f.length}, ${f.dModel}, ${f.heads} | ${asked}${f.mask == null ? '' : `, ${f.mask} mask`} | ` +
       `${pathOf(f)} | ${fixed(f.medianMs, 2)} | ${pathOf(t)} | ${fixed(t.medianMs, 2)} | ${fixed(ratio, 2)} | ` +
       `${fixed(oneThreadRatio, 2)} | ${fixed((t.fractionOfMatMul ?? NaN) * 100, 0)} | ${fixed((t.oneThreadFractionOfMatMul ?? NaN) * 100, 0)} |`),
+  ].join('\n');
+}
+
+/**
+ * Where the time of the two-thread rows goes (issue 13's "why are two threads not twice as
+ * fast"); null when no row ran on two threads.
+ */
+export function formatTwoThreadTable(results: BackendResults): string|null {
+  const rows = results.rows.filter(r => r.status === 'ok' && r.twoThreadParts != null);
+  if (rows.length === 0) return null;
+  return ['Two threads: where a call\'s time goes (ms, medians over the timed calls; the kernel calls\' parts summed per call). ' +
+    '"outside": the call\'s time outside its two-thread kernel calls (projections, tfjs ops; one thread); "before"/"after": ' +
+    'this thread alone, copying into the shared memory and packing / copying out and adding the threads\' parts; ' +
+    '"wake-up": hand-over to the worker\'s start; "waiting": this thread idle after its share. Ideal: outside, before and ' +
+    'after near 0, the two shares equal, waiting near 0.', '',
+    '| B, T, d, H | pass | call ms | 1 thread ms | × | kernel calls | outside | before | this thread\'s share | worker\'s share | wake-up | waiting | after |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map(r => {
+      const p = r.twoThreadParts!;
+      return `| ${r.batch}, ${r.length}, ${r.dModel}, ${r.heads} | ${r.pass} | ${fixed(r.medianMs, 2)} | ${fixed(r.oneThreadMedianMs, 2)} | ` +
+        `${fixed(r.speedupVsOneThread, 2)} | ${p.kernelCalls} | ${fixed(p.outsideMs, 2)} | ${fixed(p.beforeMs, 2)} | ${fixed(p.mineMs, 2)} | ` +
+        `${fixed(p.workerMs, 2)} | ${fixed(p.wakeMs, 3)} | ${fixed(p.waitMs, 2)} | ${fixed(p.afterMs, 2)} |`;
+    }),
   ].join('\n');
 }
 

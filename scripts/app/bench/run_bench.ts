@@ -1,8 +1,8 @@
 /** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, memoryEfficientThreshold, planAttention, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
-import type {AttentionPath, AttentionPlan, BackendName} from '../tfjs_attention_node';
+import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, memoryEfficientThreshold, planAttention, recordTwoThreadCalls, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
+import type {AttentionPath, AttentionPlan, BackendName, TwoThreadCallTimes} from '../tfjs_attention_node';
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
 import {BenchCall, median, peakBytes, timeInterleaved} from './measure';
 import {naiveSelfAttention} from './naive_attention';
@@ -75,11 +75,30 @@ export interface BenchRow {
   speedupVsOneThread: number|null;
   /** The one-thread GFLOP/s over matMulGflops (the matMul runs on one thread); on one-thread rows, fractionOfMatMul. */
   oneThreadFractionOfMatMul: number|null;
+  /** On two-thread rows, where a call's time went (medians over the timed calls); else null. */
+  twoThreadParts: TwoThreadParts|null;
   /** On mask rows: the same call without the mask, timed interleaved, and its peak; else null. */
   unmaskedMedianMs: number|null;
   unmaskedPeakBytes: number|null;
   /** numTensors after all the row's calls minus before (0 = no leak). */
   leakedTensors: number;
+}
+
+/**
+ * Where the time of a call on two threads goes, in ms, each part the median over the timed
+ * calls of its sum over the call's two-thread kernel calls (attention_threads.ts'
+ * TwoThreadCallTimes): `outsideMs` is the call's time outside those kernel calls (the
+ * projections, tfjs' ops and the gradients' plumbing, on one thread).
+ */
+export interface TwoThreadParts {
+  kernelCalls: number;
+  outsideMs: number;
+  beforeMs: number;
+  wakeMs: number;
+  mineMs: number;
+  workerMs: number;
+  waitMs: number;
+  afterMs: number;
 }
 
 export interface BackendResults {
@@ -217,6 +236,22 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
   return {date: new Date().toISOString(), node: process.version, cpus: cpuCount(), defaultBlockSize: DEFAULT_BLOCK_SIZE, backends};
 }
 
+/**
+ * The medians of where the time of each timed call went (`times`, ms, and `recorded`, the
+ * two-thread kernel calls each made, in the same order).
+ */
+export function twoThreadParts(times: number[], recorded: TwoThreadCallTimes[][]): TwoThreadParts|null {
+  if (recorded.length !== times.length || recorded.some(calls => calls.length === 0)) return null;
+  const sum = (calls: TwoThreadCallTimes[], part: keyof Omit<TwoThreadCallTimes, 'kernel'>) => calls.reduce((total, c) => total + c[part], 0);
+  const partMedian = (part: keyof Omit<TwoThreadCallTimes, 'kernel'>) => median(recorded.map(calls => sum(calls, part)));
+  const outside = recorded.map((calls, i) => times[i] - sum(calls, 'beforeMs') - sum(calls, 'mineMs') - sum(calls, 'waitMs') - sum(calls, 'afterMs'));
+  return {
+    kernelCalls: median(recorded.map(calls => calls.length)), outsideMs: median(outside), beforeMs: partMedian('beforeMs'),
+    wakeMs: partMedian('wakeMs'), mineMs: partMedian('mineMs'), workerMs: partMedian('workerMs'), waitMs: partMedian('waitMs'),
+    afterMs: partMedian('afterMs'),
+  };
+}
+
 function cpuCount(): number {
   return os.cpus().length;
 }
@@ -272,7 +307,7 @@ async function benchRow(
     blockSize: ranPath === 'memory-efficient' ? plan.blockSize! : ranPath === 'standard' ? 0 : null,
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
     naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null,
-    threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
+    threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null, twoThreadParts: null,
     unmaskedMedianMs: null, unmaskedPeakBytes: null, leakedTensors: 0,
   };
   const before = tf.memory().numTensors;
@@ -324,8 +359,18 @@ async function benchRow(
         setAttentionThreads(previous);
       }
     };
+    // On two threads, each call of the layer also records where its time went.
+    const recorded: TwoThreadCallTimes[][] = [];
+    const timedLayerCall: BenchCall = row.threads !== 2 ? layerCall : () => {
+      recordTwoThreadCalls(true);
+      try {
+        return layerCall();
+      } finally {
+        recorded.push(recordTwoThreadCalls(false));
+      }
+    };
     try {
-      const calls = [layerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []),
+      const calls = [timedLayerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []),
         ...(unmaskedCall ? [unmaskedCall] : []), matMulCall];
       const times = timeInterleaved(calls, reps, warmup);
       const timesOf = (call: BenchCall) => times[calls.indexOf(call)];
@@ -341,6 +386,7 @@ async function benchRow(
         row.unmaskedPeakBytes = await peakBytes(unmaskedCall);
       }
       if (row.threads === 2) {
+        row.twoThreadParts = twoThreadParts(times[0], recorded.slice(-times[0].length));
         row.oneThreadMedianMs = median(timesOf(oneThreadCall));
         row.speedupVsOneThread = row.oneThreadMedianMs / row.medianMs;
         row.oneThreadFractionOfMatMul = flops / row.oneThreadMedianMs / 1e6 / row.matMulGflops;
