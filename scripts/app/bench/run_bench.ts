@@ -90,16 +90,7 @@ export interface BenchRow {
  * TwoThreadCallTimes): `outsideMs` is the call's time outside those kernel calls (the
  * projections, tfjs' ops and the gradients' plumbing, on one thread).
  */
-export interface TwoThreadParts {
-  kernelCalls: number;
-  outsideMs: number;
-  beforeMs: number;
-  wakeMs: number;
-  mineMs: number;
-  workerMs: number;
-  waitMs: number;
-  afterMs: number;
-}
+export type TwoThreadParts = Omit<TwoThreadCallTimes, 'kernel'>&{kernelCalls: number; outsideMs: number};
 
 export interface BackendResults {
   backend: string;
