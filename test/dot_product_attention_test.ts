@@ -4,9 +4,10 @@
  * choice of the standard path, and leaks. Expected values come from the plain-JS reference.
  */
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, MEMORY_EFFICIENT_THRESHOLD, ValueError} from '../src';
 import * as memoryEfficientModule from '../src/attention/memory_efficient_attention';
-import {referenceDotProductAttention} from './helpers/reference_attention';
+import {attendOneHead, matmul, referenceDotProductAttention, transpose} from './helpers/reference_attention';
 import type {Matrix} from './helpers/reference_attention';
 import {withNative} from './helpers/native';
 import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, Nested, randomArray, runTestsOn} from './helpers/tensors';
@@ -38,18 +39,36 @@ describe('argument errors name the argument and the shapes, and leak nothing', (
   const cases: Array<[string, () => unknown, RegExp]> = [
     ['a query that is not a tensor', () => dotProductAttention([1, 2] as unknown as tf.Tensor, t([1, 2, 2]), t([1, 2, 2])),
       /^Argument `query` must be a tf\.Tensor\. Received: query=1,2$/],
+    ['a key that is not a tensor', () => dotProductAttention(t([1, 2, 2]), null as unknown as tf.Tensor, t([1, 2, 2])),
+      /^Argument `key` must be a tf\.Tensor\. Received: key=null$/],
+    ['a value that is not a tensor', () => dotProductAttention(t([1, 2, 2]), t([1, 2, 2]), 3 as unknown as tf.Tensor),
+      /^Argument `value` must be a tf\.Tensor\. Received: value=3$/],
     ['a rank-2 query', () => dotProductAttention(t([3, 4]), t([1, 3, 4]), t([1, 3, 4])),
       /^Argument `query` must have rank 3 \[B, T, d\] or rank 4 \[B, H, T, d\]\. Received: query\.shape=\[3, 4\]$/],
     ['rank-5 inputs', () => dotProductAttention(t([1, 1, 1, 3, 4]), t([1, 1, 1, 3, 4]), t([1, 1, 1, 3, 4])),
       /^Argument `query` must have rank 3 .*Received: query\.shape=\[1, 1, 1, 3, 4\]$/],
+    ['a rank-2 value', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([3, 4])),
+      /^Argument `value` must have rank 3 \[B, T, d\] or rank 4 \[B, H, T, d\]\. Received: value\.shape=\[3, 4\]$/],
+    ['an int32 query', () => dotProductAttention(t([1, 3, 4], 'int32'), t([1, 3, 4]), t([1, 3, 4])),
+      /^Argument `query` must be float32\. Received: query\.dtype=int32$/],
     ['an int32 key', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4], 'int32'), t([1, 3, 4])),
       /^Argument `key` must be float32\. Received: key\.dtype=int32$/],
     ['an int32 value', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4], 'int32')),
       /^Argument `value` must be float32\. Received: value\.dtype=int32$/],
     ['ranks that differ', () => dotProductAttention(t([1, 3, 4]), t([1, 1, 3, 4]), t([1, 1, 3, 4])),
       /`query`, `key` and `value` must have the same rank\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 1, 3, 4\], value\.shape=\[1, 1, 3, 4\]/],
+    ['a value alone of another rank', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 1, 3, 4])),
+      /^Arguments `query`, `key` and `value` must have the same rank\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 3, 4\], value\.shape=\[1, 1, 3, 4\]$/],
+    ['a key alone of another rank', () => dotProductAttention(t([1, 3, 4]), t([1, 1, 3, 4]), t([1, 3, 4])),
+      /^Arguments `query`, `key` and `value` must have the same rank\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 1, 3, 4\], value\.shape=\[1, 3, 4\]$/],
     ['batch sizes that differ', () => dotProductAttention(t([2, 3, 4]), t([1, 5, 4]), t([1, 5, 2])),
       /must agree on the batch axis\. Received: query\.shape=\[2, 3, 4\], key\.shape=\[1, 5, 4\], value\.shape=\[1, 5, 2\]/],
+    ['a value alone with another batch size', () => dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([1, 5, 2])),
+      /^Arguments `query`, `key` and `value` must agree on the batch axis\. Received: query\.shape=\[2, 3, 4\], key\.shape=\[2, 5, 4\], value\.shape=\[1, 5, 2\]$/],
+    ['a key alone with another batch size', () => dotProductAttention(t([2, 3, 4]), t([1, 5, 4]), t([2, 5, 2])),
+      /^Arguments `query`, `key` and `value` must agree on the batch axis\. Received: query\.shape=\[2, 3, 4\], key\.shape=\[1, 5, 4\], value\.shape=\[2, 5, 2\]$/],
+    ['a value alone with another head count', () => dotProductAttention(t([1, 2, 3, 4]), t([1, 2, 5, 4]), t([1, 3, 5, 2])),
+      /^Arguments `query`, `key` and `value` must agree on the head axis\. Received: query\.shape=\[1, 2, 3, 4\], key\.shape=\[1, 2, 5, 4\], value\.shape=\[1, 3, 5, 2\]$/],
     ['head counts that differ', () => dotProductAttention(t([1, 2, 3, 4]), t([1, 3, 5, 4]), t([1, 3, 5, 2])),
       /must agree on the head axis\. Received: query\.shape=\[1, 2, 3, 4\], key\.shape=\[1, 3, 5, 4\]/],
     ['query and key widths that differ', () => dotProductAttention(t([1, 3, 4]), t([1, 5, 3]), t([1, 5, 2])),
@@ -91,6 +110,25 @@ describe('argument errors name the argument and the shapes, and leak nothing', (
     expect(() => tf.tidy(() => {
       call();
     })).toThrow(ValueError);
+  });
+
+  it('T = 0 or S = 0: a mask that does not broadcast is refused all the same, naming the scores\' shape', () => {
+    const cases: Array<[number[], number[], RegExp]> = [
+      [[2, 0, 4], [2, 5, 4], /^Argument `mask` of shape \[2, 1, 4\] does not broadcast to the attention scores of shape \[2, 0, 5\]: axis 2 has 4, expected 5 or 1\.$/],
+      [[2, 3, 4], [2, 0, 4], /^Argument `mask` of shape \[2, 1, 4\] does not broadcast to the attention scores of shape \[2, 3, 0\]: axis 2 has 4, expected 0 or 1\.$/],
+    ];
+    for (const [qShape, kShape, pattern] of cases) {
+      const [q, k, v, mask] = [tf.zeros(qShape), tf.zeros(kShape), tf.zeros([...kShape.slice(0, 2), 2]), tf.ones([2, 1, 4])];
+      expectThrowsWithoutLeak(() => dotProductAttention(q, k, v, {mask}), pattern);
+      // A mask that does broadcast: the empty result, as without one.
+      const good = tf.ones([1, kShape[1]]);
+      const before = tf.memory().numTensors;
+      const out = dotProductAttention(q, k, v, {mask: good});
+      expect(out.shape).toEqual([2, qShape[1], 2]);
+      out.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      disposeAll(q, k, v, mask, good);
+    }
   });
 
   it('leaks nothing when the caller owns the inputs and the mask is bad', () => {
@@ -387,5 +425,95 @@ describe('path selection', () => {
     }));
     expect(spy).not.toHaveBeenCalled();
     disposeAll(q, k, v, short.q, short.k, short.v);
+  });
+});
+
+/**
+ * float64 backward of sum(R ∘ softmax(Q·Kᵀ·scale over the allowed keys)·V) for one (batch, head)
+ * pair, by plain loops: [dQ, dK, dV]. A row with no allowed key has weights 0, hence zero output
+ * and zero dQ. (dS = P ∘ (dP - rowsum(R ∘ O)), dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·R.)
+ */
+function referencePairGrads(q: Matrix, k: Matrix, v: Matrix, r: Matrix, allowed: boolean[][], scale: number): Matrix[] {
+  const p = attendOneHead(q, k, v, allowed, scale).weights;
+  const out = matmul(p, v);
+  const dp = matmul(r, transpose(v));
+  const rowTerm = out.map((row, t) => row.reduce((sum, x, c) => sum + x * r[t][c], 0));
+  const ds = p.map((row, t) => row.map((x, s) => x * (dp[t][s] - rowTerm[t])));
+  const scaled = (m: Matrix) => m.map((row) => row.map((x) => x * scale));
+  return [scaled(matmul(ds, k)), scaled(matmul(transpose(ds), q)), matmul(transpose(p), r)];
+}
+
+/** fn applied to the matrices of each (batch, head) pair of same-lead nested arrays, results nested alike. */
+function perPair<R>(arrays: NestedMatrices[], fn: (lead: number[], matrices: Matrix[]) => R, lead: number[] = []): R|unknown[] {
+  const isMatrix = (x: NestedMatrices) => !Array.isArray((x as unknown[][])[0]?.[0]);
+  if (isMatrix(arrays[0])) return fn(lead, arrays as Matrix[]);
+  return (arrays[0] as NestedMatrices[]).map((_, i) => perPair(arrays.map((a) => (a as NestedMatrices[])[i]), fn, [...lead, i]));
+}
+
+/**
+ * Key and query padding through the op: the forward as the plain-array reference (a padded key
+ * attended by no query of any head, a padded query's row zeros), with and without the weights
+ * (on cpu without them the standard path's own kernel, with them plain ops; on wasm the standard
+ * path's kernel), and the gradients as the plain-array backward (on cpu plain ops; on wasm the
+ * fused backward without a `mask`, the standard path's custom gradient with one).
+ */
+describe.each(['cpu', 'wasm'])('padding masks on %s', (backend) => {
+  runTestsOn(backend);
+  const [B, T, S] = [2, 4, 5];
+  // Batch 0: key 2 and query 1 are padding. Batch 1: keys 0 and 4 and query 3; with causal its
+  // query 0 (whose one key, 0, is padding) attends nothing.
+  const KEY_PAD = [[1, 1, 0, 1, 1], [0, 1, 1, 1, 1]];
+  const QUERY_PAD = [[1, 0, 1, 1], [1, 1, 1, 0]];
+  const MASK = [[1, 1, 1, 0, 1], [0, 1, 1, 1, 1], [1, 0, 1, 1, 0], [1, 1, 0, 1, 1]];  // [T, S]
+  // Measured on 2026-11-30: at most 7.6e-8 from the float64 reference (gradients, whose maxima are 0.39 to 1.2).
+  const TOL = 1e-6;
+  interface PadCase {lead: Lead; dk: number; key?: boolean; query?: boolean; causal?: boolean; mask?: boolean}
+  const cases: Array<[string, PadCase]> = [
+    ['rank 3, key padding (bool)', {lead: [B], dk: 3, key: true}],
+    ['rank 3, query padding (float32)', {lead: [B], dk: 3, query: true}],
+    ['rank 3, both, causal', {lead: [B], dk: 3, key: true, query: true, causal: true}],
+    ['rank 3, both and a [T, S] mask, dk > S', {lead: [B], dk: 7, key: true, query: true, mask: true}],
+    ['rank 4, both', {lead: [B, 2], dk: 3, key: true, query: true}],
+    ['rank 4, both, causal, dk > S', {lead: [B, 2], dk: 6, key: true, query: true, causal: true}],
+    ['rank 4, query padding, a [T, S] mask and causal', {lead: [B, 2], dk: 3, query: true, mask: true, causal: true}],
+  ];
+
+  it.each(cases)('%s: output, weights and gradients as the reference', (_, c) => {
+    const a = inputsArrays(c.lead, T, S, c.dk, 2, 81);
+    const r = randomArray([...c.lead, T, 2], 85) as NestedMatrices;
+    const allowed = ([b]: number[], t: number, s: number) =>
+      (!c.key || KEY_PAD[b][s] === 1) && (!c.query || QUERY_PAD[b][t] === 1) && (!c.mask || MASK[t][s] === 1);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {causal: c.causal, allowed});
+    const scale = 1 / Math.sqrt(c.dk);
+    const grads = [0, 1, 2].map((i) => perPair([a.q, a.k, a.v, r], (lead, [q, k, v, rm]) => referencePairGrads(
+        q, k, v, rm, q.map((__, t) => k.map((___, s) => (!c.causal || s <= t) && allowed(lead, t, s))), scale)[i]));
+    // Rows that attend keys, and (with query padding, or causal and key 0 padded) rows that attend none.
+    const rows = flatten(perPair([expected.weights], (__, [w]) => w.map((row) => (row.some((x) => x !== 0) ? 1 : 0))) as Nested);
+    expect(rows).toContain(1);
+    if (c.query || c.causal) expect(rows).toContain(0);
+
+    const {q, k, v} = tensorsOf(a);
+    const readout = tensorOf(r);
+    const keyPaddingMask = c.key ? tf.tensor2d(KEY_PAD, [B, S], 'bool') : null;
+    const queryPaddingMask = c.query ? tf.tensor2d(QUERY_PAD, [B, T], 'float32') : null;
+    const mask = c.mask ? tf.tensor2d(MASK) : null;
+    const options = {keyPaddingMask, queryPaddingMask, mask, causal: c.causal};
+    expectNoLeak(() => tf.tidy(() => {
+      const [output, weights] = dotProductAttention(q, k, v, {...options, returnWeights: true});
+      expectClose(output, expected.output as Nested, TOL);
+      expectClose(weights, expected.weights as Nested, TOL);
+      expectClose(dotProductAttention(q, k, v, options), expected.output as Nested, TOL);
+    }));
+    let output: tf.Tensor|undefined;
+    const [dq, dk, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) => {
+      const out = dotProductAttention(x, y, z, options);
+      output = tf.keep(out.clone());
+      return tf.sum(tf.mul(out, readout));
+    })([q, k, v]);
+    expectClose(output!, expected.output as Nested, TOL);
+    expectClose(dq, grads[0] as Nested, TOL);
+    expectClose(dk, grads[1] as Nested, TOL);
+    expectClose(dv, grads[2] as Nested, TOL);
+    disposeAll(output, dq, dk, dv, q, k, v, readout, keyPaddingMask, queryPaddingMask, mask);
   });
 });
