@@ -7,10 +7,12 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, MEMORY_EFFICIENT_THRESHOLD, ValueError} from '../src';
 import * as memoryEfficientModule from '../src/attention/memory_efficient_attention';
+import * as simdModule from '../src/backend/wasm_simd_kernels';
+import {sizeOf} from '../src/attention/matmul';
 import {attendOneHead, matmul, referenceDotProductAttention, transpose} from './helpers/reference_attention';
 import type {Matrix} from './helpers/reference_attention';
 import {withNative} from './helpers/native';
-import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, Nested, randomArray, runTestsOn} from './helpers/tensors';
+import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, filled, flatten, Nested, randomArray, runTestsOn, unravel} from './helpers/tensors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -492,6 +494,7 @@ describe.each(['cpu', 'wasm'])('padding masks on %s', (backend) => {
     expect(rows).toContain(1);
     if (c.query || c.causal) expect(rows).toContain(0);
 
+    const start = tf.memory().numTensors;
     const {q, k, v} = tensorsOf(a);
     const readout = tensorOf(r);
     const keyPaddingMask = c.key ? tf.tensor2d(KEY_PAD, [B, S], 'bool') : null;
@@ -515,5 +518,109 @@ describe.each(['cpu', 'wasm'])('padding masks on %s', (backend) => {
     expectClose(dk, grads[1] as Nested, TOL);
     expectClose(dv, grads[2] as Nested, TOL);
     disposeAll(output, dq, dk, dv, q, k, v, readout, keyPaddingMask, queryPaddingMask, mask);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+/**
+ * The standard path on wasm runs its products one of three ways (chooseMode): the SIMD kernel for
+ * several (batch, head) pairs that fit it, else one 2-D product per pair when a pair has at least
+ * PER_PAIR_MIN_FLOPS = 500000 flops (2·T·S·(dk + dv)) or there is one pair, else wasm's batched
+ * matMul; each with the custom gradient when one is recorded. Every way, with every mask shape
+ * (broadcast over batch or heads, one piece per pair), fully masked rows and padding, gives the
+ * plain-array forward and backward. Spies tell which way ran: the SIMD kernel, or the split into
+ * pairs; simdFits is made to refuse for the two ways past it.
+ */
+describe('the standard path on wasm, each way of running its products', () => {
+  runTestsOn('wasm');
+  let spies: {fits: jest.SpyInstance; simd: jest.SpyInstance; split: jest.SpyInstance};
+  beforeEach(() => {
+    spies = {fits: jest.spyOn(simdModule, 'simdFits'), simd: jest.spyOn(simdModule, 'simdBatchMatMul'),
+             split: jest.spyOn(simdModule, 'splitMatrices')};
+  });
+  afterEach(() => Object.values(spies).forEach((spy) => spy.mockRestore()));
+
+  type Mode = 'simd'|'pairs'|'batched';
+  // Measured on 2026-11-30: at most 1.4e-7 (outputs) and 5.2e-7 (gradients, up to dk = 75) from the float64 reference.
+  const TOL = 5e-6;
+  interface ModeCase {mode: Mode; lead: Lead; T: number; S: number; dk: number; dv: number}
+  const cases: Array<[string, ModeCase]> = [
+    ['SIMD kernel, dk <= S', {mode: 'simd', lead: [2, 2], T: 6, S: 7, dk: 4, dv: 3}],
+    ['SIMD kernel, dk > S, rank 3', {mode: 'simd', lead: [3], T: 6, S: 5, dk: 9, dv: 3}],
+    ['per pair at exactly 500000 flops per pair', {mode: 'pairs', lead: [2, 2], T: 50, S: 50, dk: 50, dv: 50}],
+    ['per pair, dk > S, rank 3', {mode: 'pairs', lead: [3], T: 50, S: 40, dk: 75, dv: 50}],
+    ['batched at 490000 flops per pair', {mode: 'batched', lead: [2, 2], T: 50, S: 50, dk: 50, dv: 49}],
+    ['batched, dk > S, rank 3', {mode: 'batched', lead: [3], T: 6, S: 5, dk: 9, dv: 3}],
+    ['one pair (2-D products)', {mode: 'pairs', lead: [1, 1], T: 6, S: 7, dk: 4, dv: 3}],
+    ['one pair, rank 3, dk > S', {mode: 'pairs', lead: [1], T: 6, S: 5, dk: 9, dv: 3}],
+  ];
+
+  /** A 0/1 pattern of about 4/5 ones, from the index; with zeroRow, query 1 attends nothing. */
+  const bit = (index: number[], zeroRow: boolean) =>
+    (zeroRow && index[index.length - 2] === 1) || index.reduce((h, i, axis) => h * 31 + i * (axis + 7), 17) % 5 === 0 ? 0 : 1;
+  interface MaskKind {name: string; shape: (lead: Lead, T: number, S: number) => number[]; causal?: boolean; padding?: boolean; zeroRow?: boolean}
+  const kinds: MaskKind[] = [
+    {name: 'no mask', shape: () => []},
+    {name: '[T, S] with a fully masked row', shape: (_, T, S) => [T, S], zeroRow: true},
+    {name: '[1, .., T, S] and causal', shape: (lead, T, S) => [...lead.map(() => 1), T, S], causal: true},
+    {name: '[B, (1,) T, S]', shape: (lead, T, S) => [lead[0], ...lead.slice(1).map(() => 1), T, S]},
+    {name: '[B, T, S] (every head)', shape: ([b], T, S) => [b, T, S]},
+    {name: 'per pair [.., T, S], and key and query padding', shape: (lead, T, S) => [...lead, T, S], padding: true},
+  ];
+
+  /** Whether the mask of `shape` (broadcast as the op documents) lets query t of pair `lead` attend key s. */
+  function maskAllows(kind: MaskKind, shape: number[], lead: Lead, t: number, s: number): boolean {
+    if (shape.length === 0) return true;
+    const full = shape.length === 3 && lead.length === 2 ? [lead[0], t, s] : [...lead, t, s].slice(-shape.length);
+    return bit(full.map((i, axis) => (shape[axis] === 1 ? 0 : i)), kind.zeroRow ?? false) === 1;
+  }
+
+  it.each(cases)('%s: forward and gradients as the reference, with every mask shape', (_, c) => {
+    if (c.mode !== 'simd') spies.fits.mockReturnValue(false);
+    const start = tf.memory().numTensors;
+    const B = c.lead[0];
+    const keyPad = Array.from({length: B}, (__, b) => Array.from({length: c.S}, (___, s) => ((s + b) % 4 === 3 ? 0 : 1)));
+    const queryPad = Array.from({length: B}, (__, b) => Array.from({length: c.T}, (___, t) => (b === 0 && t === 2 ? 0 : 1)));
+    const a = inputsArrays(c.lead, c.T, c.S, c.dk, c.dv, 91);
+    const r = randomArray([...c.lead, c.T, c.dv], 95) as NestedMatrices;
+    const {q, k, v} = tensorsOf(a);
+    const readout = tensorOf(r);
+    const scale = 1 / Math.sqrt(c.dk);
+    for (const kind of kinds.filter((x) => x.shape(c.lead, c.T, c.S).length <= c.lead.length + 2)) {
+      const shape = kind.shape(c.lead, c.T, c.S);
+      const allowed = (lead: Lead, t: number, s: number) => maskAllows(kind, shape, lead, t, s) &&
+          (!kind.padding || (keyPad[lead[0]][s] === 1 && queryPad[lead[0]][t] === 1));
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {allowed, causal: kind.causal});
+      const grads = [0, 1, 2].map((i) => perPair([a.q, a.k, a.v, r], (lead, [qm, km, vm, rm]) => referencePairGrads(
+          qm, km, vm, rm, qm.map((__, t) => km.map((___, s) => (!kind.causal || s <= t) && allowed(lead, t, s))), scale)[i]));
+      const mask = shape.length === 0 ? null : tf.tensor(flatten(filled(shape, (i) => bit(unravel(i, shape), kind.zeroRow ?? false))), shape);
+      const keyPaddingMask = kind.padding ? tf.tensor2d(keyPad) : null;
+      const queryPaddingMask = kind.padding ? tf.tensor2d(queryPad) : null;
+      const options = {mask, causal: kind.causal, keyPaddingMask, queryPaddingMask, blockSize: 0};
+      const context = kind.name;
+      Object.values(spies).forEach((spy) => spy.mockClear());
+      const output = expectNoLeak(() => tf.tidy(() => dotProductAttention(q, k, v, options).arraySync() as Nested));
+      const ran = {simd: spies.simd.mock.calls.length > 0, split: spies.split.mock.calls.length > 0};
+      expect([context, ran]).toEqual([context, {simd: c.mode === 'simd', split: c.mode === 'pairs' && sizeOf(c.lead) > 1}]);
+      if (c.mode !== 'pairs' || sizeOf(c.lead) > 1) {
+        // Both products must fit the SIMD kernel: Q·Kᵀ (T × d × S) and the backward's Pᵀ·dO (S × T × d), d = max(dk, dv).
+        const d = Math.max(c.dk, c.dv);
+        expect(spies.fits.mock.calls).toContainEqual([sizeOf(c.lead), c.T, d, c.S]);
+        if (c.mode === 'simd') expect(spies.fits.mock.calls).toContainEqual([sizeOf(c.lead), c.S, c.T, d]);
+      }
+      expectClose(output, expected.output as Nested, TOL);
+      const [dq, dk, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(tf.mul(dotProductAttention(x, y, z, options), readout)))([q, k, v]);
+      try {
+        expectClose(dq, grads[0] as Nested, TOL);
+        expectClose(dk, grads[1] as Nested, TOL);
+        expectClose(dv, grads[2] as Nested, TOL);
+      } catch (e) {
+        throw new Error(`${context}: ${(e as Error).message}`);
+      }
+      disposeAll(dq, dk, dv, mask, keyPaddingMask, queryPaddingMask);
+    }
+    disposeAll(q, k, v, readout);
+    expect(tf.memory().numTensors).toBe(start);
   });
 });
