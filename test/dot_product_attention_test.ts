@@ -8,11 +8,13 @@ import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, MEMORY_EFFICIENT_THRESHOLD, ValueError} from '../src';
 import * as memoryEfficientModule from '../src/attention/memory_efficient_attention';
 import * as simdModule from '../src/backend/wasm_simd_kernels';
+import * as fusedModule from '../src/backend/wasm_fused_attention';
+import * as fusedBackwardModule from '../src/backend/wasm_fused_attention_backward';
 import {sizeOf} from '../src/attention/matmul';
 import {attendOneHead, matmul, referenceDotProductAttention, transpose} from './helpers/reference_attention';
 import type {Matrix} from './helpers/reference_attention';
 import {withNative} from './helpers/native';
-import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, filled, flatten, Nested, randomArray, runTestsOn, unravel} from './helpers/tensors';
+import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, filled, flatten, Nested, onBackend, randomArray, runTestsOn, unravel} from './helpers/tensors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -102,6 +104,27 @@ describe('argument errors name the argument and the shapes, and leak nothing', (
     ['blockSize with dropout in training', () =>
       dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {blockSize: 2, dropout: 0.5, training: true}),
     /does not support dropout .*Received: blockSize=2$/],
+    ['a keyPaddingMask of the query length', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {keyPaddingMask: tf.ones([2, 3])}),
+    /^Received an invalid value for argument `keyPaddingMask`, expected shape \[B, S\]=\[2, 5\]\. Received: keyPaddingMask\.shape=\[2, 3\]$/],
+    ['a queryPaddingMask of the key length', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {queryPaddingMask: tf.ones([2, 5])}),
+    /^Received an invalid value for argument `queryPaddingMask`, expected shape \[B, T\]=\[2, 3\]\. Received: queryPaddingMask\.shape=\[2, 5\]$/],
+    ['a queryPaddingMask of another batch size, rank 4', () =>
+      dotProductAttention(t([2, 2, 3, 4]), t([2, 2, 5, 4]), t([2, 2, 5, 2]), {queryPaddingMask: tf.ones([1, 3])}),
+    /^Received an invalid value for argument `queryPaddingMask`, expected shape \[B, T\]=\[2, 3\]\. Received: queryPaddingMask\.shape=\[1, 3\]$/],
+    ['a mask with the wrong key length on the memory-efficient path', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {mask: tf.ones([2, 3, 4]), blockSize: 2}),
+    /^Argument `mask` of shape \[2, 3, 4\] does not broadcast to the attention scores of shape \[2, 3, 5\]: axis 2 has 4, expected 5 or 1\.$/],
+    ['a rank-4 mask on rank-3 inputs on the memory-efficient path', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {mask: tf.ones([2, 1, 3, 5]), blockSize: 2}),
+    /^Argument `mask` must have rank 2 to 3 and broadcast to the attention scores \[2, 3, 5\]\. Received: mask\.shape=\[2, 1, 3, 5\]$/],
+    ['scores over the standard path\'s budget with blockSize 0', () =>
+      dotProductAttention(t([1, 16384, 1]), t([1, 16385, 1]), t([1, 16385, 1]), {blockSize: 0}),
+    /^The standard attention path would need score tensors of shape \[1, 16384, 16385\], 1\.00 GiB each: .*Received: query\.shape=\[1, 16384, 1\], key\.shape=\[1, 16385, 1\]$/],
+    ['scores over the standard path\'s budget with returnWeights, rank 4', () =>
+      dotProductAttention(t([1, 1, 16384, 1]), t([1, 1, 16385, 1]), t([1, 1, 16385, 1]), {returnWeights: true}),
+    /^The standard attention path would need score tensors of shape \[1, 1, 16384, 16385\], .*Received: query\.shape=\[1, 1, 16384, 1\], key\.shape=\[1, 1, 16385, 1\]$/],
   ];
 
   it.each(cases)('rejects %s', (_, call, pattern) => {
@@ -353,6 +376,31 @@ describe('dropout on the weights', () => {
         expectClose(output, expected.output as Nested, 1e-5);
         expectClose(weights, expected.weights as Nested, 1e-5);
       }
+    }));
+    disposeAll(q, k, v);
+  });
+
+  it('in training, without returnWeights, changes the output (the weights are dropped out on that path too)', () => {
+    const a = inputsArrays([2, 2], 4, 6, 2, 3, 65);
+    const expected = flatten(referenceDotProductAttention(a.q, a.k, a.v).output as Nested);
+    const {q, k, v} = tensorsOf(a);
+    const output = expectNoLeak(() => tf.tidy(() => flatten(dotProductAttention(q, k, v, {dropout: 0.5, training: true}).arraySync() as Nested)));
+    // 96 weights, each dropped with probability 1/2: that none is dropped has probability 2^-96.
+    const moved = output.filter((x, i) => Math.abs(x - expected[i]) > 1e-3).length;
+    expect(moved).toBeGreaterThan(0);
+    disposeAll(q, k, v);
+  });
+
+  it.each([
+    ['dropout 0', {dropout: 0}],
+    ['no dropout', {}],
+  ] as Array<[string, {dropout?: number}]>)('training with %s: the memory-efficient path is allowed, and the result is the reference', (_, dropout) => {
+    const a = inputsArrays([2], 3, 5, 2, 2, 67);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v);
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      expectClose(dotProductAttention(q, k, v, {...dropout, training: true, blockSize: 2}), expected.output as Nested, 1e-5);
+      expectClose(dotProductAttention(q, k, v, {...dropout, training: true}), expected.output as Nested, 1e-5);
     }));
     disposeAll(q, k, v);
   });
@@ -622,5 +670,121 @@ describe('the standard path on wasm, each way of running its products', () => {
     }
     disposeAll(q, k, v, readout);
     expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+/**
+ * A positive blockSize sends the op to the memory-efficient path with its masks as they are: an
+ * explicit mask of every shape (rank 3 [B, T, S] on rank-4 inputs for every head), the padding
+ * and causal; the output and the gradients are the plain-array reference's (cpu).
+ */
+describe('the memory-efficient path through the op (blockSize 2)', () => {
+  runTestsOn('cpu');
+  const [B, H, T, S] = [2, 2, 4, 5];
+  const KEY_PAD = [[1, 0, 1, 1, 1], [1, 1, 1, 1, 0]];
+  const QUERY_PAD = [[1, 1, 0, 1], [1, 1, 1, 1]];
+  /** 0/1 from the index, about 3/4 ones; query 1 of every pair attends nothing. */
+  const bit = (index: number[]) =>
+    index[index.length - 2] === 1 || index.reduce((h, i, axis) => h * 29 + i * (axis + 3), 5) % 4 === 0 ? 0 : 1;
+  const cases: Array<[string, {lead: Lead; shape?: number[]; padding?: boolean; causal?: boolean}]> = [
+    ['rank 3, a [T, S] mask', {lead: [B], shape: [T, S]}],
+    ['rank 3, a [B, T, S] mask and causal', {lead: [B], shape: [B, T, S], causal: true}],
+    ['rank 3, padding', {lead: [B], padding: true}],
+    ['rank 4, a [B, T, S] mask (every head)', {lead: [B, H], shape: [B, T, S]}],
+    ['rank 4, a [B, H, T, S] mask, padding and causal', {lead: [B, H], shape: [B, H, T, S], padding: true, causal: true}],
+  ];
+  // Measured on 2026-11-30: at most 1e-7 from the float64 reference (outputs and gradients).
+  const TOL = 1e-6;
+
+  it.each(cases)('%s: output and gradients as the reference', (_, c) => {
+    const start = tf.memory().numTensors;
+    const maskAt = (lead: Lead, t: number, s: number) => {
+      if (c.shape == null) return true;
+      const index = c.shape.length === 3 && lead.length === 2 ? [lead[0], t, s] : [...lead, t, s].slice(-c.shape.length);
+      return bit(index) === 1;
+    };
+    const allowed = (lead: Lead, t: number, s: number) =>
+      maskAt(lead, t, s) && (!c.padding || (KEY_PAD[lead[0]][s] === 1 && QUERY_PAD[lead[0]][t] === 1));
+    const a = inputsArrays(c.lead, T, S, 3, 2, 101);
+    const r = randomArray([...c.lead, T, 2], 105) as NestedMatrices;
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {allowed, causal: c.causal});
+    const scale = 1 / Math.sqrt(3);
+    const grads = [0, 1, 2].map((i) => perPair([a.q, a.k, a.v, r], (lead, [qm, km, vm, rm]) => referencePairGrads(
+        qm, km, vm, rm, qm.map((__, t) => km.map((___, s) => (!c.causal || s <= t) && allowed(lead, t, s))), scale)[i]));
+    const {q, k, v} = tensorsOf(a);
+    const readout = tensorOf(r);
+    const mask = c.shape == null ? null : tf.tensor(flatten(filled(c.shape, (i) => bit(unravel(i, c.shape!)))), c.shape, 'bool');
+    const keyPaddingMask = c.padding ? tf.tensor2d(KEY_PAD) : null;
+    const queryPaddingMask = c.padding ? tf.tensor2d(QUERY_PAD) : null;
+    const options = {mask, keyPaddingMask, queryPaddingMask, causal: c.causal, blockSize: 2};
+    const spy = jest.spyOn(memoryEfficientModule, 'memoryEfficientAttention');
+    try {
+      expectNoLeak(() => tf.tidy(() => expectClose(dotProductAttention(q, k, v, options), expected.output as Nested, TOL)));
+      const [dq, dk, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(tf.mul(dotProductAttention(x, y, z, options), readout)))([q, k, v]);
+      expectClose(dq, grads[0] as Nested, TOL);
+      expectClose(dk, grads[1] as Nested, TOL);
+      expectClose(dv, grads[2] as Nested, TOL);
+      expect(spy).toHaveBeenCalledTimes(2);
+      disposeAll(dq, dk, dv);
+    } finally {
+      spy.mockRestore();
+    }
+    disposeAll(q, k, v, readout, mask, keyPaddingMask, queryPaddingMask);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+/**
+ * Which kernel runs, as the op documents: on wasm without an explicit mask the fused kernel
+ * (inference) or the fused kernel with its fused backward (a gradient recorded, padding
+ * included); with a mask, the standard path, whose gradient is its own custom gradient (here on
+ * the SIMD kernel); on cpu the standard path with tf.matMul (neither the SIMD kernel nor the split
+ * into pairs).
+ */
+describe('which kernel runs', () => {
+  let spies: jest.SpyInstance[];
+  afterEach(() => spies.forEach((spy) => spy.mockRestore()));
+  const lossOf = (options: object, readout: tf.Tensor) => (x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+    tf.sum(tf.mul(dotProductAttention(x, y, z, options), readout));
+
+  it('on wasm: the fused kernel without a mask, its fused backward for gradients, and the standard path with a mask', async () => {
+    await onBackend('wasm', () => {
+      const [fused, training, simd] = spies = [jest.spyOn(fusedModule, 'fusedAttention'),
+        jest.spyOn(fusedBackwardModule, 'fusedAttentionTraining'), jest.spyOn(simdModule, 'simdBatchMatMul')];
+      const a = inputsArrays([2, 2], 5, 6, 4, 3, 111);
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {causal: true});
+      const {q, k, v} = tensorsOf(a);
+      const readout = tf.onesLike(q.slice([0, 0, 0, 0], [-1, -1, -1, 3]));
+      const mask = tf.ones([5, 6]);
+      const counts = () => [fused, training, simd].map((spy) => spy.mock.calls.length);
+      const ways: Array<[string, () => tf.Tensor|tf.Tensor[], number[]]> = [
+        ['no mask', () => dotProductAttention(q, k, v, {causal: true}), [1, 0, 0]],
+        ['no mask, gradients', () => tf.grads(lossOf({causal: true}, readout))([q, k, v]), [0, 1, 0]],
+        ['key padding, gradients', () => tf.grads(lossOf({causal: true, keyPaddingMask: tf.ones([2, 6])}, readout))([q, k, v]), [0, 1, 0]],
+        ['a mask', () => dotProductAttention(q, k, v, {causal: true, mask}), [0, 0, 2]],
+        ['a mask, gradients', () => tf.grads(lossOf({causal: true, mask}, readout))([q, k, v]), [0, 0, 6]],
+      ];
+      for (const [name, run, calls] of ways) {
+        spies.forEach((spy) => spy.mockClear());
+        const result = tf.tidy(run);
+        expect([name, counts()]).toEqual([name, calls]);
+        if (!Array.isArray(result)) expectClose(result, expected.output as Nested, 1e-5);
+        tf.dispose(result);
+      }
+      disposeAll(q, k, v, readout, mask);
+    });
+  });
+
+  it('on cpu: the standard path with tf.matMul, neither the SIMD kernel nor the split into pairs, with or without gradients', async () => {
+    await onBackend('cpu', () => {
+      const [simd, split] = spies = [jest.spyOn(simdModule, 'simdBatchMatMul'), jest.spyOn(simdModule, 'splitMatrices')];
+      const {q, k, v} = tensorsOf(inputsArrays([2, 2], 5, 6, 4, 3, 113));
+      const readout = tf.onesLike(q.slice([0, 0, 0, 0], [-1, -1, -1, 3]));
+      tf.dispose(dotProductAttention(q, k, v, {causal: true}));
+      tf.dispose(tf.grads(lossOf({causal: true}, readout))([q, k, v]));
+      expect([simd.mock.calls.length, split.mock.calls.length]).toEqual([0, 0]);
+      disposeAll(q, k, v, readout);
+    });
   });
 });
