@@ -591,7 +591,8 @@ describe('the standard path on wasm, each way of running its products', () => {
   type Mode = 'simd'|'pairs'|'batched';
   // Measured on 2026-11-30: at most 1.4e-7 (outputs) and 5.2e-7 (gradients, up to dk = 75) from the float64 reference.
   const TOL = 5e-6;
-  interface ModeCase {mode: Mode; lead: Lead; T: number; S: number; dk: number; dv: number}
+  /** refuse: which products simdFits refuses (default: every one, for the ways past the SIMD kernel). */
+  interface ModeCase {mode: Mode; lead: Lead; T: number; S: number; dk: number; dv: number; refuse?: 'forward'|'backward'}
   const cases: Array<[string, ModeCase]> = [
     ['SIMD kernel, dk <= S', {mode: 'simd', lead: [2, 2], T: 6, S: 7, dk: 4, dv: 3}],
     ['SIMD kernel, dk > S, rank 3', {mode: 'simd', lead: [3], T: 6, S: 5, dk: 9, dv: 3}],
@@ -599,6 +600,8 @@ describe('the standard path on wasm, each way of running its products', () => {
     ['per pair, dk > S, rank 3', {mode: 'pairs', lead: [3], T: 50, S: 40, dk: 75, dv: 50}],
     ['batched at 490000 flops per pair', {mode: 'batched', lead: [2, 2], T: 50, S: 50, dk: 50, dv: 49}],
     ['batched, dk > S, rank 3', {mode: 'batched', lead: [3], T: 6, S: 5, dk: 9, dv: 3}],
+    ['batched when only Q·Kᵀ does not fit the SIMD kernel', {mode: 'batched', lead: [2, 2], T: 6, S: 7, dk: 4, dv: 3, refuse: 'forward'}],
+    ['batched when only the backward\'s Pᵀ·dO does not fit the SIMD kernel', {mode: 'batched', lead: [2, 2], T: 6, S: 7, dk: 4, dv: 3, refuse: 'backward'}],
     ['one pair (2-D products)', {mode: 'pairs', lead: [1, 1], T: 6, S: 7, dk: 4, dv: 3}],
     ['one pair, rank 3, dk > S', {mode: 'pairs', lead: [1], T: 6, S: 5, dk: 9, dv: 3}],
   ];
@@ -624,7 +627,13 @@ describe('the standard path on wasm, each way of running its products', () => {
   }
 
   it.each(cases)('%s: forward and gradients as the reference, with every mask shape', (_, c) => {
-    if (c.mode !== 'simd') spies.fits.mockReturnValue(false);
+    if (c.refuse != null) {
+      // Q·Kᵀ is simdFits(pairs, T, d, S), the backward's Pᵀ·dO simdFits(pairs, S, T, d).
+      const refused = c.refuse === 'forward' ? [c.T, c.S] : [c.S, c.T];
+      spies.fits.mockImplementation((_b: number, m: number, k: number) => !(m === refused[0] && k === refused[1]));
+    } else if (c.mode !== 'simd') {
+      spies.fits.mockReturnValue(false);
+    }
     const start = tf.memory().numTensors;
     const B = c.lead[0];
     const keyPad = Array.from({length: B}, (__, b) => Array.from({length: c.S}, (___, s) => ((s + b) % 4 === 3 ? 0 : 1)));
@@ -654,7 +663,7 @@ describe('the standard path on wasm, each way of running its products', () => {
         // Both products must fit the SIMD kernel: Q·Kᵀ (T × d × S) and the backward's Pᵀ·dO (S × T × d), d = max(dk, dv).
         const d = Math.max(c.dk, c.dv);
         expect(spies.fits.mock.calls).toContainEqual([sizeOf(c.lead), c.T, d, c.S]);
-        if (c.mode === 'simd') expect(spies.fits.mock.calls).toContainEqual([sizeOf(c.lead), c.S, c.T, d]);
+        if (c.mode === 'simd' || c.refuse === 'backward') expect(spies.fits.mock.calls).toContainEqual([sizeOf(c.lead), c.S, c.T, d]);
       }
       expectClose(output, expected.output as Nested, TOL);
       const [dq, dk, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
