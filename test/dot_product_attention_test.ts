@@ -629,8 +629,9 @@ describe('the standard path on wasm, each way of running its products', () => {
   it.each(cases)('%s: forward and gradients as the reference, with every mask shape', (_, c) => {
     if (c.refuse != null) {
       // Q·Kᵀ is simdFits(pairs, T, d, S), the backward's Pᵀ·dO simdFits(pairs, S, T, d).
-      const refused = c.refuse === 'forward' ? [c.T, c.S] : [c.S, c.T];
-      spies.fits.mockImplementation((_b: number, m: number, k: number) => !(m === refused[0] && k === refused[1]));
+      const d = Math.max(c.dk, c.dv);
+      const refused = (c.refuse === 'forward' ? [c.T, d, c.S] : [c.S, c.T, d]).join();
+      spies.fits.mockImplementation((_b: number, m: number, k: number, n: number) => [m, k, n].join() !== refused);
     } else if (c.mode !== 'simd') {
       spies.fits.mockReturnValue(false);
     }
