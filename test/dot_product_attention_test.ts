@@ -465,6 +465,27 @@ describe('path selection', () => {
     disposeAll(q, k, v);
   });
 
+  it('by default, rank 3 with T = 1000, S = 150 (one [1, 1000, 150] score tensor, 0.6 MB) stays on the standard path', () => {
+    // The planner counts the scores of rank-3 inputs as one head: 0.6 MB, far within the 512 MiB budget (counted
+    // with T heads, 600 MB, they would not be).
+    const a = inputsArrays([1], 1000, 150, 1, 1, 79);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v).output as Nested;
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => expectClose(dotProductAttention(q, k, v), expected, 1e-5)));
+    expect(spy).not.toHaveBeenCalled();
+    disposeAll(q, k, v);
+  });
+
+  it('by default, rank 4 whose heads together exceed the budget (2 × [20000, 4095] scores, 655 MB) take the blocked path', () => {
+    // Each head's scores (327 MB) would fit the 512 MiB budget; both heads do not. S = 4095 is under the cpu threshold.
+    spy.mockImplementation((q: tf.Tensor4D, _k: tf.Tensor4D, v: tf.Tensor4D) =>
+      tf.zeros([q.shape[0], q.shape[1], q.shape[2], v.shape[3]]) as tf.Tensor4D);
+    const [q, k, v] = [tf.ones([1, 2, 20000, 1]), tf.ones([1, 2, 4095, 1]), tf.ones([1, 2, 4095, 1])];
+    expectNoLeak(() => tf.tidy(() => expect(dotProductAttention(q, k, v).shape).toEqual([1, 2, 20000, 1])));
+    expect(spy).toHaveBeenCalledTimes(1);
+    disposeAll(q, k, v);
+  });
+
   it('by default, short key lengths and returnWeights use the standard path', () => {
     const a = inputsArrays([1], 2, MEMORY_EFFICIENT_THRESHOLD, 2, 1, 73);
     const {q, k, v} = tensorsOf(a);
