@@ -4,12 +4,17 @@
  * choice of the standard path, and leaks. Expected values come from the plain-JS reference.
  */
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, MEMORY_EFFICIENT_THRESHOLD, ValueError} from '../src';
 import * as memoryEfficientModule from '../src/attention/memory_efficient_attention';
-import {referenceDotProductAttention} from './helpers/reference_attention';
+import * as simdModule from '../src/backend/wasm_simd_kernels';
+import * as fusedModule from '../src/backend/wasm_fused_attention';
+import * as fusedBackwardModule from '../src/backend/wasm_fused_attention_backward';
+import {sizeOf} from '../src/attention/matmul';
+import {attendOneHead, matmul, referenceDotProductAttention, transpose} from './helpers/reference_attention';
 import type {Matrix} from './helpers/reference_attention';
 import {withNative} from './helpers/native';
-import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, flatten, Nested, randomArray, runTestsOn} from './helpers/tensors';
+import {disposeAll, expectAllFinite, expectClose, expectNoLeak, expectThrowsWithoutLeak, filled, flatten, Nested, onBackend, randomArray, runTestsOn, unravel} from './helpers/tensors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -38,18 +43,36 @@ describe('argument errors name the argument and the shapes, and leak nothing', (
   const cases: Array<[string, () => unknown, RegExp]> = [
     ['a query that is not a tensor', () => dotProductAttention([1, 2] as unknown as tf.Tensor, t([1, 2, 2]), t([1, 2, 2])),
       /^Argument `query` must be a tf\.Tensor\. Received: query=1,2$/],
+    ['a key that is not a tensor', () => dotProductAttention(t([1, 2, 2]), null as unknown as tf.Tensor, t([1, 2, 2])),
+      /^Argument `key` must be a tf\.Tensor\. Received: key=null$/],
+    ['a value that is not a tensor', () => dotProductAttention(t([1, 2, 2]), t([1, 2, 2]), 3 as unknown as tf.Tensor),
+      /^Argument `value` must be a tf\.Tensor\. Received: value=3$/],
     ['a rank-2 query', () => dotProductAttention(t([3, 4]), t([1, 3, 4]), t([1, 3, 4])),
       /^Argument `query` must have rank 3 \[B, T, d\] or rank 4 \[B, H, T, d\]\. Received: query\.shape=\[3, 4\]$/],
     ['rank-5 inputs', () => dotProductAttention(t([1, 1, 1, 3, 4]), t([1, 1, 1, 3, 4]), t([1, 1, 1, 3, 4])),
       /^Argument `query` must have rank 3 .*Received: query\.shape=\[1, 1, 1, 3, 4\]$/],
+    ['a rank-2 value', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([3, 4])),
+      /^Argument `value` must have rank 3 \[B, T, d\] or rank 4 \[B, H, T, d\]\. Received: value\.shape=\[3, 4\]$/],
+    ['an int32 query', () => dotProductAttention(t([1, 3, 4], 'int32'), t([1, 3, 4]), t([1, 3, 4])),
+      /^Argument `query` must be float32\. Received: query\.dtype=int32$/],
     ['an int32 key', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4], 'int32'), t([1, 3, 4])),
       /^Argument `key` must be float32\. Received: key\.dtype=int32$/],
     ['an int32 value', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4], 'int32')),
       /^Argument `value` must be float32\. Received: value\.dtype=int32$/],
     ['ranks that differ', () => dotProductAttention(t([1, 3, 4]), t([1, 1, 3, 4]), t([1, 1, 3, 4])),
       /`query`, `key` and `value` must have the same rank\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 1, 3, 4\], value\.shape=\[1, 1, 3, 4\]/],
+    ['a value alone of another rank', () => dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 1, 3, 4])),
+      /^Arguments `query`, `key` and `value` must have the same rank\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 3, 4\], value\.shape=\[1, 1, 3, 4\]$/],
+    ['a key alone of another rank', () => dotProductAttention(t([1, 3, 4]), t([1, 1, 3, 4]), t([1, 3, 4])),
+      /^Arguments `query`, `key` and `value` must have the same rank\. Received: query\.shape=\[1, 3, 4\], key\.shape=\[1, 1, 3, 4\], value\.shape=\[1, 3, 4\]$/],
     ['batch sizes that differ', () => dotProductAttention(t([2, 3, 4]), t([1, 5, 4]), t([1, 5, 2])),
       /must agree on the batch axis\. Received: query\.shape=\[2, 3, 4\], key\.shape=\[1, 5, 4\], value\.shape=\[1, 5, 2\]/],
+    ['a value alone with another batch size', () => dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([1, 5, 2])),
+      /^Arguments `query`, `key` and `value` must agree on the batch axis\. Received: query\.shape=\[2, 3, 4\], key\.shape=\[2, 5, 4\], value\.shape=\[1, 5, 2\]$/],
+    ['a key alone with another batch size', () => dotProductAttention(t([2, 3, 4]), t([1, 5, 4]), t([2, 5, 2])),
+      /^Arguments `query`, `key` and `value` must agree on the batch axis\. Received: query\.shape=\[2, 3, 4\], key\.shape=\[1, 5, 4\], value\.shape=\[2, 5, 2\]$/],
+    ['a value alone with another head count', () => dotProductAttention(t([1, 2, 3, 4]), t([1, 2, 5, 4]), t([1, 3, 5, 2])),
+      /^Arguments `query`, `key` and `value` must agree on the head axis\. Received: query\.shape=\[1, 2, 3, 4\], key\.shape=\[1, 2, 5, 4\], value\.shape=\[1, 3, 5, 2\]$/],
     ['head counts that differ', () => dotProductAttention(t([1, 2, 3, 4]), t([1, 3, 5, 4]), t([1, 3, 5, 2])),
       /must agree on the head axis\. Received: query\.shape=\[1, 2, 3, 4\], key\.shape=\[1, 3, 5, 4\]/],
     ['query and key widths that differ', () => dotProductAttention(t([1, 3, 4]), t([1, 5, 3]), t([1, 5, 2])),
@@ -81,6 +104,27 @@ describe('argument errors name the argument and the shapes, and leak nothing', (
     ['blockSize with dropout in training', () =>
       dotProductAttention(t([1, 3, 4]), t([1, 3, 4]), t([1, 3, 4]), {blockSize: 2, dropout: 0.5, training: true}),
     /does not support dropout .*Received: blockSize=2$/],
+    ['a keyPaddingMask of the query length', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {keyPaddingMask: tf.ones([2, 3])}),
+    /^Received an invalid value for argument `keyPaddingMask`, expected shape \[B, S\]=\[2, 5\]\. Received: keyPaddingMask\.shape=\[2, 3\]$/],
+    ['a queryPaddingMask of the key length', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {queryPaddingMask: tf.ones([2, 5])}),
+    /^Received an invalid value for argument `queryPaddingMask`, expected shape \[B, T\]=\[2, 3\]\. Received: queryPaddingMask\.shape=\[2, 5\]$/],
+    ['a queryPaddingMask of another batch size, rank 4', () =>
+      dotProductAttention(t([2, 2, 3, 4]), t([2, 2, 5, 4]), t([2, 2, 5, 2]), {queryPaddingMask: tf.ones([1, 3])}),
+    /^Received an invalid value for argument `queryPaddingMask`, expected shape \[B, T\]=\[2, 3\]\. Received: queryPaddingMask\.shape=\[1, 3\]$/],
+    ['a mask with the wrong key length on the memory-efficient path', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {mask: tf.ones([2, 3, 4]), blockSize: 2}),
+    /^Argument `mask` of shape \[2, 3, 4\] does not broadcast to the attention scores of shape \[2, 3, 5\]: axis 2 has 4, expected 5 or 1\.$/],
+    ['a rank-4 mask on rank-3 inputs on the memory-efficient path', () =>
+      dotProductAttention(t([2, 3, 4]), t([2, 5, 4]), t([2, 5, 2]), {mask: tf.ones([2, 1, 3, 5]), blockSize: 2}),
+    /^Argument `mask` must have rank 2 to 3 and broadcast to the attention scores \[2, 3, 5\]\. Received: mask\.shape=\[2, 1, 3, 5\]$/],
+    ['scores over the standard path\'s budget with blockSize 0', () =>
+      dotProductAttention(t([1, 16384, 1]), t([1, 16385, 1]), t([1, 16385, 1]), {blockSize: 0}),
+    /^The standard attention path would need score tensors of shape \[1, 16384, 16385\], 1\.00 GiB each: .*Received: query\.shape=\[1, 16384, 1\], key\.shape=\[1, 16385, 1\]$/],
+    ['scores over the standard path\'s budget with returnWeights, rank 4', () =>
+      dotProductAttention(t([1, 1, 16384, 1]), t([1, 1, 16385, 1]), t([1, 1, 16385, 1]), {returnWeights: true}),
+    /^The standard attention path would need score tensors of shape \[1, 1, 16384, 16385\], .*Received: query\.shape=\[1, 1, 16384, 1\], key\.shape=\[1, 1, 16385, 1\]$/],
   ];
 
   it.each(cases)('rejects %s', (_, call, pattern) => {
@@ -91,6 +135,25 @@ describe('argument errors name the argument and the shapes, and leak nothing', (
     expect(() => tf.tidy(() => {
       call();
     })).toThrow(ValueError);
+  });
+
+  it('T = 0 or S = 0: a mask that does not broadcast is refused all the same, naming the scores\' shape', () => {
+    const cases: Array<[number[], number[], RegExp]> = [
+      [[2, 0, 4], [2, 5, 4], /^Argument `mask` of shape \[2, 1, 4\] does not broadcast to the attention scores of shape \[2, 0, 5\]: axis 2 has 4, expected 5 or 1\.$/],
+      [[2, 3, 4], [2, 0, 4], /^Argument `mask` of shape \[2, 1, 4\] does not broadcast to the attention scores of shape \[2, 3, 0\]: axis 2 has 4, expected 0 or 1\.$/],
+    ];
+    for (const [qShape, kShape, pattern] of cases) {
+      const [q, k, v, mask] = [tf.zeros(qShape), tf.zeros(kShape), tf.zeros([...kShape.slice(0, 2), 2]), tf.ones([2, 1, 4])];
+      expectThrowsWithoutLeak(() => dotProductAttention(q, k, v, {mask}), pattern);
+      // A mask that does broadcast: the empty result, as without one.
+      const good = tf.ones([1, kShape[1]]);
+      const before = tf.memory().numTensors;
+      const out = dotProductAttention(q, k, v, {mask: good});
+      expect(out.shape).toEqual([2, qShape[1], 2]);
+      out.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      disposeAll(q, k, v, mask, good);
+    }
   });
 
   it('leaks nothing when the caller owns the inputs and the mask is bad', () => {
@@ -317,6 +380,31 @@ describe('dropout on the weights', () => {
     disposeAll(q, k, v);
   });
 
+  it('in training, without returnWeights, changes the output (the weights are dropped out on that path too)', () => {
+    const a = inputsArrays([2, 2], 4, 6, 2, 3, 65);
+    const expected = flatten(referenceDotProductAttention(a.q, a.k, a.v).output as Nested);
+    const {q, k, v} = tensorsOf(a);
+    const output = expectNoLeak(() => tf.tidy(() => flatten(dotProductAttention(q, k, v, {dropout: 0.5, training: true}).arraySync() as Nested)));
+    // 96 weights, each dropped with probability 1/2: that none is dropped has probability 2^-96.
+    const moved = output.filter((x, i) => Math.abs(x - expected[i]) > 1e-3).length;
+    expect(moved).toBeGreaterThan(0);
+    disposeAll(q, k, v);
+  });
+
+  it.each([
+    ['dropout 0', {dropout: 0}],
+    ['no dropout', {}],
+  ] as Array<[string, {dropout?: number}]>)('training with %s: the memory-efficient path is allowed, and the result is the reference', (_, dropout) => {
+    const a = inputsArrays([2], 3, 5, 2, 2, 67);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v);
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => {
+      expectClose(dotProductAttention(q, k, v, {...dropout, training: true, blockSize: 2}), expected.output as Nested, 1e-5);
+      expectClose(dotProductAttention(q, k, v, {...dropout, training: true}), expected.output as Nested, 1e-5);
+    }));
+    disposeAll(q, k, v);
+  });
+
   it('in training zeroes weights and scales the kept ones by 1/(1 - rate)', () => {
     const rate = 0.5;
     const a = inputsArrays([2, 2], 4, 4, 2, 2, 63);
@@ -377,6 +465,27 @@ describe('path selection', () => {
     disposeAll(q, k, v);
   });
 
+  it('by default, rank 3 with T = 1000, S = 150 (one [1, 1000, 150] score tensor, 0.6 MB) stays on the standard path', () => {
+    // The planner counts the scores of rank-3 inputs as one head: 0.6 MB, far within the 512 MiB budget (counted
+    // with T heads, 600 MB, they would not be).
+    const a = inputsArrays([1], 1000, 150, 1, 1, 79);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v).output as Nested;
+    const {q, k, v} = tensorsOf(a);
+    expectNoLeak(() => tf.tidy(() => expectClose(dotProductAttention(q, k, v), expected, 1e-5)));
+    expect(spy).not.toHaveBeenCalled();
+    disposeAll(q, k, v);
+  });
+
+  it('by default, rank 4 whose heads together exceed the budget (2 × [20000, 4095] scores, 655 MB) take the blocked path', () => {
+    // Each head's scores (327 MB) would fit the 512 MiB budget; both heads do not. S = 4095 is under the cpu threshold.
+    spy.mockImplementation((q: tf.Tensor4D, _k: tf.Tensor4D, v: tf.Tensor4D) =>
+      tf.zeros([q.shape[0], q.shape[1], q.shape[2], v.shape[3]]) as tf.Tensor4D);
+    const [q, k, v] = [tf.ones([1, 2, 20000, 1]), tf.ones([1, 2, 4095, 1]), tf.ones([1, 2, 4095, 1])];
+    expectNoLeak(() => tf.tidy(() => expect(dotProductAttention(q, k, v).shape).toEqual([1, 2, 20000, 1])));
+    expect(spy).toHaveBeenCalledTimes(1);
+    disposeAll(q, k, v);
+  });
+
   it('by default, short key lengths and returnWeights use the standard path', () => {
     const a = inputsArrays([1], 2, MEMORY_EFFICIENT_THRESHOLD, 2, 1, 73);
     const {q, k, v} = tensorsOf(a);
@@ -387,5 +496,326 @@ describe('path selection', () => {
     }));
     expect(spy).not.toHaveBeenCalled();
     disposeAll(q, k, v, short.q, short.k, short.v);
+  });
+});
+
+/**
+ * float64 backward of sum(R ∘ softmax(Q·Kᵀ·scale over the allowed keys)·V) for one (batch, head)
+ * pair, by plain loops: [dQ, dK, dV]. A row with no allowed key has weights 0, hence zero output
+ * and zero dQ. (dS = P ∘ (dP - rowsum(R ∘ O)), dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·R.)
+ */
+function referencePairGrads(q: Matrix, k: Matrix, v: Matrix, r: Matrix, allowed: boolean[][], scale: number): Matrix[] {
+  const p = attendOneHead(q, k, v, allowed, scale).weights;
+  const out = matmul(p, v);
+  const dp = matmul(r, transpose(v));
+  const rowTerm = out.map((row, t) => row.reduce((sum, x, c) => sum + x * r[t][c], 0));
+  const ds = p.map((row, t) => row.map((x, s) => x * (dp[t][s] - rowTerm[t])));
+  const scaled = (m: Matrix) => m.map((row) => row.map((x) => x * scale));
+  return [scaled(matmul(ds, k)), scaled(matmul(transpose(ds), q)), matmul(transpose(p), r)];
+}
+
+/** fn applied to the matrices of each (batch, head) pair of same-lead nested arrays, results nested alike. */
+function perPair<R>(arrays: NestedMatrices[], fn: (lead: number[], matrices: Matrix[]) => R, lead: number[] = []): R|unknown[] {
+  const isMatrix = (x: NestedMatrices) => !Array.isArray((x as unknown[][])[0]?.[0]);
+  if (isMatrix(arrays[0])) return fn(lead, arrays as Matrix[]);
+  return (arrays[0] as NestedMatrices[]).map((_, i) => perPair(arrays.map((a) => (a as NestedMatrices[])[i]), fn, [...lead, i]));
+}
+
+/**
+ * Key and query padding through the op: the forward as the plain-array reference (a padded key
+ * attended by no query of any head, a padded query's row zeros), with and without the weights
+ * (on cpu without them the standard path's own kernel, with them plain ops; on wasm the standard
+ * path's kernel), and the gradients as the plain-array backward (on cpu plain ops; on wasm the
+ * fused backward without a `mask`, the standard path's custom gradient with one).
+ */
+describe.each(['cpu', 'wasm'])('padding masks on %s', (backend) => {
+  runTestsOn(backend);
+  const [B, T, S] = [2, 4, 5];
+  // Batch 0: key 2 and query 1 are padding. Batch 1: keys 0 and 4 and query 3; with causal its
+  // query 0 (whose one key, 0, is padding) attends nothing.
+  const KEY_PAD = [[1, 1, 0, 1, 1], [0, 1, 1, 1, 1]];
+  const QUERY_PAD = [[1, 0, 1, 1], [1, 1, 1, 0]];
+  const MASK = [[1, 1, 1, 0, 1], [0, 1, 1, 1, 1], [1, 0, 1, 1, 0], [1, 1, 0, 1, 1]];  // [T, S]
+  // Measured on 2026-11-30: at most 7.6e-8 from the float64 reference (gradients, whose maxima are 0.39 to 1.2).
+  const TOL = 1e-6;
+  interface PadCase {lead: Lead; dk: number; key?: boolean; query?: boolean; causal?: boolean; mask?: boolean}
+  const cases: Array<[string, PadCase]> = [
+    ['rank 3, key padding (bool)', {lead: [B], dk: 3, key: true}],
+    ['rank 3, query padding (float32)', {lead: [B], dk: 3, query: true}],
+    ['rank 3, both, causal', {lead: [B], dk: 3, key: true, query: true, causal: true}],
+    ['rank 3, both and a [T, S] mask, dk > S', {lead: [B], dk: 7, key: true, query: true, mask: true}],
+    ['rank 4, both', {lead: [B, 2], dk: 3, key: true, query: true}],
+    ['rank 4, both, causal, dk > S', {lead: [B, 2], dk: 6, key: true, query: true, causal: true}],
+    ['rank 4, query padding, a [T, S] mask and causal', {lead: [B, 2], dk: 3, query: true, mask: true, causal: true}],
+  ];
+
+  it.each(cases)('%s: output, weights and gradients as the reference', (_, c) => {
+    const a = inputsArrays(c.lead, T, S, c.dk, 2, 81);
+    const r = randomArray([...c.lead, T, 2], 85) as NestedMatrices;
+    const allowed = ([b]: number[], t: number, s: number) =>
+      (!c.key || KEY_PAD[b][s] === 1) && (!c.query || QUERY_PAD[b][t] === 1) && (!c.mask || MASK[t][s] === 1);
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {causal: c.causal, allowed});
+    const scale = 1 / Math.sqrt(c.dk);
+    const grads = [0, 1, 2].map((i) => perPair([a.q, a.k, a.v, r], (lead, [q, k, v, rm]) => referencePairGrads(
+        q, k, v, rm, q.map((__, t) => k.map((___, s) => (!c.causal || s <= t) && allowed(lead, t, s))), scale)[i]));
+    // Rows that attend keys, and (with query padding, or causal and key 0 padded) rows that attend none.
+    const rows = flatten(perPair([expected.weights], (__, [w]) => w.map((row) => (row.some((x) => x !== 0) ? 1 : 0))) as Nested);
+    expect(rows).toContain(1);
+    if (c.query || c.causal) expect(rows).toContain(0);
+
+    const start = tf.memory().numTensors;
+    const {q, k, v} = tensorsOf(a);
+    const readout = tensorOf(r);
+    const keyPaddingMask = c.key ? tf.tensor2d(KEY_PAD, [B, S], 'bool') : null;
+    const queryPaddingMask = c.query ? tf.tensor2d(QUERY_PAD, [B, T], 'float32') : null;
+    const mask = c.mask ? tf.tensor2d(MASK) : null;
+    const options = {keyPaddingMask, queryPaddingMask, mask, causal: c.causal};
+    expectNoLeak(() => tf.tidy(() => {
+      const [output, weights] = dotProductAttention(q, k, v, {...options, returnWeights: true});
+      expectClose(output, expected.output as Nested, TOL);
+      expectClose(weights, expected.weights as Nested, TOL);
+      expectClose(dotProductAttention(q, k, v, options), expected.output as Nested, TOL);
+    }));
+    let output: tf.Tensor|undefined;
+    const [dq, dk, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) => {
+      const out = dotProductAttention(x, y, z, options);
+      output = tf.keep(out.clone());
+      return tf.sum(tf.mul(out, readout));
+    })([q, k, v]);
+    expectClose(output!, expected.output as Nested, TOL);
+    expectClose(dq, grads[0] as Nested, TOL);
+    expectClose(dk, grads[1] as Nested, TOL);
+    expectClose(dv, grads[2] as Nested, TOL);
+    disposeAll(output, dq, dk, dv, q, k, v, readout, keyPaddingMask, queryPaddingMask, mask);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+/**
+ * The standard path on wasm runs its products one of three ways (chooseMode): the SIMD kernel for
+ * several (batch, head) pairs that fit it, else one 2-D product per pair when a pair has at least
+ * PER_PAIR_MIN_FLOPS = 500000 flops (2·T·S·(dk + dv)) or there is one pair, else wasm's batched
+ * matMul; each with the custom gradient when one is recorded. Every way, with every mask shape
+ * (broadcast over batch or heads, one piece per pair), fully masked rows and padding, gives the
+ * plain-array forward and backward. Spies tell which way ran: the SIMD kernel, or the split into
+ * pairs; simdFits is made to refuse for the two ways past it.
+ */
+describe('the standard path on wasm, each way of running its products', () => {
+  runTestsOn('wasm');
+  let spies: {fits: jest.SpyInstance; simd: jest.SpyInstance; split: jest.SpyInstance};
+  beforeEach(() => {
+    spies = {fits: jest.spyOn(simdModule, 'simdFits'), simd: jest.spyOn(simdModule, 'simdBatchMatMul'),
+             split: jest.spyOn(simdModule, 'splitMatrices')};
+  });
+  afterEach(() => Object.values(spies).forEach((spy) => spy.mockRestore()));
+
+  type Mode = 'simd'|'pairs'|'batched';
+  // Measured on 2026-11-30: at most 1.4e-7 (outputs) and 5.2e-7 (gradients, up to dk = 75) from the float64 reference.
+  const TOL = 5e-6;
+  /** refuse: which products simdFits refuses (default: every one, for the ways past the SIMD kernel). */
+  interface ModeCase {mode: Mode; lead: Lead; T: number; S: number; dk: number; dv: number; refuse?: 'forward'|'backward'}
+  const cases: Array<[string, ModeCase]> = [
+    ['SIMD kernel, dk <= S', {mode: 'simd', lead: [2, 2], T: 6, S: 7, dk: 4, dv: 3}],
+    ['SIMD kernel, dk > S, rank 3', {mode: 'simd', lead: [3], T: 6, S: 5, dk: 9, dv: 3}],
+    ['per pair at exactly 500000 flops per pair', {mode: 'pairs', lead: [2, 2], T: 50, S: 50, dk: 50, dv: 50}],
+    ['per pair, dk > S, rank 3', {mode: 'pairs', lead: [3], T: 50, S: 40, dk: 75, dv: 50}],
+    ['batched at 490000 flops per pair', {mode: 'batched', lead: [2, 2], T: 50, S: 50, dk: 50, dv: 49}],
+    ['batched, dk > S, rank 3', {mode: 'batched', lead: [3], T: 6, S: 5, dk: 9, dv: 3}],
+    ['batched when only Q·Kᵀ does not fit the SIMD kernel', {mode: 'batched', lead: [2, 2], T: 6, S: 7, dk: 4, dv: 3, refuse: 'forward'}],
+    ['batched when only the backward\'s Pᵀ·dO does not fit the SIMD kernel', {mode: 'batched', lead: [2, 2], T: 6, S: 7, dk: 4, dv: 3, refuse: 'backward'}],
+    ['one pair (2-D products)', {mode: 'pairs', lead: [1, 1], T: 6, S: 7, dk: 4, dv: 3}],
+    ['one pair, rank 3, dk > S', {mode: 'pairs', lead: [1], T: 6, S: 5, dk: 9, dv: 3}],
+  ];
+
+  /** A 0/1 pattern of about 4/5 ones, from the index; with zeroRow, query 1 attends nothing. */
+  const bit = (index: number[], zeroRow: boolean) =>
+    (zeroRow && index[index.length - 2] === 1) || index.reduce((h, i, axis) => h * 31 + i * (axis + 7), 17) % 5 === 0 ? 0 : 1;
+  interface MaskKind {name: string; shape: (lead: Lead, T: number, S: number) => number[]; causal?: boolean; padding?: boolean; zeroRow?: boolean}
+  const kinds: MaskKind[] = [
+    {name: 'no mask', shape: () => []},
+    {name: '[T, S] with a fully masked row', shape: (_, T, S) => [T, S], zeroRow: true},
+    {name: '[1, .., T, S] and causal', shape: (lead, T, S) => [...lead.map(() => 1), T, S], causal: true},
+    {name: '[B, (1,) T, S]', shape: (lead, T, S) => [lead[0], ...lead.slice(1).map(() => 1), T, S]},
+    {name: '[B, T, S] (every head)', shape: ([b], T, S) => [b, T, S]},
+    {name: 'per pair [.., T, S], and key and query padding', shape: (lead, T, S) => [...lead, T, S], padding: true},
+  ];
+
+  /** Whether the mask of `shape` (broadcast as the op documents) lets query t of pair `lead` attend key s. */
+  function maskAllows(kind: MaskKind, shape: number[], lead: Lead, t: number, s: number): boolean {
+    if (shape.length === 0) return true;
+    const full = shape.length === 3 && lead.length === 2 ? [lead[0], t, s] : [...lead, t, s].slice(-shape.length);
+    return bit(full.map((i, axis) => (shape[axis] === 1 ? 0 : i)), kind.zeroRow ?? false) === 1;
+  }
+
+  it.each(cases)('%s: forward and gradients as the reference, with every mask shape', (_, c) => {
+    if (c.refuse != null) {
+      // Q·Kᵀ is simdFits(pairs, T, d, S), the backward's Pᵀ·dO simdFits(pairs, S, T, d).
+      const d = Math.max(c.dk, c.dv);
+      const refused = (c.refuse === 'forward' ? [c.T, d, c.S] : [c.S, c.T, d]).join();
+      spies.fits.mockImplementation((_b: number, m: number, k: number, n: number) => [m, k, n].join() !== refused);
+    } else if (c.mode !== 'simd') {
+      spies.fits.mockReturnValue(false);
+    }
+    const start = tf.memory().numTensors;
+    const B = c.lead[0];
+    const keyPad = Array.from({length: B}, (__, b) => Array.from({length: c.S}, (___, s) => ((s + b) % 4 === 3 ? 0 : 1)));
+    const queryPad = Array.from({length: B}, (__, b) => Array.from({length: c.T}, (___, t) => (b === 0 && t === 2 ? 0 : 1)));
+    const a = inputsArrays(c.lead, c.T, c.S, c.dk, c.dv, 91);
+    const r = randomArray([...c.lead, c.T, c.dv], 95) as NestedMatrices;
+    const {q, k, v} = tensorsOf(a);
+    const readout = tensorOf(r);
+    const scale = 1 / Math.sqrt(c.dk);
+    for (const kind of kinds.filter((x) => x.shape(c.lead, c.T, c.S).length <= c.lead.length + 2)) {
+      const shape = kind.shape(c.lead, c.T, c.S);
+      const allowed = (lead: Lead, t: number, s: number) => maskAllows(kind, shape, lead, t, s) &&
+          (!kind.padding || (keyPad[lead[0]][s] === 1 && queryPad[lead[0]][t] === 1));
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {allowed, causal: kind.causal});
+      const grads = [0, 1, 2].map((i) => perPair([a.q, a.k, a.v, r], (lead, [qm, km, vm, rm]) => referencePairGrads(
+          qm, km, vm, rm, qm.map((__, t) => km.map((___, s) => (!kind.causal || s <= t) && allowed(lead, t, s))), scale)[i]));
+      const mask = shape.length === 0 ? null : tf.tensor(flatten(filled(shape, (i) => bit(unravel(i, shape), kind.zeroRow ?? false))), shape);
+      const keyPaddingMask = kind.padding ? tf.tensor2d(keyPad) : null;
+      const queryPaddingMask = kind.padding ? tf.tensor2d(queryPad) : null;
+      const options = {mask, causal: kind.causal, keyPaddingMask, queryPaddingMask, blockSize: 0};
+      const context = kind.name;
+      Object.values(spies).forEach((spy) => spy.mockClear());
+      const output = expectNoLeak(() => tf.tidy(() => dotProductAttention(q, k, v, options).arraySync() as Nested));
+      const ran = {simd: spies.simd.mock.calls.length > 0, split: spies.split.mock.calls.length > 0};
+      expect([context, ran]).toEqual([context, {simd: c.mode === 'simd', split: c.mode === 'pairs' && sizeOf(c.lead) > 1}]);
+      if (c.mode !== 'pairs' || sizeOf(c.lead) > 1) {
+        // Both products must fit the SIMD kernel: Q·Kᵀ (T × d × S) and the backward's Pᵀ·dO (S × T × d), d = max(dk, dv).
+        const d = Math.max(c.dk, c.dv);
+        expect(spies.fits.mock.calls).toContainEqual([sizeOf(c.lead), c.T, d, c.S]);
+        if (c.mode === 'simd' || c.refuse === 'backward') expect(spies.fits.mock.calls).toContainEqual([sizeOf(c.lead), c.S, c.T, d]);
+      }
+      expectClose(output, expected.output as Nested, TOL);
+      const [dq, dk, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(tf.mul(dotProductAttention(x, y, z, options), readout)))([q, k, v]);
+      try {
+        expectClose(dq, grads[0] as Nested, TOL);
+        expectClose(dk, grads[1] as Nested, TOL);
+        expectClose(dv, grads[2] as Nested, TOL);
+      } catch (e) {
+        throw new Error(`${context}: ${(e as Error).message}`);
+      }
+      disposeAll(dq, dk, dv, mask, keyPaddingMask, queryPaddingMask);
+    }
+    disposeAll(q, k, v, readout);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+/**
+ * A positive blockSize sends the op to the memory-efficient path with its masks as they are: an
+ * explicit mask of every shape (rank 3 [B, T, S] on rank-4 inputs for every head), the padding
+ * and causal; the output and the gradients are the plain-array reference's (cpu).
+ */
+describe('the memory-efficient path through the op (blockSize 2)', () => {
+  runTestsOn('cpu');
+  const [B, H, T, S] = [2, 2, 4, 5];
+  const KEY_PAD = [[1, 0, 1, 1, 1], [1, 1, 1, 1, 0]];
+  const QUERY_PAD = [[1, 1, 0, 1], [1, 1, 1, 1]];
+  /** 0/1 from the index, about 3/4 ones; query 1 of every pair attends nothing. */
+  const bit = (index: number[]) =>
+    index[index.length - 2] === 1 || index.reduce((h, i, axis) => h * 29 + i * (axis + 3), 5) % 4 === 0 ? 0 : 1;
+  const cases: Array<[string, {lead: Lead; shape?: number[]; padding?: boolean; causal?: boolean}]> = [
+    ['rank 3, a [T, S] mask', {lead: [B], shape: [T, S]}],
+    ['rank 3, a [B, T, S] mask and causal', {lead: [B], shape: [B, T, S], causal: true}],
+    ['rank 3, padding', {lead: [B], padding: true}],
+    ['rank 4, a [B, T, S] mask (every head)', {lead: [B, H], shape: [B, T, S]}],
+    ['rank 4, a [B, H, T, S] mask, padding and causal', {lead: [B, H], shape: [B, H, T, S], padding: true, causal: true}],
+  ];
+  // Measured on 2026-11-30: at most 1e-7 from the float64 reference (outputs and gradients).
+  const TOL = 1e-6;
+
+  it.each(cases)('%s: output and gradients as the reference', (_, c) => {
+    const start = tf.memory().numTensors;
+    const maskAt = (lead: Lead, t: number, s: number) => {
+      if (c.shape == null) return true;
+      const index = c.shape.length === 3 && lead.length === 2 ? [lead[0], t, s] : [...lead, t, s].slice(-c.shape.length);
+      return bit(index) === 1;
+    };
+    const allowed = (lead: Lead, t: number, s: number) =>
+      maskAt(lead, t, s) && (!c.padding || (KEY_PAD[lead[0]][s] === 1 && QUERY_PAD[lead[0]][t] === 1));
+    const a = inputsArrays(c.lead, T, S, 3, 2, 101);
+    const r = randomArray([...c.lead, T, 2], 105) as NestedMatrices;
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {allowed, causal: c.causal});
+    const scale = 1 / Math.sqrt(3);
+    const grads = [0, 1, 2].map((i) => perPair([a.q, a.k, a.v, r], (lead, [qm, km, vm, rm]) => referencePairGrads(
+        qm, km, vm, rm, qm.map((__, t) => km.map((___, s) => (!c.causal || s <= t) && allowed(lead, t, s))), scale)[i]));
+    const {q, k, v} = tensorsOf(a);
+    const readout = tensorOf(r);
+    const mask = c.shape == null ? null : tf.tensor(flatten(filled(c.shape, (i) => bit(unravel(i, c.shape!)))), c.shape, 'bool');
+    const keyPaddingMask = c.padding ? tf.tensor2d(KEY_PAD) : null;
+    const queryPaddingMask = c.padding ? tf.tensor2d(QUERY_PAD) : null;
+    const options = {mask, keyPaddingMask, queryPaddingMask, causal: c.causal, blockSize: 2};
+    const spy = jest.spyOn(memoryEfficientModule, 'memoryEfficientAttention');
+    try {
+      expectNoLeak(() => tf.tidy(() => expectClose(dotProductAttention(q, k, v, options), expected.output as Nested, TOL)));
+      const [dq, dk, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(tf.mul(dotProductAttention(x, y, z, options), readout)))([q, k, v]);
+      expectClose(dq, grads[0] as Nested, TOL);
+      expectClose(dk, grads[1] as Nested, TOL);
+      expectClose(dv, grads[2] as Nested, TOL);
+      expect(spy).toHaveBeenCalledTimes(2);
+      disposeAll(dq, dk, dv);
+    } finally {
+      spy.mockRestore();
+    }
+    disposeAll(q, k, v, readout, mask, keyPaddingMask, queryPaddingMask);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
+/**
+ * Which kernel runs, as the op documents: on wasm without an explicit mask the fused kernel
+ * (inference) or the fused kernel with its fused backward (a gradient recorded, padding
+ * included); with a mask, the standard path, whose gradient is its own custom gradient (here on
+ * the SIMD kernel); on cpu the standard path with tf.matMul (neither the SIMD kernel nor the split
+ * into pairs).
+ */
+describe('which kernel runs', () => {
+  let spies: jest.SpyInstance[];
+  afterEach(() => spies.forEach((spy) => spy.mockRestore()));
+  const lossOf = (options: object, readout: tf.Tensor) => (x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+    tf.sum(tf.mul(dotProductAttention(x, y, z, options), readout));
+
+  it('on wasm: the fused kernel without a mask, its fused backward for gradients, and the standard path with a mask', async () => {
+    await onBackend('wasm', () => {
+      const [fused, training, simd] = spies = [jest.spyOn(fusedModule, 'fusedAttention'),
+        jest.spyOn(fusedBackwardModule, 'fusedAttentionTraining'), jest.spyOn(simdModule, 'simdBatchMatMul')];
+      const a = inputsArrays([2, 2], 5, 6, 4, 3, 111);
+      const expected = referenceDotProductAttention(a.q, a.k, a.v, {causal: true});
+      const {q, k, v} = tensorsOf(a);
+      const readout = tf.onesLike(q.slice([0, 0, 0, 0], [-1, -1, -1, 3]));
+      const mask = tf.ones([5, 6]);
+      const counts = () => [fused, training, simd].map((spy) => spy.mock.calls.length);
+      const ways: Array<[string, () => tf.Tensor|tf.Tensor[], number[]]> = [
+        ['no mask', () => dotProductAttention(q, k, v, {causal: true}), [1, 0, 0]],
+        ['no mask, gradients', () => tf.grads(lossOf({causal: true}, readout))([q, k, v]), [0, 1, 0]],
+        ['key padding, gradients', () => tf.grads(lossOf({causal: true, keyPaddingMask: tf.ones([2, 6])}, readout))([q, k, v]), [0, 1, 0]],
+        ['a mask', () => dotProductAttention(q, k, v, {causal: true, mask}), [0, 0, 2]],
+        ['a mask, gradients', () => tf.grads(lossOf({causal: true, mask}, readout))([q, k, v]), [0, 0, 6]],
+      ];
+      for (const [name, run, calls] of ways) {
+        spies.forEach((spy) => spy.mockClear());
+        const result = tf.tidy(run);
+        expect([name, counts()]).toEqual([name, calls]);
+        if (!Array.isArray(result)) expectClose(result, expected.output as Nested, 1e-5);
+        tf.dispose(result);
+      }
+      disposeAll(q, k, v, readout, mask);
+    });
+  });
+
+  it('on cpu: the standard path with tf.matMul, neither the SIMD kernel nor the split into pairs, with or without gradients', async () => {
+    await onBackend('cpu', () => {
+      const [simd, split] = spies = [jest.spyOn(simdModule, 'simdBatchMatMul'), jest.spyOn(simdModule, 'splitMatrices')];
+      const {q, k, v} = tensorsOf(inputsArrays([2, 2], 5, 6, 4, 3, 113));
+      const readout = tf.onesLike(q.slice([0, 0, 0, 0], [-1, -1, -1, 3]));
+      tf.dispose(dotProductAttention(q, k, v, {causal: true}));
+      tf.dispose(tf.grads(lossOf({causal: true}, readout))([q, k, v]));
+      expect([simd.mock.calls.length, split.mock.calls.length]).toEqual([0, 0]);
+      disposeAll(q, k, v, readout);
+    });
   });
 });

@@ -248,11 +248,18 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   return [out, lse];
 }
 
-/** lse[t] = scale·max + log(sum) from attend_4x8's state (per tile of four: four maxima, then four sums), T queries. */
+/**
+ * lse[t] = scale·max + log(sum) from attend_4x8's state (per tile of four: four maxima, then four sums), T queries.
+ * scale·max is rounded as the backward kernel rounds its scale·score (a float32 product of the float32 scale), so
+ * that the two agree exactly: for a query whose keys are all padded, max and every score are about MASKED_LOGIT
+ * (-1e30), and a scale·max rounded otherwise (in float64) differed from the kernel's by an ulp of ~1e29, which made
+ * exp(scale·score - lse) overflow to ∞ and that query's gradients NaN.
+ */
 export function logSumExp(dst: Float32Array, to: number, state: Float32Array, from: number, T: number, scale: number): void {
+  const scale32 = Math.fround(scale);
   for (let t = 0; t < T; t++) {
     const at = from + 8 * (t >> 2) + (t & 3);
-    dst[to + t] = scale * state[at] + Math.log(state[at + 4]);
+    dst[to + t] = Math.fround(scale32 * state[at]) + Math.log(state[at + 4]);
   }
 }
 
