@@ -33,6 +33,7 @@ module.exports = {
   },
   io: {
     mutate: ['src/io/file_system_io.ts', 'src/io/save_target.ts', 'src/io/folder_lock.ts'],
-    tests: ['test/file_system_io_test.ts', 'test/save_load_test.ts', 'test/folder_lock_test.ts'],
+    tests: ['test/file_system_io_test.ts', 'test/save_load_test.ts', 'test/folder_lock_test.ts',
+            'test/save_target_test.ts'],
   },
 };
