@@ -34,6 +34,6 @@ module.exports = {
   io: {
     mutate: ['src/io/file_system_io.ts', 'src/io/save_target.ts', 'src/io/folder_lock.ts'],
     tests: ['test/file_system_io_test.ts', 'test/save_load_test.ts', 'test/folder_lock_test.ts',
-            'test/save_target_test.ts'],
+            'test/save_target_test.ts', 'test/file_system_io_edge_test.ts', 'test/file_system_router_test.ts'],
   },
 };
