@@ -184,6 +184,27 @@ describe('FileSystemIO.save: failures leave the previous model in place', () => 
     expect(snapshot(folder)).toEqual(before);
   });
 
+  it.each([['the new weights file', /^weights-[0-9a-f]{16}\.bin$/], ['model.json', /^model\.json$/]])(
+      'the rename of %s itself fails: an error naming it, in words; the previous model in place, whole and loadable', async (_what, target) => {
+        const {folder, before} = await savedModel('swap-fails');
+        const rename = nodeFs.renameSync;
+        const renamed: string[] = [];
+        jest.spyOn(nodeFs, 'renameSync').mockImplementation((from, to) => {
+          if (target.test(path.basename(String(to)))) throw errno('EIO');
+          renamed.push(path.basename(String(to)));
+          rename(from, to);
+        });
+        const name = weightsNameOf(Buffer.from(new Float32Array([7, 8, 9]).buffer));
+        const failed = target.test('model.json') ? 'model.json' : name;
+        await expect(fileSystem(folder).save(artifacts([7, 8, 9]))).rejects.toThrow(
+            `Cannot write ${path.join(folder, failed)}: an input/output error`);
+        expect(renamed).toEqual(failed === 'model.json' ? [name] : []);
+        jest.restoreAllMocks();
+        expect(snapshot(folder)).toEqual(before);
+        const loaded = await fileSystem(folder).load();
+        expect(Array.from(new Float32Array(loaded.weightData as ArrayBuffer))).toEqual([1, 2, 3]);
+      });
+
   it('a failure reported by the hook at a rename is named with the file it concerns', async () => {
     const {folder, before} = await savedModel('rename-fails');
     setSaveStepHookForTest(step => {
