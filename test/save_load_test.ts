@@ -1,11 +1,9 @@
 /**
  * Acceptances 5 and 6: `model.save('file://…')` without tfjs-node writes tfjs-node's layout;
- * a child Node process that imports only `@tensorflow/tfjs` and `tfjs-attention` (the built
- * package, by require and by ESM import) loads it with identical predictions and trains on;
  * saves are atomic; corrupt or hostile model files give errors that name the file; no path
- * leaks tensors. (Saving's file-system safety, concurrency and symbolic links: file_system_io_test.ts.)
+ * leaks tensors. (Loading in child processes through the built package: save_load_child_test.ts. Saving's
+ * file-system safety and symbolic links: file_system_io_test.ts; concurrency: concurrent_save_load_test.ts.)
  */
-import {spawnSync} from 'child_process';
 import {createHash} from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -13,37 +11,10 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {ScaledDotProductAttention} from '../src/node';
 import {SaveStep, setSaveStepHookForTest} from '../src/io/file_system_io';
-import {escapeRegExp, maxAbsDiff, randomArray} from './helpers/tensors';
+import {buildModel, predictArray} from './helpers/save_load_model';
+import {escapeRegExp} from './helpers/tensors';
 
-const REPO = path.resolve(__dirname, '..');
 let tmp = '';
-
-type Nested = number[][][];
-
-/** Two stacked attention layers (so weight names must stay unique), biases, causal, a regularizer. */
-function buildModel(seed: number): tf.LayersModel {
-  const input = tf.input({shape: [4, 3]});
-  const first = new ScaledDotProductAttention({
-    numHeads: 2, keyDim: 2, valueDim: 3, useBias: true, outputDim: 4, causal: true,
-    kernelInitializer: tf.initializers.glorotUniform({seed}),
-    biasInitializer: tf.initializers.randomUniform({minval: -0.3, maxval: 0.3, seed: seed + 1}),
-  }).apply(input) as tf.SymbolicTensor;
-  const second = new ScaledDotProductAttention({
-    keyDim: 3, scale: 0.5, kernelRegularizer: 'l1l2', kernelInitializer: tf.initializers.glorotUniform({seed: seed + 2}),
-  }).apply(first) as tf.SymbolicTensor;
-  const model = tf.model({inputs: input, outputs: second});
-  model.compile({optimizer: tf.train.adam(0.02), loss: 'meanSquaredError'});
-  return model;
-}
-
-// Deterministic numbers in [-1, 1).
-const INPUT = randomArray([2, 4, 3], 1) as Nested;
-const TRAIN_X = randomArray([8, 4, 3], 2) as Nested;
-const TRAIN_Y = randomArray([8, 4, 3], 3) as Nested;
-
-function predictArray(model: tf.LayersModel, input: Nested = INPUT): Nested {
-  return tf.tidy(() => (model.predict(tf.tensor3d(input)) as tf.Tensor).arraySync() as Nested);
-}
 
 async function expectNoLeak(body: () => Promise<unknown>|unknown): Promise<void> {
   const before = tf.memory().numTensors;
@@ -51,82 +22,9 @@ async function expectNoLeak(body: () => Promise<unknown>|unknown): Promise<void>
   expect(tf.memory().numTensors).toBe(before);
 }
 
-/** The body shared by the CommonJS and the ESM child script: load, predict, train on, save, reload. */
-const CHILD_BODY = `
-const job = JSON.parse(process.argv[2]);
-(async () => {
-  await tf.setBackend('cpu');
-  const model = await tf.loadLayersModel(job.url);
-  const x = tf.tensor(job.input);
-  const result = {
-    resolved: RESOLVED,
-    registered: tf.serialization.SerializationMap.getMap().classNameMap.ScaledDotProductAttention?.[0] === ScaledDotProductAttention,
-    layerClasses: model.layers.map(l => l.getClassName()),
-    optimizer: model.optimizer ? model.optimizer.getClassName() : null,  // as loaded
-    prediction: model.predict(x).arraySync(),
-  };
-  if (job.train) {
-    if (model.optimizer == null) model.compile({optimizer: tf.train.adam(0.02), loss: 'meanSquaredError'});
-    const history = await model.fit(tf.tensor(job.train.x), tf.tensor(job.train.y),
-        {epochs: job.train.epochs, batchSize: 8, shuffle: false, verbose: 0});
-    result.losses = history.history.loss;
-    result.predictionAfterFit = model.predict(x).arraySync();
-    await model.save(job.saveTo);
-    const reloaded = await tf.loadLayersModel(job.saveTo + '/model.json');
-    result.reloadedPrediction = reloaded.predict(x).arraySync();
-  }
-  console.log('RESULT ' + JSON.stringify(result));
-})().catch(error => {
-  console.error(error && error.stack || String(error));
-  process.exit(1);
-});
-`;
-
-const CHILD_CJS = `const tf = require('@tensorflow/tfjs');
-const {ScaledDotProductAttention} = require('tfjs-attention');
-const RESOLVED = require.resolve('tfjs-attention');
-${CHILD_BODY}`;
-
-const CHILD_ESM = `import * as tf from '@tensorflow/tfjs';
-import {ScaledDotProductAttention} from 'tfjs-attention';
-const RESOLVED = new URL(import.meta.resolve('tfjs-attention')).pathname;
-${CHILD_BODY}`;
-
-interface ChildResult {
-  resolved: string;
-  registered: boolean;
-  layerClasses: string[];
-  optimizer: string|null;
-  prediction: Nested;
-  losses?: number[];
-  predictionAfterFit?: Nested;
-  reloadedPrediction?: Nested;
-}
-
-/** Runs a child script in `tmp`, whose node_modules links `tfjs-attention` (this repo) and `@tensorflow`. */
-function runChild(script: string, job: object): ChildResult {
-  const child = spawnSync(process.execPath, [path.join(tmp, script), JSON.stringify(job)], {
-    cwd: tmp, encoding: 'utf8', timeout: 90000, env: {...process.env, NODE_PATH: '', NODE_OPTIONS: ''},
-  });
-  const line = (child.stdout ?? '').split('\n').find(l => l.startsWith('RESULT '));
-  if (child.status !== 0 || line == null) {
-    throw new Error(`child ${script} failed (status ${child.status}):\n${child.stderr}\n${child.stdout}`);
-  }
-  return JSON.parse(line.slice('RESULT '.length));
-}
-
-function buildResult(): {status: number|null; output: string} {
-  return JSON.parse(fs.readFileSync(path.join(REPO, 'dist', 'build-result.json'), 'utf8'));
-}
-
 beforeAll(async () => {
   await tf.setBackend('cpu');
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-save-'));
-  fs.mkdirSync(path.join(tmp, 'node_modules'));
-  fs.symlinkSync(REPO, path.join(tmp, 'node_modules', 'tfjs-attention'), 'dir');
-  fs.symlinkSync(path.join(REPO, 'node_modules', '@tensorflow'), path.join(tmp, 'node_modules', '@tensorflow'), 'dir');
-  fs.writeFileSync(path.join(tmp, 'child.js'), CHILD_CJS);
-  fs.writeFileSync(path.join(tmp, 'child.mjs'), CHILD_ESM);
 });
 
 /** The weights file a save names by content: weights-<first 16 hex digits of the sha256 of the bytes>.bin. */
@@ -192,75 +90,6 @@ describe('model.save("file://…") without tfjs-node', () => {
     });
   });
 
-  const cases: Array<[string, string, boolean, string]> = [
-    ['require (CommonJS)', 'child.js', false, 'cjs'],
-    ['import (ESM .mjs)', 'child.mjs', true, 'esm'],  // the ESM build, through the `node` condition
-  ];
-  for (const [kind, script, includeOptimizer, build] of cases) {
-    const saved = includeOptimizer ? 'saved with its optimizer' : 'saved without optimizer (the child compiles it)';
-    it(`a child Node process using ${kind} of tfjs-attention loads a model ${saved} with identical predictions and trains on`, async () => {
-      expect(buildResult().status).toBe(0);
-      const model = buildModel(30);
-      await model.fit(tf.tensor3d(TRAIN_X), tf.tensor3d(TRAIN_Y), {epochs: 2, batchSize: 8, verbose: 0});
-      const folder = path.join(tmp, `for-${script}`);
-      await model.save(`file://${folder}`, {includeOptimizer});
-      const expected = predictArray(model);
-      if (includeOptimizer) {
-        const json = JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8'));
-        expect(json.trainingConfig).toEqual(expect.objectContaining({loss: 'mean_squared_error'}));
-        const groups = (json.weightsManifest[0].weights as Array<{group?: string}>).map(w => w.group);
-        expect(groups).toContain('optimizer');  // Adam's moments travel in the same weights file
-      }
-
-      const saveTo = path.join(tmp, `trained-by-${script}`);
-      const child = runChild(script, {
-        url: `file://${folder}/model.json`, input: INPUT, train: {x: TRAIN_X, y: TRAIN_Y, epochs: 6}, saveTo: `file://${saveTo}`,
-      });
-      expect(fs.realpathSync(child.resolved)).toBe(path.join(REPO, 'dist', build, 'node.js'));  // the built package
-      expect(child.registered).toBe(true);
-      expect(child.layerClasses.filter(c => c === 'ScaledDotProductAttention')).toHaveLength(2);
-      expect(maxAbsDiff(child.prediction, expected).diff).toBeLessThanOrEqual(1e-6);
-      expect(child.prediction).toEqual(expected);  // same cpu kernels: bit for bit
-
-      // Training continues (with the optimizer from trainingConfig, when saved): the loss falls.
-      expect(child.optimizer).toBe(includeOptimizer ? 'Adam' : null);
-      const losses = child.losses!;
-      expect(losses).toHaveLength(6);
-      expect(losses[losses.length - 1]).toBeLessThan(losses[0]);
-      expect(maxAbsDiff(child.predictionAfterFit!, expected).diff).toBeGreaterThan(1e-4);
-      expect(child.reloadedPrediction).toEqual(child.predictionAfterFit);
-
-      // And the child's save comes back here with the child's predictions.
-      const retrained = await tf.loadLayersModel(`file://${saveTo}/model.json`);
-      expect(predictArray(retrained)).toEqual(child.predictionAfterFit);
-      retrained.dispose();
-      model.dispose();
-    });
-  }
-});
-
-describe('two copies of tfjs-attention on one tfjs (e.g. two versions installed side by side)', () => {
-  it('register one file:// handler between them, so saving and loading still work', () => {
-    const copy = path.join(tmp, 'second-copy');
-    fs.cpSync(path.join(REPO, 'dist', 'cjs'), path.join(copy, 'dist', 'cjs'), {recursive: true});
-    const folder = path.join(tmp, 'saved-with-two-copies');
-    fs.writeFileSync(path.join(tmp, 'two_copies.js'), `const tf = require('@tensorflow/tfjs');
-require('tfjs-attention');
-require(${JSON.stringify(path.join(copy, 'dist', 'cjs', 'node.js'))});
-(async () => {
-  await tf.setBackend('cpu');
-  const model = tf.sequential({layers: [tf.layers.dense({units: 1, inputShape: [2], kernelInitializer: 'ones'})]});
-  const handlers = tf.io.getSaveHandlers('file://${folder}').length;
-  await model.save('file://${folder}');
-  const loaded = await tf.loadLayersModel('file://${folder}/model.json');
-  console.log('RESULT ' + JSON.stringify({handlers, prediction: loaded.predict(tf.tensor2d([[1, 2]])).arraySync()}));
-})().catch(error => { console.error(error.stack); process.exit(1); });
-`);
-    const child = spawnSync(process.execPath, ['two_copies.js'], {cwd: tmp, encoding: 'utf8', timeout: 90000});
-    const line = child.stdout.split('\n').find(l => l.startsWith('RESULT '));
-    expect({status: child.status, stderr: line == null ? child.stderr : ''}).toEqual({status: 0, stderr: ''});
-    expect(JSON.parse(line!.slice('RESULT '.length))).toEqual({handlers: 1, prediction: [[3]]});
-  });
 });
 
 describe('atomic saves', () => {

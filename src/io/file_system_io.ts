@@ -147,7 +147,8 @@ export class FileSystemIO implements tf.io.IOHandler {
       } catch (error) {
         throw new ValueError(`Cannot parse ${modelJsonPath} as JSON: ${(error as Error).message}`);
       }
-      if (modelJson == null || typeof modelJson !== 'object' || modelJson.modelTopology == null) {
+      // null has no properties; any other JSON value that is not an object has no modelTopology either.
+      if ((modelJson as tf.io.ModelJSON|null)?.modelTopology == null) {
         throw new ValueError(`${modelJsonPath} has no \`modelTopology\`: it is not a tfjs model.json`);
       }
       let weights: [tf.io.WeightsManifestEntry[], ArrayBuffer];
@@ -370,7 +371,8 @@ function weightBytes(spec: tf.io.WeightsManifestEntry): number {
  */
 function resolveInside(folder: string, relative: string, modelJsonPath: string): string {
   const file = path.resolve(folder, relative);
-  if (path.isAbsolute(relative) || (file !== folder && !file.startsWith(folder + path.sep))) {
+  // The folder itself ('.', '') is no file inside it either.
+  if (path.isAbsolute(relative) || !file.startsWith(folder + path.sep)) {
     throw new ValueError(
         `${modelJsonPath} names a weights path outside the model's folder ${folder}, which is refused. ` +
         `Received: ${JSON.stringify(relative)}`);
@@ -443,7 +445,7 @@ let probing = false;
  * still run this library's code.
  */
 function fileSystemRouter(url: string|string[]): tf.io.IOHandler|null {
-  if (probing || Array.isArray(url) || typeof url !== 'string' || !url.startsWith('file://')) return null;
+  if (probing || typeof url !== 'string' || !url.startsWith('file://')) return null;  // a pair of paths included
   let others: tf.io.IOHandler[];
   probing = true;
   try {

@@ -10,8 +10,6 @@ import {ValueError} from '../errors';
 import {errorCode, fsErrorReason} from './fs_errors';
 
 export const MODEL_JSON = 'model.json';
-/** The weights file of tfjs-node and of this package's earlier saves; replaced by the next save. */
-export const LEGACY_WEIGHTS = 'weights.bin';
 /** The lock that serializes saves to one folder (folder_lock.ts). */
 export const LOCK_FILE = '.model.lock';
 
@@ -69,8 +67,8 @@ export function checkSaveTarget(folder: string, options: SaveTargetOptions = {})
     throw refuse('the path ends in .json; give the folder to hold model.json, not the file');
   }
   const existing = nearestExisting(resolved, refuse);
-  const real = existing === resolved ? realpathOf(resolved, refuse) :
-      path.join(realpathOf(existing, refuse), path.relative(existing, resolved));
+  // The real path of what exists, then the part still to be created (none when the folder exists).
+  const real = path.join(realpathOf(existing, refuse), path.relative(existing, resolved));
   if (real === path.parse(real).root) throw refuse('it is the root of the file system');
   const cwd = realpathOrSelf(process.cwd());
   const home = realpathOrSelf(os.homedir());
@@ -169,7 +167,7 @@ export function checkFileTarget(file: string, what = 'file'): void {
   } catch (error) {
     throw refuse(`its folder ${parent} cannot be used: ${fsErrorReason(error)}`);
   }
-  if (!parentStats.isDirectory()) throw refuse(`${parent} is not a folder`);
+  // A folder: had it been a file, statting the path below it would have said ENOTDIR above.
   const parentProtected = writeProtection(parent, parentStats);
   if (parentProtected != null) throw refuse(`its folder ${parent} is ${parentProtected}`);
 }
@@ -245,6 +243,6 @@ function isSymlink(file: string): boolean {
 /** `"given" (/absolute/path)`, or the path alone when it is already absolute and normal. */
 function shown(given: string): string {
   if (typeof given !== 'string' || given.trim() === '') return JSON.stringify(given);
-  const resolved = given.trim() === '' ? '' : path.resolve(given);
-  return resolved === given ? given : `${JSON.stringify(given)}${resolved === '' ? '' : ` (${resolved})`}`;
+  const resolved = path.resolve(given);
+  return resolved === given ? given : `${JSON.stringify(given)} (${resolved})`;
 }
