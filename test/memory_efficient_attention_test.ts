@@ -290,6 +290,126 @@ describe('memoryEfficientAttention', () => {
       expectError([q(), k(), v(), {...ok, mask: tf.tensor4d([['a']].map(() => [[['a']]]), [1, 1, 1, 1], 'string')}], '`mask`', 'string'));
   });
 
+  describe('validation messages, word for word (each check on its own, before any tensor is made)', () => {
+    /** q [2, 3, 4, 5], k [2, 3, 6, 5], v [2, 3, 6, 7] unless replaced; the error's whole message; no leak. */
+    function expectMessage(parts: {q?: unknown; k?: unknown; v?: unknown; options?: unknown}, message: string) {
+      const made = [tf.zeros([2, 3, 4, 5]), tf.zeros([2, 3, 6, 5]), tf.zeros([2, 3, 6, 7])];
+      const [q, k, v] = (['q', 'k', 'v'] as const).map((name, i) => (name in parts ? parts[name] : made[i])) as tf.Tensor4D[];
+      const options = ('options' in parts ? parts.options : {blockSize: 2, scale: 0.5}) as MemoryEfficientOptions;
+      const before = tf.memory().numTensors;
+      let error: unknown;
+      try {
+        memoryEfficientAttention(q, k, v, options);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ValueError);
+      expect((error as Error).message).toBe(message);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose(made);
+    }
+    const shapes = (q: string, k: string, v: string) => `q.shape=${q}, k.shape=${k}, v.shape=${v}`;
+
+    test('q, k or v not a tensor: names the argument, its layout and the value', () => {
+      expectMessage({q: [1, 2]},
+          'Received an invalid value for argument `q`, expected a rank-4 float32 tensor [B, H, T, dk]. Received: q=[1, 2]');
+      expectMessage({k: 'keys'},
+          'Received an invalid value for argument `k`, expected a rank-4 float32 tensor [B, H, S, dk]. Received: k="keys"');
+      expectMessage({v: null},
+          'Received an invalid value for argument `v`, expected a rank-4 float32 tensor [B, H, S, dv]. Received: v=null');
+    });
+
+    test('a rank other than 4: names the argument, its layout and its shape', () => {
+      const [q3, k5, v2] = [tf.zeros([2, 4, 5]), tf.zeros([1, 2, 3, 6, 5]), tf.zeros([6, 7])];
+      expectMessage({q: q3}, 'Received an invalid value for argument `q`, expected a rank-4 tensor [B, H, T, dk]. Received: q.shape=[2, 4, 5]');
+      expectMessage({k: k5},
+          'Received an invalid value for argument `k`, expected a rank-4 tensor [B, H, S, dk]. Received: k.shape=[1, 2, 3, 6, 5]');
+      expectMessage({v: v2}, 'Received an invalid value for argument `v`, expected a rank-4 tensor [B, H, S, dv]. Received: v.shape=[6, 7]');
+      tf.dispose([q3, k5, v2]);
+    });
+
+    test('a dtype other than float32, for each of q, k and v', () => {
+      const [qi, kb, vi] = [tf.zeros([2, 3, 4, 5], 'int32'), tf.zeros([2, 3, 6, 5], 'bool'), tf.zeros([2, 3, 6, 7], 'int32')];
+      expectMessage({q: qi}, 'Received an invalid value for argument `q`, expected dtype float32. Received: q.dtype="int32"');
+      expectMessage({k: kb}, 'Received an invalid value for argument `k`, expected dtype float32. Received: k.dtype="bool"');
+      expectMessage({v: vi}, 'Received an invalid value for argument `v`, expected dtype float32. Received: v.dtype="int32"');
+      tf.dispose([qi, kb, vi]);
+    });
+
+    test('k or v with another batch or head count than q (each of the four dims on its own)', () => {
+      const message = (s: string) => `Expected \`q\`, \`k\` and \`v\` to share the batch and head dims [B, H, ...]. Received: ${s}`;
+      const kB = tf.zeros([1, 3, 6, 5]);
+      const vB = tf.zeros([1, 3, 6, 7]);
+      const kH = tf.zeros([2, 1, 6, 5]);
+      const vH = tf.zeros([2, 1, 6, 7]);
+      expectMessage({k: kB}, message(shapes('[2, 3, 4, 5]', '[1, 3, 6, 5]', '[2, 3, 6, 7]')));
+      expectMessage({v: vB}, message(shapes('[2, 3, 4, 5]', '[2, 3, 6, 5]', '[1, 3, 6, 7]')));
+      expectMessage({k: kH}, message(shapes('[2, 3, 4, 5]', '[2, 1, 6, 5]', '[2, 3, 6, 7]')));
+      expectMessage({v: vH}, message(shapes('[2, 3, 4, 5]', '[2, 3, 6, 5]', '[2, 1, 6, 7]')));
+      tf.dispose([kB, vB, kH, vH]);
+    });
+
+    test('k and v with different key counts, q and k with different dk', () => {
+      const v5 = tf.zeros([2, 3, 5, 7]);
+      const k4 = tf.zeros([2, 3, 6, 4]);
+      expectMessage({v: v5}, 'Expected `k` and `v` to have the same number of keys S (axis 2). Received: ' +
+          shapes('[2, 3, 4, 5]', '[2, 3, 6, 5]', '[2, 3, 5, 7]'));
+      expectMessage({k: k4}, 'Expected `q` and `k` to have the same key dim dk (axis 3). Received: ' +
+          shapes('[2, 3, 4, 5]', '[2, 3, 6, 4]', '[2, 3, 6, 7]'));
+      tf.dispose([v5, k4]);
+    });
+
+    test('dk = 0 or dv = 0: names the shapes once', () => {
+      const [q0, k0, v0] = [tf.zeros([2, 3, 4, 0]), tf.zeros([2, 3, 6, 0]), tf.zeros([2, 3, 6, 0])];
+      expectMessage({q: q0, k: k0}, 'The query and key vectors must have at least one element (dk >= 1). Received: ' +
+          shapes('[2, 3, 4, 0]', '[2, 3, 6, 0]', '[2, 3, 6, 7]'));
+      expectMessage({v: v0}, `The value vectors must have at least one element (dv >= 1). Received: ${shapes('[2, 3, 4, 5]', '[2, 3, 6, 5]', '[2, 3, 6, 0]')}`);
+      tf.dispose([q0, k0, v0]);
+    });
+
+    test('options that are not an object', () => {
+      const expected = 'an object {blockSize, scale, causal?, mask?, keyPaddingMask?, queryPaddingMask?}';
+      expectMessage({options: null}, `Received an invalid value for argument \`options\`, expected ${expected}. Received: options=null`);
+      expectMessage({options: undefined}, `Received an invalid value for argument \`options\`, expected ${expected}. Received: options=undefined`);
+      expectMessage({options: 4}, `Received an invalid value for argument \`options\`, expected ${expected}. Received: options=4`);
+    });
+
+    test('blockSize and scale: the whole message', () => {
+      expectMessage({options: {blockSize: 2.5, scale: 1}},
+          'Received an invalid value for argument `blockSize`, expected a positive integer. Received: blockSize=2.5');
+      expectMessage({options: {blockSize: 2, scale: -1}},
+          'Received an invalid value for argument `scale`, expected a positive finite number. Received: scale=-1');
+    });
+
+    test('causal that is not a boolean', () => {
+      expectMessage({options: {blockSize: 2, scale: 1, causal: 1}},
+          'Received an invalid value for argument `causal`, expected a boolean. Received: causal=1');
+      expectMessage({options: {blockSize: 2, scale: 1, causal: 'yes'}},
+          'Received an invalid value for argument `causal`, expected a boolean. Received: causal="yes"');
+    });
+
+    test('a mask that is not a tensor, or of another dtype', () => {
+      const strings = tf.tensor2d([['a', 'b', 'c', 'd', 'e', 'f']], [1, 6], 'string');
+      expectMessage({options: {blockSize: 2, scale: 1, mask: [[1, 0]]}},
+          'Received an invalid value for argument `mask`, expected a tensor broadcastable to [B, H, T, S]. Received: mask=[[1, 0]]');
+      expectMessage({options: {blockSize: 2, scale: 1, mask: strings}},
+          'Received an invalid value for argument `mask`, expected dtype bool or float32 (0/1). Received: mask.dtype="string"');
+      strings.dispose();
+    });
+
+    test('a mask of a shape that does not broadcast, for each rank', () => {
+      const message = (shape: string) => 'Received an invalid value for argument `mask`, expected a shape broadcastable to ' +
+          '[B, H, T, S]=[2, 3, 4, 6]: rank 4, or rank 3 [B, T, S] for every head, or rank 2 [T, S], each dim equal or 1. ' +
+          `Received: mask.shape=${shape}`;
+      const bad = [tf.ones([6], 'bool'), tf.ones([4, 5], 'bool'), tf.ones([3, 4, 6], 'bool'), tf.ones([2, 3, 4, 6, 1], 'bool'),
+        tf.ones([2, 2, 4, 6], 'bool')];
+      for (const mask of bad) {
+        expectMessage({options: {blockSize: 2, scale: 1, mask}}, message(`[${mask.shape.join(', ')}]`));
+      }
+      tf.dispose(bad);
+    });
+  });
+
   test('peak memory of the blocked forward and gradient is at most 1/4 of the standard path (T = S = 1024)', async () => {
     // peakBytes is the engine's byte count, the same on every backend; wasm just runs it fastest.
     await onBackend('wasm', async () => {
