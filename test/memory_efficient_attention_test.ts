@@ -46,6 +46,8 @@ const CASES: Case[] = [
   {name: 'causal', B: 2, H: 1, T: 9, S: 9, dk: 4, dv: 4, blockSize: 4, causal: true},
   {name: 'causal cross S > T (skipped blocks)', B: 1, H: 2, T: 5, S: 12, dk: 3, dv: 2, blockSize: 3, causal: true},
   {name: 'causal cross S < T', B: 1, H: 1, T: 8, S: 5, dk: 3, dv: 3, blockSize: 2, causal: true},
+  // The key limit T = 4 falls on a block edge: the blocks from key 4 on are skipped, not run with no query row.
+  {name: 'causal cross S > T, T a multiple of blockSize', B: 1, H: 2, T: 4, S: 10, dk: 3, dv: 2, blockSize: 2, causal: true},
   {name: 'bool mask [B, 1, T, S] over heads', B: 2, H: 3, T: 6, S: 7, dk: 4, dv: 3, blockSize: 3, maskShape: [2, 1, 6, 7]},
   {name: 'float mask [B, H, T, S]', B: 2, H: 2, T: 5, S: 8, dk: 3, dv: 4, blockSize: 3, maskShape: [2, 2, 5, 8], maskDtype: 'float32'},
   {name: 'key-padding mask [B, 1, 1, S]', B: 2, H: 2, T: 4, S: 6, dk: 3, dv: 2, blockSize: 4, maskShape: [2, 1, 1, 6]},
