@@ -473,6 +473,21 @@ describe('memoryEfficientAttention', () => {
     });
   });
 
+  test.each(['cpu', 'wasm'])('with no mask and no causal rule nothing counts as masked, even logits below the masked logit (%s)',
+      (backend) => onBackend(backend, () => {
+    // Scores -1e30 and -2e30 (scale 1, dk 1): finite, far apart, so the softmax is one-hot on key 0 and the output
+    // is v[0] = [3, -5]; read as masked rows (max <= MASKED_LOGIT / 2) they would come out NaN or zero.
+    const q = tf.tensor4d([1e15], [1, 1, 1, 1]);  // [B, H, T, dk]
+    const k = tf.tensor4d([-1e15, -2e15], [1, 1, 2, 1]);  // [B, H, S, dk]
+    const v = tf.tensor4d([3, -5, 7, 11], [1, 1, 2, 2]);  // [B, H, S, dv]
+    for (const blockSize of [1, 2]) {
+      const out = memoryEfficientAttention(q, k, v, {blockSize, scale: 1});  // [B, H, T, dv]
+      expect(Array.from(out.dataSync())).toEqual([3, -5]);
+      out.dispose();
+    }
+    tf.dispose([q, k, v]);
+  }));
+
   test('a float mask is kept for the backward pass as bool, 1 byte an entry: training peaks as with the bool mask (T = S = 1024)', async () => {
     await onBackend('wasm', async () => {
       const T = 1024;
