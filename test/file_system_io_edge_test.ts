@@ -5,13 +5,13 @@
  * and loads: the retry when a save replaces model.json meanwhile (and only then, at most 5 times), and each corrupt
  * model.json or weights file named in its error.
  */
-import {spawnSync} from 'child_process';
 import {createHash} from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {fileSystem, setSaveStepHookForTest} from '../src/io/file_system_io';
+import {deadPid, errno, openFds} from './helpers/fs_failures';
 
 // The module itself (its namespace copy here is read-only): spies on it reach src/io.
 const nodeFs = require('fs') as typeof fs;
@@ -23,20 +23,6 @@ function scratch(name: string): string {
   const folder = path.join(tmp, `${++counter}-${name}`);
   fs.mkdirSync(folder, {recursive: true});
   return folder;
-}
-
-function errno(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected`), {code});
-}
-
-function openFds(): number {
-  return fs.readdirSync('/proc/self/fd').length;
-}
-
-function deadPid(): number {
-  const pid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {encoding: 'utf8'}).stdout);
-  expect(pid).toBeGreaterThan(0);
-  return pid;
 }
 
 /** weights-<first 16 hex of the sha256 of the bytes>.bin, hashed here. */

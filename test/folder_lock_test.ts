@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {lockFolder} from '../src/io/folder_lock';
+import {deadPid, errno, openFds} from './helpers/fs_failures';
 
 // The modules themselves (their namespace copies here are read-only): spies on them reach src/io.
 const nodeFs = require('fs') as typeof fs;
@@ -19,25 +20,6 @@ function scratch(name: string): string {
   const folder = path.join(tmp, `${++counter}-${name}`);
   fs.mkdirSync(folder, {recursive: true});
   return folder;
-}
-
-/** An fs error as Node throws it: the code decides, the message is raw errno text. */
-function errno(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected`), {code});
-}
-
-/** The file descriptors this process has open (Linux). */
-function openFds(): number {
-  return fs.readdirSync('/proc/self/fd').length;
-}
-
-/** A pid that is not running: a child that has exited. */
-function deadPid(): number {
-  const child = require('child_process').spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'],
-                                                  {encoding: 'utf8'});
-  const pid = Number(child.stdout);
-  expect(pid).toBeGreaterThan(0);
-  return pid;
 }
 
 function writeLock(folder: string, holder: unknown): string {

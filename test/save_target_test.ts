@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {checkFileTarget, checkSaveTarget, isWeightsFile, modelTempFilePid, tempNameFor} from '../src/io/save_target';
+import {errno} from './helpers/fs_failures';
 
 // The module itself (its namespace copy here is read-only): spies on it reach src/io.
 const nodeFs = require('fs') as typeof fs;
@@ -18,10 +19,6 @@ function scratch(name: string): string {
   const folder = path.join(tmp, `${++counter}-${name}`);
   fs.mkdirSync(folder, {recursive: true});
   return folder;
-}
-
-function errno(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected`), {code});
 }
 
 const HEX16 = '0123456789abcdef';
