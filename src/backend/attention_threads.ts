@@ -198,6 +198,8 @@ export interface SecondThread {
   header: Int32Array;
   /** Float32 view of the header (for f32 parameters: the scale). */
   headerFloats: Float32Array;
+  /** The header's clock readings (TIME), float64. */
+  times: Float64Array;
 }
 
 /** undefined: not tried; null: not available here. */
@@ -274,7 +276,7 @@ export function getSecondThread(): SecondThread|null {
     if (Atomics.load(header, SLOT.ready) !== 1) return null;
     secondThread = {
       memory, module: instance.exports as unknown as KernelExports, header,
-      headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4),
+      headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4), times: new Float64Array(memory.buffer, TIMES_BYTE, 3),
     };
   } catch {
     secondThread = null;
@@ -331,8 +333,7 @@ export function runTableOnBothThreads(
 
 /** Hands the job set up in the header to the worker, runs `mine`, and waits for the worker (at most `timeout` ms). */
 function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
-  const h = thread.header;
-  const times = new Float64Array(thread.memory.buffer, TIMES_BYTE, 3);
+  const {header: h, times} = thread;
   Atomics.store(h, SLOT.done, 0);
   Atomics.store(h, SLOT.failed, 0);
   times[TIME.handedOver] = clock();
