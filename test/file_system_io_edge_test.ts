@@ -223,6 +223,23 @@ describe('FileSystemIO.save: failures leave the previous model in place', () => 
     await expect(fileSystem(path.join(parent, 'a', 'b')).save(artifacts([1, 2, 3]))).rejects.toThrow(/simulated/);
     expect(fs.readdirSync(parent)).toEqual([]);
   });
+  it('after a failed first save whose folder another process removed meanwhile, the parents it created are removed too', async () => {
+    const parent = scratch('created-removed');
+    const folder = path.join(parent, 'a', 'b');
+    setSaveStepHookForTest(step => {
+      if (step === 'weights-written') throw new Error('simulated');
+    });
+    const rmdir = nodeFs.rmdirSync;
+    jest.spyOn(nodeFs, 'rmdirSync').mockImplementation((target, options) => {
+      if (target === folder) {
+        fs.rmSync(folder, {recursive: true});  // the other process
+        throw errno('ENOENT');
+      }
+      return rmdir(target, options);
+    });
+    await expect(fileSystem(folder).save(artifacts([1, 2, 3]))).rejects.toThrow(/simulated/);
+    expect(fs.readdirSync(parent)).toEqual([]);
+  });
 });
 
 describe('FileSystemIO.save: durability, and what it cleans up', () => {
@@ -280,6 +297,20 @@ describe('FileSystemIO.save: durability, and what it cleans up', () => {
     });
     await fileSystem(folder).save(artifacts([1, 2, 3]));
     expect(fs.readdirSync(folder)).toContain(name);
+  });
+
+  it('a dead saver\'s temporary file that is gone by the time it is removed (another cleanup was first): the save goes on', async () => {
+    const folder = scratch('dead-saver-gone');
+    const temp = path.join(folder, `.model.json.${deadPid()}-ab.tmp`);
+    fs.writeFileSync(temp, 'partial');
+    const rm = nodeFs.rmSync;
+    jest.spyOn(nodeFs, 'rmSync').mockImplementation((file, options) => {
+      if (file === temp && fs.existsSync(temp)) fs.unlinkSync(temp);  // removed between the listing and this call
+      return rm(file, options);
+    });
+    await fileSystem(folder).save(artifacts([1, 2, 3]));
+    expect(readJson(path.join(folder, 'model.json')).modelTopology.values).toEqual([1, 2, 3]);
+    expect(fs.existsSync(temp)).toBe(false);
   });
 
   it('a dead saver\'s temporary file that cannot be removed: the save fails naming it, in words, and writes nothing', async () => {

@@ -275,6 +275,32 @@ describe('lockFolder: fs failures', () => {
         `Cannot create the lock file ${path.join(folder, '.model.lock')}: it (or a folder on its path) does not exist`);
   });
 
+  it('the lock file cannot be created for a reason other than a missing folder (EACCES): one attempt, the reason in words', async () => {
+    const folder = scratch('create-eacces');
+    const file = path.join(folder, '.model.lock');
+    const open = nodeFs.openSync;
+    let attempts = 0;
+    jest.spyOn(nodeFs, 'openSync').mockImplementation((target, flags, mode) => {
+      if (target === file && flags === 'wx') {
+        ++attempts;
+        throw errno('EACCES');
+      }
+      return open(target, flags, mode);
+    });
+    await expect(lockFolder(folder, 1000)).rejects.toThrow(`Cannot create the lock file ${file}: permission denied`);
+    expect(attempts).toBe(1);  // no folder is created again and nothing retried: only ENOENT means a removed folder
+  });
+
+  it('a missing folder whose creation again fails (EACCES): that failure in words, not the first "does not exist"', async () => {
+    const folder = path.join(scratch('mkdir-eacces'), 'model');
+    const file = path.join(folder, '.model.lock');
+    jest.spyOn(nodeFs, 'mkdirSync').mockImplementation(() => {
+      throw errno('EACCES');
+    });
+    await expect(lockFolder(folder, 1000)).rejects.toThrow(`Cannot create the lock file ${file}: permission denied`);
+    expect(fs.existsSync(folder)).toBe(false);
+  });
+
   it('the holder released the lock between our attempt and our read (ENOENT): taken at once', async () => {
     const folder = scratch('released-meanwhile');
     const file = writeLock(folder, {pid: process.pid, host: os.hostname(), time: 't'});
@@ -314,6 +340,19 @@ describe('a held lock', () => {
     expect(JSON.parse(fs.readFileSync(lock.file, 'utf8')).host).toBe('other');
     fs.rmSync(lock.file);
     expect(() => lock.assertHeld()).toThrow(message);
+  });
+
+  it('release when the lock file vanished after its inode was checked (a stealer removed it): no error', async () => {
+    const folder = scratch('release-vanished');
+    const lock = await lockFolder(folder, 1000);
+    const stat = nodeFs.statSync;
+    jest.spyOn(nodeFs, 'statSync').mockImplementation(((target: fs.PathLike, options?: fs.StatSyncOptions) => {
+      const stats = stat(target, options);
+      if (target === lock.file) fs.rmSync(lock.file);  // gone right after the check said it is ours
+      return stats;
+    }) as typeof fs.statSync);
+    expect(() => lock.release()).not.toThrow();
+    expect(fs.readdirSync(folder)).toEqual([]);
   });
 
   it('release removes the lock once; a second release leaves a later lock alone, even one with the same inode', async () => {

@@ -231,13 +231,16 @@ function sameContent(file: string, data: Buffer): boolean {
   }
 }
 
-/** After a failed first save: removes `folder` and its parents up to `created`, those that are empty. */
+/**
+ * After a failed first save: removes `folder` and its parents up to `created`, those that are empty (one that another
+ * process removed meanwhile counts as removed).
+ */
 function removeEmptyFolders(folder: string, created: string): void {
   for (let current = folder; ; current = path.dirname(current)) {
     try {
       fs.rmdirSync(current);  // fails, harmlessly, on a folder that is not empty
-    } catch {
-      return;
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') return;
     }
     if (current === created || path.dirname(current) === current) return;
   }
