@@ -7,23 +7,16 @@
  */
 import {createHash} from 'crypto';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {fileSystem, setSaveStepHookForTest} from '../src/io/file_system_io';
 import {deadPid, errno, openFds} from './helpers/fs_failures';
+import {scratchFolders} from './helpers/scratch_folders';
 
 // The module itself (its namespace copy here is read-only): spies on it reach src/io.
 const nodeFs = require('fs') as typeof fs;
 
-let tmp = '';
-let counter = 0;
-
-function scratch(name: string): string {
-  const folder = path.join(tmp, `${++counter}-${name}`);
-  fs.mkdirSync(folder, {recursive: true});
-  return folder;
-}
+const scratch = scratchFolders('tfjs-attention-fsio-edge-');
 
 /** weights-<first 16 hex of the sha256 of the bytes>.bin, hashed here. */
 function weightsNameOf(bytes: Buffer): string {
@@ -47,17 +40,9 @@ function snapshot(folder: string): {[name: string]: string} {
   return Object.fromEntries(fs.readdirSync(folder).sort().map(name => [name, fs.readFileSync(path.join(folder, name)).toString('base64')]));
 }
 
-beforeAll(() => {
-  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-fsio-edge-')));
-});
-
 afterEach(() => {
   jest.restoreAllMocks();
   setSaveStepHookForTest(null);
-});
-
-afterAll(() => {
-  if (tmp) fs.rmSync(tmp, {recursive: true, force: true});
 });
 
 describe('FileSystemIO: the URL', () => {
@@ -73,14 +58,14 @@ describe('FileSystemIO: the URL', () => {
 
 describe('FileSystemIO.save: model.json from the artifacts', () => {
   it('a binary (graph) topology is refused before anything is created', async () => {
-    const folder = path.join(tmp, 'graph-model');
+    const folder = path.join(scratch.root(), 'graph-model');
     await expect(fileSystem(folder).save({modelTopology: new ArrayBuffer(8)})).rejects.toThrow(
         'FileSystemIO saves Layers models only; it received a binary (graph) model topology.');
     expect(fs.existsSync(folder)).toBe(false);
   });
 
   it('defaults: format layers-model, convertedBy null; absent and null fields are not written', async () => {
-    const folder = scratch('defaults');
+    const folder = scratch.folder('defaults');
     const given = artifacts([1, 2, 3], {trainingConfig: null, userDefinedMetadata: null, signature: null, modelInitializer: null} as
                                         unknown as Partial<tf.io.ModelArtifacts>);
     const result = await fileSystem(folder).save(given);
@@ -103,7 +88,7 @@ describe('FileSystemIO.save: model.json from the artifacts', () => {
   });
 
   it('every field given is written as given and loaded back', async () => {
-    const folder = scratch('fields');
+    const folder = scratch.folder('fields');
     const fields = {
       format: 'my-format', generatedBy: 'gen 1', convertedBy: 'conv 2', trainingConfig: {loss: 'mse'} as tf.io.TrainingConfig,
       userDefinedMetadata: {a: 1}, signature: {inputs: {x: 1}}, modelInitializer: {init: 2},
@@ -117,7 +102,7 @@ describe('FileSystemIO.save: model.json from the artifacts', () => {
   });
 
   it('no weights at all: an empty weights file named by the sha256 of nothing, and an empty manifest', async () => {
-    const folder = scratch('no-weights');
+    const folder = scratch.folder('no-weights');
     const result = await fileSystem(folder).save({modelTopology: {class_name: 'Sequential'}});
     // sha256 of no bytes: e3b0c442 98fc1c14 ...
     expect(fs.readdirSync(folder).sort()).toEqual(['model.json', 'weights-e3b0c44298fc1c14.bin']);
@@ -131,13 +116,13 @@ describe('FileSystemIO.save: model.json from the artifacts', () => {
 describe('FileSystemIO.save: failures leave the previous model in place', () => {
   /** A folder with a model saved (values 1, 2, 3), and its snapshot. */
   async function savedModel(name: string): Promise<{folder: string; before: {[name: string]: string}}> {
-    const folder = scratch(name);
+    const folder = scratch.folder(name);
     await fileSystem(folder).save(artifacts([1, 2, 3]));
     return {folder, before: snapshot(folder)};
   }
 
   it('the model folder cannot be created: said in words, nothing created', async () => {
-    const folder = path.join(scratch('mkdir-fails'), 'model');
+    const folder = path.join(scratch.folder('mkdir-fails'), 'model');
     jest.spyOn(nodeFs, 'mkdirSync').mockImplementation(() => {
       throw errno('ENOSPC');
     });
@@ -216,7 +201,7 @@ describe('FileSystemIO.save: failures leave the previous model in place', () => 
   });
 
   it('after a failed first save into new folders, the ones it created are removed, not the empty parent that was there', async () => {
-    const parent = scratch('created');
+    const parent = scratch.folder('created');
     setSaveStepHookForTest(step => {
       if (step === 'weights-written') throw new Error('simulated');
     });
@@ -224,7 +209,7 @@ describe('FileSystemIO.save: failures leave the previous model in place', () => 
     expect(fs.readdirSync(parent)).toEqual([]);
   });
   it('after a failed first save whose folder another process removed meanwhile, the parents it created are removed too', async () => {
-    const parent = scratch('created-removed');
+    const parent = scratch.folder('created-removed');
     const folder = path.join(parent, 'a', 'b');
     setSaveStepHookForTest(step => {
       if (step === 'weights-written') throw new Error('simulated');
@@ -244,7 +229,7 @@ describe('FileSystemIO.save: failures leave the previous model in place', () => 
 
 describe('FileSystemIO.save: durability, and what it cleans up', () => {
   it('flushes the folder (its fsync) after model.json is renamed into place; leaves no file descriptor open', async () => {
-    const folder = scratch('fsync');
+    const folder = scratch.folder('fsync');
     const log: string[] = [];
     const fdNames = new Map<number, string>();
     const open = nodeFs.openSync;
@@ -272,7 +257,7 @@ describe('FileSystemIO.save: durability, and what it cleans up', () => {
   });
 
   it('removes the temporary files of savers that have died; keeps those of live ones and its own', async () => {
-    const folder = scratch('dead-savers');
+    const folder = scratch.folder('dead-savers');
     await fileSystem(folder).save(artifacts([1, 2, 3]));
     const dead = deadPid();
     const names = {
@@ -288,7 +273,7 @@ describe('FileSystemIO.save: durability, and what it cleans up', () => {
   });
 
   it('keeps the temporary file of a saver that exists under another user (kill says EPERM)', async () => {
-    const folder = scratch('eperm-saver');
+    const folder = scratch.folder('eperm-saver');
     const dead = deadPid();
     const name = `.model.json.${dead}-ab.tmp`;
     fs.writeFileSync(path.join(folder, name), 'partial');
@@ -300,7 +285,7 @@ describe('FileSystemIO.save: durability, and what it cleans up', () => {
   });
 
   it('a dead saver\'s temporary file that is gone by the time it is removed (another cleanup was first): the save goes on', async () => {
-    const folder = scratch('dead-saver-gone');
+    const folder = scratch.folder('dead-saver-gone');
     const temp = path.join(folder, `.model.json.${deadPid()}-ab.tmp`);
     fs.writeFileSync(temp, 'partial');
     const rm = nodeFs.rmSync;
@@ -314,7 +299,7 @@ describe('FileSystemIO.save: durability, and what it cleans up', () => {
   });
 
   it('a dead saver\'s temporary file that cannot be removed: the save fails naming it, in words, and writes nothing', async () => {
-    const folder = scratch('rm-fails');
+    const folder = scratch.folder('rm-fails');
     await fileSystem(folder).save(artifacts([1, 2, 3]));
     const temp = path.join(folder, `.model.json.${deadPid()}-ab.tmp`);
     fs.writeFileSync(temp, 'partial');
@@ -333,7 +318,7 @@ describe('FileSystemIO.save: durability, and what it cleans up', () => {
 describe('FileSystemIO.load: a save replacing the model meanwhile', () => {
   /** Two saved models' model.json texts, and a folder holding the first. */
   async function twoModels(name: string): Promise<{folder: string; modelJson: string; first: string; second: string}> {
-    const folder = scratch(name);
+    const folder = scratch.folder(name);
     await fileSystem(folder).save(artifacts([1, 2, 3]));
     const modelJson = path.join(folder, 'model.json');
     const first = fs.readFileSync(modelJson, 'utf8');
@@ -399,7 +384,7 @@ describe('FileSystemIO.load: a save replacing the model meanwhile', () => {
 
 describe('FileSystemIO.load: corrupt model files, each named', () => {
   function modelJsonWith(name: string, content: string): string {
-    const folder = scratch(name);
+    const folder = scratch.folder(name);
     fs.writeFileSync(path.join(folder, 'model.json'), content);
     return folder;
   }
@@ -417,10 +402,10 @@ describe('FileSystemIO.load: corrupt model files, each named', () => {
   });
 
   it('model.json below a file: not found; model.json that is a folder: said in words', async () => {
-    const file = path.join(scratch('below-file'), 'f');
+    const file = path.join(scratch.folder('below-file'), 'f');
     fs.writeFileSync(file, 'x');
     await expect(fileSystem(path.join(file, 'model.json')).load()).rejects.toThrow(`Model file not found: ${path.join(file, 'model.json')}`);
-    const folder = scratch('json-folder');
+    const folder = scratch.folder('json-folder');
     fs.mkdirSync(path.join(folder, 'model.json'));
     await expect(fileSystem(folder).load()).rejects.toThrow(`Cannot read ${path.join(folder, 'model.json')}: it is a folder`);
   });

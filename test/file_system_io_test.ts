@@ -6,7 +6,6 @@
  * of the folder refused. Everything runs on scratch folders under os.tmpdir(). (Loads under
  * concurrent saves from other processes: concurrent_save_load_test.ts.)
  */
-import {spawnSync} from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -17,17 +16,11 @@ import {checkFileTarget, checkSaveTarget} from '../src/io/save_target';
 import {writeFileAtomic} from '../src/io/write_file_atomic';
 import {checkParkModelTarget, loadParkModel, PARK_COMPANION_FILES} from '../scripts/app/park/park_files';
 import {escapeRegExp} from './helpers/tensors';
+import {deadPid} from './helpers/fs_failures';
+import {scratchFolders} from './helpers/scratch_folders';
 
 const REPO = path.resolve(__dirname, '..');
-let tmp = '';
-let counter = 0;
-
-/** A fresh scratch folder under tmp. */
-function scratch(name: string): string {
-  const folder = path.join(tmp, `${++counter}-${name}`);
-  fs.mkdirSync(folder, {recursive: true});
-  return folder;
-}
+const scratch = scratchFolders('tfjs-attention-fsio-');
 
 /** A one-layer model whose every weight is `value`, so any mix of two saves shows. */
 function constantModel(value: number): tf.LayersModel {
@@ -95,16 +88,11 @@ let model: tf.LayersModel;
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-fsio-')));
   model = constantModel(1);
 });
 
 afterAll(() => {
   model?.dispose();
-  if (tmp) {
-    spawnSync('chmod', ['-R', 'u+w', tmp]);
-    fs.rmSync(tmp, {recursive: true, force: true});
-  }
 });
 
 describe('refused before anything is written', () => {
@@ -114,7 +102,7 @@ describe('refused before anything is written', () => {
   });
 
   it('the working directory, as "." and as its path: the folder and its files are unchanged', async () => {
-    const cwd = scratch('cwd');
+    const cwd = scratch.folder('cwd');
     fs.writeFileSync(path.join(cwd, 'package.json'), '{}');
     fs.mkdirSync(path.join(cwd, 'src'));
     const before = {state: folderState(cwd), tree: tree(cwd)};
@@ -131,7 +119,7 @@ describe('refused before anything is written', () => {
   });
 
   it('an ancestor of the working directory', async () => {
-    const top = scratch('ancestor');
+    const top = scratch.folder('ancestor');
     const cwd = path.join(top, 'a', 'b');
     fs.mkdirSync(cwd, {recursive: true});
     const previous = process.cwd();
@@ -155,7 +143,7 @@ describe('refused before anything is written', () => {
   });
 
   it('a folder holding the home folder (a scratch home, through os.homedir())', async () => {
-    const home = path.join(scratch('home'), 'me');
+    const home = path.join(scratch.folder('home'), 'me');
     fs.mkdirSync(home);
     fs.writeFileSync(path.join(home, '.bashrc'), 'keep');
     const nodeOs = require('os') as {homedir: () => string};  // the module itself: its namespace copy is read-only
@@ -180,7 +168,7 @@ describe('refused before anything is written', () => {
   });
 
   it('a folder holding other things: the first five named, with the count; nothing touched', async () => {
-    const folder = scratch('crowded');
+    const folder = scratch.folder('crowded');
     for (const name of ['b.txt', 'a.txt', 'notes.md', 'model.json.bak', 'weights.bin.old', '.git']) {
       fs.writeFileSync(path.join(folder, name), name);
     }
@@ -192,31 +180,31 @@ describe('refused before anything is written', () => {
   });
 
   it('a folder named model.json or a weights file name that is a folder is in the way too', async () => {
-    const folder = scratch('dir-named-model-json');
+    const folder = scratch.folder('dir-named-model-json');
     fs.mkdirSync(path.join(folder, 'model.json'));
     await expectRefused(model, folder, /it holds 1 entry that is not part of a saved model \(model\.json\/\)/);
   });
 
   it('a path whose parent is a file, and a dangling symbolic link (the folder or a weights file)', async () => {
-    const parent = scratch('parent-file');
+    const parent = scratch.folder('parent-file');
     fs.writeFileSync(path.join(parent, 'file'), 'x');
     const below = path.join(parent, 'file', 'model');
     await expectRefused(model, below, saveRefusal(below, `${escapeRegExp(path.join(parent, 'file')).source} is a file, so the folder cannot be created\\.$`));
 
-    const links = scratch('dangling');
+    const links = scratch.folder('dangling');
     const link = path.join(links, 'model');
     fs.symlinkSync(path.join(links, 'nowhere'), link);
     await expectRefused(model, link, saveRefusal(link, `it is a symbolic link to ${escapeRegExp(path.join(links, 'nowhere')).source}, which does not exist\\.$`));
     expect(fs.existsSync(path.join(links, 'nowhere'))).toBe(false);
 
-    const folder = scratch('dangling-weights');
+    const folder = scratch.folder('dangling-weights');
     await model.save(`file://${folder}`);
     fs.symlinkSync('/nonexistent-target', path.join(folder, 'weights.bin'));
     await expectRefused(model, folder, /weights\.bin in it is a symbolic link to \/nonexistent-target, which does not exist\.$/);
   });
 
   it('a write-protected model (folder 555, files 444): refused, the files, modes and times unchanged, still loadable', async () => {
-    const folder = scratch('protected');
+    const folder = scratch.folder('protected');
     const old = constantModel(7);
     await old.save(`file://${folder}`);
     for (const name of fs.readdirSync(folder)) fs.chmodSync(path.join(folder, name), 0o444);
@@ -233,7 +221,7 @@ describe('refused before anything is written', () => {
     }
     // A writable folder with a write-protected model.json, and a protected parent for a new folder.
     await expectRefused(model, folder, /model\.json in it is write-protected \(mode 444\); the model there is left as it was\.$/);
-    const lockedParent = scratch('protected-parent');
+    const lockedParent = scratch.folder('protected-parent');
     fs.chmodSync(lockedParent, 0o555);
     try {
       const inside = path.join(lockedParent, 'model');
@@ -247,7 +235,7 @@ describe('refused before anything is written', () => {
 
 describe('what a save touches', () => {
   it('a mode-700 folder stays 700 and keeps its inode, on the first save and on the next', async () => {
-    const folder = path.join(scratch('private'), 'model');
+    const folder = path.join(scratch.folder('private'), 'model');
     fs.mkdirSync(folder, {mode: 0o700});
     fs.chmodSync(folder, 0o700);
     const ino = fs.statSync(folder).ino;
@@ -260,7 +248,7 @@ describe('what a save touches', () => {
   });
 
   it('a re-save replaces model.json and deletes only the old weights file; the same weights again leave the files as they are', async () => {
-    const folder = scratch('resave');
+    const folder = scratch.folder('resave');
     const first = constantModel(3);
     await first.save(`file://${folder}`);
     const [firstWeights] = weightsPathsOf(folder);
@@ -285,7 +273,7 @@ describe('what a save touches', () => {
   });
 
   it('a model saved as weights.bin (tfjs-node, earlier versions) is replaced, weights.bin deleted', async () => {
-    const folder = scratch('legacy');
+    const folder = scratch.folder('legacy');
     await model.save(`file://${folder}`);
     const [name] = weightsPathsOf(folder);
     const json = JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8'));
@@ -300,7 +288,7 @@ describe('what a save touches', () => {
   });
 
   it('the park app\'s plots beside the model are accepted as companions and left exactly as they were', async () => {
-    const folder = scratch('park');
+    const folder = scratch.folder('park');
     await model.save(`file://${folder}`, );
     for (const name of PARK_COMPANION_FILES) fs.writeFileSync(path.join(folder, name), `<svg>${name}</svg>`);
     const plots = () => Object.fromEntries(Object.entries(tree(folder)).filter(([name]) => name.endsWith('.svg')));
@@ -317,7 +305,7 @@ describe('what a save touches', () => {
   });
 
   it('the committed model\'s folder layout (a copy) is a valid park target', () => {
-    const copy = path.join(scratch('committed-copy'), 'park-play');
+    const copy = path.join(scratch.folder('committed-copy'), 'park-play');
     fs.cpSync(path.join(REPO, 'models', 'park-play'), copy, {recursive: true});
     expect(() => checkParkModelTarget(copy)).not.toThrow();
     fs.writeFileSync(path.join(copy, 'README.txt'), 'mine');
@@ -327,7 +315,7 @@ describe('what a save touches', () => {
 
 describe('the lock between saves', () => {
   it('a lock held by a live process: the save waits, then fails naming the folder, the holder and the lock file; nothing written', async () => {
-    const folder = scratch('locked');
+    const folder = scratch.folder('locked');
     await model.save(`file://${folder}`);
     const lock = path.join(folder, '.model.lock');
     fs.writeFileSync(lock, JSON.stringify({pid: process.pid, host: os.hostname(), time: '2026-01-01T00:00:00.000Z'}));
@@ -343,16 +331,14 @@ describe('the lock between saves', () => {
   });
 
   it('a lock left by a process that has died on this host is taken over; a lock from another host is not', async () => {
-    const folder = scratch('stale-lock');
-    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {encoding: 'utf8'});
-    const deadPid = Number(dead.stdout);
-    expect(deadPid).toBeGreaterThan(0);
+    const folder = scratch.folder('stale-lock');
+    const dead = deadPid();
     const lock = path.join(folder, '.model.lock');
-    fs.writeFileSync(lock, JSON.stringify({pid: deadPid, host: os.hostname(), time: '2026-01-01T00:00:00.000Z'}));
+    fs.writeFileSync(lock, JSON.stringify({pid: dead, host: os.hostname(), time: '2026-01-01T00:00:00.000Z'}));
     await model.save(fileSystem(folder, {lockTimeoutMs: 2000}));
     expect(fs.readdirSync(folder).sort()).toEqual(['model.json', ...weightsPathsOf(folder)]);
 
-    fs.writeFileSync(lock, JSON.stringify({pid: deadPid, host: `not-${os.hostname()}`, time: '2026-01-01T00:00:00.000Z'}));
+    fs.writeFileSync(lock, JSON.stringify({pid: dead, host: `not-${os.hostname()}`, time: '2026-01-01T00:00:00.000Z'}));
     await expect(model.save(fileSystem(folder, {lockTimeoutMs: 100}))).rejects.toThrow(`on not-${os.hostname()}`);
     expect(fs.existsSync(lock)).toBe(true);
   });
@@ -360,10 +346,10 @@ describe('the lock between saves', () => {
 
 describe('loads', () => {
   it('refuse a weights file that is a symbolic link to a file outside the model folder, naming model.json and the path', async () => {
-    const folder = scratch('link-out');
+    const folder = scratch.folder('link-out');
     await model.save(`file://${folder}`);
     const [name] = weightsPathsOf(folder);
-    const outside = path.join(scratch('outside'), 'stolen.bin');
+    const outside = path.join(scratch.folder('outside'), 'stolen.bin');
     fs.renameSync(path.join(folder, name), outside);
     fs.symlinkSync(outside, path.join(folder, name));
     await expectNoLeak(async () => {
@@ -374,9 +360,9 @@ describe('loads', () => {
   });
 
   it('loadParkModel (predict, explain) refuses the committed model with weights.bin linked out, naming the path', async () => {
-    const folder = path.join(scratch('park-link-out'), 'park-play');
+    const folder = path.join(scratch.folder('park-link-out'), 'park-play');
     fs.cpSync(path.join(REPO, 'models', 'park-play'), folder, {recursive: true});
-    const outside = path.join(scratch('park-outside'), 'weights.bin');
+    const outside = path.join(scratch.folder('park-outside'), 'weights.bin');
     fs.renameSync(path.join(folder, 'weights.bin'), outside);
     fs.symlinkSync(outside, path.join(folder, 'weights.bin'));
     await expectNoLeak(async () => {
@@ -387,13 +373,13 @@ describe('loads', () => {
   });
 
   it('accept a symbolic link that stays inside the folder, and a model folder reached through a link', async () => {
-    const folder = scratch('link-in');
+    const folder = scratch.folder('link-in');
     await model.save(`file://${folder}`);
     const [name] = weightsPathsOf(folder);
     fs.mkdirSync(path.join(folder, 'store'));
     fs.renameSync(path.join(folder, name), path.join(folder, 'store', name));
     fs.symlinkSync(path.join('store', name), path.join(folder, name));
-    const viaLink = path.join(scratch('via'), 'model');
+    const viaLink = path.join(scratch.folder('via'), 'model');
     fs.symlinkSync(folder, viaLink);
     for (const url of [`file://${folder}/model.json`, `file://${viaLink}/model.json`]) {
       const loaded = await tf.loadLayersModel(url);
@@ -407,32 +393,32 @@ describe('single output files (explain --svg, the plots): checkFileTarget and wr
   it.each<[string, () => string, RegExp]>([
     ['an empty path', () => '', /^Cannot write the SVG "": an empty path names no file\.$/],
     ['the root', () => '/', /^Cannot write the SVG \/: it is the root of the file system, a folder\.$/],
-    ['a folder', () => scratch('svg-folder'), /: it is a folder\.$/],
-    ['a path ending in a separator', () => `${scratch('svg-sep')}/`, /the path ends in a separator, so it names a folder\.$/],
-    ['a missing parent folder', () => path.join(tmp, 'no-such-folder', 'a.svg'),
+    ['a folder', () => scratch.folder('svg-folder'), /: it is a folder\.$/],
+    ['a path ending in a separator', () => `${scratch.folder('svg-sep')}/`, /the path ends in a separator, so it names a folder\.$/],
+    ['a missing parent folder', () => path.join(scratch.root(), 'no-such-folder', 'a.svg'),
       /its folder .*no-such-folder cannot be used: it \(or a folder on its path\) does not exist\.$/],
     ['a parent that is a file', () => {
-      const file = path.join(scratch('svg-parent-file'), 'f');
+      const file = path.join(scratch.folder('svg-parent-file'), 'f');
       fs.writeFileSync(file, 'x');
       return path.join(file, 'a.svg');
     }, /f\/a\.svg: a part of its path is a file, not a folder\.$/],
     ['a dangling symbolic link', () => {
-      const link = path.join(scratch('svg-dangling'), 'a.svg');
+      const link = path.join(scratch.folder('svg-dangling'), 'a.svg');
       fs.symlinkSync('/nonexistent-dir/a.svg', link);
       return link;
     }, /it is a symbolic link to \/nonexistent-dir\/a\.svg, which does not exist\.$/],
-    ['a name too long for the file system', () => path.join(tmp, `${'x'.repeat(300)}.svg`), /: the path is too long\.$/],
+    ['a name too long for the file system', () => path.join(scratch.root(), `${'x'.repeat(300)}.svg`), /: the path is too long\.$/],
   ])('refuses %s, naming it, with no raw errno text, writing nothing', (_what, target, message) => {
     const file = target();
-    const before = fs.readdirSync(tmp).sort();
+    const before = fs.readdirSync(scratch.root()).sort();
     expect(() => checkFileTarget(file, 'SVG')).toThrow(message);
     expect(() => writeFileAtomic(file, '<svg/>', 'SVG')).toThrow(message);
     expect(() => writeFileAtomic(file, '<svg/>', 'SVG')).not.toThrow(/E[A-Z]+:/);
-    expect(fs.readdirSync(tmp).sort()).toEqual(before);
+    expect(fs.readdirSync(scratch.root()).sort()).toEqual(before);
   });
 
   it('refuses a write-protected file (444) and leaves it as it was', () => {
-    const file = path.join(scratch('svg-protected'), 'a.svg');
+    const file = path.join(scratch.folder('svg-protected'), 'a.svg');
     fs.writeFileSync(file, 'old');
     fs.chmodSync(file, 0o444);
     const before = tree(path.dirname(file));
@@ -441,7 +427,7 @@ describe('single output files (explain --svg, the plots): checkFileTarget and wr
   });
 
   it('replaces a file whole, keeping its mode, through a symbolic link the file it points to; no temporary file left', () => {
-    const folder = scratch('svg-ok');
+    const folder = scratch.folder('svg-ok');
     const file = path.join(folder, 'a.svg');
     fs.writeFileSync(file, 'old');
     fs.chmodSync(file, 0o600);

@@ -9,18 +9,12 @@ import * as os from 'os';
 import * as path from 'path';
 import {lockFolder} from '../src/io/folder_lock';
 import {deadPid, errno, openFds} from './helpers/fs_failures';
+import {scratchFolders} from './helpers/scratch_folders';
 
 // The modules themselves (their namespace copies here are read-only): spies on them reach src/io.
 const nodeFs = require('fs') as typeof fs;
 
-let tmp = '';
-let counter = 0;
-
-function scratch(name: string): string {
-  const folder = path.join(tmp, `${++counter}-${name}`);
-  fs.mkdirSync(folder, {recursive: true});
-  return folder;
-}
+const scratch = scratchFolders('tfjs-attention-lock-');
 
 function writeLock(folder: string, holder: unknown): string {
   const file = path.join(folder, '.model.lock');
@@ -50,21 +44,13 @@ function timeoutMessage(folder: string, who: string, seconds: string): string {
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
-beforeAll(() => {
-  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-lock-')));
-});
-
 afterEach(() => {
   jest.restoreAllMocks();
 });
 
-afterAll(() => {
-  if (tmp) fs.rmSync(tmp, {recursive: true, force: true});
-});
-
 describe('lockFolder: a free lock', () => {
   it('is taken at once: the lock file holds this process\'s pid, host and start time; release removes it', async () => {
-    const folder = scratch('free');
+    const folder = scratch.folder('free');
     const before = Date.now();
     const lock = await lockFolder(folder, 1000);
     expect(lock.file).toBe(path.join(folder, '.model.lock'));
@@ -79,7 +65,7 @@ describe('lockFolder: a free lock', () => {
   });
 
   it('in a folder that a failed first save removed meanwhile: the folders are created again, nested', async () => {
-    const folder = path.join(scratch('gone'), 'a', 'b');
+    const folder = path.join(scratch.folder('gone'), 'a', 'b');
     const lock = await lockFolder(folder, 1000);
     expect(fs.readdirSync(folder)).toEqual(['.model.lock']);
     lock.release();
@@ -87,7 +73,7 @@ describe('lockFolder: a free lock', () => {
   });
 
   it('leaves no file descriptor open: taking, waiting for and releasing locks', async () => {
-    const folder = scratch('fds');
+    const folder = scratch.folder('fds');
     const before = openFds();
     const first = await lockFolder(folder, 1000);
     await expect(lockFolder(folder, 100)).rejects.toThrow(/did not finish within 0\.1 s/);
@@ -98,28 +84,28 @@ describe('lockFolder: a free lock', () => {
 
 describe('lockFolder: a lock held by a live process', () => {
   it('a holder with its pid only: "an unknown host", "an unknown time"; the wait said to 0.1 s', async () => {
-    const folder = scratch('pid-only');
+    const folder = scratch.folder('pid-only');
     writeLock(folder, {pid: process.pid});
     await expect(lockFolder(folder, 100)).rejects.toThrow(
         timeoutMessage(folder, `process ${process.pid} on an unknown host, since an unknown time`, '0.1'));
   });
 
   it('host and time that are not strings are not shown', async () => {
-    const folder = scratch('odd-fields');
+    const folder = scratch.folder('odd-fields');
     writeLock(folder, {pid: process.pid, host: 5, time: 7});
     await expect(lockFolder(folder, 100)).rejects.toThrow(
         timeoutMessage(folder, `process ${process.pid} on an unknown host, since an unknown time`, '0.1'));
   });
 
   it('a pid that is not a number counts as no name written yet (a recent file: waited for)', async () => {
-    const folder = scratch('pid-string');
+    const folder = scratch.folder('pid-string');
     writeLock(folder, {pid: String(process.pid), host: os.hostname(), time: 'x'});
     await expect(lockFolder(folder, 100)).rejects.toThrow(
         timeoutMessage(folder, 'a process that has not written its name yet', '0.1'));
   });
 
   it('an empty lock file written just now is waited for, not stolen', async () => {
-    const folder = scratch('empty-recent');
+    const folder = scratch.folder('empty-recent');
     const file = writeLock(folder, '');
     const before = fs.statSync(file).ino;
     await expect(lockFolder(folder, 100)).rejects.toThrow(
@@ -128,7 +114,7 @@ describe('lockFolder: a lock held by a live process', () => {
   });
 
   it('gives up exactly at the deadline, a whole number of seconds said without decimals', async () => {
-    const folder = scratch('deadline');
+    const folder = scratch.folder('deadline');
     writeLock(folder, {pid: process.pid, host: os.hostname(), time: 't'});
     const start = Date.now();
     // The deadline is start + 1000 ms; every later clock reading is exactly the deadline.
@@ -141,7 +127,7 @@ describe('lockFolder: a lock held by a live process', () => {
   });
 
   it('a holder that exists but belongs to another user (kill says EPERM) is alive: waited for', async () => {
-    const folder = scratch('eperm');
+    const folder = scratch.folder('eperm');
     const pid = deadPid();
     writeLock(folder, {pid, host: os.hostname(), time: 't'});
     jest.spyOn(process, 'kill').mockImplementation(() => {
@@ -153,7 +139,7 @@ describe('lockFolder: a lock held by a live process', () => {
 
 describe('lockFolder: stealing a stale lock', () => {
   it('an empty lock file older than 10 s is stolen (its creator died before writing its name); exactly 10 s is not', async () => {
-    const folder = scratch('empty-old');
+    const folder = scratch.folder('empty-old');
     const file = writeLock(folder, '');
     const now = Math.floor(Date.now() / 1000) * 1000;
     fs.utimesSync(file, (now - 10000) / 1000, (now - 10000) / 1000);
@@ -172,7 +158,7 @@ describe('lockFolder: stealing a stale lock', () => {
   });
 
   it('a dead holder\'s lock is renamed aside under a new random name each time, and nothing is left over', async () => {
-    const folder = scratch('steal-names');
+    const folder = scratch.folder('steal-names');
     const renamed: string[] = [];
     const rename = nodeFs.renameSync;
     jest.spyOn(nodeFs, 'renameSync').mockImplementation((from, to) => {
@@ -192,7 +178,7 @@ describe('lockFolder: stealing a stale lock', () => {
   });
 
   it('another stealer renamed the stale lock first (ENOENT): the lock is taken', async () => {
-    const folder = scratch('steal-race');
+    const folder = scratch.folder('steal-race');
     const file = writeLock(folder, {pid: deadPid(), host: os.hostname(), time: 't'});
     jest.spyOn(nodeFs, 'renameSync').mockImplementationOnce(() => {
       fs.rmSync(file);  // the other stealer's rename, then its release
@@ -204,7 +190,7 @@ describe('lockFolder: stealing a stale lock', () => {
   });
 
   it('the stale lock cannot be renamed: an error naming it, in words', async () => {
-    const folder = scratch('steal-eacces');
+    const folder = scratch.folder('steal-eacces');
     const file = writeLock(folder, {pid: deadPid(), host: os.hostname(), time: 't'});
     jest.spyOn(nodeFs, 'renameSync').mockImplementationOnce(() => {
       throw errno('EACCES');
@@ -213,7 +199,7 @@ describe('lockFolder: stealing a stale lock', () => {
   });
 
   it('what was renamed aside is a live saver\'s new lock (the stale one was replaced meanwhile): it is put back and waited for', async () => {
-    const folder = scratch('steal-replaced');
+    const folder = scratch.folder('steal-replaced');
     const file = writeLock(folder, {pid: deadPid(), host: os.hostname(), time: 'old'});
     let liveIno = 0;
     jest.spyOn(nodeFs, 'renameSync').mockImplementationOnce((from, to) => {
@@ -229,8 +215,8 @@ describe('lockFolder: stealing a stale lock', () => {
   });
 
   it('putting it back finds a third saver\'s lock in place (EEXIST): that one stays and is waited for', async () => {
-    const folder = scratch('steal-put-back-eexist');
-    const file = writeLock(folder, {pid: deadPid(), host: os.hostname(), time: 'old'});
+    const folder = scratch.folder('steal-put-back-eexist');
+    writeLock(folder, {pid: deadPid(), host: os.hostname(), time: 'old'});
     jest.spyOn(nodeFs, 'renameSync').mockImplementationOnce((from, to) => {
       replaceLock(folder, {pid: process.pid, host: os.hostname(), time: 'second'});
       realRename(from, to);
@@ -244,7 +230,7 @@ describe('lockFolder: stealing a stale lock', () => {
   });
 
   it('putting it back fails otherwise: an error naming the lock file, in words, and the aside file removed', async () => {
-    const folder = scratch('steal-put-back-eperm');
+    const folder = scratch.folder('steal-put-back-eperm');
     const file = writeLock(folder, {pid: deadPid(), host: os.hostname(), time: 'old'});
     jest.spyOn(nodeFs, 'renameSync').mockImplementationOnce((from, to) => {
       replaceLock(folder, {pid: process.pid, host: os.hostname(), time: 'new'});
@@ -260,7 +246,7 @@ describe('lockFolder: stealing a stale lock', () => {
 
 describe('lockFolder: fs failures', () => {
   it('a folder below a file: "a part of its path is a file"', async () => {
-    const file = path.join(scratch('below-file'), 'f');
+    const file = path.join(scratch.folder('below-file'), 'f');
     fs.writeFileSync(file, 'x');
     const folder = path.join(file, 'model');
     await expect(lockFolder(folder, 100)).rejects.toThrow(
@@ -268,7 +254,7 @@ describe('lockFolder: fs failures', () => {
   });
 
   it('a missing folder that cannot be created again (a dangling link): the mkdir failure, in words', async () => {
-    const parent = scratch('dangling');
+    const parent = scratch.folder('dangling');
     const folder = path.join(parent, 'model');
     fs.symlinkSync(path.join(parent, 'nowhere'), folder);
     await expect(lockFolder(folder, 100)).rejects.toThrow(
@@ -276,7 +262,7 @@ describe('lockFolder: fs failures', () => {
   });
 
   it('the lock file cannot be created for a reason other than a missing folder (EACCES): one attempt, the reason in words', async () => {
-    const folder = scratch('create-eacces');
+    const folder = scratch.folder('create-eacces');
     const file = path.join(folder, '.model.lock');
     const open = nodeFs.openSync;
     let attempts = 0;
@@ -292,7 +278,7 @@ describe('lockFolder: fs failures', () => {
   });
 
   it('a missing folder whose creation again fails (EACCES): that failure in words, not the first "does not exist"', async () => {
-    const folder = path.join(scratch('mkdir-eacces'), 'model');
+    const folder = path.join(scratch.folder('mkdir-eacces'), 'model');
     const file = path.join(folder, '.model.lock');
     jest.spyOn(nodeFs, 'mkdirSync').mockImplementation(() => {
       throw errno('EACCES');
@@ -302,7 +288,7 @@ describe('lockFolder: fs failures', () => {
   });
 
   it('the holder released the lock between our attempt and our read (ENOENT): taken at once', async () => {
-    const folder = scratch('released-meanwhile');
+    const folder = scratch.folder('released-meanwhile');
     const file = writeLock(folder, {pid: process.pid, host: os.hostname(), time: 't'});
     const open = nodeFs.openSync;
     jest.spyOn(nodeFs, 'openSync').mockImplementation((target, flags, mode) => {
@@ -318,7 +304,7 @@ describe('lockFolder: fs failures', () => {
   });
 
   it('the lock file cannot be read: an error naming it, in words', async () => {
-    const folder = scratch('unreadable');
+    const folder = scratch.folder('unreadable');
     const file = writeLock(folder, {pid: process.pid, host: os.hostname(), time: 't'});
     const open = nodeFs.openSync;
     jest.spyOn(nodeFs, 'openSync').mockImplementation((target, flags, mode) => {
@@ -331,7 +317,7 @@ describe('lockFolder: fs failures', () => {
 
 describe('a held lock', () => {
   it('assertHeld throws once another process has taken the lock or removed it', async () => {
-    const folder = scratch('taken');
+    const folder = scratch.folder('taken');
     const lock = await lockFolder(folder, 1000);
     const message = `Cannot save a model to ${folder}: another process took its lock ${lock.file} meanwhile`;
     replaceLock(folder, {pid: 1, host: 'other', time: 't'});
@@ -343,7 +329,7 @@ describe('a held lock', () => {
   });
 
   it('release when the lock file vanished after its inode was checked (a stealer removed it): no error', async () => {
-    const folder = scratch('release-vanished');
+    const folder = scratch.folder('release-vanished');
     const lock = await lockFolder(folder, 1000);
     const stat = nodeFs.statSync;
     jest.spyOn(nodeFs, 'statSync').mockImplementation(((target: fs.PathLike, options?: fs.StatSyncOptions) => {
@@ -356,9 +342,9 @@ describe('a held lock', () => {
   });
 
   it('release removes the lock once; a second release leaves a later lock alone, even one with the same inode', async () => {
-    const folder = scratch('release-twice');
+    const folder = scratch.folder('release-twice');
     const lock = await lockFolder(folder, 1000);
-    const keep = path.join(tmp, `${counter}-inode-keeper`);
+    const keep = path.join(scratch.folder('inode-keeper'), 'lock');
     fs.linkSync(lock.file, keep);  // holds the inode, so a later lock file can have the same one
     lock.release();
     expect(fs.existsSync(lock.file)).toBe(false);

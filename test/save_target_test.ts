@@ -4,28 +4,21 @@
  * with its whole message; fs failures (injected by spies on the fs module itself) said in words.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import {checkFileTarget, checkSaveTarget, isWeightsFile, modelTempFilePid, tempNameFor} from '../src/io/save_target';
 import {errno} from './helpers/fs_failures';
+import {scratchFolders} from './helpers/scratch_folders';
 
 // The module itself (its namespace copy here is read-only): spies on it reach src/io.
 const nodeFs = require('fs') as typeof fs;
 
-let tmp = '';
-let counter = 0;
-
-function scratch(name: string): string {
-  const folder = path.join(tmp, `${++counter}-${name}`);
-  fs.mkdirSync(folder, {recursive: true});
-  return folder;
-}
+const scratch = scratchFolders('tfjs-attention-target-');
 
 const HEX16 = '0123456789abcdef';
 
 /** A folder holding a saved model's files (model.json and a weights file), plus `others`. */
 function modelFolder(name: string, others: string[] = []): string {
-  const folder = scratch(name);
+  const folder = scratch.folder(name);
   for (const file of ['model.json', `weights-${HEX16}.bin`, ...others]) fs.writeFileSync(path.join(folder, file), file);
   return folder;
 }
@@ -35,19 +28,8 @@ const inTheWay = (folder: string, listed: string, companions: string[] = []) =>
   `holds only ${['model.json', 'weights-<hex>.bin (or weights.bin)', ...companions].join(', ')}, and saving touches nothing else: give a new or empty ` +
   `folder, or one holding only a model saved before.`;
 
-beforeAll(() => {
-  tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-target-')));
-});
-
 afterEach(() => {
   jest.restoreAllMocks();
-});
-
-afterAll(() => {
-  if (tmp) {
-    require('child_process').spawnSync('chmod', ['-R', 'u+w', tmp]);
-    fs.rmSync(tmp, {recursive: true, force: true});
-  }
 });
 
 describe('the names of a model\'s files', () => {
@@ -162,16 +144,16 @@ describe('checkSaveTarget: refusals, each with its whole message', () => {
   });
 
   it('a path ending in .json, relative ones shown with their absolute path', () => {
-    const file = path.join(scratch('json'), 'model.json');
+    const file = path.join(scratch.folder('json'), 'model.json');
     expect(() => checkSaveTarget(file)).toThrow(
         `Cannot save a model to ${file}: the path ends in .json; give the folder to hold model.json, not the file.`);
     expect(() => checkSaveTarget('out/m.json')).toThrow(
         `Cannot save a model to "out/m.json" (${path.resolve('out/m.json')}): the path ends in .json;`);
-    expect(() => checkSaveTarget(path.join(tmp, 'a.json.d', 'm'))).not.toThrow();
+    expect(() => checkSaveTarget(path.join(scratch.root(), 'a.json.d', 'm'))).not.toThrow();
   });
 
   it('a symbolic link to a folder is followed; a dangling link on the way is named', () => {
-    const parent = scratch('links');
+    const parent = scratch.folder('links');
     fs.mkdirSync(path.join(parent, 'real'));
     fs.symlinkSync('real', path.join(parent, 'link'));
     expect(() => checkSaveTarget(path.join(parent, 'link'))).not.toThrow();
@@ -184,7 +166,7 @@ describe('checkSaveTarget: refusals, each with its whole message', () => {
   });
 
   it('a path that cannot be read on the way (a name too long): said in words', () => {
-    const long = path.join(scratch('long'), 'x'.repeat(300), 'model');
+    const long = path.join(scratch.folder('long'), 'x'.repeat(300), 'model');
     expect(() => checkSaveTarget(long)).toThrow(`Cannot save a model to ${long}: ${long} cannot be read: the path is too long.`);
   });
 
@@ -245,15 +227,15 @@ describe('checkFileTarget: refusals, each with its whole message', () => {
   });
 
   it('a loop of symbolic links: said in words', () => {
-    const file = path.join(scratch('file-loop'), 'a.svg');
+    const file = path.join(scratch.folder('file-loop'), 'a.svg');
     fs.symlinkSync('a.svg', file);
     expect(() => checkFileTarget(file)).toThrow(`Cannot write the file ${file}: it has too many levels of symbolic links.`);
   });
 
   it('a new file in a write-protected folder, and a link to a file in one: the folder that would be written is named', () => {
-    const locked = scratch('locked');
+    const locked = scratch.folder('locked');
     fs.writeFileSync(path.join(locked, 'a.svg'), 'old');
-    const open = scratch('open');
+    const open = scratch.folder('open');
     fs.symlinkSync(path.join(locked, 'a.svg'), path.join(open, 'link.svg'));
     fs.symlinkSync(locked, path.join(open, 'dir-link'));
     fs.chmodSync(locked, 0o555);
