@@ -49,6 +49,11 @@ const CASES: Case[] = [
     {kernel: 'layer-gradient', threads: 2}],
   ['wasm recording, layer, 4 heads, 268 MFLOP', {backend: 'wasm', batch: 1, heads: 4, T: 1024, S: 1024, dk: 16, dv: 16, threads: 2, recording: true,
     layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/, {kernel: 'gradient', threads: 2}],
+  // The thread choice counts every (batch, head) pair: 2·2·4·512²·32 = 134 MFLOP pays for two threads, and then the
+  // layer's kernels (one thread) give way to the attention's; 1/4 or 1/1 of it (B/H or H/B) would not.
+  ['wasm recording, layer, 2 batches × 4 heads, 134 MFLOP', {backend: 'wasm', batch: 2, heads: 4, T: 512, S: 512, dk: 16, dv: 16, threads: 2,
+    recording: true, layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/,
+    {kernel: 'gradient', threads: 2}],
   ['wasm recording, layer, weights too large for the projection kernel', {backend: 'wasm', ...base, recording: true,
     layer: {dq: 2048, dc: 64, selfAttention: false}}, 'fused', /^training on wasm: the fused kernel and its fused backward$/, {kernel: 'gradient'}],
   ['wasm recording, causal', {backend: 'wasm', ...base, recording: true, causal: true}, 'fused', /fused backward/, {kernel: 'gradient'}],
@@ -60,6 +65,8 @@ const CASES: Case[] = [
     'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/, {kernel: 'gradient', threads: 2}],
   ['wasm recording, work buffers over FUSED_MAX_BYTES', {backend: 'wasm', batch: 1, heads: 1, T: 4096, S: 4096, dk: 1024, dv: 1024, recording: true},
     'memory-efficient', /^the sizes do not fit the fused backward's work buffers; S=4096 >= 4096/, {blockSize: 512}],
+  ['wasm inference, work buffers over FUSED_MAX_BYTES', {backend: 'wasm', batch: 1, heads: 1, T: 4096, S: 4096, dk: 2048, dv: 2048},
+    'memory-efficient', /^the sizes do not fit the fused kernel's work buffers; S=4096 >= 4096/, {blockSize: 512}],
   ['wasm explicit mask', {backend: 'wasm', ...base, mask: true}, 'standard', /takes no explicit mask; S=128 < 4096/],
   ['wasm padding, op', {backend: 'wasm', ...base, padding: true}, 'standard', /padding masks need the layer's fused kernel;/],
   ['wasm padding, layer', {backend: 'wasm', ...base, padding: true, layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused',
