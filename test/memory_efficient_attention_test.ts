@@ -508,6 +508,60 @@ describe('memoryEfficientAttention', () => {
     });
   });
 
+  test('the forward\'s peak does not grow with the number of key blocks: each block\'s state and mask tile are freed as it goes', async () => {
+    await onBackend('wasm', async () => {
+      // Bytes the forward allocates at its peak beyond its inputs, for S keys in blocks of 16.
+      const forwardPeak = async (T: number, S: number, dv: number, withMask: boolean) => {
+        const q = tf.randomNormal([1, 1, T, 8], 0, 1, 'float32', 1) as tf.Tensor4D;  // [B, H, T, dk]
+        const k = tf.randomNormal([1, 1, S, 8], 0, 1, 'float32', 2) as tf.Tensor4D;  // [B, H, S, dk]
+        const v = tf.randomNormal([1, 1, S, dv], 0, 1, 'float32', 3) as tf.Tensor4D;  // [B, H, S, dv]
+        const mask = withMask ? tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([1, 1, T, S], 0, 1, 'float32', 4), 0.2), 'float32')) :
+            undefined;  // [B, H, T, S] float 0/1
+        const peak = await peakBytes(() => memoryEfficientAttention(q, k, v, {blockSize: 16, scale: 0.3, mask}));
+        tf.dispose([q, k, v, mask]);
+        return peak;
+      };
+      // 4 blocks against 16: a state ({m, l, acc}: 64·258 floats, 66 KiB) kept per block would add 1.5 MiB.
+      const states = [await forwardPeak(64, 64, 256, false), await forwardPeak(64, 256, 256, false)];
+      // A float mask: each block's bool tile (256·16 bytes, 4 KiB) kept would add 112 KiB over 28 more blocks.
+      const masked = [await forwardPeak(256, 64, 8, true), await forwardPeak(256, 512, 8, true)];
+      // Measured on 2026-11-30: both peaks the same at either key length (growth 0).
+      expect(states[1] - states[0]).toBeLessThan(16 * 1024);
+      expect(masked[1] - masked[0]).toBeLessThan(16 * 1024);
+    });
+  });
+
+  test('the gradient leaves nothing alive once it returns: the gradients that run after it see as many tensors for 1 block as for 8', async () => {
+    await onBackend('wasm', async () => {
+      const T = 16;
+      const S = 64;
+      const q = tf.randomNormal([1, 1, T, 8], 0, 1, 'float32', 1) as tf.Tensor4D;  // [B, H, T, dk]
+      const k = tf.randomNormal([1, 1, S, 8], 0, 1, 'float32', 2) as tf.Tensor4D;  // [B, H, S, dk]
+      const v = tf.randomNormal([1, 1, S, 4], 0, 1, 'float32', 3) as tf.Tensor4D;  // [B, H, S, dv]
+      // An identity whose gradient runs after the attention's (it comes before it), noting the live tensors then.
+      let liveThen = -1;
+      const probe = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => ({
+        value: tf.add(args[0] as tf.Tensor, 0),
+        gradFunc: (dy: tf.Tensor) => {
+          liveThen = tf.memory().numTensors;
+          return [tf.add(dy, 0)];
+        },
+      }));
+      const liveAfterAttentionGradient = (blockSize: number) => {
+        const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+            tf.sum(memoryEfficientAttention(probe(a) as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {blockSize, scale: 0.3})))([q, k, v]);
+        tf.dispose(grads);
+        return liveThen;
+      };
+      const oneBlock = liveAfterAttentionGradient(S);
+      const eightBlocks = liveAfterAttentionGradient(8);
+      expect(oneBlock).toBeGreaterThan(0);
+      // Kept per-block gradients (dk, dv) and the accumulators would show as 2·7 + more tensors here.
+      expect(eightBlocks).toBe(oneBlock);
+      tf.dispose([q, k, v]);
+    });
+  });
+
   test('peak memory of the blocked forward and gradient is at most 1/4 of the standard path (T = S = 1024)', async () => {
     // peakBytes is the engine's byte count, the same on every backend; wasm just runs it fastest.
     await onBackend('wasm', async () => {
