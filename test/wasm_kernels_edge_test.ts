@@ -160,7 +160,7 @@ describe('attend_4x8', () => {
     put(f, vAt, v, vStride);
     f.set(bias, biasAt / 4);
     kernels.attend_4x8(qAt, kAt, vAt, 4 * vStride, outAt, 4 * outStride, scratchAt, stateAt, tiles, S, block, dk, dv,
-                       scale, causal ? 1 : 0, q0, keyBias ? biasAt : 0);
+                       scale, causal ? 1 : 0, q0, keyBias ? biasAt : 0, 0, 1);
     const scores = matmul(q, transpose(k));                                  // [T, S]
     const expected = scores.map((row, t) => {
       const weights = maskedSoftmax(row.map((x, s) => scale * (x + (keyBias ? bias[s] : 0))),
@@ -171,5 +171,51 @@ describe('attend_4x8', () => {
     expect(written(floats(), outAt, tiles * 4 * outStride + 64, i => i < tiles * 4 * outStride && i % outStride < dv)).toBe(0);
     expect(written(floats(), scratchAt + 4 * (4 * block + 4), 64, () => false)).toBe(0);
     expect(written(floats(), stateAt + 4 * 8 * tiles, 64, () => false)).toBe(0);
+  });
+});
+
+describe('attend_4x8 with a bias row per query (an explicit mask)', () => {
+  interface Case {T: number; S: number; block: number; causal: boolean; q0: number}
+  const cases: Case[] = [
+    // Queries and keys below, at and past a tile of 4 and a panel of 8 (four keys at a time, then one by one).
+    ...[1, 3, 4, 7].flatMap(T => [1, 3, 4, 13, 20].map(S => ({T, S, block: 8, causal: false, q0: 0}))),
+    {T: 9, S: 40, block: 16, causal: false, q0: 0},
+    // From a later tile (the second thread's share): rows from the pair's first query, causal blocks skipped.
+    ...[4, 8].map(q0 => ({T: 7, S: 30, block: 8, causal: true, q0})), {T: 5, S: 13, block: 8, causal: false, q0: 4},
+  ];
+  it.each(cases)('T=$T, S=$S, block=$block, causal=$causal from query $q0: query t gets its own row, ' +
+                 'never a float outside the rows', (c: Case) => {
+    const {T, S, block, causal, q0} = c;
+    const [dk, dv] = [3, 8];
+    const {kernels, floats, alloc} = kernelMemory();
+    const scale = 0.6;
+    const tiles = Math.ceil(T / 4);
+    const rows = q0 + T;                                                      // the pair's queries, from its first
+    const stride = S + 3;                                                     // floats between rows: a gap of 3
+    const q = matrix(T, dk, 1).map(row => row.map(x => 3 * x));
+    const k = matrix(S, dk, 2).map(row => row.map(x => 3 * x));
+    const v = matrix(S, dv, 3);
+    // Each query its own pattern of masked keys (key 0 kept, so no row is empty) and small biases.
+    const bias = Array.from({length: rows}, (_, t) => Array.from({length: S}, (_, s) => (s > 0 && (s + t) % 3 === 1 ? -1e9 : ((s * t) % 5) * 0.25)));
+    const [qAt, kAt, vAt] = [alloc(tiles * 4 * dk), alloc(Math.ceil(S / 8) * 8 * dk), alloc(S * dv)];
+    const biasAt = alloc(rows * stride, NaN);                                 // NaN in the gaps and the guard after
+    const [outAt, scratchAt, stateAt] = [alloc(tiles * 4 * dv), alloc(4 * block + 4), alloc(8 * tiles)];
+    const f = floats();
+    f.set(packed(q, 4), qAt / 4);
+    f.set(packed(k, 8), kAt / 4);
+    put(f, vAt, v, dv);
+    put(f, biasAt, bias, stride);
+    kernels.attend_4x8(qAt, kAt, vAt, 4 * dv, outAt, 4 * dv, scratchAt, stateAt, tiles, S, block, dk, dv,
+                       scale, causal ? 1 : 0, q0, biasAt, 4 * stride, rows);
+    const scores = matmul(q, transpose(k));                                  // [T, S]
+    const expected = scores.map((row, t) => {
+      const weights = maskedSoftmax(row.map((x, s) => scale * (x + bias[q0 + t][s])), row.map((_, s) => !causal || s <= q0 + t));
+      return Array.from({length: dv}, (_, col) => weights.reduce((sum, w, s) => sum + w * v[s][col], 0));
+    });
+    expect(maxDiff(get(floats(), outAt, T, dv, dv), expected)).toBeLessThan(1e-5);
+    // The last tile's padding lanes read the last row (clamped), not the NaN after it.
+    const padding = get(floats(), outAt + 4 * T * dv, tiles * 4 - T, dv, dv).flat();
+    expect(padding.filter(x => !Number.isFinite(x))).toEqual([]);
+    expect(written(floats(), outAt + 4 * tiles * 4 * dv, 64, () => false)).toBe(0);
   });
 });

@@ -385,7 +385,7 @@ function fusedTrainingPath(
   const {keyPadding, queryPadding, causal, scale} = options;
   return tf.tidy(() => {
     const keyBias = keyPadding == null ? null : maskBias(toBoolMask(keyPadding));                    // [B, S]
-    const output = fusedAttentionTraining(query, key, value, {scale, causal, keyBias});              // [B, (H,) T, dv]
+    const output = fusedAttentionTraining(query, key, value, {scale, causal, bias: keyBias});              // [B, (H,) T, dv]
     let rows = attendedQueries(queryPadding, keyPadding, query.shape[query.rank - 2], causal);       // [B, T, 1] or null
     if (rows == null) return output;
     if (query.rank === 4) rows = rows.expandDims(1);                                                  // [B, 1, T, 1]

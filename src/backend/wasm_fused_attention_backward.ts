@@ -15,6 +15,7 @@ import {
   writeTableCall,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
+import {biasFloats, biasLayoutOf, biasOffsetOfPair, biasRowArgs} from './attention_bias';
 import {KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
@@ -121,8 +122,10 @@ export interface PairBuffers {
   gradQ: number;
   /** The first and the second part's (the same when the tiles are not split). */
   gradK: [number, number]; gradV: [number, number]; scratch: [number, number];
-  /** Byte address of the pair's key bias, 0 for none. */
-  keyBias: number;
+  /** Byte address of the pair's bias, 0 for none, and the kernel's bias_stride and bias_rows (attention_bias.ts). */
+  bias: number;
+  biasStride: number;
+  biasRows: number;
 }
 
 /**
@@ -160,7 +163,9 @@ export function backwardArgs(
   set('scale', scale);
   set('causal', causal ? 1 : 0);
   set('q0', 4 * lo);
-  set('keyBias', b.keyBias);
+  set('bias', b.bias);
+  set('biasStride', b.biasStride);
+  set('biasRows', b.biasRows);
   return args;
 }
 
@@ -194,14 +199,14 @@ export interface TrainingAttrs {
 }
 
 /**
- * The forward: q [P, T, dk], k [P, S, dk], v [P, S, dv] and, optionally, keyBias [B, S]
- * (P = B·heads) -> out [P, T, dv] and lse [P, T], each query's log-sum-exp of its scaled
- * scores: scale·max + log(sum) from the kernel's running max and sum.
+ * The forward: q [P, T, dk], k [P, S, dk], v [P, S, dv] and, optionally, a bias [B, S] or
+ * [Bb, Hb, Tb, S] (P = B·heads; see attention_bias.ts) -> out [P, T, dv] and lse [P, T], each
+ * query's log-sum-exp of its scaled scores: scale·max + log(sum) from the kernel's running max and sum.
  */
 function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {q, k, v, keyBias} = args.inputs;
+  const {q, k, v, bias} = args.inputs;
   const {heads, scale, causal} = args.attrs as unknown as TrainingAttrs;
   const [P, T, dk] = q.shape as [number, number, number];
   const [S, dv] = v.shape.slice(1) as [number, number];
@@ -210,13 +215,16 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
-  const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
+  const biasAt = bias == null ? -1 : heapAddress(backend, bias) >>> 2;
+  const biasLayout = bias == null ? null : biasLayoutOf(bias.shape);
+  const biasRow = biasLayout == null ? {stride: 0, rows: 0} : biasRowArgs(biasLayout);
+  const biasOf = (n: number) => (biasLayout == null ? -1 : biasOffsetOfPair(biasLayout, n, heads));  // floats from the bias's start
   const first = forwardSplit({pairs: P, T, S, dk, dv, causal});
   if (first > 0) {
     const thread = getSecondThread();
-    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, keyBias != null);
+    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, biasLayout == null ? 0 : biasFloats(biasLayout));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
-      const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, keyBias: biasAt};
+      const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, bias: biasAt, biasFloats: biasLayout == null ? 0 : biasFloats(biasLayout), biasOf, biasRow};
       forwardOnTwoThreads(thread, backend, at, {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!});
       return [out, lse];
     }
@@ -238,9 +246,9 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       if (!vInPlace) copyRows(heap, b0 + vPad, dvp, heap, vAt + n * S * dv, dv, S, dv);  // [S, dv] -> [S, dvp]
       const vHere = vInPlace ? 4 * (vAt + n * S * dv) : at(vPad);
       const outHere = outInPlace ? 4 * (outAt + n * T * dv) : at(outPad);
-      const bias = keyBias == null ? 0 : 4 * (biasAt + Math.floor(n / heads) * S);
+      const biasHere = bias == null ? 0 : 4 * (biasAt + biasOf(n));
       module.attend_4x8(at(qp), at(kp), vHere, 4 * dvp, outHere, 4 * dvp, at(scratch), at(state), tiles, S, block, dk, dvp,
-                        scale, causal ? 1 : 0, 0, bias);
+                        scale, causal ? 1 : 0, 0, biasHere, biasRow.stride, biasRow.rows);
       if (!outInPlace) copyRows(heap, outAt + n * T * dv, dv, heap, b0 + outPad, dvp, T, dv);  // [tiles·4, dvp] -> [T, dv]
       logSumExp(heap, lseAt + n * T, heap, b0 + state, T, scale);
     }
@@ -278,22 +286,22 @@ function forwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number
 
 /**
  * Where a two-thread forward puts things in the shared memory, in floats: the job's table
- * (attend_4x8's arguments, per pair), the key bias [B, S], each thread's scratch, then per
+ * (attend_4x8's arguments, per pair), the bias (as given), each thread's scratch, then per
  * pair (`pair` floats apart) Q and K as given, Q and K packed, V [S, dvp], the output
  * [tiles·4, dvp] and the tiles' state.
  */
 interface SharedForwardLayout {
-  table: number; keyBias: number; scratch: [number, number]; first: number; pair: number;
+  table: number; bias: number; scratch: [number, number]; first: number; pair: number;
   q: number; k: number; qPacked: number; kPacked: number; v: number; out: number; state: number;
   end: number;
 }
 
-function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKeyBias: boolean): SharedForwardLayout {
+function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSize: number): SharedForwardLayout {
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const table = SHARED_DATA_START >>> 2;
-  const keyBias = roundUp(table + tableEntries('attend_4x8') * P, 16);
-  const scratch0 = roundUp(keyBias + (withKeyBias ? P * S : 0), 16);
+  const bias = roundUp(table + tableEntries('attend_4x8') * P, 16);
+  const scratch0 = roundUp(bias + biasSize, 16);
   const scratch1 = scratch0 + roundUp(block * 4 + 4, 16);
   const first = scratch1 + roundUp(block * 4 + 4, 16);
   let next = 0;
@@ -304,7 +312,7 @@ function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKey
   };
   const [q, k, qPacked, kPacked] = [take(T * dk), take(S * dk), take(tiles * dk * 4), take(panels * dk * 8)];
   const [v, out, state] = [take(S * dvp), take(tiles * 4 * dvp), take(tiles * 8)];
-  return {table, keyBias, scratch: [scratch0, scratch1], first, pair: next, q, k, qPacked, kPacked, v, out, state, end: first + P * next};
+  return {table, bias, scratch: [scratch0, scratch1], first, pair: next, q, k, qPacked, kPacked, v, out, state, end: first + P * next};
 }
 
 /**
@@ -314,7 +322,9 @@ function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKey
  * output and the log-sum-exp are copied out.
  */
 function forwardOnTwoThreads(
-    thread: SecondThread, backend: WasmBackendLike, at: {q: number; k: number; v: number; out: number; lse: number; keyBias: number},
+    thread: SecondThread, backend: WasmBackendLike,
+    at: {q: number; k: number; v: number; out: number; lse: number; bias: number; biasFloats: number; biasOf: (n: number) => number;
+         biasRow: {stride: number; rows: number}},
     call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedForwardLayout}): void {
   const {P, T, S, dk, dv, heads, scale, causal, first, shared: layout} = call;
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
@@ -323,13 +333,13 @@ function forwardOnTwoThreads(
   const mem = sharedFloats(thread, 4 * layout.end);
   const heap = heapFloats(backend);
   const module = thread.module;
-  if (at.keyBias >= 0) mem.set(heap.subarray(at.keyBias, at.keyBias + (P / heads) * S), layout.keyBias);
+  if (at.bias >= 0) mem.set(heap.subarray(at.bias, at.bias + at.biasFloats), layout.bias);
   const byte = (floats: number) => 4 * floats;
   // attend_4x8's arguments (kernels.h) for tiles [lo, hi) of pair n, whose data start at float p0.
   const args = (p0: number, n: number, lo: number, hi: number, scratch: number) => [
     byte(p0 + layout.qPacked + lo * dk * 4), byte(p0 + layout.kPacked), byte(p0 + layout.v), byte(dvp),
     byte(p0 + layout.out + lo * 4 * dvp), byte(dvp), byte(scratch), byte(p0 + layout.state + 8 * lo), hi - lo, S, block, dk, dvp,
-    scale, causal ? 1 : 0, 4 * lo, at.keyBias < 0 ? 0 : byte(layout.keyBias + Math.floor(n / heads) * S)];
+    scale, causal ? 1 : 0, 4 * lo, at.bias < 0 ? 0 : byte(layout.bias + at.biasOf(n)), at.biasRow.stride, at.biasRow.rows];
   const starts: number[] = [];
   for (let n = 0; n < P; n++) {
     const p0 = layout.first + n * layout.pair;
@@ -355,8 +365,8 @@ function forwardOnTwoThreads(
 }
 
 /**
- * The backward: q, k, v as the forward's, dy and out [P, T, dv], lse [P, T] and keyBias
- * [B, S] if the forward had it -> dq [P, T, dk], dk [P, S, dk], dv [P, S, dv]. Per pair, the
+ * The backward: q, k, v as the forward's, dy and out [P, T, dv], lse [P, T] and the bias
+ * if the forward had it -> dq [P, T, dk], dk [P, S, dk], dv [P, S, dv]. Per pair, the
  * operands are packed (and padded where their sizes need it), delta = rowsum(dy ∘ out) is
  * taken, and `attend_backward_4x8` writes the gradients: in the heap on one thread (in place
  * when their rows need no padding), or in the worker's shared memory on two
@@ -365,7 +375,7 @@ function forwardOnTwoThreads(
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {q, k, v, dy, out, lse, keyBias} = args.inputs;
+  const {q, k, v, dy, out, lse, bias} = args.inputs;
   const attrs = args.attrs as unknown as TrainingAttrs;
   const {heads} = attrs;
   const [P, T, dk] = q.shape as [number, number, number];
@@ -377,16 +387,20 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const at = {
     q: heapAddress(backend, q) >>> 2, k: heapAddress(backend, k) >>> 2, v: heapAddress(backend, v) >>> 2,
     dy: heapAddress(backend, dy) >>> 2, out: heapAddress(backend, out) >>> 2, lse: heapAddress(backend, lse) >>> 2,
-    keyBias: keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2,
+    bias: bias == null ? -1 : heapAddress(backend, bias) >>> 2,
     gradQ: heapAddress(backend, gradQ) >>> 2, gradK: heapAddress(backend, gradK) >>> 2, gradV: heapAddress(backend, gradV) >>> 2,
   };
   const sizes = {P, T, S, dk, dv, heads};
+  const biasLayout = bias == null ? null : biasLayoutOf(bias.shape);
+  const biasRow = biasLayout == null ? {stride: 0, rows: 0} : biasRowArgs(biasLayout);
+  const biasOf = (n: number) => (biasLayout == null ? -1 : biasOffsetOfPair(biasLayout, n, heads));  // floats from the bias's start
   if (first > 0) {
     const thread = getSecondThread();
-    const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, keyBias != null);
+    const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, biasLayout == null ? 0 : biasFloats(biasLayout));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
       noteFusedCallThreads(2);
-      backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!});
+      const biasAt = {floats: biasLayout == null ? 0 : biasFloats(biasLayout), of: biasOf, row: biasRow};
+      backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!, bias: biasAt});
       return [gradQ, gradK, gradV];
     }
   }
@@ -420,7 +434,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         doutRows: rows(place.doutRows, dyn, T, dv, place.dvp), lse: b0 + place.lse, delta: b0 + place.delta, gradQ: gq,
         gradK: [gk, first > 0 ? b0 + place.gradKSecond : gk], gradV: [gv, first > 0 ? b0 + place.gradVSecond : gv],
         scratch: [b0 + place.scratch, b0 + place.scratch],
-        keyBias: keyBias == null ? 0 : 4 * (at.keyBias + Math.floor(n / heads) * S),
+        bias: bias == null ? 0 : 4 * (at.bias + biasOf(n)), biasStride: biasRow.stride, biasRows: biasRow.rows,
       };
       module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
       if (first > 0) {
@@ -448,19 +462,19 @@ function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b:
 
 /** Float indices of the heap operands of one backward call (see backwardKernelFunc). */
 interface HeapOperands {
-  q: number; k: number; v: number; dy: number; out: number; lse: number; keyBias: number;
+  q: number; k: number; v: number; dy: number; out: number; lse: number; bias: number;
   gradQ: number; gradK: number; gradV: number;
 }
 
 /**
  * Where a two-thread backward puts things in the shared memory, in floats from its start: the
- * job's table (BACKWARD_ENTRIES per pair), the key bias [B, S], each thread's scratch, then
+ * job's table (BACKWARD_ENTRIES per pair), the bias (as given), each thread's scratch, then
  * per pair (`pair` floats apart) the layout of backwardLayoutOf with nothing in place, the
  * values' rows [S, dvp] (packed from there), and both parts' dK and dV.
  */
 interface SharedBackwardLayout {
   table: number;
-  keyBias: number;
+  bias: number;
   scratch: [number, number];
   first: number;
   pair: number;
@@ -469,17 +483,17 @@ interface SharedBackwardLayout {
   end: number;
 }
 
-function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKeyBias: boolean): SharedBackwardLayout {
+function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSize: number): SharedBackwardLayout {
   const place = backwardLayoutOf({T, S, dk, dv}, true, false);
   const {block, dvp} = place;
   const table = SHARED_DATA_START >>> 2;
-  const keyBias = roundUp(table + BACKWARD_ENTRIES * P, 16);
-  const scratch0 = roundUp(keyBias + (withKeyBias ? P * S : 0), 16);
+  const bias = roundUp(table + BACKWARD_ENTRIES * P, 16);
+  const scratch0 = roundUp(bias + biasSize, 16);
   const scratch1 = scratch0 + 8 * block;
   const first = scratch1 + 8 * block;
   const vRows = place.total;
   const pair = roundUp(vRows + S * dvp, 16);
-  return {table, keyBias, scratch: [scratch0, scratch1], first, pair, place, vRows, end: first + P * pair};
+  return {table, bias, scratch: [scratch0, scratch1], first, pair, place, vRows, end: first + P * pair};
 }
 
 /**
@@ -490,16 +504,16 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, withKe
  */
 function backwardOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
-    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout}): void {
-  const {P, T, S, dk, dv, heads, first, shared: layout} = call;
+    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout;
+      bias: {floats: number; of: (n: number) => number; row: {stride: number; rows: number}}}): void {
+  const {P, T, S, dk, dv, heads, first, shared: layout, bias} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
   const started = twoThreadCallStart();
   const mem = sharedFloats(thread, 4 * layout.end);
   const heap = heapFloats(backend);
   const module = thread.module;
-  const B = P / heads;
-  if (at.keyBias >= 0) mem.set(heap.subarray(at.keyBias, at.keyBias + B * S), layout.keyBias);
+  if (at.bias >= 0) mem.set(heap.subarray(at.bias, at.bias + bias.floats), layout.bias);
   const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
   const pairs: PairBuffers[] = [];
   for (let n = 0; n < P; n++) {
@@ -521,7 +535,8 @@ function backwardOnTwoThreads(
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
       doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,
       gradK: [p0 + place.gradK, p0 + place.gradKSecond], gradV: [p0 + place.gradV, p0 + place.gradVSecond],
-      scratch: layout.scratch, keyBias: at.keyBias < 0 ? 0 : 4 * (layout.keyBias + Math.floor(n / heads) * S),
+      scratch: layout.scratch, bias: at.bias < 0 ? 0 : 4 * (layout.bias + bias.of(n)), biasStride: bias.row.stride,
+      biasRows: bias.row.rows,
     };
     pairs.push(buffers);
     writeTableCall(thread, 4 * layout.table, 'attend_backward_4x8', n, backwardArgs(buffers, 0, first, sizes));
@@ -548,7 +563,7 @@ function backwardOnTwoThreads(
  * [B, S] or null -> out [P, T, dv] and lse [P, T], on two threads where they pay. No gradient.
  */
 export function attendWithLse(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, keyBias: tf.Tensor|null, attrs: TrainingAttrs): tf.Tensor[] {
-  return runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, keyBias == null ? {q, k, v} : {q, k, v, keyBias}, attrs);
+  return runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, keyBias == null ? {q, k, v} : {q, k, v, bias: keyBias}, attrs);
 }
 
 /**
@@ -560,32 +575,34 @@ export function attendBackward(
     attrs: TrainingAttrs): tf.Tensor[] {
   const {q, k, v, out, lse, keyBias} = saved;
   const inputs: tf.NamedTensorMap = {q, k, v, dy, out, lse};
-  if (keyBias != null) inputs.keyBias = keyBias;
+  if (keyBias != null) inputs.bias = keyBias;
   return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, inputs, attrs);
 }
 
 /**
- * softmax(scale·Q·Kᵀ + keyBias)·V on the wasm backend with a fused gradient: query
- * [B, (H,) T, dk], key [B, (H,) S, dk], value [B, (H,) S, dv] -> [B, (H,) T, dv]. `keyBias`
- * [B, S] (0 or MASKED_LOGIT) is added to every score of each key (key padding); with
- * `causal`, query t attends keys s <= t. Fully masked rows are the caller's to zero (as the
- * standard path does, by multiplying the output). Callers check `fusedTrainingSizesFit` and
- * that the fused kernels run here (`fusedKernelAvailable`).
+ * softmax(scale·Q·Kᵀ + bias)·V on the wasm backend with a fused gradient: query
+ * [B, (H,) T, dk], key [B, (H,) S, dk], value [B, (H,) S, dv] -> [B, (H,) T, dv]. `bias`
+ * (float32, 0 or MASKED_LOGIT) is added to the scores: [B, S] to every score of each key (key
+ * padding), or [Bb, Hb, Tb, S] with Bb 1 or B, Hb 1 or H (1 for rank-3 inputs) and Tb 1 or T
+ * (an explicit mask, attention_bias.ts); with `causal`, query t attends keys s <= t. Fully
+ * masked rows are the caller's to zero (as the standard path does, by multiplying the
+ * output). Callers check `fusedTrainingSizesFit` and that the fused kernels run here
+ * (`fusedKernelAvailable`).
  */
 export function fusedAttentionTraining(
-    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, options: {scale: number; causal: boolean; keyBias?: tf.Tensor|null}): tf.Tensor {
+    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, options: {scale: number; causal: boolean; bias?: tf.Tensor|null}): tf.Tensor {
   const [T, dk] = query.shape.slice(-2) as [number, number];
   const [S, dv] = value.shape.slice(-2) as [number, number];
   const heads = query.rank === 4 ? query.shape[1] as number : 1;
   const pairs = query.size / (T * dk);
   const attrs: TrainingAttrs = {heads, scale: options.scale, causal: options.causal};
-  const keyBias = options.keyBias ?? null;
-  const withBias = (inputs: tf.NamedTensorMap, bias: tf.Tensor|null) => (bias == null ? inputs : {...inputs, keyBias: bias});
+  const keyBias = options.bias ?? null;
+  const withBias = (inputs: tf.NamedTensorMap, bias: tf.Tensor|null) => (bias == null ? inputs : {...inputs, bias});
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [q, k, v] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
     const [out, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias({q, k, v}, keyBias), attrs);  // [P, T, dv], [P, T]
-    // The key bias is saved, not read through the closure: the caller may dispose it before the backward.
+    // The bias is saved, not read through the closure: the caller may dispose it before the backward.
     save([q, k, v, out, lse, ...(keyBias == null ? [] : [keyBias])]);
     return {
       value: out,

@@ -24,12 +24,13 @@
 // At the end every row is divided by its sum. With `causal` (1), query t attends only keys
 // j <= t, where the first tile's first query is query `q0` (tiles may be split between
 // threads): blocks wholly after a tile are skipped, and the keys t0 + 1 .. t0 + 3 of a tile
-// t0 .. t0 + 3 are masked, lane by lane, with -inf scores. A non-null `key_bias` holds s
-// floats added to every query's score of each key (a padding mask: 0 or a large negative
-// number).
+// t0 .. t0 + 3 are masked, lane by lane, with -inf scores. A non-null `bias` is added to the
+// scores after (a mask: 0 or a large negative number): query t's (counted from q0's pair
+// start, as causal counts) row of s floats at bias + min(t, bias_rows - 1)·bias_stride bytes;
+// stride 0 gives every query the same row (a key padding mask).
 void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_stride, float* out, uint32_t out_stride,
                 float* scratch, float* state, uint32_t tiles, uint32_t s, uint32_t block, uint32_t dk, uint32_t dvp,
-                float scale, uint32_t causal, int32_t q0, const float* key_bias) {
+                float scale, uint32_t causal, int32_t q0, const float* bias, uint32_t bias_stride, uint32_t bias_rows) {
   if (tiles == 0 || block == 0 || s == 0 || dk == 0 || dvp == 0) return;
   const v128_t vzero = wasm_f32x4_const_splat(0.0f);
   const v128_t vminus_inf = wasm_f32x4_const_splat(-INFINITY);
@@ -77,12 +78,9 @@ void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_strid
       if (causal != 0) {
         mask_causal_4x8(scratch, t0, j0, keys);
       }
-      // A key mask: every query's score of key j0 + j gets key_bias[j0 + j].
-      if (key_bias != NULL) {
-        const float* bp = key_bias + j0;
-        for (uint32_t j = 0; j < keys; j++) {
-          wasm_v128_store(scratch + 4 * j, wasm_f32x4_add(wasm_v128_load(scratch + 4 * j), wasm_v128_load32_splat(bp + j)));
-        }
+      // A mask: query t's score of key j0 + j gets its bias.
+      if (bias != NULL) {
+        add_bias_4x8(scratch, bias, bias_stride, bias_rows, t0, j0, keys);
       }
 
       // 2. The online softmax of the block, four queries in the four lanes.

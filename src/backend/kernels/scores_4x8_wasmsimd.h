@@ -1,6 +1,7 @@
 // The scores of a tile of four queries against panels of eight keys, shared by the forward
 // (attend_4x8) and the backward (attend_backward_4x8) kernels: the 4×8 products, key by key
-// with the four queries in the lanes, and the masking of single keys (causal).
+// with the four queries in the lanes, the masking of single keys (causal), and the additive
+// bias of an explicit or padding mask.
 #ifndef TFJS_ATTENTION_SCORES_4X8_WASMSIMD_H_
 #define TFJS_ATTENTION_SCORES_4X8_WASMSIMD_H_
 
@@ -81,6 +82,54 @@ static inline void mask_causal_4x8(float* scores, uint32_t t0, uint32_t j0, uint
   mask_key(scores, t0 + 1 - j0, keys, wasm_f32x4_make(-INFINITY, 0.0f, 0.0f, 0.0f));            // query t0
   mask_key(scores, t0 + 2 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, 0.0f, 0.0f));       // t0, t0 + 1
   mask_key(scores, t0 + 3 - j0, keys, wasm_f32x4_make(-INFINITY, -INFINITY, -INFINITY, 0.0f));  // t0 .. t0 + 2
+}
+
+// Adds the additive mask `bias` to the scores of the tile of queries t0 .. t0 + 3 against the
+// block's first `keys` keys, from key j0 (key by key, query in the lane): query t's row of
+// keys is the floats from bias + min(t, rows - 1)·stride bytes (t counts from the pair's
+// first query, so that tiles split between threads find their rows; rows past the last,
+// the lanes of a last tile's padding, read the last row and never beyond it). Stride 0: one
+// row for every query (a key padding mask), one splat per key. Otherwise four keys at a
+// time, a 4×4 transpose of the four rows' floats (vbR: row R, keys j .. j + 3; vkJ: key J,
+// rows 0..3), then one key at a time.
+static inline void add_bias_4x8(float* scores, const float* bias, uint32_t stride, uint32_t rows, uint32_t t0, uint32_t j0,
+                                uint32_t keys) {
+  if (stride == 0) {
+    const float* bp = bias + j0;
+    for (uint32_t j = 0; j < keys; j++) {
+      wasm_v128_store(scores + 4 * j, wasm_f32x4_add(wasm_v128_load(scores + 4 * j), wasm_v128_load32_splat(bp + j)));
+    }
+    return;
+  }
+  const uint32_t last = rows - 1;
+  const float* b0 = (const float*) ((uintptr_t) bias + (t0 < last ? t0 : last) * stride) + j0;
+  const float* b1 = (const float*) ((uintptr_t) bias + (t0 + 1 < last ? t0 + 1 : last) * stride) + j0;
+  const float* b2 = (const float*) ((uintptr_t) bias + (t0 + 2 < last ? t0 + 2 : last) * stride) + j0;
+  const float* b3 = (const float*) ((uintptr_t) bias + (t0 + 3 < last ? t0 + 3 : last) * stride) + j0;
+  uint32_t j = 0;
+  for (; j + 4 <= keys; j += 4) {
+    const v128_t vb0 = wasm_v128_load(b0 + j);
+    const v128_t vb1 = wasm_v128_load(b1 + j);
+    const v128_t vb2 = wasm_v128_load(b2 + j);
+    const v128_t vb3 = wasm_v128_load(b3 + j);
+    const v128_t v01x01 = wasm_i32x4_shuffle(vb0, vb1, 0, 4, 1, 5);  // rows 0, 1 of keys j, j + 1
+    const v128_t v01x23 = wasm_i32x4_shuffle(vb0, vb1, 2, 6, 3, 7);
+    const v128_t v23x01 = wasm_i32x4_shuffle(vb2, vb3, 0, 4, 1, 5);
+    const v128_t v23x23 = wasm_i32x4_shuffle(vb2, vb3, 2, 6, 3, 7);
+    float* sj = scores + 4 * j;
+    const v128_t vk0 = wasm_i32x4_shuffle(v01x01, v23x01, 0, 1, 4, 5);
+    const v128_t vk1 = wasm_i32x4_shuffle(v01x01, v23x01, 2, 3, 6, 7);
+    const v128_t vk2 = wasm_i32x4_shuffle(v01x23, v23x23, 0, 1, 4, 5);
+    const v128_t vk3 = wasm_i32x4_shuffle(v01x23, v23x23, 2, 3, 6, 7);
+    wasm_v128_store(sj, wasm_f32x4_add(wasm_v128_load(sj), vk0));
+    wasm_v128_store(sj + 4, wasm_f32x4_add(wasm_v128_load(sj + 4), vk1));
+    wasm_v128_store(sj + 8, wasm_f32x4_add(wasm_v128_load(sj + 8), vk2));
+    wasm_v128_store(sj + 12, wasm_f32x4_add(wasm_v128_load(sj + 12), vk3));
+  }
+  for (; j < keys; j++) {
+    const v128_t vk = wasm_f32x4_make(b0[j], b1[j], b2[j], b3[j]);
+    wasm_v128_store(scores + 4 * j, wasm_f32x4_add(wasm_v128_load(scores + 4 * j), vk));
+  }
 }
 
 #endif  // TFJS_ATTENTION_SCORES_4X8_WASMSIMD_H_

@@ -1,0 +1,43 @@
+/**
+ * Where the fused kernels find the additive mask of each (batch, head) pair in a bias tensor:
+ * `attend_4x8` and `attend_backward_4x8` (kernels.h) take a pair's bias as a pointer, a row
+ * stride and a row count. A bias is float32, 0 where a query attends a key and MASKED_LOGIT
+ * where not, and is kept at the size its mask broadcasts from: [B, S] (a key padding mask,
+ * one row for every query) or [Bb, Hb, Tb, S] with Bb 1 or B, Hb 1 or H and Tb 1 or T (an
+ * explicit mask); never expanded to [B, H, T, S].
+ */
+
+/** A bias tensor's broadcast sizes: batches Bb, heads Hb and rows Tb of S floats each. */
+export interface BiasLayout {
+  batches: number;
+  heads: number;
+  rows: number;
+  S: number;
+}
+
+/** The layout of a bias of shape [B, S] (key padding: one row) or [Bb, Hb, Tb, S]. */
+export function biasLayoutOf(shape: readonly number[]): BiasLayout {
+  if (shape.length === 2) return {batches: shape[0], heads: 1, rows: 1, S: shape[1]};
+  const [batches, heads, rows, S] = shape;
+  return {batches, heads, rows, S};
+}
+
+/** Floats of the whole bias. */
+export function biasFloats(layout: BiasLayout): number {
+  return layout.batches * layout.heads * layout.rows * layout.S;
+}
+
+/** Float offset of the bias of the pair of batch b and head h: its batch b % Bb and head h % Hb. */
+export function biasPairOffset(layout: BiasLayout, b: number, h: number): number {
+  return ((b % layout.batches) * layout.heads + (h % layout.heads)) * layout.rows * layout.S;
+}
+
+/** biasPairOffset of pair n of a call whose pairs run `heads` to a batch (pair n: batch ⌊n / heads⌋, head n % heads). */
+export function biasOffsetOfPair(layout: BiasLayout, n: number, heads: number): number {
+  return biasPairOffset(layout, Math.floor(n / heads), n % heads);
+}
+
+/** The kernels' `bias_stride` (bytes between the rows of queries; 0: one row for all) and `bias_rows`. */
+export function biasRowArgs(layout: BiasLayout): {stride: number; rows: number} {
+  return {stride: layout.rows === 1 ? 0 : 4 * layout.S, rows: layout.rows};
+}
