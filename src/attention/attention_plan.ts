@@ -19,8 +19,8 @@ export type AttentionPath = 'fused'|'standard'|'memory-efficient';
 /**
  * Key length from which the op and the layer switch to the memory-efficient (blocked) path
  * by default on wasm, cpu and the backends not measured (webgl, webgpu), when nothing requires
- * the full weight matrix and the fused kernels do not run (an explicit mask, sizes they do not
- * fit, or a backend other than wasm). Measured on wasm (2-core machine, B = H = 1, d = 64, forward,
+ * the full weight matrix and the fused kernels do not run (padding masks for the op's inference,
+ * sizes they do not fit, or a backend other than wasm). Measured on wasm (2-core machine, B = H = 1, d = 64, forward,
  * block 512): the blocked path takes 1.24× the standard path's time at S = 1024, 1.18× at
  * 2048, 1.11× at 4096 and 1.19× at 8192, while the standard path holds two [T, S] score
  * tensors: 8 MiB at 1024, 32 MiB at 2048, 128 MiB at 4096 (224 MiB with gradients) and 512 MiB
@@ -131,13 +131,15 @@ export interface AttentionPlan {
  *
  * - `blockSize` 0 forces the standard path, N > 0 the memory-efficient one with blocks of N
  *   keys (an error with `returnWeights` or active dropout, which it cannot do).
- * - By default (`blockSize` null), attention on wasm takes the fused kernels, unless an explicit
- *   mask, the weights or dropout are asked for (padding masks too, for the op; the layer applies
- *   them in its kernel), or the sizes do not fit the kernel. When a gradient is recorded, the
- *   fused forward and backward ('gradient'), padding masks included, on two threads where
- *   inference would be; for a layer call whose weights fit the projection kernel, with one
- *   head or below the two-thread size, the projections and their gradients in the kernels too
- *   ('layer-gradient'). Otherwise the memory-efficient path
+ * - By default (`blockSize` null), attention on wasm takes the fused kernels, unless the weights
+ *   or dropout are asked for (padding masks without an explicit mask too, for the op's inference;
+ *   the layer applies them in its kernel), or the sizes do not fit the kernel. An explicit mask
+ *   goes to the attention's kernel ('attention', or 'gradient' when recording) as a bias, with
+ *   any padding masks; a layer call runs its projections, then that kernel through the op.
+ *   When a gradient is recorded, the fused forward and backward ('gradient'), masks included,
+ *   on two threads where inference would be; for a layer call without an explicit mask whose
+ *   weights fit the projection kernel, with one head or below the two-thread size, the
+ *   projections and their gradients in the kernels too ('layer-gradient'). Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
@@ -170,10 +172,11 @@ export function planAttention(call: AttentionCall): AttentionPlan {
   const fused = fusedChoice(call);
   const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
   const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
+  const withMask = call.mask ? ' with the explicit mask as a bias' : '';
   if (fused.kernel === 'gradient') {
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'gradient',
-      reason: `training on wasm: the fused kernel and its fused backward${threads === 2 ? ', on two threads' : ''}`,
+      reason: `training on wasm: the fused kernel and its fused backward${withMask}${threads === 2 ? ', on two threads' : ''}`,
     };
   }
   if (fused.kernel === 'layer-gradient') {
@@ -183,10 +186,11 @@ export function planAttention(call: AttentionCall): AttentionPlan {
     };
   }
   if (fused.kernel != null) {
+    const what = fused.kernel === 'layer' ? ' with the projections' :
+        call.mask && call.layer != null ? ' after the layer\'s projections, through the op,' : '';
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: fused.kernel,
-      reason: `inference on wasm: the fused kernel${fused.kernel === 'layer' ? ' with the projections' : ''}` +
-          (threads === 2 ? ', on two threads' : ''),
+      reason: `inference on wasm: the fused kernel${what}${withMask}` + (threads === 2 ? ', on two threads' : ''),
     };
   }
   const threshold = memoryEfficientThreshold(backend);
@@ -219,9 +223,10 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
   if (!(call.fusedKernelAvailable ?? true)) return {whyNot: 'the fused kernel needs wasm SIMD, not available here'};
   if (call.returnWeights) return {whyNot: 'the fused kernel never forms the weights'};
   if (call.dropoutActive) return {whyNot: 'the fused kernel has no dropout'};
-  if (call.mask) return {whyNot: 'the fused kernel takes no explicit mask'};
   if (call.recording) {
     if (!fusedTrainingSizesFit({T, S, dk, dv})) return {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
+    // The layer's kernels take a key padding mask only: an explicit mask goes to the attention's kernels, as a bias.
+    if (call.mask) return {kernel: 'gradient'};
     // The layer's kernels attend on one thread, heads side by side; a call that two threads would speed up
     // takes the attention's kernels, between the layer's projections with one head, and alone with several.
     const oneThread = !twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T);
@@ -230,6 +235,8 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
     return {kernel: layerFits ? 'layer-gradient' : 'gradient'};
   }
   if (!fusedAttentionSizesFit(T, S, dk, dv)) return {whyNot: 'the sizes do not fit the fused kernel\'s work buffers'};
+  // An explicit mask (with any padding) goes to the attention's kernel as a bias; for a layer call, between its projections.
+  if (call.mask) return {kernel: 'attention'};
   const layerFits = layer != null &&
       fusedAttentionLayerSizesFit({batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention});
   if (call.padding && !layerFits) {

@@ -10,6 +10,7 @@ import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
+import {fusedAttendedRows, fusedMaskBias} from './fused_masks';
 
 export interface DotProductAttentionOptions {
   /**
@@ -106,10 +107,11 @@ export function dotProductAttention(
     return emptyAttention(query, key, value, options.returnWeights === true);  // [B, (H,) T, dv] (zeros), [B, (H,) T, S]
   }
   const unmasked = options.mask == null && keyPadding == null && queryPadding == null;
-  if (plan.path === 'fused' && plan.kernel === 'gradient') {
-    return fusedTrainingPath(query, key, value, {keyPadding, queryPadding, causal, scale});  // [B, (H,) T, dv]
+  if (plan.path === 'fused') {
+    if (options.mask != null) checkMaskShape(options.mask, scoresShape, 'mask');  // before any work
+    const masks = {mask: options.mask ?? null, keyPadding, queryPadding, causal, scale, scoresShape};
+    return fusedPath(query, key, value, masks, plan.kernel === 'gradient');  // [B, (H,) T, dv]
   }
-  if (plan.path === 'fused') return fusedAttention(query, key, value, scale, causal);  // [B, (H,) T, dv]
   if (plan.path === 'memory-efficient') {
     return memoryEfficientPath(query, key, value, {mask: options.mask, keyPadding, queryPadding, causal, scale, blockSize: plan.blockSize!});
   }
@@ -374,21 +376,29 @@ function memoryEfficientPath(
 }
 
 /**
- * The fused kernel with its fused backward (a gradient is recorded on wasm): padded keys get
- * MASKED_LOGIT in every score, in the kernel, from a [B, S] bias; queries left with no key
- * (padded, or every key they may attend padded) are zeroed after, as on the standard path,
- * which gives them zero gradients.
+ * The fused kernel, with its fused backward when `training` (a gradient is recorded on wasm):
+ * masked keys get MASKED_LOGIT in their scores, in the kernel, from a bias at the size the
+ * masks broadcast from (fused_masks.ts: [B, S] for key padding alone, [Bb, Hb, Tb, S] with an
+ * explicit mask; causal is the kernel's own); queries left with no key (padded, or every key
+ * they may attend masked) are zeroed after, as on the standard path, which gives them zero
+ * gradients.
  */
-function fusedTrainingPath(
+function fusedPath(
     query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
-    options: {keyPadding: tf.Tensor|null; queryPadding: tf.Tensor|null; causal: boolean; scale: number}): tf.Tensor {
-  const {keyPadding, queryPadding, causal, scale} = options;
+    masks: {mask: tf.Tensor|null; keyPadding: tf.Tensor|null; queryPadding: tf.Tensor|null; causal: boolean; scale: number;
+            scoresShape: number[]},
+    training: boolean): tf.Tensor {
+  const {mask, keyPadding, queryPadding, causal, scale, scoresShape} = masks;
+  const [T, S] = scoresShape.slice(-2);
   return tf.tidy(() => {
-    const keyBias = keyPadding == null ? null : maskBias(toBoolMask(keyPadding));                    // [B, S]
-    const output = fusedAttentionTraining(query, key, value, {scale, causal, bias: keyBias});              // [B, (H,) T, dv]
-    let rows = attendedQueries(queryPadding, keyPadding, query.shape[query.rank - 2], causal);       // [B, T, 1] or null
+    const bias = fusedMaskBias(mask, keyPadding, S);                        // [B, S], [Bb, Hb, Tb, S] or null
+    const output = training ?
+        fusedAttentionTraining(query, key, value, {scale, causal, bias}) :  // [B, (H,) T, dv]
+        fusedAttention(query, key, value, scale, causal, bias);
+    let rows = mask != null ? fusedAttendedRows(mask, keyPadding, queryPadding, causal, scoresShape) :  // [Br, (Hr,) Tr, 1]
+        attendedQueries(queryPadding, keyPadding, T, causal);              // [B, T, 1] or null
     if (rows == null) return output;
-    if (query.rank === 4) rows = rows.expandDims(1);                                                  // [B, 1, T, 1]
+    if (mask == null && query.rank === 4) rows = rows.expandDims(1);        // [B, 1, T, 1]
     return tf.add(tf.mul(output, rows), 0);                                 // + 0: no -0 in zeroed rows
   });
 }

@@ -223,8 +223,8 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const plan = this.planCall(query, context, options);
     if (plan?.path === 'standard') this.checkScoresFit(query, context);
     return tf.tidy(() => {
-      // 'gradient': the projections here, the attention and its fused backward in the op.
-      if (plan?.path === 'fused' && plan.kernel !== 'gradient') {
+      // 'gradient', or an explicit mask: the projections here, the attention (and its fused backward) in the op.
+      if (plan?.path === 'fused' && plan.kernel !== 'gradient' && options.attentionMask == null) {
         return this.callFused(query, context, options, plan.kernel as 'layer'|'attention'|'layer-gradient');
       }
       // The padding masks go to the op as [B, T] and [B, S]: the memory-efficient path keeps them vectors.
