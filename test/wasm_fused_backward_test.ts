@@ -6,7 +6,8 @@
  * dQ = scale·dS·K, dK = scale·dSᵀ·Q) and the standard path's, within 1e-4: at the edges of its
  * tiles (4 queries) and blocks (8-key panels, 32-key backward blocks, the forward's 256-key
  * blocks), with S ≠ T, one query, one key, every mask kind it takes and fully masked rows. It
- * leaks neither tensors nor wasm heap over 200 training steps.
+ * leaks neither tensors nor wasm heap over 200 training steps. Explicit masks of every shape the
+ * op takes run there too (and in the fused inference kernel), as a bias at their own size.
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
@@ -14,11 +15,12 @@ import {dotProductAttention, scaledDotProductAttention} from '../src/node';
 import {planAttention} from '../src/attention/attention_plan';
 import * as training from '../src/backend/wasm_fused_attention_backward';
 import * as layerTraining from '../src/backend/wasm_fused_layer_training';
+import * as fusedForward from '../src/backend/wasm_fused_attention';
 import {backwardSplit, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
 import {setAttentionThreads} from '../src/backend/attention_threads';
 import {attendOneHead, Matrix, matmul, transpose} from './helpers/reference_attention';
-import {disposeAll, expectClose, Nested, randomArray, runTestsOn} from './helpers/tensors';
+import {disposeAll, expectClose, expectThrowsWithoutLeak, Nested, randomArray, runTestsOn} from './helpers/tensors';
 import {watchHeapBlocks} from './helpers/heap_blocks';
 
 runTestsOn('wasm');
@@ -87,11 +89,11 @@ function ranFusedTraining<R>(fn: () => R, of: 'attention'|'layer' = 'attention')
 }
 
 describe('dotProductAttention gradients on the fused backward', () => {
-  it('the planner sends recorded calls here, with padding, and not with an explicit mask', () => {
+  it('the planner sends recorded calls here, with padding and with an explicit mask', () => {
     const call = {backend: 'wasm', batch: 2, heads: 2, T: 7, S: 33, dk: 16, dv: 8, recording: true};
     expect(planAttention(call)).toMatchObject({path: 'fused', kernel: 'gradient', threads: 1});
     expect(planAttention({...call, padding: true, causal: true})).toMatchObject({path: 'fused', kernel: 'gradient'});
-    expect(planAttention({...call, mask: true}).path).toBe('standard');
+    expect(planAttention({...call, mask: true})).toMatchObject({path: 'fused', kernel: 'gradient'});
     expect(planAttention({...call, recording: false}).kernel).toBe('attention');
   });
 
@@ -386,6 +388,258 @@ describe('the layer trains on the fused backward', () => {
     disposeAll(x, target, mask);
     optimizer.dispose();
     layer.dispose();
+  });
+});
+
+/**
+ * An explicit mask of a case: its shape from the sizes (1 where it broadcasts), for rank-4
+ * inputs [B, H, ., .] unless `rank3` (inputs [B, ., .]).
+ */
+type MaskShapeOf = (B: number, H: number, T: number, S: number) => number[];
+const MASK_SHAPES: Array<[string, MaskShapeOf]> = [
+  ['[T, S]', (B, H, T, S) => [T, S]],
+  ['[1, T, S]', (B, H, T, S) => [1, T, S]],
+  ['[B, T, S] (every head)', (B, H, T, S) => [B, T, S]],
+  ['[B, 1, T, S]', (B, H, T, S) => [B, 1, T, S]],
+  ['[B, H, T, S]', (B, H, T, S) => [B, H, T, S]],
+  ['[B, 1, 1, S]', (B, H, T, S) => [B, 1, 1, S]],
+  ['[1, 1, T, 1]', (B, H, T, S) => [1, 1, T, 1]],
+];
+
+/** Whether a mask of `shape` lets query t of pair (b, h) attend key s: a fixed pattern of its own (broadcast) index, about 1 in 3 masked. */
+function maskAllows(shape: number[], b: number, h: number, t: number, s: number): boolean {
+  const full = shape.length === 2 ? [t, s] : shape.length === 3 ? [b, t, s] : [b, h, t, s];
+  const index = full.map((i, axis) => (shape[axis] === 1 ? 0 : i));
+  const code = index.reduce((sum, i, axis) => sum + [1, 2, 4, 5][axis] * i + i * i, shape.length);  // varies along every axis
+  return code % 3 !== 0;
+}
+
+/** The explicit mask tensor of `shape` (maskAllows' pattern), bool or float32 0/1. */
+function maskTensor(shape: number[], dtype: 'bool'|'float32'): tf.Tensor {
+  const at = (flat: number) => {
+    const index = shape.map((_, axis) => Math.floor(flat / shape.slice(axis + 1).reduce((a, b) => a * b, 1)) % shape[axis]);
+    const [b, h, t, s] = shape.length === 2 ? [0, 0, ...index] : shape.length === 3 ? [index[0], 0, index[1], index[2]] : index;
+    return maskAllows(shape, b, h, t, s) ? 1 : 0;
+  };
+  const values = Array.from({length: shape.reduce((a, b) => a * b, 1)}, (_, i) => at(i));
+  return dtype === 'bool' ? tf.tensor(values, shape, 'bool') : tf.tensor(values, shape, 'float32');
+}
+
+/** One explicit-mask case: sizes, the mask's shape and dtype, and the other masks. */
+interface MaskCase {
+  lead: number[];
+  T: number;
+  S: number;
+  dk: number;
+  dv: number;
+  maskShape: MaskShapeOf;
+  dtype: 'bool'|'float32';
+  masks: Masks;
+}
+
+const OTHER_MASKS: Array<[string, Masks]> = [
+  ['alone', {}],
+  ['causal', {causal: true}],
+  ['key padding', {keyPadding: (b, s) => (s * 7 + b) % 5 !== 4}],
+  ['causal, key and query padding', {causal: true, keyPadding: (b, s) => (s + 2 * b) % 4 !== 1, queryPadding: (b, t) => t % 5 !== 3}],
+];
+
+const MASK_CASES: Array<[string, MaskCase]> = [
+  // T = 7, S = 13: neither a multiple of 4 nor of 8; every shape, dtype and combination.
+  ...MASK_SHAPES.flatMap(([shape, maskShape]) => (['bool', 'float32'] as const).flatMap(dtype => OTHER_MASKS.map(([others, masks]) =>
+    [`T = 7, S = 13, mask ${shape} ${dtype}, ${others}`, {lead: [2, 3], T: 7, S: 13, dk: 5, dv: 4, maskShape, dtype, masks}] as [string, MaskCase]))),
+  // One query, one key, S ≠ T either way, and past a backward block of keys: every shape, with causal and padding.
+  ...[[1, 1], [1, 9], [9, 4], [33, 40]].flatMap(([T, S]) => MASK_SHAPES.map(([shape, maskShape]) =>
+    [`T = ${T}, S = ${S}, mask ${shape} bool, causal, key and query padding`,
+     {lead: [2, 2], T, S, dk: 8, dv: 8, maskShape, dtype: 'bool', masks: OTHER_MASKS[3][1]}] as [string, MaskCase])),
+  // Rank-3 inputs [B, T, d]: the masks of rank 2 and 3 that they take.
+  ...([['[T, S]', (B: number, H: number, T: number, S: number) => [T, S]], ['[1, T, S]', (B: number, H: number, T: number, S: number) => [1, T, S]],
+    ['[B, T, S]', (B: number, H: number, T: number, S: number) => [B, T, S]], ['[B, 1, S]', (B: number, H: number, T: number, S: number) => [B, 1, S]],
+    ['[1, T, 1]', (B: number, H: number, T: number, S: number) => [1, T, 1]]] as Array<[string, MaskShapeOf]>).flatMap(([shape, maskShape]) =>
+    [OTHER_MASKS[0], OTHER_MASKS[3]].map(([others, masks]) =>
+      [`rank 3, T = 7, S = 13, mask ${shape} float32, ${others}`, {lead: [2], T: 7, S: 13, dk: 6, dv: 3, maskShape, dtype: 'float32', masks}] as
+          [string, MaskCase])),
+];
+
+/** Runs `fn` and says whether the fused inference kernel (`fusedAttention`) ran in it. */
+function ranFusedAttention<R>(fn: () => R): {result: R; ran: boolean} {
+  const spy = jest.spyOn(fusedForward, 'fusedAttention');
+  try {
+    const result = fn();
+    return {result, ran: spy.mock.calls.length > 0};
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+describe('explicit masks on the fused kernels', () => {
+  it('the planner sends explicit masks to the fused kernel, and to its fused backward when recording', () => {
+    const call = {backend: 'wasm', batch: 2, heads: 2, T: 7, S: 13, dk: 5, dv: 4, mask: true};
+    expect(planAttention(call)).toMatchObject({path: 'fused', kernel: 'attention'});
+    expect(planAttention({...call, recording: true, padding: true, causal: true})).toMatchObject({path: 'fused', kernel: 'gradient'});
+  });
+
+  it.each(MASK_CASES)('%s: output, dQ, dK and dV equal the plain-array backward and the standard path\'s', (_, c) => {
+    const {lead, T, S, dk, dv, masks} = c;
+    const start = tf.memory().numTensors;
+    const [B, H] = [lead[0], lead[1] ?? 1];
+    const scale = 1 / Math.sqrt(dk);
+    const shapes = [[...lead, T, dk], [...lead, S, dk], [...lead, S, dv], [...lead, T, dv]];
+    const [q, k, v, r] = shapes.map((shape, i) => tf.tensor(randomArray(shape, 60 + i) as number[], shape, 'float32'));
+    const maskShape = c.maskShape(B, H, T, S);
+    const mask = maskTensor(maskShape, c.dtype);
+    const keyPadding = masks.keyPadding == null ? null :
+        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length: S}, (___, s) => (masks.keyPadding!(b, s) ? 1 : 0))));
+    const queryPadding = masks.queryPadding == null ? null :
+        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length: T}, (___, t) => (masks.queryPadding!(b, t) ? 1 : 0))), undefined, 'bool');
+    const options = {mask, causal: masks.causal ?? false, keyPaddingMask: keyPadding, queryPaddingMask: queryPadding};
+    const before = tf.memory().numTensors;
+    const inference = (blockSize: number|null) => dotProductAttention(q, k, v, {...options, blockSize});
+    const gradsOf = (blockSize: number|null) => tf.tidy(() => {
+      const f = (a: tf.Tensor, b: tf.Tensor, x: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, x, {...options, blockSize}), r));
+      const {value, grads} = tf.valueAndGrads(f)([q, k, v]);
+      return [value, ...grads];
+    });
+    const fusedOutput = ranFusedAttention(() => inference(null));
+    const standardOutput = ranFusedAttention(() => inference(0));
+    expect([fusedOutput.ran, standardOutput.ran]).toEqual([true, false]);
+    const fused = ranFusedTraining(() => gradsOf(null));
+    const standard = ranFusedTraining(() => gradsOf(0));
+    expect([fused.ran, standard.ran]).toEqual([true, false]);
+    expect(tf.memory().numTensors).toBe(before + 10);
+
+    // The plain-array reference, pair by pair.
+    const [qa, ka, va, ra] = [q, k, v, r].map(x => x.arraySync() as Nested);
+    const pairs = lead.reduce((a, b) => a * b, 1);
+    const at = (x: Nested, index: number[]) => index.reduce((y, i) => (y as Nested[])[i], x) as Matrix;
+    const expected = {output: [] as Matrix[], dq: [] as Matrix[], dk: [] as Matrix[], dv: [] as Matrix[]};
+    for (let n = 0; n < pairs; n++) {
+      const index = leadOf(lead, n);
+      const [b, h] = [index[0], index[1] ?? 0];
+      const allowed = Array.from({length: T}, (__, t) => Array.from({length: S}, (___, s) =>
+        maskAllows(maskShape, b, h, t, s) && !(masks.causal && s > t) && (masks.keyPadding?.(b, s) ?? true) &&
+        (masks.queryPadding?.(b, t) ?? true)));
+      const ref = referencePair(at(qa, index), at(ka, index), at(va, index), at(ra, index), allowed, scale);
+      for (const key of ['output', 'dq', 'dk', 'dv'] as const) expected[key].push(ref[key]);
+    }
+    const shaped = (ms: Matrix[]) => (lead.length === 1 ? ms : Array.from({length: B}, (__, b) => ms.slice(b * H, (b + 1) * H)));
+    expectClose(fusedOutput.result, shaped(expected.output) as Nested, 1e-5);
+    expectClose(fusedOutput.result, standardOutput.result, 1e-5);
+    const [, dq, dkGrad, dvGrad] = fused.result;
+    const tolerance = {abs: 1e-4, rel: 1e-4};
+    expectClose(dq, shaped(expected.dq) as Nested, tolerance);
+    expectClose(dkGrad, shaped(expected.dk) as Nested, tolerance);
+    expectClose(dvGrad, shaped(expected.dv) as Nested, tolerance);
+    for (let i = 0; i < 4; i++) expectClose(fused.result[i], standard.result[i], tolerance);
+    disposeAll(q, k, v, r, mask, keyPadding, queryPadding, fusedOutput.result, standardOutput.result, fused.result, standard.result);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('fully masked rows (by the mask, or by the mask with causal and key padding) output zeros and get zero gradients, never NaN', () => {
+    const [B, H, T, S, d] = [2, 2, 9, 11, 8];
+    const q = tf.randomNormal([B, H, T, d], 0, 1, 'float32', 71);
+    const k = tf.randomNormal([B, H, S, d], 0, 1, 'float32', 72);
+    const v = tf.randomNormal([B, H, S, d], 0, 1, 'float32', 73);
+    const r = tf.randomNormal([B, H, T, d], 0, 1, 'float32', 74);
+    // Per (b, h): query 4 masked out entirely; batch 0's query 2 may see keys 5.. only (causal leaves it none);
+    // batch 1, head 1: every query masked.
+    const allowed = (b: number, h: number, t: number, s: number) => t !== 4 && !(b === 0 && t === 2 && s < 5) && !(b === 1 && h === 1);
+    const mask = tf.tensor(Array.from({length: B * H * T * S}, (_, i) => {
+      const [b, h, t, s] = [Math.floor(i / (H * T * S)), Math.floor(i / (T * S)) % H, Math.floor(i / S) % T, i % S];
+      return allowed(b, h, t, s);
+    }), [B, H, T, S], 'bool');
+    const keyPadding = tf.tensor2d([new Array<number>(S).fill(1), Array.from({length: S}, (_, s) => (s === 0 ? 0 : 1))]);
+    const options = {mask, causal: true, keyPaddingMask: keyPadding};
+    const output = ranFusedAttention(() => dotProductAttention(q, k, v, options));
+    const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
+      const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, options), r));
+      return tf.grads(f)([q, k, v]);
+    }));
+    expect([output.ran, ran]).toEqual([true, true]);
+    const [out, dq, dk, dv] = [output.result, ...result].map(x => x.arraySync() as number[][][][]);
+    const zeros = (n: number) => new Array<number>(n).fill(0);
+    const emptyRows = [[0, 0, 4], [0, 1, 4], [0, 0, 2], [0, 1, 2], [1, 0, 4], [1, 0, 0], ...Array.from({length: T}, (_, t) => [1, 1, t])];
+    for (const [b, h, t] of emptyRows) {
+      expect(out[b][h][t]).toEqual(zeros(d));
+      expect(dq[b][h][t]).toEqual(zeros(d));
+    }
+    expect(dk[1][1]).toEqual(Array.from({length: S}, () => zeros(d)));
+    expect(dv[1][1]).toEqual(Array.from({length: S}, () => zeros(d)));
+    expect(out[0][0][3]).not.toEqual(zeros(d));  // a query with keys
+    [out, dq, dk, dv].forEach(x => expect(x.flat(3).every(Number.isFinite)).toBe(true));
+    disposeAll(q, k, v, r, mask, keyPadding, output.result, result);
+  });
+
+  // Above twoThreadsPay's 36 MFLOP, T not a multiple of 4, d not of 8.
+  it.each([['[T, S] float32', [301, 310]], ['[B, H, T, S] bool, causal', [1, 2, 301, 310]], ['[B, 1, 1, S] with key padding', [1, 1, 1, 310]]])(
+      'mask %s on two threads: the output and gradients are bit for bit those on one, and the standard path\'s', (what, maskShape) => {
+        const [lead, T, S, dk, dv] = [[1, 2], 301, 310, 60, 44];
+        const start = tf.memory().numTensors;
+        const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 81);
+        const k = tf.randomNormal([...lead, S, dk], 0, 1, 'float32', 82);
+        const v = tf.randomNormal([...lead, S, dv], 0, 1, 'float32', 83);
+        const r = tf.randomNormal([...lead, T, dv], 0, 1, 'float32', 84);
+        const mask = maskTensor(maskShape as number[], (what as string).includes('bool') ? 'bool' : 'float32');
+        const keyPaddingMask = (what as string).includes('padding') ? tf.tensor2d([Array.from({length: S}, (__, s) => (s % 7 === 3 ? 0 : 1))]) : null;
+        const options = {mask, keyPaddingMask, causal: (what as string).includes('causal')};
+        const run = (threads: 1|2) => {
+          const previous = setAttentionThreads(threads);
+          try {
+            const output = ranFusedAttention(() => dotProductAttention(q, k, v, options));
+            const outputThreads = fusedThreadsOfLastCall();
+            const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, options), r));
+            const grads = ranFusedTraining(() => tf.grads(f)([q, k, v]));
+            expect([output.ran, grads.ran]).toEqual([true, true]);
+            return {results: [output.result, ...grads.result], threads: [outputThreads, fusedThreadsOfLastCall()]};
+          } finally {
+            setAttentionThreads(previous);
+          }
+        };
+        const [one, two] = [run(1), run(2)];
+        expect(one.threads).toEqual([1, 1]);
+        expect(two.threads).toEqual([2, 2]);
+        two.results.forEach((x, i) => expect(x.dataSync()).toEqual(one.results[i].dataSync()));
+        const standard = tf.tidy(() => {
+          const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, {...options, blockSize: 0}), r));
+          return [dotProductAttention(q, k, v, {...options, blockSize: 0}), ...tf.grads(f)([q, k, v])];
+        });
+        standard.forEach((x, i) => expectClose(two.results[i], x, {abs: 1e-4, rel: 1e-4}));
+        disposeAll(q, k, v, r, mask, keyPaddingMask, one.results, two.results, standard);
+        expect(tf.memory().numTensors).toBe(start);
+      });
+
+  it('leaks neither tensors nor wasm heap, error paths included; a mask of a bad shape is refused before any work', () => {
+    const backend = tf.backend() as unknown as WasmBackendView;
+    const wasm = backend.wasm;
+    wasm._free(wasm._malloc(16));  // Emscripten's lazy wrappers replace themselves on their first call
+    const [q, k, v] = [[2, 3, 7, 5], [2, 3, 13, 5], [2, 3, 13, 4]].map((shape, i) => tf.randomNormal(shape, 0, 1, 'float32', 91 + i));
+    const mask = maskTensor([2, 1, 7, 13], 'bool');
+    const keyPaddingMask = tf.tensor2d([new Array<number>(13).fill(1), Array.from({length: 13}, (_, s) => (s < 10 ? 1 : 0))]);
+    const options = {mask, keyPaddingMask, causal: true};
+    const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(dotProductAttention(a, b, c, options));
+    tf.dispose([dotProductAttention(q, k, v, options), ...tf.grads(f)([q, k, v])]);  // the first calls may grow the heap
+    const before = tf.memory();
+    const heapBytes = wasm.HEAPU8.length;
+    const {live, allocations} = watchHeapBlocks(wasm, () => {
+      for (let i = 0; i < 20; i++) tf.dispose([dotProductAttention(q, k, v, options), ...tf.grads(f)([q, k, v])]);
+    });
+    expect(allocations).toBeGreaterThanOrEqual(60);  // a work buffer per forward and per backward at least
+    expect(live).toEqual([]);
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
+    expect(wasm.HEAPU8.length).toBe(heapBytes);
+
+    const bad = tf.ones([7, 14]);
+    const refused = /Argument `mask` of shape \[7, 14\] does not broadcast to the attention scores of shape \[2, 3, 7, 13\]: axis 1 has 14, expected 13 or 1\./;
+    const spies = [jest.spyOn(fusedForward, 'fusedAttention'), jest.spyOn(training, 'fusedAttentionTraining')];
+    try {
+      expectThrowsWithoutLeak(() => dotProductAttention(q, k, v, {mask: bad}), refused);
+      expectThrowsWithoutLeak(() => tf.grads((a: tf.Tensor) => tf.sum(dotProductAttention(a, k, v, {mask: bad})))([q]), refused);
+      expect(spies.map(spy => spy.mock.calls.length)).toEqual([0, 0]);
+    } finally {
+      spies.forEach(spy => spy.mockRestore());
+    }
+    disposeAll(q, k, v, mask, keyPaddingMask, bad);
   });
 });
 
