@@ -329,9 +329,9 @@ describe('the standard path refuses score tensors over its budget', () => {
     expect(() => layer.apply(x)).toThrow(/Received: inputs\.shape=\[1, 20000, 1\]/);
     expect(tf.memory().numTensors).toBe(before.numTensors);
     expect(tf.memory().numBytes).toBe(before.numBytes);
-    // Training with an explicit mask, which the fused kernels do not take (without one, the fused backward runs, linear in T).
+    // Training without the fused kernels (no wasm SIMD; with them, the fused backward runs, linear in T).
     const training = (batch: number, heads: number, length: number) =>
-      planAttention({backend: 'wasm', batch, heads, T: length, S: length, dk: 1, dv: 1, recording: true, mask: true}).path;
+      planAttention({backend: 'wasm', batch, heads, T: length, S: length, dk: 1, dv: 1, recording: true, fusedKernelAvailable: false}).path;
     expect(planAttention({backend: 'wasm', batch: 1, heads: 1, T, S: T, dk: 1, dv: 1, recording: true}).path).toBe('fused');
     expect(training(1, 1, T)).toBe('memory-efficient');
     // Short keys, but too many batches·heads for the standard path: also memory-efficient by default.

@@ -553,22 +553,22 @@ describe('which path the planner gives the op (planAttention)', () => {
   };
   const shape = [2, 4, 128, 128];
 
-  it('on wasm: fused by default, with its fused backward when recording; standard or blocked when asked or masked', () => {
+  it('on wasm: fused by default, with its fused backward when recording, explicit masks included; standard or blocked when asked', () => {
     expect(on('wasm', shape, 16, 16)).toBe('fused');
     expect(on('wasm', shape, 3, 5, {blockSize: undefined})).toBe('fused');
     expect(on('wasm', shape, 16, 16, {recording: true})).toBe('fused');           // the fused backward
-    expect(on('wasm', shape, 16, 16, {recording: true, mask: true})).toBe('standard');  // T < 4096
+    expect(on('wasm', shape, 16, 16, {recording: true, mask: true})).toBe('fused');   // the mask as a bias
     expect(on('wasm', shape, 16, 16, {blockSize: 0})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {blockSize: 16})).toBe('memory-efficient');
-    expect(on('wasm', shape, 16, 16, {mask: true})).toBe('standard');
+    expect(on('wasm', shape, 16, 16, {mask: true})).toBe('fused');
     expect(on('wasm', shape, 16, 16, {padding: true})).toBe('standard');            // the op has no layer kernel
     expect(on('wasm', shape, 16, 16, {returnWeights: true})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {dropoutActive: true})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {fusedKernelAvailable: false})).toBe('standard');
-    // Long keys: the fused kernels serve every length, with a gradient too; with a mask, the blocked path.
+    // Long keys: the fused kernels serve every length, with a gradient and a mask too.
     expect(on('wasm', [1, 1, 8192, 8192], 64, 64)).toBe('fused');
     expect(on('wasm', [1, 1, 8192, 8192], 64, 64, {recording: true})).toBe('fused');
-    expect(on('wasm', [1, 1, 8192, 8192], 64, 64, {recording: true, mask: true})).toBe('memory-efficient');
+    expect(on('wasm', [1, 1, 8192, 8192], 64, 64, {recording: true, mask: true})).toBe('fused');
   });
 
   it('on cpu: never fused', () => {
@@ -718,7 +718,7 @@ describe('the op and the layer on wasm give the same results on the fused path a
     standard.dispose();
   });
 
-  it('the layer with an attentionMask leaves the fused path and still matches; causal stays on it', () => {
+  it('the layer with an attentionMask takes the op\'s fused kernel after its projections and matches; causal takes the layer\'s', () => {
     const x = randomTensor([2, 6, 4], 74);
     const mask = tf.tensor3d(randomArray([2, 6, 6], 75) as number[][][]).greater(-0.5);
     const plain = layerPair(layerArgs, x.tensor);
@@ -728,12 +728,12 @@ describe('the op and the layer on wasm give the same results on the fused path a
       plain.fused.apply(x.tensor, {attentionMask: mask}), plain.standard.apply(x.tensor, {attentionMask: mask}),
       causal.fused.apply(x.tensor), causal.standard.apply(x.tensor),
     ] as tf.Tensor[];
-    expect(fusedSpy).not.toHaveBeenCalled();
+    expect(fusedSpy).toHaveBeenCalledTimes(1);  // the masked layer, through the op
     expect(multiSpy).not.toHaveBeenCalled();
     expect(layerSpy).toHaveBeenCalledTimes(1);  // the causal layer without a mask
     expectClose(outputs[0], outputs[1], 1e-5);
     expectClose(outputs[2], outputs[3], 1e-5);
-    // The masks do change the output: the fallback is not the unmasked fused result.
+    // The masks do change the output: the masked call is not the unmasked fused result.
     const unmasked = plain.fused.apply(x.tensor) as tf.Tensor;
     expect(Math.max(...[0, 2].map(i => tf.tidy(() => tf.max(tf.abs(tf.sub(outputs[i], unmasked))).dataSync()[0]))))
         .toBeGreaterThan(1e-3);

@@ -351,6 +351,34 @@ describe('the layer trains on the fused backward', () => {
     layer.dispose();
   });
 
+  it('with an attentionMask (and a padding mask): the op\'s fused backward after the projections, the standard path\'s gradients', () => {
+    const [B, T, d] = [2, 7, 6];
+    const x = tf.randomNormal([B, T, d], 0, 1, 'float32', 35);
+    const r = tf.randomNormal([B, T, 6], 0, 1, 'float32', 36);
+    const mask = tf.tensor2d([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]]);
+    // Per batch its own pattern; batch 1's query 3 attends no key (zero output and gradients there).
+    const attentionMask = tf.tensor3d(Array.from({length: B}, (_, b) => Array.from({length: T}, (__, t) =>
+      Array.from({length: T}, (___, s) => !(b === 1 && t === 3) && (s + t + b) % 3 !== 1))), [B, T, T], 'bool');
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, causal: false, blockSize}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply(x)));  // builds the weights
+    layers[1].setWeights(layers[0].getWeights());
+    expect(layers[0].planCall(x, x, {attentionMask, mask, training: true})).toMatchObject({path: 'fused'});
+    const gradsOf = (i: number) => ranFusedTraining(() => tf.tidy(() => {
+      const f = (input: tf.Tensor) => tf.sum(tf.mul(layers[i].apply(input, {mask, attentionMask}) as tf.Tensor, r)) as tf.Scalar;
+      const dx = tf.grad(f)(x);
+      const {grads} = tf.variableGrads(() => f(x), layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val));
+      return [layers[i].apply(x, {mask, attentionMask}) as tf.Tensor, dx, ...layers[i].trainableWeights.map(w => grads[(w as unknown as {val: tf.Variable}).val.name])];
+    }));
+    const [fused, standard] = [gradsOf(0), gradsOf(1)];
+    expect([fused.ran, standard.ran]).toEqual([true, false]);
+    expect(fused.result.length).toBe(10);  // the output, dx and 8 weights
+    fused.result.forEach((g, i) => expectClose(g, standard.result[i], {abs: 1e-4, rel: 1e-4}));
+    const dx = fused.result[1].arraySync() as number[][][];
+    expect(dx.flat(2).every(Number.isFinite)).toBe(true);
+    disposeAll(x, r, mask, attentionMask, fused.result, standard.result);
+    layers.forEach(l => l.dispose());
+  });
+
   it('200 training steps leak neither tensors nor wasm heap', () => {
     const backend = tf.backend() as unknown as WasmBackendView;
     const wasm = backend.wasm;
