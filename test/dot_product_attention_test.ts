@@ -767,10 +767,10 @@ describe('the memory-efficient path through the op (blockSize 2)', () => {
 });
 
 /**
- * Which kernel runs, as the op documents: on wasm without an explicit mask the fused kernel
- * (inference) or the fused kernel with its fused backward (a gradient recorded, padding
- * included); with a mask, the standard path, whose gradient is its own custom gradient (here on
- * the SIMD kernel); on cpu the standard path with tf.matMul (neither the SIMD kernel nor the split
+ * Which kernel runs, as the op documents: on wasm the fused kernel (inference) or the fused
+ * kernel with its fused backward (a gradient recorded), padding and explicit masks included;
+ * the standard path (blockSize 0) with a mask has its own custom gradient (here on the SIMD
+ * kernel); on cpu the standard path with tf.matMul (neither the SIMD kernel nor the split
  * into pairs).
  */
 describe('which kernel runs', () => {
@@ -779,7 +779,7 @@ describe('which kernel runs', () => {
   const lossOf = (options: object, readout: tf.Tensor) => (x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
     tf.sum(tf.mul(dotProductAttention(x, y, z, options), readout));
 
-  it('on wasm: the fused kernel without a mask, its fused backward for gradients, and the standard path with a mask', async () => {
+  it('on wasm: the fused kernel with or without a mask, its fused backward for gradients, and the standard path when asked', async () => {
     await onBackend('wasm', () => {
       const [fused, training, simd] = spies = [jest.spyOn(fusedModule, 'fusedAttention'),
         jest.spyOn(fusedBackwardModule, 'fusedAttentionTraining'), jest.spyOn(simdModule, 'simdBatchMatMul')];
@@ -793,8 +793,10 @@ describe('which kernel runs', () => {
         ['no mask', () => dotProductAttention(q, k, v, {causal: true}), [1, 0, 0]],
         ['no mask, gradients', () => tf.grads(lossOf({causal: true}, readout))([q, k, v]), [0, 1, 0]],
         ['key padding, gradients', () => tf.grads(lossOf({causal: true, keyPaddingMask: tf.ones([2, 6])}, readout))([q, k, v]), [0, 1, 0]],
-        ['a mask', () => dotProductAttention(q, k, v, {causal: true, mask}), [0, 0, 2]],
-        ['a mask, gradients', () => tf.grads(lossOf({causal: true, mask}, readout))([q, k, v]), [0, 0, 6]],
+        ['a mask', () => dotProductAttention(q, k, v, {causal: true, mask}), [1, 0, 0]],
+        ['a mask, gradients', () => tf.grads(lossOf({causal: true, mask}, readout))([q, k, v]), [0, 1, 0]],
+        ['a mask, standard path', () => dotProductAttention(q, k, v, {causal: true, mask, blockSize: 0}), [0, 0, 2]],
+        ['a mask, standard path, gradients', () => tf.grads(lossOf({causal: true, mask, blockSize: 0}, readout))([q, k, v]), [0, 0, 6]],
       ];
       for (const [name, run, calls] of ways) {
         spies.forEach((spy) => spy.mockClear());
