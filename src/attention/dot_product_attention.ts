@@ -43,8 +43,8 @@ export interface DotProductAttentionOptions {
   /**
    * Key block size of the memory-efficient path. A number forces that path with this block
    * size; 0 forces the standard path; null/undefined (the default) lets `planAttention`
-   * choose: the fused kernel on wasm without an explicit mask (and without padding masks for
-   * inference; for training with its fused backward), and otherwise the blocked
+   * choose: the fused kernel on wasm (an explicit mask included, as a bias; not padding masks
+   * without a `mask` for inference; for training with its fused backward), and otherwise the blocked
    * path with `DEFAULT_BLOCK_SIZE` when the key length is at least the backend's
    * `memoryEfficientThreshold` (4096 on wasm and cpu; on tensorflow only past the memory
    * budget) and neither the weights nor dropout are asked for.
@@ -74,9 +74,9 @@ export interface DotProductAttentionOptions {
  * so is, with a `mask`, a query whose every attended score is -∞, and on the blocked path a
  * query whose scores over one whole key block are all -∞ (NaN there).
  *
- * Three paths compute it: on wasm without an explicit mask, the fused kernel (for training
- * with its fused backward, padding masks included); the standard path, which forms the
- * weights; and for long keys the memory-efficient one.
+ * Three paths compute it: on wasm, the fused kernel (for training with its fused backward,
+ * padding and explicit masks included); the standard path, which forms the weights; and for
+ * long keys the memory-efficient one.
  * `planAttention` (attention_plan.ts) chooses, and says why (see `blockSize`).
  */
 export function dotProductAttention(

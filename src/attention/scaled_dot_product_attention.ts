@@ -271,8 +271,9 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
    * Inference on wasm, where the plan says 'fused': with `kernel` 'layer', the projections and
    * the attention in one kernel call (`fusedAttentionLayer`), which writes the heads side by
    * side (no split or merge of heads), padding masks (tfjs' `mask`) and `causal` applied in
-   * the kernel; with 'attention' (weights too large for the projection kernel, no padding),
-   * XNNPACK's projections then the attention kernel; with 'layer-gradient' (a gradient is
+   * the kernel; with 'attention' (weights too large for the projection kernel, no padding and
+   * no `attentionMask`, which `call` sends through the op instead), XNNPACK's projections then
+   * the attention kernel; with 'layer-gradient' (a gradient is
    * recorded), as 'layer' with a fused gradient for the inputs and the projections
    * (`fusedAttentionLayerTraining`). Then the output projection.
    */
