@@ -563,6 +563,29 @@ describe('explicit masks on the fused kernels', () => {
     expect(tf.memory().numTensors).toBe(start);
   });
 
+  it.each([
+    ['[T, S] with key padding', [7, 13], [1, 1, 7, 13]], ['[B, 1, 1, S] with key padding', [2, 1, 1, 13], [2, 1, 1, 13]],
+    ['[1, 1, T, 1] with key padding', [1, 1, 7, 1], [1, 1, 7, 13]], ['[B, T, S] with key padding', [2, 7, 13], [2, 1, 7, 13]],
+  ])('the kernels get a mask %s as a bias of its own size (keys expanded), the key padding apart as [B, S]', (_, maskShape, biasShape) => {
+    const [q, k, v] = [[2, 3, 7, 5], [2, 3, 13, 5], [2, 3, 13, 4]].map((shape, i) => tf.randomNormal(shape, 0, 1, 'float32', 95 + i));
+    const mask = maskTensor(maskShape as number[], 'bool');
+    const keyPaddingMask = tf.tensor2d([new Array<number>(13).fill(1), Array.from({length: 13}, (__, s) => (s < 10 ? 1 : 0))]);
+    const spies = [jest.spyOn(fusedForward, 'fusedAttention'), jest.spyOn(training, 'fusedAttentionTraining')];
+    try {
+      const options = {mask, keyPaddingMask, causal: true};
+      const f = (a: tf.Tensor) => tf.sum(dotProductAttention(a, k, v, options));
+      tf.dispose([dotProductAttention(q, k, v, options), tf.grad(f)(q)]);
+      const [inference, trained] = [spies[0].mock.calls[0][5], spies[1].mock.calls[0][3]] as Array<{keyBias: tf.Tensor; bias: tf.Tensor}>;
+      for (const biases of [inference, trained]) {
+        expect(biases.bias.shape).toEqual(biasShape);
+        expect(biases.keyBias.shape).toEqual([2, 13]);
+      }
+    } finally {
+      spies.forEach(spy => spy.mockRestore());
+    }
+    disposeAll(q, k, v, mask, keyPaddingMask);
+  });
+
   it('fully masked rows (by the mask, or by the mask with causal and key padding) output zeros and get zero gradients, never NaN', () => {
     const [B, H, T, S, d] = [2, 2, 9, 11, 8];
     const q = tf.randomNormal([B, H, T, d], 0, 1, 'float32', 71);

@@ -160,7 +160,7 @@ describe('attend_4x8', () => {
     put(f, vAt, v, vStride);
     f.set(bias, biasAt / 4);
     kernels.attend_4x8(qAt, kAt, vAt, 4 * vStride, outAt, 4 * outStride, scratchAt, stateAt, tiles, S, block, dk, dv,
-                       scale, causal ? 1 : 0, q0, keyBias ? biasAt : 0, 0, 1);
+                       scale, causal ? 1 : 0, q0, keyBias ? biasAt : 0, 0, 0, 0);
     const scores = matmul(q, transpose(k));                                  // [T, S]
     const expected = scores.map((row, t) => {
       const weights = maskedSoftmax(row.map((x, s) => scale * (x + (keyBias ? bias[s] : 0))),
@@ -175,17 +175,19 @@ describe('attend_4x8', () => {
 });
 
 describe('attend_4x8 with a bias row per query (an explicit mask)', () => {
-  interface Case {T: number; S: number; block: number; causal: boolean; q0: number}
+  interface Case {T: number; S: number; block: number; causal: boolean; q0: number; keyBias: boolean}
   const cases: Case[] = [
     // Queries and keys below, at and past a tile of 4 and a panel of 8 (four keys at a time, then one by one).
-    ...[1, 3, 4, 7].flatMap(T => [1, 3, 4, 13, 20].map(S => ({T, S, block: 8, causal: false, q0: 0}))),
-    {T: 9, S: 40, block: 16, causal: false, q0: 0},
+    ...[1, 3, 4, 7].flatMap(T => [1, 3, 4, 13, 20].map(S => ({T, S, block: 8, causal: false, q0: 0, keyBias: false}))),
+    {T: 9, S: 40, block: 16, causal: false, q0: 0, keyBias: false},
     // From a later tile (the second thread's share): rows from the pair's first query, causal blocks skipped.
-    ...[4, 8].map(q0 => ({T: 7, S: 30, block: 8, causal: true, q0})), {T: 5, S: 13, block: 8, causal: false, q0: 4},
+    ...[4, 8].map(q0 => ({T: 7, S: 30, block: 8, causal: true, q0, keyBias: false})), {T: 5, S: 13, block: 8, causal: false, q0: 4, keyBias: false},
+    // With a key bias too: both added.
+    {T: 7, S: 13, block: 8, causal: false, q0: 0, keyBias: true}, {T: 7, S: 30, block: 8, causal: true, q0: 4, keyBias: true},
   ];
-  it.each(cases)('T=$T, S=$S, block=$block, causal=$causal from query $q0: query t gets its own row, ' +
+  it.each(cases)('T=$T, S=$S, block=$block, causal=$causal from query $q0, keyBias=$keyBias: query t gets its own row, ' +
                  'never a float outside the rows', (c: Case) => {
-    const {T, S, block, causal, q0} = c;
+    const {T, S, block, causal, q0, keyBias} = c;
     const [dk, dv] = [3, 8];
     const {kernels, floats, alloc} = kernelMemory();
     const scale = 0.6;
@@ -199,17 +201,21 @@ describe('attend_4x8 with a bias row per query (an explicit mask)', () => {
     const bias = Array.from({length: rows}, (_, t) => Array.from({length: S}, (_, s) => (s > 0 && (s + t) % 3 === 1 ? -1e9 : ((s * t) % 5) * 0.25)));
     const [qAt, kAt, vAt] = [alloc(tiles * 4 * dk), alloc(Math.ceil(S / 8) * 8 * dk), alloc(S * dv)];
     const biasAt = alloc(rows * stride, NaN);                                 // NaN in the gaps and the guard after
+    const keys = Array.from({length: S}, (_, s) => (s > 0 && s % 4 === 2 ? -1e9 : (s % 3) * 0.5));  // key 0 kept
+    const keysAt = alloc(S);
     const [outAt, scratchAt, stateAt] = [alloc(tiles * 4 * dv), alloc(4 * block + 4), alloc(8 * tiles)];
     const f = floats();
     f.set(packed(q, 4), qAt / 4);
     f.set(packed(k, 8), kAt / 4);
     put(f, vAt, v, dv);
     put(f, biasAt, bias, stride);
+    f.set(keys, keysAt / 4);
     kernels.attend_4x8(qAt, kAt, vAt, 4 * dv, outAt, 4 * dv, scratchAt, stateAt, tiles, S, block, dk, dv,
-                       scale, causal ? 1 : 0, q0, biasAt, 4 * stride, rows);
+                       scale, causal ? 1 : 0, q0, keyBias ? keysAt : 0, biasAt, 4 * stride, rows);
     const scores = matmul(q, transpose(k));                                  // [T, S]
     const expected = scores.map((row, t) => {
-      const weights = maskedSoftmax(row.map((x, s) => scale * (x + bias[q0 + t][s])), row.map((_, s) => !causal || s <= q0 + t));
+      const weights = maskedSoftmax(row.map((x, s) => scale * (x + (keyBias ? keys[s] : 0) + bias[q0 + t][s])),
+                                    row.map((_, s) => !causal || s <= q0 + t));
       return Array.from({length: dv}, (_, col) => weights.reduce((sum, w, s) => sum + w * v[s][col], 0));
     });
     expect(maxDiff(get(floats(), outAt, T, dv, dv), expected)).toBeLessThan(1e-5);

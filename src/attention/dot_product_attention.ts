@@ -10,7 +10,7 @@ import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
-import {fusedAttendedRows, fusedMaskBias} from './fused_masks';
+import {fusedAttendedRows, fusedMaskBiases} from './fused_masks';
 
 export interface DotProductAttentionOptions {
   /**
@@ -377,8 +377,8 @@ function memoryEfficientPath(
 
 /**
  * The fused kernel, with its fused backward when `training` (a gradient is recorded on wasm):
- * masked keys get MASKED_LOGIT in their scores, in the kernel, from a bias at the size the
- * masks broadcast from (fused_masks.ts: [B, S] for key padding alone, [Bb, Hb, Tb, S] with an
+ * masked keys get MASKED_LOGIT in their scores, in the kernel, from biases at the size their
+ * masks broadcast from (fused_masks.ts: [B, S] for key padding, [Bm, Hm, Tm, S] for an
  * explicit mask; causal is the kernel's own); queries left with no key (padded, or every key
  * they may attend masked) are zeroed after, as on the standard path, which gives them zero
  * gradients.
@@ -391,10 +391,10 @@ function fusedPath(
   const {mask, keyPadding, queryPadding, causal, scale, scoresShape} = masks;
   const [T, S] = scoresShape.slice(-2);
   return tf.tidy(() => {
-    const bias = fusedMaskBias(mask, keyPadding, S);                        // [B, S], [Bb, Hb, Tb, S] or null
+    const biases = fusedMaskBiases(mask, keyPadding, S);                    // [B, S] and [Bm, Hm, Tm, S], or null
     const output = training ?
-        fusedAttentionTraining(query, key, value, {scale, causal, bias}) :  // [B, (H,) T, dv]
-        fusedAttention(query, key, value, scale, causal, bias);
+        fusedAttentionTraining(query, key, value, {scale, causal, ...biases}) :  // [B, (H,) T, dv]
+        fusedAttention(query, key, value, scale, causal, biases);
     let rows = mask != null ? fusedAttendedRows(mask, keyPadding, queryPadding, causal, scoresShape) :  // [Br, (Hr,) Tr, 1]
         attendedQueries(queryPadding, keyPadding, T, causal);              // [B, T, 1] or null
     if (rows == null) return output;

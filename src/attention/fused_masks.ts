@@ -20,26 +20,23 @@ function alignedMask(mask: tf.Tensor): tf.Tensor4D {
 }
 
 /**
- * The fused kernels' bias (float32, 0 where attended and MASKED_LOGIT where not) for an
- * explicit mask and a key padding mask [B, S] (either may be null; null when both are):
- * the key padding alone stays a [B, S] row for every query; with a mask [Bm, Hm, Tm, Sm] it
- * is [Bb, Hb, Tb, S], the mask's own sizes in batch (B with a key padding), head and query,
- * and its key axis expanded when Sm is 1 (see src/backend/attention_bias.ts). `S`: the keys.
- * Causal stays out: the kernels apply it themselves.
+ * The fused kernels' biases (float32, 0 where attended and MASKED_LOGIT where not), which
+ * they add to their scores one after the other (src/backend/attention_bias.ts): `keyBias`
+ * [B, S] from a key padding mask, a row for every query; `bias` from an explicit mask
+ * [Bm, Hm, Tm, Sm], at the mask's own sizes in batch, head and query, its key axis expanded
+ * when Sm is 1: [Bm, Hm, Tm, S]. Either is null without its mask. `S`: the keys. Causal stays
+ * out: the kernels apply it themselves.
  */
-export function fusedMaskBias(mask: tf.Tensor|null, keyPadding: tf.Tensor|null, S: number): tf.Tensor|null {
-  if (mask == null && keyPadding == null) return null;
-  return tf.tidy(() => {
-    if (mask == null) return maskBias(toBoolMask(keyPadding!));            // [B, S]
+export function fusedMaskBiases(mask: tf.Tensor|null, keyPadding: tf.Tensor|null, S: number):
+    {keyBias: tf.Tensor|null; bias: tf.Tensor|null} {
+  const keyBias = keyPadding == null ? null : maskBias(toBoolMask(keyPadding));  // [B, S]
+  const bias = mask == null ? null : tf.tidy(() => {
     let allowed: tf.Tensor = alignedMask(mask);                            // [Bm, Hm, Tm, Sm]
-    if (keyPadding != null) {
-      const keys = toBoolMask(keyPadding).reshape([keyPadding.shape[0], 1, 1, S]);  // [B, 1, 1, S]
-      allowed = tf.logicalAnd(allowed, keys);                              // [B, Hm, Tm, S]
-    }
-    const [Bb, Hb, Tb] = allowed.shape;
-    if (allowed.shape[3] !== S) allowed = tf.broadcastTo(allowed, [Bb, Hb, Tb, S]);  // [Bb, Hb, Tb, S]
-    return maskBias(allowed);                                              // [Bb, Hb, Tb, S] float32
+    const [Bm, Hm, Tm] = allowed.shape;
+    if (allowed.shape[3] !== S) allowed = tf.broadcastTo(allowed, [Bm, Hm, Tm, S]);  // [Bm, Hm, Tm, S]
+    return maskBias(allowed);                                              // [Bm, Hm, Tm, S] float32
   });
+  return {keyBias, bias};
 }
 
 /**

@@ -41,3 +41,45 @@ export function biasOffsetOfPair(layout: BiasLayout, n: number, heads: number): 
 export function biasRowArgs(layout: BiasLayout): {stride: number; rows: number} {
   return {stride: layout.rows === 1 ? 0 : 4 * layout.S, rows: layout.rows};
 }
+
+/** A bias in a memory: its float index there and its layout. */
+export interface PlacedBias {
+  at: number;
+  layout: BiasLayout;
+}
+
+/** A call's masks in a memory (null: none): the key padding's [B, S] and an explicit mask's [Bb, Hb, Tb, S]. */
+export interface PlacedBiases {
+  key: PlacedBias|null;
+  mask: PlacedBias|null;
+}
+
+/**
+ * The kernels' last four arguments (key_bias, bias, bias_stride, bias_rows; kernels.h) for pair
+ * n of a call whose pairs run `heads` to a batch: byte addresses (0: none) and the mask's rows.
+ */
+export function biasArgsOfPair(biases: PlacedBiases, n: number, heads: number): [number, number, number, number] {
+  const address = (bias: PlacedBias|null) => (bias == null ? 0 : 4 * (bias.at + biasOffsetOfPair(bias.layout, n, heads)));
+  const {stride, rows} = biases.mask == null ? {stride: 0, rows: 0} : biasRowArgs(biases.mask.layout);
+  return [address(biases.key), address(biases.mask), stride, rows];
+}
+
+/** Floats that both biases take when copied one after the other (copyBiases), each from a multiple of 4. */
+export function placedBiasFloats(biases: PlacedBiases): number {
+  const floats = (bias: PlacedBias|null) => (bias == null ? 0 : Math.ceil(biasFloats(bias.layout) / 4) * 4);
+  return floats(biases.key) + floats(biases.mask);
+}
+
+/** Copies both biases from memory `from` into `to` from float `at`, one after the other; returns where they lie there. */
+export function copyBiases(biases: PlacedBiases, from: Float32Array, to: Float32Array, at: number): PlacedBiases {
+  let next = at;
+  const copy = (bias: PlacedBias|null): PlacedBias|null => {
+    if (bias == null) return null;
+    const floats = biasFloats(bias.layout);
+    to.set(from.subarray(bias.at, bias.at + floats), next);
+    const placed = {at: next, layout: bias.layout};
+    next += Math.ceil(floats / 4) * 4;
+    return placed;
+  };
+  return {key: copy(biases.key), mask: copy(biases.mask)};
+}

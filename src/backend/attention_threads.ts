@@ -60,9 +60,9 @@ export const SHARED_DATA_START = HEADER_BYTES;
 const ATTEND_PARAMS = KERNEL_SIGNATURES.attend_4x8;
 type AttendParam = typeof ATTEND_PARAMS[number][0];
 /** The parameters of `attend_4x8` that differ per (batch, head) pair: the job's table holds them. */
-const PER_PAIR = ['q', 'k', 'v', 'out', 'bias'] as const satisfies readonly AttendParam[];
+const PER_PAIR = ['q', 'k', 'v', 'out', 'keyBias', 'bias'] as const satisfies readonly AttendParam[];
 type PerPairParam = typeof PER_PAIR[number];
-/** Int32 entries per pair in a job's table: the byte addresses of q, k, v, out and the bias (0: none). */
+/** Int32 entries per pair in a job's table: the byte addresses of q, k, v, out, the key bias and the bias (0: none). */
 export const TABLE_ENTRIES = PER_PAIR.length;
 /** The other parameters, the same for every pair of a job: one header slot each. */
 type JobParam = Exclude<AttendParam, PerPairParam>;
@@ -293,7 +293,7 @@ export function sharedFloats(thread: SecondThread, needed: number): Float32Array
 
 /**
  * The worker's share of a call: `attend_4x8` for each of `pairs` (batch, head) pairs, whose
- * byte addresses q, k, v, out and bias are TABLE_ENTRIES int32 each in the table at
+ * byte addresses q, k, v, out, key bias and bias are TABLE_ENTRIES int32 each in the table at
  * byte `table`, with the other arguments of attend_4x8 (see kernels.h) the same for every
  * pair. With `causal` 1, query t attends only keys s <= t, where the first query of the
  * share is query q0.

@@ -146,12 +146,18 @@ interface HeapBias {
   heads: number;
 }
 
-/** Q, K and V, and optionally a mask as a bias. */
+/** Q, K and V, and optionally masks as biases: a key padding mask [B, S] and an explicit mask (see attention_bias.ts). */
 interface Operands {
   q: Operand;
   k: Operand;
   v: Operand;
+  keyBias?: HeapBias|null;
   bias?: HeapBias|null;
+}
+
+/** Byte address of pair n's bias (0 for none), `bias` lying at byte `at`. */
+function pairBiasAt(bias: HeapBias|null|undefined, n: number, at = bias?.at ?? 0): number {
+  return bias == null ? 0 : at + 4 * biasOffsetOfPair(bias.layout, n, bias.heads);
 }
 
 /**
@@ -174,9 +180,9 @@ function attendHeads(
     attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout, shared: shared!});
     return;
   }
-  const bias = operands.bias ?? null;
-  const biasOf = (b: number, h: number) => (bias == null ? 0 : bias.at + 4 * biasOffsetOfPair(bias.layout, b * heads + h, bias.heads));
+  const {keyBias, bias} = operands;
   const {stride: biasStride, rows: biasRows} = bias == null ? {stride: 0, rows: 0} : biasRowArgs(bias.layout);
+  const biasesOf = (b: number, h: number) => [pairBiasAt(keyBias, b * heads + h), pairBiasAt(bias, b * heads + h), biasStride, biasRows] as const;
   withHeapBuffer(backend, layout.total, base => {
     const heap = heapFloats(backend);
     const at = (floats: number) => base + 4 * floats;                      // byte address in the heap
@@ -192,11 +198,11 @@ function attendHeads(
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
         if (layout.out < 0) {
           module.attend_4x8(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
-                        tiles, S, block, dk, dvp, scale, causal, 0, biasOf(b, h), biasStride, biasRows);
+                        tiles, S, block, dk, dvp, scale, causal, 0, ...biasesOf(b, h));
           continue;
         }
         module.attend_4x8(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
-                      tiles, S, block, dk, dvp, scale, causal, 0, biasOf(b, h), biasStride, biasRows);
+                      tiles, S, block, dk, dvp, scale, causal, 0, ...biasesOf(b, h));
         copyRows(heap, outHere >>> 2, heads * dv, heap, (base >>> 2) + layout.out, dvp, T, dv);  // [tiles·4, dvp] -> T rows of dv
       }
     }
@@ -211,13 +217,14 @@ function attendHeads(
  */
 function fusedKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const backend = args.backend;
-  const {q, k, v, bias} = args.inputs;
+  const {q, k, v, keyBias, bias} = args.inputs;
   const attrs = args.attrs as unknown as FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number; biasHeads: number};
   const output = backend.makeOutput([attrs.batch, attrs.T, attrs.heads * attrs.dv], 'float32');
   const operand = (x: tf.TensorInfo, column: number): Operand =>
       ({at: heapAddress(backend, x), width: x.shape[2] as number, rows: (x.shape[0] as number) * (x.shape[1] as number), column});
   const operands: Operands = {
     q: operand(q, attrs.qColumn), k: operand(k, attrs.kColumn), v: operand(v, attrs.vColumn),
+    keyBias: keyBias == null ? null : {at: heapAddress(backend, keyBias), layout: biasLayoutOf(keyBias.shape), heads: attrs.biasHeads},
     bias: bias == null ? null : {at: heapAddress(backend, bias), layout: biasLayoutOf(bias.shape), heads: attrs.biasHeads},
   };
   attendHeads(backend, heapModule(backend)!, operands, attrs, heapAddress(backend, output));
@@ -253,7 +260,7 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
       q: {at: qAt, width: widths[0], rows: batch * T, column: 0},
       k: {at: kAt, width: widths[1], rows: batch * S, column: 0},
       v: {at: vAt, width: widths[2], rows: batch * S, column: 0},
-      bias: keyBias == null ? null : {at: heapAddress(backend, keyBias), layout: biasLayoutOf(keyBias.shape), heads},
+      keyBias: keyBias == null ? null : {at: heapAddress(backend, keyBias), layout: biasLayoutOf(keyBias.shape), heads},
     };
     attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale, causal}, heapAddress(backend, output));
   });
@@ -262,7 +269,7 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
 
 /**
  * Where a two-thread call puts things in the shared memory, in floats from its start: the
- * job's address table (TABLE_ENTRIES per pair), the bias (as given), one copy of each
+ * job's address table (TABLE_ENTRIES per pair), the key bias and the bias (as given), one copy of each
  * distinct operand, each pair's packed Q and K, V padded to dvp columns (when dv is not a
  * multiple of 8), the output, and per thread a scratch and the tiles' state. `direct`: the
  * output is written in its final layout [B, T, H·dv] (T % 4 = 0 and dv % 8 = 0).
@@ -270,6 +277,7 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
 interface SharedLayout {
   direct: boolean;
   table: number;
+  keyBias: number;
   bias: number;
   /** The operands copied, one entry per distinct address. */
   copies: Array<{operand: Operand; offset: number}>;
@@ -289,7 +297,8 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv}: FusedS
   const vSize = dvp === dv ? 0 : S * dvp;
   const outSize = direct ? 0 : tiles * 4 * dvp;
   const table = SHARED_DATA_START >>> 2;
-  const bias = roundUp(table + TABLE_ENTRIES * pairs, 4);
+  const keyBias = roundUp(table + TABLE_ENTRIES * pairs, 4);
+  const bias = roundUp(keyBias + (operands.keyBias == null ? 0 : biasFloats(operands.keyBias.layout)), 4);
   let next = bias + (operands.bias == null ? 0 : biasFloats(operands.bias.layout));
   const copies: SharedLayout['copies'] = [];
   for (const operand of [operands.q, operands.k, operands.v]) {
@@ -306,7 +315,7 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv}: FusedS
   const state0 = scratch1 + scratchFloats(block);
   const state1 = state0 + tiles * 8;
   return {
-    direct, table, bias, copies, qSize, kSize, vSize, outSize, q, k, v, out,
+    direct, table, keyBias, bias, copies, qSize, kSize, vSize, outSize, q, k, v, out,
     scratch: [scratch0, scratch1], state: [state0, state1], end: state1 + tiles * 8,
   };
 }
@@ -340,8 +349,10 @@ function attendOnTwoThreads(
   for (const {operand, offset} of place.copies) {
     shared.set(heap.subarray(operand.at >>> 2, (operand.at >>> 2) + operand.rows * operand.width), offset);
   }
-  const bias = operands.bias ?? null;
-  if (bias != null) shared.set(heap.subarray(bias.at >>> 2, (bias.at >>> 2) + biasFloats(bias.layout)), place.bias);
+  const {keyBias, bias} = operands;
+  for (const [given, to] of [[keyBias, place.keyBias], [bias, place.bias]] as const) {
+    if (given != null) shared.set(heap.subarray(given.at >>> 2, (given.at >>> 2) + biasFloats(given.layout)), to);
+  }
   const copyOf = (x: Operand) => place.copies.find(c => c.operand.at === x.at)!.offset;
   const addresses = new Int32Array(shared.buffer, 4 * place.table, TABLE_ENTRIES * pairs);
   const bytes = (floats: number) => 4 * floats;
@@ -365,7 +376,8 @@ function attendOnTwoThreads(
       addresses[entry + 1] = bytes(kPacked);
       addresses[entry + 2] = bytes(vHere);
       addresses[entry + 3] = bytes(out);
-      addresses[entry + 4] = bias == null ? 0 : bytes(place.bias + biasOffsetOfPair(bias.layout, pair, bias.heads));
+      addresses[entry + 4] = pairBiasAt(keyBias, pair, bytes(place.keyBias));
+      addresses[entry + 5] = pairBiasAt(bias, pair, bytes(place.bias));
     }
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
@@ -381,7 +393,7 @@ function attendOnTwoThreads(
       const e = TABLE_ENTRIES * pair;
       module.attend_4x8(addresses[e] + first * dk * 16, addresses[e + 1], addresses[e + 2], rowV, addresses[e + 3] + first * 4 * rowOut,
                     rowOut, bytes(place.scratch[0]), bytes(place.state[0]), tiles - first, S, block, dk, dvp, scale, causal,
-                    4 * first, addresses[e + 4], biasStride, biasRows);
+                    4 * first, addresses[e + 4], addresses[e + 5], biasStride, biasRows);
     }
   });
   const to = heapFloats(backend);
@@ -410,23 +422,27 @@ export function noteFusedCallThreads(threads: 1|2): void {
 }
 
 function runFused(
-    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor|null,
+    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, biases: {keyBias?: tf.Tensor|null; bias?: tf.Tensor|null},
     attrs: FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number; biasHeads: number}): tf.Tensor {
-  return runWasmKernel(FUSED_KERNEL_NAME, fusedKernelFunc, bias == null ? {q, k, v} : {q, k, v, bias}, attrs);
+  const inputs: tf.NamedTensorMap = {q, k, v};
+  if (biases.keyBias != null) inputs.keyBias = biases.keyBias;
+  if (biases.bias != null) inputs.bias = biases.bias;
+  return runWasmKernel(FUSED_KERNEL_NAME, fusedKernelFunc, inputs, attrs);
 }
 
 /**
  * softmax(scale·Q·Kᵀ + bias)·V over the last two axes, in one kernel call on the wasm backend:
  * query [B, (H,) T, dk], key [B, (H,) S, dk], value [B, (H,) S, dv] -> [B, (H,) T, dv]. With
- * `causal`, query t attends only keys s <= t (top-left aligned). `bias` (float32, 0 or
- * MASKED_LOGIT), if given, is added to the scores: [B, S] for every query and head, or
- * [Bb, Hb, Tb, S] with Bb 1 or B, Hb 1 or H (1 for rank-3 inputs) and Tb 1 or T (see
- * attention_bias.ts). A query whose every key is masked gets the mean of the values: fully
+ * `causal`, query t attends only keys s <= t (top-left aligned). The masks' biases (float32,
+ * 0 or MASKED_LOGIT), if given, are added to the scores: `keyBias` [B, S] for every query and
+ * head (key padding), and `bias` [Bb, Hb, Tb, S] with Bb 1 or B, Hb 1 or H (1 for rank-3
+ * inputs) and Tb 1 or T (an explicit mask; see attention_bias.ts). A query whose every key is masked gets the mean of the values: fully
  * masked rows are the caller's to zero. Never forms the [T, S] weights. Not differentiable
  * (no gradient is registered); callers check `fusedAttentionFits` first.
  */
 export function fusedAttention(
-    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, scale: number, causal = false, bias: tf.Tensor|null = null): tf.Tensor {
+    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, scale: number, causal = false,
+    biases: {keyBias?: tf.Tensor|null; bias?: tf.Tensor|null} = {}): tf.Tensor {
   const [T, dk] = query.shape.slice(-2);
   const [S, dv] = value.shape.slice(-2);
   const lead = query.shape.slice(0, -2);
@@ -434,7 +450,7 @@ export function fusedAttention(
   const biasHeads = query.rank === 4 ? query.shape[1] as number : 1;
   return tf.tidy(() => {
     const as3d = (x: tf.Tensor, rows: number, cols: number) => x.reshape([batch, rows, cols]);
-    const out = runFused(as3d(query, T, dk), as3d(key, S, dk), as3d(value, S, dv), bias,
+    const out = runFused(as3d(query, T, dk), as3d(key, S, dk), as3d(value, S, dv), biases,
                          {batch, heads: 1, T, S, dk, dv, qColumn: 0, kColumn: 0, vColumn: 0, scale, causal, biasHeads});  // [B·H, T, dv]
     return out.reshape([...lead, T, dv]);                                   // [..., T, dv]
   });
@@ -453,7 +469,7 @@ export function fusedMultiHeadAttention(
     sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}): tf.Tensor {
   const [batch, T] = query.x.shape as [number, number];
   const S = key.x.shape[1] as number;
-  return runFused(query.x, key.x, value.x, null, {
+  return runFused(query.x, key.x, value.x, {}, {
     batch, heads: sizes.heads, T, S, dk: sizes.dk, dv: sizes.dv,
     qColumn: query.column, kColumn: key.column, vColumn: value.column, scale: sizes.scale, causal: sizes.causal ?? false,
     biasHeads: sizes.heads,

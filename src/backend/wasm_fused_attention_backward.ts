@@ -15,7 +15,8 @@ import {
   writeTableCall,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
-import {biasFloats, biasLayoutOf, biasOffsetOfPair, biasRowArgs} from './attention_bias';
+import {biasArgsOfPair, biasLayoutOf, copyBiases, placedBiasFloats} from './attention_bias';
+import type {PlacedBiases} from './attention_bias';
 import {KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
@@ -122,10 +123,8 @@ export interface PairBuffers {
   gradQ: number;
   /** The first and the second part's (the same when the tiles are not split). */
   gradK: [number, number]; gradV: [number, number]; scratch: [number, number];
-  /** Byte address of the pair's bias, 0 for none, and the kernel's bias_stride and bias_rows (attention_bias.ts). */
-  bias: number;
-  biasStride: number;
-  biasRows: number;
+  /** The kernel's key_bias, bias, bias_stride and bias_rows for this pair (attention_bias.ts' biasArgsOfPair). */
+  biases: [number, number, number, number];
 }
 
 /**
@@ -163,9 +162,10 @@ export function backwardArgs(
   set('scale', scale);
   set('causal', causal ? 1 : 0);
   set('q0', 4 * lo);
-  set('bias', b.bias);
-  set('biasStride', b.biasStride);
-  set('biasRows', b.biasRows);
+  set('keyBias', b.biases[0]);
+  set('bias', b.biases[1]);
+  set('biasStride', b.biases[2]);
+  set('biasRows', b.biases[3]);
   return args;
 }
 
@@ -199,14 +199,14 @@ export interface TrainingAttrs {
 }
 
 /**
- * The forward: q [P, T, dk], k [P, S, dk], v [P, S, dv] and, optionally, a bias [B, S] or
- * [Bb, Hb, Tb, S] (P = B·heads; see attention_bias.ts) -> out [P, T, dv] and lse [P, T], each
+ * The forward: q [P, T, dk], k [P, S, dk], v [P, S, dv] and, optionally, a key bias [B, S] and
+ * a bias [Bb, Hb, Tb, S] (P = B·heads; see attention_bias.ts) -> out [P, T, dv] and lse [P, T], each
  * query's log-sum-exp of its scaled scores: scale·max + log(sum) from the kernel's running max and sum.
  */
 function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {q, k, v, bias} = args.inputs;
+  const {q, k, v} = args.inputs;
   const {heads, scale, causal} = args.attrs as unknown as TrainingAttrs;
   const [P, T, dk] = q.shape as [number, number, number];
   const [S, dv] = v.shape.slice(1) as [number, number];
@@ -215,16 +215,13 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
-  const biasAt = bias == null ? -1 : heapAddress(backend, bias) >>> 2;
-  const biasLayout = bias == null ? null : biasLayoutOf(bias.shape);
-  const biasRow = biasLayout == null ? {stride: 0, rows: 0} : biasRowArgs(biasLayout);
-  const biasOf = (n: number) => (biasLayout == null ? -1 : biasOffsetOfPair(biasLayout, n, heads));  // floats from the bias's start
+  const biases = heapBiases(backend, args.inputs);
   const first = forwardSplit({pairs: P, T, S, dk, dv, causal});
   if (first > 0) {
     const thread = getSecondThread();
-    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, biasLayout == null ? 0 : biasFloats(biasLayout));
+    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, placedBiasFloats(biases));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
-      const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, bias: biasAt, biasFloats: biasLayout == null ? 0 : biasFloats(biasLayout), biasOf, biasRow};
+      const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, biases};
       forwardOnTwoThreads(thread, backend, at, {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!});
       return [out, lse];
     }
@@ -246,9 +243,8 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       if (!vInPlace) copyRows(heap, b0 + vPad, dvp, heap, vAt + n * S * dv, dv, S, dv);  // [S, dv] -> [S, dvp]
       const vHere = vInPlace ? 4 * (vAt + n * S * dv) : at(vPad);
       const outHere = outInPlace ? 4 * (outAt + n * T * dv) : at(outPad);
-      const biasHere = bias == null ? 0 : 4 * (biasAt + biasOf(n));
       module.attend_4x8(at(qp), at(kp), vHere, 4 * dvp, outHere, 4 * dvp, at(scratch), at(state), tiles, S, block, dk, dvp,
-                        scale, causal ? 1 : 0, 0, biasHere, biasRow.stride, biasRow.rows);
+                        scale, causal ? 1 : 0, 0, ...biasArgsOfPair(biases, n, heads));
       if (!outInPlace) copyRows(heap, outAt + n * T * dv, dv, heap, b0 + outPad, dvp, T, dv);  // [tiles·4, dvp] -> [T, dv]
       logSumExp(heap, lseAt + n * T, heap, b0 + state, T, scale);
     }
@@ -286,7 +282,7 @@ function forwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number
 
 /**
  * Where a two-thread forward puts things in the shared memory, in floats: the job's table
- * (attend_4x8's arguments, per pair), the bias (as given), each thread's scratch, then per
+ * (attend_4x8's arguments, per pair), the biases (as given), each thread's scratch, then per
  * pair (`pair` floats apart) Q and K as given, Q and K packed, V [S, dvp], the output
  * [tiles·4, dvp] and the tiles' state.
  */
@@ -323,8 +319,7 @@ function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSiz
  */
 function forwardOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike,
-    at: {q: number; k: number; v: number; out: number; lse: number; bias: number; biasFloats: number; biasOf: (n: number) => number;
-         biasRow: {stride: number; rows: number}},
+    at: {q: number; k: number; v: number; out: number; lse: number; biases: PlacedBiases},
     call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedForwardLayout}): void {
   const {P, T, S, dk, dv, heads, scale, causal, first, shared: layout} = call;
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
@@ -333,13 +328,13 @@ function forwardOnTwoThreads(
   const mem = sharedFloats(thread, 4 * layout.end);
   const heap = heapFloats(backend);
   const module = thread.module;
-  if (at.bias >= 0) mem.set(heap.subarray(at.bias, at.bias + at.biasFloats), layout.bias);
+  const biases = copyBiases(at.biases, heap, mem, layout.bias);
   const byte = (floats: number) => 4 * floats;
   // attend_4x8's arguments (kernels.h) for tiles [lo, hi) of pair n, whose data start at float p0.
   const args = (p0: number, n: number, lo: number, hi: number, scratch: number) => [
     byte(p0 + layout.qPacked + lo * dk * 4), byte(p0 + layout.kPacked), byte(p0 + layout.v), byte(dvp),
     byte(p0 + layout.out + lo * 4 * dvp), byte(dvp), byte(scratch), byte(p0 + layout.state + 8 * lo), hi - lo, S, block, dk, dvp,
-    scale, causal ? 1 : 0, 4 * lo, at.bias < 0 ? 0 : byte(layout.bias + at.biasOf(n)), at.biasRow.stride, at.biasRow.rows];
+    scale, causal ? 1 : 0, 4 * lo, ...biasArgsOfPair(biases, n, heads)];
   const starts: number[] = [];
   for (let n = 0; n < P; n++) {
     const p0 = layout.first + n * layout.pair;
@@ -375,7 +370,7 @@ function forwardOnTwoThreads(
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {q, k, v, dy, out, lse, bias} = args.inputs;
+  const {q, k, v, dy, out, lse} = args.inputs;
   const attrs = args.attrs as unknown as TrainingAttrs;
   const {heads} = attrs;
   const [P, T, dk] = q.shape as [number, number, number];
@@ -387,20 +382,16 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const at = {
     q: heapAddress(backend, q) >>> 2, k: heapAddress(backend, k) >>> 2, v: heapAddress(backend, v) >>> 2,
     dy: heapAddress(backend, dy) >>> 2, out: heapAddress(backend, out) >>> 2, lse: heapAddress(backend, lse) >>> 2,
-    bias: bias == null ? -1 : heapAddress(backend, bias) >>> 2,
+    biases: heapBiases(backend, args.inputs),
     gradQ: heapAddress(backend, gradQ) >>> 2, gradK: heapAddress(backend, gradK) >>> 2, gradV: heapAddress(backend, gradV) >>> 2,
   };
   const sizes = {P, T, S, dk, dv, heads};
-  const biasLayout = bias == null ? null : biasLayoutOf(bias.shape);
-  const biasRow = biasLayout == null ? {stride: 0, rows: 0} : biasRowArgs(biasLayout);
-  const biasOf = (n: number) => (biasLayout == null ? -1 : biasOffsetOfPair(biasLayout, n, heads));  // floats from the bias's start
   if (first > 0) {
     const thread = getSecondThread();
-    const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, biasLayout == null ? 0 : biasFloats(biasLayout));
+    const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
       noteFusedCallThreads(2);
-      const biasAt = {floats: biasLayout == null ? 0 : biasFloats(biasLayout), of: biasOf, row: biasRow};
-      backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!, bias: biasAt});
+      backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!});
       return [gradQ, gradK, gradV];
     }
   }
@@ -434,7 +425,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         doutRows: rows(place.doutRows, dyn, T, dv, place.dvp), lse: b0 + place.lse, delta: b0 + place.delta, gradQ: gq,
         gradK: [gk, first > 0 ? b0 + place.gradKSecond : gk], gradV: [gv, first > 0 ? b0 + place.gradVSecond : gv],
         scratch: [b0 + place.scratch, b0 + place.scratch],
-        bias: bias == null ? 0 : 4 * (at.bias + biasOf(n)), biasStride: biasRow.stride, biasRows: biasRow.rows,
+        biases: biasArgsOfPair(at.biases, n, heads),
       };
       module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
       if (first > 0) {
@@ -451,6 +442,12 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   return [gradQ, gradK, gradV];
 }
 
+/** The key bias and the bias among a kernel's inputs, at their float indices in the heap. */
+function heapBiases(backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo}): PlacedBiases {
+  const placed = (x: tf.TensorInfo|undefined) => (x == null ? null : {at: heapAddress(backend, x) >>> 2, layout: biasLayoutOf(x.shape)});
+  return {key: placed(inputs.keyBias), mask: placed(inputs.bias)};
+}
+
 /** out[t] = Σ_c a[t][c]·b[t][c] for T rows of d floats (delta = rowsum(dy ∘ out)), into `dst` from float `to`. */
 function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b: number, T: number, d: number): void {
   for (let t = 0; t < T; t++) {
@@ -462,13 +459,13 @@ function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b:
 
 /** Float indices of the heap operands of one backward call (see backwardKernelFunc). */
 interface HeapOperands {
-  q: number; k: number; v: number; dy: number; out: number; lse: number; bias: number;
+  q: number; k: number; v: number; dy: number; out: number; lse: number; biases: PlacedBiases;
   gradQ: number; gradK: number; gradV: number;
 }
 
 /**
  * Where a two-thread backward puts things in the shared memory, in floats from its start: the
- * job's table (BACKWARD_ENTRIES per pair), the bias (as given), each thread's scratch, then
+ * job's table (BACKWARD_ENTRIES per pair), the biases (as given), each thread's scratch, then
  * per pair (`pair` floats apart) the layout of backwardLayoutOf with nothing in place, the
  * values' rows [S, dvp] (packed from there), and both parts' dK and dV.
  */
@@ -504,16 +501,15 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSi
  */
 function backwardOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
-    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout;
-      bias: {floats: number; of: (n: number) => number; row: {stride: number; rows: number}}}): void {
-  const {P, T, S, dk, dv, heads, first, shared: layout, bias} = call;
+    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout}): void {
+  const {P, T, S, dk, dv, heads, first, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
   const started = twoThreadCallStart();
   const mem = sharedFloats(thread, 4 * layout.end);
   const heap = heapFloats(backend);
   const module = thread.module;
-  if (at.bias >= 0) mem.set(heap.subarray(at.bias, at.bias + bias.floats), layout.bias);
+  const biases = copyBiases(at.biases, heap, mem, layout.bias);
   const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
   const pairs: PairBuffers[] = [];
   for (let n = 0; n < P; n++) {
@@ -535,8 +531,7 @@ function backwardOnTwoThreads(
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
       doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,
       gradK: [p0 + place.gradK, p0 + place.gradKSecond], gradV: [p0 + place.gradV, p0 + place.gradVSecond],
-      scratch: layout.scratch, bias: at.bias < 0 ? 0 : 4 * (layout.bias + bias.of(n)), biasStride: bias.row.stride,
-      biasRows: bias.row.rows,
+      scratch: layout.scratch, biases: biasArgsOfPair(biases, n, heads),
     };
     pairs.push(buffers);
     writeTableCall(thread, 4 * layout.table, 'attend_backward_4x8', n, backwardArgs(buffers, 0, first, sizes));
@@ -563,7 +558,7 @@ function backwardOnTwoThreads(
  * [B, S] or null -> out [P, T, dv] and lse [P, T], on two threads where they pay. No gradient.
  */
 export function attendWithLse(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, keyBias: tf.Tensor|null, attrs: TrainingAttrs): tf.Tensor[] {
-  return runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, keyBias == null ? {q, k, v} : {q, k, v, bias: keyBias}, attrs);
+  return runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, keyBias == null ? {q, k, v} : {q, k, v, keyBias}, attrs);
 }
 
 /**
@@ -575,41 +570,45 @@ export function attendBackward(
     attrs: TrainingAttrs): tf.Tensor[] {
   const {q, k, v, out, lse, keyBias} = saved;
   const inputs: tf.NamedTensorMap = {q, k, v, dy, out, lse};
-  if (keyBias != null) inputs.bias = keyBias;
+  if (keyBias != null) inputs.keyBias = keyBias;
   return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, inputs, attrs);
 }
 
 /**
- * softmax(scale·Q·Kᵀ + bias)·V on the wasm backend with a fused gradient: query
- * [B, (H,) T, dk], key [B, (H,) S, dk], value [B, (H,) S, dv] -> [B, (H,) T, dv]. `bias`
- * (float32, 0 or MASKED_LOGIT) is added to the scores: [B, S] to every score of each key (key
- * padding), or [Bb, Hb, Tb, S] with Bb 1 or B, Hb 1 or H (1 for rank-3 inputs) and Tb 1 or T
- * (an explicit mask, attention_bias.ts); with `causal`, query t attends keys s <= t. Fully
+ * softmax(scale·Q·Kᵀ + keyBias + bias)·V on the wasm backend with a fused gradient: query
+ * [B, (H,) T, dk], key [B, (H,) S, dk], value [B, (H,) S, dv] -> [B, (H,) T, dv]. The masks'
+ * biases (float32, 0 or MASKED_LOGIT) are added to the scores: `keyBias` [B, S] to every score
+ * of each key (key padding), `bias` [Bb, Hb, Tb, S] with Bb 1 or B, Hb 1 or H (1 for rank-3
+ * inputs) and Tb 1 or T (an explicit mask, attention_bias.ts); with `causal`, query t attends keys s <= t. Fully
  * masked rows are the caller's to zero (as the standard path does, by multiplying the
  * output). Callers check `fusedTrainingSizesFit` and that the fused kernels run here
  * (`fusedKernelAvailable`).
  */
 export function fusedAttentionTraining(
-    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, options: {scale: number; causal: boolean; bias?: tf.Tensor|null}): tf.Tensor {
+    query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
+    options: {scale: number; causal: boolean; keyBias?: tf.Tensor|null; bias?: tf.Tensor|null}): tf.Tensor {
   const [T, dk] = query.shape.slice(-2) as [number, number];
   const [S, dv] = value.shape.slice(-2) as [number, number];
   const heads = query.rank === 4 ? query.shape[1] as number : 1;
   const pairs = query.size / (T * dk);
   const attrs: TrainingAttrs = {heads, scale: options.scale, causal: options.causal};
-  const keyBias = options.bias ?? null;
-  const withBias = (inputs: tf.NamedTensorMap, bias: tf.Tensor|null) => (bias == null ? inputs : {...inputs, bias});
+  const biases: tf.NamedTensorMap = {};
+  if (options.keyBias != null) biases.keyBias = options.keyBias;
+  if (options.bias != null) biases.bias = options.bias;
+  const names = Object.keys(biases);
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const [q, k, v] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
-    const [out, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias({q, k, v}, keyBias), attrs);  // [P, T, dv], [P, T]
-    // The bias is saved, not read through the closure: the caller may dispose it before the backward.
-    save([q, k, v, out, lse, ...(keyBias == null ? [] : [keyBias])]);
+    const [out, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, {q, k, v, ...biases}, attrs);  // [P, T, dv], [P, T]
+    // The biases are saved, not read through the closure: the caller may dispose them before the backward.
+    save([q, k, v, out, lse, ...names.map(name => biases[name])]);
     return {
       value: out,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [qS, kS, vS, outS, lseS, biasS] = saved;
+        const [qS, kS, vS, outS, lseS, ...biasesS] = saved;
+        const savedBiases = Object.fromEntries(names.map((name, i) => [name, biasesS[i]]));
         return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc,
-                                    withBias({q: qS, k: kS, v: vS, dy, out: outS, lse: lseS}, biasS ?? null), attrs);  // dq, dk, dv
+                                    {q: qS, k: kS, v: vS, dy, out: outS, lse: lseS, ...savedBiases}, attrs);  // dq, dk, dv
       },
     };
   });

@@ -173,7 +173,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         const [outHere, outStride] = outInPlace ? [4 * outTo, 4 * wV] : [at(outPad), 4 * dvp];
         const bias = keyBias == null ? 0 : 4 * (biasAt + b * S);
         module.attend_4x8(at(qp), at(kp), vHere, vStride, outHere, outStride, at(scratch), at(state), tiles, S, block, dk, dvp,
-                          scale, attrs.causal ? 1 : 0, 0, bias, 0, 1);  // the key bias: one row [S] for every query
+                          scale, attrs.causal ? 1 : 0, 0, bias, 0, 0, 0);  // the key bias only
         if (!outInPlace) copyRows(heap, outTo, wV, heap, b0 + outPad, dvp, T, dv);  // [tiles·4, dvp] -> T rows of dv
         logSumExp(heap, lseAt + (b * heads + h) * T, heap, b0 + state, T, scale);
       }
@@ -255,8 +255,8 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
           q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows,
           kRows: p0 + place.kRows, doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta,
           gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + place.gradK], gradV: [p0 + place.gradV, p0 + place.gradV],
-          scratch: [p0 + place.scratch, p0 + place.scratch], bias: keyBias == null ? 0 : 4 * (biasAt + b * S),
-          biasStride: 0, biasRows: 1,
+          scratch: [p0 + place.scratch, p0 + place.scratch],
+          biases: [keyBias == null ? 0 : 4 * (biasAt + b * S), 0, 0, 0],
         };
         module.attend_backward_4x8(...(backwardArgs(buffers, 0, 0, call) as Parameters<KernelExports['attend_backward_4x8']>));
         copyRows(heap, b0 + b * T * width + h * dk, width, heap, p0 + place.gradQ, dkp, T, dk);           // dQ into G

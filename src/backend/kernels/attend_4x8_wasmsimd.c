@@ -24,13 +24,15 @@
 // At the end every row is divided by its sum. With `causal` (1), query t attends only keys
 // j <= t, where the first tile's first query is query `q0` (tiles may be split between
 // threads): blocks wholly after a tile are skipped, and the keys t0 + 1 .. t0 + 3 of a tile
-// t0 .. t0 + 3 are masked, lane by lane, with -inf scores. A non-null `bias` is added to the
-// scores after (a mask: 0 or a large negative number): query t's (counted from q0's pair
-// start, as causal counts) row of s floats at bias + min(t, bias_rows - 1)·bias_stride bytes;
-// stride 0 gives every query the same row (a key padding mask).
+// t0 .. t0 + 3 are masked, lane by lane, with -inf scores. A non-null `key_bias` (s floats,
+// the same for every query: a key padding mask) and then a non-null `bias` are added to the
+// scores after (masks: 0 or a large negative number): query t's (counted from the pair's
+// first query, as causal counts) row of s floats at bias + min(t, bias_rows - 1)·bias_stride
+// bytes; stride 0 gives every query the same row.
 void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_stride, float* out, uint32_t out_stride,
                 float* scratch, float* state, uint32_t tiles, uint32_t s, uint32_t block, uint32_t dk, uint32_t dvp,
-                float scale, uint32_t causal, int32_t q0, const float* bias, uint32_t bias_stride, uint32_t bias_rows) {
+                float scale, uint32_t causal, int32_t q0, const float* key_bias, const float* bias, uint32_t bias_stride,
+                uint32_t bias_rows) {
   if (tiles == 0 || block == 0 || s == 0 || dk == 0 || dvp == 0) return;
   const v128_t vzero = wasm_f32x4_const_splat(0.0f);
   const v128_t vminus_inf = wasm_f32x4_const_splat(-INFINITY);
@@ -78,7 +80,10 @@ void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_strid
       if (causal != 0) {
         mask_causal_4x8(scratch, t0, j0, keys);
       }
-      // A mask: query t's score of key j0 + j gets its bias.
+      // The masks: every query's score of key j0 + j gets key_bias[j0 + j], then query t's its bias.
+      if (key_bias != NULL) {
+        add_bias_4x8(scratch, key_bias, 0, 1, t0, j0, keys);
+      }
       if (bias != NULL) {
         add_bias_4x8(scratch, bias, bias_stride, bias_rows, t0, j0, keys);
       }

@@ -107,19 +107,20 @@ static inline void accumulate_4x8(float* acc, uint32_t width, const float* w, ui
 // - grad_q [tiles·4][dkp], grad_k [s][dkp], grad_v [s][dvp]: the gradients, overwritten;
 // - scratch: one tile's weights and their gradients for `block` keys, 8·block floats.
 // Per block of `block` keys (a multiple of 8) and tile of four queries:
-// 1. scores[j] = Σ_d Q[d][0..3]·K[j][d], masked as in attend_4x8 (causal, bias), and the
+// 1. scores[j] = Σ_d Q[d][0..3]·K[j][d], masked as in attend_4x8 (causal, key_bias, bias), and the
 //    weights P[j] = exp(scale·scores[j] - lse), lane by lane;
 // 2. dP[j] = Σ_c dO[c][0..3]·V[j][c], and dS[j] = scale·P[j]·(dP[j] - delta);
 // 3. dV[j] += Σ_r P[j][r]·dO[r], dK[j] += Σ_r dS[j][r]·Q[r], dQ[r] += Σ_j dS[j][r]·K[j].
 // The lanes of the rows past t (in the last tile) get P = dS = 0, whatever the padding holds.
 // `causal`, `q0` (the first tile's first query, when the tiles are split between threads) and
-// `bias`, `bias_stride` and `bias_rows` (query t's row from the pair's first query) as in attend_4x8. grad_k and grad_v are this call's tiles'
+// `key_bias`, `bias`, `bias_stride` and `bias_rows` (query t's row from the pair's first query) as in
+// attend_4x8. grad_k and grad_v are this call's tiles'
 // part: threads that split the tiles write their own and add them up after.
 void attend_backward_4x8(const float* q, const float* k, const float* v, const float* dout, const float* q_rows,
                          const float* k_rows, const float* dout_rows, const float* lse, const float* delta, float* grad_q,
                          float* grad_k, float* grad_v, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
-                         uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* bias, uint32_t bias_stride,
-                         uint32_t bias_rows) {
+                         uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias, const float* bias,
+                         uint32_t bias_stride, uint32_t bias_rows) {
   if (t == 0 || s == 0 || block == 0 || dk == 0 || dv == 0) return;
   const uint32_t tiles = (t + 3) >> 2;
   const uint32_t dkp = (dk + 7) & ~UINT32_C(7);
@@ -152,6 +153,9 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
       dot_4x8(q + 4 * dk * i, k + j0 * dk, dk, panels, weights);
       if (causal != 0) {
         mask_causal_4x8(weights, t0, j0, keys);
+      }
+      if (key_bias != NULL) {
+        add_bias_4x8(weights, key_bias, 0, 1, t0, j0, keys);
       }
       if (bias != NULL) {
         add_bias_4x8(weights, bias, bias_stride, bias_rows, t0, j0, keys);

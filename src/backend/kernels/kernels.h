@@ -14,23 +14,25 @@
 
 // Attention of one (batch, head) pair, softmax(scale·Q·Kᵀ + bias)·V, by tiles of 4 queries and
 // panels of 8 keys, with an online softmax over blocks of `block` keys (attend_4x8_wasmsimd.c).
-// `bias` (null for none) holds the pair's additive mask, `bias_rows` rows of s floats
-// `bias_stride` bytes apart (stride 0: one row for every query, a key mask); see
-// add_bias_4x8 in scores_4x8_wasmsimd.h.
+// `key_bias` (null for none) holds s floats added to every query's scores (a key padding
+// mask); `bias` (null for none) the pair's additive mask, `bias_rows` rows of s floats
+// `bias_stride` bytes apart (stride 0: one row for every query); see add_bias_4x8 in
+// scores_4x8_wasmsimd.h.
 KERNEL_EXPORT(attend_4x8)
 void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_stride, float* out, uint32_t out_stride,
                 float* scratch, float* state, uint32_t tiles, uint32_t s, uint32_t block, uint32_t dk, uint32_t dvp,
-                float scale, uint32_t causal, int32_t q0, const float* bias, uint32_t bias_stride, uint32_t bias_rows);
+                float scale, uint32_t causal, int32_t q0, const float* key_bias, const float* bias, uint32_t bias_stride,
+                uint32_t bias_rows);
 
 // The gradients dQ, dK and dV of attend_4x8's attention of one (batch, head) pair, from the
 // row log-sum-exp of its forward, by tiles of 4 queries and panels of 8 keys over blocks of
-// `block` keys (attend_backward_4x8_wasmsimd.c); `bias` as attend_4x8's.
+// `block` keys (attend_backward_4x8_wasmsimd.c); `key_bias` and `bias` as attend_4x8's.
 KERNEL_EXPORT(attend_backward_4x8)
 void attend_backward_4x8(const float* q, const float* k, const float* v, const float* dout, const float* q_rows,
                          const float* k_rows, const float* dout_rows, const float* lse, const float* delta, float* grad_q,
                          float* grad_k, float* grad_v, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
-                         uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* bias, uint32_t bias_stride,
-                         uint32_t bias_rows);
+                         uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias, const float* bias,
+                         uint32_t bias_stride, uint32_t bias_rows);
 
 // Packs the rows of a matrix by groups of `group` rows (4 or 8), column by column
 // (pack_rows.c).
