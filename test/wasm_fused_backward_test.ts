@@ -621,6 +621,58 @@ describe('explicit masks on the fused kernels', () => {
     disposeAll(q, k, v, r, mask, keyPadding, output.result, result);
   });
 
+  // Rows that only the mask and the key padding together leave empty, for each way fusedAttendedRows counts keys:
+  // a mask of one batch ([T, S]), of every batch ([B, 1, T, S]), and of one key column ([1, 1, T, 1]).
+  it.each([
+    ['[T, S]', [6, 9], (b: number, t: number, s: number) => (t === 2 ? s < 5 : t !== 4)],
+    ['[B, 1, T, S]', [3, 1, 6, 9], (b: number, t: number, s: number) => (b === 1 && t === 3 ? s === 8 : true)],
+    ['[B, 1, 1, S]', [3, 1, 1, 9], (b: number, t: number, s: number) => (b === 0 ? s < 5 : true)],
+    ['[1, 1, T, 1]', [1, 1, 6, 1], (b: number, t: number) => t !== 1],
+  ])('a mask %s with key padding: rows left with no key by both output zeros and get zero gradients, the others the standard path\'s',
+      (_, maskShape, allows) => {
+        const [B, H, T, S, d] = [3, 2, 6, 9, 4];
+        const start = tf.memory().numTensors;
+        const [q, k, v, r] = [[B, H, T, d], [B, H, S, d], [B, H, S, d], [B, H, T, d]].map((shape, i) => tf.randomNormal(shape, 0, 1, 'float32', 101 + i));
+        const shape = maskShape as number[];
+        const rank4 = shape.length === 4 ? shape : [1, 1, ...shape];
+        const maskAt = (b: number, t: number, s: number) =>
+          (allows as (b: number, t: number, s: number) => boolean)(rank4[0] === 1 ? 0 : b, rank4[2] === 1 ? 0 : t, rank4[3] === 1 ? 0 : s);
+        const mask = tf.tensor(Array.from({length: rank4.reduce((x, y) => x * y, 1)}, (__, i) => {
+          const [b, t, s] = [Math.floor(i / (rank4[2] * rank4[3])), Math.floor(i / rank4[3]) % rank4[2], i % rank4[3]];
+          return maskAt(b, t, s);
+        }), shape, 'bool');
+        // Batch 0: keys 5.. real; batch 1: all but key 8; batch 2: every key padded.
+        const keyReal = (b: number, s: number) => (b === 0 ? s >= 5 : b === 1 ? s !== 8 : false);
+        const keyPaddingMask = tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length: S}, (___, s) => (keyReal(b, s) ? 1 : 0))));
+        const options = {mask, keyPaddingMask};
+        const run = (blockSize: number|null) => tf.tidy(() => {
+          const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(dotProductAttention(a, b, c, {...options, blockSize}), r));
+          return [dotProductAttention(q, k, v, {...options, blockSize}), ...tf.grads(f)([q, k, v])];
+        });
+        const fused = ranFusedTraining(() => run(null));
+        const standard = ranFusedTraining(() => run(0));
+        expect([fused.ran, standard.ran]).toEqual([true, false]);
+        fused.result.forEach((x, i) => expectClose(x, standard.result[i], {abs: 1e-5, rel: 1e-4}));
+        const [out, dq] = fused.result.slice(0, 2).map(x => x.arraySync() as number[][][][]);
+        let empty = 0;
+        for (let b = 0; b < B; b++) {
+          for (let t = 0; t < T; t++) {
+            const hasKey = Array.from({length: S}, (__, s) => s).some(s => maskAt(b, t, s) && keyReal(b, s));
+            for (let h = 0; h < H; h++) {
+              if (hasKey) {
+                expect(out[b][h][t].some(x => x !== 0)).toBe(true);
+              } else {
+                expect([b, h, t, out[b][h][t], dq[b][h][t]]).toEqual([b, h, t, new Array<number>(d).fill(0), new Array<number>(d).fill(0)]);
+                empty++;
+              }
+            }
+          }
+        }
+        expect(empty).toBeGreaterThan(H * T);  // batch 2's rows, and some that mask and padding empty together
+        disposeAll(q, k, v, r, mask, keyPaddingMask, fused.result, standard.result);
+        expect(tf.memory().numTensors).toBe(start);
+      });
+
   // Above twoThreadsPay's 36 MFLOP, T not a multiple of 4, d not of 8.
   it.each([['[T, S] float32', [301, 310]], ['[B, H, T, S] bool, causal', [1, 2, 301, 310]], ['[B, 1, 1, S] with key padding', [1, 1, 1, 310]]])(
       'mask %s on two threads: the output and gradients are bit for bit those on one, and the standard path\'s', (what, maskShape) => {

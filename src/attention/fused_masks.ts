@@ -43,21 +43,39 @@ export function fusedMaskBiases(mask: tf.Tensor|null, keyPadding: tf.Tensor|null
  * 1 for the queries that attend at least one key under an explicit mask, the key and query
  * padding and `causal` together, 0 for the others: [Br, Hr, Tr, 1] float32 for rank-4 inputs
  * (Br 1 or B, Hr 1 or H, Tr 1 or T), [Br, Tr, 1] for rank-3 ones, which broadcasts against the
- * output. `scoresShape`: [B, (H,) T, S].
+ * output. `scoresShape`: [B, (H,) T, S]. Nothing larger than the mask (with causal, its query
+ * axis expanded) is formed: the key padding's keys are counted by a product, not by a
+ * [B, Hm, T, S] mask.
  */
 export function fusedAttendedRows(
     mask: tf.Tensor, keyPadding: tf.Tensor|null, queryPadding: tf.Tensor|null, causal: boolean, scoresShape: number[]): tf.Tensor {
   const [T, S] = scoresShape.slice(-2);
   return tf.tidy(() => {
     let allowed: tf.Tensor = alignedMask(mask);                            // [Bm, Hm, Tm, Sm]
-    if (keyPadding != null) {
-      allowed = tf.logicalAnd(allowed, toBoolMask(keyPadding).reshape([keyPadding.shape[0], 1, 1, S]));  // [B, Hm, Tm, S]
-    }
-    if (causal) allowed = tf.logicalAnd(allowed, causalMask(T, S));         // [Bb, Hm, T, S]
-    let rows = tf.cast(tf.any(allowed, -1, true), 'float32');              // [Bb, Hm, Tb, 1]
+    if (causal) allowed = tf.logicalAnd(allowed, causalMask(T, S));         // [Bm, Hm, T, S]
+    let rows = keyPadding == null ? tf.cast(tf.any(allowed, -1, true), 'float32') :  // [Bm, Hm, Ta, 1]
+        tf.cast(tf.greater(keysAttended(allowed, keyPadding), 0), 'float32');        // [B, Hm, Ta, 1]
     if (queryPadding != null) {
       rows = tf.mul(rows, tf.cast(toBoolMask(queryPadding), 'float32').reshape([queryPadding.shape[0], 1, T, 1]));  // [B, Hm, T, 1]
     }
     return scoresShape.length === 4 ? rows : rows.squeeze([1]);            // [Br, (Hr,) Tr, 1]
   });
+}
+
+/**
+ * How many keys each query attends, [B, Hm, Ta, 1] float32, under `allowed` [Bm, Hm, Ta, Sa]
+ * (bool, Sa 1 or S) and the key padding [B, S]: a product of the mask with the keys that are
+ * not padding (exact: 0/1 sums below 2^24).
+ */
+function keysAttended(allowed: tf.Tensor, keyPadding: tf.Tensor): tf.Tensor {
+  const [Bm, Hm, Ta, Sa] = allowed.shape;
+  const [B, S] = keyPadding.shape;
+  const keys = tf.cast(toBoolMask(keyPadding), 'float32');                 // [B, S]
+  const attend = tf.cast(allowed, 'float32');                              // [Bm, Hm, Ta, Sa]
+  if (Sa === 1) return tf.mul(attend, tf.sum(keys, 1).reshape([B, 1, 1, 1]));  // [B, Hm, Ta, 1]
+  if (Bm === 1) {                                                          // every batch's keys against the one mask
+    const counts = tf.matMul(attend.reshape([Hm * Ta, S]), keys, false, true);  // [Hm·Ta, B]
+    return counts.transpose().reshape([B, Hm, Ta, 1]);                     // [B, Hm, Ta, 1]
+  }
+  return tf.matMul(attend.reshape([B, Hm * Ta, S]), keys.reshape([B, S, 1])).reshape([B, Hm, Ta, 1]);  // [B, Hm, Ta, 1]
 }
