@@ -119,7 +119,7 @@ describe.each(BACKENDS)('on %s', (backend) => {
       tf.sum(tf.mul(layer.apply(inputsOf(q, ctx), mask == null ? {} : {attentionMask: mask}) as tf.Tensor, readout));
     const lossValue = (q: tf.Tensor, ctx: tf.Tensor|null) => tf.tidy(() => forward(q, ctx).dataSync()[0]);
 
-    beforeAll(() => {
+    beforeEach(() => {  // in each test, not once: so that mutation testing sees which tests run the layer
       baseline = tf.memory().numTensors;
       layer = scaledDotProductAttention(c.args);
       query = tf.tensor(randomArray(c.queryShape, 11) as number[][][]);
@@ -131,7 +131,7 @@ describe.each(BACKENDS)('on %s', (backend) => {
       randomizeWeights(layer, 100);
     });
 
-    afterAll(() => {
+    afterEach(() => {
       disposeAll(query, context, mask, readout);
       layer.dispose();
       expect(tf.memory().numTensors).toBe(baseline);

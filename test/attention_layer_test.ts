@@ -136,7 +136,7 @@ describe('input validation: errors name the argument and the shapes, and leak no
     let q: tf.Tensor;
     let c: tf.Tensor;
 
-    beforeAll(() => {
+    beforeEach(() => {  // in each test, not once: so that mutation testing sees which tests run the layer
       x = randomTensor([2, 3, 4], 1);
       q = randomTensor([2, 3, 4], 2);
       c = randomTensor([2, 5, 6], 3);
@@ -144,7 +144,7 @@ describe('input validation: errors name the argument and the shapes, and leak no
       cross = builtLayer({numHeads: 2, keyDim: 2}, [q, c]);
     });
 
-    afterAll(() => {
+    afterEach(() => {
       disposeAll(x, q, c);
       self.dispose();
       cross.dispose();
@@ -503,12 +503,12 @@ describe('dropout on the attention weights', () => {
   let x: tf.Tensor;
   let layer: ScaledDotProductAttention;
 
-  beforeAll(() => {
+  beforeEach(() => {  // in each test: see 'once the layer is built'
     x = randomTensor([2, 4, 4], 10);
     layer = builtLayer({numHeads: 2, keyDim: 2, valueDim: 3, dropout: RATE, returnAttentionScores: true}, x);
   });
 
-  afterAll(() => {
+  afterEach(() => {
     x.dispose();
     layer.dispose();
   });
