@@ -591,6 +591,41 @@ describe.each(['cpu', 'wasm'])('padding masks on %s', (backend) => {
   });
 });
 
+describe.each(['cpu', 'wasm'])('key padding alone on %s', (backend) => {
+  runTestsOn(backend);
+  it('that pads every key of a batch: its rows are zeros (output and weights, no NaN) and get zero gradients', () => {
+    const [B, T, S, dk] = [2, 3, 4, 3];
+    const KEY_PAD = [[1, 0, 1, 1], [0, 0, 0, 0]];  // batch 1: every key padded
+    const a = inputsArrays([B], T, S, dk, 2, 91);
+    const r = randomArray([B, T, 2], 92) as NestedMatrices;
+    const allowed = ([b]: number[], _t: number, s: number) => KEY_PAD[b][s] === 1;
+    const expected = referenceDotProductAttention(a.q, a.k, a.v, {allowed});
+    const grads = [0, 1, 2].map((i) => perPair([a.q, a.k, a.v, r], (lead, [q, k, v, rm]) => referencePairGrads(
+        q, k, v, rm, q.map((__, t) => k.map((___, s) => allowed(lead, t, s))), 1 / Math.sqrt(dk))[i]));
+    expect(flatten((expected.output as Nested[])[1] as Nested).every((x) => x === 0)).toBe(true);
+    const start = tf.memory().numTensors;
+    const {q, k, v} = tensorsOf(a);
+    const readout = tensorOf(r);
+    const keyPaddingMask = tf.tensor2d(KEY_PAD, [B, S], 'bool');
+    tf.tidy(() => {
+      // With the weights: the standard path on every backend.
+      const [output, weights] = dotProductAttention(q, k, v, {keyPaddingMask, returnWeights: true});
+      expectClose(output, expected.output as Nested, 1e-6);
+      expectClose(weights, expected.weights as Nested, 1e-6);
+      for (const blockSize of [0, null]) {  // the standard path, and the default (fused on wasm)
+        expectClose(dotProductAttention(q, k, v, {keyPaddingMask, blockSize}), expected.output as Nested, 1e-6);
+        const [dq, dkGrad, dv] = tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+          tf.sum(tf.mul(dotProductAttention(x, y, z, {keyPaddingMask, blockSize}), readout)))([q, k, v]);
+        expectClose(dq, grads[0] as Nested, 1e-6);
+        expectClose(dkGrad, grads[1] as Nested, 1e-6);
+        expectClose(dv, grads[2] as Nested, 1e-6);
+      }
+    });
+    disposeAll(q, k, v, readout, keyPaddingMask);
+    expect(tf.memory().numTensors).toBe(start);
+  });
+});
+
 /**
  * The standard path on wasm runs its products one of three ways (chooseMode): the SIMD kernel for
  * several (batch, head) pairs that fit it, else one 2-D product per pair when a pair has at least
