@@ -403,8 +403,9 @@ describe('memoryEfficientAttention', () => {
       const message = (shape: string) => 'Received an invalid value for argument `mask`, expected a shape broadcastable to ' +
           '[B, H, T, S]=[2, 3, 4, 6]: rank 4, or rank 3 [B, T, S] for every head, or rank 2 [T, S], each dim equal or 1. ' +
           `Received: mask.shape=${shape}`;
+      // Rank 5 [T, S, 1, 1, 1] and [1, 1, 1, 1, 1]: their first two dims would fit as a [T, S] mask's, yet no rank 5 is taken.
       const bad = [tf.ones([6], 'bool'), tf.ones([4, 5], 'bool'), tf.ones([3, 4, 6], 'bool'), tf.ones([2, 3, 4, 6, 1], 'bool'),
-        tf.ones([2, 2, 4, 6], 'bool')];
+        tf.ones([4, 6, 1, 1, 1], 'bool'), tf.ones([1, 1, 1, 1, 1], 'bool'), tf.ones([2, 2, 4, 6], 'bool')];
       for (const mask of bad) {
         expectMessage({options: {blockSize: 2, scale: 1, mask}}, message(`[${mask.shape.join(', ')}]`));
       }
@@ -531,7 +532,7 @@ describe('memoryEfficientAttention', () => {
     });
   });
 
-  test('the gradient leaves nothing alive once it returns: the gradients that run after it see as many tensors for 1 block as for 8', async () => {
+  test('the gradient leaves nothing alive once it returns: the gradients that run after it see as many tensors for 1 block as for 8, scaled or not', async () => {
     await onBackend('wasm', async () => {
       const T = 16;
       const S = 64;
@@ -547,17 +548,20 @@ describe('memoryEfficientAttention', () => {
           return [tf.add(dy, 0)];
         },
       }));
-      const liveAfterAttentionGradient = (blockSize: number) => {
+      const liveAfterAttentionGradient = (blockSize: number, scale: number) => {
         const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-            tf.sum(memoryEfficientAttention(probe(a) as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {blockSize, scale: 0.3})))([q, k, v]);
+            tf.sum(memoryEfficientAttention(probe(a) as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {blockSize, scale})))([q, k, v]);
         tf.dispose(grads);
         return liveThen;
       };
-      const oneBlock = liveAfterAttentionGradient(S);
-      const eightBlocks = liveAfterAttentionGradient(8);
+      const oneBlock = liveAfterAttentionGradient(S, 0.3);
+      const eightBlocks = liveAfterAttentionGradient(8, 0.3);
+      const unscaled = liveAfterAttentionGradient(8, 1);
       expect(oneBlock).toBeGreaterThan(0);
       // Kept per-block gradients (dk, dv) and the accumulators would show as 2·7 + more tensors here.
       expect(eightBlocks).toBe(oneBlock);
+      // The scaled copy of the queries (scale ≠ 1) kept would show as one more tensor than with scale 1 (no copy).
+      expect(unscaled).toBe(eightBlocks);
       tf.dispose([q, k, v]);
     });
   });
