@@ -19,8 +19,9 @@ module.exports = {
   },
   dot_product_attention: {
     mutate: ['src/attention/dot_product_attention.ts'],
+    // wasm_fused_backward_test.ts: explicit masks and padding on the fused route (the op's fusedPath and its checks).
     tests: ['test/dot_product_attention_test.ts', 'test/attention_fixtures_test.ts', 'test/attention_gradients_test.ts',
-            'test/non_finite_test.ts'],
+            'test/non_finite_test.ts', 'test/wasm_fused_backward_test.ts'],
   },
   memory_efficient_attention: {
     mutate: ['src/attention/memory_efficient_attention.ts'],
