@@ -30,9 +30,9 @@ module.exports = {
   scaled_dot_product_attention: {
     mutate: ['src/attention/scaled_dot_product_attention.ts'],
     // The wasm tests cover the layer's fused paths (callFused: inference, and training with the fused backward).
-    tests: ['test/attention_layer_test.ts', 'test/attention_fixtures_test.ts', 'test/attention_gradients_test.ts',
-            'test/layer_in_models_test.ts', 'test/non_finite_test.ts', 'test/wasm_fused_attention_test.ts',
-            'test/wasm_fused_backward_test.ts'],
+    tests: ['test/attention_layer_test.ts', 'test/attention_layer_arguments_test.ts', 'test/attention_fixtures_test.ts',
+            'test/attention_gradients_test.ts', 'test/layer_in_models_test.ts', 'test/non_finite_test.ts',
+            'test/wasm_fused_attention_test.ts', 'test/wasm_fused_backward_test.ts'],
   },
   io: {
     // The children of concurrent_save_load_test.ts and save_load_child_test.ts run dist/, never a mutant, and made

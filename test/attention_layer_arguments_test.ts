@@ -1,0 +1,98 @@
+/**
+ * The layer's arguments and weight sizes, checked before any weight exists: each refusal with its whole message
+ * (the argument's name and what was received), the limits at exactly MAX_WEIGHT_ELEMENTS, and build() creating the
+ * weights once. Written for the survivors of the layer's first mutation run (test/mutation/equivalent_mutants.md).
+ */
+import * as tf from '@tensorflow/tfjs';
+import {MAX_WEIGHT_ELEMENTS, scaledDotProductAttention} from '../src/attention/scaled_dot_product_attention';
+import {escapeRegExp} from './helpers/tensors';
+
+/** The whole message, not a part of it (jest's toThrow(string) matches a substring). */
+const whole = (message: string) => new RegExp(`^${escapeRegExp(message).source}$`);
+
+const LIMIT = 2 ** 28;
+
+describe('the layer\'s arguments', () => {
+  it('MAX_WEIGHT_ELEMENTS is 2^28', () => {
+    expect(MAX_WEIGHT_ELEMENTS).toBe(LIMIT);
+  });
+
+  it('a dimension of exactly 2^28 is taken; one more is refused', () => {
+    expect(() => scaledDotProductAttention({keyDim: LIMIT})).not.toThrow();
+    expect(() => scaledDotProductAttention({keyDim: LIMIT + 1})).toThrow(whole(
+        `Received an invalid value for argument \`keyDim\`, expected a positive integer at most ${LIMIT}. Received: keyDim=${LIMIT + 1}`));
+  });
+
+  it('numHeads·keyDim (and numHeads·valueDim) of exactly 2^28 is taken; one head\'s more is refused', () => {
+    expect(() => scaledDotProductAttention({numHeads: 2, keyDim: LIMIT / 2})).not.toThrow();
+    expect(() => scaledDotProductAttention({numHeads: 3, keyDim: LIMIT / 2})).toThrow(whole(
+        `Arguments \`numHeads\` and \`keyDim\` make weights of numHeads·keyDim = ${3 * LIMIT / 2} columns, over the limit of ` +
+        `${LIMIT} elements per weight. Received: numHeads=3, keyDim=${LIMIT / 2}`));
+    expect(() => scaledDotProductAttention({numHeads: 4, keyDim: 1, valueDim: LIMIT / 2})).toThrow(whole(
+        `Arguments \`numHeads\` and \`valueDim\` make weights of numHeads·valueDim = ${2 * LIMIT} columns, over the limit of ` +
+        `${LIMIT} elements per weight. Received: numHeads=4, valueDim=${LIMIT / 2}`));
+  });
+
+  it.each(['useBias', 'causal', 'returnAttentionScores'])('%s must be a boolean', (flag) => {
+    expect(() => scaledDotProductAttention({[flag]: 'yes'})).toThrow(whole(
+        `Received an invalid value for argument \`${flag}\`, expected a boolean. Received: ${flag}="yes"`));
+    expect(() => scaledDotProductAttention({[flag]: true})).not.toThrow();
+  });
+
+  it('returnAttentionScores with a block size is refused: the memory-efficient path forms no weights', () => {
+    expect(() => scaledDotProductAttention({returnAttentionScores: true, blockSize: 64})).toThrow(whole(
+        'The memory-efficient path never forms the attention weights, so `returnAttentionScores` needs blockSize=0 or null. ' +
+        'Received: returnAttentionScores=true, blockSize=64'));
+    expect(() => scaledDotProductAttention({returnAttentionScores: true, blockSize: 0})).not.toThrow();
+  });
+
+  it.each(['kernelInitializer', 'biasInitializer', 'kernelRegularizer', 'biasRegularizer', 'kernelConstraint', 'biasConstraint'])(
+      'an unknown %s is refused by its name', (name) => {
+        expect(() => scaledDotProductAttention({[name]: 'noSuchThing'})).toThrow(
+            new RegExp(`^Received an invalid value for argument \`${name}\`, expected .*Received: ${name}="noSuchThing"$`));
+      });
+});
+
+describe('build: the weights and their limit', () => {
+  const built = (args: Parameters<typeof scaledDotProductAttention>[0], shape: Array<Array<number|null>>) => {
+    const layer = scaledDotProductAttention(args);
+    layer.build(shape.length === 1 ? shape[0] : shape);
+    return layer;
+  };
+
+  it('creates wq, wk, wv (and biases, wo) once: building again keeps them', () => {
+    const before = tf.memory().numTensors;
+    const layer = built({numHeads: 2, keyDim: 3, valueDim: 5, useBias: true, outputDim: 4}, [[null, 6, 7], [null, 8, 9]]);
+    expect(layer.weights.map(w => [w.name.split('/').pop(), w.shape])).toEqual([
+      ['wq', [7, 6]], ['wk', [9, 6]], ['wv', [9, 10]], ['bq', [6]], ['bk', [6]], ['bv', [10]], ['wo', [10, 4]], ['bo', [4]]]);
+    const wq = layer.weights[0];
+    layer.build([[null, 6, 7], [null, 8, 9]]);
+    expect(layer.weights.length).toBe(8);
+    expect(layer.weights[0]).toBe(wq);
+    for (const weight of layer.weights) weight.dispose();  // layer.dispose() needs a layer that has been applied
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  // Each weight over the limit alone, named in the message with its shape and what was received; nothing created.
+  const cases: Array<[string, Parameters<typeof scaledDotProductAttention>[0], Array<Array<number|null>>, string]> = [
+    ['wq (a wide query)', {keyDim: 2 ** 20}, [[null, 4, 512]],
+      `\`wq\` would have shape [512, ${2 ** 20}], over the limit of ${LIMIT} elements per weight. Received: numHeads=1, ` +
+      `keyDim=${2 ** 20}, valueDim=${2 ** 20}, query width 512, context width 512`],
+    ['wk (a wide context)', {numHeads: 2, keyDim: 2 ** 19, valueDim: 1}, [[null, 4, 2], [null, 6, 512]],
+      `\`wk\` would have shape [512, ${2 ** 20}], over the limit of ${LIMIT} elements per weight. Received: numHeads=2, ` +
+      `keyDim=${2 ** 19}, valueDim=1, query width 2, context width 512`],
+    ['wv (wide values)', {numHeads: 2, keyDim: 1, valueDim: 2 ** 19}, [[null, 4, 2], [null, 6, 512]],
+      `\`wv\` would have shape [512, ${2 ** 20}], over the limit of ${LIMIT} elements per weight. Received: numHeads=2, ` +
+      `keyDim=1, valueDim=${2 ** 19}, query width 2, context width 512`],
+    ['wo (a wide output)', {numHeads: 2, keyDim: 1, valueDim: 256, outputDim: 2 ** 20}, [[null, 4, 2]],
+      `\`wo\` would have shape [512, ${2 ** 20}], over the limit of ${LIMIT} elements per weight. Received: numHeads=2, ` +
+      `keyDim=1, valueDim=256, query width 2, context width 2, outputDim=${2 ** 20}`],
+  ];
+  it.each(cases)('%s over 2^28 elements is refused before any weight is made', (_, args, shape, message) => {
+    const before = tf.memory().numTensors;
+    const layer = scaledDotProductAttention(args);
+    expect(() => layer.build(shape.length === 1 ? shape[0] : shape)).toThrow(whole(`The layer's weight ${message}`));
+    expect(layer.weights.length).toBe(0);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
