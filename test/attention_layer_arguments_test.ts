@@ -96,3 +96,76 @@ describe('build: the weights and their limit', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 });
+
+describe('planCall: what the layer tells the planner', () => {
+  const planModule = require('../src/attention/attention_plan') as typeof import('../src/attention/attention_plan');
+
+  /** The AttentionCall that planCall gives planAttention, and what it returns. */
+  function callOf(fn: () => unknown): {call: Record<string, unknown>|undefined; result: unknown} {
+    const spy = jest.spyOn(planModule, 'planAttention');
+    try {
+      const result = fn();
+      return {call: spy.mock.calls[0]?.[0] as unknown as Record<string, unknown>|undefined, result};
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  let layer: ReturnType<typeof scaledDotProductAttention>;
+  let x: tf.Tensor;
+  let context: tf.Tensor;
+  let padding: tf.Tensor;
+  beforeEach(() => {
+    x = tf.ones([2, 4, 6]);        // [B, T, d]
+    context = tf.ones([2, 7, 6]);  // [B, S, d]
+    padding = tf.ones([2, 7]);     // [B, S]
+    layer = scaledDotProductAttention({numHeads: 2, keyDim: 3, valueDim: 5, dropout: 0.5});
+    tf.dispose(layer.apply(x) as tf.Tensor);  // builds the weights: wq [6, 6], wv [6, 10]
+  });
+  afterEach(() => {
+    layer.dispose();
+    tf.dispose([x, context, padding]);
+  });
+
+  it('self-attention: the sizes (dk and dv per head, from the weights), the layer\'s widths, nothing asked', () => {
+    const {call} = callOf(() => layer.planCall(x, x, {}));
+    expect(call).toMatchObject({
+      backend: tf.getBackend(), batch: 2, heads: 2, T: 4, S: 4, dk: 3, dv: 5, layer: {dq: 6, dc: 6, selfAttention: true},
+      blockSize: null, mask: false, padding: false, causal: false, returnWeights: false, dropoutActive: false, recording: false,
+    });
+  });
+
+  it('cross-attention: S from the context, not self-attention', () => {
+    const {call} = callOf(() => layer.planCall(x, context, {}));
+    expect(call).toMatchObject({T: 4, S: 7, layer: {dq: 6, dc: 6, selfAttention: false}});
+  });
+
+  it('padding: any padding mask given, alone or in [query, context]; none when both are null', () => {
+    expect(callOf(() => layer.planCall(x, context, {mask: [null, padding]})).call).toMatchObject({padding: true});
+    expect(callOf(() => layer.planCall(x, context, {mask: [null, null]})).call).toMatchObject({padding: false});
+    expect(callOf(() => layer.planCall(x, x, {mask: tf.ones([2, 4])})).call).toMatchObject({padding: true});
+  });
+
+  it('an explicit mask; dropout only in training; recording inside a gradient', () => {
+    const attentionMask = tf.ones([2, 4, 7]);
+    expect(callOf(() => layer.planCall(x, context, {attentionMask})).call).toMatchObject({mask: true});
+    expect(callOf(() => layer.planCall(x, context, {training: true})).call).toMatchObject({dropoutActive: true});
+    expect(callOf(() => layer.planCall(x, context, {training: false})).call).toMatchObject({dropoutActive: false});
+    let recorded: Record<string, unknown>|undefined;
+    tf.dispose(tf.grad((q: tf.Tensor) => {
+      recorded = callOf(() => layer.planCall(q, context, {})).call;
+      return tf.sum(q);
+    })(x));
+    expect(recorded).toMatchObject({recording: true});
+    attentionMask.dispose();
+  });
+
+  it('inputs that are not rank-3 tensors: no plan (null), the planner not asked', () => {
+    for (const [query, ctx] of [[tf.ones([2, 4]), x], [x, tf.ones([2, 7])], ['x', x], [x, null]] as Array<[unknown, unknown]>) {
+      const {call, result} = callOf(() => layer.planCall(query as tf.Tensor, ctx as tf.Tensor, {}));
+      expect(result).toBeNull();
+      expect(call).toBeUndefined();
+      tf.dispose([query, ctx].filter((t): t is tf.Tensor => t instanceof tf.Tensor && t !== x));
+    }
+  });
+});
