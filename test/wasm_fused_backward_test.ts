@@ -77,15 +77,19 @@ function leadOf(lead: number[], n: number): number[] {
   return lead.length === 1 ? [n] : [Math.floor(n / lead[1]), n % lead[1]];
 }
 
-/** Runs `fn` and says whether the fused training path ran in it: the attention's (`fusedAttentionTraining`) or the layer's. */
-function ranFusedTraining<R>(fn: () => R, of: 'attention'|'layer' = 'attention'): {result: R; ran: boolean} {
-  const spy = of === 'attention' ? jest.spyOn(training, 'fusedAttentionTraining') : jest.spyOn(layerTraining, 'fusedAttentionLayerTraining');
+/** Runs `fn` and says whether `spy` (made for it, restored after) was called in it. */
+function ranWith<R>(spy: jest.SpyInstance, fn: () => R): {result: R; ran: boolean} {
   try {
     const result = fn();
     return {result, ran: spy.mock.calls.length > 0};
   } finally {
     spy.mockRestore();
   }
+}
+
+/** Runs `fn` and says whether the fused training path ran in it: the attention's (`fusedAttentionTraining`) or the layer's. */
+function ranFusedTraining<R>(fn: () => R, of: 'attention'|'layer' = 'attention'): {result: R; ran: boolean} {
+  return ranWith(of === 'attention' ? jest.spyOn(training, 'fusedAttentionTraining') : jest.spyOn(layerTraining, 'fusedAttentionLayerTraining'), fn);
 }
 
 describe('dotProductAttention gradients on the fused backward', () => {
@@ -491,13 +495,7 @@ const MASK_CASES: Array<[string, MaskCase]> = [
 
 /** Runs `fn` and says whether the fused inference kernel (`fusedAttention`) ran in it. */
 function ranFusedAttention<R>(fn: () => R): {result: R; ran: boolean} {
-  const spy = jest.spyOn(fusedForward, 'fusedAttention');
-  try {
-    const result = fn();
-    return {result, ran: spy.mock.calls.length > 0};
-  } finally {
-    spy.mockRestore();
-  }
+  return ranWith(jest.spyOn(fusedForward, 'fusedAttention'), fn);
 }
 
 describe('explicit masks on the fused kernels', () => {
