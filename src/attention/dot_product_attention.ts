@@ -1,7 +1,7 @@
 /** The functional op: scaled dot-product attention softmax(Q·Kᵀ·scale)·V on [B, T, d] or [B, H, T, d] tensors. */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveFinite, checkRate, ValueError} from '../errors';
-import {attendedQueries, checkMaskShape, checkPaddingMask, combineMasks, consume, MASKED_LOGIT, maskBias, paddingMask, toBoolMask} from './masks';
+import {attendedQueries, checkMaskShape, checkPaddingMask, combineMasks, consume, MASKED_LOGIT, maskBias, paddingMask} from './masks';
 import {simdBatchMatMul, simdFits, splitMatrices} from '../backend/wasm_simd_kernels';
 import {fusedAttention, fusedKernelAvailable} from '../backend/wasm_fused_attention';
 import {fusedAttentionTraining} from '../backend/wasm_fused_attention_backward';
@@ -10,7 +10,7 @@ import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention
 import {matMulFast, sizeOf, transposeFlagsAreSlow} from './matmul';
 import {memoryEfficientAttention} from './memory_efficient_attention';
 import {checkHeadSizes, emptyAttention, isEmptyAttention} from './empty_attention';
-import {fusedAttendedRows, fusedMaskBiases} from './fused_masks';
+import {fusedAttendedRows, fusedMask, fusedMaskBiases} from './fused_masks';
 
 export interface DotProductAttentionOptions {
   /**
@@ -108,7 +108,6 @@ export function dotProductAttention(
   }
   const unmasked = options.mask == null && keyPadding == null && queryPadding == null;
   if (plan.path === 'fused') {
-    if (options.mask != null) checkMaskShape(options.mask, scoresShape, 'mask');  // before any work
     const masks = {mask: options.mask ?? null, keyPadding, queryPadding, causal, scale, scoresShape};
     return fusedPath(query, key, value, masks, plan.kernel === 'gradient');  // [B, (H,) T, dv]
   }
@@ -391,11 +390,12 @@ function fusedPath(
   const {mask, keyPadding, queryPadding, causal, scale, scoresShape} = masks;
   const [T, S] = scoresShape.slice(-2);
   return tf.tidy(() => {
-    const biases = fusedMaskBiases(mask, keyPadding, S);                    // [B, S] and [Bm, Hm, Tm, S], or null
+    const allowed = mask == null ? null : fusedMask(mask, scoresShape);    // [Bm, Hm, Tm, Sm] bool; checked before any work
+    const biases = fusedMaskBiases(allowed, keyPadding, S);                 // [B, S] and [Bm, Hm, Tm, S], or null
     const output = training ?
         fusedAttentionTraining(query, key, value, {scale, causal, ...biases}) :  // [B, (H,) T, dv]
         fusedAttention(query, key, value, scale, causal, biases);
-    let rows = mask != null ? fusedAttendedRows(mask, keyPadding, queryPadding, causal, scoresShape) :  // [Br, (Hr,) Tr, 1]
+    let rows = allowed != null ? fusedAttendedRows(allowed, keyPadding, queryPadding, causal, scoresShape) :  // [Br, (Hr,) Tr, 1]
         attendedQueries(queryPadding, keyPadding, T, causal);              // [B, T, 1] or null
     if (rows == null) return output;
     if (mask == null && query.rank === 4) rows = rows.expandDims(1);        // [B, 1, T, 1]

@@ -5,25 +5,29 @@
  * after, as the standard path does.
  */
 import * as tf from '@tensorflow/tfjs';
-import {causalMask, maskBias, toBoolMask} from './masks';
+import {causalMask, combineMasks, maskBias, toBoolMask} from './masks';
 
 /**
- * An explicit mask (checked: see checkMaskShape) aligned to [Bm, Hm, Tm, Sm], bool: rank 2
- * [T, S] -> [1, 1, T, S]; rank 3 [B, T, S] -> [B, 1, T, S] (every head, and the one head of
- * rank-3 inputs); rank 4 as it is.
+ * An explicit mask, checked, as a bool mask of four axes [Bm, Hm, Tm, Sm] (dims of 1
+ * broadcast): combineMasks' mask, which broadcasts to the scores [B, (H,) T, S], with its
+ * missing leading axes added: [T, S] -> [1, 1, T, S]; [B, T, S] -> [B, 1, T, S] (every head,
+ * and the one head of rank-3 inputs); rank 4 as it is. Throws, naming `mask`, on a mask that
+ * does not broadcast.
  */
-function alignedMask(mask: tf.Tensor): tf.Tensor4D {
-  const bool = toBoolMask(mask);
-  if (mask.rank === 2) return bool.reshape([1, 1, ...mask.shape]);        // [1, 1, Tm, Sm]
-  if (mask.rank === 3) return bool.expandDims(1) as tf.Tensor4D;           // [Bm, 1, Tm, Sm]
-  return bool as tf.Tensor4D;                                              // [Bm, Hm, Tm, Sm]
+export function fusedMask(mask: tf.Tensor, scoresShape: number[]): tf.Tensor4D {
+  return tf.tidy(() => {
+    const allowed = combineMasks(mask, false, scoresShape)!;                // bool, [.., Tm, Sm]
+    if (allowed.rank === 2) return allowed.reshape([1, 1, ...allowed.shape]) as tf.Tensor4D;  // [1, 1, Tm, Sm]
+    if (allowed.rank === 3) return allowed.expandDims(1) as tf.Tensor4D;    // [Bm, 1, Tm, Sm]
+    return allowed as tf.Tensor4D;                                          // [Bm, Hm, Tm, Sm]
+  });
 }
 
 /**
  * The fused kernels' biases (float32, 0 where attended and MASKED_LOGIT where not), which
  * they add to their scores one after the other (src/backend/attention_bias.ts): `keyBias`
  * [B, S] from a key padding mask, a row for every query; `bias` from an explicit mask
- * [Bm, Hm, Tm, Sm], at the mask's own sizes in batch, head and query, its key axis expanded
+ * (fusedMask's [Bm, Hm, Tm, Sm] bool), at the mask's own sizes in batch, head and query, its key axis expanded
  * when Sm is 1: [Bm, Hm, Tm, S]. Either is null without its mask. `S`: the keys. Causal stays
  * out: the kernels apply it themselves.
  */
@@ -31,7 +35,7 @@ export function fusedMaskBiases(mask: tf.Tensor|null, keyPadding: tf.Tensor|null
     {keyBias: tf.Tensor|null; bias: tf.Tensor|null} {
   const keyBias = keyPadding == null ? null : maskBias(toBoolMask(keyPadding));  // [B, S]
   const bias = mask == null ? null : tf.tidy(() => {
-    let allowed: tf.Tensor = alignedMask(mask);                            // [Bm, Hm, Tm, Sm]
+    let allowed: tf.Tensor = mask;                                         // [Bm, Hm, Tm, Sm]
     const [Bm, Hm, Tm] = allowed.shape;
     if (allowed.shape[3] !== S) allowed = tf.broadcastTo(allowed, [Bm, Hm, Tm, S]);  // [Bm, Hm, Tm, S]
     return maskBias(allowed);                                              // [Bm, Hm, Tm, S] float32
@@ -40,7 +44,7 @@ export function fusedMaskBiases(mask: tf.Tensor|null, keyPadding: tf.Tensor|null
 }
 
 /**
- * 1 for the queries that attend at least one key under an explicit mask, the key and query
+ * 1 for the queries that attend at least one key under an explicit mask (fusedMask's), the key and query
  * padding and `causal` together, 0 for the others: [Br, Hr, Tr, 1] float32 for rank-4 inputs
  * (Br 1 or B, Hr 1 or H, Tr 1 or T), [Br, Tr, 1] for rank-3 ones, which broadcasts against the
  * output. `scoresShape`: [B, (H,) T, S]. Nothing larger than the mask (with causal, its query
@@ -51,7 +55,7 @@ export function fusedAttendedRows(
     mask: tf.Tensor, keyPadding: tf.Tensor|null, queryPadding: tf.Tensor|null, causal: boolean, scoresShape: number[]): tf.Tensor {
   const [T, S] = scoresShape.slice(-2);
   return tf.tidy(() => {
-    let allowed: tf.Tensor = alignedMask(mask);                            // [Bm, Hm, Tm, Sm]
+    let allowed: tf.Tensor = mask;                                         // [Bm, Hm, Tm, Sm]
     if (causal) allowed = tf.logicalAnd(allowed, causalMask(T, S));         // [Bm, Hm, T, S]
     let rows = keyPadding == null ? tf.cast(tf.any(allowed, -1, true), 'float32') :  // [Bm, Hm, Ta, 1]
         tf.cast(tf.greater(keysAttended(allowed, keyPadding), 0), 'float32');        // [B, Hm, Ta, 1]

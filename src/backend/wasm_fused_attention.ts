@@ -182,7 +182,6 @@ function attendHeads(
   }
   const {keyBias, bias} = operands;
   const {stride: biasStride, rows: biasRows} = bias == null ? {stride: 0, rows: 0} : biasRowArgs(bias.layout);
-  const biasesOf = (b: number, h: number) => [pairBiasAt(keyBias, b * heads + h), pairBiasAt(bias, b * heads + h), biasStride, biasRows] as const;
   withHeapBuffer(backend, layout.total, base => {
     const heap = heapFloats(backend);
     const at = (floats: number) => base + 4 * floats;                      // byte address in the heap
@@ -196,13 +195,15 @@ function attendHeads(
           [vHere, rowV] = [at(layout.v), 4 * dvp];
         }
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
+        const keyBiasAt = pairBiasAt(keyBias, b * heads + h);
+        const biasAt = pairBiasAt(bias, b * heads + h);
         if (layout.out < 0) {
           module.attend_4x8(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
-                        tiles, S, block, dk, dvp, scale, causal, 0, ...biasesOf(b, h));
+                        tiles, S, block, dk, dvp, scale, causal, 0, keyBiasAt, biasAt, biasStride, biasRows);
           continue;
         }
         module.attend_4x8(at(layout.q), at(layout.k), vHere, rowV, at(layout.out), 4 * dvp, at(layout.scratch), at(layout.state),
-                      tiles, S, block, dk, dvp, scale, causal, 0, ...biasesOf(b, h));
+                      tiles, S, block, dk, dvp, scale, causal, 0, keyBiasAt, biasAt, biasStride, biasRows);
         copyRows(heap, outHere >>> 2, heads * dv, heap, (base >>> 2) + layout.out, dvp, T, dv);  // [tiles·4, dvp] -> T rows of dv
       }
     }
