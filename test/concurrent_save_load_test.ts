@@ -9,22 +9,13 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '../src/node';
+import {constantModel} from './helpers/save_load_model';
 
 const REPO = path.resolve(__dirname, '..');
 let tmp = '';
 
 function weightsPathsOf(folder: string): string[] {
   return JSON.parse(fs.readFileSync(path.join(folder, 'model.json'), 'utf8')).weightsManifest.flatMap((g: {paths: string[]}) => g.paths);
-}
-
-/** A one-layer model whose every weight is `value`, so any mix of two saves shows. */
-function constantModel(value: number): tf.LayersModel {
-  const model = tf.sequential({layers: [tf.layers.dense({
-    units: 3, inputShape: [5], kernelInitializer: tf.initializers.constant({value}),
-    biasInitializer: tf.initializers.constant({value}),
-  })]});
-  model.setUserDefinedMetadata({value});
-  return model;
 }
 
 let model: tf.LayersModel;

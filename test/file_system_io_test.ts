@@ -18,19 +18,10 @@ import {checkParkModelTarget, loadParkModel, PARK_COMPANION_FILES} from '../scri
 import {escapeRegExp} from './helpers/tensors';
 import {deadPid} from './helpers/fs_failures';
 import {scratchFolders} from './helpers/scratch_folders';
+import {constantModel} from './helpers/save_load_model';
 
 const REPO = path.resolve(__dirname, '..');
 const scratch = scratchFolders('tfjs-attention-fsio-');
-
-/** A one-layer model whose every weight is `value`, so any mix of two saves shows. */
-function constantModel(value: number): tf.LayersModel {
-  const model = tf.sequential({layers: [tf.layers.dense({
-    units: 3, inputShape: [5], kernelInitializer: tf.initializers.constant({value}),
-    biasInitializer: tf.initializers.constant({value}),
-  })]});
-  model.setUserDefinedMetadata({value});
-  return model;
-}
 
 /** Every weight of a loaded model, flattened. */
 function weightValues(model: tf.LayersModel): number[] {

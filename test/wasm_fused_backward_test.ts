@@ -77,6 +77,30 @@ function leadOf(lead: number[], n: number): number[] {
   return lead.length === 1 ? [n] : [Math.floor(n / lead[1]), n % lead[1]];
 }
 
+/**
+ * The plain-array forward and backward (referencePair) of every (batch, head) pair of q, k, v
+ * [...lead, T|S, d] with the readout r, where query t of batch b and head h (0 for rank-3
+ * inputs) may attend key s when `allowed(b, h, t, s)`; each shaped [...lead, T, d] like the tensors.
+ */
+function referenceOf(tensors: tf.Tensor[], lead: number[], allowed: (b: number, h: number, t: number, s: number) => boolean,
+                     scale: number): {output: Nested; dq: Nested; dk: Nested; dv: Nested} {
+  const [qa, ka, va, ra] = tensors.map(x => x.arraySync() as Nested);
+  const [T, S] = [tensors[0].shape[lead.length], tensors[1].shape[lead.length]];
+  const pairs = lead.reduce((a, b) => a * b, 1);
+  const at = (x: Nested, index: number[]) => index.reduce((y, i) => (y as Nested[])[i], x) as Matrix;
+  const expected = {output: [] as Matrix[], dq: [] as Matrix[], dk: [] as Matrix[], dv: [] as Matrix[]};
+  for (let n = 0; n < pairs; n++) {
+    const index = leadOf(lead, n);
+    const [b, h] = [index[0], index[1] ?? 0];
+    const pairAllowed = Array.from({length: T}, (__, t) => Array.from({length: S}, (___, s) => allowed(b, h, t, s)));
+    const ref = referencePair(at(qa, index), at(ka, index), at(va, index), at(ra, index), pairAllowed, scale);
+    for (const key of ['output', 'dq', 'dk', 'dv'] as const) expected[key].push(ref[key]);
+  }
+  const shaped = (ms: Matrix[]) => (lead.length === 1 ? ms :
+      Array.from({length: lead[0]}, (__, b) => ms.slice(b * lead[1], (b + 1) * lead[1]))) as Nested;
+  return {output: shaped(expected.output), dq: shaped(expected.dq), dk: shaped(expected.dk), dv: shaped(expected.dv)};
+}
+
 /** Runs `fn` and says whether `spy` (made for it, restored after) was called in it. */
 function ranWith<R>(spy: jest.SpyInstance, fn: () => R): {result: R; ran: boolean} {
   try {
@@ -125,24 +149,13 @@ describe('dotProductAttention gradients on the fused backward', () => {
     expect(tf.memory().numTensors).toBe(before + 10);
 
     // The plain-array reference, pair by pair.
-    const [qa, ka, va, ra] = [q, k, v, r].map(x => x.arraySync() as Nested);
-    const pairs = lead.reduce((a, b) => a * b, 1);
-    const at = (x: Nested, index: number[]) => index.reduce((y, i) => (y as Nested[])[i], x) as Matrix;
-    const expected = {output: [] as Matrix[], dq: [] as Matrix[], dk: [] as Matrix[], dv: [] as Matrix[]};
-    for (let n = 0; n < pairs; n++) {
-      const index = leadOf(lead, n);
-      const b = index[0];
-      const allowed = Array.from({length: T}, (__, t) => Array.from({length: S}, (___, s) =>
-        !(masks.causal && s > t) && (masks.keyPadding?.(b, s) ?? true) && (masks.queryPadding?.(b, t) ?? true)));
-      const ref = referencePair(at(qa, index), at(ka, index), at(va, index), at(ra, index), allowed, scale);
-      for (const key of ['output', 'dq', 'dk', 'dv'] as const) expected[key].push(ref[key]);
-    }
-    const shaped = (ms: Matrix[]) => (lead.length === 1 ? ms : Array.from({length: B}, (__, b) => ms.slice(b * lead[1], (b + 1) * lead[1])));
+    const expected = referenceOf([q, k, v, r], lead, (b, _h, t, s) =>
+      !(masks.causal && s > t) && (masks.keyPadding?.(b, s) ?? true) && (masks.queryPadding?.(b, t) ?? true), scale);
     const [output, , dq, dkGrad, dvGrad] = fused.result;
-    expectClose(output, shaped(expected.output) as Nested, 1e-5);
-    expectClose(dq, shaped(expected.dq) as Nested, 1e-4);
-    expectClose(dkGrad, shaped(expected.dk) as Nested, 1e-4);
-    expectClose(dvGrad, shaped(expected.dv) as Nested, 1e-4);
+    expectClose(output, expected.output, 1e-5);
+    expectClose(dq, expected.dq, 1e-4);
+    expectClose(dkGrad, expected.dk, 1e-4);
+    expectClose(dvGrad, expected.dv, 1e-4);
     for (let i = 0; i < 5; i++) expectClose(fused.result[i], standard.result[i], 1e-4);
     disposeAll(q, k, v, r, keyPadding, queryPadding, fused.result, standard.result);
     expect(tf.memory().numTensors).toBe(start);
@@ -535,27 +548,16 @@ describe('explicit masks on the fused kernels', () => {
     expect(tf.memory().numTensors).toBe(before + 10);
 
     // The plain-array reference, pair by pair.
-    const [qa, ka, va, ra] = [q, k, v, r].map(x => x.arraySync() as Nested);
-    const pairs = lead.reduce((a, b) => a * b, 1);
-    const at = (x: Nested, index: number[]) => index.reduce((y, i) => (y as Nested[])[i], x) as Matrix;
-    const expected = {output: [] as Matrix[], dq: [] as Matrix[], dk: [] as Matrix[], dv: [] as Matrix[]};
-    for (let n = 0; n < pairs; n++) {
-      const index = leadOf(lead, n);
-      const [b, h] = [index[0], index[1] ?? 0];
-      const allowed = Array.from({length: T}, (__, t) => Array.from({length: S}, (___, s) =>
-        maskAllows(maskShape, b, h, t, s) && !(masks.causal && s > t) && (masks.keyPadding?.(b, s) ?? true) &&
-        (masks.queryPadding?.(b, t) ?? true)));
-      const ref = referencePair(at(qa, index), at(ka, index), at(va, index), at(ra, index), allowed, scale);
-      for (const key of ['output', 'dq', 'dk', 'dv'] as const) expected[key].push(ref[key]);
-    }
-    const shaped = (ms: Matrix[]) => (lead.length === 1 ? ms : Array.from({length: B}, (__, b) => ms.slice(b * H, (b + 1) * H)));
-    expectClose(fusedOutput.result, shaped(expected.output) as Nested, 1e-5);
+    const expected = referenceOf([q, k, v, r], lead, (b, h, t, s) =>
+      maskAllows(maskShape, b, h, t, s) && !(masks.causal && s > t) && (masks.keyPadding?.(b, s) ?? true) &&
+      (masks.queryPadding?.(b, t) ?? true), scale);
+    expectClose(fusedOutput.result, expected.output, 1e-5);
     expectClose(fusedOutput.result, standardOutput.result, 1e-5);
     const [, dq, dkGrad, dvGrad] = fused.result;
     const tolerance = {abs: 1e-4, rel: 1e-4};
-    expectClose(dq, shaped(expected.dq) as Nested, tolerance);
-    expectClose(dkGrad, shaped(expected.dk) as Nested, tolerance);
-    expectClose(dvGrad, shaped(expected.dv) as Nested, tolerance);
+    expectClose(dq, expected.dq, tolerance);
+    expectClose(dkGrad, expected.dk, tolerance);
+    expectClose(dvGrad, expected.dv, tolerance);
     for (let i = 0; i < 4; i++) expectClose(fused.result[i], standard.result[i], tolerance);
     disposeAll(q, k, v, r, mask, keyPadding, queryPadding, fusedOutput.result, standardOutput.result, fused.result, standard.result);
     expect(tf.memory().numTensors).toBe(start);

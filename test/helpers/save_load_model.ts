@@ -1,9 +1,22 @@
-/** The save/load tests' model (two stacked attention layers) and its deterministic inputs, shared by save_load_test.ts and save_load_child_test.ts. */
+/**
+ * The save/load tests' models: two stacked attention layers with deterministic inputs (save_load_test.ts,
+ * save_load_child_test.ts), and a one-layer model of constant weights (file_system_io_test.ts, concurrent_save_load_test.ts).
+ */
 import * as tf from '@tensorflow/tfjs';
 import {ScaledDotProductAttention} from '../../src/node';
 import {randomArray} from './tensors';
 
 export type Nested = number[][][];
+
+/** A one-layer model whose every weight is `value`, so any mix of two saves shows. */
+export function constantModel(value: number): tf.LayersModel {
+  const model = tf.sequential({layers: [tf.layers.dense({
+    units: 3, inputShape: [5], kernelInitializer: tf.initializers.constant({value}),
+    biasInitializer: tf.initializers.constant({value}),
+  })]});
+  model.setUserDefinedMetadata({value});
+  return model;
+}
 
 /** Two stacked attention layers (so weight names must stay unique), biases, causal, a regularizer. */
 export function buildModel(seed: number): tf.LayersModel {
