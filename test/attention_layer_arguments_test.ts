@@ -4,8 +4,8 @@
  * weights once. Written for the survivors of the layer's first mutation run (test/mutation/equivalent_mutants.md).
  */
 import * as tf from '@tensorflow/tfjs';
-import {MAX_WEIGHT_ELEMENTS, scaledDotProductAttention} from '../src/attention/scaled_dot_product_attention';
-import {escapeRegExp} from './helpers/tensors';
+import {MAX_WEIGHT_ELEMENTS, scaledDotProductAttention, splitInputs} from '../src/attention/scaled_dot_product_attention';
+import {escapeRegExp, expectClose} from './helpers/tensors';
 
 /** The whole message, not a part of it (jest's toThrow(string) matches a substring). */
 const whole = (message: string) => new RegExp(`^${escapeRegExp(message).source}$`);
@@ -167,5 +167,143 @@ describe('planCall: what the layer tells the planner', () => {
       expect(call).toBeUndefined();
       tf.dispose([query, ctx].filter((t): t is tf.Tensor => t instanceof tf.Tensor && t !== x));
     }
+  });
+});
+
+describe('call: inputs and masks checked, each refusal whole', () => {
+  const planModule = require('../src/attention/attention_plan') as typeof import('../src/attention/attention_plan');
+  let layer: ReturnType<typeof scaledDotProductAttention>;
+  let x: tf.Tensor;
+  let context: tf.Tensor;
+  beforeEach(() => {
+    x = tf.ones([2, 4, 6]);        // [B, T, d]
+    context = tf.ones([2, 7, 6]);  // [B, S, d]
+    layer = scaledDotProductAttention({numHeads: 2, keyDim: 3});
+    tf.dispose(layer.apply(x) as tf.Tensor);  // builds the weights for query and context widths 6
+  });
+  afterEach(() => {
+    layer.dispose();
+    tf.dispose([x, context]);
+  });
+
+  it('an attentionMask given as a SymbolicTensor is refused: call arguments do not pass through a graph', () => {
+    const input = tf.input({shape: [4, 6]});
+    const symbolicMask = tf.input({shape: [4, 4]});
+    expect(() => scaledDotProductAttention({keyDim: 3}).apply(input, {attentionMask: symbolicMask})).toThrow(whole(
+        'Argument `attentionMask` must be an eager tf.Tensor: tfjs does not pass call arguments through a saved or ' +
+        'symbolic graph. In a model, use `causal` or padding masks from `tf.layers.embedding({maskZero: true})`. ' +
+        'Received: a SymbolicTensor of shape [null, 4, 4]'));
+  });
+
+  it.each([
+    ['rank 2 ([B, T])', [2, 4], '[2, 4]'],
+    ['rank 4 ([B, T, S, 1])', [2, 4, 7, 1], '[2, 4, 7, 1]'],
+    ['the wrong S', [2, 4, 6], '[2, 4, 6]'],
+  ])('an attentionMask of %s is refused before any work, naming the shapes', (_, shape, received) => {
+    const attentionMask = tf.ones(shape as number[]);
+    const before = tf.memory().numTensors;
+    expect(() => layer.apply([x, context], {attentionMask})).toThrow(whole(
+        'Argument `attentionMask` must have shape [B, T, S] = [2, 4, 7] (dims of 1 broadcast) for ' +
+        `query.shape=[2, 4, 6] and context.shape=[2, 7, 6]. Received: attentionMask.shape=${received}`));
+    expect(tf.memory().numTensors).toBe(before);
+    attentionMask.dispose();
+  });
+
+  it('an attentionMask that is not a tensor is refused, saying what it is', () => {
+    expect(() => layer.apply(x, {attentionMask: 5 as unknown as tf.Tensor})).toThrow(whole(
+        'Argument `attentionMask` must have shape [B, T, S] = [2, 4, 4] (dims of 1 broadcast) for ' +
+        'query.shape=[2, 4, 6] and context.shape=[2, 4, 6]. Received: attentionMask.shape=5'));
+  });
+
+  it('a query or a context of another width than the layer was built for is refused, each alone', () => {
+    const [narrowQuery, narrowContext] = [tf.ones([2, 4, 5]), tf.ones([2, 7, 3])];
+    expect(() => layer.apply([narrowQuery, context])).toThrow(whole(
+        'The layer was built for query width 6 and context width 6. Received: query.shape=[2, 4, 5], context.shape=[2, 7, 6]'));
+    expect(() => layer.apply([x, narrowContext])).toThrow(whole(
+        'The layer was built for query width 6 and context width 6. Received: query.shape=[2, 4, 6], context.shape=[2, 7, 3]'));
+    tf.dispose([narrowQuery, narrowContext]);
+  });
+
+  it('more than two inputs are refused, with their count', () => {
+    expect(() => splitInputs([x, x, x])).toThrow(whole(
+        'The layer takes one input x (self-attention) or [query, context] (cross-attention). Received: 3 inputs'));
+    expect(splitInputs([x])).toEqual([x, x]);
+    expect(splitInputs(x)).toEqual([x, x]);
+    expect(splitInputs([x, context])).toEqual([x, context]);
+  });
+
+  it.each([
+    ['a rank-3 mask [B, T, 1]', [2, 4, 1]],
+    ['a mask of another batch', [3, 4]],
+    ['a mask of another length', [2, 5]],
+  ])('a padding mask (tfjs\' `mask`) of the wrong shape is refused: %s', (_, shape) => {
+    const mask = tf.ones(shape);
+    expect(() => layer.apply(x, {mask})).toThrow(whole(
+        'Argument `mask` (the padding mask of the query) must have shape [2, 4] for query.shape=[2, 4, 6]. ' +
+        `Received: mask.shape=[${shape.join(', ')}]`));
+    expect(() => layer.apply([context, x], {mask: [null, mask]})).toThrow(whole(
+        'Argument `mask` (the padding mask of the context) must have shape [2, 4] for context.shape=[2, 4, 6]. ' +
+        `Received: mask.shape=[${shape.join(', ')}]`));
+    mask.dispose();
+  });
+
+  it('cross-attention with one padding mask: it is the query\'s (T ≠ S), and masks no key', () => {
+    const queryMask = tf.tensor2d([[1, 1, 0, 1], [1, 1, 1, 1]]);               // [B, T]
+    const withMask = layer.apply([x, context], {mask: queryMask}) as tf.Tensor;   // [B, T, H*dk]
+    const without = layer.apply([x, context]) as tf.Tensor;
+    // Ones in, every key alike: each unmasked query gets the same row; the padded query gets zeros.
+    const rows = withMask.arraySync() as number[][][];
+    const row = (without.arraySync() as number[][][])[0][0];
+    expect(rows[0][2]).toEqual(row.map(() => 0));
+    for (const [b, t] of [[0, 0], [0, 1], [0, 3], [1, 0], [1, 2]]) expectClose(rows[b][t], row);
+    tf.dispose([queryMask, withMask, without]);
+  });
+
+  it('computeMask passes the query\'s padding mask on, given alone or first in [query, context]', () => {
+    const [queryMask, contextMask] = [tf.ones([2, 4]), tf.ones([2, 7])];
+    expect(layer.computeMask([x, context], [queryMask, contextMask])).toBe(queryMask);
+    expect(layer.computeMask(x, queryMask)).toBe(queryMask);
+    expect(layer.computeMask([x, context], [null as unknown as tf.Tensor, contextMask])).toBeNull();
+    expect(layer.computeMask(x)).toBeNull();
+    tf.dispose([queryMask, contextMask]);
+  });
+
+  it('the standard path\'s memory check runs before any work, for the standard path only', () => {
+    const spy = jest.spyOn(planModule, 'checkStandardPathMemory');
+    try {
+      const layers = [0, 2].map(blockSize => scaledDotProductAttention({keyDim: 3, blockSize}));
+      tf.dispose(layers.map(l => l.apply(x)) as tf.Tensor[]);  // builds the weights
+      spy.mockClear();
+      tf.dispose(layers[1].apply([x, context]) as tf.Tensor);  // blocked: nothing to check
+      expect(spy).not.toHaveBeenCalled();
+      tf.dispose(layers[0].apply([x, context]) as tf.Tensor);  // standard: the layer checks, then the op
+      expect(spy.mock.calls[0]).toEqual([[2, 1, 4, 7], 'query.shape=[2, 4, 6], context.shape=[2, 7, 6]']);
+      spy.mockClear();
+      tf.dispose(layers[0].apply(x) as tf.Tensor);
+      expect(spy.mock.calls[0]).toEqual([[2, 1, 4, 4], 'inputs.shape=[2, 4, 6]']);
+      layers.forEach(l => l.dispose());
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
+describe('computeOutputShape: the input shapes checked', () => {
+  const layer = () => scaledDotProductAttention({numHeads: 2, keyDim: 3});
+
+  it('an unknown batch on either side is taken; two known batches must agree', () => {
+    expect(layer().computeOutputShape([[null, 4, 6], [2, 7, 5]])).toEqual([null, 4, 6]);
+    expect(layer().computeOutputShape([[2, 4, 6], [null, 7, 5]])).toEqual([2, 4, 6]);
+    expect(() => layer().computeOutputShape([[2, 4, 6], [3, 7, 5]])).toThrow(whole(
+        'Arguments `query` and `context` must have the same batch size. Received: query.shape=[2, 4, 6], context.shape=[3, 7, 5]'));
+  });
+
+  it.each([
+    ['inputs without a width', [null, 4, null], 'Argument `inputs` must have shape [B, T, d] with a known d. Received: inputs.shape=[null, 4, null]'],
+    ['a rank-2 query', [[2, 4], [2, 7, 5]], 'Argument `query` must have shape [B, T, d] with a known d. Received: query.shape=[2, 4]'],
+    ['a context without a width', [[2, 4, 6], [2, 7, null]], 'Argument `context` must have shape [B, T, d] with a known d. Received: context.shape=[2, 7, null]'],
+    ['three inputs', [[2, 4, 6], [2, 7, 5], [2, 7, 5]], 'The layer takes one input x (self-attention) or [query, context] (cross-attention). Received: 3 inputs'],
+  ])('%s is refused', (_, shape, message) => {
+    expect(() => layer().computeOutputShape(shape as Array<number|null>)).toThrow(whole(message));
   });
 });

@@ -477,6 +477,25 @@ describe('fusedAttentionLayer: projections and attention in one kernel call', ()
     disposeAll(out, x.tensor, c?.tensor, ...Object.values(weights).map(w => w.tensor));
   });
 
+  it('the layer\'s self-attention (x, or [x, x]) gives the kernel no context: x is projected once for Q, K and V; cross-attention its context', () => {
+    const x = randomTensor([2, 5, 8], 410);
+    const c = randomTensor([2, 7, 8], 411);
+    const layer = scaledDotProductAttention({numHeads: 2, keyDim: 4});
+    tf.dispose(layer.apply(x.tensor) as tf.Tensor);  // builds the weights
+    const layerSpy = jest.spyOn(fusedModule, 'fusedAttentionLayer');
+    try {
+      const outputs = [layer.apply(x.tensor), layer.apply([x.tensor, c.tensor]), layer.apply([x.tensor, x.tensor])] as tf.Tensor[];
+      const contexts = layerSpy.mock.calls.map(call => (call[1] == null ? 'none' : call[1] === c.tensor ? 'c' : 'another'));
+      expect(contexts).toEqual(['none', 'c', 'none']);  // [x, x]: the same tensor twice is self-attention
+      expectClose(outputs[0], outputs[2], 0);
+      disposeAll(outputs);
+    } finally {
+      layerSpy.mockRestore();
+    }
+    disposeAll(x.tensor, c.tensor);
+    layer.dispose();
+  });
+
   it('takes weights up to the projection kernel\'s limit; the layer uses XNNPACK and the attention kernel beyond', () => {
     expect(fusedAttentionLayerFits({batch: 1, T: 8, S: 8, dq: 64, dc: 64, heads: 1, dk: 64, dv: 64})).toBe(true);
     expect(fusedAttentionLayerFits({batch: 1, T: 8, S: 8, dq: 512, dc: 512, heads: 8, dk: 64, dv: 64})).toBe(false);  // 1 MiB weights

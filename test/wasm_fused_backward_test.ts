@@ -341,6 +341,38 @@ describe('the layer trains on the fused backward', () => {
     expect(tf.memory().numTensors).toBe(start);
   });
 
+  it('with several heads above the two-thread size: the op\'s fused backward between the projections, padding applied, the standard path\'s gradients', () => {
+    const start = tf.memory().numTensors;
+    // Self-attention, 2 heads, 2·B·H·T·S·(dk + dv) = 46 MFLOP (over twoThreadsPay's 36): the planner's 'gradient' kernel,
+    // the layer's projections in tfjs ops; query padding (which also masks the keys), causal.
+    const [B, T, d] = [2, 300, 16];
+    const x = tf.tensor(randomArray([B, T, d], 91) as number[], [B, T, d], 'float32');
+    const mask = tf.tensor2d(Array.from({length: B}, (_, b) => Array.from({length: T}, (__, t) => ((3 * t + b) % 11 === 5 ? 0 : 1))));
+    const args = {numHeads: 2, keyDim: 32, useBias: true, causal: true, biasInitializer: 'randomNormal'};
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply(x)));
+    layers[1].setWeights(layers[0].getWeights());
+    const r = tf.tensor(randomArray([B, T, 64], 92) as number[], [B, T, 64], 'float32');
+    let plan: ReturnType<typeof layers[0]['planCall']> = null;
+    const gradsOf = (i: number) => ranFusedTraining(() => tf.tidy(() => {
+      const f = (input: tf.Tensor) => {
+        if (i === 0) plan = layers[0].planCall(input, input, {mask});
+        return tf.sum(tf.mul(layers[i].apply(input, {mask}) as tf.Tensor, r)) as tf.Scalar;
+      };
+      const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+      const {value, grads} = tf.variableGrads(() => f(x), variables);
+      return [value, tf.grad(f)(x), ...variables.map(v => grads[v.name])];
+    }));
+    const [fused, standard] = [gradsOf(0), gradsOf(1)];
+    expect(plan).toMatchObject({path: 'fused', kernel: 'gradient'});
+    expect([fused.ran, standard.ran]).toEqual([true, false]);
+    expect(fused.result.length).toBe(8);  // the loss, dx and 6 weights
+    fused.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
+    disposeAll(x, mask, r, fused.result, standard.result);
+    layers.forEach(l => l.dispose());
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
   it('a batch whose every token is padding gets zero gradients for its inputs, and adds nothing to the weights\'', () => {
     const [B, T, d] = [2, 6, 8];
     const x = tf.tensor(randomArray([B, T, d], 71) as number[], [B, T, d], 'float32');
