@@ -16,7 +16,7 @@ import type {AttentionCall} from '../src/attention/attention_plan';
 import * as fusedModule from '../src/backend/wasm_fused_attention';
 import {
   FUSED_MAX_BYTES, fusedAttention, fusedAttentionBytes, fusedAttentionFits, fusedAttentionLayer, fusedAttentionLayerFits,
-  fusedMultiHeadAttention,
+  fusedMultiHeadAttention, fusedThreadsOfLastCall,
 } from '../src/backend/wasm_fused_attention';
 import * as threadsModule from '../src/backend/attention_threads';
 import {getSecondThread, recordTwoThreadCalls, setAttentionThreads, TWO_THREAD_MIN_FLOPS} from '../src/backend/attention_threads';
@@ -580,7 +580,7 @@ describe('which path the planner gives the op (planAttention)', () => {
     expect(on('wasm', shape, 16, 16, {blockSize: 0})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {blockSize: 16})).toBe('memory-efficient');
     expect(on('wasm', shape, 16, 16, {mask: true})).toBe('fused');
-    expect(on('wasm', shape, 16, 16, {padding: true})).toBe('standard');            // the op has no layer kernel
+    expect(on('wasm', shape, 16, 16, {padding: true})).toBe('fused');               // the key padding as a bias
     expect(on('wasm', shape, 16, 16, {returnWeights: true})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {dropoutActive: true})).toBe('standard');
     expect(on('wasm', shape, 16, 16, {fusedKernelAvailable: false})).toBe('standard');
@@ -717,6 +717,66 @@ describe('the op and the layer on wasm give the same results on the fused path a
     const bias = args.outputDim == null ? null : fused.getWeights()[fused.getWeights().length - 1].arraySync() as number[];
     expectClose(lastRow, [Array.from({length: T}, () => bias ?? new Array<number>(a.shape[2]!).fill(0))], 1e-6);
     disposeAll(a, b, x.tensor, mask);
+    fused.dispose();
+    standard.dispose();
+  });
+
+  it.each<[string, number[], number, number, number, number, boolean, 1|2]>([
+    ['rank 3, S ≠ T', [3], 7, 13, 5, 6, false, 1],
+    ['rank 4, causal (the left-padded row has queries with no key before them)', [3, 2], 9, 9, 4, 3, true, 1],
+    ['rank 4, two threads (T = 300, d = 64)', [3, 1], 300, 300, 64, 64, false, 2],
+  ])('dotProductAttention with padding masks alone (no mask): the fused kernel, the key padding as a bias; = standard path = reference: %s', (
+      _, lead, T, S, dk, dv, causal, threads) => {
+    const B = lead[0];
+    const q = randomTensor([...lead, T, dk], 64);
+    const k = randomTensor([...lead, S, dk], 65);
+    const v = randomTensor([...lead, S, dv], 66);
+    const keyPaddingMask = tf.tensor2d(padding(S, Math.ceil(S / 2)).slice(0, B), undefined, 'bool');    // [B, S]
+    // Queries: row 0 with its first query padded, row 1 none, row 2 all (as its keys).
+    const queryPaddingMask = tf.tensor2d([padding(T, T - 1)[1], padding(T, T)[0], padding(T, T)[2]].slice(0, B), undefined, 'bool');  // [B, T]
+    const options = {keyPaddingMask, queryPaddingMask, causal};
+    const [fusedSpy] = spyOnFused();
+    const previous = setAttentionThreads(threads);
+    try {
+      const before = tf.memory().numTensors;
+      const fused = dotProductAttention(q.tensor, k.tensor, v.tensor, options);
+      expect(tf.memory().numTensors).toBe(before + 1);  // the output alone
+      expect(fusedSpy).toHaveBeenCalledTimes(1);
+      expect(fusedThreadsOfLastCall()).toBe(threads);
+      const standard = dotProductAttention(q.tensor, k.tensor, v.tensor, {...options, blockSize: 0});
+      expectClose(fused, standard, 1e-5);
+      // Plain arrays, pair by pair: query t of batch b attends the keys its padding (and causal) allow; a query with none, zeros.
+      const [keys, queries] = [keyPaddingMask.arraySync() as number[][], queryPaddingMask.arraySync() as number[][]];
+      const pairs = (x: Nested) => (lead.length === 1 ? (x as Matrix[]).map(m => [m]) : x as Matrix[][]);
+      const [qs, ks, vs] = [pairs(q.values), pairs(k.values), pairs(v.values)];
+      const expected = qs.map((heads, b) => heads.map((_q, h) => {
+        const allowed = Array.from({length: T}, (__, t) => Array.from({length: S}, (___, s) => queries[b][t] === 1 && keys[b][s] === 1 && (!causal || s <= t)));
+        return attendOneHead(qs[b][h], ks[b][h], vs[b][h], allowed, 1 / Math.sqrt(dk)).output;
+      }));
+      expectClose(fused, (lead.length === 1 ? expected.map(heads => heads[0]) : expected) as Nested, dk === 64 ? 4e-5 : 1e-5);
+      // The all-padding batch row attends nothing: zeros.
+      expect(Math.max(...tf.tidy(() => tf.abs(fused.slice([B - 1], [1])).dataSync()))).toBe(0);
+      disposeAll(fused, standard);
+    } finally {
+      setAttentionThreads(previous);
+    }
+    disposeAll(q.tensor, k.tensor, v.tensor, keyPaddingMask, queryPaddingMask);
+  });
+
+  it('the layer with padding masks whose weights are too large for its kernel: its projections, then the op\'s fused kernel', () => {
+    const x = randomTensor([3, 6, 300], 80);    // wq [300, 256]: 300 KiB, over the projection kernel's limit
+    const mask = tf.tensor2d(padding(6, 4), undefined, 'bool');
+    const {fused, standard} = layerPair({numHeads: 4, keyDim: 64, useBias: true}, x.tensor);
+    const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
+    const a = onlyTheOutput(() => fused.apply(x.tensor, {mask}) as tf.Tensor);
+    expect([fusedSpy, multiSpy, layerSpy].map(spy => spy.mock.calls.length)).toEqual([1, 0, 0]);
+    const b = standard.apply(x.tensor, {mask}) as tf.Tensor;
+    expectClose(a, b, 1e-5);
+    // The mask does change the output; the all-padding row is zeros (no output projection).
+    const unmasked = fused.apply(x.tensor) as tf.Tensor;
+    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(a, unmasked))).dataSync()[0])).toBeGreaterThan(1e-3);
+    expect(Math.max(...tf.tidy(() => tf.abs(a.slice([2], [1])).dataSync()))).toBe(0);
+    disposeAll(a, b, unmasked, x.tensor, mask);
     fused.dispose();
     standard.dispose();
   });

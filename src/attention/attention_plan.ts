@@ -132,10 +132,11 @@ export interface AttentionPlan {
  * - `blockSize` 0 forces the standard path, N > 0 the memory-efficient one with blocks of N
  *   keys (an error with `returnWeights` or active dropout, which it cannot do).
  * - By default (`blockSize` null), attention on wasm takes the fused kernels, unless the weights
- *   or dropout are asked for (padding masks without an explicit mask too, for the op's inference;
- *   the layer applies them in its kernel), or the sizes do not fit the kernel. An explicit mask
- *   goes to the attention's kernel ('attention', or 'gradient' when recording) as a bias, with
- *   any padding masks; a layer call runs its projections, then that kernel through the op.
+ *   or dropout are asked for, or the sizes do not fit the kernel. An explicit mask goes to the
+ *   attention's kernel ('attention', or 'gradient' when recording) as a bias, with any padding
+ *   masks, and so do padding masks alone, unless a layer call's weights fit the layer's kernel
+ *   ('layer'), which applies them itself; a layer call otherwise runs its projections, then that
+ *   kernel through the op.
  *   When a gradient is recorded, the fused forward and backward ('gradient'), masks included,
  *   on two threads where inference would be; for a layer call without an explicit mask whose
  *   weights fit the projection kernel, with one head or below the two-thread size, the
@@ -186,11 +187,13 @@ export function planAttention(call: AttentionCall): AttentionPlan {
     };
   }
   if (fused.kernel != null) {
+    const masked = call.mask || call.padding;
     const what = fused.kernel === 'layer' ? ' with the projections' :
-        call.mask && call.layer != null ? ' after the layer\'s projections, through the op,' : '';
+        masked && call.layer != null ? ' after the layer\'s projections, through the op,' : '';
+    const withPadding = call.padding && fused.kernel === 'attention' && !call.mask ? ' with the key padding as a bias' : '';
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: fused.kernel,
-      reason: `inference on wasm: the fused kernel${what}${withMask}` + (threads === 2 ? ', on two threads' : ''),
+      reason: `inference on wasm: the fused kernel${what}${withMask}${withPadding}` + (threads === 2 ? ', on two threads' : ''),
     };
   }
   const threshold = memoryEfficientThreshold(backend);
@@ -237,12 +240,10 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
   if (!fusedAttentionSizesFit(T, S, dk, dv)) return {whyNot: 'the sizes do not fit the fused kernel\'s work buffers'};
   // An explicit mask (with any padding) goes to the attention's kernel as a bias; for a layer call, between its projections.
   if (call.mask) return {kernel: 'attention'};
+  // Padding masks alone: in the layer's kernel where its weights fit, otherwise (and for the op) the key padding as a
+  // bias in the attention's kernel (a layer call then runs it through the op, after its projections).
   const layerFits = layer != null &&
       fusedAttentionLayerSizesFit({batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention});
-  if (call.padding && !layerFits) {
-    return {whyNot: layer == null ? 'padding masks need the layer\'s fused kernel' :
-        'padding masks need the layer\'s fused kernel, which does not fit these sizes'};
-  }
   return {kernel: layerFits ? 'layer' : 'attention'};
 }
 

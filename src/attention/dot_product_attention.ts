@@ -43,8 +43,8 @@ export interface DotProductAttentionOptions {
   /**
    * Key block size of the memory-efficient path. A number forces that path with this block
    * size; 0 forces the standard path; null/undefined (the default) lets `planAttention`
-   * choose: the fused kernel on wasm (an explicit mask included, as a bias; not padding masks
-   * without a `mask` for inference; for training with its fused backward), and otherwise the blocked
+   * choose: the fused kernel on wasm (masks included, as biases; for training with its fused
+   * backward), and otherwise the blocked
    * path with `DEFAULT_BLOCK_SIZE` when the key length is at least the backend's
    * `memoryEfficientThreshold` (4096 on wasm and cpu; on tensorflow only past the memory
    * budget) and neither the weights nor dropout are asked for.

@@ -223,8 +223,10 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const plan = this.planCall(query, context, options);
     if (plan?.path === 'standard') this.checkScoresFit(query, context);
     return tf.tidy(() => {
-      // 'gradient', or an explicit mask: the projections here, the attention (and its fused backward) in the op.
-      if (plan?.path === 'fused' && plan.kernel !== 'gradient' && options.attentionMask == null) {
+      // 'gradient', an explicit mask, or padding masks for the attention's kernel: the projections here, the attention
+      // (and its fused backward) in the op, which applies the masks as biases.
+      const throughTheOp = plan?.kernel === 'gradient' || options.attentionMask != null || (plan?.kernel === 'attention' && hasPadding(options));
+      if (plan?.path === 'fused' && !throughTheOp) {
         return this.callFused(query, context, options, plan.kernel as 'layer'|'attention'|'layer-gradient');
       }
       // The padding masks go to the op as [B, T] and [B, S]: the memory-efficient path keeps them vectors.
@@ -256,12 +258,11 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const heads = this.numHeads;
     const [batch, T, dq] = query.shape as [number, number, number];
     const [S, dc] = context.shape.slice(1) as [number, number];
-    const padding = Array.isArray(options.mask) ? options.mask.some(m => m != null) : options.mask != null;
     return planAttention({
       backend: tf.getBackend(), batch, heads, T, S,
       dk: this.wq!.read().shape[1]! / heads, dv: this.wv!.read().shape[1]! / heads,
       layer: {dq, dc, selfAttention: query === context},
-      blockSize: this.blockSize, mask: options.attentionMask != null, padding, causal: this.causal,
+      blockSize: this.blockSize, mask: options.attentionMask != null, padding: hasPadding(options), causal: this.causal,
       returnWeights: this.returnAttentionScores, dropoutActive: this.dropout > 0 && options.training === true,
       recording: tf.engine().isTapeOn(), fusedKernelAvailable: fusedKernelAvailable(), threads: allowedAttentionThreads(),
     });
@@ -300,7 +301,7 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
       attended = run(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, keyBias);
       const rows = attendedQueries(queryMask, contextMask, T, causal);          // [B, T, 1] or null
       if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);           // + 0: no -0 in zeroed rows
-    } else {  // weights too large for the projection kernel (no padding: the plan said so): XNNPACK's products, then the attention kernel
+    } else {  // weights too large for the projection kernel, no mask (`call` sends masks to the op): XNNPACK's products, then the attention kernel
       const q = dense(query, this.wq!.read(), this.bq?.read());                 // [B, T, H*dk]
       const k = dense(context, this.wk!.read(), this.bk?.read());               // [B, S, H*dk]
       const v = dense(context, this.wv!.read(), this.bv?.read());               // [B, S, H*dv]
@@ -484,6 +485,11 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   }
 }
 tf.serialization.registerClass(ScaledDotProductAttention);
+
+/** Whether the call has a padding mask (tfjs' `mask`): the query's alone, or any of [query, context]. */
+function hasPadding(options: ScaledDotProductAttentionOptions): boolean {
+  return Array.isArray(options.mask) ? options.mask.some(m => m != null) : options.mask != null;
+}
 
 /** [x] or x -> [x, x]; [query, context] -> itself. */
 export function splitInputs(inputs: tf.Tensor|tf.Tensor[]): [tf.Tensor, tf.Tensor] {
