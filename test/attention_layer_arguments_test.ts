@@ -73,6 +73,30 @@ describe('build: the weights and their limit', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('build() marks the layer built (as Keras\' build does), called directly too', () => {
+    const layer = scaledDotProductAttention({keyDim: 3});
+    expect(layer.built).toBe(false);
+    layer.build([null, 4, 6]);
+    expect(layer.built).toBe(true);
+    for (const weight of layer.weights) weight.dispose();
+  });
+
+  it('a weight of exactly 2^28 elements is taken (addWeight stubbed: the weight itself would take 1 GiB)', () => {
+    const layer = scaledDotProductAttention({keyDim: 2 ** 14});
+    const made: Array<[string, number[]]> = [];
+    const addWeight = jest.spyOn(layer as unknown as {addWeight: (name: string, shape: number[]) => unknown}, 'addWeight')
+        .mockImplementation((name: string, shape: number[]) => {
+          made.push([name, shape]);
+          return {read: () => null};
+        });
+    try {
+      layer.build([null, 4, 2 ** 14]);  // wq, wk, wv: [2^14, 2^14], 2^28 elements each
+    } finally {
+      addWeight.mockRestore();
+    }
+    expect(made).toEqual([['wq', [2 ** 14, 2 ** 14]], ['wk', [2 ** 14, 2 ** 14]], ['wv', [2 ** 14, 2 ** 14]]]);
+  });
+
   // Each weight over the limit alone, named in the message with its shape and what was received; nothing created.
   const cases: Array<[string, Parameters<typeof scaledDotProductAttention>[0], Array<Array<number|null>>, string]> = [
     ['wq (a wide query)', {keyDim: 2 ** 20}, [[null, 4, 512]],
