@@ -6,6 +6,9 @@
  * one row for every query) or [Bb, Hb, Tb, S] with Bb 1 or B, Hb 1 or H and Tb 1 or T (an
  * explicit mask); never expanded to [B, H, T, S].
  */
+import type * as tf from '@tensorflow/tfjs';
+import {heapAddress} from './wasm_heap_module';
+import type {WasmBackendLike} from './wasm_kernel_registry';
 
 /** A bias tensor's broadcast sizes: batches Bb, heads Hb and rows Tb of S floats each. */
 export interface BiasLayout {
@@ -59,9 +62,25 @@ export interface PlacedBiases {
  * n of a call whose pairs run `heads` to a batch: byte addresses (0: none) and the mask's rows.
  */
 export function biasArgsOfPair(biases: PlacedBiases, n: number, heads: number): [number, number, number, number] {
-  const address = (bias: PlacedBias|null) => (bias == null ? 0 : 4 * (bias.at + biasOffsetOfPair(bias.layout, n, heads)));
-  const {stride, rows} = biases.mask == null ? {stride: 0, rows: 0} : biasRowArgs(biases.mask.layout);
-  return [address(biases.key), address(biases.mask), stride, rows];
+  const {stride, rows} = maskRowArgs(biases);
+  return [biasAddressOfPair(biases.key, n, heads), biasAddressOfPair(biases.mask, n, heads), stride, rows];
+}
+
+/** Byte address of pair n's part of `bias` (0 for none), for a call whose pairs run `heads` to a batch. */
+export function biasAddressOfPair(bias: PlacedBias|null, n: number, heads: number): number {
+  return bias == null ? 0 : 4 * (bias.at + biasOffsetOfPair(bias.layout, n, heads));
+}
+
+/** The kernels' `bias_stride` and `bias_rows` of a call's explicit mask (0 and 0 without one). */
+export function maskRowArgs(biases: PlacedBiases): {stride: number; rows: number} {
+  return biases.mask == null ? {stride: 0, rows: 0} : biasRowArgs(biases.mask.layout);
+}
+
+/** A kernel's key bias and explicit-mask bias tensors (absent: none), at their float indices in the wasm heap. */
+export function heapBiases(
+    backend: WasmBackendLike, keyBias: tf.TensorInfo|null|undefined, mask: tf.TensorInfo|null|undefined): PlacedBiases {
+  const placed = (x: tf.TensorInfo|null|undefined) => (x == null ? null : {at: heapAddress(backend, x) >>> 2, layout: biasLayoutOf(x.shape)});
+  return {key: placed(keyBias), mask: placed(mask)};
 }
 
 /** Floats that both biases take when copied one after the other (copyBiases), each from a multiple of 4. */

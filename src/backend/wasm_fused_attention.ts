@@ -13,8 +13,8 @@ import {
   twoThreadsPay,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
-import {biasFloats, biasLayoutOf, biasOffsetOfPair, biasRowArgs} from './attention_bias';
-import type {BiasLayout} from './attention_bias';
+import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
+import type {PlacedBiases} from './attention_bias';
 import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import type {KernelExports} from './kernels/kernel_module';
@@ -136,28 +136,15 @@ interface Operand {
 }
 
 /**
- * An additive mask (0 or MASKED_LOGIT) in the heap at byte `at`, of layout `layout` (see
- * attention_bias.ts), whose pair n is batch ⌊n / heads⌋ and head n % heads, where pair n is
- * the call's pair b·H + h.
+ * Q, K and V, and the masks as biases in the heap (attention_bias.ts: a key padding mask [B, S] and an explicit mask),
+ * whose pair n is batch ⌊n / biasHeads⌋ and head n % biasHeads, where pair n is the call's pair b·H + h.
  */
-interface HeapBias {
-  at: number;
-  layout: BiasLayout;
-  heads: number;
-}
-
-/** Q, K and V, and optionally masks as biases: a key padding mask [B, S] and an explicit mask (see attention_bias.ts). */
 interface Operands {
   q: Operand;
   k: Operand;
   v: Operand;
-  keyBias?: HeapBias|null;
-  bias?: HeapBias|null;
-}
-
-/** Byte address of pair n's bias (0 for none), `bias` lying at byte `at`. */
-function pairBiasAt(bias: HeapBias|null|undefined, n: number, at = bias?.at ?? 0): number {
-  return bias == null ? 0 : at + 4 * biasOffsetOfPair(bias.layout, n, bias.heads);
+  biases: PlacedBiases;
+  biasHeads: number;
 }
 
 /**
@@ -180,8 +167,8 @@ function attendHeads(
     attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout, shared: shared!});
     return;
   }
-  const {keyBias, bias} = operands;
-  const {stride: biasStride, rows: biasRows} = bias == null ? {stride: 0, rows: 0} : biasRowArgs(bias.layout);
+  const {biases, biasHeads} = operands;
+  const {stride: biasStride, rows: biasRows} = maskRowArgs(biases);
   withHeapBuffer(backend, layout.total, base => {
     const heap = heapFloats(backend);
     const at = (floats: number) => base + 4 * floats;                      // byte address in the heap
@@ -195,8 +182,8 @@ function attendHeads(
           [vHere, rowV] = [at(layout.v), 4 * dvp];
         }
         const outHere = outAt + 4 * (b * T * heads * dv + h * dv);
-        const keyBiasAt = pairBiasAt(keyBias, b * heads + h);
-        const biasAt = pairBiasAt(bias, b * heads + h);
+        const keyBiasAt = biasAddressOfPair(biases.key, b * heads + h, biasHeads);
+        const biasAt = biasAddressOfPair(biases.mask, b * heads + h, biasHeads);
         if (layout.out < 0) {
           module.attend_4x8(at(layout.q), at(layout.k), vHere, rowV, outHere, 4 * heads * dv, at(layout.scratch), at(layout.state),
                         tiles, S, block, dk, dvp, scale, causal, 0, keyBiasAt, biasAt, biasStride, biasRows);
@@ -225,8 +212,7 @@ function fusedKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
       ({at: heapAddress(backend, x), width: x.shape[2] as number, rows: (x.shape[0] as number) * (x.shape[1] as number), column});
   const operands: Operands = {
     q: operand(q, attrs.qColumn), k: operand(k, attrs.kColumn), v: operand(v, attrs.vColumn),
-    keyBias: keyBias == null ? null : {at: heapAddress(backend, keyBias), layout: biasLayoutOf(keyBias.shape), heads: attrs.biasHeads},
-    bias: bias == null ? null : {at: heapAddress(backend, bias), layout: biasLayoutOf(bias.shape), heads: attrs.biasHeads},
+    biases: heapBiases(backend, keyBias, bias), biasHeads: attrs.biasHeads,
   };
   attendHeads(backend, heapModule(backend)!, operands, attrs, heapAddress(backend, output));
   return output;
@@ -261,7 +247,7 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
       q: {at: qAt, width: widths[0], rows: batch * T, column: 0},
       k: {at: kAt, width: widths[1], rows: batch * S, column: 0},
       v: {at: vAt, width: widths[2], rows: batch * S, column: 0},
-      keyBias: keyBias == null ? null : {at: heapAddress(backend, keyBias), layout: biasLayoutOf(keyBias.shape), heads},
+      biases: heapBiases(backend, keyBias, null), biasHeads: heads,
     };
     attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale, causal}, heapAddress(backend, output));
   });
@@ -270,7 +256,7 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
 
 /**
  * Where a two-thread call puts things in the shared memory, in floats from its start: the
- * job's address table (TABLE_ENTRIES per pair), the key bias and the bias (as given), one copy of each
+ * job's address table (TABLE_ENTRIES per pair), the biases (copyBiases), one copy of each
  * distinct operand, each pair's packed Q and K, V padded to dvp columns (when dv is not a
  * multiple of 8), the output, and per thread a scratch and the tiles' state. `direct`: the
  * output is written in its final layout [B, T, H·dv] (T % 4 = 0 and dv % 8 = 0).
@@ -278,8 +264,8 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
 interface SharedLayout {
   direct: boolean;
   table: number;
-  keyBias: number;
-  bias: number;
+  /** Where the biases' copies start (copyBiases: one after the other, each from a multiple of 4). */
+  biases: number;
   /** The operands copied, one entry per distinct address. */
   copies: Array<{operand: Operand; offset: number}>;
   qSize: number; kSize: number; vSize: number; outSize: number;
@@ -298,9 +284,8 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv}: FusedS
   const vSize = dvp === dv ? 0 : S * dvp;
   const outSize = direct ? 0 : tiles * 4 * dvp;
   const table = SHARED_DATA_START >>> 2;
-  const keyBias = roundUp(table + TABLE_ENTRIES * pairs, 4);
-  const bias = roundUp(keyBias + (operands.keyBias == null ? 0 : biasFloats(operands.keyBias.layout)), 4);
-  let next = bias + (operands.bias == null ? 0 : biasFloats(operands.bias.layout));
+  const biases = roundUp(table + TABLE_ENTRIES * pairs, 4);
+  let next = biases + placedBiasFloats(operands.biases);
   const copies: SharedLayout['copies'] = [];
   for (const operand of [operands.q, operands.k, operands.v]) {
     if (copies.some(c => c.operand.at === operand.at)) continue;
@@ -316,7 +301,7 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv}: FusedS
   const state0 = scratch1 + scratchFloats(block);
   const state1 = state0 + tiles * 8;
   return {
-    direct, table, keyBias, bias, copies, qSize, kSize, vSize, outSize, q, k, v, out,
+    direct, table, biases, copies, qSize, kSize, vSize, outSize, q, k, v, out,
     scratch: [scratch0, scratch1], state: [state0, state1], end: state1 + tiles * 8,
   };
 }
@@ -350,10 +335,8 @@ function attendOnTwoThreads(
   for (const {operand, offset} of place.copies) {
     shared.set(heap.subarray(operand.at >>> 2, (operand.at >>> 2) + operand.rows * operand.width), offset);
   }
-  const {keyBias, bias} = operands;
-  for (const [given, to] of [[keyBias, place.keyBias], [bias, place.bias]] as const) {
-    if (given != null) shared.set(heap.subarray(given.at >>> 2, (given.at >>> 2) + biasFloats(given.layout)), to);
-  }
+  const biases = copyBiases(operands.biases, heap, shared, place.biases);
+  const biasHeads = operands.biasHeads;
   const copyOf = (x: Operand) => place.copies.find(c => c.operand.at === x.at)!.offset;
   const addresses = new Int32Array(shared.buffer, 4 * place.table, TABLE_ENTRIES * pairs);
   const bytes = (floats: number) => 4 * floats;
@@ -377,13 +360,13 @@ function attendOnTwoThreads(
       addresses[entry + 1] = bytes(kPacked);
       addresses[entry + 2] = bytes(vHere);
       addresses[entry + 3] = bytes(out);
-      addresses[entry + 4] = pairBiasAt(keyBias, pair, bytes(place.keyBias));
-      addresses[entry + 5] = pairBiasAt(bias, pair, bytes(place.bias));
+      addresses[entry + 4] = biasAddressOfPair(biases.key, pair, biasHeads);
+      addresses[entry + 5] = biasAddressOfPair(biases.mask, pair, biasHeads);
     }
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
   const first = workerTiles(tiles, causal === 1);
-  const {stride: biasStride, rows: biasRows} = bias == null ? {stride: 0, rows: 0} : biasRowArgs(bias.layout);
+  const {stride: biasStride, rows: biasRows} = maskRowArgs(biases);
   const biasArgs = {biasStride, biasRows};
   const share = {
     pairs, table: bytes(place.table), vStride: rowV, outStride: rowOut, scratch: bytes(place.scratch[1]), state: bytes(place.state[1]),

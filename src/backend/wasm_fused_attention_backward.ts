@@ -15,7 +15,7 @@ import {
   writeTableCall,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
-import {biasArgsOfPair, biasLayoutOf, copyBiases, placedBiasFloats} from './attention_bias';
+import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attention_bias';
 import type {PlacedBiases} from './attention_bias';
 import {KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
@@ -215,7 +215,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
-  const biases = heapBiases(backend, args.inputs);
+  const biases = heapBiases(backend, args.inputs.keyBias, args.inputs.bias);
   const first = forwardSplit({pairs: P, T, S, dk, dv, causal});
   if (first > 0) {
     const thread = getSecondThread();
@@ -382,7 +382,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const at = {
     q: heapAddress(backend, q) >>> 2, k: heapAddress(backend, k) >>> 2, v: heapAddress(backend, v) >>> 2,
     dy: heapAddress(backend, dy) >>> 2, out: heapAddress(backend, out) >>> 2, lse: heapAddress(backend, lse) >>> 2,
-    biases: heapBiases(backend, args.inputs),
+    biases: heapBiases(backend, args.inputs.keyBias, args.inputs.bias),
     gradQ: heapAddress(backend, gradQ) >>> 2, gradK: heapAddress(backend, gradK) >>> 2, gradV: heapAddress(backend, gradV) >>> 2,
   };
   const sizes = {P, T, S, dk, dv, heads};
@@ -440,12 +440,6 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   });
   noteFusedCallThreads(1);
   return [gradQ, gradK, gradV];
-}
-
-/** The key bias and the bias among a kernel's inputs, at their float indices in the heap. */
-function heapBiases(backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo}): PlacedBiases {
-  const placed = (x: tf.TensorInfo|undefined) => (x == null ? null : {at: heapAddress(backend, x) >>> 2, layout: biasLayoutOf(x.shape)});
-  return {key: placed(inputs.keyBias), mask: placed(inputs.bias)};
 }
 
 /** out[t] = Σ_c a[t][c]·b[t][c] for T rows of d floats (delta = rowsum(dy ∘ out)), into `dst` from float `to`. */
