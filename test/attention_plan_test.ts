@@ -88,7 +88,7 @@ const CASES: Case[] = [
   ['wasm padding, op', {backend: 'wasm', ...base, padding: true}, 'fused', /^inference on wasm: the fused kernel with the key padding as a bias$/,
     {kernel: 'attention'}],
   ['wasm padding, layer', {backend: 'wasm', ...base, padding: true, layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused',
-    /with the projections/, {kernel: 'layer'}],
+    /^inference on wasm: the fused kernel with the projections$/, {kernel: 'layer'}],
   ['wasm layer, weights too large for the projection kernel', {backend: 'wasm', ...base, layer: {dq: 4096, dc: 4096}}, 'fused',
     /^inference on wasm: the fused kernel$/, {kernel: 'attention'}],
   ['wasm padding, layer, weights too large', {backend: 'wasm', ...base, padding: true, layer: {dq: 4096, dc: 4096}}, 'fused',
