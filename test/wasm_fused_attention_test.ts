@@ -407,6 +407,20 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     disposeAll(grad, q, k, v);
   });
 
+  it('calls the worker\'s early wake-up off when the work before its job throws: the job slot is idle again, the next call runs on both threads', () => {
+    const thread = getSecondThread()!;
+    expect(() => threadsModule.withWorkerAwake(thread, () => {
+      expect(Atomics.load(thread.header, 0)).toBe(3);  // the job slot: a job is coming, the worker spins for it
+      throw new Error('failed before the job');
+    })).toThrow('failed before the job');
+    expect(Atomics.load(thread.header, 0)).toBe(0);     // idle: the worker goes back to sleep
+    const {q, k, v, expected} = randomAttention([1], {T: 512, S: 512, dk: 64, dv: 64}, {scale: 0.125}, 223);
+    const {one, two} = bothWays(() => fusedAttention(q, k, v, 0.125));
+    expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
+    expectClose(two, expected, 1e-5);
+    disposeAll(one, two, q, k, v);
+  });
+
   it('starts its worker in Node; with setAttentionThreads(1) it is not used', () => {
     expect(getSecondThread()).not.toBeNull();
     setAttentionThreads(1);
@@ -475,6 +489,61 @@ describe('fusedAttentionLayer: projections and attention in one kernel call', ()
     // float64 reference by up to ~3e-5: so is the standard path (3.2e-5 on this very case).
     expectClose(out, reference.output, dq === 64 ? 4e-5 : 1e-5);
     disposeAll(out, x.tensor, c?.tensor, ...Object.values(weights).map(w => w.tensor));
+  });
+
+  describe('on two threads: the projections split by rows between the threads, into the attention\'s operands', () => {
+    afterEach(() => {
+      setAttentionThreads(2);
+    });
+    // [name, B, T, S (null: self-attention), dq, dc, H, dk, dv, biases, causal, padded keys per batch]
+    const twoThreadCases: Array<[string, number, number, number|null, number, number, number, number, number, boolean, boolean, number]> = [
+      ['self-attention, B·T % 4 != 0, dv % 8 != 0, several heads, biases', 2, 301, null, 40, 40, 4, 20, 18, true, false, 0],
+      ['cross-attention, T != S, different widths, no biases', 1, 260, 701, 24, 40, 2, 32, 32, false, false, 0],
+      ['self-attention, causal, with key padding (a bias per key)', 1, 515, null, 64, 64, 1, 64, 64, true, true, 9],
+      ['cross-attention with biases and key padding, H·dk % 8 != 0', 2, 300, 603, 20, 12, 4, 7, 9, true, false, 5],
+    ];
+    it.each(twoThreadCases)('%s: B=%i, T=%i, S=%s, dq=%i, dc=%i, H=%i, dk=%i, dv=%i, biases %s, causal %s, %i padded keys: ' +
+        'bit for bit the one-thread result, and the plain-array reference', (_, B, T, S, dq, dc, H, dk, dv, biases, causal, padded) => {
+      const keys = S ?? T;
+      expect(2 * B * H * T * keys * (dk + dv)).toBeGreaterThanOrEqual(TWO_THREAD_MIN_FLOPS);
+      const x = randomTensor([B, T, dq], 421);
+      const c = S == null ? null : randomTensor([B, S, dc], 422);
+      const dIn = S == null ? dq : dc;
+      const weights = {
+        wq: randomTensor([dq, H * dk], 423), wk: randomTensor([dIn, H * dk], 424), wv: randomTensor([dIn, H * dv], 425),
+        bq: randomTensor([H * dk], 426), bk: randomTensor([H * dk], 427), bv: randomTensor([H * dv], 428),
+      };
+      // The last `padded - b` keys of batch b are padding: a bias of -1e9 on their scores.
+      const keyPadding = Array.from({length: B}, (_b, b) => Array.from({length: keys}, (_s, s) => (s < keys - Math.max(0, padded - b) ? 1 : 0)));
+      const keyBias = padded === 0 ? null : tf.tensor2d(keyPadding.map(row => row.map(real => (real ? 0 : -1e9))), [B, keys], 'float32');
+      const projections = {
+        wq: weights.wq.tensor, wk: weights.wk.tensor, wv: weights.wv.tensor,
+        ...(biases ? {bq: weights.bq.tensor, bk: weights.bk.tensor, bv: weights.bv.tensor} : {}),
+      };
+      const scale = 1 / Math.sqrt(dk);
+      const projectionJobs = jest.spyOn(threadsModule, 'runTableOnBothThreads');
+      const run = () => fusedAttentionLayer(x.tensor, c?.tensor ?? null, projections, {heads: H, dk, dv, scale, causal}, keyBias);
+      try {
+        setAttentionThreads(1);
+        const one = onlyTheOutput(run);
+        expect(fusedThreadsOfLastCall()).toBe(1);
+        expect(projectionJobs).not.toHaveBeenCalled();
+        setAttentionThreads(2);
+        const two = onlyTheOutput(run);
+        expect(fusedThreadsOfLastCall()).toBe(2);
+        expect(projectionJobs.mock.calls.map(call => call[1].kernel)).toEqual(['project_4x8']);
+        expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
+        const reference = referenceAttention(x.values as Tensor3, (c?.values ?? null) as Tensor3|null, {
+          wq: weights.wq.values as Matrix, wk: weights.wk.values as Matrix, wv: weights.wv.values as Matrix,
+          ...(biases ? {bq: weights.bq.values as number[], bk: weights.bk.values as number[], bv: weights.bv.values as number[]} : {}),
+        }, {numHeads: H, scale, causal, ...(padded > 0 ? {keyPadding} : {})});
+        expectClose(two, reference.output, 4e-5);
+        disposeAll(one, two);
+      } finally {
+        projectionJobs.mockRestore();
+        disposeAll(x.tensor, c?.tensor, keyBias, ...Object.values(weights).map(w => w.tensor));
+      }
+    });
   });
 
   it('the layer\'s self-attention (x, or [x, x]) gives the kernel no context: x is projected once for Q, K and V; cross-attention its context', () => {

@@ -71,7 +71,7 @@ const JOB_PARAMS = ATTEND_PARAMS.filter(([name]) => !(PER_PAIR as readonly strin
 
 /** Int32 slots of the header: the handshake, then the job's table and one slot per job parameter. */
 const SLOT = {
-  job: 0,       // 0: idle, 1: a job for the worker, 2: stop
+  job: 0,       // 0: idle, 1: a job for the worker, 2: stop, 3: a job is coming (the worker spins for it: wakeSecondThread)
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
   ready: 3,     // set by the worker once started: 1, or -1 if it could not instantiate the kernel
@@ -92,7 +92,7 @@ const TIME = {handedOver: 0, workerStarted: 1, workerDone: 2};
  * The kernels that the worker also runs from a table that holds every argument of each call
  * (an f32 as its bits): job kind 1 + their index here.
  */
-const TABLE_KERNELS = ['attend_backward_4x8', 'attend_4x8'] as const;
+const TABLE_KERNELS = ['attend_backward_4x8', 'attend_4x8', 'project_4x8'] as const;
 export type TableKernel = typeof TABLE_KERNELS[number];
 
 /** Int32 entries per call of `kernel` in a table job: its arguments, as declared in kernels.h. */
@@ -150,6 +150,20 @@ const WORKER_CALL = `attend_4x8(${ATTEND_PARAMS.map(([name, type]) => {
   return `${type === 'f32' ? 'f' : 'h'}[${slotOf(name as JobParam)}]`;
 }).join(', ')})`;
 
+/** The job slot's value while a job is coming (wakeSecondThread). */
+const JOB_COMING = 3;
+/**
+ * How long the woken worker spins for its job before it sleeps again: longer than any
+ * call's copies into the shared memory take at the sizes that use the worker.
+ */
+const WORKER_SPIN_MS = 20;
+
+/**
+ * How long the worker spins for the next job after each before it sleeps: a call that hands
+ * it several jobs in a row (the layer's projections, then the attention) pays its wake-up once.
+ */
+const WORKER_LINGER_MS = 0.5;
+
 /** The worker's code: wait for a job, run `attend_4x8` over its pairs and tiles, report, repeat. */
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
@@ -168,9 +182,25 @@ try {
   Atomics.store(h, ${SLOT.ready}, -1);
 }
 Atomics.notify(h, ${SLOT.ready});
+let lingerUntil = 0;
 while (attend_4x8 != null) {
-  Atomics.wait(h, ${SLOT.job}, 0);
-  if (Atomics.load(h, ${SLOT.job}) === 2) break;
+  let state = Atomics.load(h, ${SLOT.job});
+  for (let i = 1; state === 0 && ((i & 1023) !== 0 || clock() < lingerUntil); i++) state = Atomics.load(h, ${SLOT.job});
+  if (state === 0) {
+    Atomics.wait(h, ${SLOT.job}, 0);
+    state = Atomics.load(h, ${SLOT.job});
+  }
+  if (state === ${JOB_COMING}) {  // awake ahead of the job: spin for it, and sleep again after ${WORKER_SPIN_MS} ms
+    const until = clock() + ${WORKER_SPIN_MS};
+    for (let i = 0; (state = Atomics.load(h, ${SLOT.job})) === ${JOB_COMING}; i++) {
+      if ((i & 1023) === 0 && clock() > until) {
+        Atomics.wait(h, ${SLOT.job}, ${JOB_COMING});
+        i = -1;
+      }
+    }
+  }
+  if (state === 2) break;
+  if (state !== 1) continue;  // 0: the job was called off
   times[${TIME.workerStarted}] = clock();
   try {
     ${WORKER_TABLE_JOBS}{
@@ -184,6 +214,7 @@ while (attend_4x8 != null) {
     Atomics.store(h, ${SLOT.failed}, 1);
   }
   times[${TIME.workerDone}] = clock();
+  lingerUntil = times[${TIME.workerDone}] + ${WORKER_LINGER_MS};
   Atomics.store(h, ${SLOT.job}, 0);
   Atomics.store(h, ${SLOT.done}, 1);
   Atomics.notify(h, ${SLOT.done});
@@ -329,6 +360,24 @@ export function runTableOnBothThreads(
   h[SLOT.pairs] = job.calls;
   h[SLOT.table] = job.table;
   runJob(thread, Math.max(120_000, job.flops / 1e6), mine);
+}
+
+/**
+ * Wakes the worker ahead of a job, so that its wake-up (some 50-150 µs from Atomics.wait on
+ * this machine) overlaps this thread's copies into the shared memory instead of delaying
+ * the worker's share: it spins until `runOnBothThreads` or `runTableOnBothThreads` hands the
+ * job over. Calls `prepare` (the copies and the job's set-up) and returns what it returns;
+ * if no job was handed over by then (`prepare` threw, or made none), calls the wake off.
+ */
+export function withWorkerAwake<R>(thread: SecondThread, prepare: () => R): R {
+  const h = thread.header;
+  Atomics.store(h, SLOT.job, JOB_COMING);
+  Atomics.notify(h, SLOT.job);
+  try {
+    return prepare();
+  } finally {
+    if (Atomics.compareExchange(h, SLOT.job, JOB_COMING, 0) === JOB_COMING) Atomics.notify(h, SLOT.job);
+  }
 }
 
 /** Hands the job set up in the header to the worker, runs `mine`, and waits for the worker (at most `timeout` ms). */

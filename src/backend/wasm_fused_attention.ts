@@ -9,8 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, twoThreadCallStart,
-  twoThreadsPay,
+  getSecondThread, noteTwoThreadCall, runOnBothThreads, runTableOnBothThreads, tableEntries, writeTableCall, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, twoThreadCallStart,
+  twoThreadsPay, withWorkerAwake,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
@@ -164,7 +164,7 @@ function attendHeads(
   const thread = shared != null && 4 * shared.end <= SHARED_MAX_BYTES ? getSecondThread() : null;
   lastCallThreads = thread == null ? 1 : 2;
   if (thread != null) {
-    attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout, shared: shared!});
+    withWorkerAwake(thread, () => attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout, shared: shared!}));
     return;
   }
   const {biases, biasHeads} = operands;
@@ -235,6 +235,10 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const place = projectionLayoutOf({batch, T, S, dq, dc, heads, dk, dv, selfAttention: c == null});
   const {widths} = place;
   const output = backend.makeOutput([batch, T, heads * dv], 'float32');
+  const attending = {batch, heads, T, S, dk, dv, scale, causal};
+  if (projectAndAttendOnTwoThreads(backend, {x, c, wq, wk, wv, bq, bk, bv, keyBias}, attending, heapAddress(backend, output))) {
+    return output;
+  }
   withHeapBuffer(backend, place.total, base => {
     const at = (floats: number) => base + 4 * floats;
     const xPacked = packRows(backend, module, x, at(place.x));
@@ -252,6 +256,101 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
     attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale, causal}, heapAddress(backend, output));
   });
   return output;
+}
+
+/**
+ * One product of `projectAndAttendOnTwoThreads`: `input` [rows, d] times its weights side by
+ * side (and their biases), into an operand of `rows` rounded up to 4 and `width` columns
+ * (the weights' columns rounded up to 8).
+ */
+interface SharedProduct {
+  input: tf.TensorInfo;
+  weights: tf.TensorInfo[];
+  biases: Array<tf.TensorInfo|undefined>;
+  /** The operand's `at`: a tag that tells the products apart (they never lie in the heap). */
+  tag: number;
+  rows: number;
+  width: number;
+}
+
+/**
+ * The layer's inference on two threads, when its attention is large enough for them
+ * (`twoThreadsPay`): x (and c) and the weights are copied into the shared memory, x packed
+ * there, and the two threads project half of the rows each (`project_4x8`) straight into
+ * the attention's operands, heads side by side: one product x·[Wq | Wk | Wv] for
+ * self-attention, x·Wq and c·[Wk | Wv] for cross-attention. Then the attention runs on both
+ * threads as in `attendOnTwoThreads`, without copying Q, K and V in. Returns false (and does
+ * nothing) where the call stays on one thread.
+ */
+function projectAndAttendOnTwoThreads(
+    backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, sizes: FusedSizes&Attending, outAt: number): boolean {
+  const {batch, heads, T, S, dk, dv} = sizes;
+  if (!twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T)) return false;
+  const {x, c, wq, wk, wv, bq, bk, bv, keyBias} = inputs as {[name: string]: tf.TensorInfo};
+  const [wQ, wV] = [heads * dk, heads * dv];
+  const products: SharedProduct[] = c == null ?
+      [{input: x, weights: [wq, wk, wv], biases: [bq, bk, bv], tag: 1, rows: roundUp(batch * T, 4), width: roundUp(2 * wQ + wV, 8)}] :
+      [{input: x, weights: [wq], biases: [bq], tag: 1, rows: roundUp(batch * T, 4), width: roundUp(wQ, 8)},
+       {input: c, weights: [wk, wv], biases: [bk, bv], tag: 2, rows: roundUp(batch * S, 4), width: roundUp(wQ + wV, 8)}];
+  const [forQ, forKV] = [products[0], products[products.length - 1]];
+  const operand = (product: SharedProduct, column: number): Operand => ({at: product.tag, width: product.width, rows: product.rows, column});
+  const operands: Operands = {
+    q: operand(forQ, 0), k: operand(forKV, c == null ? wQ : 0), v: operand(forKV, c == null ? 2 * wQ : wQ),
+    biases: heapBiases(backend, keyBias, null), biasHeads: heads,
+  };
+  const layout = layoutOf(sizes);
+  const place = sharedLayoutOf(operands, sizes, layout);
+  // After the attention's place: the projection job's table, then per product its input's rows, packed by fours, the
+  // weights [d, width] and the biases [width].
+  const table = roundUp(place.end, 16);
+  let end = roundUp(table + tableEntries('project_4x8') * products.length, 16);
+  const inputsAt = products.map(product => {
+    const d = product.input.shape[2] as number;
+    const [raw, packed, weights] = [end, end + product.rows * d, end + 2 * product.rows * d];
+    const bias = product.biases[0] == null ? -1 : weights + d * product.width;
+    end = roundUp(weights + d * product.width + (bias < 0 ? 0 : product.width), 16);
+    return {d, raw, packed, weights, bias};
+  });
+  const thread = 4 * end <= SHARED_MAX_BYTES ? getSecondThread() : null;
+  if (thread == null) return false;
+  lastCallThreads = 2;
+  withWorkerAwake(thread, () => {
+    const started = twoThreadCallStart();
+    const shared = sharedFloats(thread, 4 * end);
+    const heap = heapFloats(backend);
+    const module = thread.module;
+    const mine: Array<() => void> = [];
+    let calls = 0;
+    products.forEach((product, i) => {
+      const {d, raw, packed, weights, bias} = inputsAt[i];
+      const n = (product.input.shape[0] as number) * (product.input.shape[1] as number);
+      const from = heapAddress(backend, product.input) >>> 2;
+      shared.set(heap.subarray(from, from + n * d), raw);
+      module.pack_rows(4 * raw, 4 * d, 4 * packed, n, d, 4);               // [N, d] -> [tiles][d][4], padding rows zero
+      shared.fill(0, weights, bias < 0 ? weights + d * product.width : bias + product.width);
+      let column = 0;
+      product.weights.forEach((w, j) => {                                 // [d, wj] -> columns column .. of [d, width]
+        const wj = w.shape[1] as number;
+        copyRows(shared, weights + column, product.width, heap, heapAddress(backend, w) >>> 2, wj, d, wj);
+        const b = product.biases[j];
+        if (b != null) shared.set(heap.subarray(heapAddress(backend, b) >>> 2, (heapAddress(backend, b) >>> 2) + wj), bias + column);
+        column += wj;
+      });
+      const out = place.copies.find(copy => copy.operand.at === product.tag)!.offset;
+      const tiles = product.rows / 4;
+      const half = tiles >> 1;
+      const args = (first: number, count: number) => [
+        4 * (packed + first * 4 * d), 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias, 4 * (out + first * 4 * product.width),
+        4 * product.width, count, d, product.width];
+      if (half > 0) writeTableCall(thread, 4 * table, 'project_4x8', calls++, args(0, half));
+      mine.push(() => module.project_4x8(...(args(half, tiles - half) as Parameters<KernelExports['project_4x8']>)));
+    });
+    const flops = products.reduce((sum, {rows, width}, i) => sum + rows * inputsAt[i].d * width, 0);  // the worker's half
+    runTableOnBothThreads(thread, {kernel: 'project_4x8', calls, table: 4 * table, flops}, () => mine.forEach(project => project()));
+    noteTwoThreadCall('project_4x8', started);
+    attendInSharedMemory(thread, backend, operands, {...sizes, outAt, layout, shared: place}, twoThreadCallStart());
+  });
+  return true;
 }
 
 /**
@@ -324,17 +423,30 @@ function workerTiles(tiles: number, causal: boolean): number {
 function attendOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, operands: Operands,
     call: FusedSizes&Attending&{outAt: number; layout: Layout; shared: SharedLayout}): void {
+  const started = twoThreadCallStart();
+  const shared = sharedFloats(thread, 4 * call.shared.end);
+  const heap = heapFloats(backend);
+  for (const {operand, offset} of call.shared.copies) {
+    shared.set(heap.subarray(operand.at >>> 2, (operand.at >>> 2) + operand.rows * operand.width), offset);
+  }
+  attendInSharedMemory(thread, backend, operands, call, started);
+}
+
+/**
+ * The part of `attendOnTwoThreads` after its operands are in the shared memory (at their
+ * `copies` offsets of `call.shared`): the biases copied, each pair's Q and K packed, the two
+ * threads' shares, and the output copied out. `started`: the call's twoThreadCallStart.
+ */
+function attendInSharedMemory(
+    thread: SecondThread, backend: WasmBackendLike, operands: Operands,
+    call: FusedSizes&Attending&{outAt: number; layout: Layout; shared: SharedLayout}, started: number): void {
   const {batch, heads, T, S, dk, dv, scale, outAt, layout, shared: place} = call;
   const causal = call.causal ? 1 : 0;
   const {tiles, dvp, block} = layout;
   const {qSize, kSize, vSize, outSize, direct} = place;
   const pairs = batch * heads;
-  const started = twoThreadCallStart();
-  const shared = sharedFloats(thread, 4 * place.end);
+  const shared = new Float32Array(thread.memory.buffer);
   const heap = heapFloats(backend);
-  for (const {operand, offset} of place.copies) {
-    shared.set(heap.subarray(operand.at >>> 2, (operand.at >>> 2) + operand.rows * operand.width), offset);
-  }
   const biases = copyBiases(operands.biases, heap, shared, place.biases);
   const biasHeads = operands.biasHeads;
   const copyOf = (x: Operand) => place.copies.find(c => c.operand.at === x.at)!.offset;

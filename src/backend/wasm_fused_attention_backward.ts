@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
+  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries, withWorkerAwake,
   twoThreadCallStart, twoThreadsPay,
   writeTableCall,
 } from './attention_threads';
@@ -222,7 +222,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, placedBiasFloats(biases));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
       const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, biases};
-      forwardOnTwoThreads(thread, backend, at, {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!});
+      withWorkerAwake(thread, () => forwardOnTwoThreads(thread, backend, at, {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!}));
       return [out, lse];
     }
   }
@@ -391,7 +391,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
       noteFusedCallThreads(2);
-      backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!});
+      withWorkerAwake(thread, () => backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!}));
       return [gradQ, gradK, gradV];
     }
   }
