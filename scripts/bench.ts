@@ -1,4 +1,11 @@
-/** npm run bench: times the attention layer on the active backend(s) and prints a Markdown table; logic in scripts/app/bench/. */
+/**
+ * npm run bench: times the attention layer on the active backend(s) and prints a Markdown table; logic in scripts/app/bench/.
+ * It runs as `node --single-threaded-gc`: with V8's concurrent collector, the garbage of the calls timed before (the
+ * matMul's 4 MiB read-back, the naive version's tensors) was collected on the second core while a two-thread call ran.
+ * Measured at (1, 1024, 64, 1) on wasm, the layer, the naive version and the matMul interleaved (31 calls each, medians):
+ * the two-thread forward took 5.02 ms in one run and 3.67 in another with the concurrent collector, 3.70 with this flag;
+ * one thread 6.2-6.4 ms either way. A full gc() before each call made it worse (5.17 ms: V8 sweeps after gc() returns).
+ */
 import {runMain} from './app/cli/arguments';
 import {BENCH_USAGE, parseBenchArgs} from './app/bench/options';
 import {formatReport, writeJson} from './app/bench/report';

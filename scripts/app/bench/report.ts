@@ -42,8 +42,9 @@ export function formatReport(results: BenchResults): string {
     parts.push(`## ${backend.backend}: plain ${n}×${n} matMul ${fixed(backend.matMulGflops, 1)} GFLOP/s ` +
         `(median over the rows; each row's ratio uses the matMul timed with it)`, '',
         `Medians of ${reps} timed calls (${largeReps} for T >= 4096) after ${warmup} warm-up rounds (1 for T >= 4096), ` +
-        'the layer, the naive version and the matMul interleaved, each after a full garbage collection and 10 ms of rest ' +
-        '(so that V8 does not collect the call before it on the second core during it).' + (backend.backend === 'tensorflow' ? '' :
+        'the layer, the naive version and the matMul interleaved, in a Node whose garbage collector runs on the calling ' +
+        'thread (`npm run bench` passes `--single-threaded-gc`: V8\'s background collector took the second core from ' +
+        'two-thread calls).' + (backend.backend === 'tensorflow' ? '' :
           ' The matMul runs on one thread; "1 thread ms" is the same call kept on one thread where the row ran on two ' +
           '("% of matMul, 1 thread" is then its share; on one-thread rows it is "% of matMul").'));
     parts.push('', formatTable(backend), '');
