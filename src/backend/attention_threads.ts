@@ -3,9 +3,12 @@
  * core in Node (its threaded build starts Workers from blob: URLs, which Node refuses), so
  * this starts one worker_threads Worker of its own, which instantiates the C kernels
  * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there (or the
- * backward, `attend_backward_4x8`, for wasm_fused_attention_backward.ts). For a large call the kernel copies the operands into that
+ * backward, `attend_backward_4x8`, for wasm_fused_attention_backward.ts, or the layer's
+ * projections, `project_4x8`). For a large call the kernel copies the operands into that
  * memory and packs them there; the worker takes the first half of each pair's query tiles
- * and this thread the second half, and they meet again through Atomics. The Node entry
+ * (or of the projections' rows) and this thread the second half, and they meet again through
+ * Atomics. The worker is woken as the call starts (`withWorkerAwake`), so that its wake-up
+ * overlaps the copies, and spins a little after each job for the next. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
  * keep to one thread.
  */
