@@ -51,9 +51,11 @@ const FUSED_KERNEL = 'TfjsAttentionFusedLayer';
  * 2026-11-30; 86,014 (29,318 gzipped) the same day with MultiHeadAttention in the main entry
  * (about 17 kB: it registers on import, so no bundler drops it); 104,688 (37,351 gzipped) with
  * Cropping1D, the C kernels' module and the fused backward (issue 13), the budget raised then
- * to ~15% above. Raise it deliberately, with the README's "Bundle size" line, when the library grows.
+ * to ~15% above; 122,420 (44,294 gzipped) on 2026-12-01, after the fused kernels took padding
+ * masks and the layer's inference its projections on two threads, the budget raised then to
+ * ~10% above. Raise it deliberately, with the README's "Bundle size" line, when the library grows.
  */
-const BUNDLE_BUDGET = 120_000;
+const BUNDLE_BUDGET = 135_000;
 
 /** The README's browser example: the ```js block right after its `<!-- browser-example: ... -->` marker. */
 function readmeBrowserExample(): string {
