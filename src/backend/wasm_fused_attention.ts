@@ -9,8 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runOnBothThreads, runTableOnBothThreads, tableEntries, writeTableCall, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, TABLE_ENTRIES, twoThreadCallStart,
-  twoThreadsPay, withWorkerAwake,
+  getSecondThread, noteTwoThreadCall, runOnBothThreads, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats,
+  TABLE_ENTRIES, tableEntries, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
