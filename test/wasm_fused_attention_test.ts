@@ -941,6 +941,44 @@ describe('no leaks', () => {
       setAttentionThreads(2);
     }
   });
+
+  it.each([1, 2] as const)('the layer\'s kernel frees its heap work buffer on %d thread(s), and two threads reuse the shared memory: 50 calls grow neither', (threads) => {
+    const backend = tf.backend() as unknown as WasmBackendView;
+    const wasm = backend.wasm;
+    wasm._free(wasm._malloc(16));  // the lazy wrappers replace themselves now (see above)
+    setAttentionThreads(threads);
+    try {
+      // Self-attention with biases and key padding, aligned; cross-attention with padded rows and widths.
+      for (const [T, S, dc, dv] of [[512, null, 64, 64], [510, 403, 40, 60]] as Array<[number, number|null, number, number]>) {
+        const x = tf.randomNormal([1, T, 64], 0, 1, 'float32', 94);
+        const c = S == null ? null : tf.randomNormal([1, S, dc], 0, 1, 'float32', 95);
+        const dIn = S == null ? 64 : dc;
+        const projections = {
+          wq: tf.randomNormal([64, 64], 0, 0.1, 'float32', 96), wk: tf.randomNormal([dIn, 64], 0, 0.1, 'float32', 97),
+          wv: tf.randomNormal([dIn, dv], 0, 0.1, 'float32', 98), bq: tf.zeros([64]), bk: tf.zeros([64]), bv: tf.zeros([dv]),
+        };
+        const keyBias = tf.zeros([1, S ?? T]);
+        const call = () => fusedAttentionLayer(x, c, projections, {heads: 1, dk: 64, dv, scale: 0.125}, keyBias);
+        tf.dispose(call());  // the first call may grow the heap and the shared memory
+        expect(fusedThreadsOfLastCall()).toBe(threads);
+        const before = tf.memory();
+        const heapBytes = wasm.HEAPU8.length;
+        const sharedBytes = getSecondThread()?.memory.buffer.byteLength;
+        const {live, allocations} = watchHeapBlocks(wasm, () => {
+          for (let i = 0; i < 50; i++) tf.dispose(call());
+        });
+        expect(allocations).toBeGreaterThanOrEqual(threads === 1 ? 100 : 50);  // the output, and on one thread a work buffer
+        expect(live).toEqual([]);
+        expect(tf.memory().numTensors).toBe(before.numTensors);
+        expect(tf.memory().numBytes).toBe(before.numBytes);
+        expect(wasm.HEAPU8.length).toBe(heapBytes);
+        if (threads === 2) expect(getSecondThread()!.memory.buffer.byteLength).toBe(sharedBytes);
+        disposeAll(x, c, keyBias, ...Object.values(projections));
+      }
+    } finally {
+      setAttentionThreads(2);
+    }
+  });
 });
 
 // A wasm heap over 2 GiB (it may grow to 4 GiB) puts new allocations at byte addresses of

@@ -74,7 +74,7 @@ const JOB_PARAMS = ATTEND_PARAMS.filter(([name]) => !(PER_PAIR as readonly strin
 
 /** Int32 slots of the header: the handshake, then the job's table and one slot per job parameter. */
 const SLOT = {
-  job: 0,       // 0: idle, 1: a job for the worker, 2: stop, 3: a job is coming (the worker spins for it: wakeSecondThread)
+  job: 0,       // 0: idle, 1: a job for the worker, 2: stop, 3: a job is coming (the worker spins for it: withWorkerAwake)
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
   ready: 3,     // set by the worker once started: 1, or -1 if it could not instantiate the kernel
@@ -153,7 +153,7 @@ const WORKER_CALL = `attend_4x8(${ATTEND_PARAMS.map(([name, type]) => {
   return `${type === 'f32' ? 'f' : 'h'}[${slotOf(name as JobParam)}]`;
 }).join(', ')})`;
 
-/** The job slot's value while a job is coming (wakeSecondThread). */
+/** The job slot's value while a job is coming (withWorkerAwake). */
 const JOB_COMING = 3;
 /**
  * How long the woken worker spins for its job before it sleeps again: longer than any

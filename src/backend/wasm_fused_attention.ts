@@ -164,7 +164,8 @@ function attendHeads(
   const thread = shared != null && 4 * shared.end <= SHARED_MAX_BYTES ? getSecondThread() : null;
   lastCallThreads = thread == null ? 1 : 2;
   if (thread != null) {
-    withWorkerAwake(thread, () => attendOnTwoThreads(thread, backend, operands, {...sizes, outAt, layout, shared: shared!}));
+    const call = {...sizes, outAt, layout, shared: shared!};
+    withWorkerAwake(thread, () => attendOnTwoThreads(thread, backend, operands, call));
     return;
   }
   const {biases, biasHeads} = operands;
@@ -333,7 +334,7 @@ function projectAndAttendOnTwoThreads(
         const wj = w.shape[1] as number;
         copyRows(shared, weights + column, product.width, heap, heapAddress(backend, w) >>> 2, wj, d, wj);
         const b = product.biases[j];
-        if (b != null) shared.set(heap.subarray(heapAddress(backend, b) >>> 2, (heapAddress(backend, b) >>> 2) + wj), bias + column);
+        if (b != null) shared.set(heap.subarray(heapAddress(backend, b) >>> 2).subarray(0, wj), bias + column);
         column += wj;
       });
       const out = place.copies.find(copy => copy.operand.at === product.tag)!.offset;
@@ -348,7 +349,7 @@ function projectAndAttendOnTwoThreads(
     const flops = products.reduce((sum, {rows, width}, i) => sum + rows * inputsAt[i].d * width, 0);  // the worker's half
     runTableOnBothThreads(thread, {kernel: 'project_4x8', calls, table: 4 * table, flops}, () => mine.forEach(project => project()));
     noteTwoThreadCall('project_4x8', started);
-    attendInSharedMemory(thread, backend, operands, {...sizes, outAt, layout, shared: place}, twoThreadCallStart());
+    attendInSharedMemory(thread, backend, shared, operands, {...sizes, outAt, layout, shared: place}, twoThreadCallStart());
   });
   return true;
 }
@@ -429,23 +430,23 @@ function attendOnTwoThreads(
   for (const {operand, offset} of call.shared.copies) {
     shared.set(heap.subarray(operand.at >>> 2, (operand.at >>> 2) + operand.rows * operand.width), offset);
   }
-  attendInSharedMemory(thread, backend, operands, call, started);
+  attendInSharedMemory(thread, backend, shared, operands, call, started);
 }
 
 /**
  * The part of `attendOnTwoThreads` after its operands are in the shared memory (at their
  * `copies` offsets of `call.shared`): the biases copied, each pair's Q and K packed, the two
- * threads' shares, and the output copied out. `started`: the call's twoThreadCallStart.
+ * threads' shares, and the output copied out. `shared`: a view of the whole shared memory, taken
+ * after it last grew (`sharedFloats`); `started`: the call's twoThreadCallStart.
  */
 function attendInSharedMemory(
-    thread: SecondThread, backend: WasmBackendLike, operands: Operands,
+    thread: SecondThread, backend: WasmBackendLike, shared: Float32Array, operands: Operands,
     call: FusedSizes&Attending&{outAt: number; layout: Layout; shared: SharedLayout}, started: number): void {
   const {batch, heads, T, S, dk, dv, scale, outAt, layout, shared: place} = call;
   const causal = call.causal ? 1 : 0;
   const {tiles, dvp, block} = layout;
   const {qSize, kSize, vSize, outSize, direct} = place;
   const pairs = batch * heads;
-  const shared = new Float32Array(thread.memory.buffer);
   const heap = heapFloats(backend);
   const biases = copyBiases(operands.biases, heap, shared, place.biases);
   const biasHeads = operands.biasHeads;

@@ -221,7 +221,8 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, placedBiasFloats(biases));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
       const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, biases};
-      withWorkerAwake(thread, () => forwardOnTwoThreads(thread, backend, at, {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!}));
+      const call = {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!};
+      withWorkerAwake(thread, () => forwardOnTwoThreads(thread, backend, at, call));
       return [out, lse];
     }
   }
@@ -390,7 +391,8 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
       noteFusedCallThreads(2);
-      withWorkerAwake(thread, () => backwardOnTwoThreads(thread, backend, at, {...sizes, ...attrs, first, shared: shared!}));
+      const call = {...sizes, ...attrs, first, shared: shared!};
+      withWorkerAwake(thread, () => backwardOnTwoThreads(thread, backend, at, call));
       return [gradQ, gradK, gradV];
     }
   }
