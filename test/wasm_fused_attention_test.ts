@@ -314,7 +314,7 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
   /** The kernel's result with one thread and with two. */
   /** The kernel's result with one thread and with two, checking that the worker ran only for the second. */
   function bothWays(run: () => tf.Tensor): {one: tf.Tensor; two: tf.Tensor} {
-    const workerRuns = jest.spyOn(threadsModule, 'runOnBothThreads');
+    const workerRuns = jest.spyOn(threadsModule, 'shareTableOnBothThreads');
     try {
       setAttentionThreads(1);
       const one = run();
@@ -371,6 +371,73 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     expectClose(two, referenceHeads(x, 0, {k: x, kColumn: H * dk, v: x, vColumn: 2 * H * dk}, sizes), 1e-5);
     expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
     disposeAll(one, two, qkv.tensor);
+  });
+
+  describe('the threads share the calls: each takes the next call left (tileChunks, shareTableOnBothThreads)', () => {
+    it('cuts 12 tiles of equal work into calls of a sixth of the work left, at least 1/64 of all, the last tiles first', () => {
+      // Left 12 -> target 2 tiles (10, 11); left 10 -> 1.67: 2 (8, 9); left 8 -> 1.33: 2 (6, 7); then 1 each (6/6 = 1 and below).
+      expect(threadsModule.tileChunks(1, 12, () => 64)).toEqual([
+        {pair: 0, first: 10, count: 2}, {pair: 0, first: 8, count: 2}, {pair: 0, first: 6, count: 2}, {pair: 0, first: 5, count: 1},
+        {pair: 0, first: 4, count: 1}, {pair: 0, first: 3, count: 1}, {pair: 0, first: 2, count: 1}, {pair: 0, first: 1, count: 1},
+        {pair: 0, first: 0, count: 1},
+      ]);
+    });
+
+    it.each([
+      ['one pair, 256 tiles', 1, 256, false, 1024],
+      ['one pair, causal (tile i sees 4i + 4 keys)', 1, 256, true, 1024],
+      ['12 pairs of 50 tiles', 12, 50, false, 300],
+      ['300 pairs of 4 tiles: one call per pair', 300, 4, false, 16],
+    ])('%s: every tile of every pair exactly once, no call across pairs, each call at most a sixth of the work left or 1/64 of all, plus one tile',
+       (_, pairs, tiles, causal, S) => {
+         const keys = (tile: number) => (causal ? Math.min(S, 4 * tile + 4) : S);
+         const chunks = threadsModule.tileChunks(pairs, tiles, keys);
+         const seen = Array.from({length: pairs}, () => new Array<number>(tiles).fill(0));
+         const total = pairs * Array.from({length: tiles}, (_t, i) => keys(i)).reduce((a, b) => a + b, 0);
+         let left = total;
+         for (const {pair, first, count} of chunks) {
+           expect(count).toBeGreaterThan(0);
+           expect(first + count).toBeLessThanOrEqual(tiles);
+           let work = 0;
+           for (let i = first; i < first + count; i++) {
+             seen[pair][i]++;
+             work += keys(i);
+           }
+           expect(work - keys(first)).toBeLessThan(Math.max(left / 6, total / 64));  // without its last tile, under the target
+           left -= work;
+         }
+         expect(seen.every(row => row.every(n => n === 1))).toBe(true);
+         expect(chunks.length).toBeLessThanOrEqual(Math.max(pairs, 6 * Math.log(64) + 64));
+       });
+
+    it('a slow thread makes fewer calls: with this thread\'s calls slowed down, the worker makes the others; the result is bit for bit the one-thread result', () => {
+      const [T, S, d] = [512, 512, 64];
+      const {q, k, v, expected} = randomAttention([1], {T, S, dk: d, dv: d}, {scale: 0.125, causal: true}, 224);
+      const thread = getSecondThread()!;
+      const kernels = thread.module;
+      let mine = 0;
+      thread.module = {
+        ...kernels,
+        attend_4x8: (...args: Parameters<typeof kernels.attend_4x8>) => {
+          mine++;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);  // 20 ms per call: the worker's all take ~1 ms
+          return kernels.attend_4x8(...args);
+        },
+      };
+      const calls = fusedModule.attentionChunks(1, T, S, true).length;
+      try {
+        const {one, two} = bothWays(() => fusedAttention(q, k, v, 0.125, true));
+        expect(mine).toBeGreaterThanOrEqual(1);
+        expect(mine).toBeLessThanOrEqual(3);  // of more than 8: a static split would have given this thread half
+        expect(calls).toBeGreaterThan(8);
+        expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
+        expectClose(two, expected, 1e-5);
+        disposeAll(one, two);
+      } finally {
+        thread.module = kernels;
+        disposeAll(q, k, v);
+      }
+    });
   });
 
   it('records where the time of each two-thread call goes, only while recording', () => {

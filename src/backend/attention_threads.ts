@@ -5,9 +5,10 @@
  * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there (or the
  * backward, `attend_backward_4x8`, for wasm_fused_attention_backward.ts, or the layer's
  * projections, `project_4x8`). For a large call the kernel copies the operands into that
- * memory and packs them there; the worker takes the first half of each pair's query tiles
- * (or of the projections' rows) and this thread the second half, and they meet again through
- * Atomics. The worker is woken as the call starts (`withWorkerAwake`), so that its wake-up
+ * memory and packs them there, and writes the calls' arguments into a table there. The
+ * forward's calls the two threads share (`shareTableOnBothThreads`: each takes the next call
+ * left, so that a slower thread makes fewer); of the backward's and the projections', the
+ * worker makes its fixed half (`runTableOnBothThreads`), and they meet again through Atomics. The worker is woken as the call starts (`withWorkerAwake`), so that its wake-up
  * overlaps the copies, and spins a little after each job for the next. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
  * keep to one thread.
@@ -45,55 +46,36 @@ export function twoThreadsPay(flops: number, T: number): boolean {
 
 /** How long this thread waits for the worker to start, once. */
 const WORKER_START_TIMEOUT_MS = 10_000;
-/**
- * How long this thread waits for the worker's share before giving up on the worker: two
- * minutes, and more for large shares (1 ms per MFLOP, at least 1 GFLOP/s).
- */
-function workerTimeoutMs(share: WorkerShare): number {
-  const flops = 2 * share.pairs * 4 * share.tiles * share.s * (share.dk + share.dvp);
-  return Math.max(120_000, flops / 1e6);
-}
 
 /** Bytes of the job's fields (int32) at the start of the shared memory. */
 const HEADER_BYTES = 128;
 /** Byte offset in the shared memory where a call's data may start, after the header. */
 export const SHARED_DATA_START = HEADER_BYTES;
 
-/** The parameters of `attend_4x8`, [name, wasm type], as declared in src/backend/kernels/kernels.h. */
-const ATTEND_PARAMS = KERNEL_SIGNATURES.attend_4x8;
-type AttendParam = typeof ATTEND_PARAMS[number][0];
-/** The parameters of `attend_4x8` that differ per (batch, head) pair: the job's table holds them. */
-const PER_PAIR = ['q', 'k', 'v', 'out', 'keyBias', 'bias'] as const satisfies readonly AttendParam[];
-type PerPairParam = typeof PER_PAIR[number];
-/** Int32 entries per pair in a job's table: the byte addresses of q, k, v, out, the key bias and the bias (0: none). */
-export const TABLE_ENTRIES = PER_PAIR.length;
-/** The other parameters, the same for every pair of a job: one header slot each. */
-type JobParam = Exclude<AttendParam, PerPairParam>;
-const JOB_PARAMS = ATTEND_PARAMS.filter(([name]) => !(PER_PAIR as readonly string[]).includes(name)) as
-    ReadonlyArray<readonly [JobParam, 'i32'|'f32']>;
-
-/** Int32 slots of the header: the handshake, then the job's table and one slot per job parameter. */
+/** Int32 slots of the header: the handshake, then the job. */
 const SLOT = {
   job: 0,       // 0: idle, 1: a job for the worker, 2: stop, 3: a job is coming (the worker spins for it: withWorkerAwake)
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
   ready: 3,     // set by the worker once started: 1, or -1 if it could not instantiate the kernel
-  pairs: 4,     // the job: `pairs` calls of attend_4x8, their addresses in a table of int32 (TABLE_ENTRIES per pair)
+  calls: 4,     // the job: `calls` calls of TABLE_KERNELS[kind - 1], every argument of each in the table at byte `table`
   table: 5,
-  kind: 6,      // 0: attend_4x8 (the table and the job parameters below); 1 + i: TABLE_KERNELS[i], all arguments in the table
+  kind: 6,
+  next: 7,      // -1: the worker makes every call of the table; else the next call not taken yet (shareTableOnBothThreads)
 };
-const FIRST_PARAM_SLOT = 7;
 /**
  * Byte offset in the header of three float64 clock readings (ms, `clock()`, comparable across
- * threads): the job handed over, the worker's start and its end of its share. After every job
- * parameter's slot.
+ * threads): the job handed over, the worker's start and its end of its share.
  */
 const TIMES_BYTE = 104;
 const TIME = {handedOver: 0, workerStarted: 1, workerDone: 2};
+if (4 * (SLOT.next + 1) > TIMES_BYTE || TIMES_BYTE + 3 * 8 > HEADER_BYTES) {
+  throw new Error('tfjs-attention: the second thread\'s header cannot hold the job and the clock readings');
+}
 
 /**
- * The kernels that the worker also runs from a table that holds every argument of each call
- * (an f32 as its bits): job kind 1 + their index here.
+ * The kernels that the worker runs, from a table that holds every argument of each call (an
+ * f32 as its bits): job kind 1 + their index here.
  */
 const TABLE_KERNELS = ['attend_backward_4x8', 'attend_4x8', 'project_4x8'] as const;
 export type TableKernel = typeof TABLE_KERNELS[number];
@@ -121,37 +103,24 @@ export function writeTableCall(thread: SecondThread, table: number, kernel: Tabl
   });
 }
 
-/** The worker's loop over a table job of kind 1 + i: every call's arguments from its table entries. */
+/**
+ * The worker's loop over a table job of kind 1 + i: every call's arguments from its table
+ * entries; the calls in order, or (`next` >= 0) each the next one not taken yet by either thread.
+ */
 const WORKER_TABLE_JOBS = TABLE_KERNELS.map((kernel, i) => {
   const params = KERNEL_SIGNATURES[kernel];
   const call = `kernels.${kernel}(${params.map(([, type], j) => `${type === 'f32' ? 'tableFloats' : 'table'}[e + ${j}]`).join(', ')})`;
   return `if (h[${SLOT.kind}] === ${i + 1}) {
-      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${params.length} * h[${SLOT.pairs}]);
-      const tableFloats = new Float32Array(memory.buffer, h[${SLOT.table}], ${params.length} * h[${SLOT.pairs}]);
-      for (let p = 0; p < h[${SLOT.pairs}]; p++) {
+      const calls = h[${SLOT.calls}];
+      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${params.length} * calls);
+      const tableFloats = new Float32Array(memory.buffer, h[${SLOT.table}], ${params.length} * calls);
+      const shared = h[${SLOT.next}] >= 0;
+      for (let p = shared ? Atomics.add(h, ${SLOT.next}, 1) : 0; p < calls; p = shared ? Atomics.add(h, ${SLOT.next}, 1) : p + 1) {
         const e = ${params.length} * p;
         ${call};
       }
     } else `;
 }).join('');
-/** The header slot of a job parameter (an f32 is stored in its slot as a float). */
-function slotOf(name: JobParam): number {
-  return FIRST_PARAM_SLOT + JOB_PARAMS.findIndex(([param]) => param === name);
-}
-if (4 * (FIRST_PARAM_SLOT + JOB_PARAMS.length) > TIMES_BYTE || TIMES_BYTE + 3 * 8 > HEADER_BYTES) {
-  throw new Error('tfjs-attention: the second thread\'s header cannot hold the job parameters and the clock readings');
-}
-
-/**
- * The worker's call of attend_4x8 for pair p (table entries from e = TABLE_ENTRIES·p),
- * written from the kernel's signature: per-pair arguments from the table, the others from
- * the header, f32 ones through its float view.
- */
-const WORKER_CALL = `attend_4x8(${ATTEND_PARAMS.map(([name, type]) => {
-  const entry = (PER_PAIR as readonly string[]).indexOf(name);
-  if (entry >= 0) return `table[e + ${entry}]`;
-  return `${type === 'f32' ? 'f' : 'h'}[${slotOf(name as JobParam)}]`;
-}).join(', ')})`;
 
 /** The job slot's value while a job is coming (withWorkerAwake). */
 const JOB_COMING = 3;
@@ -167,7 +136,7 @@ const WORKER_SPIN_MS = 20;
  */
 const WORKER_LINGER_MS = 0.5;
 
-/** The worker's code: wait for a job, run `attend_4x8` over its pairs and tiles, report, repeat. */
+/** The worker's code: wait for a job, make its calls (or its share of them), report, repeat. */
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
 const {memory, bytes} = workerData;
@@ -175,18 +144,16 @@ const h = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const f = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const times = new Float64Array(memory.buffer, ${TIMES_BYTE}, 3);
 const clock = () => Number(process.hrtime.bigint()) / 1e6;
-let attend_4x8 = null;
 let kernels = null;
 try {
   kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}}).exports;
-  attend_4x8 = kernels.attend_4x8;
   Atomics.store(h, ${SLOT.ready}, 1);
 } catch (error) {
   Atomics.store(h, ${SLOT.ready}, -1);
 }
 Atomics.notify(h, ${SLOT.ready});
 let lingerUntil = 0;
-while (attend_4x8 != null) {
+while (kernels != null) {
   let state = Atomics.load(h, ${SLOT.job});
   for (let i = 1; state === 0 && ((i & 1023) !== 0 || clock() < lingerUntil); i++) state = Atomics.load(h, ${SLOT.job});
   if (state === 0) {
@@ -207,11 +174,7 @@ while (attend_4x8 != null) {
   times[${TIME.workerStarted}] = clock();
   try {
     ${WORKER_TABLE_JOBS}{
-      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${TABLE_ENTRIES} * h[${SLOT.pairs}]);
-      for (let p = 0; p < h[${SLOT.pairs}]; p++) {
-        const e = ${TABLE_ENTRIES} * p;
-        ${WORKER_CALL};
-      }
+      throw new Error('no such job');
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -230,8 +193,6 @@ export interface SecondThread {
   module: KernelExports;
   /** Int32 view of the header. */
   header: Int32Array;
-  /** Float32 view of the header (for f32 parameters: the scale). */
-  headerFloats: Float32Array;
   /** The header's clock readings (TIME), float64. */
   times: Float64Array;
 }
@@ -310,7 +271,7 @@ export function getSecondThread(): SecondThread|null {
     if (Atomics.load(header, SLOT.ready) !== 1) return null;
     secondThread = {
       memory, module: instance.exports as unknown as KernelExports, header,
-      headerFloats: new Float32Array(memory.buffer, 0, HEADER_BYTES / 4), times: new Float64Array(memory.buffer, TIMES_BYTE, 3),
+      times: new Float64Array(memory.buffer, TIMES_BYTE, 3),
     };
   } catch {
     secondThread = null;
@@ -325,50 +286,98 @@ export function sharedFloats(thread: SecondThread, needed: number): Float32Array
   return new Float32Array(thread.memory.buffer);
 }
 
-/**
- * The worker's share of a call: `attend_4x8` for each of `pairs` (batch, head) pairs, whose
- * byte addresses q, k, v, out, key bias and bias are TABLE_ENTRIES int32 each in the table at
- * byte `table`, with the other arguments of attend_4x8 (see kernels.h) the same for every
- * pair. With `causal` 1, query t attends only keys s <= t, where the first query of the
- * share is query q0.
- */
-export type WorkerShare = {pairs: number; table: number}&{[name in JobParam]: number};
-
-/**
- * Runs `mine` on this thread while the worker runs `share`, and returns when both are
- * done. Throws if the worker's share failed.
- */
-export function runOnBothThreads(thread: SecondThread, share: WorkerShare, mine: () => void): void {
-  const h = thread.header;
-  h[SLOT.kind] = 0;
-  h[SLOT.pairs] = share.pairs;
-  h[SLOT.table] = share.table;
-  for (const [name, type] of JOB_PARAMS) {
-    if (type === 'f32') thread.headerFloats[slotOf(name)] = share[name];
-    else h[slotOf(name)] = share[name];
-  }
-  runJob(thread, workerTimeoutMs(share), mine);
+/** A table job: `calls` calls of `kernel`, their arguments in the table at byte `table` (`writeTableCall`); `flops` for its timeout. */
+export interface TableJob {
+  kernel: TableKernel;
+  calls: number;
+  table: number;
+  flops: number;
 }
 
 /**
- * Runs `mine` on this thread while the worker makes the `calls` calls of `kernel` whose
- * arguments lie in the table at byte `table` of the shared memory (`writeTableCall`), and
- * returns when both are done. `flops`: the worker's share, for its timeout. Throws if the
- * worker's share failed.
+ * Runs `mine` on this thread while the worker makes every call of the table job, and
+ * returns when both are done. Throws if the worker's share failed.
  */
-export function runTableOnBothThreads(
-    thread: SecondThread, job: {kernel: TableKernel; calls: number; table: number; flops: number}, mine: () => void): void {
+export function runTableOnBothThreads(thread: SecondThread, job: TableJob, mine: () => void): void {
+  setUpTableJob(thread, job, -1);
+  runJob(thread, Math.max(120_000, job.flops / 1e6), mine);
+}
+
+/**
+ * Makes the calls of the table job on both threads, each thread taking the next call that
+ * neither has taken (an atomic counter) until none is left, and returns when both are done:
+ * a thread that runs slower (on this machine a core that was idle runs at about half speed
+ * for some milliseconds) makes fewer calls, and neither waits long for the other. Every call
+ * must write only its own outputs (see `tileChunks`). Throws if the worker's share failed.
+ */
+export function shareTableOnBothThreads(thread: SecondThread, job: TableJob): void {
+  const h = thread.header;
+  setUpTableJob(thread, job, 0);
+  const params = KERNEL_SIGNATURES[job.kernel];
+  const ints = new Int32Array(thread.memory.buffer, job.table, params.length * job.calls);
+  const floats = new Float32Array(thread.memory.buffer, job.table, params.length * job.calls);
+  const kernel = thread.module[job.kernel] as (...args: number[]) => void;
+  const args = new Array<number>(params.length);
+  runJob(thread, Math.max(120_000, job.flops / 1e6), () => {
+    for (let p = Atomics.add(h, SLOT.next, 1); p < job.calls; p = Atomics.add(h, SLOT.next, 1)) {
+      const e = params.length * p;
+      for (let j = 0; j < params.length; j++) args[j] = params[j][1] === 'f32' ? floats[e + j] : ints[e + j];
+      kernel(...args);
+    }
+  });
+}
+
+function setUpTableJob(thread: SecondThread, job: TableJob, next: -1|0): void {
   const h = thread.header;
   h[SLOT.kind] = 1 + TABLE_KERNELS.indexOf(job.kernel);
-  h[SLOT.pairs] = job.calls;
+  h[SLOT.calls] = job.calls;
   h[SLOT.table] = job.table;
-  runJob(thread, Math.max(120_000, job.flops / 1e6), mine);
+  Atomics.store(h, SLOT.next, next);
+}
+
+/** Query tiles [first, first + count) of pair `pair`: one call of a shared job (`tileChunks`). */
+export interface TileChunk {
+  pair: number;
+  first: number;
+  count: number;
+}
+
+/** Of the work left, the share that each chunk takes (guided self-scheduling), and the least share of all the work. */
+const CHUNK_OF_LEFT = 1 / 6;
+const CHUNK_LEAST = 1 / 64;
+
+/**
+ * The query tiles (of four queries) of `pairs` pairs cut into calls for `shareTableOnBothThreads`,
+ * in the order the threads take them: each about a sixth of the work left but at least 1/64
+ * of all of it, within one pair, the heaviest first (a pair's last tiles first: under causal
+ * they see the most keys). So the first calls are long, the last short, and the two threads
+ * end within a short call of each other. `keysOfTile(i)`: the keys that tile i attends, its
+ * work. Each query's result is the same whichever call computes it.
+ */
+export function tileChunks(pairs: number, tiles: number, keysOfTile: (tile: number) => number): TileChunk[] {
+  const work = Array.from({length: tiles}, (_, i) => Math.max(1, keysOfTile(i)));
+  const perPair = work.reduce((a, b) => a + b, 0);
+  let left = pairs * perPair;
+  const least = CHUNK_LEAST * left;
+  const chunks: TileChunk[] = [];
+  for (let pair = 0; pair < pairs; pair++) {
+    let end = tiles;
+    while (end > 0) {
+      const target = Math.max(least, CHUNK_OF_LEFT * left);
+      let [first, taken] = [end, 0];
+      while (first > 0 && taken < target) taken += work[--first];
+      chunks.push({pair, first, count: end - first});
+      left -= taken;
+      end = first;
+    }
+  }
+  return chunks;
 }
 
 /**
  * Wakes the worker ahead of a job, so that its wake-up (some 50-150 µs from Atomics.wait on
  * this machine) overlaps this thread's copies into the shared memory instead of delaying
- * the worker's share: it spins until `runOnBothThreads` or `runTableOnBothThreads` hands the
+ * the worker's share: it spins until `runTableOnBothThreads` or `shareTableOnBothThreads` hands the
  * job over. Calls `prepare` (the copies and the job's set-up) and returns what it returns;
  * if no job was handed over by then (`prepare` threw, or made none), calls the wake off.
  */

@@ -9,10 +9,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runOnBothThreads, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats,
-  TABLE_ENTRIES, tableEntries, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
+  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, shareTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES,
+  sharedFloats, tableEntries, tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
 } from './attention_threads';
-import type {SecondThread} from './attention_threads';
+import type {SecondThread, TileChunk} from './attention_threads';
 import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
 import type {PlacedBiases} from './attention_bias';
 import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
@@ -356,13 +356,15 @@ function projectAndAttendOnTwoThreads(
 
 /**
  * Where a two-thread call puts things in the shared memory, in floats from its start: the
- * job's address table (TABLE_ENTRIES per pair), the biases (copyBiases), one copy of each
- * distinct operand, each pair's packed Q and K, V padded to dvp columns (when dv is not a
- * multiple of 8), the output, and per thread a scratch and the tiles' state. `direct`: the
- * output is written in its final layout [B, T, H·dv] (T % 4 = 0 and dv % 8 = 0).
+ * job's table (attend_4x8's arguments per call: `chunks`), the biases (copyBiases), one copy
+ * of each distinct operand, each pair's packed Q and K, V padded to dvp columns (when dv is
+ * not a multiple of 8), the output, each call's scratch and each pair's tiles' state.
+ * `direct`: the output is written in its final layout [B, T, H·dv] (T % 4 = 0 and dv % 8 = 0).
  */
 interface SharedLayout {
   direct: boolean;
+  /** The calls that the two threads share (`attentionChunks`). */
+  chunks: TileChunk[];
   table: number;
   /** Where the biases' copies start (copyBiases: one after the other, each from a multiple of 4). */
   biases: number;
@@ -370,21 +372,31 @@ interface SharedLayout {
   copies: Array<{operand: Operand; offset: number}>;
   qSize: number; kSize: number; vSize: number; outSize: number;
   q: number; k: number; v: number; out: number;
-  scratch: [number, number];
-  state: [number, number];
+  /** The first call's scratch, the others' after it (scratchFloats apart); pair p's state at state + p·tiles·8. */
+  scratch: number;
+  state: number;
   /** Floats in all, from the start of the memory. */
   end: number;
 }
 
-function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv}: FusedSizes, layout: Layout): SharedLayout {
+/**
+ * The calls of an attention on two threads: each pair's query tiles in chunks
+ * (attention_threads.ts' tileChunks), weighed by the keys each tile attends.
+ */
+export function attentionChunks(pairs: number, T: number, S: number, causal: boolean): TileChunk[] {
+  return tileChunks(pairs, Math.ceil(T / 4), causal ? tile => Math.min(S, 4 * tile + 4) : () => S);
+}
+
+function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv, causal}: FusedSizes&Attending, layout: Layout): SharedLayout {
   const {tiles, panels, dvp, block} = layout;
   const pairs = batch * heads;
+  const chunks = attentionChunks(pairs, T, S, causal);
   const direct = T % 4 === 0 && dvp === dv;
   const [qSize, kSize] = [tiles * dk * 4, panels * dk * 8];
   const vSize = dvp === dv ? 0 : S * dvp;
   const outSize = direct ? 0 : tiles * 4 * dvp;
   const table = SHARED_DATA_START >>> 2;
-  const biases = roundUp(table + TABLE_ENTRIES * pairs, 4);
+  const biases = roundUp(table + tableEntries('attend_4x8') * chunks.length, 4);
   let next = biases + placedBiasFloats(operands.biases);
   const copies: SharedLayout['copies'] = [];
   for (const operand of [operands.q, operands.k, operands.v]) {
@@ -396,30 +408,16 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv}: FusedS
   const k = q + pairs * qSize;
   const v = k + pairs * kSize;
   const out = v + pairs * vSize;
-  const scratch0 = roundUp(out + (direct ? batch * T * heads * dv : pairs * outSize), 16);
-  const scratch1 = scratch0 + scratchFloats(block);
-  const state0 = scratch1 + scratchFloats(block);
-  const state1 = state0 + tiles * 8;
-  return {
-    direct, table, biases, copies, qSize, kSize, vSize, outSize, q, k, v, out,
-    scratch: [scratch0, scratch1], state: [state0, state1], end: state1 + tiles * 8,
-  };
-}
-
-/**
- * Of a pair's query tiles, how many the worker takes (the first ones). Without causal, half;
- * with causal, tile i attends about i blocks of keys, so the first tiles/√2 hold half the work.
- */
-function workerTiles(tiles: number, causal: boolean): number {
-  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
-  return Math.min(Math.max(split, 1), tiles - 1);
+  const scratch = roundUp(out + (direct ? batch * T * heads * dv : pairs * outSize), 16);
+  const state = scratch + chunks.length * scratchFloats(block);
+  return {direct, chunks, table, biases, copies, qSize, kSize, vSize, outSize, q, k, v, out, scratch, state, end: state + pairs * tiles * 8};
 }
 
 /**
  * The fused kernel on two threads (see attention_threads.ts). Q, K and V are copied into the
- * shared memory (`sharedLayoutOf`) and each pair's Q and K packed there; the worker attends
- * the first query tiles of every pair (`workerTiles`), this thread the rest. With the output
- * in its final layout it comes back in one copy.
+ * shared memory (`sharedLayoutOf`) and each pair's Q and K packed there; the two threads
+ * share the calls of `attentionChunks`, each taking the next one left. With the output in
+ * its final layout it comes back in one copy.
  */
 function attendOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, operands: Operands,
@@ -451,7 +449,7 @@ function attendInSharedMemory(
   const biases = copyBiases(operands.biases, heap, shared, place.biases);
   const biasHeads = operands.biasHeads;
   const copyOf = (x: Operand) => place.copies.find(c => c.operand.at === x.at)!.offset;
-  const addresses = new Int32Array(shared.buffer, 4 * place.table, TABLE_ENTRIES * pairs);
+  const addresses: Array<{q: number; k: number; v: number; out: number; keyBias: number; bias: number}> = [];  // bytes, per pair
   const bytes = (floats: number) => 4 * floats;
   const module: KernelExports = thread.module;
   const {q, k, v} = operands;
@@ -468,31 +466,23 @@ function attendInSharedMemory(
         vHere = place.v + pair * vSize;
       }
       const out = direct ? place.out + b * T * heads * dv + h * dv : place.out + pair * outSize;
-      const entry = TABLE_ENTRIES * pair;
-      addresses[entry] = bytes(qPacked);
-      addresses[entry + 1] = bytes(kPacked);
-      addresses[entry + 2] = bytes(vHere);
-      addresses[entry + 3] = bytes(out);
-      addresses[entry + 4] = biasAddressOfPair(biases.key, pair, biasHeads);
-      addresses[entry + 5] = biasAddressOfPair(biases.mask, pair, biasHeads);
+      addresses.push({
+        q: bytes(qPacked), k: bytes(kPacked), v: bytes(vHere), out: bytes(out),
+        keyBias: biasAddressOfPair(biases.key, pair, biasHeads), bias: biasAddressOfPair(biases.mask, pair, biasHeads),
+      });
     }
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
-  const first = workerTiles(tiles, causal === 1);
   const {stride: biasStride, rows: biasRows} = maskRowArgs(biases);
-  const biasArgs = {biasStride, biasRows};
-  const share = {
-    pairs, table: bytes(place.table), vStride: rowV, outStride: rowOut, scratch: bytes(place.scratch[1]), state: bytes(place.state[1]),
-    tiles: first, s: S, block, dk, dvp, scale, causal, q0: 0, ...biasArgs,
-  };
-  runOnBothThreads(thread, share, () => {
-    for (let pair = 0; pair < pairs; pair++) {
-      const e = TABLE_ENTRIES * pair;
-      module.attend_4x8(addresses[e] + first * dk * 16, addresses[e + 1], addresses[e + 2], rowV, addresses[e + 3] + first * 4 * rowOut,
-                    rowOut, bytes(place.scratch[0]), bytes(place.state[0]), tiles - first, S, block, dk, dvp, scale, causal,
-                    4 * first, addresses[e + 4], addresses[e + 5], biasStride, biasRows);
-    }
+  place.chunks.forEach(({pair, first, count}, call) => {  // tiles first .. first + count - 1 of the pair
+    const at = addresses[pair];
+    writeTableCall(thread, bytes(place.table), 'attend_4x8', call, [
+      at.q + first * dk * 16, at.k, at.v, rowV, at.out + first * 4 * rowOut, rowOut, bytes(place.scratch + call * scratchFloats(block)),
+      bytes(place.state + (pair * tiles + first) * 8), count, S, block, dk, dvp, scale, causal, 4 * first, at.keyBias, at.bias,
+      biasStride, biasRows]);
   });
+  const flops = 2 * pairs * T * S * (dk + dv);
+  shareTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: place.chunks.length, table: bytes(place.table), flops});
   const to = heapFloats(backend);
   if (direct) {
     to.set(shared.subarray(place.out, place.out + batch * T * heads * dv), outAt >>> 2);

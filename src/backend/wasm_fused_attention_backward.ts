@@ -5,20 +5,21 @@
  * FlashAttention-2's backward): the weights are recomputed per block of keys from the
  * log-sum-exp, so neither pass forms a [T, S] matrix and memory stays linear in T and S.
  * A large call runs both passes on two threads in Node (the worker of attention_threads.ts
- * takes the first query tiles of each pair), with the same bits as on one.
+ * shares the forward's calls and takes the first query tiles of each pair in the backward),
+ * with the same bits as on one.
  * The planner (attention_plan.ts) sends recorded calls on wasm here.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
-  twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
+  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, shareTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES,
+  sharedFloats, tableEntries, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
 } from './attention_threads';
-import type {SecondThread} from './attention_threads';
+import type {SecondThread, TileChunk} from './attention_threads';
 import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attention_bias';
 import type {PlacedBiases} from './attention_bias';
 import {KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
-import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
+import {attentionChunks, FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -215,13 +216,12 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
   const biases = heapBiases(backend, args.inputs.keyBias, args.inputs.bias);
-  const first = forwardSplit({pairs: P, T, S, dk, dv, causal});
-  if (first > 0) {
+  if (twoThreadsPay(2 * P * T * S * (dk + dv), T)) {
     const thread = getSecondThread();
-    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv}, placedBiasFloats(biases));
+    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv, causal}, placedBiasFloats(biases));
     if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
       const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, biases};
-      const call = {P, T, S, dk, dv, heads, scale, causal, first, shared: shared!};
+      const call = {P, T, S, dk, dv, heads, scale, causal, shared: shared!};
       withWorkerAwake(thread, () => forwardOnTwoThreads(thread, backend, at, call));
       return [out, lse];
     }
@@ -268,38 +268,27 @@ export function logSumExp(dst: Float32Array, to: number, state: Float32Array, fr
 }
 
 /**
- * Of each pair's query tiles, how many the worker attends in a two-thread forward: as the
- * inference kernel splits them (attendOnTwoThreads), where twoThreadsPay; 0 for one thread.
- * Each tile's result is the same whichever thread computes it.
- */
-function forwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number {
-  const {pairs, T, S, dk, dv, causal} = sizes;
-  const tiles = Math.ceil(T / 4);
-  if (!twoThreadsPay(2 * pairs * T * S * (dk + dv), T)) return 0;
-  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
-  return Math.min(Math.max(split, 1), tiles - 1);
-}
-
-/**
  * Where a two-thread forward puts things in the shared memory, in floats: the job's table
- * (attend_4x8's arguments, per pair), the biases (as given), each thread's scratch, then per
- * pair (`pair` floats apart) Q and K as given, Q and K packed, V [S, dvp], the output
- * [tiles·4, dvp] and the tiles' state.
+ * (attend_4x8's arguments per call: `chunks`), the biases (as given), each call's scratch
+ * (`scratchSize` apart), then per pair (`pair` floats apart) Q and K as given, Q and K packed,
+ * V [S, dvp], the output [tiles·4, dvp] and the tiles' state.
  */
 interface SharedForwardLayout {
-  table: number; bias: number; scratch: [number, number]; first: number; pair: number;
+  chunks: TileChunk[];
+  table: number; bias: number; scratch: number; scratchSize: number; first: number; pair: number;
   q: number; k: number; qPacked: number; kPacked: number; v: number; out: number; state: number;
   end: number;
 }
 
-function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSize: number): SharedForwardLayout {
+function sharedForwardLayoutOf({P, T, S, dk, dv, causal}: PairSizes&{P: number; causal: boolean}, biasSize: number): SharedForwardLayout {
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
+  const chunks = attentionChunks(P, T, S, causal);
   const table = SHARED_DATA_START >>> 2;
-  const bias = roundUp(table + tableEntries('attend_4x8') * P, 16);
-  const scratch0 = roundUp(bias + biasSize, 16);
-  const scratch1 = scratch0 + roundUp(block * 4 + 4, 16);
-  const first = scratch1 + roundUp(block * 4 + 4, 16);
+  const bias = roundUp(table + tableEntries('attend_4x8') * chunks.length, 16);
+  const scratch = roundUp(bias + biasSize, 16);
+  const scratchSize = roundUp(block * 4 + 4, 16);
+  const first = scratch + chunks.length * scratchSize;
   let next = 0;
   const take = (floats: number) => {
     const at = next;
@@ -308,21 +297,21 @@ function sharedForwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSiz
   };
   const [q, k, qPacked, kPacked] = [take(T * dk), take(S * dk), take(tiles * dk * 4), take(panels * dk * 8)];
   const [v, out, state] = [take(S * dvp), take(tiles * 4 * dvp), take(tiles * 8)];
-  return {table, bias, scratch: [scratch0, scratch1], first, pair: next, q, k, qPacked, kPacked, v, out, state, end: first + P * next};
+  return {chunks, table, bias, scratch, scratchSize, first, pair: next, q, k, qPacked, kPacked, v, out, state, end: first + P * next};
 }
 
 /**
  * The forward on two threads (see attention_threads.ts): per pair, Q, K and V are copied into
- * the shared memory and packed there; the worker attends each pair's first `first` query
- * tiles, this thread the rest, each with its own scratch and the pair's state; then the
- * output and the log-sum-exp are copied out.
+ * the shared memory and packed there; the two threads share the calls of `attentionChunks`,
+ * each with its own scratch and its tiles' part of the pair's state; then the output and the
+ * log-sum-exp are copied out.
  */
 function forwardOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike,
     at: {q: number; k: number; v: number; out: number; lse: number; biases: PlacedBiases},
-    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedForwardLayout}): void {
-  const {P, T, S, dk, dv, heads, scale, causal, first, shared: layout} = call;
-  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+    call: PairSizes&TrainingAttrs&{P: number; shared: SharedForwardLayout}): void {
+  const {P, T, S, dk, dv, heads, scale, causal, shared: layout} = call;
+  const [panels, dvp] = [Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const started = twoThreadCallStart();
   const mem = sharedFloats(thread, 4 * layout.end);
@@ -345,12 +334,13 @@ function forwardOnTwoThreads(
     copyRows(mem, p0 + layout.v, dvp, heap, at.v + n * S * dv, dv, S, dv);
     module.pack_rows(byte(p0 + layout.q), byte(dk), byte(p0 + layout.qPacked), T, dk, 4);
     module.pack_rows(byte(p0 + layout.k), byte(dk), byte(p0 + layout.kPacked), S, dk, 8);
-    writeTableCall(thread, byte(layout.table), 'attend_4x8', n, args(p0, n, 0, first, layout.scratch[1]));
   }
-  const flops = 2 * P * 4 * first * S * (dk + dv);
-  runTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: P, table: byte(layout.table), flops}, () => {
-    starts.forEach((p0, n) => module.attend_4x8(...(args(p0, n, first, tiles, layout.scratch[0]) as Parameters<KernelExports['attend_4x8']>)));
+  layout.chunks.forEach(({pair, first, count}, call) => {
+    const scratch = layout.scratch + call * layout.scratchSize;
+    writeTableCall(thread, byte(layout.table), 'attend_4x8', call, args(starts[pair], pair, first, first + count, scratch));
   });
+  const flops = 2 * P * T * S * (dk + dv);
+  shareTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: layout.chunks.length, table: byte(layout.table), flops});
   const to = heapFloats(backend);
   starts.forEach((p0, n) => {
     copyRows(to, at.out + n * T * dv, dv, mem, p0 + layout.out, dvp, T, dv);
