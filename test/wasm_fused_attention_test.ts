@@ -588,7 +588,7 @@ describe('fusedAttentionLayer: projections and attention in one kernel call', ()
         ...(biases ? {bq: weights.bq.tensor, bk: weights.bk.tensor, bv: weights.bv.tensor} : {}),
       };
       const scale = 1 / Math.sqrt(dk);
-      const projectionJobs = jest.spyOn(threadsModule, 'runTableOnBothThreads');
+      const projectionJobs = jest.spyOn(threadsModule, 'shareTableOnBothThreads');
       const run = () => fusedAttentionLayer(x.tensor, c?.tensor ?? null, projections, {heads: H, dk, dv, scale, causal}, keyBias);
       try {
         setAttentionThreads(1);
@@ -598,7 +598,7 @@ describe('fusedAttentionLayer: projections and attention in one kernel call', ()
         setAttentionThreads(2);
         const two = onlyTheOutput(run);
         expect(fusedThreadsOfLastCall()).toBe(2);
-        expect(projectionJobs.mock.calls.map(call => call[1].kernel)).toEqual(['project_4x8']);
+        expect(projectionJobs.mock.calls.map(call => call[1].kernel)).toEqual(['project_4x8', 'attend_4x8']);
         expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
         const reference = referenceAttention(x.values as Tensor3, (c?.values ?? null) as Tensor3|null, {
           wq: weights.wq.values as Matrix, wk: weights.wk.values as Matrix, wv: weights.wv.values as Matrix,

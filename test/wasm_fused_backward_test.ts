@@ -18,7 +18,7 @@ import * as layerTraining from '../src/backend/wasm_fused_layer_training';
 import * as fusedForward from '../src/backend/wasm_fused_attention';
 import {backwardSplit, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
-import {setAttentionThreads} from '../src/backend/attention_threads';
+import {getSecondThread, setAttentionThreads} from '../src/backend/attention_threads';
 import {attendOneHead, Matrix, matmul, transpose} from './helpers/reference_attention';
 import {disposeAll, expectClose, expectThrowsWithoutLeak, Nested, randomArray, runTestsOn} from './helpers/tensors';
 import {watchHeapBlocks} from './helpers/heap_blocks';
@@ -427,6 +427,56 @@ describe('the layer trains on the fused backward', () => {
     disposeAll(x, r, mask, attentionMask, fused.result, standard.result);
     layers.forEach(l => l.dispose());
   });
+
+  it.each([
+    ['self-attention with biases and key padding, aligned', 512, null, 64, 64, true, false],
+    ['cross-attention, causal, without biases, T % 4 != 0, widths not multiples of 8', 410, 431, 36, 44, false, true],
+  ] as Array<[string, number, number|null, number, number, boolean, boolean]>)(
+      'one head on two threads, %s: 30 steps leak neither tensors nor wasm heap, nor grow the shared memory; the same bits as one thread',
+      (_, T, S, dc, dv, useBias, causal) => {
+        const backend = tf.backend() as unknown as WasmBackendView;
+        const wasm = backend.wasm;
+        wasm._free(wasm._malloc(16));  // the lazy wrappers replace themselves now (see the test below)
+        const x = tf.randomNormal([1, T, 64], 0, 1, 'float32', 43);
+        const c = S == null ? null : tf.randomNormal([1, S, dc], 0, 1, 'float32', 44);
+        const inputs = c == null ? x : [x, c];
+        const mask = tf.tensor2d([Array.from({length: S ?? T}, (_s, s) => (s % 9 === 4 ? 0 : 1))]);
+        const layer = scaledDotProductAttention({numHeads: 1, keyDim: 64, valueDim: dv, useBias, causal});
+        tf.tidy(() => void layer.apply(inputs));  // builds the weights
+        const variables = layer.trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+        const step = () => tf.tidy(() => {
+          const {value, grads} = tf.variableGrads(() => tf.sum(layer.apply(inputs, {mask: c == null ? mask : [null, mask]}) as tf.Tensor) as tf.Scalar,
+                                                  variables);
+          return [value, ...variables.map(v => grads[v.name])];
+        });
+        const stepOn = (threads: 1|2) => {
+          const previous = setAttentionThreads(threads);
+          try {
+            const {result, ran} = ranFusedTraining(step, 'layer');
+            expect(ran).toBe(true);
+            expect(fusedThreadsOfLastCall()).toBe(threads);
+            return result;
+          } finally {
+            setAttentionThreads(previous);
+          }
+        };
+        const [one, two] = [stepOn(1), stepOn(2)];  // the first two-thread step may grow the heap and the shared memory
+        two.forEach((g, i) => expect(g.dataSync()).toEqual(one[i].dataSync()));
+        disposeAll(one, two);
+        const before = tf.memory();
+        const heapBytes = wasm.HEAPU8.length;
+        const sharedBytes = getSecondThread()!.memory.buffer.byteLength;
+        const {live} = watchHeapBlocks(wasm, () => {
+          for (let i = 0; i < 30; i++) tf.dispose(stepOn(2));
+        });
+        expect(live).toEqual([]);
+        expect(tf.memory().numTensors).toBe(before.numTensors);
+        expect(tf.memory().numBytes).toBe(before.numBytes);
+        expect(wasm.HEAPU8.length).toBe(heapBytes);
+        expect(getSecondThread()!.memory.buffer.byteLength).toBe(sharedBytes);
+        disposeAll(x, c, mask);
+        layer.dispose();
+      });
 
   it('200 training steps leak neither tensors nor wasm heap', () => {
     const backend = tf.backend() as unknown as WasmBackendView;

@@ -81,6 +81,35 @@ describe('pack_rows', () => {
   });
 });
 
+describe('add_rows', () => {
+  const cases = [0, 1, 3].flatMap(rows => [1, 3, 4, 5, 8, 13].flatMap(cols => [false, true].map(add => ({rows, cols, add}))));
+  it.each(cases)('rows=$rows, cols=$cols, add=$add: a + b (or a) between strides, rounded as Math.fround(a + b); nothing else written', ({rows, cols, add}) => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const [srcStride, dstStride] = [cols + 5, cols + 2];
+    const a = matrix(rows, cols, 11 + cols);
+    const b = matrix(rows, cols, 12 + cols).map(row => row.map(v => v * 1e-3));  // sums that must round
+    const [aAt, bAt, dst] = [alloc(rows * srcStride), alloc(rows * srcStride), alloc(rows * dstStride)];
+    put(floats(), aAt, a, srcStride);
+    put(floats(), bAt, b, srcStride);
+    kernels.add_rows(dst, 4 * dstStride, aAt, add ? bAt : 0, 4 * srcStride, rows, cols);
+    const f = floats();
+    const expected = a.map((row, r) => row.map((v, c) => (add ? Math.fround(Math.fround(v) + Math.fround(b[r][c])) : Math.fround(v))));
+    expect(get(f, dst, rows, cols, dstStride)).toEqual(expected);
+    expect(written(f, dst, rows * dstStride + 64, i => i < rows * dstStride && i % dstStride < cols)).toBe(0);
+  });
+
+  it('adds in place (dst = a) with NaN and ±∞ as IEEE 754 adds them', () => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const a = [[1, NaN, Infinity, -Infinity, 3e38, 1]];
+    const b = [[2, 1, -Infinity, -Infinity, 3e38, NaN]];
+    const [aAt, bAt] = [alloc(6), alloc(6)];
+    put(floats(), aAt, a, 6);
+    put(floats(), bAt, b, 6);
+    kernels.add_rows(aAt, 24, aAt, bAt, 24, 1, 6);
+    expect(get(floats(), aAt, 1, 6, 6)).toEqual([[3, NaN, NaN, -Infinity, Infinity, NaN]]);
+  });
+});
+
 describe('project_4x8', () => {
   const cases = [1, 2, 3].flatMap(tiles => [0, 1, 5, 8, 9].flatMap(dIn => [8, 16, 24].flatMap(dOut =>
     [false, true].map(bias => ({tiles, dIn, dOut, bias})))));

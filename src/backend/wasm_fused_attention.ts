@@ -9,8 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, shareTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES,
-  sharedFloats, tableEntries, tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
+  getSecondThread, noteTwoThreadCall, shareTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
+  tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
 } from './attention_threads';
 import type {SecondThread, TileChunk} from './attention_threads';
 import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
@@ -260,6 +260,15 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
 }
 
 /**
+ * Byte addresses in the heap where the layer's training forward (wasm_fused_layer_training.ts)
+ * keeps what its gradient needs: q [B, T, H·dk], k [B, S, H·dk], v [B, S, H·dv] and each
+ * query's log-sum-exp [B·H, T].
+ */
+export interface KeptForTraining {
+  q: number; k: number; v: number; lse: number;
+}
+
+/**
  * One product of `projectAndAttendOnTwoThreads`: `input` [rows, d] times its weights side by
  * side (and their biases), into an operand of `rows` rounded up to 4 and `width` columns
  * (the weights' columns rounded up to 8).
@@ -283,8 +292,9 @@ interface SharedProduct {
  * threads as in `attendOnTwoThreads`, without copying Q, K and V in. Returns false (and does
  * nothing) where the call stays on one thread.
  */
-function projectAndAttendOnTwoThreads(
-    backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, sizes: FusedSizes&Attending, outAt: number): boolean {
+export function projectAndAttendOnTwoThreads(
+    backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, sizes: FusedSizes&Attending, outAt: number,
+    keep?: KeptForTraining): boolean {
   const {batch, heads, T, S, dk, dv} = sizes;
   if (!twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T)) return false;
   const {x, c, wq, wk, wv, bq, bk, bv, keyBias} = inputs as {[name: string]: tf.TensorInfo};
@@ -303,8 +313,10 @@ function projectAndAttendOnTwoThreads(
   const place = sharedLayoutOf(operands, sizes, layout);
   // After the attention's place: the projection job's table, then per product its input's rows, packed by fours, the
   // weights [d, width] and the biases [width].
+  const chunks = products.map(product => tileChunks(1, product.rows / 4, () => 1));  // rows of 4 of equal work
+  const calls = chunks.reduce((sum, list) => sum + list.length, 0);
   const table = roundUp(place.end, 16);
-  let end = roundUp(table + tableEntries('project_4x8') * products.length, 16);
+  let end = roundUp(table + tableEntries('project_4x8') * calls, 16);
   const inputsAt = products.map(product => {
     const d = product.input.shape[2] as number;
     const [raw, packed, weights] = [end, end + product.rows * d, end + 2 * product.rows * d];
@@ -320,8 +332,7 @@ function projectAndAttendOnTwoThreads(
     const shared = sharedFloats(thread, 4 * end);
     const heap = heapFloats(backend);
     const module = thread.module;
-    const mine: Array<() => void> = [];
-    let calls = 0;
+    let call = 0;
     products.forEach((product, i) => {
       const {d, raw, packed, weights, bias} = inputsAt[i];
       const n = (product.input.shape[0] as number) * (product.input.shape[1] as number);
@@ -338,18 +349,27 @@ function projectAndAttendOnTwoThreads(
         column += wj;
       });
       const out = place.copies.find(copy => copy.operand.at === product.tag)!.offset;
-      const tiles = product.rows / 4;
-      const half = tiles >> 1;
-      const args = (first: number, count: number) => [
-        4 * (packed + first * 4 * d), 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias, 4 * (out + first * 4 * product.width),
-        4 * product.width, count, d, product.width];
-      if (half > 0) writeTableCall(thread, 4 * table, 'project_4x8', calls++, args(0, half));
-      mine.push(() => module.project_4x8(...(args(half, tiles - half) as Parameters<KernelExports['project_4x8']>)));
+      for (const {first, count} of chunks[i]) {                            // rows 4·first .. 4·(first + count) - 1
+        writeTableCall(thread, 4 * table, 'project_4x8', call++, [
+          4 * (packed + first * 4 * d), 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias, 4 * (out + first * 4 * product.width),
+          4 * product.width, count, d, product.width]);
+      }
     });
-    const flops = products.reduce((sum, {rows, width}, i) => sum + rows * inputsAt[i].d * width, 0);  // the worker's half
-    runTableOnBothThreads(thread, {kernel: 'project_4x8', calls, table: 4 * table, flops}, () => mine.forEach(project => project()));
+    const flops = products.reduce((sum, {rows, width}, i) => sum + 2 * rows * inputsAt[i].d * width, 0);
+    shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls, table: 4 * table, flops});
+    if (keep != null) {                                                    // Q, K and V out of the products, for the gradient
+      const to = heapFloats(backend);
+      const copyOut = (operand: Operand, at: number, rows: number, width: number) => {
+        const from = place.copies.find(copy => copy.operand.at === operand.at)!.offset + operand.column;
+        copyRows(to, at >>> 2, width, shared, from, operand.width, rows, width);
+      };
+      copyOut(operands.q, keep.q, batch * T, wQ);
+      copyOut(operands.k, keep.k, batch * S, wQ);
+      copyOut(operands.v, keep.v, batch * S, wV);
+    }
     noteTwoThreadCall('project_4x8', started);
-    attendInSharedMemory(thread, backend, shared, operands, {...sizes, outAt, layout, shared: place}, twoThreadCallStart());
+    const attending = {...sizes, outAt, lseAt: keep?.lse, layout, shared: place};
+    attendInSharedMemory(thread, backend, shared, operands, attending, twoThreadCallStart());
   });
   return true;
 }
@@ -439,8 +459,8 @@ function attendOnTwoThreads(
  */
 function attendInSharedMemory(
     thread: SecondThread, backend: WasmBackendLike, shared: Float32Array, operands: Operands,
-    call: FusedSizes&Attending&{outAt: number; layout: Layout; shared: SharedLayout}, started: number): void {
-  const {batch, heads, T, S, dk, dv, scale, outAt, layout, shared: place} = call;
+    call: FusedSizes&Attending&{outAt: number; lseAt?: number; layout: Layout; shared: SharedLayout}, started: number): void {
+  const {batch, heads, T, S, dk, dv, scale, outAt, lseAt, layout, shared: place} = call;
   const causal = call.causal ? 1 : 0;
   const {tiles, dvp, block} = layout;
   const {qSize, kSize, vSize, outSize, direct} = place;
@@ -492,7 +512,25 @@ function attendInSharedMemory(
       copyRows(to, (outAt >>> 2) + b * T * heads * dv + h * dv, heads * dv, shared, place.out + pair * outSize, dvp, T, dv);
     }
   }
+  if (lseAt != null) {                                                     // [B·H, T] from each pair's state
+    for (let pair = 0; pair < pairs; pair++) logSumExp(to, (lseAt >>> 2) + pair * T, shared, place.state + pair * tiles * 8, T, scale);
+  }
   noteTwoThreadCall('attend_4x8', started);
+}
+
+/**
+ * lse[t] = scale·max + log(sum) from attend_4x8's state (per tile of four: four maxima, then four sums), T queries.
+ * scale·max is rounded as the backward kernel rounds its scale·score (a float32 product of the float32 scale), so
+ * that the two agree exactly: for a query whose keys are all padded, max and every score are about MASKED_LOGIT
+ * (-1e30), and a scale·max rounded otherwise (in float64) differed from the kernel's by an ulp of ~1e29, which made
+ * exp(scale·score - lse) overflow to ∞ and that query's gradients NaN.
+ */
+export function logSumExp(dst: Float32Array, to: number, state: Float32Array, from: number, T: number, scale: number): void {
+  const scale32 = Math.fround(scale);
+  for (let t = 0; t < T; t++) {
+    const at = from + 8 * (t >> 2) + (t & 3);
+    dst[to + t] = Math.fround(scale32 * state[at]) + Math.log(state[at + 4]);
+  }
 }
 
 /** Threads the last fused call ran on (1 or 2): for the benchmark. */

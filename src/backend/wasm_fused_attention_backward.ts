@@ -19,7 +19,7 @@ import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attent
 import type {PlacedBiases} from './attention_bias';
 import {KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
-import {attentionChunks, FUSED_KEY_BLOCK, FUSED_MAX_BYTES, noteFusedCallThreads} from './wasm_fused_attention';
+import {attentionChunks, FUSED_KEY_BLOCK, FUSED_MAX_BYTES, logSumExp, noteFusedCallThreads} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -169,11 +169,6 @@ export function backwardArgs(
   return args;
 }
 
-/** dst[to + i] += src[from + i] for `count` floats: the second part's dK or dV added to the first's. */
-function addInto(dst: Float32Array, to: number, src: Float32Array, from: number, count: number): void {
-  for (let i = 0; i < count; i++) dst[to + i] += src[from + i];
-}
-
 /** Floats of the forward's work buffers of one pair: Q and K packed, V and the output padded, the scratch and the state. */
 function forwardFloats({T, S, dk, dv}: PairSizes): number {
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
@@ -250,21 +245,6 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     }
   });
   return [out, lse];
-}
-
-/**
- * lse[t] = scale·max + log(sum) from attend_4x8's state (per tile of four: four maxima, then four sums), T queries.
- * scale·max is rounded as the backward kernel rounds its scale·score (a float32 product of the float32 scale), so
- * that the two agree exactly: for a query whose keys are all padded, max and every score are about MASKED_LOGIT
- * (-1e30), and a scale·max rounded otherwise (in float64) differed from the kernel's by an ulp of ~1e29, which made
- * exp(scale·score - lse) overflow to ∞ and that query's gradients NaN.
- */
-export function logSumExp(dst: Float32Array, to: number, state: Float32Array, from: number, T: number, scale: number): void {
-  const scale32 = Math.fround(scale);
-  for (let t = 0; t < T; t++) {
-    const at = from + 8 * (t >> 2) + (t & 3);
-    dst[to + t] = Math.fround(scale32 * state[at]) + Math.log(state[at + 4]);
-  }
 }
 
 /**
@@ -421,8 +401,8 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
       if (first > 0) {
         module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
-        addInto(heap, gk, heap, b0 + place.gradKSecond, S * dkp);
-        addInto(heap, gv, heap, b0 + place.gradVSecond, S * dvp);
+        module.add_rows(4 * gk, 0, 4 * gk, 4 * (b0 + place.gradKSecond), 0, 1, S * dkp);  // dK, dV: the parts added
+        module.add_rows(4 * gv, 0, 4 * gv, 4 * (b0 + place.gradVSecond), 0, 1, S * dvp);
       }
       if (place.gradQ >= 0) copyRows(heap, at.gradQ + n * T * dk, dk, heap, gq, dkp, T, dk);
       if (place.gradK >= 0) copyRows(heap, at.gradK + n * S * dk, dk, heap, gk, dkp, S, dk);
@@ -486,7 +466,9 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSi
  */
 function backwardOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
-    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout}): void {
+    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout},
+    take: (mem: Float32Array, pairs: PairBuffers[], noteCall: () => void) => void =
+      (mem, pairs) => copyGradientsOut(backend, thread.module, mem, pairs, at, call)): void {
   const {P, T, S, dk, dv, heads, first, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
@@ -499,7 +481,13 @@ function backwardOnTwoThreads(
   const pairs: PairBuffers[] = [];
   for (let n = 0; n < P; n++) {
     const p0 = layout.first + n * layout.pair;
-    mem.fill(0, p0, p0 + layout.pair);
+    // The rows' padding (columns past dk or dv, rows past T) zero: the kernel multiplies it by zero weights. The rest of
+    // the pair's buffers the copies, the packing and the kernel overwrite.
+    const tiles = Math.ceil(T / 4);
+    if (dkp !== dk || tiles * 4 !== T) mem.fill(0, p0 + place.qRows, p0 + place.qRows + tiles * 4 * dkp);
+    if (dkp !== dk) mem.fill(0, p0 + place.kRows, p0 + place.kRows + S * dkp);
+    if (dvp !== dv || tiles * 4 !== T) mem.fill(0, p0 + place.doutRows, p0 + place.doutRows + tiles * 4 * dvp);
+    if (dvp !== dv) mem.fill(0, p0 + layout.vRows, p0 + layout.vRows + S * dvp);
     const [qn, kn, vn, dyn] = [at.q + n * T * dk, at.k + n * S * dk, at.v + n * S * dv, at.dy + n * T * dv];
     copyRows(mem, p0 + place.qRows, dkp, heap, qn, dk, T, dk);
     copyRows(mem, p0 + place.kRows, dkp, heap, kn, dk, S, dk);
@@ -527,15 +515,66 @@ function backwardOnTwoThreads(
       module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, sizes) as Parameters<KernelExports['attend_backward_4x8']>));
     }
   });
+  // Noted once: after `take`, or when `take` says its part of the call is over (before jobs of its own).
+  let noted = false;
+  const noteCall = () => {
+    if (!noted) noteTwoThreadCall('attend_backward_4x8', started);
+    noted = true;
+  };
+  take(mem, pairs, noteCall);
+  noteCall();
+}
+
+/** The second parts' dK and dV added to the first's, as on one thread, and each pair's dQ, dK and dV copied out to the heap. */
+function copyGradientsOut(
+    backend: WasmBackendLike, module: KernelExports, mem: Float32Array, pairs: PairBuffers[], at: HeapOperands, {T, S, dk, dv}: PairSizes): void {
+  const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
   const to = heapFloats(backend);
   pairs.forEach((b, n) => {
-    addInto(mem, b.gradK[0], mem, b.gradK[1], S * dkp);
-    addInto(mem, b.gradV[0], mem, b.gradV[1], S * dvp);
+    module.add_rows(4 * b.gradK[0], 0, 4 * b.gradK[0], 4 * b.gradK[1], 0, 1, S * dkp);  // dK, dV: the parts added
+    module.add_rows(4 * b.gradV[0], 0, 4 * b.gradV[0], 4 * b.gradV[1], 0, 1, S * dvp);
     copyRows(to, at.gradQ + n * T * dk, dk, mem, b.gradQ, dkp, T, dk);
     copyRows(to, at.gradK + n * S * dk, dk, mem, b.gradK[0], dkp, S, dk);
     copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
   });
-  noteTwoThreadCall('attend_backward_4x8', started);
+}
+
+/**
+ * The backward of one head (q [B, T, dk], k [B, S, dk], v [B, S, dv], dy and out [B, T, dv], lse
+ * [B, T] and the key bias [B, S] as `attendBackward` takes them) on two threads, for a caller
+ * that takes the gradients where they lie in the shared memory (the layer's training,
+ * wasm_fused_layer_training.ts): `take` gets the memory and each pair's buffers, whose dK and
+ * dV are in two parts (first + second, `backwardSplit`), with `reserve` floats free for it
+ * from float `free`; it calls `noteCall` when done with the attention's gradients (for
+ * `recordTwoThreadCalls`), before any two-thread job of its own. Returns false, having done nothing, where the call stays on one thread:
+ * below `backwardSplit`'s size, without a second thread, or too large for its memory.
+ */
+export function attendBackwardOnTwoThreads(
+    backend: WasmBackendLike, inputs: {q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; dy: tf.TensorInfo; out: tf.TensorInfo;
+                                       lse: tf.TensorInfo; keyBias?: tf.TensorInfo},
+    attrs: TrainingAttrs, reserve: number,
+    take: (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number, noteCall: () => void) => void): boolean {
+  const [P, T, dk] = inputs.q.shape as [number, number, number];
+  const [S, dv] = inputs.v.shape.slice(1) as [number, number];
+  const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
+  if (first === 0 || attrs.heads !== 1) return false;
+  const address = (x: tf.TensorInfo) => heapAddress(backend, x) >>> 2;
+  const at = {
+    q: address(inputs.q), k: address(inputs.k), v: address(inputs.v), dy: address(inputs.dy), out: address(inputs.out),
+    lse: address(inputs.lse), biases: heapBiases(backend, inputs.keyBias, undefined), gradQ: -1, gradK: -1, gradV: -1,
+  };
+  const sizes = {P, T, S, dk, dv, heads: 1};
+  const shared = sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
+  const free = roundUp(shared.end, 16);
+  const thread = 4 * (free + reserve) <= SHARED_MAX_BYTES ? getSecondThread() : null;
+  if (thread == null) return false;
+  noteFusedCallThreads(2);
+  withWorkerAwake(thread, () => {
+    sharedFloats(thread, 4 * (free + reserve));
+    const call = {...sizes, ...attrs, first, shared};
+    backwardOnTwoThreads(thread, backend, at, call, (mem, pairs, noteCall) => take(thread, mem, pairs, free, noteCall));
+  });
+  return true;
 }
 
 /**

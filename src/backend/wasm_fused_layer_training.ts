@@ -7,17 +7,23 @@
  * projections' gradients with `project_4x8` too: dx = G·[Wq | Wk | Wv]ᵀ and
  * [dWq | dWk | dWv] = xᵀ·G, the biases' gradients as one more row of that product (xᵀ with a
  * row of ones). At small shapes the layer's many tfjs ops (products, head splits, their
- * gradients) cost more than the attention; here they are gone. Below `twoThreadsPay`'s size
- * the kernels attend heads side by side on one thread; above it, with one head, the forward
- * projects and then runs the attention's own kernels (`attendWithLse`, `attendBackward`: two
- * threads in Node), and the backward takes their dQ, dK and dV into G. The planner sends larger
- * calls with several heads to `fusedAttentionTraining`.
+ * gradients) cost more than the attention; here they are gone. Above `twoThreadsPay`'s size
+ * both passes run on two threads in Node, in the worker's shared memory: the forward as the
+ * layer's inference does (wasm_fused_attention.ts' `projectAndAttendOnTwoThreads`, keeping Q,
+ * K, V and the log-sum-exp), the backward (one head) with the attention's backward kernel
+ * (`attendBackwardOnTwoThreads`), G built where its dQ, dK and dV lie, and the projections'
+ * gradients shared between the threads; each tile and row is computed as on one thread, so
+ * the bits are the same. The planner sends larger calls with several heads to
+ * `fusedAttentionTraining`.
  */
 import * as tf from '@tensorflow/tfjs';
-import {attendBackward, attendWithLse, backwardArgs, backwardLayoutOf, fusedTrainingSizesFit, logSumExp} from './wasm_fused_attention_backward';
-import {twoThreadsPay} from './attention_threads';
+import {attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit} from './wasm_fused_attention_backward';
+import {noteTwoThreadCall, shareTableOnBothThreads, tableEntries, tileChunks, twoThreadCallStart, writeTableCall} from './attention_threads';
+import type {SecondThread} from './attention_threads';
 import type {PairBuffers} from './wasm_fused_attention_backward';
-import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedAttentionLayerSizesFit, noteFusedCallThreads} from './wasm_fused_attention';
+import {
+  FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedAttentionLayerSizesFit, logSumExp, noteFusedCallThreads, projectAndAttendOnTwoThreads,
+} from './wasm_fused_attention';
 import type {FusedLayerSizes, FusedProjections} from './wasm_fused_attention';
 import {packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
@@ -26,13 +32,9 @@ import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
 
 const FORWARD_KERNEL_NAME = 'TfjsAttentionFusedLayerForwardLse';
-const PROJECT_KERNEL_NAME = 'TfjsAttentionFusedLayerProject';
 const BACKWARD_KERNEL_NAME = 'TfjsAttentionFusedLayerBackward';
 
-/**
- * How the layer attends: H heads of dk and dv, the scale, causal; `bias`: the projections have
- * biases; `attend`: the forward attends too (else it only projects; see `fusedAttentionLayerTraining`).
- */
+/** How the layer attends: H heads of dk and dv, the scale, causal; `bias`: the projections have biases. */
 interface LayerAttrs {
   heads: number;
   dk: number;
@@ -40,7 +42,6 @@ interface LayerAttrs {
   scale: number;
   causal: boolean;
   bias: boolean;
-  attend?: boolean;
 }
 
 /** The sizes of one call: x [B, T, dq], c [B, S, dc]. */
@@ -74,18 +75,18 @@ function gradientWidth(heads: number, dk: number, dv: number): number {
 }
 
 /**
- * Floats of the backward's work buffers: G [max(B·T, B·S), gradientWidth], one pair's
- * backward buffers, and the largest of the projections' products (G's columns packed with
- * the transposed weights and the output, or an input transposed and packed with the output).
+ * Floats of the backward's work buffers on one thread: G [max(B·T, B·S), gradientWidth], one
+ * pair's backward buffers (with a second part's dK and dV), and the largest of the
+ * projections' products (G's columns packed with the transposed weights and the output, or an
+ * input transposed and packed with the output), which reuse one buffer.
  */
 function backwardFloats({B, T, S, dq, dc}: CallSizes, {heads, dk, dv}: LayerAttrs): number {
   const n = Math.max(B * T, B * S);
   const width = gradientWidth(heads, dk, dv);
-  const pair = backwardLayoutOf({T, S, dk, dv}, false, false).total;
+  const pair = backwardLayoutOf({T, S, dk, dv}, true, false).total;
   const d = Math.max(dq, dc);
-  const inputs = roundUp(n, 4) * width + width * roundUp(d, 8) + roundUp(n, 4) * roundUp(d, 8);
-  const weights = (roundUp(d, 4) + 4) * n + (roundUp(d, 4) + 4) * width;
-  return roundUp(n * width, 16) + roundUp(pair, 16) + Math.max(inputs, weights) + 64;
+  const products = Math.max(inputGradientFloats(n, width, d), weightGradientFloats(n, d, true, width));
+  return roundUp(n * width, 16) + roundUp(pair, 16) + products;
 }
 
 /** Bytes of work buffers that the forward or the backward takes from the heap (the larger), besides their outputs. */
@@ -109,7 +110,7 @@ export function fusedLayerTrainingSizesFit(sizes: FusedLayerSizes): boolean {
 /**
  * The forward: x [B, T, dq], c [B, S, dc] (absent for self-attention), wq, wk, wv and the
  * biases, keyBias [B, S] -> out [B, T, H·dv], q [B, T, H·dk], k [B, S, H·dk], v [B, S, H·dv]
- * (heads side by side) and lse [B·H, T]; without `attend`, q, k and v alone.
+ * (heads side by side) and lse [B·H, T]: on two threads where they pay, else on this one.
  */
 function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
@@ -120,12 +121,16 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const sizes = callSizes(x, c);
   const {B, T, S, dq} = sizes;
   const [wQ, wV] = [heads * dk, heads * dv];
-  const attend = attrs.attend ?? true;
   const q = backend.makeOutput([B, T, wQ], 'float32');
   const k = backend.makeOutput([B, S, wQ], 'float32');
   const v = backend.makeOutput([B, S, wV], 'float32');
-  const out = attend ? backend.makeOutput([B, T, wV], 'float32') : null;
-  const lse = attend ? backend.makeOutput([B * heads, T], 'float32') : null;
+  const out = backend.makeOutput([B, T, wV], 'float32');
+  const lse = backend.makeOutput([B * heads, T], 'float32');
+  const kept = {q: heapAddress(backend, q), k: heapAddress(backend, k), v: heapAddress(backend, v), lse: heapAddress(backend, lse)};
+  const attending = {batch: B, heads, T, S, dk, dv, scale, causal: attrs.causal};
+  if (projectAndAttendOnTwoThreads(backend, {x, c, wq, wk, wv, bq, bk, bv, keyBias}, attending, heapAddress(backend, out), kept)) {
+    return [out, q, k, v, lse];
+  }
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const packedFloats = roundUp(roundUp(B * T, 4) * dq, 16);
@@ -154,7 +159,6 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     project(xPacked, wq, bq, q, B * T);
     project(cPacked, wk, bk, k, B * S);
     project(cPacked, wv, bv, v, B * S);
-    if (out == null || lse == null) return;
     const heap = heapFloats(backend);
     const b0 = base >>> 2;
     const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(t => heapAddress(backend, t) >>> 2);
@@ -179,7 +183,6 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       }
     }
   });
-  if (out == null || lse == null) return [q, k, v];
   noteFusedCallThreads(1);
   return [out, q, k, v, lse];
 }
@@ -195,14 +198,16 @@ function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b:
 
 /**
  * The backward: the forward's inputs and outputs and dy [B, T, H·dv] -> dx (and dc), dwq,
- * dwk, dwv (and dbq, dbk, dbv). First per pair, attend_backward_4x8 into G's columns (or,
- * given gq, gk and gv, the attention's gradients, a copy of them); then the projections'
- * gradients from G with project_4x8 (`inputGradient`, `weightGradients`).
+ * dwk, dwv (and dbq, dbk, dbv). First per pair, attend_backward_4x8 into G's columns (above
+ * `backwardSplit`'s size in two parts of the query tiles, whose dK and dV are added, as the
+ * attention's backward does on either thread count); then the projections' gradients from G
+ * with project_4x8 (`inputGradient`, `weightGradients`). With one head above that size, on
+ * two threads (`backwardOnTwoThreads`).
  */
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {x, c, wq, wk, wv, q, k, v, out, lse, dy, keyBias, gq, gk, gv} = args.inputs;
+  const {x, c, q, k, v, out, lse, dy, keyBias} = args.inputs;
   const attrs = args.attrs as unknown as LayerAttrs;
   const {heads, dk, dv} = attrs;
   const sizes = callSizes(x, c);
@@ -214,22 +219,18 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const gradC = c == null ? null : backend.makeOutput([B, S, dc], 'float32');
   const gradW = [backend.makeOutput([dq, wQ], 'float32'), backend.makeOutput([dc, wQ], 'float32'), backend.makeOutput([dc, wV], 'float32')];
   const gradB = attrs.bias ? [backend.makeOutput([wQ], 'float32'), backend.makeOutput([wQ], 'float32'), backend.makeOutput([wV], 'float32')] : [];
-  const place = backwardLayoutOf({T, S, dk, dv}, false, false);
+  const outputs = {gradX, gradC, gradW, gradB};
+  if (backwardOnTwoThreads(backend, args.inputs, attrs, outputs)) return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
+  const first = backwardSplit({pairs: B * heads, T, S, dk, dv, causal: attrs.causal});
+  const place = backwardLayoutOf({T, S, dk, dv}, first > 0, false);
   const {dkp, dvp, block} = place;
   const gFloats = roundUp(n * width, 16);
-  const work = gFloats + (gq != null ? 0 : roundUp(place.total, 16));
+  const work = gFloats + roundUp(place.total, 16);
   withHeapBuffer(backend, backwardFloats(sizes, attrs), base => {
     const b0 = base >>> 2;
     const heap = heapFloats(backend);
     heap.fill(0, b0, b0 + work);  // G's and the pair's padding (rows past T, columns past d) stays zero
-    if (gq != null) {  // the attention's gradients, given: into G's columns
-      const [gqAt, gkAt, gvAt] = [gq, gk, gv].map(t => heapAddress(backend, t) >>> 2);
-      copyRows(heap, b0, width, heap, gqAt, wQ, B * T, wQ);
-      copyRows(heap, b0 + wQ, width, heap, gkAt, wQ, B * S, wQ);
-      copyRows(heap, b0 + 2 * wQ, width, heap, gvAt, wV, B * S, wV);
-    }
-    const [qAt, kAt, vAt, dyAt, outAt, lseAt] = gq != null ? [0, 0, 0, 0, 0, 0] :
-        [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
+    const [qAt, kAt, vAt, dyAt, outAt, lseAt] = [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
     const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
     const p0 = b0 + gFloats;
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
@@ -239,7 +240,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       if (d % 8 === 0) module.pack_rows(4 * from, 4 * row, 4 * to, count, d, 1);
       else copyRows(heap, to, roundUp(d, 8), heap, from, row, count, d);
     };
-    for (let b = 0; b < (gq == null ? B : 0); b++) {
+    for (let b = 0; b < B; b++) {
       for (let h = 0; h < heads; h++) {
         const [qn, kn, vn, dyn] = [qAt + b * T * wQ + h * dk, kAt + b * S * wQ + h * dk, vAt + b * S * wV + h * dv, dyAt + b * T * wV + h * dv];
         module.pack_rows(4 * qn, 4 * wQ, 4 * (p0 + place.q), T, dk, 4);              // [tiles][dk][4]
@@ -251,38 +252,182 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         rowsOf(dyn, wV, p0 + place.doutRows, T, dv);
         heap.set(heap.subarray(lseAt + (b * heads + h) * T, lseAt + (b * heads + h + 1) * T), p0 + place.lse);
         rowSums(heap, p0 + place.delta, heap, dyn, outAt + b * T * wV + h * dv, T, dv, wV);
+        const second = first > 0;
         const buffers: PairBuffers = {
           q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows,
           kRows: p0 + place.kRows, doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta,
-          gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + place.gradK], gradV: [p0 + place.gradV, p0 + place.gradV],
-          scratch: [p0 + place.scratch, p0 + place.scratch],
+          gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
+          gradV: [p0 + place.gradV, p0 + (second ? place.gradVSecond : place.gradV)], scratch: [p0 + place.scratch, p0 + place.scratch],
           biases: [keyBias == null ? 0 : 4 * (biasAt + b * S), 0, 0, 0],
         };
-        module.attend_backward_4x8(...(backwardArgs(buffers, 0, 0, call) as Parameters<KernelExports['attend_backward_4x8']>));
-        copyRows(heap, b0 + b * T * width + h * dk, width, heap, p0 + place.gradQ, dkp, T, dk);           // dQ into G
-        copyRows(heap, b0 + b * S * width + wQ + h * dk, width, heap, p0 + place.gradK, dkp, S, dk);      // dK
-        copyRows(heap, b0 + b * S * width + 2 * wQ + h * dv, width, heap, p0 + place.gradV, dvp, S, dv);  // dV
+        module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+        if (second) module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+        intoG(module, b0 + b * T * width + h * dk, width, [buffers.gradQ, buffers.gradQ], dkp, T, dk);       // dQ into G
+        intoG(module, b0 + b * S * width + wQ + h * dk, width, buffers.gradK, dkp, S, dk);               // dK: its parts added
+        intoG(module, b0 + b * S * width + 2 * wQ + h * dv, width, buffers.gradV, dvp, S, dv);           // dV
       }
     }
-    const more = b0 + work;  // the products' buffers
-    const g = {at: b0, width};
-    if (c == null) {  // self-attention: dx = G·[Wq | Wk | Wv]ᵀ, [dWq | dWk | dWv] = xᵀ·G
-      inputGradient(backend, module, g, 0, B * T, [wq, wk, wv], gradX, more);
-      weightGradients(backend, module, x, g, 0, [[gradW[0], gradB[0]], [gradW[1], gradB[1]], [gradW[2], gradB[2]]], more);
-    } else {
-      inputGradient(backend, module, g, 0, B * T, [wq], gradX, more);
-      inputGradient(backend, module, g, wQ, B * S, [wk, wv], gradC!, more);
-      weightGradients(backend, module, x, g, 0, [[gradW[0], gradB[0]]], more);
-      weightGradients(backend, module, c, g, wQ, [[gradW[1], gradB[1]], [gradW[2], gradB[2]]], more);
-    }
+    projectionGradients(heapSpace(backend, module, b0 + work), args.inputs, {at: b0, width}, outputs);
   });
   return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
 }
 
-/** G: a matrix of the heap at float `at`, rows of `width` floats. */
+/**
+ * Into G's rows `row` floats apart from float `to`: `rows` rows of `width` floats of a pair's
+ * gradient (rows `srcRow` floats apart), the sum of its two parts (`backwardSplit`) or, where
+ * both are the same buffer, that one: add_rows, in the memory of `module`.
+ */
+function intoG(module: KernelExports, to: number, row: number, parts: [number, number], srcRow: number, rows: number, width: number): void {
+  const [a, b] = parts;
+  module.add_rows(4 * to, 4 * row, 4 * a, a === b ? 0 : 4 * b, 4 * srcRow, rows, width);
+}
+
+/** The backward's outputs: dx (and dc), dWq, dWk, dWv (and the biases'). */
+interface LayerGradients {
+  gradX: tf.TensorInfo;
+  gradC: tf.TensorInfo|null;
+  gradW: tf.TensorInfo[];
+  gradB: tf.TensorInfo[];
+}
+
+/**
+ * The projections' gradients from G: dx = G·[Wq | Wk | Wv]ᵀ and [dWq | dWk | dWv] = xᵀ·G for
+ * self-attention; for cross-attention dx = G[:, Q]·Wqᵀ, dc = G[:, K V]·[Wk | Wv]ᵀ, dWq = xᵀ·G[:, Q],
+ * [dWk | dWv] = cᵀ·G[:, K V].
+ */
+function projectionGradients(space: ProductSpace, inputs: {[name: string]: tf.TensorInfo|undefined}, g: Gradients, outputs: LayerGradients): void {
+  const {x, c, wq, wk, wv} = inputs as {[name: string]: tf.TensorInfo};
+  const {gradX, gradC, gradW, gradB} = outputs;
+  const [B, T] = x.shape as [number, number];
+  const wQ = wq.shape[1] as number;
+  if (c == null) {
+    inputGradient(space, g, 0, B * T, [wq, wk, wv], gradX);
+    weightGradients(space, x, g, 0, [[gradW[0], gradB[0]], [gradW[1], gradB[1]], [gradW[2], gradB[2]]]);
+    return;
+  }
+  const S = c.shape[1] as number;
+  inputGradient(space, g, 0, B * T, [wq], gradX);
+  inputGradient(space, g, wQ, B * S, [wk, wv], gradC!);
+  weightGradients(space, x, g, 0, [[gradW[0], gradB[0]]]);
+  weightGradients(space, c, g, wQ, [[gradW[1], gradB[1]], [gradW[2], gradB[2]]]);
+}
+
+/** Floats of the work buffers of `inputGradient` (rows of G, m columns, into d columns) and of `weightGradients` (d features of rows). */
+function inputGradientFloats(rows: number, m: number, d: number): number {
+  return roundUp(Math.ceil(rows / 4) * 4 * m + m * roundUp(d, 8) + Math.ceil(rows / 4) * 4 * roundUp(d, 8), 16);
+}
+function weightGradientFloats(rows: number, d: number, withBias: boolean, m: number): number {
+  const tiles = Math.ceil(d / 4) + (withBias ? 1 : 0);
+  return roundUp(tiles * 4 * rows + tiles * 4 * roundUp(m, 8) + rows * d, 16);  // packed inputᵀ, product, the input's copy
+}
+
+/**
+ * The layer's backward on two threads, one head above `backwardSplit`'s size: the attention's
+ * backward (`attendBackwardOnTwoThreads`), then G [max(B·T, B·S), gradientWidth] built in the
+ * shared memory from its dQ and its dK and dV parts (added as on one thread), and the
+ * projections' gradients as calls of project_4x8 by tiles of rows, shared between the threads
+ * (`shareTableOnBothThreads`); their results copied out to the heap. Returns false where the
+ * call stays on one thread.
+ */
+function backwardOnTwoThreads(
+    backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, attrs: LayerAttrs, outputs: LayerGradients): boolean {
+  const {x, c, q, k, v, out, lse, dy, keyBias} = inputs as {[name: string]: tf.TensorInfo};
+  if (attrs.heads !== 1) return false;
+  const {dk, dv} = attrs;
+  const {B, T, S, dq, dc} = callSizes(x, c);
+  const [wQ, wV] = [dk, dv];
+  const width = gradientWidth(1, dk, dv);
+  const n = Math.max(B * T, B * S);
+  const withBias = attrs.bias;
+  const products = c == null ?
+      inputGradientFloats(B * T, 2 * wQ + wV, dq) + weightGradientFloats(B * T, dq, withBias, 2 * wQ + wV) :
+      inputGradientFloats(B * T, wQ, dq) + inputGradientFloats(B * S, wQ + wV, dc) + weightGradientFloats(B * T, dq, withBias, wQ) +
+      weightGradientFloats(B * S, dc, withBias, wQ + wV);
+  // Each call takes at least one tile of rows: at most this many calls.
+  const calls = 2 * Math.ceil(n / 4) + 2 * (Math.ceil(Math.max(dq, dc) / 4) + 1);
+  const gFloats = roundUp(n * width, 16);
+  const reserve = gFloats + products + roundUp(tableEntries('project_4x8') * calls, 16);
+  const attention = {q, k, v, dy, out, lse, ...(keyBias == null ? {} : {keyBias})};
+  const training = {heads: 1, scale: attrs.scale, causal: attrs.causal};
+  return attendBackwardOnTwoThreads(backend, attention, training, reserve, (thread, mem, pairs, free, noteCall) => {
+    const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
+    mem.fill(0, free, free + gFloats);  // G's padding stays zero
+    pairs.forEach((pair, b) => {
+      intoG(thread.module, free + b * T * width, width, [pair.gradQ, pair.gradQ], dkp, T, dk);  // dQ into G
+      intoG(thread.module, free + b * S * width + wQ, width, pair.gradK, dkp, S, dk);          // dK: its parts added
+      intoG(thread.module, free + b * S * width + 2 * wQ, width, pair.gradV, dvp, S, dv);      // dV
+    });
+    noteCall();
+    const started = twoThreadCallStart();
+    const space = sharedSpace(backend, thread, mem, free + gFloats);
+    projectionGradients(space, inputs, {at: free, width}, outputs);
+    const table = 4 * (free + gFloats + products);
+    space.calls.forEach((args, i) => writeTableCall(thread, table, 'project_4x8', i, args));
+    const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[6] * a[7] * a[8], 0);
+    shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls: space.calls.length, table, flops});
+    space.copies.forEach(copy => copy());
+    noteTwoThreadCall('project_4x8', started);
+  });
+}
+
+/** G: a matrix at float `at` of a product space's memory, rows of `width` floats. */
 interface Gradients {
   at: number;
   width: number;
+}
+
+/**
+ * Where the projections' gradients are computed: in tfjs' heap on this thread (`heapSpace`),
+ * or in the worker's shared memory on both (`sharedSpace`). The weights and inputs are read
+ * from the heap and the results written there either way.
+ */
+interface ProductSpace {
+  backend: WasmBackendLike;
+  /** The memory of G and of the work buffers. */
+  mem: Float32Array;
+  /** pack_rows and project_4x8 on `mem`. */
+  module: KernelExports;
+  /** `mem` is tfjs' heap: a result that needs no padding is written into its tensor. */
+  inHeap: boolean;
+  /** Float index in `mem` where a product's work buffers of `floats` floats may start. */
+  take(floats: number): number;
+  /** A call of project_4x8 (its arguments, byte addresses in `mem`): made now, or queued. */
+  project(args: number[]): void;
+  /** Copies a result out, once the calls so far are made: now, or after the queue. */
+  then(copy: () => void): void;
+}
+
+/** The heap's space: each product made at once, in the work buffer from float `work` (each reuses it). */
+function heapSpace(backend: WasmBackendLike, module: KernelExports, work: number): ProductSpace {
+  return {
+    backend, mem: heapFloats(backend), module, inHeap: true, take: () => work,
+    project: args => module.project_4x8(...(args as Parameters<KernelExports['project_4x8']>)), then: copy => copy(),
+  };
+}
+
+/**
+ * The shared memory's space, from float `free`: the products' calls queued, each product's
+ * rows cut into calls of tiles (`tileChunks`), for `shareTableOnBothThreads`; then the copies out.
+ */
+function sharedSpace(backend: WasmBackendLike, thread: SecondThread, mem: Float32Array, free: number):
+    ProductSpace&{calls: number[][]; copies: Array<() => void>} {
+  let next = free;
+  const calls: number[][] = [];
+  const copies: Array<() => void> = [];
+  return {
+    backend, mem, module: thread.module, inHeap: false, calls, copies,
+    take: floats => {
+      const at = next;
+      next += roundUp(floats, 16);
+      return at;
+    },
+    project: ([x, w, wStride, bias, out, outStride, tiles, dIn, dOut]) => {
+      for (const {first, count} of tileChunks(1, tiles, () => 1)) {  // x: [tiles][dIn][4]; out: rows outStride bytes apart
+        calls.push([x + 16 * first * dIn, w, wStride, bias, out + 4 * first * outStride, outStride, count, dIn, dOut]);
+      }
+    },
+    then: copy => void copies.push(copy),
+  };
 }
 
 /**
@@ -290,30 +435,30 @@ interface Gradients {
  * m = Σ wi columns: G's columns packed by fours, the weights transposed into rows of d
  * rounded up to 8 (zeros past d), one project_4x8, its output in place when it needs no padding.
  */
-function inputGradient(
-    backend: WasmBackendLike, module: KernelExports, g: Gradients, from: number, rows: number, weights: tf.TensorInfo[],
-    to: tf.TensorInfo, work: number): void {
+function inputGradient(space: ProductSpace, g: Gradients, from: number, rows: number, weights: tf.TensorInfo[], to: tf.TensorInfo): void {
+  const {backend, mem} = space;
   const d = weights[0].shape[0] as number;
   const m = weights.reduce((sum, w) => sum + (w.shape[1] as number), 0);
   const [tiles, dp] = [Math.ceil(rows / 4), roundUp(d, 8)];
+  const work = space.take(inputGradientFloats(rows, m, d));
   const [packed, transposed, padded] = [work, work + tiles * 4 * m, work + tiles * 4 * m + m * dp];
   const heap = heapFloats(backend);
-  module.pack_rows(4 * (g.at + from), 4 * g.width, 4 * packed, rows, m, 4);  // [tiles][m][4]
+  space.module.pack_rows(4 * (g.at + from), 4 * g.width, 4 * packed, rows, m, 4);  // [tiles][m][4]
   let row = transposed;
-  for (const w of weights) {                                                 // Wᵀ [wi, dp]
+  for (const w of weights) {                                                       // Wᵀ [wi, dp]
     const [wAt, wi] = [heapAddress(backend, w) >>> 2, w.shape[1] as number];
     for (let j = 0; j < wi; j++, row += dp) {
-      for (let i = 0; i < d; i++) heap[row + i] = heap[wAt + i * wi + j];
-      heap.fill(0, row + d, row + dp);
+      for (let i = 0; i < d; i++) mem[row + i] = heap[wAt + i * wi + j];
+      mem.fill(0, row + d, row + dp);
     }
   }
   const toAt = heapAddress(backend, to);
-  if (dp === d && tiles * 4 === rows) {
-    module.project_4x8(4 * packed, 4 * transposed, 4 * dp, 0, toAt, 4 * d, tiles, m, dp);
+  if (space.inHeap && dp === d && tiles * 4 === rows) {
+    space.project([4 * packed, 4 * transposed, 4 * dp, 0, toAt, 4 * d, tiles, m, dp]);
     return;
   }
-  module.project_4x8(4 * packed, 4 * transposed, 4 * dp, 0, 4 * padded, 4 * dp, tiles, m, dp);
-  copyRows(heap, toAt >>> 2, d, heap, padded, dp, rows, d);
+  space.project([4 * packed, 4 * transposed, 4 * dp, 0, 4 * padded, 4 * dp, tiles, m, dp]);
+  space.then(() => copyRows(heapFloats(backend), toAt >>> 2, d, mem, padded, dp, rows, d));
 }
 
 /**
@@ -323,8 +468,8 @@ function inputGradient(
  * the biases are asked for (their gradients, G's column sums, come out as that row).
  */
 function weightGradients(
-    backend: WasmBackendLike, module: KernelExports, input: tf.TensorInfo, g: Gradients, from: number,
-    outputs: Array<[tf.TensorInfo, tf.TensorInfo|undefined]>, work: number): void {
+    space: ProductSpace, input: tf.TensorInfo, g: Gradients, from: number, outputs: Array<[tf.TensorInfo, tf.TensorInfo|undefined]>): void {
+  const {backend, mem} = space;
   const d = input.shape[2] as number;
   const rows = (input.shape[0] as number) * (input.shape[1] as number);
   const withBias = outputs[0][1] != null;
@@ -332,42 +477,46 @@ function weightGradients(
   const tiles = dTiles + (withBias ? 1 : 0);
   const m = outputs.reduce((sum, [w]) => sum + (w.shape[1] as number), 0);
   const mp = roundUp(m, 8);
-  const [packed, product] = [work, work + tiles * 4 * rows];
+  const work = space.take(weightGradientFloats(rows, d, withBias, m));
+  const [packed, product, copy] = [work, work + tiles * 4 * rows, work + tiles * 4 * (rows + roundUp(m, 8))];
   const heap = heapFloats(backend);
-  const inAt = heapAddress(backend, input) >>> 2;
-  // inputᵀ packed by fours: [tiles][rows][4], feature f of row r at (⌊f/4⌋·rows + r)·4 + f % 4.
+  let inAt = heapAddress(backend, input) >>> 2;
+  if (!space.inHeap) {                                                     // the input into the space's memory
+    mem.set(heap.subarray(inAt, inAt + rows * d), copy);
+    inAt = copy;
+  }
+  // inputᵀ packed by fours: [tiles][rows][4], feature f of row r at (⌊f/4⌋·rows + r)·4 + f % 4: each tile of four
+  // features a copy of their columns (pack_rows by groups of one row).
   for (let tile = 0; tile < dTiles; tile++) {
     const lanes = Math.min(4, d - 4 * tile);
     const dst = packed + tile * rows * 4;
     if (lanes === 4) {
-      for (let r = 0, src = inAt + 4 * tile, to = dst; r < rows; r++, src += d, to += 4) {
-        heap[to] = heap[src];
-        heap[to + 1] = heap[src + 1];
-        heap[to + 2] = heap[src + 2];
-        heap[to + 3] = heap[src + 3];
-      }
+      space.module.pack_rows(4 * (inAt + 4 * tile), 4 * d, 4 * dst, rows, 4, 1);
       continue;
     }
     for (let r = 0; r < rows; r++) {
       const src = inAt + r * d + 4 * tile;
-      for (let lane = 0; lane < 4; lane++) heap[dst + 4 * r + lane] = lane < lanes ? heap[src + lane] : 0;
+      for (let lane = 0; lane < 4; lane++) mem[dst + 4 * r + lane] = lane < lanes ? mem[src + lane] : 0;
     }
   }
   if (withBias) {
     const dst = packed + dTiles * rows * 4;
     for (let r = 0; r < rows; r++) {
-      heap[dst + 4 * r] = 1;
-      heap.fill(0, dst + 4 * r + 1, dst + 4 * r + 4);
+      mem[dst + 4 * r] = 1;
+      mem.fill(0, dst + 4 * r + 1, dst + 4 * r + 4);
     }
   }
-  module.project_4x8(4 * packed, 4 * (g.at + from), 4 * g.width, 0, 4 * product, 4 * mp, tiles, rows, mp);
-  let column = 0;
-  for (const [w, b] of outputs) {
-    const wi = w.shape[1] as number;
-    copyRows(heap, heapAddress(backend, w) >>> 2, wi, heap, product + column, mp, d, wi);
-    if (b != null) heap.set(heap.subarray(product + dTiles * 4 * mp + column, product + dTiles * 4 * mp + column + wi), heapAddress(backend, b) >>> 2);
-    column += wi;
-  }
+  space.project([4 * packed, 4 * (g.at + from), 4 * g.width, 0, 4 * product, 4 * mp, tiles, rows, mp]);
+  space.then(() => {
+    const to = heapFloats(backend);
+    let column = 0;
+    for (const [w, b] of outputs) {
+      const wi = w.shape[1] as number;
+      copyRows(to, heapAddress(backend, w) >>> 2, wi, mem, product + column, mp, d, wi);
+      if (b != null) to.set(mem.subarray(product + dTiles * 4 * mp + column, product + dTiles * 4 * mp + column + wi), heapAddress(backend, b) >>> 2);
+      column += wi;
+    }
+  });
 }
 
 /**
@@ -393,21 +542,11 @@ export function fusedAttentionLayerTraining(
     return map;
   };
   const withBias = (map: tf.NamedTensorMap, bias: tf.Tensor|null|undefined) => (bias == null ? map : {...map, keyBias: bias});
-  const [B, T] = x.shape as [number, number];
-  const S = (context ?? x).shape[1] as number;
-  // One head at a size that two threads speed up: the attention's own kernels, on two threads, between the projections'.
-  const split = attrs.heads === 1 && twoThreadsPay(2 * B * T * S * (attrs.dk + attrs.dv), T);
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const given = args.slice(0, -1) as tf.Tensor[];
     const map = named(given);
-    let out: tf.Tensor, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, lse: tf.Tensor;
-    if (split) {
-      [q, k, v] = runWasmKernelOutputs(PROJECT_KERNEL_NAME, forwardKernelFunc, map, {...attrs, attend: false});  // [B, T|S, d]
-      [out, lse] = attendWithLse(q, k, v, keyBias ?? null, {heads: 1, scale: attrs.scale, causal: attrs.causal});  // [B, T, dv], [B, T]
-    } else {
-      [out, q, k, v, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias(map, keyBias), attrs);
-    }
+    const [out, q, k, v, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias(map, keyBias), attrs);
     // The key bias is saved, not read through the closure: the caller may dispose it before the backward.
     save([given[0], ...(context == null ? [] : [given[1]]), map.wq, map.wk, map.wv, q, k, v, out, lse, ...(keyBias == null ? [] : [keyBias])]);
     return {
@@ -420,11 +559,6 @@ export function fusedAttentionLayerTraining(
         const biasS = saved[i + 8] ?? null;
         const weights: tf.NamedTensorMap = {x: xS, wq: wqS, wk: wkS, wv: wvS};
         if (cS != null) weights.c = cS;
-        if (split) {
-          const [gq, gk, gv] = attendBackward({q: qS, k: kS, v: vS, out: outS, lse: lseS, keyBias: biasS}, dy,
-                                              {heads: 1, scale: attrs.scale, causal: attrs.causal});
-          return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, {...weights, gq, gk, gv}, attrs);
-        }
         const backwardInputs: tf.NamedTensorMap = {...weights, q: qS, k: kS, v: vS, out: outS, lse: lseS, dy};
         return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, withBias(backwardInputs, biasS), attrs);
       }),

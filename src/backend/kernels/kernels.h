@@ -39,6 +39,11 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
 KERNEL_EXPORT(pack_rows)
 void pack_rows(const float* src, uint32_t src_stride, float* dst, uint32_t rows, uint32_t cols, uint32_t group);
 
+// dst = a + b (b null: a copy of a) for `rows` rows of `cols` floats, a's and b's rows
+// `src_stride` bytes apart, dst's `dst_stride` (add_rows_wasmsimd.c).
+KERNEL_EXPORT(add_rows)
+void add_rows(float* dst, uint32_t dst_stride, const float* a, const float* b, uint32_t src_stride, uint32_t rows, uint32_t cols);
+
 // out = x·w (+ bias) for x packed by fours, 4 rows × 8 columns at a time (project_4x8_wasmsimd.c).
 KERNEL_EXPORT(project_4x8)
 void project_4x8(const float* x, const float* w, uint32_t w_stride, const float* bias, float* out, uint32_t out_stride,
