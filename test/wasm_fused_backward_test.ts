@@ -478,6 +478,42 @@ describe('the layer trains on the fused backward', () => {
         layer.dispose();
       });
 
+  it('one head beyond the heap\'s budget for its work buffers: the layer\'s kernels on two threads, in the worker\'s memory; on one thread the attention\'s kernels after tfjs\' projections; the same gradients', () => {
+    // Cross-attention over many keys: the work buffers grow with S·d, the work with T·S·d.
+    const [T, S, d] = [1024, 16384, 128];
+    const sizes = {batch: 1, T, S, dq: d, dc: d, heads: 1, dk: d, dv: d, selfAttention: false};
+    expect(layerTraining.fusedLayerTrainingBytes(sizes)).toBeGreaterThan(FUSED_MAX_BYTES);
+    expect(layerTraining.fusedLayerTrainingSizesFit(sizes)).toBe(false);
+    expect(layerTraining.fusedLayerTrainingSizesFit(sizes, true)).toBe(true);
+    // Variables, so that one pass gives every gradient.
+    const [x, c] = tf.tidy(() => [tf.variable(tf.randomNormal([1, T, d], 0, 1, 'float32', 45)), tf.variable(tf.randomNormal([1, S, d], 0, 1, 'float32', 46))]);
+    const layer = scaledDotProductAttention({numHeads: 1, keyDim: d, useBias: true});
+    tf.tidy(() => void layer.apply([x, c]));
+    const variables = layer.trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+    const gradsOn = (threads: 1|2, of: 'layer'|'attention') => {
+      const previous = setAttentionThreads(threads);
+      try {
+        const call = {backend: 'wasm', batch: 1, heads: 1, T, S, dk: d, dv: d, recording: true, layer: {dq: d, dc: d, selfAttention: false}};
+        expect(planAttention(call).kernel).toBe(of === 'layer' ? 'layer-gradient' : 'gradient');
+        const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
+          const {grads} = tf.variableGrads(() => tf.sum(layer.apply([x, c]) as tf.Tensor) as tf.Scalar, [x, c, ...variables]);
+          return [x, c, ...variables].map(v => grads[v.name]);
+        }), of);
+        expect(ran).toBe(true);
+        expect(fusedThreadsOfLastCall()).toBe(threads);
+        return result;
+      } finally {
+        setAttentionThreads(previous);
+      }
+    };
+    const two = gradsOn(2, 'layer');
+    const one = gradsOn(1, 'attention');
+    expect(two.length).toBe(8);  // dx, dc and 6 weights
+    two.forEach((g, i) => expectClose(g, one[i], 1e-4));
+    disposeAll(x, c, one, two);
+    layer.dispose();
+  });
+
   it('200 training steps leak neither tensors nor wasm heap', () => {
     const backend = tf.backend() as unknown as WasmBackendView;
     const wasm = backend.wasm;

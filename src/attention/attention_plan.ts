@@ -7,7 +7,7 @@
  * choices below come from `npm run bench` (README, Performance). Browser-safe: no Node built-in.
  */
 import {checkPositiveInteger, invalidArgument, ValueError} from '../errors';
-import {twoThreadsPay} from '../backend/attention_threads';
+import {allowedAttentionThreads, twoThreadsPay} from '../backend/attention_threads';
 import {FUSED_KEY_BLOCK, fusedAttentionLayerSizesFit, fusedAttentionSizesFit} from '../backend/wasm_fused_attention';
 import type {AttentionSizes} from '../backend/wasm_fused_attention';
 import {fusedTrainingSizesFit} from '../backend/wasm_fused_attention_backward';
@@ -230,11 +230,13 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
     if (!fusedTrainingSizesFit({T, S, dk, dv})) return {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
     // The layer's kernels take a key padding mask only: an explicit mask goes to the attention's kernels, as a bias.
     if (call.mask) return {kernel: 'gradient'};
-    // The layer's kernels attend on one thread, heads side by side; a call that two threads would speed up
-    // takes the attention's kernels, between the layer's projections with one head, and alone with several.
+    // The layer's training kernels run heads side by side on one thread, and one head on two threads where they pay
+    // (then within the worker's shared memory rather than the heap's budget); a call with several heads that two
+    // threads would speed up takes the attention's kernels, alone.
     const oneThread = !twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T);
-    const layerFits = layer != null && (oneThread || heads === 1) &&
-        fusedLayerTrainingSizesFit({batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention});
+    const twoThreads = !oneThread && heads === 1 && allowedAttentionThreads() === 2;
+    const layerSizes = layer == null ? null : {batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention};
+    const layerFits = layerSizes != null && (oneThread || heads === 1) && fusedLayerTrainingSizesFit(layerSizes, twoThreads);
     return {kernel: layerFits ? 'layer-gradient' : 'gradient'};
   }
   if (!fusedAttentionSizesFit(T, S, dk, dv)) return {whyNot: 'the sizes do not fit the fused kernel\'s work buffers'};

@@ -18,7 +18,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit} from './wasm_fused_attention_backward';
-import {noteTwoThreadCall, shareTableOnBothThreads, tableEntries, tileChunks, twoThreadCallStart, writeTableCall} from './attention_threads';
+import {
+  noteTwoThreadCall, shareTableOnBothThreads, SHARED_MAX_BYTES, tableEntries, tileChunks, twoThreadCallStart, writeTableCall,
+} from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import type {PairBuffers} from './wasm_fused_attention_backward';
 import {
@@ -98,13 +100,35 @@ export function fusedLayerTrainingBytes(sizes: FusedLayerSizes): number {
 }
 
 /**
+ * Bytes of the worker's shared memory that a training step on two threads may take (the
+ * larger of its forward and backward), an upper bound: the forward's operands, products and
+ * each pair's buffers; the backward's pair buffers (both parts of dK and dV), G, and every
+ * product of the projections' gradients side by side.
+ */
+export function fusedLayerTrainingSharedBytes(sizes: FusedLayerSizes): number {
+  const {batch: B, T, S, dq, dc, heads, dk, dv} = sizes;
+  const P = B * heads;
+  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
+  const [n, d, width] = [roundUp(Math.max(B * T, B * S), 4), Math.max(dq, dc), gradientWidth(heads, dk, dv)];
+  const tables = 64 * 1024;  // the jobs' tables and the calls' scratch, at most
+  const forward = 2 * n * (2 * d + width) + d * width + P * (tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp + tiles * 8);
+  const backward = P * (backwardLayoutOf({T, S, dk, dv}, true, false).total + S * dvp) + n * width +
+      2 * (inputGradientFloats(n, width, d) + weightGradientFloats(n, d, true, width));
+  return 4 * (Math.max(forward, backward) + tables);
+}
+
+/**
  * Whether sizes suit `fusedAttentionLayerTraining`: as the layer's inference kernel
  * (`fusedAttentionLayerSizesFit`) and the fused backward (`fusedTrainingSizesFit`), with at
- * most FUSED_MAX_BYTES of work buffers.
+ * most FUSED_MAX_BYTES of work buffers in the heap or, for a step that runs on two threads
+ * (`twoThreads`: one head, above `twoThreadsPay`'s size, the worker allowed), at most
+ * SHARED_MAX_BYTES of the worker's shared memory (`fusedLayerTrainingSharedBytes`).
  */
-export function fusedLayerTrainingSizesFit(sizes: FusedLayerSizes): boolean {
+export function fusedLayerTrainingSizesFit(sizes: FusedLayerSizes, twoThreads = false): boolean {
   const {T, S, dk, dv} = sizes;
-  return fusedAttentionLayerSizesFit(sizes) && fusedTrainingSizesFit({T, S, dk, dv}) && fusedLayerTrainingBytes(sizes) <= FUSED_MAX_BYTES;
+  if (!fusedAttentionLayerSizesFit(sizes) || !fusedTrainingSizesFit({T, S, dk, dv})) return false;
+  if (fusedLayerTrainingBytes(sizes) <= FUSED_MAX_BYTES) return true;
+  return twoThreads && sizes.heads === 1 && fusedLayerTrainingSharedBytes(sizes) <= SHARED_MAX_BYTES;
 }
 
 /**
