@@ -374,7 +374,7 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
   });
 
   describe('the threads share the calls: each takes the next call left (tileChunks, shareTableOnBothThreads)', () => {
-    it('cuts 12 tiles of equal work into calls of a sixth of the work left, at least 1/64 of all, the last tiles first', () => {
+    it('cuts 12 tiles of equal work into calls of a sixth of the work left, at least 1/256 of all, the last tiles first', () => {
       // Left 12 -> target 2 tiles (10, 11); left 10 -> 1.67: 2 (8, 9); left 8 -> 1.33: 2 (6, 7); then 1 each (6/6 = 1 and below).
       expect(threadsModule.tileChunks(1, 12, () => 64)).toEqual([
         {pair: 0, first: 10, count: 2}, {pair: 0, first: 8, count: 2}, {pair: 0, first: 6, count: 2}, {pair: 0, first: 5, count: 1},
@@ -388,10 +388,11 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
       ['one pair, causal (tile i sees 4i + 4 keys)', 1, 256, true, 1024],
       ['12 pairs of 50 tiles', 12, 50, false, 300],
       ['300 pairs of 4 tiles: one call per pair', 300, 4, false, 16],
-    ])('%s: every tile of every pair exactly once, no call across pairs, each call at most a sixth of the work left or 1/64 of all, plus one tile',
+    ])('%s: every tile of every pair exactly once, no call across pairs, each call at most a sixth of the work left, 1/256 of all or the least work asked, plus one tile',
        (_, pairs, tiles, causal, S) => {
          const keys = (tile: number) => (causal ? Math.min(S, 4 * tile + 4) : S);
-         const chunks = threadsModule.tileChunks(pairs, tiles, keys);
+         const leastWork = 3 * S;
+         const chunks = threadsModule.tileChunks(pairs, tiles, keys, leastWork);
          const seen = Array.from({length: pairs}, () => new Array<number>(tiles).fill(0));
          const total = pairs * Array.from({length: tiles}, (_t, i) => keys(i)).reduce((a, b) => a + b, 0);
          let left = total;
@@ -403,11 +404,12 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
              seen[pair][i]++;
              work += keys(i);
            }
-           expect(work - keys(first)).toBeLessThan(Math.max(left / 6, total / 64));  // without its last tile, under the target
+           expect(work - keys(first)).toBeLessThan(Math.max(left / 6, total / 256, leastWork));  // without its last tile, under the target
+           if (first > 0) expect(work).toBeGreaterThanOrEqual(Math.min(leastWork, total / 6));        // not the pair's last call: at least the least
            left -= work;
          }
          expect(seen.every(row => row.every(n => n === 1))).toBe(true);
-         expect(chunks.length).toBeLessThanOrEqual(Math.max(pairs, 6 * Math.log(64) + 64));
+         expect(chunks.length).toBeLessThanOrEqual(Math.max(pairs * Math.ceil(tiles / 3), 6 * Math.log(256) + 256));
        });
 
     it('a slow thread makes fewer calls: with this thread\'s calls slowed down, the worker makes the others; the result is bit for bit the one-thread result', () => {

@@ -344,21 +344,21 @@ export interface TileChunk {
 
 /** Of the work left, the share that each chunk takes (guided self-scheduling), and the least share of all the work. */
 const CHUNK_OF_LEFT = 1 / 6;
-const CHUNK_LEAST = 1 / 64;
+const CHUNK_LEAST = 1 / 256;
 
 /**
- * The query tiles (of four queries) of `pairs` pairs cut into calls for `shareTableOnBothThreads`,
- * in the order the threads take them: each about a sixth of the work left but at least 1/64
- * of all of it, within one pair, the heaviest first (a pair's last tiles first: under causal
- * they see the most keys). So the first calls are long, the last short, and the two threads
- * end within a short call of each other. `keysOfTile(i)`: the keys that tile i attends, its
- * work. Each query's result is the same whichever call computes it.
+ * The tiles (of four queries, or rows) of `pairs` pairs cut into calls for `shareTableOnBothThreads`,
+ * in the order the threads take them: each about a sixth of the work left, but at least 1/256
+ * of all of it and `leastWork`, within one pair, the heaviest first (a pair's last tiles
+ * first: under causal they see the most keys). So the first calls are long, the last short,
+ * and the two threads end within a short call of each other. `workOfTile(i)`: tile i's work
+ * (the keys it attends, or 1 per row tile). Each tile's result is the same whichever call computes it.
  */
-export function tileChunks(pairs: number, tiles: number, keysOfTile: (tile: number) => number): TileChunk[] {
-  const work = Array.from({length: tiles}, (_, i) => Math.max(1, keysOfTile(i)));
+export function tileChunks(pairs: number, tiles: number, workOfTile: (tile: number) => number, leastWork = 0): TileChunk[] {
+  const work = Array.from({length: tiles}, (_, i) => Math.max(1, workOfTile(i)));
   const perPair = work.reduce((a, b) => a + b, 0);
   let left = pairs * perPair;
-  const least = CHUNK_LEAST * left;
+  const least = Math.max(CHUNK_LEAST * left, leastWork);
   const chunks: TileChunk[] = [];
   for (let pair = 0; pair < pairs; pair++) {
     let end = tiles;

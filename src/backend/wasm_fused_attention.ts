@@ -313,7 +313,7 @@ export function projectAndAttendOnTwoThreads(
   const place = sharedLayoutOf(operands, sizes, layout);
   // After the attention's place: the projection job's table, then per product its input's rows, packed by fours, the
   // weights [d, width] and the biases [width].
-  const chunks = products.map(product => tileChunks(1, product.rows / 4, () => 1));  // rows of 4 of equal work
+  const chunks = products.map(product => projectionChunks(product.rows / 4));
   const calls = chunks.reduce((sum, list) => sum + list.length, 0);
   const table = roundUp(place.end, 16);
   let end = roundUp(table + tableEntries('project_4x8') * calls, 16);
@@ -400,11 +400,25 @@ interface SharedLayout {
 }
 
 /**
+ * Least work of one call of a two-thread attention, in tile-keys (a tile of four queries
+ * against one key): 2·4·2048·(dk + dv) FLOPs, 2 MFLOP at dk = dv = 64, some 50 µs, so that
+ * the calls' own costs stay small.
+ */
+const LEAST_CALL_TILE_KEYS = 2048;
+/** Least row tiles (of four rows) of one call of a two-thread projection. */
+const LEAST_CALL_ROW_TILES = 8;
+
+/**
  * The calls of an attention on two threads: each pair's query tiles in chunks
  * (attention_threads.ts' tileChunks), weighed by the keys each tile attends.
  */
 export function attentionChunks(pairs: number, T: number, S: number, causal: boolean): TileChunk[] {
-  return tileChunks(pairs, Math.ceil(T / 4), causal ? tile => Math.min(S, 4 * tile + 4) : () => S);
+  return tileChunks(pairs, Math.ceil(T / 4), causal ? tile => Math.min(S, 4 * tile + 4) : () => S, LEAST_CALL_TILE_KEYS);
+}
+
+/** The calls of a projection's `tiles` row tiles on two threads (`tileChunks`, each tile the same work). */
+export function projectionChunks(tiles: number): TileChunk[] {
+  return tileChunks(1, tiles, () => 1, LEAST_CALL_ROW_TILES);
 }
 
 function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv, causal}: FusedSizes&Attending, layout: Layout): SharedLayout {

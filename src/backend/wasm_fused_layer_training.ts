@@ -19,12 +19,13 @@
 import * as tf from '@tensorflow/tfjs';
 import {attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit} from './wasm_fused_attention_backward';
 import {
-  noteTwoThreadCall, shareTableOnBothThreads, SHARED_MAX_BYTES, tableEntries, tileChunks, twoThreadCallStart, writeTableCall,
+  noteTwoThreadCall, shareTableOnBothThreads, SHARED_MAX_BYTES, tableEntries, twoThreadCallStart, writeTableCall,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import type {PairBuffers} from './wasm_fused_attention_backward';
 import {
   FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedAttentionLayerSizesFit, logSumExp, noteFusedCallThreads, projectAndAttendOnTwoThreads,
+  projectionChunks,
 } from './wasm_fused_attention';
 import type {FusedLayerSizes, FusedProjections} from './wasm_fused_attention';
 import {packRows, projectPacked} from './wasm_dense';
@@ -446,7 +447,7 @@ function sharedSpace(backend: WasmBackendLike, thread: SecondThread, mem: Float3
       return at;
     },
     project: ([x, w, wStride, bias, out, outStride, tiles, dIn, dOut]) => {
-      for (const {first, count} of tileChunks(1, tiles, () => 1)) {  // x: [tiles][dIn][4]; out: rows outStride bytes apart
+      for (const {first, count} of projectionChunks(tiles)) {  // x: [tiles][dIn][4]; out: rows outStride bytes apart
         calls.push([x + 16 * first * dIn, w, wStride, bias, out + 4 * first * outStride, outStride, count, dIn, dOut]);
       }
     },
