@@ -432,7 +432,7 @@ describe('the layer trains on the fused backward', () => {
     ['self-attention with biases and key padding, aligned', 512, null, 64, 64, true, false],
     ['cross-attention, causal, without biases, T % 4 != 0, widths not multiples of 8', 410, 431, 36, 44, false, true],
   ] as Array<[string, number, number|null, number, number, boolean, boolean]>)(
-      'one head on two threads, %s: 30 steps leak neither tensors nor wasm heap, nor grow the shared memory; the same bits as one thread',
+      'one head on two threads, %s: 200 steps leak neither tensors nor wasm heap, nor grow the shared memory; the same bits as one thread',
       (_, T, S, dc, dv, useBias, causal) => {
         const backend = tf.backend() as unknown as WasmBackendView;
         const wasm = backend.wasm;
@@ -467,7 +467,7 @@ describe('the layer trains on the fused backward', () => {
         const heapBytes = wasm.HEAPU8.length;
         const sharedBytes = getSecondThread()!.memory.buffer.byteLength;
         const {live} = watchHeapBlocks(wasm, () => {
-          for (let i = 0; i < 30; i++) tf.dispose(stepOn(2));
+          for (let i = 0; i < 200; i++) tf.dispose(stepOn(2));
         });
         expect(live).toEqual([]);
         expect(tf.memory().numTensors).toBe(before.numTensors);
