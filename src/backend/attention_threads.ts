@@ -6,10 +6,12 @@
  * backward, `attend_backward_4x8`, for wasm_fused_attention_backward.ts, or the layer's
  * projections, `project_4x8`). For a large call the kernel copies the operands into that
  * memory and packs them there, and writes the calls' arguments into a table there. The
- * forward's calls the two threads share (`shareTableOnBothThreads`: each takes the next call
- * left, so that a slower thread makes fewer); of the backward's and the projections', the
- * worker makes its fixed half (`runTableOnBothThreads`), and they meet again through Atomics. The worker is woken as the call starts (`withWorkerAwake`), so that its wake-up
- * overlaps the copies, and spins a little after each job for the next. The Node entry
+ * calls of the forward and of the projections the two threads share (`shareTableOnBothThreads`:
+ * each takes the next call left, so that a slower thread makes fewer); of the backward's, the
+ * worker makes the first part of each pair's query tiles and this thread the second
+ * (`runTableOnBothThreads`); they meet again through Atomics. The worker is woken as the call
+ * starts (`withWorkerAwake`), so that its wake-up overlaps the copies, and spins a little after
+ * each job for the next. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
  * keep to one thread.
  */
@@ -141,7 +143,6 @@ const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
 const {memory, bytes} = workerData;
 const h = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
-const f = new Float32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const times = new Float64Array(memory.buffer, ${TIMES_BYTE}, 3);
 const clock = () => Number(process.hrtime.bigint()) / 1e6;
 let kernels = null;

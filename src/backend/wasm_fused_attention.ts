@@ -284,13 +284,14 @@ interface SharedProduct {
 }
 
 /**
- * The layer's inference on two threads, when its attention is large enough for them
+ * The layer's forward on two threads, when its attention is large enough for them
  * (`twoThreadsPay`): x (and c) and the weights are copied into the shared memory, x packed
- * there, and the two threads project half of the rows each (`project_4x8`) straight into
- * the attention's operands, heads side by side: one product x·[Wq | Wk | Wv] for
- * self-attention, x·Wq and c·[Wk | Wv] for cross-attention. Then the attention runs on both
- * threads as in `attendOnTwoThreads`, without copying Q, K and V in. Returns false (and does
- * nothing) where the call stays on one thread.
+ * there, and the two threads share the projection's calls (`project_4x8` by tiles of rows,
+ * `projectionChunks`), which write straight into the attention's operands, heads side by
+ * side: one product x·[Wq | Wk | Wv] for self-attention, x·Wq and c·[Wk | Wv] for
+ * cross-attention. Then the attention runs on both threads as in `attendOnTwoThreads`,
+ * without copying Q, K and V in. For training (`keep`), Q, K and V are also copied out, and
+ * each query's log-sum-exp. Returns false (and does nothing) where the call stays on one thread.
  */
 export function projectAndAttendOnTwoThreads(
     backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, sizes: FusedSizes&Attending, outAt: number,
@@ -444,7 +445,8 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv, causal}
   const out = v + pairs * vSize;
   const scratch = roundUp(out + (direct ? batch * T * heads * dv : pairs * outSize), 16);
   const state = scratch + chunks.length * scratchFloats(block);
-  return {direct, chunks, table, biases, copies, qSize, kSize, vSize, outSize, q, k, v, out, scratch, state, end: state + pairs * tiles * 8};
+  const end = state + pairs * tiles * 8;
+  return {direct, chunks, table, biases, copies, qSize, kSize, vSize, outSize, q, k, v, out, scratch, state, end};
 }
 
 /**

@@ -527,7 +527,8 @@ function backwardOnTwoThreads(
 
 /** The second parts' dK and dV added to the first's, as on one thread, and each pair's dQ, dK and dV copied out to the heap. */
 function copyGradientsOut(
-    backend: WasmBackendLike, module: KernelExports, mem: Float32Array, pairs: PairBuffers[], at: HeapOperands, {T, S, dk, dv}: PairSizes): void {
+    backend: WasmBackendLike, module: KernelExports, mem: Float32Array, pairs: PairBuffers[], at: HeapOperands,
+    {T, S, dk, dv}: PairSizes): void {
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
   const to = heapFloats(backend);
   pairs.forEach((b, n) => {

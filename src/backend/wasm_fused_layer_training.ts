@@ -17,7 +17,9 @@
  * `fusedAttentionTraining`.
  */
 import * as tf from '@tensorflow/tfjs';
-import {attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit} from './wasm_fused_attention_backward';
+import {
+  attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit,
+} from './wasm_fused_attention_backward';
 import {
   noteTwoThreadCall, shareTableOnBothThreads, SHARED_MAX_BYTES, tableEntries, twoThreadCallStart, writeTableCall,
 } from './attention_threads';
@@ -286,7 +288,9 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
           biases: [keyBias == null ? 0 : 4 * (biasAt + b * S), 0, 0, 0],
         };
         module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
-        if (second) module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+        if (second) {
+          module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+        }
         intoG(module, b0 + b * T * width + h * dk, width, [buffers.gradQ, buffers.gradQ], dkp, T, dk);       // dQ into G
         intoG(module, b0 + b * S * width + wQ + h * dk, width, buffers.gradK, dkp, S, dk);               // dK: its parts added
         intoG(module, b0 + b * S * width + 2 * wQ + h * dv, width, buffers.gradV, dvp, S, dv);           // dV
@@ -320,7 +324,8 @@ interface LayerGradients {
  * self-attention; for cross-attention dx = G[:, Q]·Wqᵀ, dc = G[:, K V]·[Wk | Wv]ᵀ, dWq = xᵀ·G[:, Q],
  * [dWk | dWv] = cᵀ·G[:, K V].
  */
-function projectionGradients(space: ProductSpace, inputs: {[name: string]: tf.TensorInfo|undefined}, g: Gradients, outputs: LayerGradients): void {
+function projectionGradients(
+    space: ProductSpace, inputs: {[name: string]: tf.TensorInfo|undefined}, g: Gradients, outputs: LayerGradients): void {
   const {x, c, wq, wk, wv} = inputs as {[name: string]: tf.TensorInfo};
   const {gradX, gradC, gradW, gradB} = outputs;
   const [B, T] = x.shape as [number, number];
