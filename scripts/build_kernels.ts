@@ -121,16 +121,29 @@ function checkNoStack(source: string, flags: string[]): void {
   }
 }
 
-/** The two modules' bytes, compiled from every .c file of src/backend/kernels/ in name order. */
-export function compileKernels(): {plain: Uint8Array; shared: Uint8Array} {
+/**
+ * The kernels whose relaxed-SIMD variant pays (measured in Chromium 156 on this machine, the
+ * kernels called alone at T = S = 1024, d = 64: attend_backward_4x8 1.11× faster with
+ * f32x4.relaxed_madd, attend_4x8 and project_4x8 no faster), compiled into a module of their own.
+ */
+export const RELAXED_SOURCES = ['attend_backward_4x8_wasmsimd.c'];
+/** The relaxed variant: relaxed SIMD allowed, and madd_wasmsimd.h's fused multiply-add chosen. */
+const RELAXED_COMPILE_FLAGS = ['-mrelaxed-simd', '-DRELAXED_SIMD'];
+
+/**
+ * The modules' bytes: every .c file of src/backend/kernels/ in name order (`plain`, and
+ * `shared`, wasm-ld's build with a shared memory, which test/wasm_kernels_build_test.ts compares
+ * with the rewrite that the package makes of `plain`), and RELAXED_SOURCES built with relaxed
+ * SIMD (`relaxed`, and `relaxedShared` likewise).
+ */
+export function compileKernels(): {plain: Uint8Array; shared: Uint8Array; relaxed: Uint8Array; relaxedShared: Uint8Array} {
   const sources = fs.readdirSync(KERNELS_DIR).filter(f => f.endsWith('.c')).sort();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-attention-kernels-'));
   try {
-    const link = (variant: 'plain'|'shared') => {
-      const shared = variant === 'shared';
-      const objects = sources.map(source => {
+    const link = (variant: string, files: string[], shared: boolean, extraFlags: string[]) => {
+      const objects = files.map(source => {
         const object = path.join(work, `${variant}-${source.replace(/\.c$/, '.o')}`);
-        const flags = [...COMPILE_FLAGS, ...(shared ? SHARED_COMPILE_FLAGS : [])];
+        const flags = [...COMPILE_FLAGS, ...(shared ? SHARED_COMPILE_FLAGS : []), ...extraFlags];
         checkNoStack(source, flags);
         run(CLANG, [...flags, '-c', path.join(KERNELS_DIR, source), '-o', object]);
         return object;
@@ -141,7 +154,11 @@ export function compileKernels(): {plain: Uint8Array; shared: Uint8Array} {
       checkModule(output, bytes);
       return bytes;
     };
-    return {plain: link('plain'), shared: link('shared')};
+    return {
+      plain: link('plain', sources, false, []), shared: link('shared', sources, true, []),
+      relaxed: link('relaxed', RELAXED_SOURCES, false, RELAXED_COMPILE_FLAGS),
+      relaxedShared: link('relaxed-shared', RELAXED_SOURCES, true, RELAXED_COMPILE_FLAGS),
+    };
   } finally {
     fs.rmSync(work, {recursive: true, force: true});
   }
@@ -161,7 +178,7 @@ function base64Lines(bytes: Uint8Array): string {
 }
 
 /** The text of kernels_wasm.generated.ts for these modules and signatures. */
-export function generatedSource(modules: {plain: Uint8Array}, signatures: KernelSignature[]): string {
+export function generatedSource(modules: {plain: Uint8Array; relaxed: Uint8Array}, signatures: KernelSignature[]): string {
   const names = signatures.map(s => `'${s.name}'`).join('|');
   const table = signatures.map(s => `  ${s.name}: [${s.params.map(p => `['${camel(p.name)}', '${p.type}']`).join(', ')}],`).join('\n');
   const methods = signatures.map(s => `  ${s.name}(${s.params.map(p => `${camel(p.name)}: number`).join(', ')}): void;`).join('\n');
@@ -191,6 +208,14 @@ export const KERNELS_SHARED_MAX_PAGES = ${SHARED_MAX_PAGES};
 /** The module importing a plain memory as env.memory (${modules.plain.length} bytes). */
 export const KERNELS_WASM =
 ${base64Lines(modules.plain)};
+
+/**
+ * ${RELAXED_SOURCES.join(', ')} alone, built with relaxed SIMD (f32x4.relaxed_madd: see
+ * madd_wasmsimd.h), importing a plain memory as env.memory (${modules.relaxed.length} bytes): used in place of
+ * KERNELS_WASM's functions of the same names where the runtime validates it (kernel_module.ts).
+ */
+export const KERNELS_RELAXED_WASM =
+${base64Lines(modules.relaxed)};
 `;
 }
 

@@ -53,10 +53,12 @@ const FUSED_KERNEL = 'TfjsAttentionFusedLayer';
  * Cropping1D, the C kernels' module and the fused backward (issue 13), the budget raised then
  * to ~15% above; 122,420 (44,294 gzipped) on 2026-12-01, after the fused kernels took padding
  * masks and the layer's inference its projections on two threads, the budget raised then to
- * ~10% above; 127,007 (46,334 gzipped) the same day with the layer's training step on two threads
- * (within the budget). Raise it deliberately, with the README's "Bundle size" line, when the library grows.
+ * ~10% above; 127,007 (46,334 gzipped) the same day with the layer's training step on two threads;
+ * 134,991 (46,950 gzipped) with the relaxed-SIMD build of the backward kernel (7.4 kB of base64), the
+ * budget raised then to ~10% above. Raise it deliberately, with the README's "Bundle size" line, when
+ * the library grows.
  */
-const BUNDLE_BUDGET = 135_000;
+const BUNDLE_BUDGET = 150_000;
 
 /** The README's browser example: the ```js block right after its `<!-- browser-example: ... -->` marker. */
 function readmeBrowserExample(): string {

@@ -22,6 +22,7 @@ import {getSecondThread, setAttentionThreads} from '../src/backend/attention_thr
 import {attendOneHead, Matrix, matmul, transpose} from './helpers/reference_attention';
 import {disposeAll, expectClose, expectThrowsWithoutLeak, Nested, randomArray, runTestsOn} from './helpers/tensors';
 import {watchHeapBlocks} from './helpers/heap_blocks';
+import {runCommand} from './helpers/run_script';
 
 runTestsOn('wasm');
 
@@ -628,6 +629,48 @@ const MASK_CASES: Array<[string, MaskCase]> = [
 function ranFusedAttention<R>(fn: () => R): {result: R; ran: boolean} {
   return ranWith(jest.spyOn(fusedForward, 'fusedAttention'), fn);
 }
+
+describe('the relaxed-SIMD build (fused multiply-adds in the backward), where the runtime has relaxed SIMD', () => {
+  it('in a Node with --experimental-wasm-relaxed-simd: the backward runs the relaxed kernel, matches the plain-array backward, and two threads give one thread\'s bits', async () => {
+    const [T, S, d] = [37, 45, 12];  // T and S past a tile and a panel
+    const script = [
+      "const tf = require('@tensorflow/tfjs');",
+      "const {selectBackend, dotProductAttention, scaledDotProductAttention, setAttentionThreads} = require('./dist/cjs/node');",
+      "const {kernelVariant} = require('./dist/cjs/backend/kernels/kernel_module');",
+      'const fill = (n, seed) => Array.from({length: n}, (_, i) => Math.sin(seed * 1000 + i * 0.37));',
+      '(async () => {',
+      "  await selectBackend('wasm');",
+      `  const [T, S, d] = [${T}, ${S}, ${d}];`,
+      '  const [q, k, v] = [[T, 1], [S, 2], [S, 3]].map(([n, seed]) => tf.tensor(fill(n * d, seed), [1, n, d]));',
+      '  const dy = tf.tensor(fill(T * d, 4), [1, T, d]);',
+      '  const f = (a, b, c) => tf.sum(tf.mul(dotProductAttention(a, b, c, {causal: true}), dy));',
+      '  const grads = tf.grads(f)([q, k, v]).map(g => Array.from(g.dataSync()));',
+      '  const x = tf.tensor(fill(512 * 64, 5), [1, 512, 64]);',  // the layer's training step at a two-thread size
+      '  const layer = scaledDotProductAttention({numHeads: 1, keyDim: 64});',
+      '  layer.apply(x);',
+      '  const vars = layer.trainableWeights.map(w => w.read());',
+      '  const step = () => { const {grads} = tf.variableGrads(() => tf.sum(layer.apply(x)), vars); return vars.map(w => Array.from(grads[w.name].dataSync())); };',
+      '  setAttentionThreads(1); const one = step(); setAttentionThreads(2); const two = step();',
+      '  console.log(JSON.stringify({variant: kernelVariant(), grads, sameBits: JSON.stringify(one) === JSON.stringify(two)}));',
+      '})();',
+    ].join('\n');
+    const result = await runCommand('node', ['--experimental-wasm-relaxed-simd', '-e', script], 120000);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const {variant, grads, sameBits} = JSON.parse(result.stdout) as {variant: string; grads: number[][]; sameBits: boolean};
+    expect(variant).toBe('relaxed-simd');
+    expect(sameBits).toBe(true);
+    const fill = (n: number, seed: number) => Array.from({length: n}, (_, i) => Math.sin(seed * 1000 + i * 0.37));
+    const rows = (values: number[], n: number) => Array.from({length: n}, (_, r) => values.slice(r * d, (r + 1) * d));
+    const [q, k, v, dy] = [rows(fill(T * d, 1), T), rows(fill(S * d, 2), S), rows(fill(S * d, 3), S), rows(fill(T * d, 4), T)];
+    const allowed = Array.from({length: T}, (_, t) => Array.from({length: S}, (__, s) => s <= t));
+    const expected = referencePair(q, k, v, dy, allowed, 1 / Math.sqrt(d));
+    [expected.dq, expected.dk, expected.dv].forEach((want, i) => {
+      const got = rows(grads[i], want.length);
+      expect(Math.max(...got.flatMap((row, r) => row.map((x, c) => Math.abs(x - want[r][c]))))).toBeLessThan(1e-5);
+    });
+  }, 130000);
+});
 
 describe('explicit masks on the fused kernels', () => {
   it('the planner sends explicit masks to the fused kernel, and to its fused backward when recording', () => {

@@ -5,9 +5,9 @@
  */
 import {spawnSync} from 'child_process';
 import * as fs from 'fs';
-import {buildKernelsSource, CLANG, compileKernels, GENERATED_FILE, parseSignatures, WASM_LD} from '../scripts/build_kernels';
-import {sharedKernelBytes, withSharedMemoryImport} from '../src/backend/kernels/kernel_module';
-import {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES, KERNELS_WASM} from '../src/backend/kernels/kernels_wasm.generated';
+import {buildKernelsSource, CLANG, compileKernels, GENERATED_FILE, parseSignatures, RELAXED_SOURCES, WASM_LD} from '../scripts/build_kernels';
+import {kernelVariant, sharedKernelBytes, sharedRelaxedKernelBytes, withSharedMemoryImport} from '../src/backend/kernels/kernel_module';
+import {KERNEL_SIGNATURES, KERNELS_RELAXED_WASM, KERNELS_SHARED_MAX_PAGES, KERNELS_WASM} from '../src/backend/kernels/kernels_wasm.generated';
 
 /** Whether a tool runs; its name and how to install it otherwise. */
 function missingTool(tool: string): string|null {
@@ -100,8 +100,9 @@ describe('the C kernels (src/backend/kernels/, npm run build:kernels)', () => {
   it('the worker\'s module, KERNELS_WASM with its memory import made shared, is byte for byte wasm-ld\'s --shared-memory build', () => {
     const missing = [CLANG, WASM_LD].map(missingTool).filter(tool => tool != null);
     if (missing.length > 0) throw new Error(`${missing.join(', ')} not found: apt-get install clang-16 lld-16`);
-    const {plain, shared} = compileKernels();
+    const {plain, shared, relaxed, relaxedShared} = compileKernels();
     expect(Buffer.from(withSharedMemoryImport(plain, KERNELS_SHARED_MAX_PAGES)).equals(Buffer.from(shared))).toBe(true);
+    expect(Buffer.from(withSharedMemoryImport(relaxed, KERNELS_SHARED_MAX_PAGES)).equals(Buffer.from(relaxedShared))).toBe(true);
     expect(Buffer.from(sharedKernelBytes()).equals(Buffer.from(shared))).toBe(true);
     // A module whose imports are not the one plain memory is refused, not rewritten wrongly.
     const noImports = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
@@ -118,6 +119,19 @@ describe('the C kernels (src/backend/kernels/, npm run build:kernels)', () => {
     for (const [name, params] of Object.entries(KERNEL_SIGNATURES)) {
       expect([name, (instance.exports[name] as (...args: number[]) => void).length]).toEqual([name, params.length]);
     }
+  });
+
+  it('KERNELS_RELAXED_WASM holds attend_backward_4x8 alone, with its declared parameters, using relaxed SIMD; Node 20 without the flag runs the plain kernels', () => {
+    const bytes = Buffer.from(KERNELS_RELAXED_WASM, 'base64');
+    expect(RELAXED_SOURCES).toEqual(['attend_backward_4x8_wasmsimd.c']);
+    expect(exportedParamTypes(bytes)).toEqual(new Map([['attend_backward_4x8', KERNEL_SIGNATURES.attend_backward_4x8.map(([, type]) => type)]]));
+    // f32x4.relaxed_madd is 0xfd 0x85 0x02 (opcode 0x105): the build used it.
+    expect(bytes.includes(Buffer.from([0xfd, 0x85, 0x02]))).toBe(true);
+    expect(Buffer.from(KERNELS_WASM, 'base64').includes(Buffer.from([0xfd, 0x85, 0x02]))).toBe(false);
+    // This Node (20, tests run without --experimental-wasm-relaxed-simd) refuses it, so it runs the plain kernels.
+    expect(WebAssembly.validate(bytes)).toBe(false);
+    expect(kernelVariant()).toBe('simd');
+    expect(sharedRelaxedKernelBytes()).toBeNull();
   });
 
   it('kernels.h is read as the signature table: float as f32, pointers and (u)int32_t as i32, anything else refused', () => {

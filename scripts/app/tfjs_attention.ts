@@ -16,3 +16,5 @@ export {fusedTrainingBytes} from '../../src/backend/wasm_fused_attention_backwar
 export {fusedLayerTrainingBytes} from '../../src/backend/wasm_fused_layer_training';
 export {allowedAttentionThreads, recordTwoThreadCalls} from '../../src/backend/attention_threads';
 export type {TwoThreadCallTimes} from '../../src/backend/attention_threads';
+export {kernelVariant} from '../../src/backend/kernels/kernel_module';
+export {KERNELS_RELAXED_WASM, KERNELS_WASM} from '../../src/backend/kernels/kernels_wasm.generated';

@@ -16,7 +16,7 @@
  * keep to one thread.
  */
 import {ValueError} from '../errors';
-import {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES, sharedKernelBytes} from './kernels/kernel_module';
+import {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES, sharedKernelBytes, sharedRelaxedKernelBytes} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 
 /**
@@ -141,13 +141,16 @@ const WORKER_LINGER_MS = 0.5;
 /** The worker's code: wait for a job, make its calls (or its share of them), report, repeat. */
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
-const {memory, bytes} = workerData;
+const {memory, bytes, relaxedBytes} = workerData;
 const h = new Int32Array(memory.buffer, 0, ${HEADER_BYTES / 4});
 const times = new Float64Array(memory.buffer, ${TIMES_BYTE}, 3);
 const clock = () => Number(process.hrtime.bigint()) / 1e6;
 let kernels = null;
 try {
   kernels = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}}).exports;
+  if (relaxedBytes != null) {  // the relaxed build's functions in place of the plain ones, as on the calling thread
+    kernels = {...kernels, ...new WebAssembly.Instance(new WebAssembly.Module(relaxedBytes), {env: {memory}}).exports};
+  }
   Atomics.store(h, ${SLOT.ready}, 1);
 } catch (error) {
   Atomics.store(h, ${SLOT.ready}, -1);
@@ -259,9 +262,10 @@ export function getSecondThread(): SecondThread|null {
   if (threads == null || typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return null;
   try {
     const memory = new WebAssembly.Memory({initial: 1, maximum: SHARED_PAGES, shared: true});
-    const bytes = sharedKernelBytes();
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {env: {memory}});
-    const worker = new threads.Worker(WORKER_SOURCE, {eval: true, workerData: {memory, bytes}});
+    const [bytes, relaxedBytes] = [sharedKernelBytes(), sharedRelaxedKernelBytes()];
+    const instantiate = (from: Uint8Array<ArrayBuffer>) => new WebAssembly.Instance(new WebAssembly.Module(from), {env: {memory}}).exports;
+    const kernels = {...instantiate(bytes), ...(relaxedBytes == null ? {} : instantiate(relaxedBytes))} as unknown as KernelExports;
+    const worker = new threads.Worker(WORKER_SOURCE, {eval: true, workerData: {memory, bytes, relaxedBytes}});
     worker.unref();  // never keeps the process alive
     worker.on('error', () => {
       secondThread = null;
@@ -271,7 +275,7 @@ export function getSecondThread(): SecondThread|null {
     Atomics.wait(header, SLOT.ready, 0, WORKER_START_TIMEOUT_MS);
     if (Atomics.load(header, SLOT.ready) !== 1) return null;
     secondThread = {
-      memory, module: instance.exports as unknown as KernelExports, header,
+      memory, module: kernels, header,
       times: new Float64Array(memory.buffer, TIMES_BYTE, 3),
     };
   } catch {

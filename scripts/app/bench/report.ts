@@ -63,7 +63,9 @@ export function formatReport(results: BenchResults): string {
   if (results.backends.length > 1) parts.push(formatSideBySide(results), '', formatSpeedups(results));
   const thresholds = results.backends.map(b => `${b.backend} ` +
       (b.memoryEfficientThreshold == null ? 'only past the memory budget' : `from S >= ${b.memoryEfficientThreshold}`));
-  parts.push(`Node ${results.node}, ${results.cpus} CPUs; memory-efficient by default: ${thresholds.join(', ')}; ` +
+  const kernels = results.kernels == null ? 'none (no wasm SIMD)' : results.kernels === 'relaxed-simd' ?
+      'relaxed SIMD (the backward with fused multiply-adds)' : 'SIMD (relaxed SIMD not available here)';
+  parts.push(`Node ${results.node}, ${results.cpus} CPUs; wasm kernels: ${kernels}; memory-efficient by default: ${thresholds.join(', ')}; ` +
       `block ${results.defaultBlockSize}.`);
   return parts.join('\n');
 }

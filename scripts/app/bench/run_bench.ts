@@ -1,7 +1,7 @@
 /** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, memoryEfficientThreshold, planAttention, recordTwoThreadCalls, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
+import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, kernelVariant, memoryEfficientThreshold, planAttention, recordTwoThreadCalls, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
 import type {AttentionPath, AttentionPlan, BackendName, TwoThreadCallTimes} from '../tfjs_attention_node';
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
 import {BenchCall, median, peakBytes, timeInterleaved} from './measure';
@@ -109,6 +109,11 @@ export interface BenchResults {
   date: string;
   node: string;
   cpus: number;
+  /**
+   * Which build of the wasm kernels ran (kernel_module.ts' kernelVariant): 'relaxed-simd' (the
+   * backward with fused multiply-adds), 'simd', or null (no wasm SIMD).
+   */
+  kernels: 'relaxed-simd'|'simd'|null;
   defaultBlockSize: number;
   backends: BackendResults[];
 }
@@ -224,7 +229,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       matMulGflops: matMuls.length > 0 ? median(matMuls) : NaN, rows, notes,
     });
   }
-  return {date: new Date().toISOString(), node: process.version, cpus: cpuCount(), defaultBlockSize: DEFAULT_BLOCK_SIZE, backends};
+  return {date: new Date().toISOString(), node: process.version, cpus: cpuCount(), kernels: kernelVariant(), defaultBlockSize: DEFAULT_BLOCK_SIZE, backends};
 }
 
 /**

@@ -7,6 +7,7 @@
 
 #include "exp_wasmsimd.h"
 #include "kernels.h"
+#include "madd_wasmsimd.h"
 #include "scores_4x8_wasmsimd.h"
 
 // acc[j][c] += Σ_r w[4j + r]·x_r[c] for the `keys` rows j of acc (rows of `width` floats, a
@@ -32,14 +33,14 @@ static inline void update_rows_4x8(float* acc, uint32_t width, const float* w, u
       wp += 4;
       v128_t vacc0123 = wasm_v128_load(ap);
       v128_t vacc4567 = wasm_v128_load(ap + 4);
-      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw0, vx0x0123));
-      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw0, vx0x4567));
-      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw1, vx1x0123));
-      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw1, vx1x4567));
-      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw2, vx2x0123));
-      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw2, vx2x4567));
-      vacc0123 = wasm_f32x4_add(vacc0123, wasm_f32x4_mul(vw3, vx3x0123));
-      vacc4567 = wasm_f32x4_add(vacc4567, wasm_f32x4_mul(vw3, vx3x4567));
+      vacc0123 = madd_f32x4(vw0, vx0x0123, vacc0123);
+      vacc4567 = madd_f32x4(vw0, vx0x4567, vacc4567);
+      vacc0123 = madd_f32x4(vw1, vx1x0123, vacc0123);
+      vacc4567 = madd_f32x4(vw1, vx1x4567, vacc4567);
+      vacc0123 = madd_f32x4(vw2, vx2x0123, vacc0123);
+      vacc4567 = madd_f32x4(vw2, vx2x4567, vacc4567);
+      vacc0123 = madd_f32x4(vw3, vx3x0123, vacc0123);
+      vacc4567 = madd_f32x4(vw3, vx3x4567, vacc4567);
       wasm_v128_store(ap, vacc0123);
       wasm_v128_store(ap + 4, vacc4567);
       ap += width;
@@ -71,17 +72,17 @@ static inline void accumulate_4x8(float* acc, uint32_t width, const float* w, ui
       const v128_t vy4567 = wasm_v128_load(yp + 4);
       yp += width;
       const v128_t vw0 = wasm_v128_load32_splat(wp);
-      vacc0x0123 = wasm_f32x4_add(vacc0x0123, wasm_f32x4_mul(vw0, vy0123));
-      vacc0x4567 = wasm_f32x4_add(vacc0x4567, wasm_f32x4_mul(vw0, vy4567));
+      vacc0x0123 = madd_f32x4(vw0, vy0123, vacc0x0123);
+      vacc0x4567 = madd_f32x4(vw0, vy4567, vacc0x4567);
       const v128_t vw1 = wasm_v128_load32_splat(wp + 1);
-      vacc1x0123 = wasm_f32x4_add(vacc1x0123, wasm_f32x4_mul(vw1, vy0123));
-      vacc1x4567 = wasm_f32x4_add(vacc1x4567, wasm_f32x4_mul(vw1, vy4567));
+      vacc1x0123 = madd_f32x4(vw1, vy0123, vacc1x0123);
+      vacc1x4567 = madd_f32x4(vw1, vy4567, vacc1x4567);
       const v128_t vw2 = wasm_v128_load32_splat(wp + 2);
-      vacc2x0123 = wasm_f32x4_add(vacc2x0123, wasm_f32x4_mul(vw2, vy0123));
-      vacc2x4567 = wasm_f32x4_add(vacc2x4567, wasm_f32x4_mul(vw2, vy4567));
+      vacc2x0123 = madd_f32x4(vw2, vy0123, vacc2x0123);
+      vacc2x4567 = madd_f32x4(vw2, vy4567, vacc2x4567);
       const v128_t vw3 = wasm_v128_load32_splat(wp + 3);
-      vacc3x0123 = wasm_f32x4_add(vacc3x0123, wasm_f32x4_mul(vw3, vy0123));
-      vacc3x4567 = wasm_f32x4_add(vacc3x4567, wasm_f32x4_mul(vw3, vy4567));
+      vacc3x0123 = madd_f32x4(vw3, vy0123, vacc3x0123);
+      vacc3x4567 = madd_f32x4(vw3, vy4567, vacc3x4567);
       wp += 4;
     }
     wasm_v128_store(a0 + c, vacc0x0123);

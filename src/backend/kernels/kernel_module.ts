@@ -3,7 +3,7 @@
  * `npm run build:kernels`), instantiated on a memory: tfjs' wasm heap, the batched matMul's
  * own memory, or the worker's shared memory (attention_threads.ts).
  */
-import {KERNELS_SHARED_MAX_PAGES, KERNELS_WASM} from './kernels_wasm.generated';
+import {KERNELS_RELAXED_WASM, KERNELS_SHARED_MAX_PAGES, KERNELS_WASM} from './kernels_wasm.generated';
 import type {KernelExports} from './kernels_wasm.generated';
 
 export type {KernelExports};
@@ -33,15 +33,48 @@ function kernelModule(): WebAssembly.Module|null {
   return compiled;
 }
 
+/** undefined: not tried yet; null: this runtime has no relaxed SIMD (or no SIMD at all). */
+let compiledRelaxed: WebAssembly.Module|null|undefined;
+
+/**
+ * KERNELS_RELAXED_WASM compiled once, where the runtime validates it: relaxed SIMD (Chromium
+ * from 114, Node 20 only with --experimental-wasm-relaxed-simd) and the kernels themselves.
+ */
+function relaxedModule(): WebAssembly.Module|null {
+  if (compiledRelaxed !== undefined) return compiledRelaxed;
+  compiledRelaxed = null;
+  try {
+    const bytes = decodeBase64(KERNELS_RELAXED_WASM);
+    if (kernelModule() != null && WebAssembly.validate(bytes)) compiledRelaxed = new WebAssembly.Module(bytes);
+  } catch {
+    compiledRelaxed = null;
+  }
+  return compiledRelaxed;
+}
+
+/**
+ * Which build of the kernels runs here: 'relaxed-simd' (KERNELS_WASM, with the functions of
+ * KERNELS_RELAXED_WASM in place of theirs), 'simd' (KERNELS_WASM alone), or null (no wasm SIMD:
+ * no kernels). The same in every thread of a process.
+ */
+export function kernelVariant(): 'relaxed-simd'|'simd'|null {
+  if (kernelModule() == null) return null;
+  return relaxedModule() != null ? 'relaxed-simd' : 'simd';
+}
+
 /**
  * The kernels instantiated on `memory` (not shared), or null where this runtime cannot run
- * them (no wasm SIMD).
+ * them (no wasm SIMD): KERNELS_WASM's, with KERNELS_RELAXED_WASM's in their place where the
+ * runtime has relaxed SIMD (`kernelVariant`).
  */
 export function instantiateKernels(memory: WebAssembly.Memory): KernelExports|null {
   const module = kernelModule();
   if (module == null) return null;
   try {
-    return new WebAssembly.Instance(module, {env: {memory}}).exports as unknown as KernelExports;
+    const kernels = new WebAssembly.Instance(module, {env: {memory}}).exports as unknown as KernelExports;
+    const relaxed = relaxedModule();
+    if (relaxed == null) return kernels;
+    return {...kernels, ...(new WebAssembly.Instance(relaxed, {env: {memory}}).exports as unknown as Partial<KernelExports>)};
   } catch {
     return null;
   }
@@ -111,4 +144,12 @@ export function withSharedMemoryImport(plain: Uint8Array, maxPages: number): Uin
  */
 export function sharedKernelBytes(): Uint8Array<ArrayBuffer> {
   return withSharedMemoryImport(decodeBase64(KERNELS_WASM), KERNELS_SHARED_MAX_PAGES);
+}
+
+/**
+ * The relaxed module's bytes importing a shared memory likewise, where this runtime runs the
+ * relaxed kernels (`kernelVariant`), else null: both threads instantiate them over the first.
+ */
+export function sharedRelaxedKernelBytes(): Uint8Array<ArrayBuffer>|null {
+  return relaxedModule() == null ? null : withSharedMemoryImport(decodeBase64(KERNELS_RELAXED_WASM), KERNELS_SHARED_MAX_PAGES);
 }
