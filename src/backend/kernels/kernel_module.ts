@@ -17,19 +17,22 @@ function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
+/** The module of `base64` compiled, where this runtime validates it (wasm SIMD, and relaxed SIMD for the relaxed build); else null. */
+function compileIfValid(base64: string): WebAssembly.Module|null {
+  try {
+    const bytes = decodeBase64(base64);
+    return typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+  } catch {
+    return null;  // no WebAssembly SIMD (old browsers): callers take the other paths
+  }
+}
+
 /** undefined: not compiled yet; null: this runtime cannot compile it (no wasm SIMD). */
 let compiled: WebAssembly.Module|null|undefined;
 
 /** The module that imports a plain memory, compiled once; null where the runtime has no wasm SIMD. */
 function kernelModule(): WebAssembly.Module|null {
-  if (compiled !== undefined) return compiled;
-  compiled = null;
-  try {
-    const bytes = decodeBase64(KERNELS_WASM);
-    if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) compiled = new WebAssembly.Module(bytes);
-  } catch {
-    compiled = null;  // no WebAssembly SIMD (old browsers): callers take the other paths
-  }
+  if (compiled === undefined) compiled = compileIfValid(KERNELS_WASM);
   return compiled;
 }
 
@@ -41,14 +44,7 @@ let compiledRelaxed: WebAssembly.Module|null|undefined;
  * from 114, Node 20 only with --experimental-wasm-relaxed-simd) and the kernels themselves.
  */
 function relaxedModule(): WebAssembly.Module|null {
-  if (compiledRelaxed !== undefined) return compiledRelaxed;
-  compiledRelaxed = null;
-  try {
-    const bytes = decodeBase64(KERNELS_RELAXED_WASM);
-    if (kernelModule() != null && WebAssembly.validate(bytes)) compiledRelaxed = new WebAssembly.Module(bytes);
-  } catch {
-    compiledRelaxed = null;
-  }
+  if (compiledRelaxed === undefined) compiledRelaxed = kernelModule() == null ? null : compileIfValid(KERNELS_RELAXED_WASM);
   return compiledRelaxed;
 }
 
