@@ -157,17 +157,10 @@ function attendHeads(
   const {batch, heads, T, S, dk, dv, scale} = sizes;
   const causal = sizes.causal ? 1 : 0;
   const {q, k, v} = operands;
+  if (attendOnTwoThreadsIfTheyPay(backend, operands, sizes, outAt)) return;
+  lastCallThreads = 1;
   const layout = layoutOf(sizes);
   const {tiles, dvp, block} = layout;
-  const large = twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T);
-  const shared = large ? sharedLayoutOf(operands, sizes, layout) : null;
-  const thread = shared != null && 4 * shared.end <= SHARED_MAX_BYTES ? getSecondThread() : null;
-  lastCallThreads = thread == null ? 1 : 2;
-  if (thread != null) {
-    const call = {...sizes, outAt, layout, shared: shared!};
-    withWorkerAwake(thread, () => attendOnTwoThreads(thread, backend, operands, call));
-    return;
-  }
   const {biases, biasHeads} = operands;
   const {stride: biasStride, rows: biasRows} = maskRowArgs(biases);
   withHeapBuffer(backend, layout.total, base => {
@@ -199,6 +192,57 @@ function attendHeads(
 }
 
 /**
+ * `attendHeads` on two threads (attendOnTwoThreads), where they pay (`twoThreadsPay`), the worker
+ * runs and the call fits the shared memory; `lseAt`: also each query's log-sum-exp [B·H, T] at
+ * that byte address. Returns false, having done nothing, where the call stays on one thread.
+ */
+function attendOnTwoThreadsIfTheyPay(
+    backend: WasmBackendLike, operands: Operands, sizes: FusedSizes&Attending, outAt: number, lseAt?: number): boolean {
+  const {batch, heads, T, S, dk, dv} = sizes;
+  if (!twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T)) return false;
+  const layout = layoutOf(sizes);
+  const shared = sharedLayoutOf(operands, sizes, layout);
+  const thread = 4 * shared.end <= SHARED_MAX_BYTES ? getSecondThread() : null;
+  if (thread == null) return false;
+  lastCallThreads = 2;
+  const call = {...sizes, outAt, lseAt, layout, shared};
+  withWorkerAwake(thread, () => attendOnTwoThreads(thread, backend, operands, call));
+  return true;
+}
+
+/**
+ * The attention of `pairs` pairs laid out one after the other, q [P, T, dk], k [P, S, dk],
+ * v [P, S, dv], with their masks' biases (pair n is head n % heads of batch ⌊n / heads⌋), on two
+ * threads where they pay: the output [P, T, dv] at byte `outAt` and each query's
+ * log-sum-exp [P, T] at byte `lseAt` (for the training forward of
+ * wasm_fused_attention_backward.ts). Returns false, having done nothing, where the call stays
+ * on one thread.
+ */
+export function attendPairsOnTwoThreads(
+    backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined},
+    sizes: {heads: number; scale: number; causal: boolean}, outAt: number, lseAt: number): boolean {
+  const {q, v} = inputs as {[name: string]: tf.TensorInfo};
+  const [P, T, dk] = q.shape as [number, number, number];
+  const [S, dv] = v.shape.slice(1) as [number, number];
+  const operands = operandsOf(backend, inputs, {qColumn: 0, kColumn: 0, vColumn: 0, biasHeads: sizes.heads});
+  const attending = {batch: P, heads: 1, T, S, dk, dv, scale: sizes.scale, causal: sizes.causal};
+  return attendOnTwoThreadsIfTheyPay(backend, operands, attending, outAt, lseAt);
+}
+
+/** The operands of q [B, T, Cq], k, v (head h's columns from `column + h·d`) and the masks' biases in the heap. */
+function operandsOf(
+    backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined},
+    at: {qColumn: number; kColumn: number; vColumn: number; biasHeads: number}): Operands {
+  const {q, k, v, keyBias, bias} = inputs as {[name: string]: tf.TensorInfo};
+  const operand = (x: tf.TensorInfo, column: number): Operand =>
+      ({at: heapAddress(backend, x), width: x.shape[2] as number, rows: (x.shape[0] as number) * (x.shape[1] as number), column});
+  return {
+    q: operand(q, at.qColumn), k: operand(k, at.kColumn), v: operand(v, at.vColumn),
+    biases: heapBiases(backend, keyBias, bias), biasHeads: at.biasHeads,
+  };
+}
+
+/**
  * The kernel function of `fusedAttention` and `fusedMultiHeadAttention`. Inputs q [B, T, Cq],
  * k [B, S, Ck], v [B, S, Cv] (possibly one tensor); head h's queries are the dk columns of
  * q from column `qColumn + h·dk`, its keys and values likewise. Output [B, T, H·dv], the
@@ -206,15 +250,9 @@ function attendHeads(
  */
 function fusedKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const backend = args.backend;
-  const {q, k, v, keyBias, bias} = args.inputs;
   const attrs = args.attrs as unknown as FusedSizes&Attending&{qColumn: number; kColumn: number; vColumn: number; biasHeads: number};
   const output = backend.makeOutput([attrs.batch, attrs.T, attrs.heads * attrs.dv], 'float32');
-  const operand = (x: tf.TensorInfo, column: number): Operand =>
-      ({at: heapAddress(backend, x), width: x.shape[2] as number, rows: (x.shape[0] as number) * (x.shape[1] as number), column});
-  const operands: Operands = {
-    q: operand(q, attrs.qColumn), k: operand(k, attrs.kColumn), v: operand(v, attrs.vColumn),
-    biases: heapBiases(backend, keyBias, bias), biasHeads: attrs.biasHeads,
-  };
+  const operands = operandsOf(backend, args.inputs, attrs);
   attendHeads(backend, heapModule(backend)!, operands, attrs, heapAddress(backend, output));
   return output;
 }
@@ -457,7 +495,7 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv, causal}
  */
 function attendOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, operands: Operands,
-    call: FusedSizes&Attending&{outAt: number; layout: Layout; shared: SharedLayout}): void {
+    call: FusedSizes&Attending&{outAt: number; lseAt?: number; layout: Layout; shared: SharedLayout}): void {
   const started = twoThreadCallStart();
   const shared = sharedFloats(thread, 4 * call.shared.end);
   const heap = heapFloats(backend);

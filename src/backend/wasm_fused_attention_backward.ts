@@ -4,22 +4,22 @@
  * gradient, runs `attend_backward_4x8` (src/backend/kernels/attend_backward_4x8_wasmsimd.c,
  * FlashAttention-2's backward): the weights are recomputed per block of keys from the
  * log-sum-exp, so neither pass forms a [T, S] matrix and memory stays linear in T and S.
- * A large call runs both passes on two threads in Node (the worker of attention_threads.ts
- * shares the forward's calls and takes the first query tiles of each pair in the backward),
- * with the same bits as on one.
+ * A large call runs both passes on two threads in Node: the forward as the inference kernel
+ * does (wasm_fused_attention.ts' attendPairsOnTwoThreads, which keeps the log-sum-exp too), the
+ * backward with the worker taking the first query tiles of each pair; the same bits as on one.
  * The planner (attention_plan.ts) sends recorded calls on wasm here.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, shareTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES,
-  sharedFloats, tableEntries, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
+  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
+  twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
 } from './attention_threads';
-import type {SecondThread, TileChunk} from './attention_threads';
+import type {SecondThread} from './attention_threads';
 import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attention_bias';
 import type {PlacedBiases} from './attention_bias';
 import {KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
-import {attentionChunks, FUSED_KEY_BLOCK, FUSED_MAX_BYTES, logSumExp, noteFusedCallThreads} from './wasm_fused_attention';
+import {attendPairsOnTwoThreads, FUSED_KEY_BLOCK, FUSED_MAX_BYTES, logSumExp, noteFusedCallThreads} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -210,17 +210,8 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
   const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
   const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(x => heapAddress(backend, x) >>> 2);
+  if (attendPairsOnTwoThreads(backend, args.inputs, {heads, scale, causal}, 4 * outAt, 4 * lseAt)) return [out, lse];
   const biases = heapBiases(backend, args.inputs.keyBias, args.inputs.bias);
-  if (twoThreadsPay(2 * P * T * S * (dk + dv), T)) {
-    const thread = getSecondThread();
-    const shared = thread == null ? null : sharedForwardLayoutOf({P, T, S, dk, dv, causal}, placedBiasFloats(biases));
-    if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
-      const at = {q: qAt, k: kAt, v: vAt, out: outAt, lse: lseAt, biases};
-      const call = {P, T, S, dk, dv, heads, scale, causal, shared: shared!};
-      withWorkerAwake(thread, () => forwardOnTwoThreads(thread, backend, at, call));
-      return [out, lse];
-    }
-  }
   // V and the output are used in place when their rows need no padding (dv a multiple of 8, and T of 4 for the output).
   const [vInPlace, outInPlace] = [dvp === dv, dvp === dv && tiles * 4 === T];
   const [qp, kp] = [0, tiles * dk * 4];
@@ -245,88 +236,6 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     }
   });
   return [out, lse];
-}
-
-/**
- * Where a two-thread forward puts things in the shared memory, in floats: the job's table
- * (attend_4x8's arguments per call: `chunks`), the biases (as given), each call's scratch
- * (`scratchSize` apart), then per pair (`pair` floats apart) Q and K as given, Q and K packed,
- * V [S, dvp], the output [tiles·4, dvp] and the tiles' state.
- */
-interface SharedForwardLayout {
-  chunks: TileChunk[];
-  table: number; bias: number; scratch: number; scratchSize: number; first: number; pair: number;
-  q: number; k: number; qPacked: number; kPacked: number; v: number; out: number; state: number;
-  end: number;
-}
-
-function sharedForwardLayoutOf({P, T, S, dk, dv, causal}: PairSizes&{P: number; causal: boolean}, biasSize: number): SharedForwardLayout {
-  const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
-  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
-  const chunks = attentionChunks(P, T, S, causal);
-  const table = SHARED_DATA_START >>> 2;
-  const bias = roundUp(table + tableEntries('attend_4x8') * chunks.length, 16);
-  const scratch = roundUp(bias + biasSize, 16);
-  const scratchSize = roundUp(block * 4 + 4, 16);
-  const first = scratch + chunks.length * scratchSize;
-  let next = 0;
-  const take = (floats: number) => {
-    const at = next;
-    next += roundUp(floats, 16);
-    return at;
-  };
-  const [q, k, qPacked, kPacked] = [take(T * dk), take(S * dk), take(tiles * dk * 4), take(panels * dk * 8)];
-  const [v, out, state] = [take(S * dvp), take(tiles * 4 * dvp), take(tiles * 8)];
-  return {chunks, table, bias, scratch, scratchSize, first, pair: next, q, k, qPacked, kPacked, v, out, state, end: first + P * next};
-}
-
-/**
- * The forward on two threads (see attention_threads.ts): per pair, Q, K and V are copied into
- * the shared memory and packed there; the two threads share the calls of `attentionChunks`,
- * each with its own scratch and its tiles' part of the pair's state; then the output and the
- * log-sum-exp are copied out.
- */
-function forwardOnTwoThreads(
-    thread: SecondThread, backend: WasmBackendLike,
-    at: {q: number; k: number; v: number; out: number; lse: number; biases: PlacedBiases},
-    call: PairSizes&TrainingAttrs&{P: number; shared: SharedForwardLayout}): void {
-  const {P, T, S, dk, dv, heads, scale, causal, shared: layout} = call;
-  const [panels, dvp] = [Math.ceil(S / 8), roundUp(dv, 8)];
-  const block = Math.min(FUSED_KEY_BLOCK, panels * 8);
-  const started = twoThreadCallStart();
-  const mem = sharedFloats(thread, 4 * layout.end);
-  const heap = heapFloats(backend);
-  const module = thread.module;
-  const biases = copyBiases(at.biases, heap, mem, layout.bias);
-  const byte = (floats: number) => 4 * floats;
-  // attend_4x8's arguments (kernels.h) for tiles [lo, hi) of pair n, whose data start at float p0.
-  const args = (p0: number, n: number, lo: number, hi: number, scratch: number) => [
-    byte(p0 + layout.qPacked + lo * dk * 4), byte(p0 + layout.kPacked), byte(p0 + layout.v), byte(dvp),
-    byte(p0 + layout.out + lo * 4 * dvp), byte(dvp), byte(scratch), byte(p0 + layout.state + 8 * lo), hi - lo, S, block, dk, dvp,
-    scale, causal ? 1 : 0, 4 * lo, ...biasArgsOfPair(biases, n, heads)];
-  const starts: number[] = [];
-  for (let n = 0; n < P; n++) {
-    const p0 = layout.first + n * layout.pair;
-    starts.push(p0);
-    mem.set(heap.subarray(at.q + n * T * dk, at.q + (n + 1) * T * dk), p0 + layout.q);
-    mem.set(heap.subarray(at.k + n * S * dk, at.k + (n + 1) * S * dk), p0 + layout.k);
-    mem.fill(0, p0 + layout.v, p0 + layout.v + S * dvp);
-    copyRows(mem, p0 + layout.v, dvp, heap, at.v + n * S * dv, dv, S, dv);
-    module.pack_rows(byte(p0 + layout.q), byte(dk), byte(p0 + layout.qPacked), T, dk, 4);
-    module.pack_rows(byte(p0 + layout.k), byte(dk), byte(p0 + layout.kPacked), S, dk, 8);
-  }
-  layout.chunks.forEach(({pair, first, count}, call) => {
-    const scratch = layout.scratch + call * layout.scratchSize;
-    writeTableCall(thread, byte(layout.table), 'attend_4x8', call, args(starts[pair], pair, first, first + count, scratch));
-  });
-  const flops = 2 * P * T * S * (dk + dv);
-  shareTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: layout.chunks.length, table: byte(layout.table), flops});
-  const to = heapFloats(backend);
-  starts.forEach((p0, n) => {
-    copyRows(to, at.out + n * T * dv, dv, mem, p0 + layout.out, dvp, T, dv);
-    logSumExp(to, at.lse + n * T, mem, p0 + layout.state, T, scale);
-  });
-  noteTwoThreadCall('attend_4x8', started);
 }
 
 /**
