@@ -249,7 +249,8 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {q, k, v, dy, out, lse} = args.inputs;
+  const inputs = args.inputs as unknown as BackwardInputs;
+  const {q, v} = inputs;
   const attrs = args.attrs as unknown as TrainingAttrs;
   const {heads} = attrs;
   const [P, T, dk] = q.shape as [number, number, number];
@@ -257,24 +258,13 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const gradQ = backend.makeOutput([P, T, dk], 'float32');
   const gradK = backend.makeOutput([P, S, dk], 'float32');
   const gradV = backend.makeOutput([P, S, dv], 'float32');
+  const [gQ, gK, gV] = [gradQ, gradK, gradV].map(g => heapAddress(backend, g) >>> 2);
+  const gradsAt = {gradQ: gQ, gradK: gK, gradV: gV};
+  const copyOut = (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[]) =>
+    copyGradientsOut(backend, thread.module, mem, pairs, gradsAt, {T, S, dk, dv});
+  if (attendBackwardOnTwoThreads(backend, inputs, attrs, 0, copyOut)) return [gradQ, gradK, gradV];
   const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
-  const at = {
-    q: heapAddress(backend, q) >>> 2, k: heapAddress(backend, k) >>> 2, v: heapAddress(backend, v) >>> 2,
-    dy: heapAddress(backend, dy) >>> 2, out: heapAddress(backend, out) >>> 2, lse: heapAddress(backend, lse) >>> 2,
-    biases: heapBiases(backend, args.inputs.keyBias, args.inputs.bias),
-    gradQ: heapAddress(backend, gradQ) >>> 2, gradK: heapAddress(backend, gradK) >>> 2, gradV: heapAddress(backend, gradV) >>> 2,
-  };
-  const sizes = {P, T, S, dk, dv, heads};
-  if (first > 0) {
-    const thread = getSecondThread();
-    const shared = thread == null ? null : sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
-    if (thread != null && 4 * shared!.end <= SHARED_MAX_BYTES) {
-      noteFusedCallThreads(2);
-      const call = {...sizes, ...attrs, first, shared: shared!};
-      withWorkerAwake(thread, () => backwardOnTwoThreads(thread, backend, at, call));
-      return [gradQ, gradK, gradV];
-    }
-  }
+  const at = {...heapOperands(backend, inputs), ...gradsAt};
   const place = backwardLayoutOf({T, S, dk, dv}, first > 0);
   const {dkp, dvp, block} = place;
   const call = {T, S, dk, dv, dkp, dvp, block, ...attrs};
@@ -331,10 +321,23 @@ function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b:
   }
 }
 
-/** Float indices of the heap operands of one backward call (see backwardKernelFunc). */
+/** The backward's inputs: q, k, v as the forward's, dy and out [P, T, dv], lse [P, T], and the masks' biases if the forward had them. */
+interface BackwardInputs {
+  q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; dy: tf.TensorInfo; out: tf.TensorInfo; lse: tf.TensorInfo;
+  keyBias?: tf.TensorInfo; bias?: tf.TensorInfo;
+}
+
+/** Float indices of the heap operands of one backward call. */
 interface HeapOperands {
   q: number; k: number; v: number; dy: number; out: number; lse: number; biases: PlacedBiases;
-  gradQ: number; gradK: number; gradV: number;
+}
+
+function heapOperands(backend: WasmBackendLike, inputs: BackwardInputs): HeapOperands {
+  const address = (x: tf.TensorInfo) => heapAddress(backend, x) >>> 2;
+  return {
+    q: address(inputs.q), k: address(inputs.k), v: address(inputs.v), dy: address(inputs.dy), out: address(inputs.out),
+    lse: address(inputs.lse), biases: heapBiases(backend, inputs.keyBias, inputs.bias),
+  };
 }
 
 /**
@@ -376,8 +379,7 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSi
 function backwardOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
     call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout},
-    take: (mem: Float32Array, pairs: PairBuffers[], noteCall: () => void) => void =
-      (mem, pairs) => copyGradientsOut(backend, thread.module, mem, pairs, at, call)): void {
+    take: (mem: Float32Array, pairs: PairBuffers[], noteCall: () => void) => void): void {
   const {P, T, S, dk, dv, heads, first, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
@@ -436,8 +438,8 @@ function backwardOnTwoThreads(
 
 /** The second parts' dK and dV added to the first's, as on one thread, and each pair's dQ, dK and dV copied out to the heap. */
 function copyGradientsOut(
-    backend: WasmBackendLike, module: KernelExports, mem: Float32Array, pairs: PairBuffers[], at: HeapOperands,
-    {T, S, dk, dv}: PairSizes): void {
+    backend: WasmBackendLike, module: KernelExports, mem: Float32Array, pairs: PairBuffers[],
+    at: {gradQ: number; gradK: number; gradV: number}, {T, S, dk, dv}: PairSizes): void {
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
   const to = heapFloats(backend);
   pairs.forEach((b, n) => {
@@ -450,30 +452,24 @@ function copyGradientsOut(
 }
 
 /**
- * The backward of one head (q [B, T, dk], k [B, S, dk], v [B, S, dv], dy and out [B, T, dv], lse
- * [B, T] and the key bias [B, S] as `attendBackward` takes them) on two threads, for a caller
- * that takes the gradients where they lie in the shared memory (the layer's training,
- * wasm_fused_layer_training.ts): `take` gets the memory and each pair's buffers, whose dK and
- * dV are in two parts (first + second, `backwardSplit`), with `reserve` floats free for it
- * from float `free`; it calls `noteCall` when done with the attention's gradients (for
- * `recordTwoThreadCalls`), before any two-thread job of its own. Returns false, having done nothing, where the call stays on one thread:
- * below `backwardSplit`'s size, without a second thread, or too large for its memory.
+ * The backward (the inputs as `attendBackward` takes them, P = B·heads pairs) on two threads,
+ * where they pay (`backwardSplit`): `take` gets the shared memory and each pair's buffers,
+ * whose dK and dV are in two parts (first + second), with `reserve` floats free for it from
+ * float `free`. The attention's own kernel copies the gradients out (`copyGradientsOut`); the
+ * layer's training (wasm_fused_layer_training.ts) builds its G there instead and calls
+ * `noteCall` when done with the attention's gradients (for `recordTwoThreadCalls`), before any
+ * two-thread job of its own. Returns false, having done nothing, where the call stays on one
+ * thread: below `backwardSplit`'s size, without a second thread, or too large for its memory.
  */
 export function attendBackwardOnTwoThreads(
-    backend: WasmBackendLike, inputs: {q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo; dy: tf.TensorInfo; out: tf.TensorInfo;
-                                       lse: tf.TensorInfo; keyBias?: tf.TensorInfo},
-    attrs: TrainingAttrs, reserve: number,
+    backend: WasmBackendLike, inputs: BackwardInputs, attrs: TrainingAttrs, reserve: number,
     take: (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number, noteCall: () => void) => void): boolean {
   const [P, T, dk] = inputs.q.shape as [number, number, number];
   const [S, dv] = inputs.v.shape.slice(1) as [number, number];
   const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
-  if (first === 0 || attrs.heads !== 1) return false;
-  const address = (x: tf.TensorInfo) => heapAddress(backend, x) >>> 2;
-  const at = {
-    q: address(inputs.q), k: address(inputs.k), v: address(inputs.v), dy: address(inputs.dy), out: address(inputs.out),
-    lse: address(inputs.lse), biases: heapBiases(backend, inputs.keyBias, undefined), gradQ: -1, gradK: -1, gradV: -1,
-  };
-  const sizes = {P, T, S, dk, dv, heads: 1};
+  if (first === 0) return false;
+  const at = heapOperands(backend, inputs);
+  const sizes = {P, T, S, dk, dv, heads: attrs.heads};
   const shared = sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
   const free = roundUp(shared.end, 16);
   const thread = 4 * (free + reserve) <= SHARED_MAX_BYTES ? getSecondThread() : null;
