@@ -88,20 +88,21 @@ export function tableEntries(kernel: TableKernel): number {
 }
 
 /**
- * Writes the arguments `args` (in the order of kernels.h) of call number `index` of `kernel`
- * into a table job's table at byte `table` of the shared memory.
+ * Writes the calls of a table job of `kernel` into its table at byte `table` of the shared
+ * memory: each call's arguments in the order of kernels.h, an f32 as its bits.
  */
-export function writeTableCall(thread: SecondThread, table: number, kernel: TableKernel, index: number, args: number[]): void {
+export function writeTableCalls(thread: SecondThread, table: number, kernel: TableKernel, calls: number[][]): void {
   const params = KERNEL_SIGNATURES[kernel];
-  if (args.length !== params.length) {
-    throw new Error(`tfjs-attention: ${kernel} takes ${params.length} arguments, not ${args.length}`);
-  }
-  const at = table + 4 * params.length * index;
-  const ints = new Int32Array(thread.memory.buffer, at, params.length);
-  const floats = new Float32Array(thread.memory.buffer, at, params.length);
-  params.forEach(([, type], i) => {
-    if (type === 'f32') floats[i] = args[i];
-    else ints[i] = args[i];
+  const ints = new Int32Array(thread.memory.buffer, table, params.length * calls.length);
+  const floats = new Float32Array(thread.memory.buffer, table, params.length * calls.length);
+  calls.forEach((args, call) => {
+    if (args.length !== params.length) {
+      throw new Error(`tfjs-attention: ${kernel} takes ${params.length} arguments, not ${args.length}`);
+    }
+    params.forEach(([, type], i) => {
+      if (type === 'f32') floats[params.length * call + i] = args[i];
+      else ints[params.length * call + i] = args[i];
+    });
   });
 }
 
@@ -291,7 +292,7 @@ export function sharedFloats(thread: SecondThread, needed: number): Float32Array
   return new Float32Array(thread.memory.buffer);
 }
 
-/** A table job: `calls` calls of `kernel`, their arguments in the table at byte `table` (`writeTableCall`); `flops` for its timeout. */
+/** A table job: `calls` calls of `kernel`, their arguments in the table at byte `table` (`writeTableCalls`); `flops` for its timeout. */
 export interface TableJob {
   kernel: TableKernel;
   calls: number;

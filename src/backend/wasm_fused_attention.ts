@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   getSecondThread, noteTwoThreadCall, shareTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
-  tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
+  tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCalls,
 } from './attention_threads';
 import type {SecondThread, TileChunk} from './attention_threads';
 import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
@@ -371,7 +371,7 @@ export function projectAndAttendOnTwoThreads(
     const shared = sharedFloats(thread, 4 * end);
     const heap = heapFloats(backend);
     const module = thread.module;
-    let call = 0;
+    const projectCalls: number[][] = [];
     products.forEach((product, i) => {
       const {d, raw, packed, weights, bias} = inputsAt[i];
       const n = (product.input.shape[0] as number) * (product.input.shape[1] as number);
@@ -389,11 +389,12 @@ export function projectAndAttendOnTwoThreads(
       });
       const out = place.copies.find(copy => copy.operand.at === product.tag)!.offset;
       for (const {first, count} of chunks[i]) {                            // rows 4·first .. 4·(first + count) - 1
-        writeTableCall(thread, 4 * table, 'project_4x8', call++, [
+        projectCalls.push([
           4 * (packed + first * 4 * d), 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias, 4 * (out + first * 4 * product.width),
           4 * product.width, count, d, product.width]);
       }
     });
+    writeTableCalls(thread, 4 * table, 'project_4x8', projectCalls);
     const flops = products.reduce((sum, {rows, width}, i) => sum + 2 * rows * inputsAt[i].d * width, 0);
     shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls, table: 4 * table, flops});
     if (keep != null) {                                                    // Q, K and V out of the products, for the gradient
@@ -548,13 +549,14 @@ function attendInSharedMemory(
   }
   const [rowV, rowOut] = [bytes(vSize > 0 ? dvp : v.width), bytes(direct ? heads * dv : dvp)];
   const {stride: biasStride, rows: biasRows} = maskRowArgs(biases);
-  place.chunks.forEach(({pair, first, count}, call) => {  // tiles first .. first + count - 1 of the pair
+  const calls = place.chunks.map(({pair, first, count}, call) => {  // tiles first .. first + count - 1 of the pair
     const at = addresses[pair];
-    writeTableCall(thread, bytes(place.table), 'attend_4x8', call, [
+    return [
       at.q + first * dk * 16, at.k, at.v, rowV, at.out + first * 4 * rowOut, rowOut, bytes(place.scratch + call * scratchFloats(block)),
       bytes(place.state + (pair * tiles + first) * 8), count, S, block, dk, dvp, scale, causal, 4 * first, at.keyBias, at.bias,
-      biasStride, biasRows]);
+      biasStride, biasRows];
   });
+  writeTableCalls(thread, bytes(place.table), 'attend_4x8', calls);
   const flops = 2 * pairs * T * S * (dk + dv);
   shareTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: place.chunks.length, table: bytes(place.table), flops});
   const to = heapFloats(backend);

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   getSecondThread, noteTwoThreadCall, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
-  twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCall,
+  twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCalls,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attention_bias';
@@ -418,8 +418,8 @@ function backwardOnTwoThreads(
       scratch: layout.scratch, biases: biasArgsOfPair(biases, n, heads),
     };
     pairs.push(buffers);
-    writeTableCall(thread, 4 * layout.table, 'attend_backward_4x8', n, backwardArgs(buffers, 0, first, sizes));
   }
+  writeTableCalls(thread, 4 * layout.table, 'attend_backward_4x8', pairs.map(buffers => backwardArgs(buffers, 0, first, sizes)));
   const flops = 2 * P * 4 * first * S * (3 * dk + 2 * dv);
   runTableOnBothThreads(thread, {kernel: 'attend_backward_4x8', calls: P, table: 4 * layout.table, flops}, () => {
     for (const buffers of pairs) {

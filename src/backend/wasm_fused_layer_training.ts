@@ -21,7 +21,7 @@ import {
   attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit,
 } from './wasm_fused_attention_backward';
 import {
-  noteTwoThreadCall, shareTableOnBothThreads, SHARED_MAX_BYTES, tableEntries, twoThreadCallStart, writeTableCall,
+  noteTwoThreadCall, shareTableOnBothThreads, SHARED_MAX_BYTES, tableEntries, twoThreadCallStart, writeTableCalls,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
 import type {PairBuffers} from './wasm_fused_attention_backward';
@@ -373,7 +373,8 @@ function backwardOnTwoThreads(
       inputGradientFloats(B * T, 2 * wQ + wV, dq) + weightGradientFloats(B * T, dq, withBias, 2 * wQ + wV) :
       inputGradientFloats(B * T, wQ, dq) + inputGradientFloats(B * S, wQ + wV, dc) + weightGradientFloats(B * T, dq, withBias, wQ) +
       weightGradientFloats(B * S, dc, withBias, wQ + wV);
-  // Each call takes at least one tile of rows: at most this many calls.
+  // Bounds of what the products take: their buffers (as inputGradient and weightGradients take them), and at most one
+  // call per tile of rows.
   const calls = 2 * Math.ceil(n / 4) + 2 * (Math.ceil(Math.max(dq, dc) / 4) + 1);
   const gFloats = roundUp(n * width, 16);
   const reserve = gFloats + products + roundUp(tableEntries('project_4x8') * calls, 16);
@@ -391,10 +392,13 @@ function backwardOnTwoThreads(
     const started = twoThreadCallStart();
     const space = sharedSpace(backend, thread, mem, free + gFloats);
     projectionGradients(space, inputs, {at: free, width}, outputs);
-    const table = 4 * (free + gFloats + products);
-    space.calls.forEach((args, i) => writeTableCall(thread, table, 'project_4x8', i, args));
+    const table = roundUp(space.end(), 16);  // after the products' buffers, within the reserve (its bounds above)
+    if (table + tableEntries('project_4x8') * space.calls.length > free + reserve) {
+      throw new Error('tfjs-attention: the layer\'s gradient products outgrew the shared memory reserved for them');
+    }
+    writeTableCalls(thread, 4 * table, 'project_4x8', space.calls);
     const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[6] * a[7] * a[8], 0);
-    shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls: space.calls.length, table, flops});
+    shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls: space.calls.length, table: 4 * table, flops});
     space.copies.forEach(copy => copy());
     noteTwoThreadCall('project_4x8', started);
   });
@@ -437,15 +441,16 @@ function heapSpace(backend: WasmBackendLike, module: KernelExports, work: number
 
 /**
  * The shared memory's space, from float `free`: the products' calls queued, each product's
- * rows cut into calls of tiles (`tileChunks`), for `shareTableOnBothThreads`; then the copies out.
+ * rows cut into calls of tiles (`projectionChunks`), for `shareTableOnBothThreads`; then the
+ * copies out. `end()`: the float after the last product's buffers.
  */
 function sharedSpace(backend: WasmBackendLike, thread: SecondThread, mem: Float32Array, free: number):
-    ProductSpace&{calls: number[][]; copies: Array<() => void>} {
+    ProductSpace&{calls: number[][]; copies: Array<() => void>; end: () => number} {
   let next = free;
   const calls: number[][] = [];
   const copies: Array<() => void> = [];
   return {
-    backend, mem, module: thread.module, inHeap: false, calls, copies,
+    backend, mem, module: thread.module, inHeap: false, calls, copies, end: () => next,
     take: floats => {
       const at = next;
       next += roundUp(floats, 16);
