@@ -65,7 +65,9 @@ function written(floats: Float32Array, at: number, n: number, keep: (i: number) 
 }
 
 describe('pack_rows', () => {
-  const cases = [1, 3, 4, 5, 7, 8, 9, 16, 17].flatMap(rows => [1, 3, 8].flatMap(cols => [4, 8].map(group => ({rows, cols, group}))));
+  // Rows and columns below, at and past the 4×4 blocks that the kernel transposes in registers (and a row
+  // of 64 columns, the width it packs most), for the groups it is called with (1: a copy of the rows).
+  const cases = [1, 3, 4, 5, 7, 8, 9, 12, 16, 17].flatMap(rows => [1, 3, 4, 5, 8, 13, 64].flatMap(cols => [1, 4, 8].map(group => ({rows, cols, group}))));
   it.each(cases)('rows=$rows, cols=$cols, group=$group: the packed layout, padding rows zero, nothing else written', ({rows, cols, group}) => {
     const {kernels, floats, alloc} = kernelMemory();
     const stride = cols + 3;
@@ -78,6 +80,23 @@ describe('pack_rows', () => {
     const f = floats();
     expect(Array.from(f.subarray(dst / 4, dst / 4 + expected.length))).toEqual(expected.map(v => Math.fround(v)));
     expect(written(f, dst + 4 * expected.length, 64, () => false)).toBe(0);
+  });
+
+  it('moves every float bit for bit: NaN payloads, -0 and subnormals included', () => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const [rows, cols] = [9, 7];
+    const bits = Uint32Array.from({length: rows * cols}, (_, i) => [0x7fc00001 + i, 0xffa00000 + i, 0x80000000, 0x00000001 + i][i % 4]);
+    const src = alloc(rows * cols);
+    new Uint32Array(floats().buffer, src, rows * cols).set(bits);
+    for (const group of [1, 4, 8]) {
+      const padded = Math.ceil(rows / group) * group;
+      const dst = alloc(padded * cols);
+      kernels.pack_rows(src, 4 * cols, dst, rows, cols, group);
+      const out = new Uint32Array(floats().buffer, dst, padded * cols);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < cols; c++) expect(out[(r - (r % group)) * cols + c * group + (r % group)]).toBe(bits[r * cols + c]);
+      }
+    }
   });
 });
 

@@ -34,8 +34,8 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
                          uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias, const float* bias,
                          uint32_t bias_stride, uint32_t bias_rows);
 
-// Packs the rows of a matrix by groups of `group` rows (4 or 8), column by column
-// (pack_rows.c).
+// Packs the rows of a matrix by groups of `group` rows (4 or 8; 1: a copy), column by column
+// (pack_rows_wasmsimd.c).
 KERNEL_EXPORT(pack_rows)
 void pack_rows(const float* src, uint32_t src_stride, float* dst, uint32_t rows, uint32_t cols, uint32_t group);
 
