@@ -363,6 +363,9 @@ export function projectAndAttendOnTwoThreads(
     end = roundUp(weights + d * product.width + (bias < 0 ? 0 : product.width), 16);
     return {d, raw, packed, weights, bias};
   });
+  // For training, where Q, K and V are put side by side (each contiguous) before they are copied out.
+  const keptAt = end;
+  if (keep != null) end = roundUp(end + batch * T * wQ + batch * S * (wQ + wV), 16);
   const thread = 4 * end <= SHARED_MAX_BYTES ? getSecondThread() : null;
   if (thread == null) return false;
   lastCallThreads = 2;
@@ -397,11 +400,14 @@ export function projectAndAttendOnTwoThreads(
     writeTableCalls(thread, 4 * table, 'project_4x8', projectCalls);
     const flops = products.reduce((sum, {rows, width}, i) => sum + 2 * rows * inputsAt[i].d * width, 0);
     shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls, table: 4 * table, flops});
-    if (keep != null) {                                                    // Q, K and V out of the products, for the gradient
-      const to = heapFloats(backend);
-      const copyOut = (operand: Operand, at: number, rows: number, width: number) => {
+    if (keep != null) {                                                    // Q, K and V out of the products, for the gradient:
+      const to = heapFloats(backend);                                      // each gathered from its columns (add_rows), then
+      let at = keptAt;                                                     // copied out whole (a copy per row took 3× longer)
+      const copyOut = (operand: Operand, heapAt: number, rows: number, width: number) => {
         const from = place.copies.find(copy => copy.operand.at === operand.at)!.offset + operand.column;
-        copyRows(to, at >>> 2, width, shared, from, operand.width, rows, width);
+        module.add_rows(4 * at, 4 * width, 4 * from, 0, 4 * operand.width, rows, width);
+        to.set(shared.subarray(at, at + rows * width), heapAt >>> 2);
+        at += rows * width;
       };
       copyOut(operands.q, keep.q, batch * T, wQ);
       copyOut(operands.k, keep.k, batch * S, wQ);
