@@ -411,7 +411,7 @@ function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
     mine();
     mineDone = clock();
   } finally {
-    if (!workerDoneWithin(h, timeout)) {
+    if (Atomics.wait(h, SLOT.done, 0, timeout) === 'timed-out') {
       secondThread = null;  // never again: the next calls run on one thread
       // eslint-disable-next-line no-unsafe-finally
       throw new Error(`tfjs-attention: the second thread did not finish its share of the fused attention in ${Math.round(timeout / 1000)} s`);
@@ -426,22 +426,6 @@ function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
     handedOver, wakeMs: workerStarted - handedOver, mineMs: mineDone - handedOver, workerMs: workerDone - workerStarted,
     waitMs: clock() - mineDone, ended: clock(),
   };
-}
-
-/**
- * How long this thread spins for the worker's end of a job before it sleeps: the two threads'
- * shares end within a short call of each other, and a thread woken from Atomics.wait on this
- * machine resumes 30-100 µs after the notify.
- */
-const DONE_SPIN_MS = 2;
-
-/** Waits (spinning for DONE_SPIN_MS, then asleep) until the worker reports its share done; false if it did not within `timeout` ms. */
-function workerDoneWithin(h: Int32Array, timeout: number): boolean {
-  const until = clock() + DONE_SPIN_MS;
-  for (let i = 1; Atomics.load(h, SLOT.done) === 0; i++) {
-    if ((i & 1023) === 0 && clock() > until) return Atomics.wait(h, SLOT.done, 0, timeout) !== 'timed-out';
-  }
-  return true;
 }
 
 /**
