@@ -129,6 +129,48 @@ describe('add_rows', () => {
   });
 });
 
+describe('row_dots', () => {
+  /** The kernel's float32 order: lanes c ≡ l (mod 4) summed by fours, (l0 + l1) + (l2 + l3), then the columns past the last four. */
+  const rowDot = (x: number[], y: number[]): number => {
+    const f = Math.fround;
+    const lanes = [0, 0, 0, 0];
+    const whole = x.length - (x.length % 4);
+    for (let c = 0; c < whole; c++) lanes[c % 4] = f(lanes[c % 4] + f(f(x[c]) * f(y[c])));
+    let sum = f(f(lanes[0] + lanes[1]) + f(lanes[2] + lanes[3]));
+    for (let c = whole; c < x.length; c++) sum = f(sum + f(f(x[c]) * f(y[c])));
+    return sum;
+  };
+  const cases = [0, 1, 5].flatMap(rows => [1, 3, 4, 5, 8, 13, 64].map(cols => ({rows, cols})));
+  it.each(cases)('rows=$rows, cols=$cols: each row\'s dot product between strides, within 1e-6 of float64; nothing else written', ({rows, cols}) => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const [aStride, bStride] = [cols + 3, cols + 6];
+    const [a, b] = [matrix(rows, cols, 21 + cols), matrix(rows, cols, 22 + cols)];
+    const [aAt, bAt, dst] = [alloc(rows * aStride), alloc(rows * bStride), alloc(rows)];
+    put(floats(), aAt, a, aStride);
+    put(floats(), bAt, b, bStride);
+    kernels.row_dots(dst, aAt, 4 * aStride, bAt, 4 * bStride, rows, cols);
+    const f = floats();
+    const got = Array.from(f.subarray(dst / 4, dst / 4 + rows));
+    expect(got).toEqual(a.map((row, r) => rowDot(row, b[r])));                        // the order above, bit for bit
+    a.forEach((row, r) => {                                                            // and the dot product itself
+      const exact = row.reduce((sum, v, c) => sum + Math.fround(v) * Math.fround(b[r][c]), 0);
+      expect(Math.abs(got[r] - exact)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(exact)));
+    });
+    expect(written(f, dst + 4 * rows, 64, () => false)).toBe(0);
+  });
+
+  it('gives NaN for a row with NaN or ∞·0, ±∞ where a product overflows', () => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const a = [[1, NaN, 0, 0, 0], [Infinity, 1, 1, 1, 1], [3e38, 3e38, 0, 0, 0], [1, 2, 3, 4, 5]];
+    const b = [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1], [3e38, 0, 0, 0, 0], [1, 1, 1, 1, -15]];
+    const [aAt, bAt, dst] = [alloc(20), alloc(20), alloc(4)];
+    put(floats(), aAt, a, 5);
+    put(floats(), bAt, b, 5);
+    kernels.row_dots(dst, aAt, 20, bAt, 20, 4, 5);
+    expect(Array.from(floats().subarray(dst / 4, dst / 4 + 4))).toEqual([NaN, NaN, Infinity, -65]);
+  });
+});
+
 describe('project_4x8', () => {
   const cases = [1, 2, 3].flatMap(tiles => [0, 1, 5, 8, 9].flatMap(dIn => [8, 16, 24].flatMap(dOut =>
     [false, true].map(bias => ({tiles, dIn, dOut, bias})))));

@@ -285,7 +285,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         return b0 + offset;
       };
       heap.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), b0 + place.lse);
-      rowSums(heap, b0 + place.delta, heap, dyn, at.out + n * T * dv, T, dv);
+      module.row_dots(4 * (b0 + place.delta), 4 * dyn, 4 * dv, 4 * (at.out + n * T * dv), 4 * dv, T, dv);  // rowsum(dy ∘ out)
       const gq = place.gradQ < 0 ? at.gradQ + n * T * dk : b0 + place.gradQ;
       const gk = place.gradK < 0 ? at.gradK + n * S * dk : b0 + place.gradK;
       const gv = place.gradV < 0 ? at.gradV + n * S * dv : b0 + place.gradV;
@@ -310,15 +310,6 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   });
   noteFusedCallThreads(1);
   return [gradQ, gradK, gradV];
-}
-
-/** out[t] = Σ_c a[t][c]·b[t][c] for T rows of d floats (delta = rowsum(dy ∘ out)), into `dst` from float `to`. */
-function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b: number, T: number, d: number): void {
-  for (let t = 0; t < T; t++) {
-    let sum = 0;
-    for (let c = 0; c < d; c++) sum += src[a + t * d + c] * src[b + t * d + c];
-    dst[to + t] = sum;
-  }
 }
 
 /** The backward's inputs: q, k, v as the forward's, dy and out [P, T, dv], lse [P, T], and the masks' biases if the forward had them. */
@@ -385,6 +376,11 @@ function backwardOnTwoThreads(
   const {dkp, dvp, block} = place;
   const started = twoThreadCallStart();
   const mem = sharedFloats(thread, 4 * layout.end);
+  withHeapBuffer(backend, P * T, deltas => {                 // each pair's rowsum(dy ∘ out), where dy and out are
+    heapModule(backend)!.row_dots(deltas, 4 * at.dy, 4 * dv, 4 * at.out, 4 * dv, P * T, dv);
+    const [from, heap] = [deltas >>> 2, heapFloats(backend)];
+    for (let n = 0; n < P; n++) mem.set(heap.subarray(from + n * T, from + (n + 1) * T), layout.first + n * layout.pair + place.delta);
+  });
   const heap = heapFloats(backend);
   const module = thread.module;
   const biases = copyBiases(at.biases, heap, mem, layout.bias);
@@ -410,7 +406,6 @@ function backwardOnTwoThreads(
     module.pack_rows(byte(place.doutRows), 4 * dvp, byte(place.dout), T, dv, 4);
     module.pack_rows(byte(layout.vRows), 4 * dvp, byte(place.v), S, dv, 8);
     mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
-    rowSums(mem, p0 + place.delta, heap, dyn, at.out + n * T * dv, T, dv);
     const buffers: PairBuffers = {
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
       doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,

@@ -44,6 +44,11 @@ void pack_rows(const float* src, uint32_t src_stride, float* dst, uint32_t rows,
 KERNEL_EXPORT(add_rows)
 void add_rows(float* dst, uint32_t dst_stride, const float* a, const float* b, uint32_t src_stride, uint32_t rows, uint32_t cols);
 
+// dst[r] = Σ_c a[r][c]·b[r][c] for `rows` rows of `cols` floats, a's rows `a_stride` bytes apart,
+// b's `b_stride`: the fused backward's delta = rowsum(dOut ∘ Out) (row_dots_wasmsimd.c).
+KERNEL_EXPORT(row_dots)
+void row_dots(float* dst, const float* a, uint32_t a_stride, const float* b, uint32_t b_stride, uint32_t rows, uint32_t cols);
+
 // out = x·w (+ bias) for x packed by fours, 4 rows × 8 columns at a time (project_4x8_wasmsimd.c).
 KERNEL_EXPORT(project_4x8)
 void project_4x8(const float* x, const float* w, uint32_t w_stride, const float* bias, float* out, uint32_t out_stride,
