@@ -214,15 +214,6 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   return [out, q, k, v, lse];
 }
 
-/** out[t] = Σ_c a[t][c]·b[t][c] over T rows of d floats, `row` floats apart (delta = rowsum(dy ∘ out)). */
-function rowSums(dst: Float32Array, to: number, src: Float32Array, a: number, b: number, T: number, d: number, row: number): void {
-  for (let t = 0; t < T; t++) {
-    let sum = 0;
-    for (let c = 0; c < d; c++) sum += src[a + t * row + c] * src[b + t * row + c];
-    dst[to + t] = sum;
-  }
-}
-
 /**
  * The backward: the forward's inputs and outputs and dy [B, T, H·dv] -> dx (and dc), dwq,
  * dwk, dwv (and dbq, dbk, dbv). First per pair, attend_backward_4x8 into G's columns (above
@@ -256,10 +247,15 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   withHeapBuffer(backend, backwardFloats(sizes, attrs), base => {
     const b0 = base >>> 2;
     const heap = heapFloats(backend);
-    heap.fill(0, b0, b0 + work);  // G's and the pair's padding (rows past T, columns past d) stays zero
+    zeroUnwrittenG(heap, b0, n, width, {qRows: B * T, kvRows: B * S, wQ, wV});
+    // The rows' padding (columns past dk or dv, rows past T): zero, for the kernel multiplies it by zero weights. The
+    // rest of the pair's buffers the copies, the packing and the kernel overwrite for every pair.
+    const [p0, tiles] = [b0 + gFloats, Math.ceil(T / 4)];
+    if (dkp !== dk || tiles * 4 !== T) heap.fill(0, p0 + place.qRows, p0 + place.qRows + tiles * 4 * dkp);
+    if (dkp !== dk) heap.fill(0, p0 + place.kRows, p0 + place.kRows + S * dkp);
+    if (dvp !== dv || tiles * 4 !== T) heap.fill(0, p0 + place.doutRows, p0 + place.doutRows + tiles * 4 * dvp);
     const [qAt, kAt, vAt, dyAt, outAt, lseAt] = [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
     const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
-    const p0 = b0 + gFloats;
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
     // One head's rows [count, d] of a matrix whose rows are `row` floats apart, into rows of d rounded up to 8:
     // by pack_rows in groups of one row (a plain copy) when d is a multiple of 8.
@@ -278,7 +274,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         rowsOf(kn, wQ, p0 + place.kRows, S, dk);
         rowsOf(dyn, wV, p0 + place.doutRows, T, dv);
         heap.set(heap.subarray(lseAt + (b * heads + h) * T, lseAt + (b * heads + h + 1) * T), p0 + place.lse);
-        rowSums(heap, p0 + place.delta, heap, dyn, outAt + b * T * wV + h * dv, T, dv, wV);
+        module.row_dots(4 * (p0 + place.delta), 4 * dyn, 4 * wV, 4 * (outAt + b * T * wV + h * dv), 4 * wV, T, dv);  // rowsum(dy ∘ out)
         const second = first > 0;
         const buffers: PairBuffers = {
           q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows,
@@ -299,6 +295,23 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     projectionGradients(heapSpace(backend, module, b0 + work), args.inputs, {at: b0, width}, outputs);
   });
   return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
+}
+
+/**
+ * Zeroes what intoG leaves unwritten of G [n, width] at float `at`: the columns past dQ, dK and
+ * dV (read by the products' eights, their results dropped), and the rows past each part's own
+ * (qRows of dQ, kvRows of dK and dV; never read). Mostly nothing: G is written whole.
+ */
+function zeroUnwrittenG(mem: Float32Array, at: number, n: number, width: number,
+                        {qRows, kvRows, wQ, wV}: {qRows: number; kvRows: number; wQ: number; wV: number}): void {
+  const used = 2 * wQ + wV;
+  if (qRows === n && kvRows === n && used === width) return;
+  for (let r = 0; r < n; r++) {
+    const row = at + r * width;
+    if (r >= qRows) mem.fill(0, row, row + wQ);
+    if (r >= kvRows) mem.fill(0, row + wQ, row + used);
+    mem.fill(0, row + used, row + width);
+  }
 }
 
 /**
@@ -382,7 +395,7 @@ function backwardOnTwoThreads(
   const training = {heads: 1, scale: attrs.scale, causal: attrs.causal};
   return attendBackwardOnTwoThreads(backend, attention, training, reserve, (thread, mem, pairs, free, noteCall) => {
     const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
-    mem.fill(0, free, free + gFloats);  // G's padding stays zero
+    zeroUnwrittenG(mem, free, n, width, {qRows: B * T, kvRows: B * S, wQ, wV});
     pairs.forEach((pair, b) => {
       intoG(thread.module, free + b * T * width, width, [pair.gradQ, pair.gradQ], dkp, T, dk);  // dQ into G
       intoG(thread.module, free + b * S * width + wQ, width, pair.gradK, dkp, S, dk);          // dK: its parts added
