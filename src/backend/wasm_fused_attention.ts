@@ -430,7 +430,7 @@ export function projectAndAttendOnTwoThreads(
 interface SharedLayout {
   direct: boolean;
   /** The calls that the two threads share (`attentionChunks`). */
-  chunks: TileChunk[];
+  chunks: readonly TileChunk[];
   table: number;
   /** Where the biases' copies start (copyBiases: one after the other, each from a multiple of 4). */
   biases: number;
@@ -458,13 +458,31 @@ const LEAST_CALL_ROW_TILES = 8;
  * The calls of an attention on two threads: each pair's query tiles in chunks
  * (attention_threads.ts' tileChunks), weighed by the keys each tile attends.
  */
-export function attentionChunks(pairs: number, T: number, S: number, causal: boolean): TileChunk[] {
-  return tileChunks(pairs, Math.ceil(T / 4), causal ? tile => Math.min(S, 4 * tile + 4) : () => S, LEAST_CALL_TILE_KEYS);
+export function attentionChunks(pairs: number, T: number, S: number, causal: boolean): readonly TileChunk[] {
+  return remembered(`a${pairs},${T},${S},${causal ? 1 : 0}`,
+                    () => tileChunks(pairs, Math.ceil(T / 4), causal ? tile => Math.min(S, 4 * tile + 4) : () => S, LEAST_CALL_TILE_KEYS));
 }
 
 /** The calls of a projection's `tiles` row tiles on two threads (`tileChunks`, each tile the same work). */
-export function projectionChunks(tiles: number): TileChunk[] {
-  return tileChunks(1, tiles, () => 1, LEAST_CALL_ROW_TILES);
+export function projectionChunks(tiles: number): readonly TileChunk[] {
+  return remembered(`p${tiles}`, () => tileChunks(1, tiles, () => 1, LEAST_CALL_ROW_TILES));
+}
+
+/**
+ * The chunk lists of the last sizes asked (a training step asks the same four or five each
+ * time; each takes 10-30 µs to cut), by a key of their arguments. Lists are shared: never changed.
+ */
+const rememberedChunks = new Map<string, readonly TileChunk[]>();
+const REMEMBERED_CHUNK_LISTS = 64;
+
+function remembered(key: string, cut: () => TileChunk[]): readonly TileChunk[] {
+  let chunks = rememberedChunks.get(key);
+  if (chunks == null) {
+    if (rememberedChunks.size >= REMEMBERED_CHUNK_LISTS) rememberedChunks.clear();
+    chunks = Object.freeze(cut().map(chunk => Object.freeze(chunk)));
+    rememberedChunks.set(key, chunks);
+  }
+  return chunks;
 }
 
 function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv, causal}: FusedSizes&Attending, layout: Layout): SharedLayout {
