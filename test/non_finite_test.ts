@@ -432,7 +432,7 @@ describe('the fused kernel on two threads (wasm)', () => {
     const scale = 1 / Math.sqrt(d);
     const expected = referenceDotProductAttention(inputs.query as Matrix, inputs.key as Matrix, inputs.value as Matrix, {scale, causal}).output;
     const [q, k, v] = [inputs.query, inputs.key, inputs.value].map(x => tf.tensor(valuesOf(x).values, [1, n, d], 'float32'));
-    const workerRuns = jest.spyOn(threadsModule, 'shareTableOnBothThreads');
+    const workerRuns = jest.spyOn(threadsModule, 'runStepsOnBothThreads');
     try {
       setAttentionThreads(1);
       const one = fusedAttention(q, k, v, scale, causal);

@@ -314,7 +314,7 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
   /** The kernel's result with one thread and with two. */
   /** The kernel's result with one thread and with two, checking that the worker ran only for the second. */
   function bothWays(run: () => tf.Tensor): {one: tf.Tensor; two: tf.Tensor} {
-    const workerRuns = jest.spyOn(threadsModule, 'shareTableOnBothThreads');
+    const workerRuns = jest.spyOn(threadsModule, 'runStepsOnBothThreads');
     try {
       setAttentionThreads(1);
       const one = run();
@@ -373,7 +373,7 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     disposeAll(one, two, qkv.tensor);
   });
 
-  describe('the threads share the calls: each takes the next call left (tileChunks, shareTableOnBothThreads)', () => {
+  describe('the threads share the calls: each takes the next call left (tileChunks, runStepsOnBothThreads)', () => {
     it('cuts 12 tiles of equal work into calls of a sixth of the work left, at least 1/256 of all, the last tiles first', () => {
       // Left 12 -> target 2 tiles (10, 11); left 10 -> 1.67: 2 (8, 9); left 8 -> 1.33: 2 (6, 7); then 1 each (6/6 = 1 and below).
       expect(threadsModule.tileChunks(1, 12, () => 64)).toEqual([
@@ -590,7 +590,7 @@ describe('fusedAttentionLayer: projections and attention in one kernel call', ()
         ...(biases ? {bq: weights.bq.tensor, bk: weights.bk.tensor, bv: weights.bv.tensor} : {}),
       };
       const scale = 1 / Math.sqrt(dk);
-      const projectionJobs = jest.spyOn(threadsModule, 'shareTableOnBothThreads');
+      const projectionJobs = jest.spyOn(threadsModule, 'runStepsOnBothThreads');
       const run = () => fusedAttentionLayer(x.tensor, c?.tensor ?? null, projections, {heads: H, dk, dv, scale, causal}, keyBias);
       try {
         setAttentionThreads(1);
@@ -600,7 +600,9 @@ describe('fusedAttentionLayer: projections and attention in one kernel call', ()
         setAttentionThreads(2);
         const two = onlyTheOutput(run);
         expect(fusedThreadsOfLastCall()).toBe(2);
-        expect(projectionJobs.mock.calls.map(call => call[1].kernel)).toEqual(['project_4x8', 'attend_4x8']);
+        // One job: the inputs packed, projected, each pair's Q and K packed (V padded where dv % 8 != 0), the attention.
+        expect(projectionJobs.mock.calls.map(call => call[1].map(step => step.kernel))).toEqual([
+          ['pack_rows', 'project_4x8', 'pack_rows', ...(dv % 8 === 0 ? [] : ['add_rows']), 'attend_4x8']]);
         expect(Array.from(two.dataSync())).toEqual(Array.from(one.dataSync()));
         const reference = referenceAttention(x.values as Tensor3, (c?.values ?? null) as Tensor3|null, {
           wq: weights.wq.values as Matrix, wk: weights.wk.values as Matrix, wv: weights.wv.values as Matrix,

@@ -4,12 +4,13 @@
  * this starts one worker_threads Worker of its own, which instantiates the C kernels
  * (src/backend/kernels/) on a shared WebAssembly.Memory and runs `attend_4x8` there (or the
  * backward, `attend_backward_4x8`, for wasm_fused_attention_backward.ts, or the layer's
- * projections, `project_4x8`). For a large call the kernel copies the operands into that
- * memory and packs them there, and writes the calls' arguments into a table there. The
- * calls of the forward and of the projections the two threads share (`shareTableOnBothThreads`:
- * each takes the next call left, so that a slower thread makes fewer); of the backward's, the
- * worker makes the first part of each pair's query tiles and this thread the second
- * (`runTableOnBothThreads`); they meet again through Atomics. The worker is woken as the call
+ * projections, `project_4x8`, and the packing and adding between them, `pack_rows` and
+ * `add_rows`). For a large call the kernel copies the operands into that memory, and writes the
+ * calls' arguments into tables there: a job of steps (`runStepsOnBothThreads`), each step's calls
+ * made before the next starts. The calls of a step the two threads share (each takes the next call
+ * left, so that a slower thread makes fewer), or split ahead (the backward's: the worker makes the
+ * first part of each pair's query tiles and this thread the second, so that their dK and dV are
+ * added in a fixed order); they meet again through Atomics. The worker is woken as the call
  * starts (`withWorkerAwake`), so that its wake-up overlaps the copies, and spins a little after
  * each job for the next. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,
@@ -49,8 +50,8 @@ export function twoThreadsPay(flops: number, T: number): boolean {
 /** How long this thread waits for the worker to start, once. */
 const WORKER_START_TIMEOUT_MS = 10_000;
 
-/** Bytes of the job's fields (int32) at the start of the shared memory. */
-const HEADER_BYTES = 128;
+/** Bytes of the job's fields (int32), its steps and the clock readings at the start of the shared memory. */
+const HEADER_BYTES = 256;
 /** Byte offset in the shared memory where a call's data may start, after the header. */
 export const SHARED_DATA_START = HEADER_BYTES;
 
@@ -60,26 +61,27 @@ const SLOT = {
   done: 1,      // set to 1 by the worker when its share is done
   failed: 2,    // set to 1 by the worker when its share threw
   ready: 3,     // set by the worker once started: 1, or -1 if it could not instantiate the kernel
-  calls: 4,     // the job: `calls` calls of TABLE_KERNELS[kind - 1], every argument of each in the table at byte `table`
-  table: 5,
-  kind: 6,
-  next: 7,      // -1: the worker makes every call of the table; else the next call not taken yet (shareTableOnBothThreads)
+  steps: 4,     // the job: `steps` steps, described from byte `list` of the shared memory (STEP_ENTRIES int32 each)
+  list: 5,
+  abandoned: 6, // set to 1 by this thread when its share threw: the worker stops at the next step
 };
+/** Byte offset in the header of a job's step list (STEP_ENTRIES int32 per step, at most MAX_STEPS). */
+const STEPS_BYTE = 32;
 /**
  * Byte offset in the header of three float64 clock readings (ms, `clock()`, comparable across
  * threads): the job handed over, the worker's start and its end of its share.
  */
-const TIMES_BYTE = 104;
+const TIMES_BYTE = 232;
 const TIME = {handedOver: 0, workerStarted: 1, workerDone: 2};
-if (4 * (SLOT.next + 1) > TIMES_BYTE || TIMES_BYTE + 3 * 8 > HEADER_BYTES) {
+if (4 * (SLOT.abandoned + 1) > STEPS_BYTE || TIMES_BYTE + 3 * 8 > HEADER_BYTES) {
   throw new Error('tfjs-attention: the second thread\'s header cannot hold the job and the clock readings');
 }
 
 /**
  * The kernels that the worker runs, from a table that holds every argument of each call (an
- * f32 as its bits): job kind 1 + their index here.
+ * f32 as its bits): step kind i is TABLE_KERNELS[i].
  */
-const TABLE_KERNELS = ['attend_backward_4x8', 'attend_4x8', 'project_4x8'] as const;
+const TABLE_KERNELS = ['attend_backward_4x8', 'attend_4x8', 'project_4x8', 'pack_rows', 'add_rows'] as const;
 export type TableKernel = typeof TABLE_KERNELS[number];
 
 /** Int32 entries per call of `kernel` in a table job: its arguments, as declared in kernels.h. */
@@ -107,23 +109,41 @@ export function writeTableCalls(thread: SecondThread, table: number, kernel: Tab
 }
 
 /**
- * The worker's loop over a table job of kind 1 + i: every call's arguments from its table
- * entries; the calls in order, or (`next` >= 0) each the next one not taken yet by either thread.
+ * Int32 entries of each step in a job's step list: the kernel (its index in TABLE_KERNELS), the
+ * calls, the table's byte address, the calls that the worker makes (-1: the threads share them),
+ * then two counters: the next call not taken (shared steps) and the calls made.
  */
-const WORKER_TABLE_JOBS = TABLE_KERNELS.map((kernel, i) => {
+const STEP_ENTRIES = 6;
+const STEP = {kernel: 0, calls: 1, table: 2, workerCalls: 3, next: 4, made: 5};
+
+/** The worker's call of each table kernel from its table entries: `t` the table as int32, `f` as float32, `e` the call's first entry. */
+const WORKER_CALLERS = `[${TABLE_KERNELS.map(kernel => {
   const params = KERNEL_SIGNATURES[kernel];
-  const call = `kernels.${kernel}(${params.map(([, type], j) => `${type === 'f32' ? 'tableFloats' : 'table'}[e + ${j}]`).join(', ')})`;
-  return `if (h[${SLOT.kind}] === ${i + 1}) {
-      const calls = h[${SLOT.calls}];
-      const table = new Int32Array(memory.buffer, h[${SLOT.table}], ${params.length} * calls);
-      const tableFloats = new Float32Array(memory.buffer, h[${SLOT.table}], ${params.length} * calls);
-      const shared = h[${SLOT.next}] >= 0;
-      for (let p = shared ? Atomics.add(h, ${SLOT.next}, 1) : 0; p < calls; p = shared ? Atomics.add(h, ${SLOT.next}, 1) : p + 1) {
-        const e = ${params.length} * p;
-        ${call};
-      }
-    } else `;
-}).join('');
+  return `(t, f, e) => kernels.${kernel}(${params.map(([, type], j) => `${type === 'f32' ? 'f' : 't'}[e + ${j}]`).join(', ')})`;
+}).join(', ')}]`;
+
+/** Int32 entries of one call of each table kernel, in TABLE_KERNELS' order. */
+const CALL_ENTRIES = TABLE_KERNELS.map(kernel => KERNEL_SIGNATURES[kernel].length);
+
+/** Most steps of one job (the header holds their list). */
+export const MAX_STEPS = Math.floor((TIMES_BYTE - STEPS_BYTE) / (4 * STEP_ENTRIES));
+
+/**
+ * How long a thread spins for the other's end of a step before it sleeps (a millisecond at a
+ * time, then it looks again): the shared steps end within a call of each other, and a thread
+ * woken from Atomics.wait resumes 30-100 µs after the notify on this machine.
+ */
+const STEP_SPIN_MS = 2;
+
+/** `stepMade` (below) for the worker. */
+const WORKER_STEP_MADE = `function stepMade(list, at, calls, over) {
+  const until = clock() + ${STEP_SPIN_MS};
+  for (let i = 1; ; i++) {
+    const made = Atomics.load(list, at);
+    if (made >= calls || over()) return;
+    if ((i & 1023) === 0 && clock() > until) Atomics.wait(list, at, made, 1);
+  }
+}`;
 
 /** The job slot's value while a job is coming (withWorkerAwake). */
 const JOB_COMING = 3;
@@ -157,6 +177,9 @@ try {
   Atomics.store(h, ${SLOT.ready}, -1);
 }
 Atomics.notify(h, ${SLOT.ready});
+const callers = ${WORKER_CALLERS};
+const entries = ${JSON.stringify(CALL_ENTRIES)};
+${WORKER_STEP_MADE}
 let lingerUntil = 0;
 while (kernels != null) {
   let state = Atomics.load(h, ${SLOT.job});
@@ -178,8 +201,22 @@ while (kernels != null) {
   if (state !== 1) continue;  // 0: the job was called off
   times[${TIME.workerStarted}] = clock();
   try {
-    ${WORKER_TABLE_JOBS}{
-      throw new Error('no such job');
+    const steps = h[${SLOT.steps}];
+    const list = new Int32Array(memory.buffer, ${STEPS_BYTE}, ${STEP_ENTRIES} * steps);
+    for (let s = 0; s < steps && Atomics.load(h, ${SLOT.abandoned}) === 0; s++) {
+      const e = ${STEP_ENTRIES} * s;
+      const [kind, calls, workerCalls] = [list[e + ${STEP.kernel}], list[e + ${STEP.calls}], list[e + ${STEP.workerCalls}]];
+      const [call, width] = [callers[kind], entries[kind]];
+      const t = new Int32Array(memory.buffer, list[e + ${STEP.table}], width * calls);
+      const f = new Float32Array(memory.buffer, list[e + ${STEP.table}], width * calls);
+      let made = 0;
+      if (workerCalls < 0) {  // shared: the next call not taken yet, until none is left
+        for (let p = Atomics.add(list, e + ${STEP.next}, 1); p < calls; p = Atomics.add(list, e + ${STEP.next}, 1), made++) call(t, f, width * p);
+      } else {
+        for (; made < workerCalls; made++) call(t, f, width * made);
+      }
+      if (Atomics.add(list, e + ${STEP.made}, made) + made >= calls) Atomics.notify(list, e + ${STEP.made});
+      if (s + 1 < steps) stepMade(list, e + ${STEP.made}, calls, () => Atomics.load(h, ${SLOT.abandoned}) !== 0);
     }
   } catch (error) {
     Atomics.store(h, ${SLOT.failed}, 1);
@@ -292,53 +329,85 @@ export function sharedFloats(thread: SecondThread, needed: number): Float32Array
   return new Float32Array(thread.memory.buffer);
 }
 
-/** A table job: `calls` calls of `kernel`, their arguments in the table at byte `table` (`writeTableCalls`); `flops` for its timeout. */
-export interface TableJob {
+/**
+ * One step of a job on both threads (`runStepsOnBothThreads`): `calls` calls of `kernel`, their
+ * arguments in the table at byte `table` of the shared memory (`writeTableCalls`).
+ */
+export interface JobStep {
   kernel: TableKernel;
   calls: number;
   table: number;
-  flops: number;
+  /**
+   * The worker makes calls 0 .. workerCalls - 1 and this thread the rest, each in order (a split
+   * fixed ahead); absent, the threads share the calls: each takes the next one left (an atomic
+   * counter), so that a thread that runs slower (on this machine a core that was idle runs at
+   * about half speed for some milliseconds) makes fewer, and neither waits long for the other.
+   * Shared calls must write only their own outputs (see `tileChunks`).
+   */
+  workerCalls?: number;
 }
 
 /**
- * Runs `mine` on this thread while the worker makes every call of the table job, and
- * returns when both are done. Throws if the worker's share failed.
+ * Runs the steps of a job on both threads, one after the other: each step's calls are all made
+ * before either thread starts the next (which may read what they wrote). One hand-over for
+ * the whole job; returns when both threads are done. `flops`: the job's work, for its timeout.
+ * Throws if the worker's share failed.
  */
-export function runTableOnBothThreads(thread: SecondThread, job: TableJob, mine: () => void): void {
-  setUpTableJob(thread, job, -1);
-  runJob(thread, Math.max(120_000, job.flops / 1e6), mine);
-}
-
-/**
- * Makes the calls of the table job on both threads, each thread taking the next call that
- * neither has taken (an atomic counter) until none is left, and returns when both are done:
- * a thread that runs slower (on this machine a core that was idle runs at about half speed
- * for some milliseconds) makes fewer calls, and neither waits long for the other. Every call
- * must write only its own outputs (see `tileChunks`). Throws if the worker's share failed.
- */
-export function shareTableOnBothThreads(thread: SecondThread, job: TableJob): void {
+export function runStepsOnBothThreads(thread: SecondThread, steps: JobStep[], flops: number): void {
+  if (steps.length === 0 || steps.length > MAX_STEPS) {
+    throw new Error(`tfjs-attention: a job on two threads has 1 to ${MAX_STEPS} steps, not ${steps.length}`);
+  }
   const h = thread.header;
-  setUpTableJob(thread, job, 0);
-  const params = KERNEL_SIGNATURES[job.kernel];
-  const ints = new Int32Array(thread.memory.buffer, job.table, params.length * job.calls);
-  const floats = new Float32Array(thread.memory.buffer, job.table, params.length * job.calls);
-  const kernel = thread.module[job.kernel] as (...args: number[]) => void;
-  const args = new Array<number>(params.length);
-  runJob(thread, Math.max(120_000, job.flops / 1e6), () => {
-    for (let p = Atomics.add(h, SLOT.next, 1); p < job.calls; p = Atomics.add(h, SLOT.next, 1)) {
-      const e = params.length * p;
-      for (let j = 0; j < params.length; j++) args[j] = params[j][1] === 'f32' ? floats[e + j] : ints[e + j];
-      kernel(...args);
+  const list = new Int32Array(thread.memory.buffer, STEPS_BYTE, STEP_ENTRIES * steps.length);
+  steps.forEach((step, s) => {
+    const workerCalls = step.workerCalls ?? -1;
+    if (workerCalls > step.calls) throw new Error(`tfjs-attention: the worker cannot make ${workerCalls} of ${step.calls} calls`);
+    list.set([TABLE_KERNELS.indexOf(step.kernel), step.calls, step.table, workerCalls, 0, 0], STEP_ENTRIES * s);
+  });
+  h[SLOT.steps] = steps.length;
+  runJob(thread, Math.max(120_000, flops / 1e6), () => {
+    for (let s = 0; s < steps.length && Atomics.load(h, SLOT.failed) === 0; s++) {
+      const {kernel: name, calls, table, workerCalls} = steps[s];
+      const e = STEP_ENTRIES * s;
+      const params = KERNEL_SIGNATURES[name];
+      const ints = new Int32Array(thread.memory.buffer, table, params.length * calls);
+      const floats = new Float32Array(thread.memory.buffer, table, params.length * calls);
+      const kernel = thread.module[name] as (...args: number[]) => void;
+      const args = new Array<number>(params.length);
+      const make = (p: number) => {
+        const at = params.length * p;
+        for (let j = 0; j < params.length; j++) args[j] = params[j][1] === 'f32' ? floats[at + j] : ints[at + j];
+        kernel(...args);
+      };
+      let made = 0;
+      if (workerCalls == null) {
+        for (let p = Atomics.add(list, e + STEP.next, 1); p < calls; p = Atomics.add(list, e + STEP.next, 1), made++) make(p);
+      } else {
+        for (let p = workerCalls; p < calls; p++, made++) make(p);
+      }
+      if (Atomics.add(list, e + STEP.made, made) + made >= calls) Atomics.notify(list, e + STEP.made);
+      if (s + 1 < steps.length) stepMade(list, e + STEP.made, calls, () => Atomics.load(h, SLOT.failed) !== 0);
     }
   });
 }
 
-function setUpTableJob(thread: SecondThread, job: TableJob, next: -1|0): void {
-  const h = thread.header;
-  h[SLOT.kind] = 1 + TABLE_KERNELS.indexOf(job.kernel);
-  h[SLOT.calls] = job.calls;
-  h[SLOT.table] = job.table;
-  Atomics.store(h, SLOT.next, next);
+/**
+ * Waits until `calls` calls of a step are made (the count at list[at]) or `over()` (the other
+ * thread's share failed): spinning for STEP_SPIN_MS, then asleep a millisecond at a time (the
+ * thread that makes the last call wakes it). The worker's copy: WORKER_STEP_MADE.
+ */
+function stepMade(list: Int32Array, at: number, calls: number, over: () => boolean): void {
+  const until = clock() + STEP_SPIN_MS;
+  for (let i = 1; ; i++) {
+    const made = Atomics.load(list, at);
+    if (made >= calls || over()) return;
+    if ((i & 1023) === 0 && clock() > until) Atomics.wait(list, at, made, 1);
+  }
+}
+
+/** Makes the calls of a table job on both threads, sharing them (`runStepsOnBothThreads` with one shared step). */
+export function shareTableOnBothThreads(thread: SecondThread, job: JobStep&{flops: number}): void {
+  runStepsOnBothThreads(thread, [{kernel: job.kernel, calls: job.calls, table: job.table}], job.flops);
 }
 
 /** Query tiles [first, first + count) of pair `pair`: one call of a shared job (`tileChunks`). */
@@ -383,7 +452,7 @@ export function tileChunks(pairs: number, tiles: number, workOfTile: (tile: numb
 /**
  * Wakes the worker ahead of a job, so that its wake-up (some 50-150 µs from Atomics.wait on
  * this machine) overlaps this thread's copies into the shared memory instead of delaying
- * the worker's share: it spins until `runTableOnBothThreads` or `shareTableOnBothThreads` hands the
+ * the worker's share: it spins until `runStepsOnBothThreads` hands the
  * job over. Calls `prepare` (the copies and the job's set-up) and returns what it returns;
  * if no job was handed over by then (`prepare` threw, or made none), calls the wake off.
  */
@@ -403,6 +472,7 @@ function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
   const {header: h, times} = thread;
   Atomics.store(h, SLOT.done, 0);
   Atomics.store(h, SLOT.failed, 0);
+  Atomics.store(h, SLOT.abandoned, 0);
   times[TIME.handedOver] = clock();
   Atomics.store(h, SLOT.job, 1);
   Atomics.notify(h, SLOT.job);
@@ -410,6 +480,9 @@ function runJob(thread: SecondThread, timeout: number, mine: () => void): void {
   try {
     mine();
     mineDone = clock();
+  } catch (error) {
+    Atomics.store(h, SLOT.abandoned, 1);  // the worker stops at its next step instead of waiting for this thread's calls
+    throw error;
   } finally {
     if (Atomics.wait(h, SLOT.done, 0, timeout) === 'timed-out') {
       secondThread = null;  // never again: the next calls run on one thread

@@ -9,10 +9,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, shareTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
+  getSecondThread, noteTwoThreadCall, runStepsOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
   tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCalls,
 } from './attention_threads';
-import type {SecondThread, TileChunk} from './attention_threads';
+import type {JobStep, SecondThread, TileChunk} from './attention_threads';
 import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
 import type {PlacedBiases} from './attention_bias';
 import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
@@ -350,12 +350,15 @@ export function projectAndAttendOnTwoThreads(
   };
   const layout = layoutOf(sizes);
   const place = sharedLayoutOf(operands, sizes, layout);
-  // After the attention's place: the projection job's table, then per product its input's rows, packed by fours, the
-  // weights [d, width] and the biases [width].
+  // After the attention's place: the tables of the steps before it (each input packed by fours in two calls, the
+  // projection's calls) and after it (Q, K and V gathered, for training), then per product its input's rows, packed,
+  // the weights [d, width] and the biases [width].
   const chunks = products.map(product => projectionChunks(product.rows / 4));
   const calls = chunks.reduce((sum, list) => sum + list.length, 0);
   const table = roundUp(place.end, 16);
-  let end = roundUp(table + tableEntries('project_4x8') * calls, 16);
+  const packTable = roundUp(table + tableEntries('project_4x8') * calls, 16);
+  const gatherTable = roundUp(packTable + tableEntries('pack_rows') * 2 * products.length, 16);
+  let end = roundUp(gatherTable + tableEntries('add_rows') * 3, 16);
   const inputsAt = products.map(product => {
     const d = product.input.shape[2] as number;
     const [raw, packed, weights] = [end, end + product.rows * d, end + 2 * product.rows * d];
@@ -373,14 +376,15 @@ export function projectAndAttendOnTwoThreads(
     const started = twoThreadCallStart();
     const shared = sharedFloats(thread, 4 * end);
     const heap = heapFloats(backend);
-    const module = thread.module;
-    const projectCalls: number[][] = [];
+    const [packCalls, projectCalls, gatherCalls]: number[][][] = [[], [], []];
     products.forEach((product, i) => {
       const {d, raw, packed, weights, bias} = inputsAt[i];
       const n = (product.input.shape[0] as number) * (product.input.shape[1] as number);
       const from = heapAddress(backend, product.input) >>> 2;
       shared.set(heap.subarray(from, from + n * d), raw);
-      module.pack_rows(4 * raw, 4 * d, 4 * packed, n, d, 4);               // [N, d] -> [tiles][d][4], padding rows zero
+      const half = Math.min(n, 4 * Math.ceil(n / 8));                      // [N, d] -> [tiles][d][4] in two calls (rows from
+      packCalls.push([4 * raw, 4 * d, 4 * packed, half, d, 4]);            // a multiple of 4), the padding rows zero
+      if (half < n) packCalls.push([4 * (raw + half * d), 4 * d, 4 * (packed + half * d), n - half, d, 4]);
       shared.fill(0, weights, bias < 0 ? weights + d * product.width : bias + product.width);
       let column = 0;
       product.weights.forEach((w, j) => {                                 // [d, wj] -> columns column .. of [d, width]
@@ -397,25 +401,31 @@ export function projectAndAttendOnTwoThreads(
           4 * product.width, count, d, product.width]);
       }
     });
+    // For training, Q, K and V gathered from the products' columns, each contiguous: copied out whole after the job.
+    const kept = keep == null ? [] : [[operands.q, keep.q, batch * T, wQ], [operands.k, keep.k, batch * S, wQ], [operands.v, keep.v, batch * S, wV]] as const;
+    let gathered = keptAt;
+    const copiesOut = kept.map(([operand, heapAt, rows, width]) => {
+      const from = place.copies.find(copy => copy.operand.at === operand.at)!.offset + operand.column;
+      gatherCalls.push([4 * gathered, 4 * width, 4 * from, 0, 4 * operand.width, rows, width]);
+      gathered += rows * width;
+      return {at: gathered - rows * width, heapAt, floats: rows * width};
+    });
+    writeTableCalls(thread, 4 * packTable, 'pack_rows', packCalls);
     writeTableCalls(thread, 4 * table, 'project_4x8', projectCalls);
-    const flops = products.reduce((sum, {rows, width}, i) => sum + 2 * rows * inputsAt[i].d * width, 0);
-    shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls, table: 4 * table, flops});
-    if (keep != null) {                                                    // Q, K and V out of the products, for the gradient:
-      const to = heapFloats(backend);                                      // each gathered from its columns (add_rows), then
-      let at = keptAt;                                                     // copied out whole (a copy per row took 3× longer)
-      const copyOut = (operand: Operand, heapAt: number, rows: number, width: number) => {
-        const from = place.copies.find(copy => copy.operand.at === operand.at)!.offset + operand.column;
-        module.add_rows(4 * at, 4 * width, 4 * from, 0, 4 * operand.width, rows, width);
-        to.set(shared.subarray(at, at + rows * width), heapAt >>> 2);
-        at += rows * width;
-      };
-      copyOut(operands.q, keep.q, batch * T, wQ);
-      copyOut(operands.k, keep.k, batch * S, wQ);
-      copyOut(operands.v, keep.v, batch * S, wV);
-    }
-    noteTwoThreadCall('project_4x8', started);
-    const attending = {...sizes, outAt, lseAt: keep?.lse, layout, shared: place};
-    attendInSharedMemory(thread, backend, shared, operands, attending, twoThreadCallStart());
+    writeTableCalls(thread, 4 * gatherTable, 'add_rows', gatherCalls);
+    const attention = attentionSteps(thread, backend, shared, operands, {...sizes, outAt, lseAt: keep?.lse, layout, shared: place});
+    const steps: JobStep[] = [
+      {kernel: 'pack_rows', calls: packCalls.length, table: 4 * packTable},
+      {kernel: 'project_4x8', calls, table: 4 * table},
+      ...attention.steps,
+      ...(gatherCalls.length > 0 ? [{kernel: 'add_rows' as const, calls: gatherCalls.length, table: 4 * gatherTable}] : []),
+    ];
+    const flops = products.reduce((sum, {rows, width}, i) => sum + 2 * rows * inputsAt[i].d * width, attention.flops);
+    runStepsOnBothThreads(thread, steps, flops);
+    attention.finish();
+    const to = heapFloats(backend);
+    for (const {at, heapAt, floats} of copiesOut) to.set(shared.subarray(at, at + floats), heapAt >>> 2);
+    noteTwoThreadCall('project_4x8, attend_4x8', started);
   });
   return true;
 }
@@ -432,6 +442,9 @@ interface SharedLayout {
   /** The calls that the two threads share (`attentionChunks`). */
   chunks: readonly TileChunk[];
   table: number;
+  /** The tables of the steps before the attention's: each pair's Q and K packed (pack_rows), V padded to dvp (add_rows). */
+  packTable: number;
+  padTable: number;
   /** Where the biases' copies start (copyBiases: one after the other, each from a multiple of 4). */
   biases: number;
   /** The operands copied, one entry per distinct address. */
@@ -494,7 +507,9 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv, causal}
   const vSize = dvp === dv ? 0 : S * dvp;
   const outSize = direct ? 0 : tiles * 4 * dvp;
   const table = SHARED_DATA_START >>> 2;
-  const biases = roundUp(table + tableEntries('attend_4x8') * chunks.length, 4);
+  const packTable = roundUp(table + tableEntries('attend_4x8') * chunks.length, 4);
+  const padTable = roundUp(packTable + tableEntries('pack_rows') * 2 * pairs, 4);
+  const biases = roundUp(padTable + (dvp === dv ? 0 : tableEntries('add_rows') * pairs), 4);
   let next = biases + placedBiasFloats(operands.biases);
   const copies: SharedLayout['copies'] = [];
   for (const operand of [operands.q, operands.k, operands.v]) {
@@ -509,14 +524,14 @@ function sharedLayoutOf(operands: Operands, {batch, heads, T, S, dk, dv, causal}
   const scratch = roundUp(out + (direct ? batch * T * heads * dv : pairs * outSize), 16);
   const state = scratch + chunks.length * scratchFloats(block);
   const end = state + pairs * tiles * 8;
-  return {direct, chunks, table, biases, copies, qSize, kSize, vSize, outSize, q, k, v, out, scratch, state, end};
+  return {direct, chunks, table, packTable, padTable, biases, copies, qSize, kSize, vSize, outSize, q, k, v, out, scratch, state, end};
 }
 
 /**
  * The fused kernel on two threads (see attention_threads.ts). Q, K and V are copied into the
- * shared memory (`sharedLayoutOf`) and each pair's Q and K packed there; the two threads
- * share the calls of `attentionChunks`, each taking the next one left. With the output in
- * its final layout it comes back in one copy.
+ * shared memory (`sharedLayoutOf`), then one job: each pair's Q and K packed there, and the
+ * calls of `attentionChunks`, each thread taking the next one left (`attentionSteps`). With
+ * the output in its final layout it comes back in one copy.
  */
 function attendOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, operands: Operands,
@@ -527,41 +542,47 @@ function attendOnTwoThreads(
   for (const {operand, offset} of call.shared.copies) {
     shared.set(heap.subarray(operand.at >>> 2, (operand.at >>> 2) + operand.rows * operand.width), offset);
   }
-  attendInSharedMemory(thread, backend, shared, operands, call, started);
+  const attention = attentionSteps(thread, backend, shared, operands, call);
+  runStepsOnBothThreads(thread, attention.steps, attention.flops);
+  attention.finish();
+  noteTwoThreadCall('attend_4x8', started);
 }
 
 /**
- * The part of `attendOnTwoThreads` after its operands are in the shared memory (at their
- * `copies` offsets of `call.shared`): the biases copied, each pair's Q and K packed, the two
- * threads' shares, and the output copied out. `shared`: a view of the whole shared memory, taken
- * after it last grew (`sharedFloats`); `started`: the call's twoThreadCallStart.
+ * The steps of the attention on two threads once its operands are in the shared memory (at
+ * their `copies` offsets of `call.shared`), and what is left after them (`finish`: the output
+ * copied out, and the log-sum-exp where asked): each pair's Q and K packed (and V padded to
+ * dvp columns where dv is not a multiple of 8), then the calls of `attentionChunks`. The masks'
+ * biases are copied in here. `shared`: a view of the whole shared memory, taken after it last
+ * grew (`sharedFloats`).
  */
-function attendInSharedMemory(
+function attentionSteps(
     thread: SecondThread, backend: WasmBackendLike, shared: Float32Array, operands: Operands,
-    call: FusedSizes&Attending&{outAt: number; lseAt?: number; layout: Layout; shared: SharedLayout}, started: number): void {
+    call: FusedSizes&Attending&{outAt: number; lseAt?: number; layout: Layout; shared: SharedLayout}):
+    {steps: JobStep[]; flops: number; finish: () => void} {
   const {batch, heads, T, S, dk, dv, scale, outAt, lseAt, layout, shared: place} = call;
   const causal = call.causal ? 1 : 0;
   const {tiles, dvp, block} = layout;
   const {qSize, kSize, vSize, outSize, direct} = place;
   const pairs = batch * heads;
-  const heap = heapFloats(backend);
-  const biases = copyBiases(operands.biases, heap, shared, place.biases);
+  const biases = copyBiases(operands.biases, heapFloats(backend), shared, place.biases);
   const biasHeads = operands.biasHeads;
   const copyOf = (x: Operand) => place.copies.find(c => c.operand.at === x.at)!.offset;
   const addresses: Array<{q: number; k: number; v: number; out: number; keyBias: number; bias: number}> = [];  // bytes, per pair
   const bytes = (floats: number) => 4 * floats;
-  const module: KernelExports = thread.module;
   const {q, k, v} = operands;
   const [qFrom, kFrom, vFrom] = [copyOf(q), copyOf(k), copyOf(v)];
+  const packs: number[][] = [];
+  const pads: number[][] = [];
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const pair = b * heads + h;
       const [qPacked, kPacked] = [place.q + pair * qSize, place.k + pair * kSize];
-      module.pack_rows(bytes(qFrom + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4);
-      module.pack_rows(bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8);
+      packs.push([bytes(qFrom + b * T * q.width + q.column + h * dk), bytes(q.width), bytes(qPacked), T, dk, 4]);  // [tiles][dk][4]
+      packs.push([bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8]);  // [panels][dk][8]
       let vHere = vFrom + b * S * v.width + v.column + h * dv;
       if (vSize > 0) {                                                      // [S, dv] -> [S, dvp]
-        copyRows(shared, place.v + pair * vSize, dvp, shared, vHere, v.width, S, dv);
+        pads.push([bytes(place.v + pair * vSize), bytes(dvp), bytes(vHere), 0, bytes(v.width), S, dv]);
         vHere = place.v + pair * vSize;
       }
       const out = direct ? place.out + b * T * heads * dv + h * dv : place.out + pair * outSize;
@@ -580,22 +601,29 @@ function attendInSharedMemory(
       bytes(place.state + (pair * tiles + first) * 8), count, S, block, dk, dvp, scale, causal, 4 * first, at.keyBias, at.bias,
       biasStride, biasRows];
   });
+  writeTableCalls(thread, bytes(place.packTable), 'pack_rows', packs);
+  writeTableCalls(thread, bytes(place.padTable), 'add_rows', pads);
   writeTableCalls(thread, bytes(place.table), 'attend_4x8', calls);
-  const flops = 2 * pairs * T * S * (dk + dv);
-  shareTableOnBothThreads(thread, {kernel: 'attend_4x8', calls: place.chunks.length, table: bytes(place.table), flops});
-  const to = heapFloats(backend);
-  if (direct) {
-    to.set(shared.subarray(place.out, place.out + batch * T * heads * dv), outAt >>> 2);
-  } else {
-    for (let pair = 0; pair < pairs; pair++) {                             // [tiles·4, dvp] -> T rows of dv
-      const [b, h] = [Math.floor(pair / heads), pair % heads];
-      copyRows(to, (outAt >>> 2) + b * T * heads * dv + h * dv, heads * dv, shared, place.out + pair * outSize, dvp, T, dv);
+  const steps: JobStep[] = [
+    {kernel: 'pack_rows', calls: packs.length, table: bytes(place.packTable)},
+    ...(pads.length > 0 ? [{kernel: 'add_rows' as const, calls: pads.length, table: bytes(place.padTable)}] : []),
+    {kernel: 'attend_4x8', calls: calls.length, table: bytes(place.table)},
+  ];
+  const finish = () => {
+    const to = heapFloats(backend);
+    if (direct) {
+      to.set(shared.subarray(place.out, place.out + batch * T * heads * dv), outAt >>> 2);
+    } else {
+      for (let pair = 0; pair < pairs; pair++) {                           // [tiles·4, dvp] -> T rows of dv
+        const [b, h] = [Math.floor(pair / heads), pair % heads];
+        copyRows(to, (outAt >>> 2) + b * T * heads * dv + h * dv, heads * dv, shared, place.out + pair * outSize, dvp, T, dv);
+      }
     }
-  }
-  if (lseAt != null) {                                                     // [B·H, T] from each pair's state
-    for (let pair = 0; pair < pairs; pair++) logSumExp(to, (lseAt >>> 2) + pair * T, shared, place.state + pair * tiles * 8, T, scale);
-  }
-  noteTwoThreadCall('attend_4x8', started);
+    if (lseAt != null) {                                                   // [B·H, T] from each pair's state
+      for (let pair = 0; pair < pairs; pair++) logSumExp(to, (lseAt >>> 2) + pair * T, shared, place.state + pair * tiles * 8, T, scale);
+    }
+  };
+  return {steps, flops: 2 * pairs * T * S * (dk + dv), finish};
 }
 
 /**

@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  getSecondThread, noteTwoThreadCall, runTableOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
+  getSecondThread, noteTwoThreadCall, runStepsOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
   twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCalls,
 } from './attention_threads';
 import type {SecondThread} from './attention_threads';
@@ -352,7 +352,7 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSi
   const place = backwardLayoutOf({T, S, dk, dv}, true, false);
   const {block, dvp} = place;
   const table = SHARED_DATA_START >>> 2;
-  const bias = roundUp(table + BACKWARD_ENTRIES * P, 16);
+  const bias = roundUp(table + BACKWARD_ENTRIES * 2 * P, 16);  // each pair's first parts, then its second parts
   const scratch0 = roundUp(bias + biasSize, 16);
   const scratch1 = scratch0 + 8 * block;
   const first = scratch1 + 8 * block;
@@ -414,13 +414,12 @@ function backwardOnTwoThreads(
     };
     pairs.push(buffers);
   }
-  writeTableCalls(thread, 4 * layout.table, 'attend_backward_4x8', pairs.map(buffers => backwardArgs(buffers, 0, first, sizes)));
+  // The worker makes each pair's first part, this thread the second: the split fixed ahead, so that each part's dK and
+  // dV are those of the one-thread backward, added in the same order.
+  const parts = [...pairs.map(buffers => backwardArgs(buffers, 0, first, sizes)), ...pairs.map(buffers => backwardArgs(buffers, 1, first, sizes))];
+  writeTableCalls(thread, 4 * layout.table, 'attend_backward_4x8', parts);
   const flops = 2 * P * 4 * first * S * (3 * dk + 2 * dv);
-  runTableOnBothThreads(thread, {kernel: 'attend_backward_4x8', calls: P, table: 4 * layout.table, flops}, () => {
-    for (const buffers of pairs) {
-      module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, sizes) as Parameters<KernelExports['attend_backward_4x8']>));
-    }
-  });
+  runStepsOnBothThreads(thread, [{kernel: 'attend_backward_4x8', calls: 2 * P, table: 4 * layout.table, workerCalls: P}], flops);
   // Noted once: after `take`, or when `take` says its part of the call is over (before jobs of its own).
   let noted = false;
   const noteCall = () => {
