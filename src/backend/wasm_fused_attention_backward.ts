@@ -14,7 +14,7 @@ import {
   getSecondThread, noteTwoThreadCall, runStepsOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
   twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCalls,
 } from './attention_threads';
-import type {SecondThread} from './attention_threads';
+import type {JobStep, SecondThread} from './attention_threads';
 import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attention_bias';
 import type {PlacedBiases} from './attention_bias';
 import {KERNEL_SIGNATURES} from './kernels/kernel_module';
@@ -260,9 +260,9 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const gradV = backend.makeOutput([P, S, dv], 'float32');
   const [gQ, gK, gV] = [gradQ, gradK, gradV].map(g => heapAddress(backend, g) >>> 2);
   const gradsAt = {gradQ: gQ, gradK: gK, gradV: gV};
-  const copyOut = (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[]) =>
-    copyGradientsOut(backend, thread.module, mem, pairs, gradsAt, {T, S, dk, dv});
-  if (attendBackwardOnTwoThreads(backend, inputs, attrs, 0, copyOut)) return [gradQ, gradK, gradV];
+  const out = (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number) =>
+    gradientsOut(backend, thread, mem, pairs, free, gradsAt, {T, S, dk, dv});
+  if (attendBackwardOnTwoThreads(backend, inputs, attrs, gradientsOutFloats(P), out)) return [gradQ, gradK, gradV];
   const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
   const at = {...heapOperands(backend, inputs), ...gradsAt};
   const place = backwardLayoutOf({T, S, dk, dv}, first > 0);
@@ -339,6 +339,7 @@ function heapOperands(backend: WasmBackendLike, inputs: BackwardInputs): HeapOpe
  */
 interface SharedBackwardLayout {
   table: number;
+  packTable: number;
   bias: number;
   scratch: [number, number];
   first: number;
@@ -352,13 +353,14 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSi
   const place = backwardLayoutOf({T, S, dk, dv}, true, false);
   const {block, dvp} = place;
   const table = SHARED_DATA_START >>> 2;
-  const bias = roundUp(table + BACKWARD_ENTRIES * 2 * P, 16);  // each pair's first parts, then its second parts
+  const packTable = roundUp(table + BACKWARD_ENTRIES * 2 * P, 16);  // each pair's first parts, then its second parts
+  const bias = roundUp(packTable + tableEntries('pack_rows') * 4 * P, 16);  // each pair's Q, K, dy and V packed
   const scratch0 = roundUp(bias + biasSize, 16);
   const scratch1 = scratch0 + 8 * block;
   const first = scratch1 + 8 * block;
   const vRows = place.total;
   const pair = roundUp(vRows + S * dvp, 16);
-  return {table, bias, scratch: [scratch0, scratch1], first, pair, place, vRows, end: first + P * pair};
+  return {table, packTable, bias, scratch: [scratch0, scratch1], first, pair, place, vRows, end: first + P * pair};
 }
 
 /**
@@ -370,7 +372,7 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSi
 function backwardOnTwoThreads(
     thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
     call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout},
-    take: (mem: Float32Array, pairs: PairBuffers[], noteCall: () => void) => void): void {
+    then: (mem: Float32Array, pairs: PairBuffers[]) => StepsAfter): void {
   const {P, T, S, dk, dv, heads, first, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
@@ -382,8 +384,8 @@ function backwardOnTwoThreads(
     for (let n = 0; n < P; n++) mem.set(heap.subarray(from + n * T, from + (n + 1) * T), layout.first + n * layout.pair + place.delta);
   });
   const heap = heapFloats(backend);
-  const module = thread.module;
   const biases = copyBiases(at.biases, heap, mem, layout.bias);
+  const packs: number[][] = [];
   const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
   const pairs: PairBuffers[] = [];
   for (let n = 0; n < P; n++) {
@@ -401,10 +403,9 @@ function backwardOnTwoThreads(
     copyRows(mem, p0 + place.doutRows, dvp, heap, dyn, dv, T, dv);
     copyRows(mem, p0 + layout.vRows, dvp, heap, vn, dv, S, dv);
     const byte = (floats: number) => 4 * (p0 + floats);
-    module.pack_rows(byte(place.qRows), 4 * dkp, byte(place.q), T, dk, 4);
-    module.pack_rows(byte(place.kRows), 4 * dkp, byte(place.k), S, dk, 8);
-    module.pack_rows(byte(place.doutRows), 4 * dvp, byte(place.dout), T, dv, 4);
-    module.pack_rows(byte(layout.vRows), 4 * dvp, byte(place.v), S, dv, 8);
+    packs.push(
+        [byte(place.qRows), 4 * dkp, byte(place.q), T, dk, 4], [byte(place.kRows), 4 * dkp, byte(place.k), S, dk, 8],
+        [byte(place.doutRows), 4 * dvp, byte(place.dout), T, dv, 4], [byte(layout.vRows), 4 * dvp, byte(place.v), S, dv, 8]);
     mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
     const buffers: PairBuffers = {
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
@@ -417,32 +418,56 @@ function backwardOnTwoThreads(
   // The worker makes each pair's first part, this thread the second: the split fixed ahead, so that each part's dK and
   // dV are those of the one-thread backward, added in the same order.
   const parts = [...pairs.map(buffers => backwardArgs(buffers, 0, first, sizes)), ...pairs.map(buffers => backwardArgs(buffers, 1, first, sizes))];
+  writeTableCalls(thread, 4 * layout.packTable, 'pack_rows', packs);
   writeTableCalls(thread, 4 * layout.table, 'attend_backward_4x8', parts);
-  const flops = 2 * P * 4 * first * S * (3 * dk + 2 * dv);
-  runStepsOnBothThreads(thread, [{kernel: 'attend_backward_4x8', calls: 2 * P, table: 4 * layout.table, workerCalls: P}], flops);
-  // Noted once: after `take`, or when `take` says its part of the call is over (before jobs of its own).
-  let noted = false;
-  const noteCall = () => {
-    if (!noted) noteTwoThreadCall('attend_backward_4x8', started);
-    noted = true;
-  };
-  take(mem, pairs, noteCall);
-  noteCall();
+  const after = then(mem, pairs);
+  const steps: JobStep[] = [
+    {kernel: 'pack_rows', calls: packs.length, table: 4 * layout.packTable},
+    {kernel: 'attend_backward_4x8', calls: 2 * P, table: 4 * layout.table, workerCalls: P},
+    ...after.steps,
+  ];
+  runStepsOnBothThreads(thread, steps, 2 * P * 4 * first * S * (3 * dk + 2 * dv) + after.flops);
+  after.finish();
+  noteTwoThreadCall('attend_backward_4x8', started);
 }
 
-/** The second parts' dK and dV added to the first's, as on one thread, and each pair's dQ, dK and dV copied out to the heap. */
-function copyGradientsOut(
-    backend: WasmBackendLike, module: KernelExports, mem: Float32Array, pairs: PairBuffers[],
-    at: {gradQ: number; gradK: number; gradV: number}, {T, S, dk, dv}: PairSizes): void {
+/**
+ * What a caller of `attendBackwardOnTwoThreads` adds to its job: steps after the attention's
+ * backward (which read its gradients), their FLOPs, and what is left after the job (`finish`:
+ * copying results out to the heap).
+ */
+export interface StepsAfter {
+  steps: JobStep[];
+  flops: number;
+  finish: () => void;
+}
+
+/**
+ * The attention's own backward after the kernel: each pair's second part of dK and dV added
+ * to its first (a step of add_rows calls, its table from float `free`), as on one thread; then
+ * each pair's dQ, dK and dV copied out to the heap.
+ */
+function gradientsOut(
+    backend: WasmBackendLike, thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number,
+    at: {gradQ: number; gradK: number; gradV: number}, {T, S, dk, dv}: PairSizes): StepsAfter {
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
-  const to = heapFloats(backend);
-  pairs.forEach((b, n) => {
-    module.add_rows(4 * b.gradK[0], 0, 4 * b.gradK[0], 4 * b.gradK[1], 0, 1, S * dkp);  // dK, dV: the parts added
-    module.add_rows(4 * b.gradV[0], 0, 4 * b.gradV[0], 4 * b.gradV[1], 0, 1, S * dvp);
-    copyRows(to, at.gradQ + n * T * dk, dk, mem, b.gradQ, dkp, T, dk);
-    copyRows(to, at.gradK + n * S * dk, dk, mem, b.gradK[0], dkp, S, dk);
-    copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
-  });
+  const sums = pairs.flatMap(b => [
+    [4 * b.gradK[0], 0, 4 * b.gradK[0], 4 * b.gradK[1], 0, 1, S * dkp], [4 * b.gradV[0], 0, 4 * b.gradV[0], 4 * b.gradV[1], 0, 1, S * dvp]]);
+  writeTableCalls(thread, 4 * free, 'add_rows', sums);
+  const finish = () => {
+    const to = heapFloats(backend);
+    pairs.forEach((b, n) => {
+      copyRows(to, at.gradQ + n * T * dk, dk, mem, b.gradQ, dkp, T, dk);
+      copyRows(to, at.gradK + n * S * dk, dk, mem, b.gradK[0], dkp, S, dk);
+      copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
+    });
+  };
+  return {steps: [{kernel: 'add_rows', calls: sums.length, table: 4 * free}], flops: 0, finish};
+}
+
+/** Floats of gradientsOut's table: two add_rows calls per pair. */
+function gradientsOutFloats(P: number): number {
+  return roundUp(tableEntries('add_rows') * 2 * P, 16);
 }
 
 /**
@@ -457,7 +482,7 @@ function copyGradientsOut(
  */
 export function attendBackwardOnTwoThreads(
     backend: WasmBackendLike, inputs: BackwardInputs, attrs: TrainingAttrs, reserve: number,
-    take: (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number, noteCall: () => void) => void): boolean {
+    then: (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number) => StepsAfter): boolean {
   const [P, T, dk] = inputs.q.shape as [number, number, number];
   const [S, dv] = inputs.v.shape.slice(1) as [number, number];
   const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
@@ -472,7 +497,7 @@ export function attendBackwardOnTwoThreads(
   withWorkerAwake(thread, () => {
     sharedFloats(thread, 4 * (free + reserve));
     const call = {...sizes, ...attrs, first, shared};
-    backwardOnTwoThreads(thread, backend, at, call, (mem, pairs, noteCall) => take(thread, mem, pairs, free, noteCall));
+    backwardOnTwoThreads(thread, backend, at, call, (mem, pairs) => then(thread, mem, pairs, free));
   });
   return true;
 }

@@ -20,11 +20,9 @@ import * as tf from '@tensorflow/tfjs';
 import {
   attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit,
 } from './wasm_fused_attention_backward';
-import {
-  noteTwoThreadCall, shareTableOnBothThreads, SHARED_MAX_BYTES, tableEntries, twoThreadCallStart, writeTableCalls,
-} from './attention_threads';
-import type {SecondThread} from './attention_threads';
-import type {PairBuffers} from './wasm_fused_attention_backward';
+import {SHARED_MAX_BYTES, tableEntries, writeTableCalls} from './attention_threads';
+import type {JobStep, SecondThread} from './attention_threads';
+import type {PairBuffers, StepsAfter} from './wasm_fused_attention_backward';
 import {
   FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedAttentionLayerSizesFit, logSumExp, noteFusedCallThreads, projectAndAttendOnTwoThreads,
   projectionChunks,
@@ -320,8 +318,13 @@ function zeroUnwrittenG(mem: Float32Array, at: number, n: number, width: number,
  * both are the same buffer, that one: add_rows, in the memory of `module`.
  */
 function intoG(module: KernelExports, to: number, row: number, parts: [number, number], srcRow: number, rows: number, width: number): void {
+  module.add_rows(...(intoGArgs(to, row, parts, srcRow, rows, width) as Parameters<KernelExports['add_rows']>));
+}
+
+/** intoG's call of add_rows, its arguments. */
+function intoGArgs(to: number, row: number, parts: [number, number], srcRow: number, rows: number, width: number): number[] {
   const [a, b] = parts;
-  module.add_rows(4 * to, 4 * row, 4 * a, a === b ? 0 : 4 * b, 4 * srcRow, rows, width);
+  return [4 * to, 4 * row, 4 * a, a === b ? 0 : 4 * b, 4 * srcRow, rows, width];
 }
 
 /** The backward's outputs: dx (and dc), dWq, dWk, dWv (and the biases'). */
@@ -386,34 +389,44 @@ function backwardOnTwoThreads(
       inputGradientFloats(B * T, 2 * wQ + wV, dq) + weightGradientFloats(B * T, dq, withBias, 2 * wQ + wV) :
       inputGradientFloats(B * T, wQ, dq) + inputGradientFloats(B * S, wQ + wV, dc) + weightGradientFloats(B * T, dq, withBias, wQ) +
       weightGradientFloats(B * S, dc, withBias, wQ + wV);
-  // Bounds of what the products take: their buffers (as inputGradient and weightGradients take them), and at most one
-  // call per tile of rows.
+  // Bounds of what the products take: their buffers (as inputGradient and weightGradients take them); at most one
+  // call per tile of rows, and one pack per product of G's columns and per four features of an input; and G's
+  // three add_rows per batch.
   const calls = 2 * Math.ceil(n / 4) + 2 * (Math.ceil(Math.max(dq, dc) / 4) + 1);
+  const packs = 2 + 2 * Math.ceil(Math.max(dq, dc) / 4);
+  const tables = roundUp(tableEntries('project_4x8') * calls, 16) + roundUp(tableEntries('pack_rows') * packs, 16) +
+      roundUp(tableEntries('add_rows') * 3 * B, 16);
   const gFloats = roundUp(n * width, 16);
-  const reserve = gFloats + products + roundUp(tableEntries('project_4x8') * calls, 16);
+  const reserve = gFloats + products + tables;
   const attention = {q, k, v, dy, out, lse, ...(keyBias == null ? {} : {keyBias})};
   const training = {heads: 1, scale: attrs.scale, causal: attrs.causal};
-  return attendBackwardOnTwoThreads(backend, attention, training, reserve, (thread, mem, pairs, free, noteCall) => {
+  return attendBackwardOnTwoThreads(backend, attention, training, reserve, (thread, mem, pairs, free): StepsAfter => {
     const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
     zeroUnwrittenG(mem, free, n, width, {qRows: B * T, kvRows: B * S, wQ, wV});
-    pairs.forEach((pair, b) => {
-      intoG(thread.module, free + b * T * width, width, [pair.gradQ, pair.gradQ], dkp, T, dk);  // dQ into G
-      intoG(thread.module, free + b * S * width + wQ, width, pair.gradK, dkp, S, dk);          // dK: its parts added
-      intoG(thread.module, free + b * S * width + 2 * wQ, width, pair.gradV, dvp, S, dv);      // dV
-    });
-    noteCall();
-    const started = twoThreadCallStart();
-    const space = sharedSpace(backend, thread, mem, free + gFloats);
+    const intoGCalls = pairs.flatMap((pair, b) => [
+      intoGArgs(free + b * T * width, width, [pair.gradQ, pair.gradQ], dkp, T, dk),     // dQ into G
+      intoGArgs(free + b * S * width + wQ, width, pair.gradK, dkp, S, dk),              // dK: its parts added
+      intoGArgs(free + b * S * width + 2 * wQ, width, pair.gradV, dvp, S, dv),          // dV
+    ]);
+    const space = sharedSpace(backend, mem, free + gFloats);
     projectionGradients(space, inputs, {at: free, width}, outputs);
-    const table = roundUp(space.end(), 16);  // after the products' buffers, within the reserve (its bounds above)
-    if (table + tableEntries('project_4x8') * space.calls.length > free + reserve) {
+    // The tables after the products' buffers, within the reserve (its bounds above).
+    const projectTable = roundUp(space.end(), 16);
+    const packTable = roundUp(projectTable + tableEntries('project_4x8') * space.calls.length, 16);
+    const intoGTable = roundUp(packTable + tableEntries('pack_rows') * space.packs.length, 16);
+    if (intoGTable + tableEntries('add_rows') * intoGCalls.length > free + reserve) {
       throw new Error('tfjs-attention: the layer\'s gradient products outgrew the shared memory reserved for them');
     }
-    writeTableCalls(thread, 4 * table, 'project_4x8', space.calls);
+    writeTableCalls(thread, 4 * projectTable, 'project_4x8', space.calls);
+    writeTableCalls(thread, 4 * packTable, 'pack_rows', space.packs);
+    writeTableCalls(thread, 4 * intoGTable, 'add_rows', intoGCalls);
+    const steps: JobStep[] = [
+      {kernel: 'add_rows', calls: intoGCalls.length, table: 4 * intoGTable},      // G = [dQ | dK | dV]
+      {kernel: 'pack_rows', calls: space.packs.length, table: 4 * packTable},     // G's columns and the inputs packed
+      {kernel: 'project_4x8', calls: space.calls.length, table: 4 * projectTable},  // dx (and dc), dW (and db)
+    ];
     const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[6] * a[7] * a[8], 0);
-    shareTableOnBothThreads(thread, {kernel: 'project_4x8', calls: space.calls.length, table: 4 * table, flops});
-    space.copies.forEach(copy => copy());
-    noteTwoThreadCall('project_4x8', started);
+    return {steps, flops, finish: () => space.copies.forEach(copy => copy())};
   });
 }
 
@@ -432,12 +445,15 @@ interface ProductSpace {
   backend: WasmBackendLike;
   /** The memory of G and of the work buffers. */
   mem: Float32Array;
-  /** pack_rows and project_4x8 on `mem`. */
-  module: KernelExports;
   /** `mem` is tfjs' heap: a result that needs no padding is written into its tensor. */
   inHeap: boolean;
   /** Float index in `mem` where a product's work buffers of `floats` floats may start. */
   take(floats: number): number;
+  /**
+   * A call of pack_rows (its arguments, byte addresses in `mem`, reading G or what was written into `mem` before):
+   * made now, or queued to run before the queued products.
+   */
+  pack(args: number[]): void;
   /** A call of project_4x8 (its arguments, byte addresses in `mem`): made now, or queued. */
   project(args: number[]): void;
   /** Copies a result out, once the calls so far are made: now, or after the queue. */
@@ -447,23 +463,25 @@ interface ProductSpace {
 /** The heap's space: each product made at once, in the work buffer from float `work` (each reuses it). */
 function heapSpace(backend: WasmBackendLike, module: KernelExports, work: number): ProductSpace {
   return {
-    backend, mem: heapFloats(backend), module, inHeap: true, take: () => work,
+    backend, mem: heapFloats(backend), inHeap: true, take: () => work,
+    pack: args => module.pack_rows(...(args as Parameters<KernelExports['pack_rows']>)),
     project: args => module.project_4x8(...(args as Parameters<KernelExports['project_4x8']>)), then: copy => copy(),
   };
 }
 
 /**
- * The shared memory's space, from float `free`: the products' calls queued, each product's
- * rows cut into calls of tiles (`projectionChunks`), for `shareTableOnBothThreads`; then the
- * copies out. `end()`: the float after the last product's buffers.
+ * The shared memory's space, from float `free`: the packs and the products' calls queued for
+ * steps of a job on both threads, each product's rows cut into calls of tiles
+ * (`projectionChunks`); then the copies out. `end()`: the float after the last product's buffers.
  */
-function sharedSpace(backend: WasmBackendLike, thread: SecondThread, mem: Float32Array, free: number):
-    ProductSpace&{calls: number[][]; copies: Array<() => void>; end: () => number} {
+function sharedSpace(backend: WasmBackendLike, mem: Float32Array, free: number):
+    ProductSpace&{packs: number[][]; calls: number[][]; copies: Array<() => void>; end: () => number} {
   let next = free;
-  const calls: number[][] = [];
+  const [packs, calls]: number[][][] = [[], []];
   const copies: Array<() => void> = [];
   return {
-    backend, mem, module: thread.module, inHeap: false, calls, copies, end: () => next,
+    backend, mem, inHeap: false, packs, calls, copies, end: () => next,
+    pack: args => void packs.push(args),
     take: floats => {
       const at = next;
       next += roundUp(floats, 16);
@@ -491,7 +509,7 @@ function inputGradient(space: ProductSpace, g: Gradients, from: number, rows: nu
   const work = space.take(inputGradientFloats(rows, m, d));
   const [packed, transposed, padded] = [work, work + tiles * 4 * m, work + tiles * 4 * m + m * dp];
   const heap = heapFloats(backend);
-  space.module.pack_rows(4 * (g.at + from), 4 * g.width, 4 * packed, rows, m, 4);  // [tiles][m][4]
+  space.pack([4 * (g.at + from), 4 * g.width, 4 * packed, rows, m, 4]);  // [tiles][m][4]
   let row = transposed;
   for (const w of weights) {                                                       // Wᵀ [wi, dp]
     const [wAt, wi] = [heapAddress(backend, w) >>> 2, w.shape[1] as number];
@@ -539,7 +557,7 @@ function weightGradients(
     const lanes = Math.min(4, d - 4 * tile);
     const dst = packed + tile * rows * 4;
     if (lanes === 4) {
-      space.module.pack_rows(4 * (inAt + 4 * tile), 4 * d, 4 * dst, rows, 4, 1);
+      space.pack([4 * (inAt + 4 * tile), 4 * d, 4 * dst, rows, 4, 1]);
       continue;
     }
     for (let r = 0; r < rows; r++) {
