@@ -4,7 +4,7 @@
  * 'gradient' kernel), and its gradients of sum(output ∘ R) match a plain-array float64 backward
  * (test/helpers/reference_attention.ts' weights, dV = Pᵀ·dO, dS = P ∘ (dO·Vᵀ - rowsum(dO ∘ O)),
  * dQ = scale·dS·K, dK = scale·dSᵀ·Q) and the standard path's, within 1e-4: at the edges of its
- * tiles (4 queries) and blocks (8-key panels, 32-key backward blocks, the forward's 256-key
+ * tiles (4 queries) and blocks (8-key panels, 256-key backward blocks, the forward's 256-key
  * blocks), with S ≠ T, one query, one key, every mask kind it takes and fully masked rows. It
  * leaks neither tensors nor wasm heap over 200 training steps. Explicit masks of every shape the
  * op takes run there too (and in the fused inference kernel), as a bias at their own size.
@@ -64,10 +64,11 @@ const SIZES: Array<[string, number[], number, number, number, number]> = [
   ['one query, one key', [2], 1, 1, 3, 2],
   ['one query, 9 keys', [2, 1], 1, 9, 4, 4],
   ['T = 5, S = 3: one tile and a bit, part of a panel', [1, 2], 5, 3, 3, 5],
-  ['T = 7, S = 33: past one backward block of keys', [2], 7, 33, 16, 8],
+  ['T = 7, S = 33: past four panels of keys', [2], 7, 33, 16, 8],
   ['T = 33, S = 70, d = 64: rows used in place', [1, 2], 33, 70, 64, 64],
   ['T = S = 64, dk = dv = 16: no padding anywhere', [2, 2], 64, 64, 16, 16],
-  ['T = 13, S = 300: past the forward\'s block of 256 keys', [1], 13, 300, 8, 12],
+  ['T = 13, S = 300: past the forward\'s and the backward\'s block of 256 keys', [1], 13, 300, 8, 12],
+  ['T = 261, S = 263: queries past a block too (the causal diagonal in the second)', [1], 261, 263, 8, 4],
 ];
 
 const CASES = SIZES.flatMap(([size, lead, T, S, dk, dv]) =>
@@ -613,7 +614,7 @@ const MASK_CASES: Array<[string, MaskCase]> = [
   ...MASK_SHAPES.flatMap(([shape, maskShape]) => (['bool', 'float32'] as const).flatMap(dtype => OTHER_MASKS.map(([others, masks]) =>
     [`T = 7, S = 13, mask ${shape} ${dtype}, ${others}`, {lead: [2, 3], T: 7, S: 13, dk: 5, dv: 4, maskShape, dtype, masks}] as [string, MaskCase]))),
   // One query, one key, S ≠ T either way, and past a backward block of keys: every shape, with causal and padding.
-  ...[[1, 1], [1, 9], [9, 4], [33, 40]].flatMap(([T, S]) => MASK_SHAPES.map(([shape, maskShape]) =>
+  ...[[1, 1], [1, 9], [9, 4], [33, 40], [9, 260]].flatMap(([T, S]) => MASK_SHAPES.map(([shape, maskShape]) =>
     [`T = ${T}, S = ${S}, mask ${shape} bool, causal, key and query padding`,
      {lead: [2, 2], T, S, dk: 8, dv: 8, maskShape, dtype: 'bool', masks: OTHER_MASKS[3][1]}] as [string, MaskCase])),
   // Rank-3 inputs [B, T, d]: the masks of rank 2 and 3 that they take.
@@ -916,6 +917,7 @@ describe('sizes', () => {
     expect(fusedTrainingSizesFit({T: 0, S: 4, dk: 4, dv: 4})).toBe(false);
     expect(fusedTrainingSizesFit({T: 4096, S: 4096, dk: 1024, dv: 1024})).toBe(false);
     expect(FUSED_BACKWARD_KEY_BLOCK % 8).toBe(0);
+    expect(FUSED_BACKWARD_KEY_BLOCK).toBeLessThan(260);  // the sizes above cross a backward block (S = 260, 263, 300)
     expect(FUSED_KEY_BLOCK).toBeLessThan(300);  // the size table's S = 300 crosses a forward block
   });
 });
