@@ -12,7 +12,7 @@
  * Uses Debian's Chromium (/usr/bin/chromium, or CHROMIUM_PATH), never a downloaded browser.
  */
 import {chromium} from 'playwright-core';
-import {KERNELS_RELAXED_WASM, KERNELS_WASM} from './app/tfjs_attention';
+import {FUSED_BACKWARD_KEY_BLOCK, KERNELS_RELAXED_WASM, KERNELS_WASM} from './app/tfjs_attention';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -26,7 +26,7 @@ interface PageResult {
 }
 
 /** Runs in the page: both builds on one memory, the backward of one pair timed interleaved. */
-function timeInPage({plain, relaxed, T, d}: {plain: string; relaxed: string; T: number; d: number}): PageResult {
+function timeInPage({plain, relaxed, T, d, block}: {plain: string; relaxed: string; T: number; d: number; block: number}): PageResult {
   const bytes = (base64: string): Uint8Array<ArrayBuffer> => Uint8Array.from(atob(base64), c => c.charCodeAt(0));
   const relaxedBytes = bytes(relaxed);
   const relaxedValid = WebAssembly.validate(relaxedBytes);
@@ -49,7 +49,7 @@ function timeInPage({plain, relaxed, T, d}: {plain: string; relaxed: string; T: 
   for (let t = 0; t < T; t++) heap[delta + t] = 0.01 * Math.cos(t);
   const call = (backward: Backward, set: number) => backward(
       4 * q, 4 * k, 4 * v, 4 * dout, 4 * qRows, 4 * kRows, 4 * doutRows, 4 * lse, 4 * delta, 4 * grads[set], 4 * (grads[set] + n),
-      4 * (grads[set] + 2 * n), 4 * scratch, T, T, 32, d, d, 0.125, 0, 0, 0, 0, 0, 0);
+      4 * (grads[set] + 2 * n), 4 * scratch, T, T, block, d, d, 0.125, 0, 0, 0, 0, 0, 0);
   const times: number[][] = [[], []];
   for (let round = 0; round < 34; round++) {
     [plainBackward, relaxedBackward].forEach((backward, set) => {
@@ -75,13 +75,14 @@ async function main(): Promise<void> {
   try {
     const page = await browser.newPage();
     await page.evaluate('globalThis.__name = f => f');  // tsx names functions with a helper that the page lacks
-    const result = await page.evaluate(timeInPage, {plain: KERNELS_WASM, relaxed: KERNELS_RELAXED_WASM, T, d});
+    const block = Math.min(FUSED_BACKWARD_KEY_BLOCK, T);  // as the library calls it (backwardLayoutOf)
+    const result = await page.evaluate(timeInPage, {plain: KERNELS_WASM, relaxed: KERNELS_RELAXED_WASM, T, d, block});
     console.log(result.userAgent);
     if (!result.relaxedValid) {
       console.log('This Chromium has no relaxed SIMD: the library runs the plain kernels here.');
       return;
     }
-    console.log(`attend_backward_4x8, one pair, T = S = ${T}, d = ${d}, one thread, medians of 31 calls:`);
+    console.log(`attend_backward_4x8, one pair, T = S = ${T}, d = ${d}, blocks of ${Math.min(FUSED_BACKWARD_KEY_BLOCK, T)} keys, one thread, medians of 31 calls:`);
     console.log(`  plain (f32x4.mul + f32x4.add): ${result.plainMs.toFixed(2)} ms`);
     console.log(`  relaxed (f32x4.relaxed_madd):  ${result.relaxedMs.toFixed(2)} ms (${(result.plainMs / result.relaxedMs).toFixed(2)}× faster)`);
     console.log(`  largest difference of the gradients: ${result.maxRelativeDifference.toExponential(2)} of the largest gradient`);

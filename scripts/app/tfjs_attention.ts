@@ -18,3 +18,4 @@ export {allowedAttentionThreads, recordTwoThreadCalls} from '../../src/backend/a
 export type {TwoThreadCallTimes} from '../../src/backend/attention_threads';
 export {kernelVariant} from '../../src/backend/kernels/kernel_module';
 export {KERNELS_RELAXED_WASM, KERNELS_WASM} from '../../src/backend/kernels/kernels_wasm.generated';
+export {FUSED_BACKWARD_KEY_BLOCK} from '../../src/backend/wasm_fused_attention_backward';
