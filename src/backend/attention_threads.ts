@@ -154,8 +154,8 @@ const JOB_COMING = 3;
 const WORKER_SPIN_MS = 20;
 
 /**
- * How long the worker spins for the next job after each before it sleeps: a call that hands
- * it several jobs in a row (the layer's projections, then the attention) pays its wake-up once.
+ * How long the worker spins for the next job after each before it sleeps: jobs that follow
+ * each other closely (several heads' or layers' calls in a row) pay its wake-up once.
  */
 const WORKER_LINGER_MS = 0.5;
 
@@ -405,11 +405,6 @@ function stepMade(list: Int32Array, at: number, calls: number, over: () => boole
   }
 }
 
-/** Makes the calls of a table job on both threads, sharing them (`runStepsOnBothThreads` with one shared step). */
-export function shareTableOnBothThreads(thread: SecondThread, job: JobStep&{flops: number}): void {
-  runStepsOnBothThreads(thread, [{kernel: job.kernel, calls: job.calls, table: job.table}], job.flops);
-}
-
 /** Query tiles [first, first + count) of pair `pair`: one call of a shared job (`tileChunks`). */
 export interface TileChunk {
   pair: number;
@@ -422,7 +417,7 @@ const CHUNK_OF_LEFT = 1 / 6;
 const CHUNK_LEAST = 1 / 256;
 
 /**
- * The tiles (of four queries, or rows) of `pairs` pairs cut into calls for `shareTableOnBothThreads`,
+ * The tiles (of four queries, or rows) of `pairs` pairs cut into the calls of a shared step (`runStepsOnBothThreads`),
  * in the order the threads take them: each about a sixth of the work left, but at least 1/256
  * of all of it and `leastWork`, within one pair, the heaviest first (a pair's last tiles
  * first: under causal they see the most keys). So the first calls are long, the last short,

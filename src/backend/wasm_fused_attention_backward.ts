@@ -476,13 +476,14 @@ function gradientsOutFloats(P: number): number {
 
 /**
  * The backward (the inputs as `attendBackward` takes them, P = B·heads pairs) on two threads,
- * where they pay (`backwardSplit`): `take` gets the shared memory and each pair's buffers,
- * whose dK and dV are in two parts (first + second), with `reserve` floats free for it from
- * float `free`. The attention's own kernel copies the gradients out (`copyGradientsOut`); the
- * layer's training (wasm_fused_layer_training.ts) builds its G there instead and calls
- * `noteCall` when done with the attention's gradients (for `recordTwoThreadCalls`), before any
- * two-thread job of its own. Returns false, having done nothing, where the call stays on one
- * thread: below `backwardSplit`'s size, without a second thread, or too large for its memory.
+ * where they pay (`backwardSplit`), as one job: each pair's operands packed, the kernel's two
+ * parts of the query tiles, then the steps that `then` adds (`StepsAfter`); `then` gets the
+ * shared memory and each pair's buffers, whose dK and dV are in two parts (first + second),
+ * with `reserve` floats free for its tables and buffers from float `free`. The attention's own
+ * kernel adds the parts and copies the gradients out (`gradientsOut`); the layer's training
+ * (wasm_fused_layer_training.ts) builds its G there instead and goes on to the projections'
+ * gradients. Returns false, having done nothing, where the call stays on one thread: below
+ * `backwardSplit`'s size, without a second thread, or too large for its memory.
  */
 export function attendBackwardOnTwoThreads(
     backend: WasmBackendLike, inputs: BackwardInputs, attrs: TrainingAttrs, reserve: number,

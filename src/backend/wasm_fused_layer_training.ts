@@ -368,12 +368,12 @@ function weightGradientFloats(rows: number, d: number, withBias: boolean, m: num
 }
 
 /**
- * The layer's backward on two threads, one head above `backwardSplit`'s size: the attention's
- * backward (`attendBackwardOnTwoThreads`), then G [max(B·T, B·S), gradientWidth] built in the
- * shared memory from its dQ and its dK and dV parts (added as on one thread), and the
- * projections' gradients as calls of project_4x8 by tiles of rows, shared between the threads
- * (`shareTableOnBothThreads`); their results copied out to the heap. Returns false where the
- * call stays on one thread.
+ * The layer's backward on two threads, one head above `backwardSplit`'s size, as one job: the
+ * attention's backward (`attendBackwardOnTwoThreads`), then the steps added here: G
+ * [max(B·T, B·S), gradientWidth] built in the shared memory from its dQ and its dK and dV parts
+ * (added as on one thread), G's columns and the inputs packed, and the projections' gradients as
+ * calls of project_4x8 by tiles of rows, shared between the threads; their results copied out
+ * to the heap after the job. Returns false where the call stays on one thread.
  */
 function backwardOnTwoThreads(
     backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, attrs: LayerAttrs, outputs: LayerGradients): boolean {
