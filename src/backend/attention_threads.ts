@@ -109,6 +109,16 @@ export function writeTableCalls(thread: SecondThread, table: number, kernel: Tab
 }
 
 /**
+ * One step of a job whose calls are `calls` (each one's arguments, as kernels.h declares them):
+ * they are written into its table at byte `table` of the shared memory (`writeTableCalls`), and
+ * the step names that table with their kernel and count. `workerCalls`: see JobStep.
+ */
+export function tableStep(thread: SecondThread, table: number, kernel: TableKernel, calls: number[][], workerCalls?: number): JobStep {
+  writeTableCalls(thread, table, kernel, calls);
+  return {kernel, calls: calls.length, table, ...(workerCalls == null ? {} : {workerCalls})};
+}
+
+/**
  * Int32 entries of each step in a job's step list: the kernel (its index in TABLE_KERNELS), the
  * calls, the table's byte address, the calls that the worker makes (-1: the threads share them),
  * then two counters: the next call not taken (shared steps) and the calls made.
@@ -331,7 +341,7 @@ export function sharedFloats(thread: SecondThread, needed: number): Float32Array
 
 /**
  * One step of a job on both threads (`runStepsOnBothThreads`): `calls` calls of `kernel`, their
- * arguments in the table at byte `table` of the shared memory (`writeTableCalls`).
+ * arguments in the table at byte `table` of the shared memory (`tableStep` writes it and makes the step).
  */
 export interface JobStep {
   kernel: TableKernel;

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   getSecondThread, noteTwoThreadCall, runStepsOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
-  tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCalls,
+  tableStep, tileChunks, twoThreadCallStart, twoThreadsPay, withWorkerAwake,
 } from './attention_threads';
 import type {JobStep, SecondThread, TileChunk} from './attention_threads';
 import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats} from './attention_bias';
@@ -410,15 +410,12 @@ export function projectAndAttendOnTwoThreads(
       gathered += rows * width;
       return {at: gathered - rows * width, heapAt, floats: rows * width};
     });
-    writeTableCalls(thread, 4 * packTable, 'pack_rows', packCalls);
-    writeTableCalls(thread, 4 * table, 'project_4x8', projectCalls);
-    writeTableCalls(thread, 4 * gatherTable, 'add_rows', gatherCalls);
     const attention = attentionSteps(thread, backend, shared, operands, {...sizes, outAt, lseAt: keep?.lse, layout, shared: place});
     const steps: JobStep[] = [
-      {kernel: 'pack_rows', calls: packCalls.length, table: 4 * packTable},
-      {kernel: 'project_4x8', calls, table: 4 * table},
+      tableStep(thread, 4 * packTable, 'pack_rows', packCalls),
+      tableStep(thread, 4 * table, 'project_4x8', projectCalls),
       ...attention.steps,
-      ...(gatherCalls.length > 0 ? [{kernel: 'add_rows' as const, calls: gatherCalls.length, table: 4 * gatherTable}] : []),
+      ...(gatherCalls.length > 0 ? [tableStep(thread, 4 * gatherTable, 'add_rows', gatherCalls)] : []),
     ];
     const flops = products.reduce((sum, {rows, width}, i) => sum + 2 * rows * inputsAt[i].d * width, attention.flops);
     runStepsOnBothThreads(thread, steps, flops);
@@ -601,13 +598,10 @@ function attentionSteps(
       bytes(place.state + (pair * tiles + first) * 8), count, S, block, dk, dvp, scale, causal, 4 * first, at.keyBias, at.bias,
       biasStride, biasRows];
   });
-  writeTableCalls(thread, bytes(place.packTable), 'pack_rows', packs);
-  writeTableCalls(thread, bytes(place.padTable), 'add_rows', pads);
-  writeTableCalls(thread, bytes(place.table), 'attend_4x8', calls);
   const steps: JobStep[] = [
-    {kernel: 'pack_rows', calls: packs.length, table: bytes(place.packTable)},
-    ...(pads.length > 0 ? [{kernel: 'add_rows' as const, calls: pads.length, table: bytes(place.padTable)}] : []),
-    {kernel: 'attend_4x8', calls: calls.length, table: bytes(place.table)},
+    tableStep(thread, bytes(place.packTable), 'pack_rows', packs),
+    ...(pads.length > 0 ? [tableStep(thread, bytes(place.padTable), 'add_rows', pads)] : []),
+    tableStep(thread, bytes(place.table), 'attend_4x8', calls),
   ];
   const finish = () => {
     const to = heapFloats(backend);

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   getSecondThread, noteTwoThreadCall, runStepsOnBothThreads, SHARED_DATA_START, SHARED_MAX_BYTES, sharedFloats, tableEntries,
-  twoThreadCallStart, twoThreadsPay, withWorkerAwake, writeTableCalls,
+  tableStep, twoThreadCallStart, twoThreadsPay, withWorkerAwake,
 } from './attention_threads';
 import type {JobStep, SecondThread} from './attention_threads';
 import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attention_bias';
@@ -368,20 +368,20 @@ function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSi
 }
 
 /**
- * The backward on two threads (see attention_threads.ts): per pair, the operands are copied
- * into the shared memory as padded rows and packed there; the worker runs the first
- * `first` query tiles of every pair (their dK and dV apart), this thread the rest, and then
- * the second parts' dK and dV are added to the first's, as on one thread, and copied out.
+ * The backward on two threads (see attention_threads.ts), in `mem`, a view of the shared memory
+ * grown for the call: per pair, the operands are copied in as padded rows (and delta computed
+ * where dy and out are); then one job: the rows packed on both threads, the worker running the
+ * first `first` query tiles of every pair (their dK and dV apart), this thread the rest, and the
+ * steps that `then` adds after them (which add the parts and copy the results out: StepsAfter).
  */
 function backwardOnTwoThreads(
-    thread: SecondThread, backend: WasmBackendLike, at: HeapOperands,
+    thread: SecondThread, mem: Float32Array, backend: WasmBackendLike, at: HeapOperands,
     call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout},
-    then: (mem: Float32Array, pairs: PairBuffers[]) => StepsAfter): void {
+    then: (pairs: PairBuffers[]) => StepsAfter): void {
   const {P, T, S, dk, dv, heads, first, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
   const started = twoThreadCallStart();
-  const mem = sharedFloats(thread, 4 * layout.end);
   withHeapBuffer(backend, P * T, deltas => {                 // each pair's rowsum(dy ∘ out), where dy and out are
     heapModule(backend)!.row_dots(deltas, 4 * at.dy, 4 * dv, 4 * at.out, 4 * dv, P * T, dv);
     const [from, heap] = [deltas >>> 2, heapFloats(backend)];
@@ -422,14 +422,12 @@ function backwardOnTwoThreads(
   // The worker makes each pair's first part, this thread the second: the split fixed ahead, so that each part's dK and
   // dV are those of the one-thread backward, added in the same order.
   const parts = [...pairs.map(buffers => backwardArgs(buffers, 0, first, sizes)), ...pairs.map(buffers => backwardArgs(buffers, 1, first, sizes))];
-  writeTableCalls(thread, 4 * layout.packTable, 'pack_rows', packs);
-  writeTableCalls(thread, 4 * layout.table, 'attend_backward_4x8', parts);
-  const after = then(mem, pairs);
   const steps: JobStep[] = [
-    {kernel: 'pack_rows', calls: packs.length, table: 4 * layout.packTable},
-    {kernel: 'attend_backward_4x8', calls: 2 * P, table: 4 * layout.table, workerCalls: P},
-    ...after.steps,
+    tableStep(thread, 4 * layout.packTable, 'pack_rows', packs),
+    tableStep(thread, 4 * layout.table, 'attend_backward_4x8', parts, P),
   ];
+  const after = then(pairs);
+  steps.push(...after.steps);
   runStepsOnBothThreads(thread, steps, 2 * P * 4 * first * S * (3 * dk + 2 * dv) + after.flops);
   after.finish();
   noteTwoThreadCall('attend_backward_4x8', started);
@@ -457,7 +455,6 @@ function gradientsOut(
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
   const sums = pairs.flatMap(b => [
     [4 * b.gradK[0], 0, 4 * b.gradK[0], 4 * b.gradK[1], 0, 1, S * dkp], [4 * b.gradV[0], 0, 4 * b.gradV[0], 4 * b.gradV[1], 0, 1, S * dvp]]);
-  writeTableCalls(thread, 4 * free, 'add_rows', sums);
   const finish = () => {
     const to = heapFloats(backend);
     pairs.forEach((b, n) => {
@@ -466,7 +463,7 @@ function gradientsOut(
       copyRows(to, at.gradV + n * S * dv, dv, mem, b.gradV[0], dvp, S, dv);
     });
   };
-  return {steps: [{kernel: 'add_rows', calls: sums.length, table: 4 * free}], flops: 0, finish};
+  return {steps: [tableStep(thread, 4 * free, 'add_rows', sums)], flops: 0, finish};
 }
 
 /** Floats of gradientsOut's table: two add_rows calls per pair. */
@@ -500,9 +497,9 @@ export function attendBackwardOnTwoThreads(
   if (thread == null) return false;
   noteFusedCallThreads(2);
   withWorkerAwake(thread, () => {
-    sharedFloats(thread, 4 * (free + reserve));
+    const mem = sharedFloats(thread, 4 * (free + reserve));
     const call = {...sizes, ...attrs, first, shared};
-    backwardOnTwoThreads(thread, backend, at, call, (mem, pairs) => then(thread, mem, pairs, free));
+    backwardOnTwoThreads(thread, mem, backend, at, call, pairs => then(thread, mem, pairs, free));
   });
   return true;
 }

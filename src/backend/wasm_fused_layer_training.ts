@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import {
   attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit,
 } from './wasm_fused_attention_backward';
-import {SHARED_MAX_BYTES, tableEntries, writeTableCalls} from './attention_threads';
+import {SHARED_MAX_BYTES, tableEntries, tableStep} from './attention_threads';
 import type {JobStep, SecondThread} from './attention_threads';
 import type {PairBuffers, StepsAfter} from './wasm_fused_attention_backward';
 import {
@@ -417,13 +417,10 @@ function backwardOnTwoThreads(
     if (intoGTable + tableEntries('add_rows') * intoGCalls.length > free + reserve) {
       throw new Error('tfjs-attention: the layer\'s gradient products outgrew the shared memory reserved for them');
     }
-    writeTableCalls(thread, 4 * projectTable, 'project_4x8', space.calls);
-    writeTableCalls(thread, 4 * packTable, 'pack_rows', space.packs);
-    writeTableCalls(thread, 4 * intoGTable, 'add_rows', intoGCalls);
     const steps: JobStep[] = [
-      {kernel: 'add_rows', calls: intoGCalls.length, table: 4 * intoGTable},      // G = [dQ | dK | dV]
-      {kernel: 'pack_rows', calls: space.packs.length, table: 4 * packTable},     // G's columns and the inputs packed
-      {kernel: 'project_4x8', calls: space.calls.length, table: 4 * projectTable},  // dx (and dc), dW (and db)
+      tableStep(thread, 4 * intoGTable, 'add_rows', intoGCalls),          // G = [dQ | dK | dV]
+      tableStep(thread, 4 * packTable, 'pack_rows', space.packs),         // G's columns and the inputs packed
+      tableStep(thread, 4 * projectTable, 'project_4x8', space.calls),    // dx (and dc), dW (and db)
     ];
     const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[6] * a[7] * a[8], 0);
     return {steps, flops, finish: () => space.copies.forEach(copy => copy())};
