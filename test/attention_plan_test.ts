@@ -47,13 +47,14 @@ const CASES: Case[] = [
   ['wasm recording, layer, one head, 268 MFLOP', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 2, recording: true,
     layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused', /^training on wasm: the fused kernel with the projections and its fused backward with theirs, on two threads$/,
     {kernel: 'layer-gradient', threads: 2}],
+  // Several heads: the layer's kernels too, their heads side by side, on two threads.
   ['wasm recording, layer, 4 heads, 268 MFLOP', {backend: 'wasm', batch: 1, heads: 4, T: 1024, S: 1024, dk: 16, dv: 16, threads: 2, recording: true,
-    layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/, {kernel: 'gradient', threads: 2}],
-  // The thread choice counts every (batch, head) pair: 2·2·4·512²·32 = 134 MFLOP pays for two threads, and then the
-  // layer's kernels (one thread) give way to the attention's; 1/4 or 1/1 of it (B/H or H/B) would not.
+    layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused',
+    /^training on wasm: the fused kernel with the projections and its fused backward with theirs, on two threads$/, {kernel: 'layer-gradient', threads: 2}],
+  // The thread choice counts every (batch, head) pair: 2·2·4·512²·32 = 134 MFLOP pays for two threads.
   ['wasm recording, layer, 2 batches × 4 heads, 134 MFLOP', {backend: 'wasm', batch: 2, heads: 4, T: 512, S: 512, dk: 16, dv: 16, threads: 2,
-    recording: true, layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused', /^training on wasm: the fused kernel and its fused backward, on two threads$/,
-    {kernel: 'gradient', threads: 2}],
+    recording: true, layer: {dq: 64, dc: 64, selfAttention: true}}, 'fused',
+    /^training on wasm: the fused kernel with the projections and its fused backward with theirs, on two threads$/, {kernel: 'layer-gradient', threads: 2}],
   ['wasm recording, layer, weights too large for the projection kernel', {backend: 'wasm', ...base, recording: true,
     layer: {dq: 2048, dc: 64, selfAttention: false}}, 'fused', /^training on wasm: the fused kernel and its fused backward$/, {kernel: 'gradient'}],
   ['wasm recording, causal', {backend: 'wasm', ...base, recording: true, causal: true}, 'fused', /fused backward/, {kernel: 'gradient'}],

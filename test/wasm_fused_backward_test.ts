@@ -343,34 +343,60 @@ describe('the layer trains on the fused backward', () => {
     expect(tf.memory().numTensors).toBe(start);
   });
 
-  it('with several heads above the two-thread size: the op\'s fused backward between the projections, padding applied, the standard path\'s gradients', () => {
+  /** [what, layer arguments, B, T, query width, context length S (null: self-attention), context width, masks] */
+  const TWO_THREAD_HEADS: Array<[string, Record<string, unknown>, number, number, number, number|null, number, Masks]> = [
+    // 2·B·H·T·S·(dk + dv) = 39.1 MFLOP, over twoThreadsPay's 36; T not a multiple of 4, dk and dv not of 8.
+    ['self-attention, 3 heads of dk = 13, dv = 23, causal, query padding, biases',
+      {numHeads: 3, keyDim: 13, valueDim: 23, useBias: true, causal: true}, 2, 301, 40, null, 40,
+      {causal: true, queryPadding: (b, t) => (3 * t + b) % 11 !== 5}],
+    // 38.5 MFLOP; S ≠ T, S past the backward's block of 256 keys.
+    ['cross-attention, 4 heads of dk = 30, dv = 18, key padding, no biases, outputDim',
+      {numHeads: 4, keyDim: 30, valueDim: 18, outputDim: 24}, 1, 257, 36, 390, 20, {keyPadding: (b, s) => (s + b) % 7 !== 3}],
+  ];
+
+  it.each(TWO_THREAD_HEADS)('several heads above the two-thread size, %s: the layer\'s kernels on two threads, bit for bit as on one, and the standard path\'s gradients', (
+      _, args, B, T, dq, S, dc, masks) => {
     const start = tf.memory().numTensors;
-    // Self-attention, 2 heads, 2·B·H·T·S·(dk + dv) = 46 MFLOP (over twoThreadsPay's 36): the planner's 'gradient' kernel,
-    // the layer's projections in tfjs ops; query padding (which also masks the keys), causal.
-    const [B, T, d] = [2, 300, 16];
-    const x = tf.tensor(randomArray([B, T, d], 91) as number[], [B, T, d], 'float32');
-    const mask = tf.tensor2d(Array.from({length: B}, (_, b) => Array.from({length: T}, (__, t) => ((3 * t + b) % 11 === 5 ? 0 : 1))));
-    const args = {numHeads: 2, keyDim: 32, useBias: true, causal: true, biasInitializer: 'randomNormal'};
-    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize}));
-    layers.forEach(layer => tf.tidy(() => void layer.apply(x)));
+    const x = tf.tensor(randomArray([B, T, dq], 91) as number[], [B, T, dq], 'float32');
+    const c = S == null ? null : tf.tensor(randomArray([B, S, dc], 92) as number[], [B, S, dc], 'float32');
+    const padding = (length: number, real?: (b: number, i: number) => boolean) => (real == null ? null :
+        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length}, (___, i) => (real(b, i) ? 1 : 0)))));
+    const queryMask = padding(T, masks.queryPadding);
+    const contextMask = S == null ? null : padding(S, masks.keyPadding);
+    const mask = S == null ? queryMask : [queryMask, contextMask];
+    const inputs = c == null ? [x] : [x, c];
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize, biasInitializer: 'randomNormal'}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply(c == null ? x : [x, c])));  // builds the weights
     layers[1].setWeights(layers[0].getWeights());
-    const r = tf.tensor(randomArray([B, T, 64], 92) as number[], [B, T, 64], 'float32');
-    let plan: ReturnType<typeof layers[0]['planCall']> = null;
-    const gradsOf = (i: number) => ranFusedTraining(() => tf.tidy(() => {
-      const f = (input: tf.Tensor) => {
-        if (i === 0) plan = layers[0].planCall(input, input, {mask});
-        return tf.sum(tf.mul(layers[i].apply(input, {mask}) as tf.Tensor, r)) as tf.Scalar;
-      };
-      const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
-      const {value, grads} = tf.variableGrads(() => f(x), variables);
-      return [value, tf.grad(f)(x), ...variables.map(v => grads[v.name])];
-    }));
-    const [fused, standard] = [gradsOf(0), gradsOf(1)];
-    expect(plan).toMatchObject({path: 'fused', kernel: 'gradient'});
-    expect([fused.ran, standard.ran]).toEqual([true, false]);
-    expect(fused.result.length).toBe(8);  // the loss, dx and 6 weights
-    fused.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
-    disposeAll(x, mask, r, fused.result, standard.result);
+    const outputShape = (layers[0].computeOutputShape(c == null ? x.shape : [x.shape, c.shape]) as number[]);
+    const r = tf.tensor(randomArray(outputShape, 93) as number[], outputShape, 'float32');
+    const gradsOf = (i: number, threads: 1|2) => {
+      const previous = setAttentionThreads(threads);
+      try {
+        let plan: ReturnType<typeof layers[0]['planCall']> = null;
+        const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
+          const f = (...given: tf.Tensor[]) => {
+            plan ??= layers[i].planCall(given[0], given[1] ?? given[0], {mask});  // recorded: the plan of a training call
+            return tf.sum(tf.mul(layers[i].apply(given.length === 1 ? given[0] : given, {mask}) as tf.Tensor, r)) as tf.Scalar;
+          };
+          const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+          const {value, grads} = tf.variableGrads(() => f(...inputs), variables);
+          return [value, ...tf.grads(f)(inputs), ...variables.map(v => grads[v.name])];
+        }), 'layer');
+        return {result, ran, plan, threads: fusedThreadsOfLastCall()};
+      } finally {
+        setAttentionThreads(previous);
+      }
+    };
+    const [one, two, standard] = [gradsOf(0, 1), gradsOf(0, 2), gradsOf(1, 1)];
+    expect(two.plan).toMatchObject({path: 'fused', kernel: 'layer-gradient', threads: 2});
+    expect(one.plan).toMatchObject({path: 'fused', kernel: 'layer-gradient', threads: 1});
+    expect([one.ran, two.ran, standard.ran]).toEqual([true, true, false]);
+    expect([one.threads, two.threads]).toEqual([1, 2]);
+    expect(two.result.length).toBe(1 + inputs.length + layers[0].trainableWeights.length);  // the loss, the inputs', every weight's
+    two.result.forEach((g, i) => expect(g.dataSync()).toEqual(one.result[i].dataSync()));
+    two.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
+    disposeAll(x, c, r, queryMask, contextMask, one.result, two.result, standard.result);
     layers.forEach(l => l.dispose());
     expect(tf.memory().numTensors).toBe(start);
   });
@@ -431,11 +457,12 @@ describe('the layer trains on the fused backward', () => {
   });
 
   it.each([
-    ['self-attention with biases and key padding, aligned', 512, null, 64, 64, true, false],
-    ['cross-attention, causal, without biases, T % 4 != 0, widths not multiples of 8', 410, 431, 36, 44, false, true],
-  ] as Array<[string, number, number|null, number, number, boolean, boolean]>)(
-      'one head on two threads, %s: 200 steps leak neither tensors nor wasm heap, nor grow the shared memory; the same bits as one thread',
-      (_, T, S, dc, dv, useBias, causal) => {
+    ['one head, self-attention with biases and key padding, aligned', 1, 512, null, 64, 64, true, false],
+    ['one head, cross-attention, causal, without biases, T % 4 != 0, widths not multiples of 8', 1, 410, 431, 36, 44, false, true],
+    ['4 heads, self-attention with biases and key padding, causal', 4, 384, null, 64, 64, true, true],
+  ] as Array<[string, number, number, number|null, number, number, boolean, boolean]>)(
+      '%s, on two threads: 200 steps leak neither tensors nor wasm heap, nor grow the shared memory; the same bits as one thread',
+      (_, heads, T, S, dc, dv, useBias, causal) => {
         const backend = tf.backend() as unknown as WasmBackendView;
         const wasm = backend.wasm;
         wasm._free(wasm._malloc(16));  // the lazy wrappers replace themselves now (see the test below)
@@ -443,7 +470,7 @@ describe('the layer trains on the fused backward', () => {
         const c = S == null ? null : tf.randomNormal([1, S, dc], 0, 1, 'float32', 44);
         const inputs = c == null ? x : [x, c];
         const mask = tf.tensor2d([Array.from({length: S ?? T}, (_s, s) => (s % 9 === 4 ? 0 : 1))]);
-        const layer = scaledDotProductAttention({numHeads: 1, keyDim: 64, valueDim: dv, useBias, causal});
+        const layer = scaledDotProductAttention({numHeads: heads, keyDim: 64 / heads, valueDim: dv / heads, useBias, causal});
         tf.tidy(() => void layer.apply(inputs));  // builds the weights
         const variables = layer.trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
         const step = () => tf.tidy(() => {

@@ -117,9 +117,8 @@ export interface AttentionPlan {
    * On the fused path: 'layer' (projections and attention in one call), 'attention' (attention
    * alone), 'gradient' (a gradient is recorded: the attention's forward and its fused
    * backward, `fusedAttentionTraining`, with tfjs' products for the projections), or
-   * 'layer-gradient' (a gradient is recorded for a layer call with one head, or below the
-   * two-thread size: the projections too, forward and backward, in the kernels,
-   * `fusedAttentionLayerTraining`).
+   * 'layer-gradient' (a gradient is recorded for a layer call: the projections too, forward
+   * and backward, in the kernels, `fusedAttentionLayerTraining`).
    */
   kernel?: 'layer'|'attention'|'gradient'|'layer-gradient';
   /** Why, in words. */
@@ -139,8 +138,8 @@ export interface AttentionPlan {
  *   kernel through the op.
  *   When a gradient is recorded, the fused forward and backward ('gradient'), masks included,
  *   on two threads where inference would be; for a layer call without an explicit mask whose
- *   weights fit the projection kernel, with one head or below the two-thread size, the
- *   projections and their gradients in the kernels too ('layer-gradient'). Otherwise the memory-efficient path
+ *   weights fit the projection kernel, the projections and their gradients in the kernels too
+ *   ('layer-gradient'). Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
@@ -230,13 +229,11 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
     if (!fusedTrainingSizesFit({T, S, dk, dv})) return {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
     // The layer's kernels take a key padding mask only: an explicit mask goes to the attention's kernels, as a bias.
     if (call.mask) return {kernel: 'gradient'};
-    // The layer's training kernels run heads side by side on one thread, and one head on two threads where they pay
-    // (then within the worker's shared memory rather than the heap's budget); a call with several heads that two
-    // threads would speed up takes the attention's kernels, alone.
-    const oneThread = !twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T);
-    const twoThreads = !oneThread && heads === 1 && allowedAttentionThreads() === 2;
+    // The layer's training kernels run its heads side by side, on two threads where they pay (then within the
+    // worker's shared memory rather than the heap's budget).
+    const twoThreads = twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T) && allowedAttentionThreads() === 2;
     const layerSizes = layer == null ? null : {batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention};
-    const layerFits = layerSizes != null && (oneThread || heads === 1) && fusedLayerTrainingSizesFit(layerSizes, twoThreads);
+    const layerFits = layerSizes != null && fusedLayerTrainingSizesFit(layerSizes, twoThreads);
     return {kernel: layerFits ? 'layer-gradient' : 'gradient'};
   }
   if (!fusedAttentionSizesFit(T, S, dk, dv)) return {whyNot: 'the sizes do not fit the fused kernel\'s work buffers'};

@@ -337,79 +337,105 @@ function heapOperands(backend: WasmBackendLike, inputs: BackwardInputs): HeapOpe
 
 /**
  * Where a two-thread backward puts things in the shared memory, in floats from its start: the
- * job's table (BACKWARD_ENTRIES per pair), the biases (as given), each thread's scratch, then
- * per pair (`pair` floats apart) the layout of backwardLayoutOf with nothing in place, the
- * values' rows [S, dvp] (packed from there), and both parts' dK and dV.
+ * job's tables (BACKWARD_ENTRIES per pair for the kernel; each pair's operands packed and its
+ * rows padded), the biases (as given), each thread's scratch, the operands q, k, v and dy as
+ * the heap holds them (`raw`: copied in whole, the pairs' rows read from there), then per pair
+ * (`pair` floats apart) the layout of backwardLayoutOf with nothing in place.
  */
 interface SharedBackwardLayout {
   table: number;
   packTable: number;
+  rowsTable: number;
   bias: number;
   scratch: [number, number];
+  raw: {q: number; k: number; v: number; dy: number};
   first: number;
   pair: number;
   place: BackwardLayout;
-  vRows: number;
   end: number;
 }
 
 function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSize: number): SharedBackwardLayout {
   const place = backwardLayoutOf({T, S, dk, dv}, true, false);
-  const {block, dvp} = place;
+  const {block} = place;
   const table = SHARED_DATA_START >>> 2;
   const packTable = roundUp(table + BACKWARD_ENTRIES * 2 * P, 16);  // each pair's first parts, then its second parts
-  const bias = roundUp(packTable + tableEntries('pack_rows') * 4 * P, 16);  // each pair's Q, K, dy and V packed
+  const rowsTable = roundUp(packTable + tableEntries('pack_rows') * 4 * P, 16);  // each pair's Q, K, dy and V packed
+  const bias = roundUp(rowsTable + tableEntries('add_rows') * 3 * P, 16);  // each pair's Q, K and dy rows padded
   const scratch0 = roundUp(bias + biasSize, 16);
   const scratch1 = scratch0 + 8 * block;
-  const first = scratch1 + 8 * block;
-  const vRows = place.total;
-  const pair = roundUp(vRows + S * dvp, 16);
-  return {table, packTable, bias, scratch: [scratch0, scratch1], first, pair, place, vRows, end: first + P * pair};
+  const q = scratch1 + 8 * block;
+  const k = roundUp(q + P * T * dk, 16);
+  const v = roundUp(k + P * S * dk, 16);
+  const dy = roundUp(v + P * S * dv, 16);
+  const first = roundUp(dy + P * T * dv, 16);
+  const pair = roundUp(place.total, 16);
+  return {table, packTable, rowsTable, bias, scratch: [scratch0, scratch1], raw: {q, k, v, dy}, first, pair, place, end: first + P * pair};
+}
+
+/**
+ * Where pair n's rows of an operand lie: from float `base`, pairs of `rows` rows of
+ * `d` floats, `sideBySide` heads side by side in each row ([B, rows, H·d], the layer's Q, K, V,
+ * dy and output; pair n is batch ⌊n / H⌋, head n % H) or, with 1, one pair after another
+ * ([P, rows, d], the op's). Returns the pair's first float and how far apart its rows lie.
+ */
+export function pairRows(base: number, n: number, rows: number, d: number, sideBySide: number): {from: number; stride: number} {
+  const [b, h] = [Math.floor(n / sideBySide), n % sideBySide];
+  return {from: base + (b * rows * sideBySide + h) * d, stride: sideBySide * d};
 }
 
 /**
  * The backward on two threads (see attention_threads.ts), in `mem`, a view of the shared memory
- * grown for the call: per pair, the operands are copied in as padded rows (and delta computed
- * where dy and out are); then one job: the rows packed on both threads, the worker running the
- * first `first` query tiles of every pair (their dK and dV apart), this thread the rest, and the
- * steps that `then` adds after them (which add the parts and copy the results out: StepsAfter).
+ * grown for the call: q, k, v and dy are copied in whole, as the heap holds them (`sideBySide`:
+ * see pairRows), and each pair's delta computed where dy and out are; then one job: each pair's
+ * operands packed and its rows padded on both threads, the worker running the first `first`
+ * query tiles of every pair (their dK and dV apart), this thread the rest, and the steps that
+ * `then` adds after them (which add the parts and copy the results out: StepsAfter).
  */
 function backwardOnTwoThreads(
     thread: SecondThread, mem: Float32Array, backend: WasmBackendLike, at: HeapOperands,
-    call: PairSizes&TrainingAttrs&{P: number; first: number; shared: SharedBackwardLayout},
+    call: PairSizes&TrainingAttrs&{P: number; sideBySide: number; first: number; shared: SharedBackwardLayout},
     then: (pairs: PairBuffers[]) => StepsAfter): void {
-  const {P, T, S, dk, dv, heads, first, shared: layout} = call;
+  const {P, T, S, dk, dv, heads, sideBySide, first, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
   const started = twoThreadCallStart();
+  const rowsOf = (base: number, n: number, rows: number, d: number) => pairRows(base, n, rows, d, sideBySide);
   withHeapBuffer(backend, P * T, deltas => {                 // each pair's rowsum(dy ∘ out), where dy and out are
-    heapModule(backend)!.row_dots(deltas, 4 * at.dy, 4 * dv, 4 * at.out, 4 * dv, P * T, dv);
+    const module = heapModule(backend)!;
+    for (let n = 0; n < P; n++) {
+      const [dy, out] = [rowsOf(at.dy, n, T, dv), rowsOf(at.out, n, T, dv)];
+      module.row_dots(deltas + 4 * n * T, 4 * dy.from, 4 * dy.stride, 4 * out.from, 4 * out.stride, T, dv);
+    }
     const [from, heap] = [deltas >>> 2, heapFloats(backend)];
     for (let n = 0; n < P; n++) mem.set(heap.subarray(from + n * T, from + (n + 1) * T), layout.first + n * layout.pair + place.delta);
   });
   const heap = heapFloats(backend);
   const biases = copyBiases(at.biases, heap, mem, layout.bias);
-  const packs: number[][] = [];
+  const {raw} = layout;
+  mem.set(heap.subarray(at.q, at.q + P * T * dk), raw.q);                  // the operands whole, as the heap holds them
+  mem.set(heap.subarray(at.k, at.k + P * S * dk), raw.k);
+  mem.set(heap.subarray(at.v, at.v + P * S * dv), raw.v);
+  mem.set(heap.subarray(at.dy, at.dy + P * T * dv), raw.dy);
+  const [packs, rows]: number[][][] = [[], []];
   const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
   const pairs: PairBuffers[] = [];
+  const tiles = Math.ceil(T / 4);
   for (let n = 0; n < P; n++) {
     const p0 = layout.first + n * layout.pair;
     // The rows' padding (columns past dk or dv, rows past T) zero: the kernel multiplies it by zero weights. The rest of
-    // the pair's buffers the copies, the packing and the kernel overwrite.
-    const tiles = Math.ceil(T / 4);
+    // the pair's buffers the packing, the rows' copies and the kernel overwrite.
     if (dkp !== dk || tiles * 4 !== T) mem.fill(0, p0 + place.qRows, p0 + place.qRows + tiles * 4 * dkp);
     if (dkp !== dk) mem.fill(0, p0 + place.kRows, p0 + place.kRows + S * dkp);
     if (dvp !== dv || tiles * 4 !== T) mem.fill(0, p0 + place.doutRows, p0 + place.doutRows + tiles * 4 * dvp);
-    if (dvp !== dv) mem.fill(0, p0 + layout.vRows, p0 + layout.vRows + S * dvp);
-    const [qn, kn, vn, dyn] = [at.q + n * T * dk, at.k + n * S * dk, at.v + n * S * dv, at.dy + n * T * dv];
-    copyRows(mem, p0 + place.qRows, dkp, heap, qn, dk, T, dk);
-    copyRows(mem, p0 + place.kRows, dkp, heap, kn, dk, S, dk);
-    copyRows(mem, p0 + place.doutRows, dvp, heap, dyn, dv, T, dv);
-    copyRows(mem, p0 + layout.vRows, dvp, heap, vn, dv, S, dv);
+    const [qn, kn, vn, dyn] = [rowsOf(raw.q, n, T, dk), rowsOf(raw.k, n, S, dk), rowsOf(raw.v, n, S, dv), rowsOf(raw.dy, n, T, dv)];
     const byte = (floats: number) => 4 * (p0 + floats);
     packs.push(
-        [byte(place.qRows), 4 * dkp, byte(place.q), T, dk, 4], [byte(place.kRows), 4 * dkp, byte(place.k), S, dk, 8],
-        [byte(place.doutRows), 4 * dvp, byte(place.dout), T, dv, 4], [byte(layout.vRows), 4 * dvp, byte(place.v), S, dv, 8]);
+        [4 * qn.from, 4 * qn.stride, byte(place.q), T, dk, 4], [4 * kn.from, 4 * kn.stride, byte(place.k), S, dk, 8],  // [tiles][dk][4], [panels][dk][8]
+        [4 * dyn.from, 4 * dyn.stride, byte(place.dout), T, dv, 4], [4 * vn.from, 4 * vn.stride, byte(place.v), S, dv, 8]);
+    rows.push(                                                                 // rows of dkp or dvp (add_rows: a copy)
+        [byte(place.qRows), 4 * dkp, 4 * qn.from, 0, 4 * qn.stride, T, dk], [byte(place.kRows), 4 * dkp, 4 * kn.from, 0, 4 * kn.stride, S, dk],
+        [byte(place.doutRows), 4 * dvp, 4 * dyn.from, 0, 4 * dyn.stride, T, dv]);
     mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
     const buffers: PairBuffers = {
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
@@ -424,6 +450,7 @@ function backwardOnTwoThreads(
   const parts = [...pairs.map(buffers => backwardArgs(buffers, 0, first, sizes)), ...pairs.map(buffers => backwardArgs(buffers, 1, first, sizes))];
   const steps: JobStep[] = [
     tableStep(thread, 4 * layout.packTable, 'pack_rows', packs),
+    tableStep(thread, 4 * layout.rowsTable, 'add_rows', rows),
     tableStep(thread, 4 * layout.table, 'attend_backward_4x8', parts, P),
   ];
   const after = then(pairs);
@@ -472,25 +499,28 @@ function gradientsOutFloats(P: number): number {
 }
 
 /**
- * The backward (the inputs as `attendBackward` takes them, P = B·heads pairs) on two threads,
- * where they pay (`backwardSplit`), as one job: each pair's operands packed, the kernel's two
- * parts of the query tiles, then the steps that `then` adds (`StepsAfter`); `then` gets the
- * shared memory and each pair's buffers, whose dK and dV are in two parts (first + second),
- * with `reserve` floats free for its tables and buffers from float `free`. The attention's own
- * kernel adds the parts and copies the gradients out (`gradientsOut`); the layer's training
+ * The backward (the inputs as `attendBackward` takes them, P = B·heads pairs; or, with
+ * `sideBySide` H, q [B, T, H·dk], k [B, S, H·dk], v [B, S, H·dv], dy and out [B, T, H·dv] with
+ * the heads side by side, P = B·H, as the layer keeps them: `pairRows`) on two threads, where
+ * they pay (`backwardSplit`), as one job: each pair's operands packed, the kernel's two parts of
+ * the query tiles, then the steps that `then` adds (`StepsAfter`); `then` gets the shared memory
+ * and each pair's buffers, whose dK and dV are in two parts (first + second), with `reserve`
+ * floats free for its tables and buffers from float `free`. The attention's own kernel adds the
+ * parts and copies the gradients out (`gradientsOut`); the layer's training
  * (wasm_fused_layer_training.ts) builds its G there instead and goes on to the projections'
  * gradients. Returns false, having done nothing, where the call stays on one thread: below
  * `backwardSplit`'s size, without a second thread, or too large for its memory.
  */
 export function attendBackwardOnTwoThreads(
     backend: WasmBackendLike, inputs: BackwardInputs, attrs: TrainingAttrs, reserve: number,
-    then: (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number) => StepsAfter): boolean {
-  const [P, T, dk] = inputs.q.shape as [number, number, number];
-  const [S, dv] = inputs.v.shape.slice(1) as [number, number];
+    then: (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number) => StepsAfter, sideBySide = 1): boolean {
+  const [B, T, wQ] = inputs.q.shape as [number, number, number];
+  const [S, wV] = inputs.v.shape.slice(1) as [number, number];
+  const [P, dk, dv] = [B * sideBySide, wQ / sideBySide, wV / sideBySide];
   const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
   if (first === 0) return false;
   const at = heapOperands(backend, inputs);
-  const sizes = {P, T, S, dk, dv, heads: attrs.heads};
+  const sizes = {P, T, S, dk, dv, heads: attrs.heads, sideBySide};
   const shared = sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
   const free = roundUp(shared.end, 16);
   const thread = 4 * (free + reserve) <= SHARED_MAX_BYTES ? getSecondThread() : null;

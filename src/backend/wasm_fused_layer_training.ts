@@ -10,11 +10,10 @@
  * gradients) cost more than the attention; here they are gone. Above `twoThreadsPay`'s size
  * both passes run on two threads in Node, in the worker's shared memory: the forward as the
  * layer's inference does (wasm_fused_attention.ts' `projectAndAttendOnTwoThreads`, keeping Q,
- * K, V and the log-sum-exp), the backward (one head) with the attention's backward kernel
- * (`attendBackwardOnTwoThreads`), G built where its dQ, dK and dV lie, and the projections'
- * gradients shared between the threads; each tile and row is computed as on one thread, so
- * the bits are the same. The planner sends larger calls with several heads to
- * `fusedAttentionTraining`.
+ * K, V and the log-sum-exp), the backward with the attention's backward kernel
+ * (`attendBackwardOnTwoThreads`, reading each head's rows where they lie side by side), G built
+ * where its dQ, dK and dV lie, and the projections' gradients shared between the threads; each
+ * tile and row is computed as on one thread, so the bits are the same.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -103,8 +102,8 @@ export function fusedLayerTrainingBytes(sizes: FusedLayerSizes): number {
 /**
  * Bytes of the worker's shared memory that a training step on two threads may take (the
  * larger of its forward and backward), an upper bound: the forward's operands, products and
- * each pair's buffers; the backward's pair buffers (both parts of dK and dV), G, and every
- * product of the projections' gradients side by side.
+ * each pair's buffers; the backward's operands, pair buffers (both parts of dK and dV), G, and
+ * every product of the projections' gradients side by side.
  */
 export function fusedLayerTrainingSharedBytes(sizes: FusedLayerSizes): number {
   const {batch: B, T, S, dq, dc, heads, dk, dv} = sizes;
@@ -113,7 +112,7 @@ export function fusedLayerTrainingSharedBytes(sizes: FusedLayerSizes): number {
   const [n, d, width] = [roundUp(Math.max(B * T, B * S), 4), Math.max(dq, dc), gradientWidth(heads, dk, dv)];
   const tables = 64 * 1024;  // the jobs' tables and the calls' scratch, at most
   const forward = 2 * n * (2 * d + width) + d * width + P * (tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp + tiles * 8);
-  const backward = P * (backwardLayoutOf({T, S, dk, dv}, true, false).total + S * dvp) + n * width +
+  const backward = P * (backwardLayoutOf({T, S, dk, dv}, true, false).total + (T + S) * (dk + dv)) + n * width +
       2 * (inputGradientFloats(n, width, d) + weightGradientFloats(n, d, true, width));
   return 4 * (Math.max(forward, backward) + tables);
 }
@@ -122,14 +121,14 @@ export function fusedLayerTrainingSharedBytes(sizes: FusedLayerSizes): number {
  * Whether sizes suit `fusedAttentionLayerTraining`: as the layer's inference kernel
  * (`fusedAttentionLayerSizesFit`) and the fused backward (`fusedTrainingSizesFit`), with at
  * most FUSED_MAX_BYTES of work buffers in the heap or, for a step that runs on two threads
- * (`twoThreads`: one head, above `twoThreadsPay`'s size, the worker allowed), at most
+ * (`twoThreads`: above `twoThreadsPay`'s size, the worker allowed), at most
  * SHARED_MAX_BYTES of the worker's shared memory (`fusedLayerTrainingSharedBytes`).
  */
 export function fusedLayerTrainingSizesFit(sizes: FusedLayerSizes, twoThreads = false): boolean {
   const {T, S, dk, dv} = sizes;
   if (!fusedAttentionLayerSizesFit(sizes) || !fusedTrainingSizesFit({T, S, dk, dv})) return false;
   if (fusedLayerTrainingBytes(sizes) <= FUSED_MAX_BYTES) return true;
-  return twoThreads && sizes.heads === 1 && fusedLayerTrainingSharedBytes(sizes) <= SHARED_MAX_BYTES;
+  return twoThreads && fusedLayerTrainingSharedBytes(sizes) <= SHARED_MAX_BYTES;
 }
 
 /**
@@ -217,8 +216,8 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
  * dwk, dwv (and dbq, dbk, dbv). First per pair, attend_backward_4x8 into G's columns (above
  * `backwardSplit`'s size in two parts of the query tiles, whose dK and dV are added, as the
  * attention's backward does on either thread count); then the projections' gradients from G
- * with project_4x8 (`inputGradient`, `weightGradients`). With one head above that size, on
- * two threads (`backwardOnTwoThreads`).
+ * with project_4x8 (`inputGradient`, `weightGradients`). Above that size, on two threads
+ * (`backwardOnTwoThreads`).
  */
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
@@ -292,6 +291,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     }
     projectionGradients(heapSpace(backend, module, b0 + work), args.inputs, {at: b0, width}, outputs);
   });
+  noteFusedCallThreads(1);
   return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
 }
 
@@ -368,21 +368,21 @@ function weightGradientFloats(rows: number, d: number, withBias: boolean, m: num
 }
 
 /**
- * The layer's backward on two threads, one head above `backwardSplit`'s size, as one job: the
- * attention's backward (`attendBackwardOnTwoThreads`), then the steps added here: G
- * [max(B·T, B·S), gradientWidth] built in the shared memory from its dQ and its dK and dV parts
- * (added as on one thread), G's columns and the inputs packed, and the projections' gradients as
- * calls of project_4x8 by tiles of rows, shared between the threads; their results copied out
- * to the heap after the job. Returns false where the call stays on one thread.
+ * The layer's backward on two threads, above `backwardSplit`'s size, as one job: the attention's
+ * backward (`attendBackwardOnTwoThreads`, each (batch, head) pair's rows read where the heads lie
+ * side by side), then the steps added here: G [max(B·T, B·S), gradientWidth] built in the shared
+ * memory from each pair's dQ and its dK and dV parts (added as on one thread) into its head's
+ * columns, G's columns and the inputs packed, and the projections' gradients as calls of
+ * project_4x8 by tiles of rows, shared between the threads; their results copied out to the heap
+ * after the job. Returns false where the call stays on one thread.
  */
 function backwardOnTwoThreads(
     backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, attrs: LayerAttrs, outputs: LayerGradients): boolean {
   const {x, c, q, k, v, out, lse, dy, keyBias} = inputs as {[name: string]: tf.TensorInfo};
-  if (attrs.heads !== 1) return false;
-  const {dk, dv} = attrs;
+  const {heads, dk, dv} = attrs;
   const {B, T, S, dq, dc} = callSizes(x, c);
-  const [wQ, wV] = [dk, dv];
-  const width = gradientWidth(1, dk, dv);
+  const [wQ, wV] = [heads * dk, heads * dv];
+  const width = gradientWidth(heads, dk, dv);
   const n = Math.max(B * T, B * S);
   const withBias = attrs.bias;
   const products = c == null ?
@@ -391,23 +391,26 @@ function backwardOnTwoThreads(
       weightGradientFloats(B * S, dc, withBias, wQ + wV);
   // Bounds of what the products take: their buffers (as inputGradient and weightGradients take them); at most one
   // call per tile of rows, and one pack per product of G's columns and per four features of an input; and G's
-  // three add_rows per batch.
+  // three add_rows per pair.
   const calls = 2 * Math.ceil(n / 4) + 2 * (Math.ceil(Math.max(dq, dc) / 4) + 1);
   const packs = 2 + 2 * Math.ceil(Math.max(dq, dc) / 4);
   const tables = roundUp(tableEntries('project_4x8') * calls, 16) + roundUp(tableEntries('pack_rows') * packs, 16) +
-      roundUp(tableEntries('add_rows') * 3 * B, 16);
+      roundUp(tableEntries('add_rows') * 3 * B * heads, 16);
   const gFloats = roundUp(n * width, 16);
   const reserve = gFloats + products + tables;
   const attention = {q, k, v, dy, out, lse, ...(keyBias == null ? {} : {keyBias})};
-  const training = {heads: 1, scale: attrs.scale, causal: attrs.causal};
+  const training = {heads, scale: attrs.scale, causal: attrs.causal};
   return attendBackwardOnTwoThreads(backend, attention, training, reserve, (thread, mem, pairs, free): StepsAfter => {
     const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
     zeroUnwrittenG(mem, free, n, width, {qRows: B * T, kvRows: B * S, wQ, wV});
-    const intoGCalls = pairs.flatMap((pair, b) => [
-      intoGArgs(free + b * T * width, width, [pair.gradQ, pair.gradQ], dkp, T, dk),     // dQ into G
-      intoGArgs(free + b * S * width + wQ, width, pair.gradK, dkp, S, dk),              // dK: its parts added
-      intoGArgs(free + b * S * width + 2 * wQ, width, pair.gradV, dvp, S, dv),          // dV
-    ]);
+    const intoGCalls = pairs.flatMap((pair, n) => {                                      // pair n: batch b, head h
+      const [b, h] = [Math.floor(n / heads), n % heads];
+      return [
+        intoGArgs(free + b * T * width + h * dk, width, [pair.gradQ, pair.gradQ], dkp, T, dk),  // dQ into G
+        intoGArgs(free + b * S * width + wQ + h * dk, width, pair.gradK, dkp, S, dk),           // dK: its parts added
+        intoGArgs(free + b * S * width + 2 * wQ + h * dv, width, pair.gradV, dvp, S, dv),       // dV
+      ];
+    });
     const space = sharedSpace(backend, mem, free + gFloats);
     projectionGradients(space, inputs, {at: free, width}, outputs);
     // The tables after the products' buffers, within the reserve (its bounds above).
@@ -424,7 +427,7 @@ function backwardOnTwoThreads(
     ];
     const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[6] * a[7] * a[8], 0);
     return {steps, flops, finish: () => space.copies.forEach(copy => copy())};
-  });
+  }, heads);
 }
 
 /** G: a matrix at float `at` of a product space's memory, rows of `width` floats. */
