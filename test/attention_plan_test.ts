@@ -108,12 +108,14 @@ const CASES: Case[] = [
   ['wasm S = 4096, recording', {backend: 'wasm', ...long, recording: true}, 'fused', /fused backward/, {kernel: 'gradient'}],
   ['wasm S = 4096, inference', {backend: 'wasm', ...long}, 'fused', /fused kernel/],
   ['wasm S = 8192, weights asked for', {backend: 'wasm', ...long, S: 8192, returnWeights: true}, 'standard', /the weights are asked for/],
-  // Two threads: above 36 MFLOP and with at least two tiles of four queries, where allowed.
+  // Two threads: from 16 MFLOP and with at least two tiles of four queries, where allowed.
   ['wasm 268 MFLOP, two threads allowed', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 2}, 'fused',
     /on two threads$/, {threads: 2}],
   ['wasm 268 MFLOP, one thread allowed', {backend: 'wasm', batch: 1, heads: 1, T: 1024, S: 1024, dk: 64, dv: 64, threads: 1}, 'fused',
     /fused kernel$/, {threads: 1}],
   ['wasm 2 MFLOP', {backend: 'wasm', batch: 32, heads: 1, T: 16, S: 16, dk: 64, dv: 64, threads: 2}, 'fused', /fused kernel$/, {threads: 1}],
+  ['wasm 12.6 MFLOP', {backend: 'wasm', batch: 3, heads: 1, T: 128, S: 128, dk: 64, dv: 64, threads: 2}, 'fused', /fused kernel$/, {threads: 1}],
+  ['wasm 16.8 MFLOP', {backend: 'wasm', batch: 4, heads: 2, T: 128, S: 128, dk: 32, dv: 32, threads: 2}, 'fused', /on two threads$/, {threads: 2}],
   ['wasm 4 queries (one tile)', {backend: 'wasm', batch: 64, heads: 8, T: 4, S: 8192, dk: 64, dv: 64, threads: 2}, 'fused', /fused kernel$/, {threads: 1}],
   // The memory budget: one score tensor over 512 MiB goes to the blocked path on every backend.
   ['wasm over the budget, short keys', {backend: 'wasm', batch: 64, heads: 16, T: 512, S: 512, dk: 8, dv: 8, recording: true, fusedKernelAvailable: false},

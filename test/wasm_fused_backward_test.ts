@@ -199,7 +199,7 @@ describe('dotProductAttention gradients on the fused backward', () => {
 });
 
 describe('the fused backward on two threads', () => {
-  // Above twoThreadsPay's 36 MFLOP (2·P·T·S·(dk + dv) = 38.8 MFLOP), T not a multiple of 4, d not of 8.
+  // Above twoThreadsPay's 16 MFLOP (2·P·T·S·(dk + dv) = 38.8 MFLOP), T not a multiple of 4, d not of 8.
   const [lead, T, S, dk, dv] = [[1, 2], 301, 310, 60, 44];
 
   it.each([['no mask', false, false], ['causal', true, false], ['causal and key padding', true, true]])(
@@ -308,7 +308,7 @@ describe('the layer trains on the fused backward', () => {
 
   it('with one head above the two-thread size: the attention\'s kernels on two threads, bit for bit as on one, and the standard path\'s gradients', () => {
     const start = tf.memory().numTensors;
-    // Cross-attention, 2·B·T·S·(dk + dv) = 38.8 MFLOP (over twoThreadsPay's 36), T not a multiple of 4, d not of 8, causal, key padding.
+    // Cross-attention, 2·B·T·S·(dk + dv) = 38.8 MFLOP (over twoThreadsPay's 16), T not a multiple of 4, d not of 8, causal, key padding.
     const [B, T, S, dq, dc] = [2, 301, 310, 40, 24];
     const x = tf.tensor(randomArray([B, T, dq], 81) as number[], [B, T, dq], 'float32');
     const c = tf.tensor(randomArray([B, S, dc], 82) as number[], [B, S, dc], 'float32');
@@ -345,7 +345,7 @@ describe('the layer trains on the fused backward', () => {
 
   /** [what, layer arguments, B, T, query width, context length S (null: self-attention), context width, masks] */
   const TWO_THREAD_HEADS: Array<[string, Record<string, unknown>, number, number, number, number|null, number, Masks]> = [
-    // 2·B·H·T·S·(dk + dv) = 39.1 MFLOP, over twoThreadsPay's 36; T not a multiple of 4, dk and dv not of 8.
+    // 2·B·H·T·S·(dk + dv) = 39.1 MFLOP, over twoThreadsPay's 16; T not a multiple of 4, dk and dv not of 8.
     ['self-attention, 3 heads of dk = 13, dv = 23, causal, query padding, biases',
       {numHeads: 3, keyDim: 13, valueDim: 23, useBias: true, causal: true}, 2, 301, 40, null, 40,
       {causal: true, queryPadding: (b, t) => (3 * t + b) % 11 !== 5}],
@@ -862,7 +862,7 @@ describe('explicit masks on the fused kernels', () => {
         expect(tf.memory().numTensors).toBe(start);
       });
 
-  // Above twoThreadsPay's 36 MFLOP, T not a multiple of 4, d not of 8.
+  // Above twoThreadsPay's 16 MFLOP, T not a multiple of 4, d not of 8.
   it.each([['[T, S] float32', [301, 310]], ['[B, H, T, S] bool, causal', [1, 2, 301, 310]], ['[B, 1, 1, S] with key padding', [1, 1, 1, 310]]])(
       'mask %s on two threads: the output and gradients are bit for bit those on one, and the standard path\'s', (what, maskShape) => {
         const [lead, T, S, dk, dv] = [[1, 2], 301, 310, 60, 44];

@@ -14,7 +14,7 @@ export {memoryEfficientThreshold} from '../../src/attention/attention_plan';
 export {fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
 export {fusedTrainingBytes} from '../../src/backend/wasm_fused_attention_backward';
 export {fusedLayerTrainingBytes} from '../../src/backend/wasm_fused_layer_training';
-export {allowedAttentionThreads, recordTwoThreadCalls} from '../../src/backend/attention_threads';
+export {allowedAttentionThreads, recordTwoThreadCalls, TWO_THREAD_MIN_FLOPS} from '../../src/backend/attention_threads';
 export type {TwoThreadCallTimes} from '../../src/backend/attention_threads';
 export {kernelVariant} from '../../src/backend/kernels/kernel_module';
 export {KERNELS_RELAXED_WASM, KERNELS_WASM} from '../../src/backend/kernels/kernels_wasm.generated';

@@ -30,13 +30,16 @@ const SHARED_PAGES = KERNELS_SHARED_MAX_PAGES;
 export const SHARED_MAX_BYTES = 256 * 2 ** 20;
 /**
  * Fewest FLOPs of one call, 2·B·H·T·S·(dk + dv), for which the second thread is used: below,
- * copying the operands and waking the worker cost about what half the work saves. Measured
- * on the 2-core machine, time on one thread / time on two (medians of 20 calls): 0.96 at
- * (B, H, T, d) = (8, 4, 128, 16) and 1.15 at (32, 1, 64, 64), both 34 MFLOP; 1.40 at
- * (1, 1, 384, 64), 38 MFLOP; 1.42-1.49 at 67 MFLOP; 1.83 at (1, 1, 1024, 64); 2.15 at
- * (1, 1, 4096, 64).
+ * copying the operands, setting up the job and waking the worker cost about what half the work
+ * saves. Measured on the 2-core machine with each call a job of steps (the layer, d = 64, each
+ * call after a 1024² matMul; time on one thread / time on two, medians of 40, forward and
+ * training step, 2026-12-01): at (B, T, H) = (32, 16, 1), 2.1 MFLOP, 0.88 and 0.86; (16, 32, 1),
+ * 4.2 MFLOP, 0.91 and 0.74; (8, 64, 4) and (2, 128, 4), 8.4 MFLOP, 1.08-1.12 and 0.92-1.02;
+ * (3, 128, 1), (12, 64, 1) and (1, 224, 1), 12.6-12.8 MFLOP, 1.02-1.24 and 0.97-1.28; (4, 128, 2),
+ * 16.8 MFLOP, 1.34 and 1.24; 33.6 MFLOP ((8, 128, 4), (32, 64, 1), (2, 256, 1)), 1.33-1.59 and
+ * 1.31-1.37; (1, 320, 1), 26 MFLOP, 1.49 and 1.45; 1.6-1.8 at (1, 1024, 1).
  */
-export const TWO_THREAD_MIN_FLOPS = 36e6;
+export const TWO_THREAD_MIN_FLOPS = 16e6;
 
 /**
  * Whether a fused call of `flops` FLOPs (2·B·H·T·S·(dk + dv)) over T queries is worth the
