@@ -403,8 +403,8 @@ function backwardOnTwoThreads(
   return attendBackwardOnTwoThreads(backend, attention, training, reserve, (thread, mem, pairs, free): StepsAfter => {
     const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
     zeroUnwrittenG(mem, free, n, width, {qRows: B * T, kvRows: B * S, wQ, wV});
-    const intoGCalls = pairs.flatMap((pair, n) => {                                      // pair n: batch b, head h
-      const [b, h] = [Math.floor(n / heads), n % heads];
+    const intoGCalls = pairs.flatMap((pair, p) => {                                      // pair p: batch b, head h
+      const [b, h] = [Math.floor(p / heads), p % heads];
       return [
         intoGArgs(free + b * T * width + h * dk, width, [pair.gradQ, pair.gradQ], dkp, T, dk),  // dQ into G
         intoGArgs(free + b * S * width + wQ + h * dk, width, pair.gradK, dkp, S, dk),           // dK: its parts added
