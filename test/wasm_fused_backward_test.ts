@@ -507,22 +507,22 @@ describe('the layer trains on the fused backward', () => {
         layer.dispose();
       });
 
-  it('one head beyond the heap\'s budget for its work buffers: the layer\'s kernels on two threads, in the worker\'s memory; on one thread the attention\'s kernels after tfjs\' projections; the same gradients', () => {
+  it.each([1, 4])('%i head(s) beyond the heap\'s budget for the work buffers: the layer\'s kernels on two threads, in the worker\'s memory; on one thread the attention\'s kernels after tfjs\' projections; the same gradients', heads => {
     // Cross-attention over many keys: the work buffers grow with S·d, the work with T·S·d.
     const [T, S, d] = [1024, 16384, 128];
-    const sizes = {batch: 1, T, S, dq: d, dc: d, heads: 1, dk: d, dv: d, selfAttention: false};
+    const sizes = {batch: 1, T, S, dq: d, dc: d, heads, dk: d / heads, dv: d / heads, selfAttention: false};
     expect(layerTraining.fusedLayerTrainingBytes(sizes)).toBeGreaterThan(FUSED_MAX_BYTES);
     expect(layerTraining.fusedLayerTrainingSizesFit(sizes)).toBe(false);
     expect(layerTraining.fusedLayerTrainingSizesFit(sizes, true)).toBe(true);
     // Variables, so that one pass gives every gradient.
     const [x, c] = tf.tidy(() => [tf.variable(tf.randomNormal([1, T, d], 0, 1, 'float32', 45)), tf.variable(tf.randomNormal([1, S, d], 0, 1, 'float32', 46))]);
-    const layer = scaledDotProductAttention({numHeads: 1, keyDim: d, useBias: true});
+    const layer = scaledDotProductAttention({numHeads: heads, keyDim: d / heads, useBias: true});
     tf.tidy(() => void layer.apply([x, c]));
     const variables = layer.trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
     const gradsOn = (threads: 1|2, of: 'layer'|'attention') => {
       const previous = setAttentionThreads(threads);
       try {
-        const call = {backend: 'wasm', batch: 1, heads: 1, T, S, dk: d, dv: d, recording: true, layer: {dq: d, dc: d, selfAttention: false}};
+        const call = {backend: 'wasm', batch: 1, heads, T, S, dk: d / heads, dv: d / heads, recording: true, layer: {dq: d, dc: d, selfAttention: false}};
         expect(planAttention(call).kernel).toBe(of === 'layer' ? 'layer-gradient' : 'gradient');
         const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
           const {grads} = tf.variableGrads(() => tf.sum(layer.apply([x, c]) as tf.Tensor) as tf.Scalar, [x, c, ...variables]);
@@ -936,6 +936,21 @@ describe('explicit masks on the fused kernels', () => {
 });
 
 describe('sizes', () => {
+  it('pairRows finds pair n = (b, h) of [P, rows, d] (the op\'s) and of [B, rows, H·d] (the layer\'s heads side by side)', () => {
+    expect(training.pairRows(100, 3, 5, 8, 1)).toEqual({from: 100 + 3 * 5 * 8, stride: 8});
+    expect(training.pairRows(100, 6, 5, 8, 4)).toEqual({from: 100 + (1 * 5 * 4 + 2) * 8, stride: 32});  // batch 1, head 2
+    // Every element of a [B, rows, H·d] array (its value its index) read pair by pair is that of [B, H, rows, d].
+    const [B, rows, H, d] = [2, 3, 3, 2];
+    const flat = Array.from({length: B * rows * H * d}, (_, i) => i);
+    for (let n = 0; n < B * H; n++) {
+      const {from, stride} = training.pairRows(0, n, rows, d, H);
+      const [b, h] = [Math.floor(n / H), n % H];
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < d; j++) expect(flat[from + r * stride + j]).toBe(((b * rows + r) * H + h) * d + j);
+      }
+    }
+  });
+
   it('work buffers stay linear in T and S: twice the length, twice the bytes, and within FUSED_MAX_BYTES up to 64 Ki keys', () => {
     const sizes = (L: number) => ({T: L, S: L, dk: 64, dv: 64});
     expect(fusedTrainingBytes(sizes(8192)) / fusedTrainingBytes(sizes(4096))).toBeCloseTo(2, 1);
