@@ -260,6 +260,32 @@ describe('the layer trains on the fused backward', () => {
     layers.forEach(l => l.dispose());
   });
 
+  /**
+   * A layer case's inputs x [B, T, dq] (and c [B, S, dc]; S null: self-attention), its padding masks as the layer takes
+   * them, two layers with the same weights (fused, blockSize null; standard, blockSize 0) and a readout r of the output's
+   * shape, from seeds seed, seed + 1 and seed + 2. `dispose` frees them all.
+   */
+  function layerCase(args: Record<string, unknown>, B: number, T: number, dq: number, S: number|null, dc: number, masks: Masks, seed: number) {
+    const x = tf.tensor(randomArray([B, T, dq], seed) as number[], [B, T, dq], 'float32');
+    const c = S == null ? null : tf.tensor(randomArray([B, S, dc], seed + 1) as number[], [B, S, dc], 'float32');
+    const padding = (length: number, real?: (b: number, i: number) => boolean) => (real == null ? null :
+        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length}, (___, i) => (real(b, i) ? 1 : 0)))));
+    const queryMask = padding(T, masks.queryPadding);
+    const contextMask = S == null ? null : padding(S, masks.keyPadding);
+    const mask = S == null ? queryMask : queryMask == null && contextMask == null ? null : [queryMask, contextMask];
+    const inputs = c == null ? [x] : [x, c];
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize, biasInitializer: 'randomNormal'}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply(c == null ? x : [x, c])));  // builds the weights
+    layers[1].setWeights(layers[0].getWeights());
+    const outputShape = (layers[0].computeOutputShape(c == null ? x.shape : [x.shape, c.shape]) as number[]);
+    const r = tf.tensor(randomArray(outputShape, seed + 2) as number[], outputShape, 'float32');
+    const dispose = () => {
+      disposeAll(x, c, r, queryMask, contextMask);
+      layers.forEach(l => l.dispose());
+    };
+    return {x, c, mask, inputs, layers, r, dispose};
+  }
+
   /** [what, layer arguments, B, T, query width, context length S (null: self-attention), context width, masks] */
   const LAYER_CASES: Array<[string, Record<string, unknown>, number, number, number, number|null, number, Masks]> = [
     ['one head, no bias, d = 64 (the bench\'s small point)', {numHeads: 1, keyDim: 64}, 3, 16, 64, null, 64, {}],
@@ -276,19 +302,7 @@ describe('the layer trains on the fused backward', () => {
   it.each(LAYER_CASES)('%s: the layer\'s own fused gradient gives the standard path\'s for the inputs and every weight', (
       _, args, B, T, dq, S, dc, masks) => {
     const start = tf.memory().numTensors;
-    const x = tf.tensor(randomArray([B, T, dq], 61) as number[], [B, T, dq], 'float32');
-    const c = S == null ? null : tf.tensor(randomArray([B, S, dc], 62) as number[], [B, S, dc], 'float32');
-    const padding = (length: number, real?: (b: number, i: number) => boolean) => (real == null ? null :
-        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length}, (___, i) => (real(b, i) ? 1 : 0)))));
-    const queryMask = padding(T, masks.queryPadding);
-    const contextMask = S == null ? null : padding(S, masks.keyPadding);
-    const mask = S == null ? queryMask : queryMask == null && contextMask == null ? null : [queryMask, contextMask];
-    const inputs = c == null ? [x] : [x, c];
-    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize, biasInitializer: 'randomNormal'}));
-    layers.forEach(layer => tf.tidy(() => void layer.apply(c == null ? x : [x, c])));  // builds the weights
-    layers[1].setWeights(layers[0].getWeights());
-    const outputShape = (layers[0].computeOutputShape(c == null ? x.shape : [x.shape, c.shape]) as number[]);
-    const r = tf.tensor(randomArray(outputShape, 63) as number[], outputShape, 'float32');
+    const {mask, inputs, layers, r, dispose} = layerCase(args, B, T, dq, S, dc, masks, 61);
     const gradsOf = (i: number) => ranFusedTraining(() => tf.tidy(() => {
       const f = (...given: tf.Tensor[]) =>
         tf.sum(tf.mul(layers[i].apply(given.length === 1 ? given[0] : given, {mask}) as tf.Tensor, r)) as tf.Scalar;
@@ -301,8 +315,8 @@ describe('the layer trains on the fused backward', () => {
     expect([fused.ran, standard.ran]).toEqual([true, false]);
     expect(fused.result.length).toBe(inputs.length + layers[0].trainableWeights.length);
     fused.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
-    disposeAll(x, c, r, queryMask, contextMask, fused.result, standard.result);
-    layers.forEach(l => l.dispose());
+    disposeAll(fused.result, standard.result);
+    dispose();
     expect(tf.memory().numTensors).toBe(start);
   });
 
@@ -357,19 +371,7 @@ describe('the layer trains on the fused backward', () => {
   it.each(TWO_THREAD_HEADS)('several heads above the two-thread size, %s: the layer\'s kernels on two threads, bit for bit as on one, and the standard path\'s gradients', (
       _, args, B, T, dq, S, dc, masks) => {
     const start = tf.memory().numTensors;
-    const x = tf.tensor(randomArray([B, T, dq], 91) as number[], [B, T, dq], 'float32');
-    const c = S == null ? null : tf.tensor(randomArray([B, S, dc], 92) as number[], [B, S, dc], 'float32');
-    const padding = (length: number, real?: (b: number, i: number) => boolean) => (real == null ? null :
-        tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length}, (___, i) => (real(b, i) ? 1 : 0)))));
-    const queryMask = padding(T, masks.queryPadding);
-    const contextMask = S == null ? null : padding(S, masks.keyPadding);
-    const mask = S == null ? queryMask : [queryMask, contextMask];
-    const inputs = c == null ? [x] : [x, c];
-    const layers = [null, 0].map(blockSize => scaledDotProductAttention({...args, blockSize, biasInitializer: 'randomNormal'}));
-    layers.forEach(layer => tf.tidy(() => void layer.apply(c == null ? x : [x, c])));  // builds the weights
-    layers[1].setWeights(layers[0].getWeights());
-    const outputShape = (layers[0].computeOutputShape(c == null ? x.shape : [x.shape, c.shape]) as number[]);
-    const r = tf.tensor(randomArray(outputShape, 93) as number[], outputShape, 'float32');
+    const {mask, inputs, layers, r, dispose} = layerCase(args, B, T, dq, S, dc, masks, 91);
     const gradsOf = (i: number, threads: 1|2) => {
       const previous = setAttentionThreads(threads);
       try {
@@ -396,8 +398,8 @@ describe('the layer trains on the fused backward', () => {
     expect(two.result.length).toBe(1 + inputs.length + layers[0].trainableWeights.length);  // the loss, the inputs', every weight's
     two.result.forEach((g, i) => expect(g.dataSync()).toEqual(one.result[i].dataSync()));
     two.result.forEach((g, i) => expectClose(g, standard.result[i], 1e-4));
-    disposeAll(x, c, r, queryMask, contextMask, one.result, two.result, standard.result);
-    layers.forEach(l => l.dispose());
+    disposeAll(one.result, two.result, standard.result);
+    dispose();
     expect(tf.memory().numTensors).toBe(start);
   });
 
