@@ -12,6 +12,9 @@ import '@tensorflow/tfjs-backend-wasm';
 import {MultiHeadAttention, multiHeadAttention, ValueError} from '../src/node';
 import type {MultiHeadAttentionArgs} from '../src';
 import * as fused from '../src/backend/wasm_fused_attention';
+import * as layerTraining from '../src/backend/wasm_fused_layer_training';
+import {fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
+import {setAttentionThreads} from '../src/backend/attention_threads';
 import * as blocked from '../src/attention/memory_efficient_attention';
 import {kerasMha, kerasMha2d, KerasMhaCall, KerasMhaWeights} from './helpers/reference_mha';
 import {withNative} from './helpers/native';
@@ -314,6 +317,123 @@ describe('the paths the planner picks for the layer\'s op', () => {
     expect(spy).toHaveBeenCalledTimes(1);
     expectClose(out, kerasMha({query: q, value: v}, weights).output, TOL);
     tf.dispose([out, inputs]);
+  });
+});
+
+describe('training on wasm: the layer\'s fused training kernels', () => {
+  afterEach(() => jest.restoreAllMocks());
+
+  /**
+   * The loss sum(output ∘ R) of `layer` on `inputs` (with the call's `options`) on `backend`, and its gradients for the
+   * inputs and every trainable weight, in that order; whether `fusedAttentionLayerTraining` ran for them.
+   */
+  async function gradientsOn(backend: string, layer: MultiHeadAttention, inputs: tf.Tensor[], r: tf.Tensor,
+                             options: Record<string, unknown>): Promise<{grads: tf.Tensor[]; fused: boolean}> {
+    await tf.setBackend(backend);
+    const spy = jest.spyOn(layerTraining, 'fusedAttentionLayerTraining');
+    try {
+      const given = inputs.map(x => tf.tensor(x.arraySync() as number[], x.shape));  // on this backend
+      const readout = tf.tensor(r.arraySync() as number[], r.shape);
+      const loss = (...xs: tf.Tensor[]) => tf.sum(tf.mul(layer.apply(xs, options) as tf.Tensor, readout)) as tf.Scalar;
+      const variables = layer.trainableWeights.map(w => w.read() as tf.Variable);
+      const {value, grads} = tf.variableGrads(() => loss(...given), variables);
+      const inputGrads = tf.grads(loss)(given);
+      const all = [value, ...inputGrads, ...variables.map(v => grads[v.name])];
+      const copies = all.map(t => ({values: t.dataSync().slice(), shape: t.shape}));
+      tf.dispose([given, readout, all, Object.values(grads)]);
+      return {grads: copies.map(c => tf.tensor(c.values, c.shape)), fused: spy.mock.calls.length > 0};
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  it.each([
+    ['self-attention, 2 heads, valueDim 3, outputShape [2, 2], causal, a padding mask', {numHeads: 2, keyDim: 4, valueDim: 3, outputShape: [2, 2]},
+      [[2, 6, 8]], {useCausalMask: true}, [[[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]]],
+    ['cross-attention (key = value), 3 heads, no biases, the value\'s padding', {numHeads: 3, keyDim: 5, useBias: false},
+      [[2, 7, 6], [2, 9, 4]], {}, [null, [[1, 1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1]]]],
+  ] as Array<[string, MultiHeadAttentionArgs, number[][], Record<string, unknown>, Array<number[][]|null>]>)(
+      '%s: the loss and the gradients of the inputs and every weight are cpu\'s (the standard path) within 1e-4', async (_, args, shapes, call, maskRows) => {
+        const inputs = shapes.map((shape, i) => tensor(randomArray(shape, 120 + i)));
+        const masks = maskRows.map(m => (m == null ? null : tf.tensor2d(m)));  // one per input: the query's, the value's
+        const options = {...call, mask: shapes.length === 1 ? masks[0] : masks};
+        const {layer} = builtLayer(args, inputs, 130);
+        const out = layer.computeOutputShape(shapes.length === 1 ? [shapes[0], shapes[0]] : shapes) as number[];
+        const r = tensor(randomArray(out, 140));
+        const start = tf.memory().numTensors;
+        const wasm = await gradientsOn('wasm', layer, inputs, r, options);
+        const cpu = await gradientsOn('cpu', layer, inputs, r, options);
+        expect([wasm.fused, cpu.fused]).toEqual([true, false]);
+        expect(wasm.grads.length).toBe(1 + inputs.length + layer.trainableWeights.length);
+        wasm.grads.forEach((g, i) => expectClose(g, cpu.grads[i], {abs: 1e-4, rel: 1e-4}));
+        tf.dispose([wasm.grads, cpu.grads]);
+        expect(tf.memory().numTensors).toBe(start);
+        tf.dispose([...inputs, r, ...masks.filter((m): m is tf.Tensor2D => m != null)]);
+        layer.dispose();
+      });
+
+  it('above the two-thread size (4 heads, 29 MFLOP): the same bits on two threads as on one, nothing leaked over 50 steps', async () => {
+    await tf.setBackend('wasm');
+    try {
+      const [B, T, d] = [2, 301, 40];
+      const x = tensor(randomArray([B, T, d], 150));
+      const mask = tf.tensor2d(Array.from({length: B}, (__, b) => Array.from({length: T}, (___, t) => ((t + 3 * b) % 13 === 7 ? 0 : 1))));
+      const {layer} = builtLayer({numHeads: 4, keyDim: 9, valueDim: 11, outputShape: 16}, [x, x], 151);  // 2·B·H·T²·(dk + dv) = 29 MFLOP
+      const step = () => tf.tidy(() => {
+        const variables = layer.trainableWeights.map(w => w.read() as tf.Variable);
+        const {value, grads} = tf.variableGrads(() => tf.sum(layer.apply([x, x], {mask, useCausalMask: true}) as tf.Tensor) as tf.Scalar,
+                                                variables);
+        return [value, ...variables.map(v => grads[v.name])];
+      });
+      const on = (threads: 1|2) => {
+        const previous = setAttentionThreads(threads);
+        const spy = jest.spyOn(layerTraining, 'fusedAttentionLayerTraining');
+        try {
+          const result = step();
+          expect(spy).toHaveBeenCalled();
+          expect(fusedThreadsOfLastCall()).toBe(threads);
+          return result;
+        } finally {
+          spy.mockRestore();
+          setAttentionThreads(previous);
+        }
+      };
+      const [one, two] = [on(1), on(2)];
+      two.forEach((g, i) => expect(g.dataSync()).toEqual(one[i].dataSync()));
+      tf.dispose([one, two]);
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 50; i++) tf.dispose(on(2));
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, mask]);
+      layer.dispose();
+    } finally {
+      await tf.setBackend('cpu');
+    }
+  });
+
+  it('with dropout active, or a key of its own, the op takes the call instead (its own gradients)', async () => {
+    await tf.setBackend('wasm');
+    const spy = jest.spyOn(layerTraining, 'fusedAttentionLayerTraining');
+    try {
+      const x = tensor(randomArray([2, 5, 4], 160));
+      const k = tensor(randomArray([2, 5, 4], 161));
+      const dropping = builtLayer({numHeads: 2, keyDim: 2, dropout: 0.5}, [x, x], 162).layer;
+      const plain = builtLayer({numHeads: 2, keyDim: 2}, [x, x, k], 163).layer;
+      const gradOf = (layer: MultiHeadAttention, inputs: tf.Tensor[], options: Record<string, unknown>) =>
+        tf.grad(q => tf.sum(layer.apply([q, ...inputs.slice(1)], options) as tf.Tensor) as tf.Scalar)(inputs[0]);
+      const g1 = gradOf(dropping, [x, x], {training: true});
+      const g2 = gradOf(plain, [x, x, k], {});
+      expect(spy).not.toHaveBeenCalled();
+      const g3 = gradOf(dropping, [x, x], {training: false});  // dropout inactive: the fused kernels again
+      expect(spy).toHaveBeenCalledTimes(1);
+      expect([g1, g2, g3].every(g => Array.from(g.dataSync()).every(Number.isFinite))).toBe(true);
+      tf.dispose([x, k, g1, g2, g3]);
+      dropping.dispose();
+      plain.dispose();
+    } finally {
+      spy.mockRestore();
+      await tf.setBackend('cpu');
+    }
   });
 });
 

@@ -1,8 +1,10 @@
 /**
  * MultiHeadAttention, Keras-compatible: Keras' arguments, saved config (both spellings), weights
  * (names, shapes, order), call forms and masks, on the project's op `dotProductAttention` (so
- * the planner picks the fused wasm kernel, the standard or the memory-efficient path). A port
- * of keras/src/layers/attention/multi_head_attention.py's semantics, not of its einsums.
+ * the planner picks the fused wasm kernel, the standard or the memory-efficient path), or, where
+ * the planner gives the layer's kernels (wasm, the key the value, no `attentionMask`), on
+ * ScaledDotProductAttention's fused layer kernels, inference and training. A port of
+ * keras/src/layers/attention/multi_head_attention.py's semantics, not of its einsums.
  */
 import * as tf from '@tensorflow/tfjs';
 import {checkPositiveInteger, checkRate, formatValue, invalidArgument, ValueError} from '../errors';
@@ -13,6 +15,7 @@ import {dense} from '../attention/matmul';
 import {planAttention} from '../attention/attention_plan';
 import {attendedQueries, maskBias, toBoolMask} from '../attention/masks';
 import {fusedAttentionLayer, fusedKernelAvailable} from '../backend/wasm_fused_attention';
+import {fusedAttentionLayerTraining} from '../backend/wasm_fused_layer_training';
 import {allowedAttentionThreads} from '../backend/attention_threads';
 import {normalizeKerasArgs} from './multi_head_attention_config';
 import type {Kwargs, LayerArgs, LayerVariable, Shape} from './layer_types';
@@ -381,8 +384,9 @@ export class MultiHeadAttention extends tf.layers.Layer {
     this.checkInputs(query, value, key, layout);
     const masks = this.masksFor(list, options, layout);
     const returnScores = options.returnAttentionScores === true;
-    if (this.fusedLayerFits(list, options, masks, layout)) {
-      return tf.tidy(() => this.callFusedLayer(query, value, options, masks));
+    const fusedKernel = this.fusedLayerKernel(list, options, masks, layout);
+    if (fusedKernel != null) {
+      return tf.tidy(() => this.callFusedLayer(query, value, options, masks, fusedKernel));
     }
     return tf.tidy(() => {
       const [q, tShape] = flattenToSequences(query, layout);  // [N, T, dq], attention dims of the query
@@ -416,15 +420,17 @@ export class MultiHeadAttention extends tf.layers.Layer {
   }
 
   /**
-   * Whether this call runs the projections and the attention in the fused wasm kernel
-   * (`fusedAttentionLayer`), as ScaledDotProductAttention does: rank-3 inputs whose key is the
-   * value, no `attentionMask`, and the planner's 'fused' path with its 'layer' kernel (wasm,
-   * inference, no scores, sizes that fit). Otherwise the op plans its own path.
+   * The fused wasm kernels that run this call's projections and attention, as ScaledDotProductAttention
+   * does, or null: rank-3 inputs whose key is the value, no `attentionMask`, and the planner's
+   * 'fused' path with its 'layer' kernel (wasm, inference, no scores, sizes that fit:
+   * `fusedAttentionLayer`) or, when a gradient is recorded, its 'layer-gradient' kernel (no
+   * active dropout: `fusedAttentionLayerTraining`, the projections' gradients in the kernels
+   * too). Otherwise (null) the op plans its own path.
    */
-  private fusedLayerFits(inputs: tf.Tensor[], options: MultiHeadAttentionOptions,
-                         masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null; keyMask: tf.Tensor|null;
-                                 attentionMask: tf.Tensor|null}, layout: Layout): boolean {
-    if (layout.rank !== 3 || inputs.length > 2 || masks.attentionMask != null || masks.keyMask != null) return false;
+  private fusedLayerKernel(inputs: tf.Tensor[], options: MultiHeadAttentionOptions,
+                           masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null; keyMask: tf.Tensor|null;
+                                   attentionMask: tf.Tensor|null}, layout: Layout): 'layer'|'layer-gradient'|null {
+    if (layout.rank !== 3 || inputs.length > 2 || masks.attentionMask != null || masks.keyMask != null) return null;
     const [query, value = query] = inputs;
     const [batch, T, dq] = query.shape as number[];
     const [S, dc] = value.shape.slice(1) as number[];
@@ -435,12 +441,15 @@ export class MultiHeadAttention extends tf.layers.Layer {
       returnWeights: options.returnAttentionScores === true, dropoutActive: this.dropout > 0 && options.training === true,
       recording: tf.engine().isTapeOn(), fusedKernelAvailable: fusedKernelAvailable(), threads: allowedAttentionThreads(),
     });
-    return plan.path === 'fused' && plan.kernel === 'layer';
+    return plan.path === 'fused' && (plan.kernel === 'layer' || plan.kernel === 'layer-gradient') ? plan.kernel : null;
   }
 
-  /** The fused kernel's call (see fusedLayerFits): padded keys masked in the kernel, padded queries zeroed after. */
+  /**
+   * The fused kernels' call (see fusedLayerKernel): padded keys masked in the kernel, padded queries zeroed after; the
+   * kernels' [d, H, depth] weights as [d, H·depth] (their gradients flow back through the reshape).
+   */
   private callFusedLayer(query: tf.Tensor, value: tf.Tensor, options: MultiHeadAttentionOptions,
-                         masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null}): tf.Tensor {
+                         masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null}, kernel: 'layer'|'layer-gradient'): tf.Tensor {
     const [h, kd, vd] = [this.numHeads, this.keyDim, this.valueDim];
     const flat = (w: LayerVariable|null, rows: number|null, cols: number) =>
       w == null ? undefined : w.read().reshape(rows == null ? [cols] : [rows, cols]);
@@ -451,15 +460,16 @@ export class MultiHeadAttention extends tf.layers.Layer {
     };
     const causal = options.useCausalMask === true;
     const keyBias = masks.valueMask == null ? null : maskBias(toBoolMask(masks.valueMask));  // [B, S]
-    let attended = fusedAttentionLayer(query, query === value ? null : value, projections,
-                                       {heads: h, dk: kd, dv: vd, scale: 1 / Math.sqrt(kd), causal}, keyBias);  // [B, T, H*vd]
+    const run = kernel === 'layer' ? fusedAttentionLayer : fusedAttentionLayerTraining;
+    let attended = run(query, query === value ? null : value, projections,
+                       {heads: h, dk: kd, dv: vd, scale: 1 / Math.sqrt(kd), causal}, keyBias);  // [B, T, H*vd]
     const rows = attendedQueries(masks.queryMask, masks.valueMask, query.shape[1] as number, causal);  // [B, T, 1] or null
     if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);                 // + 0: no -0 in zeroed rows
-    const kernel = this.outputKernel!.read();                                       // [H, vd, ...out]
-    const outDims = kernel.shape.slice(2);
-    const outSize = kernel.size / (h * vd);
+    const outputKernel = this.outputKernel!.read();                                 // [H, vd, ...out]
+    const outDims = outputKernel.shape.slice(2);
+    const outSize = outputKernel.size / (h * vd);
     const bias = this.outputBias == null ? null : this.outputBias.read().reshape([outSize]);
-    const output = dense(attended, kernel.reshape([h * vd, outSize]), bias);      // [B, T, prod(out)]
+    const output = dense(attended, outputKernel.reshape([h * vd, outSize]), bias);  // [B, T, prod(out)]
     return outDims.length === 1 ? output : output.reshape([...output.shape.slice(0, -1), ...outDims]);
   }
 
