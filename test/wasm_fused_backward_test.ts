@@ -18,6 +18,7 @@ import * as layerTraining from '../src/backend/wasm_fused_layer_training';
 import * as fusedForward from '../src/backend/wasm_fused_attention';
 import {backwardSplit, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
+import * as threadsModule from '../src/backend/attention_threads';
 import {getSecondThread, setAttentionThreads} from '../src/backend/attention_threads';
 import {attendOneHead, Matrix, matmul, transpose} from './helpers/reference_attention';
 import {disposeAll, expectClose, expectThrowsWithoutLeak, Nested, randomArray, runTestsOn} from './helpers/tensors';
@@ -544,6 +545,41 @@ describe('the layer trains on the fused backward', () => {
     disposeAll(x, c, one, two);
     layer.dispose();
   });
+
+  it.each([
+    ['one head, self-attention, biases', 1, 2, 300, null, 40, 40, 64, 64],
+    ['4 heads, self-attention, dk 13, dv 23', 4, 2, 301, null, 40, 40, 13, 23],
+    ['3 heads, cross-attention, S = 390, dk 30, dv 18', 3, 1, 257, 390, 36, 20, 30, 18],
+    ['4 heads, cross-attention, T = 64, S = 2048', 4, 1, 64, 2048, 64, 64, 16, 16],
+  ] as Array<[string, number, number, number, number|null, number, number, number, number]>)(
+      '%s on two threads: the shared memory a training step asks for stays within fusedLayerTrainingSharedBytes (the planner\'s bound), which is under twice as much',
+      (_, heads, B, T, S, dq, dc, dk, dv) => {
+        const x = tf.randomNormal([B, T, dq], 0, 1, 'float32', 47);
+        const c = S == null ? null : tf.randomNormal([B, S, dc], 0, 1, 'float32', 48);
+        const layer = scaledDotProductAttention({numHeads: heads, keyDim: dk, valueDim: dv, useBias: true});
+        const inputs = c == null ? x : [x, c];
+        tf.tidy(() => void layer.apply(inputs));
+        const variables = layer.trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+        const asked = jest.spyOn(threadsModule, 'sharedFloats');
+        const previous = setAttentionThreads(2);
+        try {
+          const {value, grads} = tf.variableGrads(() => tf.sum(layer.apply(inputs) as tf.Tensor) as tf.Scalar, variables);
+          expect(fusedThreadsOfLastCall()).toBe(2);
+          tf.dispose([value, Object.values(grads)]);
+          const most = Math.max(...asked.mock.calls.map(([, bytes]) => bytes));
+          expect(asked.mock.calls.length).toBeGreaterThanOrEqual(2);  // the forward's and the backward's
+          const sizes = {batch: B, T, S: S ?? T, dq, dc: c == null ? dq : dc, heads, dk, dv, selfAttention: c == null};
+          // An upper bound, and not a loose one (a loose bound turns away steps that would fit): 1.26-1.42× here.
+          const bound = layerTraining.fusedLayerTrainingSharedBytes(sizes);
+          expect(most).toBeLessThanOrEqual(bound);
+          expect(2 * most).toBeGreaterThan(bound);
+        } finally {
+          setAttentionThreads(previous);
+          asked.mockRestore();
+          disposeAll(x, c);
+          layer.dispose();
+        }
+      });
 
   it('200 training steps leak neither tensors nor wasm heap', () => {
     const backend = tf.backend() as unknown as WasmBackendView;
