@@ -352,11 +352,17 @@ describe('training on wasm: the layer\'s fused training kernels', () => {
       [[2, 6, 8]], {useCausalMask: true}, [[[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]]],
     ['cross-attention (key = value), 3 heads, no biases, the value\'s padding', {numHeads: 3, keyDim: 5, useBias: false},
       [[2, 7, 6], [2, 9, 4]], {}, [null, [[1, 1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1]]]],
+    ['self-attention, an attentionMask [B, T, S] (batch 1\'s query 2 attends no key), causal, a padding mask', {numHeads: 2, keyDim: 3},
+      [[2, 5, 6]], {useCausalMask: true, attentionMask: [
+        [[1, 0, 1, 1, 0], [1, 1, 0, 1, 1], [1, 1, 1, 0, 1], [0, 1, 1, 1, 1], [1, 1, 0, 1, 1]],
+        [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1], [0, 0, 0, 1, 1], [1, 0, 1, 0, 1], [1, 1, 1, 1, 0]]]},
+      [[[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]]],
   ] as Array<[string, MultiHeadAttentionArgs, number[][], Record<string, unknown>, Array<number[][]|null>]>)(
       '%s: the loss and the gradients of the inputs and every weight are cpu\'s (the standard path) within 1e-4', async (_, args, shapes, call, maskRows) => {
         const inputs = shapes.map((shape, i) => tensor(randomArray(shape, 120 + i)));
         const masks = maskRows.map(m => (m == null ? null : tf.tensor2d(m)));  // one per input: the query's, the value's
-        const options = {...call, mask: shapes.length === 1 ? masks[0] : masks};
+        const attentionMask = call.attentionMask == null ? null : tf.tensor3d(call.attentionMask as number[][][]);
+        const options = {...call, mask: shapes.length === 1 ? masks[0] : masks, ...(attentionMask == null ? {} : {attentionMask})};
         const {layer} = builtLayer(args, inputs, 130);
         const out = layer.computeOutputShape(shapes.length === 1 ? [shapes[0], shapes[0]] : shapes) as number[];
         const r = tensor(randomArray(out, 140));
@@ -368,7 +374,7 @@ describe('training on wasm: the layer\'s fused training kernels', () => {
         wasm.grads.forEach((g, i) => expectClose(g, cpu.grads[i], {abs: 1e-4, rel: 1e-4}));
         tf.dispose([wasm.grads, cpu.grads]);
         expect(tf.memory().numTensors).toBe(start);
-        tf.dispose([...inputs, r, ...masks.filter((m): m is tf.Tensor2D => m != null)]);
+        tf.dispose([...inputs, r, ...masks.filter((m): m is tf.Tensor2D => m != null), ...(attentionMask == null ? [] : [attentionMask])]);
         layer.dispose();
       });
 

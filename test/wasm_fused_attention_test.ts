@@ -311,7 +311,6 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     setAttentionThreads(2);
   });
 
-  /** The kernel's result with one thread and with two. */
   /** The kernel's result with one thread and with two, checking that the worker ran only for the second. */
   function bothWays(run: () => tf.Tensor): {one: tf.Tensor; two: tf.Tensor} {
     const workerRuns = jest.spyOn(threadsModule, 'runStepsOnBothThreads');
@@ -336,6 +335,35 @@ describe('on two threads (Node: this thread and one worker, above TWO_THREAD_MIN
     ['rank 4, several heads', [2, 3], 200, 260, 32, 32],
     ['cross shapes T < S', [1], 132, 1200, 64, 64],
   ];
+  it('the layer with an attentionMask [B, T, S] and a padding mask, 2 heads (23 MFLOP): bit for bit the one-thread result, and the standard path\'s', () => {
+    const [B, T, d] = [2, 300, 40];
+    const x = randomTensor([B, T, d], 171);
+    const padding = tf.tensor2d(Array.from({length: B}, (_, b) => Array.from({length: T}, (__, t) => ((t + b) % 23 === 11 ? 0 : 1))));
+    // Batch 0's query 7 attends no key (a zero row), the others a pattern of their own.
+    const attentionMask = tf.tidy(() => tf.tensor3d(Array.from({length: B}, (_, b) => Array.from({length: T}, (__, t) =>
+      Array.from({length: T}, (___, s) => !(b === 0 && t === 7) && (s + 2 * t + b) % 4 !== 3))), [B, T, T], 'bool'));
+    const args = {numHeads: 2, keyDim: 16, useBias: true};
+    const fused = scaledDotProductAttention({...args, biasInitializer: 'glorotUniform'});
+    const standard = scaledDotProductAttention({...args, blockSize: 0});
+    tf.tidy(() => {
+      fused.apply(x.tensor);
+      standard.apply(x.tensor);
+    });
+    standard.setWeights(fused.getWeights());
+    const options = {attentionMask, mask: padding};
+    const layerKernel = jest.spyOn(fusedModule, 'fusedAttentionLayer');
+    const {one, two} = bothWays(() => fused.apply(x.tensor, options) as tf.Tensor);
+    expect(layerKernel).toHaveBeenCalledTimes(2);
+    layerKernel.mockRestore();
+    expect(two.dataSync()).toEqual(one.dataSync());
+    const expected = standard.apply(x.tensor, options) as tf.Tensor;
+    expectClose(two, expected, 1e-5);
+    expect(Array.from(two.slice([0, 7, 0], [1, 1, 32]).dataSync()).every(v => v === 0)).toBe(true);
+    disposeAll(one, two, expected, x.tensor, padding, attentionMask);
+    fused.dispose();
+    standard.dispose();
+  });
+
   it.each(cases)('%s: leading %j, T=%i, S=%i, dk=%i, dv=%i: bit for bit the one-thread result, and the reference', (_, lead, T, S, dk, dv) => {
     const pairs = lead.reduce((a, b) => a * b, 1);
     expect(2 * pairs * T * S * (dk + dv)).toBeGreaterThanOrEqual(TWO_THREAD_MIN_FLOPS);
@@ -934,28 +962,29 @@ describe('the op and the layer on wasm give the same results on the fused path a
     standard.dispose();
   });
 
-  it('the layer with an attentionMask takes the op\'s fused kernel after its projections and matches; causal takes the layer\'s', () => {
-    const x = randomTensor([2, 6, 4], 74);
-    const mask = tf.tensor3d(randomArray([2, 6, 6], 75) as number[][][]).greater(-0.5);
-    const plain = layerPair(layerArgs, x.tensor);
-    const causal = layerPair({...layerArgs, causal: true}, x.tensor);
-    const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
-    const outputs = [
-      plain.fused.apply(x.tensor, {attentionMask: mask}), plain.standard.apply(x.tensor, {attentionMask: mask}),
-      causal.fused.apply(x.tensor), causal.standard.apply(x.tensor),
-    ] as tf.Tensor[];
-    expect(fusedSpy).toHaveBeenCalledTimes(1);  // the masked layer, through the op
-    expect(multiSpy).not.toHaveBeenCalled();
-    expect(layerSpy).toHaveBeenCalledTimes(1);  // the causal layer without a mask
-    expectClose(outputs[0], outputs[1], 1e-5);
-    expectClose(outputs[2], outputs[3], 1e-5);
-    // The masks do change the output: the masked call is not the unmasked fused result.
-    const unmasked = plain.fused.apply(x.tensor) as tf.Tensor;
-    expect(Math.max(...[0, 2].map(i => tf.tidy(() => tf.max(tf.abs(tf.sub(outputs[i], unmasked))).dataSync()[0]))))
-        .toBeGreaterThan(1e-3);
-    disposeAll(...outputs, unmasked, mask, x.tensor);
-    [plain.fused, plain.standard, causal.fused, causal.standard].forEach(l => l.dispose());
-  });
+  it.each([
+    ['[B, T, S]', [2, 6, 6], false, false],
+    ['[1, T, S] (every batch), causal', [1, 6, 6], true, false],
+    ['[B, 1, S] (every query), with a padding mask', [2, 1, 6], false, true],
+    ['[B, T, 1] (every key: whole queries masked), causal, with a padding mask', [2, 6, 1], true, true],
+  ] as Array<[string, number[], boolean, boolean]>)(
+      'the layer with an attentionMask %s takes the layer\'s kernel, the mask as a bias, and matches the standard path', (_, maskShape, causal, padded) => {
+        const x = randomTensor([2, 6, 4], 74);
+        const mask = tf.tidy(() => tf.tensor(randomArray(maskShape, 75) as number[], maskShape).greater(-0.5));
+        const padding = padded ? tf.tensor2d([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]) : null;
+        const options = {attentionMask: mask, ...(padding == null ? {} : {mask: padding})};
+        const pair = layerPair({...layerArgs, causal}, x.tensor);
+        const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
+        const [a, b] = [pair.fused.apply(x.tensor, options), pair.standard.apply(x.tensor, options)] as tf.Tensor[];
+        expect([fusedSpy, multiSpy, layerSpy].map(spy => spy.mock.calls.length)).toEqual([0, 0, 1]);
+        expectClose(a, b, 1e-5);
+        // The mask does change the output: the masked call is not the unmasked one.
+        const unmasked = pair.fused.apply(x.tensor, padding == null ? {} : {mask: padding}) as tf.Tensor;
+        expect(tf.tidy(() => tf.max(tf.abs(tf.sub(a, unmasked))).dataSync()[0])).toBeGreaterThan(1e-3);
+        disposeAll(a, b, unmasked, mask, padding, x.tensor);
+        pair.fused.dispose();
+        pair.standard.dispose();
+      });
 });
 
 describe('no leaks', () => {

@@ -404,6 +404,48 @@ describe('the layer trains on the fused backward', () => {
     expect(tf.memory().numTensors).toBe(start);
   });
 
+  it('with an attentionMask above the two-thread size (3 heads, causal, padding): two threads give one thread\'s bits and the standard path\'s gradients; 50 steps leak nothing', () => {
+    const start = tf.memory().numTensors;
+    const [B, T, d] = [2, 263, 24];  // 2·B·H·T²·(dk + dv) = 2·2·3·263²·(12 + 10) = 18.3 MFLOP
+    const x = tf.tensor(randomArray([B, T, d], 201) as number[], [B, T, d], 'float32');
+    const mask = tf.tensor2d(Array.from({length: B}, (_, b) => Array.from({length: T}, (__, t) => ((t + 5 * b) % 17 === 9 ? 0 : 1))));
+    // [B, T, S]: per batch its own pattern; batch 1's query 100 attends no key (zero output there), every query its own diagonal.
+    const attentionMask = tf.tidy(() => tf.tensor3d(Array.from({length: B}, (_, b) => Array.from({length: T}, (__, t) =>
+      Array.from({length: T}, (___, s) => !(b === 1 && t === 100) && (s === t || (3 * s + t + b) % 5 !== 2)))), [B, T, T], 'bool'));
+    const layers = [null, 0].map(blockSize => scaledDotProductAttention({numHeads: 3, keyDim: 12, valueDim: 10, useBias: true, causal: true,
+                                                                         biasInitializer: 'randomNormal', blockSize}));
+    layers.forEach(layer => tf.tidy(() => void layer.apply(x)));
+    layers[1].setWeights(layers[0].getWeights());
+    const r = tf.tensor(randomArray([B, T, 30], 202) as number[], [B, T, 30], 'float32');
+    const step = (i: number) => tf.tidy(() => {
+      const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+      const f = (input: tf.Tensor) => tf.sum(tf.mul(layers[i].apply(input, {mask, attentionMask}) as tf.Tensor, r)) as tf.Scalar;
+      const {value, grads} = tf.variableGrads(() => f(x), variables);
+      return [value, tf.grad(f)(x), ...variables.map(v => grads[v.name])];
+    });
+    const on = (i: number, threads: 1|2) => {
+      const previous = setAttentionThreads(threads);
+      try {
+        const {result, ran} = ranFusedTraining(() => step(i), 'layer');
+        return {result, ran, threads: fusedThreadsOfLastCall()};
+      } finally {
+        setAttentionThreads(previous);
+      }
+    };
+    const [one, two, standard] = [on(0, 1), on(0, 2), on(1, 1)];
+    expect([one.ran, two.ran, standard.ran]).toEqual([true, true, false]);
+    expect([one.threads, two.threads]).toEqual([1, 2]);
+    two.result.forEach((g, i) => expect(g.dataSync()).toEqual(one.result[i].dataSync()));
+    two.result.forEach((g, i) => expectClose(g, standard.result[i], {abs: 1e-4, rel: 1e-4}));
+    disposeAll(one.result, two.result, standard.result);
+    const before = tf.memory().numTensors;
+    for (let k = 0; k < 50; k++) tf.dispose(on(0, 2).result);
+    expect(tf.memory().numTensors).toBe(before);
+    disposeAll(x, mask, attentionMask, r);
+    layers.forEach(l => l.dispose());
+    expect(tf.memory().numTensors).toBe(start);
+  });
+
   it('a batch whose every token is padding gets zero gradients for its inputs, and adds nothing to the weights\'', () => {
     const [B, T, d] = [2, 6, 8];
     const x = tf.tensor(randomArray([B, T, d], 71) as number[], [B, T, d], 'float32');
@@ -431,7 +473,7 @@ describe('the layer trains on the fused backward', () => {
     layer.dispose();
   });
 
-  it('with an attentionMask (and a padding mask): the op\'s fused backward after the projections, the standard path\'s gradients', () => {
+  it('with an attentionMask (and a padding mask): the layer\'s own fused gradient, the mask as a bias, the standard path\'s gradients', () => {
     const [B, T, d] = [2, 7, 6];
     const x = tf.randomNormal([B, T, d], 0, 1, 'float32', 35);
     const r = tf.randomNormal([B, T, 6], 0, 1, 'float32', 36);
@@ -448,7 +490,7 @@ describe('the layer trains on the fused backward', () => {
       const dx = tf.grad(f)(x);
       const {grads} = tf.variableGrads(() => f(x), layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val));
       return [layers[i].apply(x, {mask, attentionMask}) as tf.Tensor, dx, ...layers[i].trainableWeights.map(w => grads[(w as unknown as {val: tf.Variable}).val.name])];
-    }));
+    }), 'layer');
     const [fused, standard] = [gradsOf(0), gradsOf(1)];
     expect([fused.ran, standard.ran]).toEqual([true, false]);
     expect(fused.result.length).toBe(10);  // the output, dx and 8 weights

@@ -131,15 +131,13 @@ export interface AttentionPlan {
  * - `blockSize` 0 forces the standard path, N > 0 the memory-efficient one with blocks of N
  *   keys (an error with `returnWeights` or active dropout, which it cannot do).
  * - By default (`blockSize` null), attention on wasm takes the fused kernels, unless the weights
- *   or dropout are asked for, or the sizes do not fit the kernel. An explicit mask goes to the
- *   attention's kernel ('attention', or 'gradient' when recording) as a bias, with any padding
- *   masks, and so do padding masks alone, unless a layer call's weights fit the layer's kernel
- *   ('layer'), which applies them itself; a layer call otherwise runs its projections, then that
- *   kernel through the op.
+ *   or dropout are asked for, or the sizes do not fit the kernel. Masks go into the kernels as
+ *   biases (an explicit mask at its own size, the key padding as a row per batch): the layer's
+ *   kernel ('layer') where a layer call's weights fit it, otherwise the attention's ('attention';
+ *   a layer call then runs its projections, then that kernel through the op).
  *   When a gradient is recorded, the fused forward and backward ('gradient'), masks included,
- *   on two threads where inference would be; for a layer call without an explicit mask whose
- *   weights fit the projection kernel, the projections and their gradients in the kernels too
- *   ('layer-gradient'). Otherwise the memory-efficient path
+ *   on two threads where inference would be; for a layer call whose weights fit the projection
+ *   kernel, the projections and their gradients in the kernels too ('layer-gradient'). Otherwise the memory-efficient path
  *   runs from `memoryEfficientThreshold(backend)` keys on, or when one score tensor would pass
  *   STANDARD_PATH_MAX_SCORE_BYTES, unless the weights or dropout need the standard path.
  *
@@ -173,6 +171,7 @@ export function planAttention(call: AttentionCall): AttentionPlan {
   const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
   const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
   const withMask = call.mask ? ' with the explicit mask as a bias' : '';
+  const andMask = call.mask ? ', with the explicit mask as a bias' : '';  // after the layer's kernels' words
   if (fused.kernel === 'gradient') {
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'gradient',
@@ -182,7 +181,7 @@ export function planAttention(call: AttentionCall): AttentionPlan {
   if (fused.kernel === 'layer-gradient') {
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'layer-gradient',
-      reason: `training on wasm: the fused kernel with the projections and its fused backward with theirs${threads === 2 ? ', on two threads' : ''}`,
+      reason: `training on wasm: the fused kernel with the projections and its fused backward with theirs${andMask}${threads === 2 ? ', on two threads' : ''}`,
     };
   }
   if (fused.kernel != null) {
@@ -192,7 +191,7 @@ export function planAttention(call: AttentionCall): AttentionPlan {
     const withPadding = call.padding && fused.kernel === 'attention' && !call.mask ? ' with the key padding as a bias' : '';
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: fused.kernel,
-      reason: `inference on wasm: the fused kernel${what}${withMask}${withPadding}` + (threads === 2 ? ', on two threads' : ''),
+      reason: `inference on wasm: the fused kernel${what}${fused.kernel === 'layer' ? andMask : withMask}${withPadding}` + (threads === 2 ? ', on two threads' : ''),
     };
   }
   const threshold = memoryEfficientThreshold(backend);
@@ -227,8 +226,6 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
   if (call.dropoutActive) return {whyNot: 'the fused kernel has no dropout'};
   if (call.recording) {
     if (!fusedTrainingSizesFit({T, S, dk, dv})) return {whyNot: 'the sizes do not fit the fused backward\'s work buffers'};
-    // The layer's kernels take a key padding mask only: an explicit mask goes to the attention's kernels, as a bias.
-    if (call.mask) return {kernel: 'gradient'};
     // The layer's training kernels run its heads side by side, on two threads where they pay (then within the
     // worker's shared memory rather than the heap's budget).
     const twoThreads = twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T) && allowedAttentionThreads() === 2;
@@ -237,10 +234,8 @@ function fusedChoice(call: AttentionCall): {kernel?: AttentionPlan['kernel']; wh
     return {kernel: layerFits ? 'layer-gradient' : 'gradient'};
   }
   if (!fusedAttentionSizesFit(T, S, dk, dv)) return {whyNot: 'the sizes do not fit the fused kernel\'s work buffers'};
-  // An explicit mask (with any padding) goes to the attention's kernel as a bias; for a layer call, between its projections.
-  if (call.mask) return {kernel: 'attention'};
-  // Padding masks alone: in the layer's kernel where its weights fit, otherwise (and for the op) the key padding as a
-  // bias in the attention's kernel (a layer call then runs it through the op, after its projections).
+  // Masks (an explicit one as a bias, the key padding as another): in the layer's kernel where its weights fit,
+  // otherwise (and for the op) in the attention's kernel (a layer call then runs it through the op, after its projections).
   const layerFits = layer != null &&
       fusedAttentionLayerSizesFit({batch, T, S, dq: layer.dq, dc: layer.dc, heads, dk, dv, selfAttention: layer.selfAttention});
   return {kernel: layerFits ? 'layer' : 'attention'};

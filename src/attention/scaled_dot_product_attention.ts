@@ -8,7 +8,8 @@ import {AttentionPlan, checkStandardPathMemory, planAttention} from './attention
 import {fusedAttentionLayer, fusedKernelAvailable, fusedMultiHeadAttention} from '../backend/wasm_fused_attention';
 import {allowedAttentionThreads} from '../backend/attention_threads';
 import {fusedAttentionLayerTraining} from '../backend/wasm_fused_layer_training';
-import {attendedQueries, maskBias, paddingMask, toBoolMask} from './masks';
+import {paddingMask, toBoolMask} from './masks';
+import {layerKernelMasks} from './fused_masks';
 import {dense} from './matmul';
 import type {Kwargs, LayerArgs, LayerVariable, Shape} from '../layers/layer_types';
 
@@ -223,9 +224,10 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const plan = this.planCall(query, context, options);
     if (plan?.path === 'standard') this.checkScoresFit(query, context);
     return tf.tidy(() => {
-      // 'gradient', an explicit mask, or padding masks for the attention's kernel: the projections here, the attention
-      // (and its fused backward) in the op, which applies the masks as biases.
-      const throughTheOp = plan?.kernel === 'gradient' || options.attentionMask != null || (plan?.kernel === 'attention' && hasPadding(options));
+      // 'gradient', or masks for the attention's kernel: the projections here, the attention (and its fused backward) in
+      // the op, which applies the masks as biases. The layer's kernels take the masks themselves.
+      const masked = options.attentionMask != null || hasPadding(options);
+      const throughTheOp = plan?.kernel === 'gradient' || (plan?.kernel === 'attention' && masked);
       if (plan?.path === 'fused' && !throughTheOp) {
         return this.callFused(query, context, options, plan.kernel as 'layer'|'attention'|'layer-gradient');
       }
@@ -271,12 +273,13 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
   /**
    * Inference on wasm, where the plan says 'fused': with `kernel` 'layer', the projections and
    * the attention in one kernel call (`fusedAttentionLayer`), which writes the heads side by
-   * side (no split or merge of heads), padding masks (tfjs' `mask`) and `causal` applied in
-   * the kernel; with 'attention' (weights too large for the projection kernel, no padding and
-   * no `attentionMask`, which `call` sends through the op instead), XNNPACK's projections then
-   * the attention kernel; with 'layer-gradient' (a gradient is
-   * recorded), as 'layer' with a fused gradient for the inputs and the projections
-   * (`fusedAttentionLayerTraining`). Then the output projection.
+   * side (no split or merge of heads), the masks (tfjs' padding `mask`, `attentionMask`) as
+   * biases and `causal` applied in the kernel, the queries left with no key zeroed after; with
+   * 'attention' (weights too large for the projection kernel, no padding and no
+   * `attentionMask`, which `call` sends through the op instead), XNNPACK's projections then the
+   * attention kernel; with 'layer-gradient' (a gradient is recorded), as 'layer' with a fused
+   * gradient for the inputs and the projections (`fusedAttentionLayerTraining`). Then the
+   * output projection.
    */
   private callFused(
       query: tf.Tensor, context: tf.Tensor, options: ScaledDotProductAttentionOptions,
@@ -284,9 +287,10 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
     const heads = this.numHeads;
     const dk = this.wq!.read().shape[1]! / heads;
     const dv = this.wv!.read().shape[1]! / heads;
-    const T = query.shape[1] as number;
+    const [B, T] = query.shape as [number, number, number];
+    const S = context.shape[1] as number;
     this.checkInputs(query, context);
-    const {queryMask, contextMask} = this.paddingMasksFor(query, context, options);
+    const {attentionMask, queryMask, contextMask} = this.masksFor(query, context, options);
     const selfAttention = query === context;
     const scale = this.scale ?? 1 / Math.sqrt(dk);
     const causal = this.causal;
@@ -295,12 +299,12 @@ export class ScaledDotProductAttention extends tf.layers.Layer {
       const projections = {
         wq: this.wq!.read(), wk: this.wk!.read(), wv: this.wv!.read(), bq: this.bq?.read(), bk: this.bk?.read(), bv: this.bv?.read(),
       };
-      // Padded keys get MASKED_LOGIT in every score; queries left with no key output zeros, as on the standard path.
-      const keyBias = contextMask == null ? null : maskBias(toBoolMask(contextMask));  // [B, S]
+      // Padded keys and the keys an explicit mask leaves out get MASKED_LOGIT in their scores; queries left with no key
+      // output zeros, as on the standard path.
+      const masks = layerKernelMasks(attentionMask, contextMask, queryMask, causal, [B, heads, T, S]);
       const run = kernel === 'layer' ? fusedAttentionLayer : fusedAttentionLayerTraining;
-      attended = run(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, keyBias);
-      const rows = attendedQueries(queryMask, contextMask, T, causal);          // [B, T, 1] or null
-      if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);           // + 0: no -0 in zeroed rows
+      attended = masks.zeroUnattended(
+          run(query, selfAttention ? null : context, projections, {heads, dk, dv, scale, causal}, masks.keyBias, masks.bias));
     } else {  // weights too large for the projection kernel, no mask (`call` sends masks to the op): XNNPACK's products, then the attention kernel
       const q = dense(query, this.wq!.read(), this.bq?.read());                 // [B, T, H*dk]
       const k = dense(context, this.wk!.read(), this.bk?.read());               // [B, S, H*dk]

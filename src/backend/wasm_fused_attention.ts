@@ -266,7 +266,7 @@ function fusedKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
 function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {x, c, wq, wk, wv, bq, bk, bv, keyBias} = args.inputs;
+  const {x, c, wq, wk, wv, bq, bk, bv, keyBias, bias} = args.inputs;
   const {heads, dk, dv, scale, causal} = args.attrs as unknown as Attending&{heads: number; dk: number; dv: number};
   const context = c ?? x;
   const [batch, T, dq] = x.shape as [number, number, number];
@@ -275,7 +275,7 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
   const {widths} = place;
   const output = backend.makeOutput([batch, T, heads * dv], 'float32');
   const attending = {batch, heads, T, S, dk, dv, scale, causal};
-  if (projectAndAttendOnTwoThreads(backend, {x, c, wq, wk, wv, bq, bk, bv, keyBias}, attending, heapAddress(backend, output))) {
+  if (projectAndAttendOnTwoThreads(backend, {x, c, wq, wk, wv, bq, bk, bv, keyBias, bias}, attending, heapAddress(backend, output))) {
     return output;
   }
   withHeapBuffer(backend, place.total, base => {
@@ -290,7 +290,7 @@ function fusedLayerKernelFunc(args: WasmKernelArgs): tf.TensorInfo {
       q: {at: qAt, width: widths[0], rows: batch * T, column: 0},
       k: {at: kAt, width: widths[1], rows: batch * S, column: 0},
       v: {at: vAt, width: widths[2], rows: batch * S, column: 0},
-      biases: heapBiases(backend, keyBias, null), biasHeads: heads,
+      biases: heapBiases(backend, keyBias, bias), biasHeads: heads,
     };
     attendHeads(backend, module, operands, {batch, heads, T, S, dk, dv, scale, causal}, heapAddress(backend, output));
   });
@@ -328,15 +328,16 @@ interface SharedProduct {
  * `projectionChunks`), which write straight into the attention's operands, heads side by
  * side: one product x·[Wq | Wk | Wv] for self-attention, x·Wq and c·[Wk | Wv] for
  * cross-attention. Then the attention runs on both threads as in `attendOnTwoThreads`,
- * without copying Q, K and V in. For training (`keep`), Q, K and V are also copied out, and
- * each query's log-sum-exp. Returns false (and does nothing) where the call stays on one thread.
+ * without copying Q, K and V in, with the masks' biases (`keyBias`, and `bias` for an explicit
+ * mask) as the attention's. For training (`keep`), Q, K and V are also copied out, and each
+ * query's log-sum-exp. Returns false (and does nothing) where the call stays on one thread.
  */
 export function projectAndAttendOnTwoThreads(
     backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, sizes: FusedSizes&Attending, outAt: number,
     keep?: KeptForTraining): boolean {
   const {batch, heads, T, S, dk, dv} = sizes;
   if (!twoThreadsPay(2 * batch * heads * T * S * (dk + dv), T)) return false;
-  const {x, c, wq, wk, wv, bq, bk, bv, keyBias} = inputs as {[name: string]: tf.TensorInfo};
+  const {x, c, wq, wk, wv, bq, bk, bv, keyBias, bias: maskBias} = inputs as {[name: string]: tf.TensorInfo};
   const [wQ, wV] = [heads * dk, heads * dv];
   const products: SharedProduct[] = c == null ?
       [{input: x, weights: [wq, wk, wv], biases: [bq, bk, bv], tag: 1, rows: roundUp(batch * T, 4), width: roundUp(2 * wQ + wV, 8)}] :
@@ -346,7 +347,7 @@ export function projectAndAttendOnTwoThreads(
   const operand = (product: SharedProduct, column: number): Operand => ({at: product.tag, width: product.width, rows: product.rows, column});
   const operands: Operands = {
     q: operand(forQ, 0), k: operand(forKV, c == null ? wQ : 0), v: operand(forKV, c == null ? 2 * wQ : wQ),
-    biases: heapBiases(backend, keyBias, null), biasHeads: heads,
+    biases: heapBiases(backend, keyBias, maskBias), biasHeads: heads,
   };
   const layout = layoutOf(sizes);
   const place = sharedLayoutOf(operands, sizes, layout);
@@ -779,19 +780,22 @@ export function fusedAttentionLayerBytes(sizes: FusedLayerSizes): number {
  * The layer's inference in one kernel call on wasm: Q = x·wq + bq, K = c·wk + bk,
  * V = c·wv + bv (c = x when `context` is null: self-attention), then per head
  * softmax(scale·Q·Kᵀ)·V, heads side by side: x [B, T, dq], c [B, S, dc] -> [B, T, H·dv].
- * x and c are packed once and the projections never leave the heap as tensors. `keyBias`
- * [B, S] (float32, 0 or MASKED_LOGIT) is added to every score of each key: a key padding
- * mask. Not differentiable; callers check `fusedAttentionLayerFits` first.
+ * x and c are packed once and the projections never leave the heap as tensors. The masks'
+ * biases (float32, 0 or MASKED_LOGIT) are added to the scores: `keyBias` [B, S] to every score
+ * of each key (key padding), `bias` [Bb, Hb, Tb, S] (an explicit mask at its own size; see
+ * attention_bias.ts). Not differentiable; callers check `fusedAttentionLayerFits` first.
  */
 export function fusedAttentionLayer(
     x: tf.Tensor, context: tf.Tensor|null, projections: FusedProjections,
-    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}, keyBias?: tf.Tensor|null): tf.Tensor {
+    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}, keyBias?: tf.Tensor|null,
+    bias?: tf.Tensor|null): tf.Tensor {
   const inputs: tf.NamedTensorMap = {x, wq: projections.wq, wk: projections.wk, wv: projections.wv};
   if (context != null) inputs.c = context;
   if (keyBias != null) inputs.keyBias = keyBias;
+  if (bias != null) inputs.bias = bias;
   for (const name of ['bq', 'bk', 'bv'] as const) {
-    const bias = projections[name];
-    if (bias != null) inputs[name] = bias;
+    const projectionBias = projections[name];
+    if (projectionBias != null) inputs[name] = projectionBias;
   }
   const attrs = {...sizes, causal: sizes.causal ?? false};
   return runWasmKernel(FUSED_LAYER_KERNEL_NAME, fusedLayerKernelFunc, inputs, attrs);  // [B, T, H·dv]

@@ -29,6 +29,7 @@ import {
 import type {FusedLayerSizes, FusedProjections} from './wasm_fused_attention';
 import {packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
+import {biasArgsOfPair, heapBiases} from './attention_bias';
 import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -139,7 +140,7 @@ export function fusedLayerTrainingSizesFit(sizes: FusedLayerSizes, twoThreads = 
 function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {x, c, wq, wk, wv, bq, bk, bv, keyBias} = args.inputs;
+  const {x, c, wq, wk, wv, bq, bk, bv, keyBias, bias: maskBias} = args.inputs;
   const attrs = args.attrs as unknown as LayerAttrs;
   const {heads, dk, dv, scale} = attrs;
   const sizes = callSizes(x, c);
@@ -152,7 +153,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const lse = backend.makeOutput([B * heads, T], 'float32');
   const kept = {q: heapAddress(backend, q), k: heapAddress(backend, k), v: heapAddress(backend, v), lse: heapAddress(backend, lse)};
   const attending = {batch: B, heads, T, S, dk, dv, scale, causal: attrs.causal};
-  if (projectAndAttendOnTwoThreads(backend, {x, c, wq, wk, wv, bq, bk, bv, keyBias}, attending, heapAddress(backend, out), kept)) {
+  if (projectAndAttendOnTwoThreads(backend, {x, c, wq, wk, wv, bq, bk, bv, keyBias, bias: maskBias}, attending, heapAddress(backend, out), kept)) {
     return [out, q, k, v, lse];
   }
   const [tiles, panels, dvp] = [Math.ceil(T / 4), Math.ceil(S / 8), roundUp(dv, 8)];
@@ -186,7 +187,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const heap = heapFloats(backend);
     const b0 = base >>> 2;
     const [qAt, kAt, vAt, outAt, lseAt] = [q, k, v, out, lse].map(t => heapAddress(backend, t) >>> 2);
-    const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
+    const biases = heapBiases(backend, keyBias, maskBias);
     // V and the output in place when their rows need no padding (dv a multiple of 8, and T of 4 for the output).
     const [vInPlace, outInPlace] = [dvp === dv, dvp === dv && tiles * 4 === T];
     if (!vInPlace) heap.fill(0, b0 + vPad, b0 + outPad);
@@ -199,9 +200,8 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         const [vHere, vStride] = vInPlace ? [4 * vFrom, 4 * wV] : [at(vPad), 4 * dvp];
         const outTo = outAt + b * T * wV + h * dv;
         const [outHere, outStride] = outInPlace ? [4 * outTo, 4 * wV] : [at(outPad), 4 * dvp];
-        const bias = keyBias == null ? 0 : 4 * (biasAt + b * S);
         module.attend_4x8(at(qp), at(kp), vHere, vStride, outHere, outStride, at(scratch), at(state), tiles, S, block, dk, dvp,
-                          scale, attrs.causal ? 1 : 0, 0, bias, 0, 0, 0);  // the key bias only
+                          scale, attrs.causal ? 1 : 0, 0, ...biasArgsOfPair(biases, b * heads + h, heads));
         if (!outInPlace) copyRows(heap, outTo, wV, heap, b0 + outPad, dvp, T, dv);  // [tiles·4, dvp] -> T rows of dv
         logSumExp(heap, lseAt + (b * heads + h) * T, heap, b0 + state, T, scale);
       }
@@ -222,7 +222,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
   const module = heapModule(backend)!;
-  const {x, c, q, k, v, out, lse, dy, keyBias} = args.inputs;
+  const {x, c, q, k, v, out, lse, dy, keyBias, bias: maskBias} = args.inputs;
   const attrs = args.attrs as unknown as LayerAttrs;
   const {heads, dk, dv} = attrs;
   const sizes = callSizes(x, c);
@@ -252,7 +252,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     if (dkp !== dk) heap.fill(0, p0 + place.kRows, p0 + place.kRows + S * dkp);
     if (dvp !== dv || tiles * 4 !== T) heap.fill(0, p0 + place.doutRows, p0 + place.doutRows + tiles * 4 * dvp);
     const [qAt, kAt, vAt, dyAt, outAt, lseAt] = [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
-    const biasAt = keyBias == null ? -1 : heapAddress(backend, keyBias) >>> 2;
+    const biases = heapBiases(backend, keyBias, maskBias);
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
     // One head's rows [count, d] of a matrix whose rows are `row` floats apart, into rows of d rounded up to 8:
     // by pack_rows in groups of one row (a plain copy) when d is a multiple of 8.
@@ -278,7 +278,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
           kRows: p0 + place.kRows, doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta,
           gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
           gradV: [p0 + place.gradV, p0 + (second ? place.gradVSecond : place.gradV)], scratch: [p0 + place.scratch, p0 + place.scratch],
-          biases: [keyBias == null ? 0 : 4 * (biasAt + b * S), 0, 0, 0],
+          biases: biasArgsOfPair(biases, b * heads + h, heads),
         };
         module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
         if (second) {
@@ -378,7 +378,7 @@ function weightGradientFloats(rows: number, d: number, withBias: boolean, m: num
  */
 function backwardOnTwoThreads(
     backend: WasmBackendLike, inputs: {[name: string]: tf.TensorInfo|undefined}, attrs: LayerAttrs, outputs: LayerGradients): boolean {
-  const {x, c, q, k, v, out, lse, dy, keyBias} = inputs as {[name: string]: tf.TensorInfo};
+  const {x, c, q, k, v, out, lse, dy, keyBias, bias: maskBias} = inputs as {[name: string]: tf.TensorInfo};
   const {heads, dk, dv} = attrs;
   const {B, T, S, dq, dc} = callSizes(x, c);
   const [wQ, wV] = [heads * dk, heads * dv];
@@ -398,7 +398,7 @@ function backwardOnTwoThreads(
       roundUp(tableEntries('add_rows') * 3 * B * heads, 16);
   const gFloats = roundUp(n * width, 16);
   const reserve = gFloats + products + tables;
-  const attention = {q, k, v, dy, out, lse, ...(keyBias == null ? {} : {keyBias})};
+  const attention = {q, k, v, dy, out, lse, ...(keyBias == null ? {} : {keyBias}), ...(maskBias == null ? {} : {bias: maskBias})};
   const training = {heads, scale: attrs.scale, causal: attrs.causal};
   return attendBackwardOnTwoThreads(backend, attention, training, reserve, (thread, mem, pairs, free): StepsAfter => {
     const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
@@ -586,15 +586,17 @@ function weightGradients(
 }
 
 /**
- * The layer's attention, softmax(scale·(x·wq + bq)·(c·wk + bk)ᵀ + keyBias)·(c·wv + bv) per
- * head, heads side by side: x [B, T, dq], c [B, S, dc] (null: self-attention, c = x) ->
+ * The layer's attention, softmax(scale·(x·wq + bq)·(c·wk + bk)ᵀ + keyBias + bias)·(c·wv + bv)
+ * per head, heads side by side: x [B, T, dq], c [B, S, dc] (null: self-attention, c = x) ->
  * [B, T, H·dv], with a fused gradient for x, c and every weight (see the file's comment).
- * `keyBias` [B, S] (0 or MASKED_LOGIT) masks keys; fully masked rows are the caller's to zero.
- * Callers check `fusedLayerTrainingSizesFit` and that the fused kernels run here.
+ * `keyBias` [B, S] (0 or MASKED_LOGIT) masks keys, `bias` [Bb, Hb, Tb, S] is an explicit mask at
+ * its own size (attention_bias.ts); fully masked rows are the caller's to zero. Callers check
+ * `fusedLayerTrainingSizesFit` and that the fused kernels run here.
  */
 export function fusedAttentionLayerTraining(
     x: tf.Tensor, context: tf.Tensor|null, projections: FusedProjections,
-    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}, keyBias?: tf.Tensor|null): tf.Tensor {
+    sizes: {heads: number; dk: number; dv: number; scale: number; causal?: boolean}, keyBias?: tf.Tensor|null,
+    bias?: tf.Tensor|null): tf.Tensor {
   const {wq, wk, wv} = projections;
   const biases = projections.bq == null ? [] : [projections.bq, projections.bk!, projections.bv!];
   const attrs: LayerAttrs = {heads: sizes.heads, dk: sizes.dk, dv: sizes.dv, scale: sizes.scale, causal: sizes.causal ?? false, bias: biases.length > 0};
@@ -607,14 +609,25 @@ export function fusedAttentionLayerTraining(
     if (attrs.bias) [map.bq, map.bk, map.bv] = ts.slice(i + 3, i + 6);
     return map;
   };
-  const withBias = (map: tf.NamedTensorMap, bias: tf.Tensor|null|undefined) => (bias == null ? map : {...map, keyBias: bias});
+  // The masks' biases, by their kernel inputs' names: given to both kernels, saved (not read through the closure: the
+  // caller may dispose them before the backward).
+  const masks: Array<[string, tf.Tensor]> = [];
+  if (keyBias != null) masks.push(['keyBias', keyBias]);
+  if (bias != null) masks.push(['bias', bias]);
+  const withMasks = (map: tf.NamedTensorMap, given: tf.Tensor[]) => {
+    const all = {...map};
+    masks.forEach(([name], j) => {
+      all[name] = given[j];
+    });
+    return all;
+  };
   const attention = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const given = args.slice(0, -1) as tf.Tensor[];
     const map = named(given);
-    const [out, q, k, v, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withBias(map, keyBias), attrs);
-    // The key bias is saved, not read through the closure: the caller may dispose it before the backward.
-    save([given[0], ...(context == null ? [] : [given[1]]), map.wq, map.wk, map.wv, q, k, v, out, lse, ...(keyBias == null ? [] : [keyBias])]);
+    const maskTensors = masks.map(([, t]) => t);
+    const [out, q, k, v, lse] = runWasmKernelOutputs(FORWARD_KERNEL_NAME, forwardKernelFunc, withMasks(map, maskTensors), attrs);
+    save([given[0], ...(context == null ? [] : [given[1]]), map.wq, map.wk, map.wv, q, k, v, out, lse, ...maskTensors]);
     return {
       value: out,                                                               // [B, T, H·dv]
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
@@ -622,11 +635,11 @@ export function fusedAttentionLayerTraining(
         const xS = saved[i++];
         const cS = context == null ? null : saved[i++];
         const [wqS, wkS, wvS, qS, kS, vS, outS, lseS] = saved.slice(i, i + 8);
-        const biasS = saved[i + 8] ?? null;
+        const masksS = saved.slice(i + 8);
         const weights: tf.NamedTensorMap = {x: xS, wq: wqS, wk: wkS, wv: wvS};
         if (cS != null) weights.c = cS;
         const backwardInputs: tf.NamedTensorMap = {...weights, q: qS, k: kS, v: vS, out: outS, lse: lseS, dy};
-        return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, withBias(backwardInputs, biasS), attrs);
+        return runWasmKernelOutputs(BACKWARD_KERNEL_NAME, backwardKernelFunc, withMasks(backwardInputs, masksS), attrs);
       }),
     };
   });

@@ -13,7 +13,7 @@ import {Constraint, Initializer, ObjectIdentifier, Regularizer, resolveConstrain
 import {dotProductAttention} from '../attention/dot_product_attention';
 import {dense} from '../attention/matmul';
 import {planAttention} from '../attention/attention_plan';
-import {attendedQueries, maskBias, toBoolMask} from '../attention/masks';
+import {layerKernelMasks} from '../attention/fused_masks';
 import {fusedAttentionLayer, fusedKernelAvailable} from '../backend/wasm_fused_attention';
 import {fusedAttentionLayerTraining} from '../backend/wasm_fused_layer_training';
 import {allowedAttentionThreads} from '../backend/attention_threads';
@@ -421,7 +421,7 @@ export class MultiHeadAttention extends tf.layers.Layer {
 
   /**
    * The fused wasm kernels that run this call's projections and attention, as ScaledDotProductAttention
-   * does, or null: rank-3 inputs whose key is the value, no `attentionMask`, and the planner's
+   * does, or null: rank-3 inputs whose key is the value (an `attentionMask` going in as a bias), and the planner's
    * 'fused' path with its 'layer' kernel (wasm, inference, no scores, sizes that fit:
    * `fusedAttentionLayer`) or, when a gradient is recorded, its 'layer-gradient' kernel (no
    * active dropout: `fusedAttentionLayerTraining`, the projections' gradients in the kernels
@@ -430,13 +430,13 @@ export class MultiHeadAttention extends tf.layers.Layer {
   private fusedLayerKernel(inputs: tf.Tensor[], options: MultiHeadAttentionOptions,
                            masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null; keyMask: tf.Tensor|null;
                                    attentionMask: tf.Tensor|null}, layout: Layout): 'layer'|'layer-gradient'|null {
-    if (layout.rank !== 3 || inputs.length > 2 || masks.attentionMask != null || masks.keyMask != null) return null;
+    if (layout.rank !== 3 || inputs.length > 2 || masks.keyMask != null) return null;
     const [query, value = query] = inputs;
     const [batch, T, dq] = query.shape as number[];
     const [S, dc] = value.shape.slice(1) as number[];
     const plan = planAttention({
       backend: tf.getBackend(), batch, heads: this.numHeads, T, S, dk: this.keyDim, dv: this.valueDim,
-      layer: {dq, dc, selfAttention: query === value}, mask: false,
+      layer: {dq, dc, selfAttention: query === value}, mask: masks.attentionMask != null,
       padding: masks.queryMask != null || masks.valueMask != null, causal: options.useCausalMask === true,
       returnWeights: options.returnAttentionScores === true, dropoutActive: this.dropout > 0 && options.training === true,
       recording: tf.engine().isTapeOn(), fusedKernelAvailable: fusedKernelAvailable(), threads: allowedAttentionThreads(),
@@ -445,11 +445,13 @@ export class MultiHeadAttention extends tf.layers.Layer {
   }
 
   /**
-   * The fused kernels' call (see fusedLayerKernel): padded keys masked in the kernel, padded queries zeroed after; the
-   * kernels' [d, H, depth] weights as [d, H·depth] (their gradients flow back through the reshape).
+   * The fused kernels' call (see fusedLayerKernel): padded keys and the `attentionMask` as biases in the kernel, the
+   * queries left with no key zeroed after; the kernels' [d, H, depth] weights as [d, H·depth] (their gradients flow
+   * back through the reshape).
    */
   private callFusedLayer(query: tf.Tensor, value: tf.Tensor, options: MultiHeadAttentionOptions,
-                         masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null}, kernel: 'layer'|'layer-gradient'): tf.Tensor {
+                         masks: {queryMask: tf.Tensor|null; valueMask: tf.Tensor|null; attentionMask: tf.Tensor|null},
+                         kernel: 'layer'|'layer-gradient'): tf.Tensor {
     const [h, kd, vd] = [this.numHeads, this.keyDim, this.valueDim];
     const flat = (w: LayerVariable|null, rows: number|null, cols: number) =>
       w == null ? undefined : w.read().reshape(rows == null ? [cols] : [rows, cols]);
@@ -459,12 +461,12 @@ export class MultiHeadAttention extends tf.layers.Layer {
       wv: flat(this.valueKernel, this.valueKernel!.shape[0], h * vd)!, bv: flat(this.valueBias, null, h * vd),  // [dc, H*vd]
     };
     const causal = options.useCausalMask === true;
-    const keyBias = masks.valueMask == null ? null : maskBias(toBoolMask(masks.valueMask));  // [B, S]
+    const [B, T] = query.shape as number[];
+    const S = value.shape[1] as number;
+    const kernelMasks = layerKernelMasks(masks.attentionMask, masks.valueMask, masks.queryMask, causal, [B, h, T, S]);
     const run = kernel === 'layer' ? fusedAttentionLayer : fusedAttentionLayerTraining;
-    let attended = run(query, query === value ? null : value, projections,
-                       {heads: h, dk: kd, dv: vd, scale: 1 / Math.sqrt(kd), causal}, keyBias);  // [B, T, H*vd]
-    const rows = attendedQueries(masks.queryMask, masks.valueMask, query.shape[1] as number, causal);  // [B, T, 1] or null
-    if (rows != null) attended = tf.add(tf.mul(attended, rows), 0);                 // + 0: no -0 in zeroed rows
+    const attended = kernelMasks.zeroUnattended(run(query, query === value ? null : value, projections,
+        {heads: h, dk: kd, dv: vd, scale: 1 / Math.sqrt(kd), causal}, kernelMasks.keyBias, kernelMasks.bias));  // [B, T, H*vd]
     const outputKernel = this.outputKernel!.read();                                 // [H, vd, ...out]
     const outDims = outputKernel.shape.slice(2);
     const outSize = outputKernel.size / (h * vd);
