@@ -2,7 +2,7 @@
  * MultiHeadAttention, Keras-compatible: Keras' arguments, saved config (both spellings), weights
  * (names, shapes, order), call forms and masks, on the project's op `dotProductAttention` (so
  * the planner picks the fused wasm kernel, the standard or the memory-efficient path), or, where
- * the planner gives the layer's kernels (wasm, the key the value, no `attentionMask`), on
+ * the planner gives the layer's kernels (wasm, the key the value; masks as biases), on
  * ScaledDotProductAttention's fused layer kernels, inference and training. A port of
  * keras/src/layers/attention/multi_head_attention.py's semantics, not of its einsums.
  */
