@@ -119,6 +119,20 @@ function ranFusedTraining<R>(fn: () => R, of: 'attention'|'layer' = 'attention')
   return ranWith(of === 'attention' ? jest.spyOn(training, 'fusedAttentionTraining') : jest.spyOn(layerTraining, 'fusedAttentionLayerTraining'), fn);
 }
 
+/**
+ * Runs `fn` with the attention's threads set to `threads` (restored after): its result, whether the layer's fused
+ * training ran in it, and the threads that the last fused call took.
+ */
+function layerTrainingOn<R>(threads: 1|2, fn: () => R): {result: R; ran: boolean; threads: 1|2} {
+  const previous = setAttentionThreads(threads);
+  try {
+    const {result, ran} = ranFusedTraining(fn, 'layer');
+    return {result, ran, threads: fusedThreadsOfLastCall()};
+  } finally {
+    setAttentionThreads(previous);
+  }
+}
+
 describe('dotProductAttention gradients on the fused backward', () => {
   it('the planner sends recorded calls here, with padding and with an explicit mask', () => {
     const call = {backend: 'wasm', batch: 2, heads: 2, T: 7, S: 33, dk: 16, dv: 8, recording: true};
@@ -333,20 +347,12 @@ describe('the layer trains on the fused backward', () => {
     layers.forEach(layer => tf.tidy(() => void layer.apply([x, c])));
     layers[1].setWeights(layers[0].getWeights());
     const r = tf.tensor(randomArray([B, T, 44], 83) as number[], [B, T, 44], 'float32');
-    const gradsOf = (i: number, threads: 1|2) => {
-      const previous = setAttentionThreads(threads);
-      try {
-        const {result, ran} = ranFusedTraining(() => tf.tidy(() => {
-          const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(layers[i].apply([a, b], {mask: [null, contextMask]}) as tf.Tensor, r)) as tf.Scalar;
-          const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
-          const {grads} = tf.variableGrads(() => f(x, c), variables);
-          return [...tf.grads(f)([x, c]), ...variables.map(v => grads[v.name])];
-        }), 'layer');
-        return {result, ran, threads: fusedThreadsOfLastCall()};
-      } finally {
-        setAttentionThreads(previous);
-      }
-    };
+    const gradsOf = (i: number, threads: 1|2) => layerTrainingOn(threads, () => tf.tidy(() => {
+      const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(layers[i].apply([a, b], {mask: [null, contextMask]}) as tf.Tensor, r)) as tf.Scalar;
+      const variables = layers[i].trainableWeights.map(w => (w as unknown as {val: tf.Variable}).val);
+      const {grads} = tf.variableGrads(() => f(x, c), variables);
+      return [...tf.grads(f)([x, c]), ...variables.map(v => grads[v.name])];
+    }));
     const [one, two, standard] = [gradsOf(0, 1), gradsOf(0, 2), gradsOf(1, 1)];
     expect([one.ran, two.ran, standard.ran]).toEqual([true, true, false]);
     expect([one.threads, two.threads]).toEqual([1, 2]);
@@ -423,15 +429,7 @@ describe('the layer trains on the fused backward', () => {
       const {value, grads} = tf.variableGrads(() => f(x), variables);
       return [value, tf.grad(f)(x), ...variables.map(v => grads[v.name])];
     });
-    const on = (i: number, threads: 1|2) => {
-      const previous = setAttentionThreads(threads);
-      try {
-        const {result, ran} = ranFusedTraining(() => step(i), 'layer');
-        return {result, ran, threads: fusedThreadsOfLastCall()};
-      } finally {
-        setAttentionThreads(previous);
-      }
-    };
+    const on = (i: number, threads: 1|2) => layerTrainingOn(threads, () => step(i));
     const [one, two, standard] = [on(0, 1), on(0, 2), on(1, 1)];
     expect([one.ran, two.ran, standard.ran]).toEqual([true, true, false]);
     expect([one.threads, two.threads]).toEqual([1, 2]);
