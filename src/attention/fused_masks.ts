@@ -87,29 +87,22 @@ function keysAttended(allowed: tf.Tensor, keyPadding: tf.Tensor): tf.Tensor {
 /**
  * The masks of a layer's call on the fused layer kernels, whose output is [B, T, H·dv] (heads
  * side by side): the kernels' biases (fusedMaskBiases' `keyBias` from the key padding [B, S],
- * `bias` from the explicit mask [B, T, S], checked against `scoresShape` [B, H, T, S] before any
- * work), and `zeroUnattended`, which zeroes the output rows of the queries (of each head) that
- * the masks and `causal` leave with no key, as the standard path does (no -0 left). Called
- * inside the layer call's tf.tidy, which frees the masks' tensors.
+ * `bias` from the explicit mask [B, T, S], the same for every head, checked against
+ * `scoresShape` [B, H, T, S] before any work), and `zeroUnattended`, which zeroes the output
+ * rows of the queries that the masks and `causal` leave with no key, as the standard path does
+ * (no -0 left). Called inside the layer call's tf.tidy, which frees the masks' tensors.
  */
 export function layerKernelMasks(
     attentionMask: tf.Tensor|null, keyPadding: tf.Tensor|null, queryPadding: tf.Tensor|null, causal: boolean,
     scoresShape: [number, number, number, number]):
     {keyBias: tf.Tensor|null; bias: tf.Tensor|null; zeroUnattended: (attended: tf.Tensor) => tf.Tensor} {
-  const [, heads, T, S] = scoresShape;
+  const [T, S] = scoresShape.slice(2);
   const allowed = attentionMask == null ? null : fusedMask(attentionMask, scoresShape);  // [Bm, 1, Tm, Sm] bool
   const {keyBias, bias} = fusedMaskBiases(allowed, keyPadding, S);                      // [B, S], [Bm, 1, Tm, S]
   const zeroUnattended = (attended: tf.Tensor): tf.Tensor => tf.tidy(() => {
-    if (allowed == null) {
-      const rows = attendedQueries(queryPadding, keyPadding, T, causal);                  // [B, T, 1] or null
-      return rows == null ? attended : tf.add(tf.mul(attended, rows), 0);                // + 0: no -0 in zeroed rows
-    }
-    const rows = fusedAttendedRows(allowed, keyPadding, queryPadding, causal, scoresShape);  // [Br, Hr, Tr, 1]
-    const [Br, Hr, Tr] = rows.shape;
-    if (Hr === 1) return tf.add(tf.mul(attended, rows.reshape([Br, Tr, 1])), 0);        // [B, T, H·dv]
-    const [B, , width] = attended.shape;
-    const perHead = attended.reshape([B, T, heads, width / heads]);                        // [B, T, H, dv]
-    return tf.add(tf.mul(perHead, tf.transpose(rows, [0, 2, 1, 3])), 0).reshape([B, T, width]);  // rows as [Br, Tr, Hr, 1]
+    const rows = allowed == null ? attendedQueries(queryPadding, keyPadding, T, causal) :  // [B, T, 1] or null
+        fusedAttendedRows(allowed, keyPadding, queryPadding, causal, scoresShape).squeeze([1]);  // [Br, 1, Tr, 1] -> [Br, Tr, 1]
+    return rows == null ? attended : tf.add(tf.mul(attended, rows), 0);                  // + 0: no -0 in zeroed rows
   });
   return {keyBias, bias, zeroUnattended};
 }
