@@ -23,6 +23,12 @@ module.exports = {
     tests: ['test/dot_product_attention_test.ts', 'test/attention_fixtures_test.ts', 'test/attention_gradients_test.ts',
             'test/non_finite_test.ts', 'test/wasm_fused_backward_test.ts'],
   },
+  fused_masks: {
+    mutate: ['src/attention/fused_masks.ts'],
+    // The op's fused route (dot_product_attention and the backward's mask cases) and the layers' (layerKernelMasks).
+    tests: ['test/dot_product_attention_test.ts', 'test/wasm_fused_attention_test.ts', 'test/wasm_fused_backward_test.ts',
+            'test/multi_head_attention_test.ts'],
+  },
   memory_efficient_attention: {
     mutate: ['src/attention/memory_efficient_attention.ts'],
     tests: ['test/memory_efficient_attention_test.ts', 'test/dot_product_attention_test.ts', 'test/non_finite_test.ts'],
