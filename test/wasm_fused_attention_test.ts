@@ -946,6 +946,22 @@ describe('the op and the layer on wasm give the same results on the fused path a
     standard.dispose();
   });
 
+  it('the layer with an attentionMask alone whose weights are too large for its kernel: its projections, then the op\'s fused kernel, the mask applied', () => {
+    const x = randomTensor([2, 6, 300], 82);    // wq [300, 256]: over the projection kernel's limit
+    const attentionMask = tf.tidy(() => tf.tensor(randomArray([2, 6, 6], 83) as number[], [2, 6, 6]).greater(-0.3));
+    const {fused, standard} = layerPair({numHeads: 4, keyDim: 64, useBias: true}, x.tensor);
+    const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
+    const a = onlyTheOutput(() => fused.apply(x.tensor, {attentionMask}) as tf.Tensor);
+    expect([fusedSpy, multiSpy, layerSpy].map(spy => spy.mock.calls.length)).toEqual([1, 0, 0]);
+    const b = standard.apply(x.tensor, {attentionMask}) as tf.Tensor;
+    expectClose(a, b, 1e-5);
+    const unmasked = fused.apply(x.tensor) as tf.Tensor;
+    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(a, unmasked))).dataSync()[0])).toBeGreaterThan(1e-3);
+    disposeAll(a, b, unmasked, x.tensor, attentionMask);
+    fused.dispose();
+    standard.dispose();
+  });
+
   it('the layer, cross-attention with query and context padding masks, on the fused path', () => {
     const query = randomTensor([3, 5, 4], 78);
     const context = randomTensor([3, 11, 6], 79);
