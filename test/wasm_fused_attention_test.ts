@@ -928,39 +928,29 @@ describe('the op and the layer on wasm give the same results on the fused path a
     disposeAll(q.tensor, k.tensor, v.tensor, keyPaddingMask, queryPaddingMask);
   });
 
-  it('the layer with padding masks whose weights are too large for its kernel: its projections, then the op\'s fused kernel', () => {
-    const x = randomTensor([3, 6, 300], 80);    // wq [300, 256]: 300 KiB, over the projection kernel's limit
-    const mask = tf.tensor2d(padding(6, 4), undefined, 'bool');
-    const {fused, standard} = layerPair({numHeads: 4, keyDim: 64, useBias: true}, x.tensor);
-    const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
-    const a = onlyTheOutput(() => fused.apply(x.tensor, {mask}) as tf.Tensor);
-    expect([fusedSpy, multiSpy, layerSpy].map(spy => spy.mock.calls.length)).toEqual([1, 0, 0]);
-    const b = standard.apply(x.tensor, {mask}) as tf.Tensor;
-    expectClose(a, b, 1e-5);
-    // The mask does change the output; the all-padding row is zeros (no output projection).
-    const unmasked = fused.apply(x.tensor) as tf.Tensor;
-    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(a, unmasked))).dataSync()[0])).toBeGreaterThan(1e-3);
-    expect(Math.max(...tf.tidy(() => tf.abs(a.slice([2], [1])).dataSync()))).toBe(0);
-    disposeAll(a, b, unmasked, x.tensor, mask);
-    fused.dispose();
-    standard.dispose();
-  });
-
-  it('the layer with an attentionMask alone whose weights are too large for its kernel: its projections, then the op\'s fused kernel, the mask applied', () => {
-    const x = randomTensor([2, 6, 300], 82);    // wq [300, 256]: over the projection kernel's limit
-    const attentionMask = tf.tidy(() => tf.tensor(randomArray([2, 6, 6], 83) as number[], [2, 6, 6]).greater(-0.3));
-    const {fused, standard} = layerPair({numHeads: 4, keyDim: 64, useBias: true}, x.tensor);
-    const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
-    const a = onlyTheOutput(() => fused.apply(x.tensor, {attentionMask}) as tf.Tensor);
-    expect([fusedSpy, multiSpy, layerSpy].map(spy => spy.mock.calls.length)).toEqual([1, 0, 0]);
-    const b = standard.apply(x.tensor, {attentionMask}) as tf.Tensor;
-    expectClose(a, b, 1e-5);
-    const unmasked = fused.apply(x.tensor) as tf.Tensor;
-    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(a, unmasked))).dataSync()[0])).toBeGreaterThan(1e-3);
-    disposeAll(a, b, unmasked, x.tensor, attentionMask);
-    fused.dispose();
-    standard.dispose();
-  });
+  it.each([
+    ['padding masks (batch 2 all padding: a zero row)', 'padding'],
+    ['an attentionMask alone', 'attentionMask'],
+  ] as Array<[string, 'padding'|'attentionMask']>)(
+      'the layer with %s whose weights are too large for its kernel: its projections, then the op\'s fused kernel, the masks applied', (_, kind) => {
+        const x = randomTensor([3, 6, 300], 80);    // wq [300, 256]: 300 KiB, over the projection kernel's limit
+        const mask = kind === 'padding' ? tf.tensor2d(padding(6, 4), undefined, 'bool') :
+            tf.tidy(() => tf.tensor(randomArray([3, 6, 6], 83) as number[], [3, 6, 6]).greater(-0.3));
+        const options = kind === 'padding' ? {mask} : {attentionMask: mask};
+        const {fused, standard} = layerPair({numHeads: 4, keyDim: 64, useBias: true}, x.tensor);
+        const [fusedSpy, multiSpy, layerSpy] = spyOnFused();
+        const a = onlyTheOutput(() => fused.apply(x.tensor, options) as tf.Tensor);
+        expect([fusedSpy, multiSpy, layerSpy].map(spy => spy.mock.calls.length)).toEqual([1, 0, 0]);
+        const b = standard.apply(x.tensor, options) as tf.Tensor;
+        expectClose(a, b, 1e-5);
+        // The mask does change the output; with padding, the all-padding row is zeros (no output projection).
+        const unmasked = fused.apply(x.tensor) as tf.Tensor;
+        expect(tf.tidy(() => tf.max(tf.abs(tf.sub(a, unmasked))).dataSync()[0])).toBeGreaterThan(1e-3);
+        if (kind === 'padding') expect(Math.max(...tf.tidy(() => tf.abs(a.slice([2], [1])).dataSync()))).toBe(0);
+        disposeAll(a, b, unmasked, x.tensor, mask);
+        fused.dispose();
+        standard.dispose();
+      });
 
   it('the layer, cross-attention with query and context padding masks, on the fused path', () => {
     const query = randomTensor([3, 5, 4], 78);
