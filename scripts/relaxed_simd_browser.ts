@@ -82,7 +82,7 @@ async function main(): Promise<void> {
       console.log('This Chromium has no relaxed SIMD: the library runs the plain kernels here.');
       return;
     }
-    console.log(`attend_backward_4x8, one pair, T = S = ${T}, d = ${d}, blocks of ${Math.min(FUSED_BACKWARD_KEY_BLOCK, T)} keys, one thread, medians of 31 calls:`);
+    console.log(`attend_backward_4x8, one pair, T = S = ${T}, d = ${d}, blocks of ${block} keys, one thread, medians of 31 calls:`);
     console.log(`  plain (f32x4.mul + f32x4.add): ${result.plainMs.toFixed(2)} ms`);
     console.log(`  relaxed (f32x4.relaxed_madd):  ${result.relaxedMs.toFixed(2)} ms (${(result.plainMs / result.relaxedMs).toFixed(2)}× faster)`);
     console.log(`  largest difference of the gradients: ${result.maxRelativeDifference.toExponential(2)} of the largest gradient`);

@@ -17,6 +17,7 @@ import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats
 import type {PlacedBiases} from './attention_bias';
 import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
+import {addRowsArgs} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -407,7 +408,7 @@ export function projectAndAttendOnTwoThreads(
     let gathered = keptAt;
     const copiesOut = kept.map(([operand, heapAt, rows, width]) => {
       const from = place.copies.find(copy => copy.operand.at === operand.at)!.offset + operand.column;
-      gatherCalls.push([4 * gathered, 4 * width, 4 * from, 0, 4 * operand.width, rows, width]);
+      gatherCalls.push(addRowsArgs(gathered, width, from, null, operand.width, rows, width));
       gathered += rows * width;
       return {at: gathered - rows * width, heapAt, floats: rows * width};
     });
@@ -580,7 +581,7 @@ function attentionSteps(
       packs.push([bytes(kFrom + b * S * k.width + k.column + h * dk), bytes(k.width), bytes(kPacked), S, dk, 8]);  // [panels][dk][8]
       let vHere = vFrom + b * S * v.width + v.column + h * dv;
       if (vSize > 0) {                                                      // [S, dv] -> [S, dvp]
-        pads.push([bytes(place.v + pair * vSize), bytes(dvp), bytes(vHere), 0, bytes(v.width), S, dv]);
+        pads.push(addRowsArgs(place.v + pair * vSize, dvp, vHere, null, v.width, S, dv));
         vHere = place.v + pair * vSize;
       }
       const out = direct ? place.out + b * T * heads * dv + h * dv : place.out + pair * outSize;

@@ -17,7 +17,7 @@ import {
 import type {JobStep, SecondThread} from './attention_threads';
 import {biasArgsOfPair, copyBiases, heapBiases, placedBiasFloats} from './attention_bias';
 import type {PlacedBiases} from './attention_bias';
-import {KERNEL_SIGNATURES} from './kernels/kernel_module';
+import {addRowsArgs, KERNEL_SIGNATURES} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {attendPairsOnTwoThreads, FUSED_KEY_BLOCK, FUSED_MAX_BYTES, logSumExp, noteFusedCallThreads} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
@@ -282,10 +282,10 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       module.pack_rows(4 * kn, 4 * dk, 4 * (b0 + place.k), S, dk, 8);                // [panels][dk][8]
       module.pack_rows(4 * dyn, 4 * dv, 4 * (b0 + place.dout), T, dv, 4);            // [tiles][dv][4]
       module.pack_rows(4 * vn, 4 * dv, 4 * (b0 + place.v), S, dv, 8);                // [panels][dv][8]
-      // Rows padded to dkp or dvp columns and tiles·4 rows, or the operand itself.
+      // Rows padded to dkp or dvp columns and tiles·4 rows (a copy by add_rows), or the operand itself.
       const rows = (offset: number, from: number, count: number, d: number, dp: number) => {
         if (offset < 0) return from;
-        copyRows(heap, b0 + offset, dp, heap, from, d, count, d);
+        module.add_rows(...addRowsArgs(b0 + offset, dp, from, null, d, count, d));
         return b0 + offset;
       };
       heap.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), b0 + place.lse);
@@ -304,8 +304,8 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
       if (first > 0) {
         module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
-        module.add_rows(4 * gk, 0, 4 * gk, 4 * (b0 + place.gradKSecond), 0, 1, S * dkp);  // dK, dV: the parts added
-        module.add_rows(4 * gv, 0, 4 * gv, 4 * (b0 + place.gradVSecond), 0, 1, S * dvp);
+        module.add_rows(...addRowsArgs(gk, 0, gk, b0 + place.gradKSecond, 0, 1, S * dkp));  // dK, dV: the parts added
+        module.add_rows(...addRowsArgs(gv, 0, gv, b0 + place.gradVSecond, 0, 1, S * dvp));
       }
       if (place.gradQ >= 0) copyRows(heap, at.gradQ + n * T * dk, dk, heap, gq, dkp, T, dk);
       if (place.gradK >= 0) copyRows(heap, at.gradK + n * S * dk, dk, heap, gk, dkp, S, dk);
@@ -433,9 +433,9 @@ function backwardOnTwoThreads(
     packs.push(
         [4 * qn.from, 4 * qn.stride, byte(place.q), T, dk, 4], [4 * kn.from, 4 * kn.stride, byte(place.k), S, dk, 8],  // [tiles][dk][4], [panels][dk][8]
         [4 * dyn.from, 4 * dyn.stride, byte(place.dout), T, dv, 4], [4 * vn.from, 4 * vn.stride, byte(place.v), S, dv, 8]);
-    rows.push(                                                                 // rows of dkp or dvp (add_rows: a copy)
-        [byte(place.qRows), 4 * dkp, 4 * qn.from, 0, 4 * qn.stride, T, dk], [byte(place.kRows), 4 * dkp, 4 * kn.from, 0, 4 * kn.stride, S, dk],
-        [byte(place.doutRows), 4 * dvp, 4 * dyn.from, 0, 4 * dyn.stride, T, dv]);
+    rows.push(                                                                 // rows of dkp or dvp (a copy)
+        addRowsArgs(p0 + place.qRows, dkp, qn.from, null, qn.stride, T, dk), addRowsArgs(p0 + place.kRows, dkp, kn.from, null, kn.stride, S, dk),
+        addRowsArgs(p0 + place.doutRows, dvp, dyn.from, null, dyn.stride, T, dv));
     mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
     const buffers: PairBuffers = {
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
@@ -481,7 +481,7 @@ function gradientsOut(
     at: {gradQ: number; gradK: number; gradV: number}, {T, S, dk, dv}: PairSizes): StepsAfter {
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
   const sums = pairs.flatMap(b => [
-    [4 * b.gradK[0], 0, 4 * b.gradK[0], 4 * b.gradK[1], 0, 1, S * dkp], [4 * b.gradV[0], 0, 4 * b.gradV[0], 4 * b.gradV[1], 0, 1, S * dvp]]);
+    addRowsArgs(b.gradK[0], 0, b.gradK[0], b.gradK[1], 0, 1, S * dkp), addRowsArgs(b.gradV[0], 0, b.gradV[0], b.gradV[1], 0, 1, S * dvp)]);
   const finish = () => {
     const to = heapFloats(backend);
     pairs.forEach((b, n) => {

@@ -30,6 +30,7 @@ import type {FusedLayerSizes, FusedProjections} from './wasm_fused_attention';
 import {packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import {biasArgsOfPair, heapBiases} from './attention_bias';
+import {addRowsArgs} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -254,12 +255,10 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const [qAt, kAt, vAt, dyAt, outAt, lseAt] = [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
     const biases = heapBiases(backend, keyBias, maskBias);
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
-    // One head's rows [count, d] of a matrix whose rows are `row` floats apart, into rows of d rounded up to 8:
-    // by pack_rows in groups of one row (a plain copy) when d is a multiple of 8.
-    const rowsOf = (from: number, row: number, to: number, count: number, d: number) => {
-      if (d % 8 === 0) module.pack_rows(4 * from, 4 * row, 4 * to, count, d, 1);
-      else copyRows(heap, to, roundUp(d, 8), heap, from, row, count, d);
-    };
+    // One head's rows [count, d] of a matrix whose rows are `row` floats apart, into rows of d rounded up to 8 (a copy
+    // by add_rows, as the two-thread backward makes it).
+    const rowsOf = (from: number, row: number, to: number, count: number, d: number) =>
+      module.add_rows(...addRowsArgs(to, roundUp(d, 8), from, null, row, count, d));
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < heads; h++) {
         const [qn, kn, vn, dyn] = [qAt + b * T * wQ + h * dk, kAt + b * S * wQ + h * dk, vAt + b * S * wV + h * dv, dyAt + b * T * wV + h * dv];
@@ -324,7 +323,7 @@ function intoG(module: KernelExports, to: number, row: number, parts: [number, n
 /** intoG's call of add_rows, its arguments. */
 function intoGArgs(to: number, row: number, parts: [number, number], srcRow: number, rows: number, width: number): number[] {
   const [a, b] = parts;
-  return [4 * to, 4 * row, 4 * a, a === b ? 0 : 4 * b, 4 * srcRow, rows, width];
+  return addRowsArgs(to, row, a, a === b ? null : b, srcRow, rows, width);
 }
 
 /** The backward's outputs: dx (and dc), dWq, dWk, dWv (and the biases'). */

@@ -9,6 +9,17 @@ import type {KernelExports} from './kernels_wasm.generated';
 export type {KernelExports};
 export {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES} from './kernels_wasm.generated';
 
+/**
+ * add_rows' arguments (kernels.h), byte addresses and strides from float ones: dst's `rows` rows
+ * of `cols` floats, `dstRow` floats apart, = a's rows + b's (b null: a copy of a's), theirs
+ * `srcRow` floats apart. The one place that spells the kernel's argument order for its callers:
+ * rows copied into padded rows, parts of a gradient added, heads' columns gathered.
+ */
+export function addRowsArgs(dst: number, dstRow: number, a: number, b: number|null, srcRow: number, rows: number, cols: number):
+    Parameters<KernelExports['add_rows']> {
+  return [4 * dst, 4 * dstRow, 4 * a, b == null ? 0 : 4 * b, 4 * srcRow, rows, cols];
+}
+
 /** The bytes of a base64 string. */
 function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   const chars = atob(text);
