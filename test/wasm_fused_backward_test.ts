@@ -305,6 +305,9 @@ describe('the layer trains on the fused backward', () => {
   const LAYER_CASES: Array<[string, Record<string, unknown>, number, number, number, number|null, number, Masks]> = [
     ['one head, no bias, d = 64 (the bench\'s small point)', {numHeads: 1, keyDim: 64}, 3, 16, 64, null, 64, {}],
     ['4 heads of 16, bias', {numHeads: 4, keyDim: 16, useBias: true}, 2, 13, 64, null, 64, {}],
+    // One head, dk = dv = 16, T a multiple of 4: the kernel reads Q, K and dy's rows in place; dModel 20 (Wᵀ in rows of 32).
+    ['one head of 16, rows in place, causal, query padding', {numHeads: 1, keyDim: 16, causal: true}, 3, 12, 20, null, 20,
+      {causal: true, queryPadding: (b, t) => (t + 2 * b) % 5 !== 4}],
     ['3 heads, valueDim ≠ keyDim, outputDim, causal', {numHeads: 3, keyDim: 5, valueDim: 7, outputDim: 9, useBias: true, causal: true},
       2, 9, 10, null, 10, {causal: true}],
     ['2 heads, query padding', {numHeads: 2, keyDim: 8, valueDim: 4}, 3, 11, 12, null, 12, {queryPadding: (b, t) => (t + b) % 4 !== 3}],

@@ -37,7 +37,8 @@ export const FUSED_BACKWARD_KEY_BLOCK = 256;
 /** The parameters of attend_backward_4x8 (kernels.h), and how many. */
 const BACKWARD_PARAMS = KERNEL_SIGNATURES.attend_backward_4x8;
 const BACKWARD_ENTRIES = tableEntries('attend_backward_4x8');
-const BACKWARD_PARAM_INDEX = new Map(BACKWARD_PARAMS.map(([param], i) => [param, i]));
+/** Each parameter's position in attend_backward_4x8's arguments, by its name in kernels.h. */
+const BACKWARD_PARAM_AT = Object.fromEntries(BACKWARD_PARAMS.map(([param], i) => [param, i])) as Record<typeof BACKWARD_PARAMS[number][0], number>;
 
 const FORWARD_KERNEL_NAME = 'TfjsAttentionFusedForwardLse';
 const BACKWARD_KERNEL_NAME = 'TfjsAttentionFusedBackward';
@@ -66,8 +67,16 @@ export interface BackwardLayout {
   total: number;
 }
 
-/** `split`: room for a second part's dK and dV; `inPlace`: the operands and gradients whose rows need no padding are used in place. */
-export function backwardLayoutOf({T, S, dk, dv}: PairSizes, split: boolean, inPlace = true): BackwardLayout {
+/** backwardLayoutOf's `inPlace` where every buffer is the pair's own (its copies of the operands and its gradients). */
+export const NOTHING_IN_PLACE = {rows: false, gradients: false};
+
+/**
+ * `split`: room for a second part's dK and dV; `inPlace`: the operands' rows (`rows`) and the
+ * gradients (`gradients`) that need no padding are used in place (their offsets -1), the
+ * operand's or the output's own [T, d] rows.
+ */
+export function backwardLayoutOf(
+    {T, S, dk, dv}: PairSizes, split: boolean, inPlace: {rows: boolean; gradients: boolean} = {rows: true, gradients: true}): BackwardLayout {
   const tiles = Math.ceil(T / 4);
   const panels = Math.ceil(S / 8);
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
@@ -75,7 +84,7 @@ export function backwardLayoutOf({T, S, dk, dv}: PairSizes, split: boolean, inPl
   const rowsInPlace = tiles * 4 === T;
   let next = 0;
   const take = (floats: number, canBeInPlace = false) => {
-    if (inPlace && canBeInPlace) return -1;
+    if (canBeInPlace) return -1;
     const at = next;
     next += roundUp(floats, 16);
     return at;
@@ -84,14 +93,15 @@ export function backwardLayoutOf({T, S, dk, dv}: PairSizes, split: boolean, inPl
   const k = take(panels * dk * 8);
   const dout = take(tiles * dv * 4);
   const v = take(panels * dv * 8);
-  const qRows = take(tiles * 4 * dkp, rowsInPlace && dkp === dk);
-  const kRows = take(S * dkp, dkp === dk);
-  const doutRows = take(tiles * 4 * dvp, rowsInPlace && dvp === dv);
+  const [rows, gradients] = [inPlace.rows, inPlace.gradients];
+  const qRows = take(tiles * 4 * dkp, rows && rowsInPlace && dkp === dk);
+  const kRows = take(S * dkp, rows && dkp === dk);
+  const doutRows = take(tiles * 4 * dvp, rows && rowsInPlace && dvp === dv);
   const lse = take(tiles * 4);
   const delta = take(tiles * 4);
-  const gradQ = take(tiles * 4 * dkp, rowsInPlace && dkp === dk);
-  const gradK = take(S * dkp, dkp === dk);
-  const gradV = take(S * dvp, dvp === dv);
+  const gradQ = take(tiles * 4 * dkp, gradients && rowsInPlace && dkp === dk);
+  const gradK = take(S * dkp, gradients && dkp === dk);
+  const gradV = take(S * dvp, gradients && dvp === dv);
   const gradKSecond = split ? take(S * dkp) : -1;
   const gradVSecond = split ? take(S * dvp) : -1;
   const scratch = take(8 * block);
@@ -140,36 +150,33 @@ export function backwardArgs(
   const {T, S, dk, dv, dkp, dvp, block, scale, causal} = sizes;
   const tiles = Math.ceil(T / 4);
   const [lo, hi] = part === 0 ? [0, first === 0 ? tiles : first] : [first, tiles];
+  const at = BACKWARD_PARAM_AT;
   const args = new Array<number>(BACKWARD_ENTRIES);
-  const set = (name: typeof BACKWARD_PARAMS[number][0], value: number) => {
-    args[BACKWARD_PARAM_INDEX.get(name)!] = value;
-  };
-  const byte = (floats: number) => 4 * floats;
-  set('q', byte(b.q + lo * dk * 4));
-  set('k', byte(b.k));
-  set('v', byte(b.v));
-  set('dout', byte(b.dout + lo * dv * 4));
-  set('qRows', byte(b.qRows + lo * 4 * dkp));
-  set('kRows', byte(b.kRows));
-  set('doutRows', byte(b.doutRows + lo * 4 * dvp));
-  set('lse', byte(b.lse + 4 * lo));
-  set('delta', byte(b.delta + 4 * lo));
-  set('gradQ', byte(b.gradQ + lo * 4 * dkp));
-  set('gradK', byte(b.gradK[part]));
-  set('gradV', byte(b.gradV[part]));
-  set('scratch', byte(b.scratch[part]));
-  set('t', Math.min(T, 4 * hi) - 4 * lo);
-  set('s', S);
-  set('block', block);
-  set('dk', dk);
-  set('dv', dv);
-  set('scale', scale);
-  set('causal', causal ? 1 : 0);
-  set('q0', 4 * lo);
-  set('keyBias', b.biases[0]);
-  set('bias', b.biases[1]);
-  set('biasStride', b.biases[2]);
-  set('biasRows', b.biases[3]);
+  args[at.q] = 4 * (b.q + lo * dk * 4);
+  args[at.k] = 4 * b.k;
+  args[at.v] = 4 * b.v;
+  args[at.dout] = 4 * (b.dout + lo * dv * 4);
+  args[at.qRows] = 4 * (b.qRows + lo * 4 * dkp);
+  args[at.kRows] = 4 * b.kRows;
+  args[at.doutRows] = 4 * (b.doutRows + lo * 4 * dvp);
+  args[at.lse] = 4 * (b.lse + 4 * lo);
+  args[at.delta] = 4 * (b.delta + 4 * lo);
+  args[at.gradQ] = 4 * (b.gradQ + lo * 4 * dkp);
+  args[at.gradK] = 4 * b.gradK[part];
+  args[at.gradV] = 4 * b.gradV[part];
+  args[at.scratch] = 4 * b.scratch[part];
+  args[at.t] = Math.min(T, 4 * hi) - 4 * lo;
+  args[at.s] = S;
+  args[at.block] = block;
+  args[at.dk] = dk;
+  args[at.dv] = dv;
+  args[at.scale] = scale;
+  args[at.causal] = causal ? 1 : 0;
+  args[at.q0] = 4 * lo;
+  args[at.keyBias] = b.biases[0];
+  args[at.bias] = b.biases[1];
+  args[at.biasStride] = b.biases[2];
+  args[at.biasRows] = b.biases[3];
   return args;
 }
 
@@ -356,7 +363,7 @@ interface SharedBackwardLayout {
 }
 
 function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSize: number): SharedBackwardLayout {
-  const place = backwardLayoutOf({T, S, dk, dv}, true, false);
+  const place = backwardLayoutOf({T, S, dk, dv}, true, NOTHING_IN_PLACE);
   const {block} = place;
   const table = SHARED_DATA_START >>> 2;
   const packTable = roundUp(table + BACKWARD_ENTRIES * 2 * P, 16);  // each pair's first parts, then its second parts

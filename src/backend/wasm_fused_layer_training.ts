@@ -17,7 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit,
+  attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit, NOTHING_IN_PLACE,
 } from './wasm_fused_attention_backward';
 import {SHARED_MAX_BYTES, tableEntries, tableStep} from './attention_threads';
 import type {JobStep, SecondThread} from './attention_threads';
@@ -87,7 +87,7 @@ function gradientWidth(heads: number, dk: number, dv: number): number {
 function backwardFloats({B, T, S, dq, dc}: CallSizes, {heads, dk, dv}: LayerAttrs): number {
   const n = Math.max(B * T, B * S);
   const width = gradientWidth(heads, dk, dv);
-  const pair = backwardLayoutOf({T, S, dk, dv}, true, false).total;
+  const pair = backwardLayoutOf({T, S, dk, dv}, true, NOTHING_IN_PLACE).total;
   const d = Math.max(dq, dc);
   const products = Math.max(inputGradientFloats(n, width, d), weightGradientFloats(n, d, true, width));
   return roundUp(n * width, 16) + roundUp(pair, 16) + products;
@@ -114,7 +114,7 @@ export function fusedLayerTrainingSharedBytes(sizes: FusedLayerSizes): number {
   const [n, d, width] = [roundUp(Math.max(B * T, B * S), 4), Math.max(dq, dc), gradientWidth(heads, dk, dv)];
   const tables = 64 * 1024;  // the jobs' tables and the calls' scratch, at most
   const forward = 2 * n * (2 * d + width) + d * width + P * (tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp + tiles * 8);
-  const backward = P * (backwardLayoutOf({T, S, dk, dv}, true, false).total + (T + S) * (dk + dv)) + n * width +
+  const backward = P * (backwardLayoutOf({T, S, dk, dv}, true, NOTHING_IN_PLACE).total + (T + S) * (dk + dv)) + n * width +
       2 * (inputGradientFloats(n, width, d) + weightGradientFloats(n, d, true, width));
   return 4 * (Math.max(forward, backward) + tables);
 }
@@ -238,7 +238,8 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const outputs = {gradX, gradC, gradW, gradB};
   if (backwardOnTwoThreads(backend, args.inputs, attrs, outputs)) return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
   const first = backwardSplit({pairs: B * heads, T, S, dk, dv, causal: attrs.causal});
-  const place = backwardLayoutOf({T, S, dk, dv}, first > 0, false);
+  // With one head a pair's rows of Q, K and dy are rows of the tensors, in place where they need no padding.
+  const place = backwardLayoutOf({T, S, dk, dv}, first > 0, {rows: heads === 1, gradients: false});
   const {dkp, dvp, block} = place;
   const gFloats = roundUp(n * width, 16);
   const work = gFloats + roundUp(place.total, 16);
@@ -255,30 +256,37 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const [qAt, kAt, vAt, dyAt, outAt, lseAt] = [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
     const biases = heapBiases(backend, keyBias, maskBias);
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
-    // One head's rows [count, d] of a matrix whose rows are `row` floats apart, into rows of d rounded up to 8 (a copy
-    // by add_rows, as the two-thread backward makes it).
-    const rowsOf = (from: number, row: number, to: number, count: number, d: number) =>
-      module.add_rows(...addRowsArgs(to, roundUp(d, 8), from, null, row, count, d));
+    // Every pair's work buffers are the same; its rows (in place with one head) and its masks' rows its own.
+    const second = first > 0;
+    const buffers: PairBuffers = {
+      q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows,
+      kRows: p0 + place.kRows, doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta,
+      gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
+      gradV: [p0 + place.gradV, p0 + (second ? place.gradVSecond : place.gradV)], scratch: [p0 + place.scratch, p0 + place.scratch],
+      biases: [0, 0, 0, 0],
+    };
+    // Rows padded to dkp or dvp (a copy by add_rows, as the two-thread backward makes it), or the operand's own.
+    const rows = (offset: number, from: number, row: number, count: number, d: number) => {
+      if (offset < 0) return from;
+      module.add_rows(...addRowsArgs(p0 + offset, roundUp(d, 8), from, null, row, count, d));
+      return p0 + offset;
+    };
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < heads; h++) {
-        const [qn, kn, vn, dyn] = [qAt + b * T * wQ + h * dk, kAt + b * S * wQ + h * dk, vAt + b * S * wV + h * dv, dyAt + b * T * wV + h * dv];
+        const qn = qAt + b * T * wQ + h * dk;
+        const kn = kAt + b * S * wQ + h * dk;
+        const vn = vAt + b * S * wV + h * dv;
+        const dyn = dyAt + b * T * wV + h * dv;
         module.pack_rows(4 * qn, 4 * wQ, 4 * (p0 + place.q), T, dk, 4);              // [tiles][dk][4]
         module.pack_rows(4 * kn, 4 * wQ, 4 * (p0 + place.k), S, dk, 8);              // [panels][dk][8]
         module.pack_rows(4 * dyn, 4 * wV, 4 * (p0 + place.dout), T, dv, 4);          // [tiles][dv][4]
         module.pack_rows(4 * vn, 4 * wV, 4 * (p0 + place.v), S, dv, 8);              // [panels][dv][8]
-        rowsOf(qn, wQ, p0 + place.qRows, T, dk);                                    // rows padded to dkp or dvp
-        rowsOf(kn, wQ, p0 + place.kRows, S, dk);
-        rowsOf(dyn, wV, p0 + place.doutRows, T, dv);
-        heap.set(heap.subarray(lseAt + (b * heads + h) * T, lseAt + (b * heads + h + 1) * T), p0 + place.lse);
+        buffers.qRows = rows(place.qRows, qn, wQ, T, dk);
+        buffers.kRows = rows(place.kRows, kn, wQ, S, dk);
+        buffers.doutRows = rows(place.doutRows, dyn, wV, T, dv);
+        heap.copyWithin(p0 + place.lse, lseAt + (b * heads + h) * T, lseAt + (b * heads + h + 1) * T);
         module.row_dots(4 * (p0 + place.delta), 4 * dyn, 4 * wV, 4 * (outAt + b * T * wV + h * dv), 4 * wV, T, dv);  // rowsum(dy ∘ out)
-        const second = first > 0;
-        const buffers: PairBuffers = {
-          q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows,
-          kRows: p0 + place.kRows, doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta,
-          gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
-          gradV: [p0 + place.gradV, p0 + (second ? place.gradVSecond : place.gradV)], scratch: [p0 + place.scratch, p0 + place.scratch],
-          biases: biasArgsOfPair(biases, b * heads + h, heads),
-        };
+        buffers.biases = biasArgsOfPair(biases, b * heads + h, heads);
         module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
         if (second) {
           module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
@@ -357,9 +365,19 @@ function projectionGradients(
   weightGradients(space, c, g, wQ, [[gradW[1], gradB[1]], [gradW[2], gradB[2]]]);
 }
 
+/**
+ * The group by which `inputGradient` packs the weights' d rows (pack_rows' groups are powers of
+ * two): one group, so that the pack is their transpose, rows `transposedWidth(d)` floats apart,
+ * zeros past d; at least 8, project_4x8 reading d rounded up to 8 columns.
+ */
+function transposedWidth(d: number): number {
+  return Math.max(8, 2 ** Math.ceil(Math.log2(d)));
+}
+
 /** Floats of the work buffers of `inputGradient` (rows of G, m columns, into d columns) and of `weightGradients` (d features of rows). */
 function inputGradientFloats(rows: number, m: number, d: number): number {
-  return roundUp(Math.ceil(rows / 4) * 4 * m + m * roundUp(d, 8) + Math.ceil(rows / 4) * 4 * roundUp(d, 8), 16);
+  const tileRows = Math.ceil(rows / 4) * 4;
+  return roundUp(tileRows * m + m * transposedWidth(d) + tileRows * roundUp(d, 8) + d * m, 16);  // G packed, Wᵀ, the product, W's copy
 }
 function weightGradientFloats(rows: number, d: number, withBias: boolean, m: number): number {
   const tiles = Math.ceil(d / 4) + (withBias ? 1 : 0);
@@ -389,10 +407,10 @@ function backwardOnTwoThreads(
       inputGradientFloats(B * T, wQ, dq) + inputGradientFloats(B * S, wQ + wV, dc) + weightGradientFloats(B * T, dq, withBias, wQ) +
       weightGradientFloats(B * S, dc, withBias, wQ + wV);
   // Bounds of what the products take: their buffers (as inputGradient and weightGradients take them); at most one
-  // call per tile of rows, and one pack per product of G's columns and per four features of an input; and G's
-  // three add_rows per pair.
+  // call per tile of rows, and one pack per product of G's columns, per weight (transposed) and per four features of
+  // an input; and G's three add_rows per pair.
   const calls = 2 * Math.ceil(n / 4) + 2 * (Math.ceil(Math.max(dq, dc) / 4) + 1);
-  const packs = 2 + 2 * Math.ceil(Math.max(dq, dc) / 4);
+  const packs = 2 + 3 + 2 * Math.ceil(Math.max(dq, dc) / 4);
   const tables = roundUp(tableEntries('project_4x8') * calls, 16) + roundUp(tableEntries('pack_rows') * packs, 16) +
       roundUp(tableEntries('add_rows') * 3 * B * heads, 16);
   const gFloats = roundUp(n * width, 16);
@@ -497,32 +515,37 @@ function sharedSpace(backend: WasmBackendLike, mem: Float32Array, free: number):
 
 /**
  * to [rows, d] = G[:, from .. from + m]·[W1 | W2 | …]ᵀ, where the weights [d, wi] have
- * m = Σ wi columns: G's columns packed by fours, the weights transposed into rows of d
- * rounded up to 8 (zeros past d), one project_4x8, its output in place when it needs no padding.
+ * m = Σ wi columns: G's columns packed by fours, the weights transposed by pack_rows (their d
+ * rows as one group, `transposedWidth`), one project_4x8, its output in place when it needs no
+ * padding.
  */
 function inputGradient(space: ProductSpace, g: Gradients, from: number, rows: number, weights: tf.TensorInfo[], to: tf.TensorInfo): void {
   const {backend, mem} = space;
   const d = weights[0].shape[0] as number;
   const m = weights.reduce((sum, w) => sum + (w.shape[1] as number), 0);
-  const [tiles, dp] = [Math.ceil(rows / 4), roundUp(d, 8)];
+  const [tiles, dp, width] = [Math.ceil(rows / 4), roundUp(d, 8), transposedWidth(d)];
   const work = space.take(inputGradientFloats(rows, m, d));
-  const [packed, transposed, padded] = [work, work + tiles * 4 * m, work + tiles * 4 * m + m * dp];
-  const heap = heapFloats(backend);
-  space.pack([4 * (g.at + from), 4 * g.width, 4 * packed, rows, m, 4]);  // [tiles][m][4]
-  let row = transposed;
-  for (const w of weights) {                                                       // Wᵀ [wi, dp]
-    const [wAt, wi] = [heapAddress(backend, w) >>> 2, w.shape[1] as number];
-    for (let j = 0; j < wi; j++, row += dp) {
-      for (let i = 0; i < d; i++) mem[row + i] = heap[wAt + i * wi + j];
-      mem.fill(0, row + d, row + dp);
+  const transposed = work + tiles * 4 * m;
+  const padded = transposed + m * width;
+  const copies = padded + tiles * 4 * dp;
+  space.pack([4 * (g.at + from), 4 * g.width, 4 * work, rows, m, 4]);  // G's columns: [tiles][m][4]
+  let column = 0;
+  for (const w of weights) {                                             // Wᵀ: [m][width], W's row i in column i
+    const wi = w.shape[1] as number;
+    let wAt = heapAddress(backend, w) >>> 2;
+    if (!space.inHeap) {                                                 // the weights into the space's memory
+      mem.set(heapFloats(backend).subarray(wAt, wAt + d * wi), copies + d * column);
+      wAt = copies + d * column;
     }
+    space.pack([4 * wAt, 4 * wi, 4 * (transposed + column * width), d, wi, width]);
+    column += wi;
   }
   const toAt = heapAddress(backend, to);
   if (space.inHeap && dp === d && tiles * 4 === rows) {
-    space.project([4 * packed, 4 * transposed, 4 * dp, 0, toAt, 4 * d, tiles, m, dp]);
+    space.project([4 * work, 4 * transposed, 4 * width, 0, toAt, 4 * d, tiles, m, dp]);
     return;
   }
-  space.project([4 * packed, 4 * transposed, 4 * dp, 0, 4 * padded, 4 * dp, tiles, m, dp]);
+  space.project([4 * work, 4 * transposed, 4 * width, 0, 4 * padded, 4 * dp, tiles, m, dp]);
   space.then(() => copyRows(heapFloats(backend), toAt >>> 2, d, mem, padded, dp, rows, d));
 }
 
