@@ -139,6 +139,11 @@ export interface PairBuffers {
   gradK: [number, number]; gradV: [number, number]; scratch: [number, number];
   /** The kernel's key_bias, bias, bias_stride and bias_rows for this pair (attention_bias.ts' biasArgsOfPair). */
   biases: [number, number, number, number];
+  /**
+   * Floats between the rows of dQ, dK and dV: dkp, dkp and dvp (the default) where they are
+   * rows of their own, a matrix's width where the kernel writes them into its columns.
+   */
+  gradRows?: [number, number, number];
 }
 
 /**
@@ -161,9 +166,13 @@ export function backwardArgs(
   args[at.doutRows] = 4 * (b.doutRows + lo * 4 * dvp);
   args[at.lse] = 4 * (b.lse + 4 * lo);
   args[at.delta] = 4 * (b.delta + 4 * lo);
-  args[at.gradQ] = 4 * (b.gradQ + lo * 4 * dkp);
+  const [gradQRow, gradKRow, gradVRow] = b.gradRows ?? [dkp, dkp, dvp];
+  args[at.gradQ] = 4 * (b.gradQ + lo * 4 * gradQRow);
   args[at.gradK] = 4 * b.gradK[part];
   args[at.gradV] = 4 * b.gradV[part];
+  args[at.gradQStride] = 4 * gradQRow;
+  args[at.gradKStride] = 4 * gradKRow;
+  args[at.gradVStride] = 4 * gradVRow;
   args[at.scratch] = 4 * b.scratch[part];
   args[at.t] = Math.min(T, 4 * hi) - 4 * lo;
   args[at.s] = S;

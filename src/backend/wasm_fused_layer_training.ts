@@ -238,8 +238,9 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const outputs = {gradX, gradC, gradW, gradB};
   if (backwardOnTwoThreads(backend, args.inputs, attrs, outputs)) return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
   const first = backwardSplit({pairs: B * heads, T, S, dk, dv, causal: attrs.causal});
-  // With one head a pair's rows of Q, K and dy are rows of the tensors, in place where they need no padding.
-  const place = backwardLayoutOf({T, S, dk, dv}, first > 0, {rows: heads === 1, gradients: false});
+  // With one head a pair's rows of Q, K and dy are rows of the tensors, in place where they need no padding; with its
+  // tiles in one part, the kernel writes dQ, dK and dV that need no padding into their columns of G.
+  const place = backwardLayoutOf({T, S, dk, dv}, first > 0, {rows: heads === 1, gradients: first === 0});
   const {dkp, dvp, block} = place;
   const gFloats = roundUp(n * width, 16);
   const work = gFloats + roundUp(place.total, 16);
@@ -263,7 +264,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       kRows: p0 + place.kRows, doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta,
       gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
       gradV: [p0 + place.gradV, p0 + (second ? place.gradVSecond : place.gradV)], scratch: [p0 + place.scratch, p0 + place.scratch],
-      biases: [0, 0, 0, 0],
+      biases: [0, 0, 0, 0], gradRows: [place.gradQ < 0 ? width : dkp, place.gradK < 0 ? width : dkp, place.gradV < 0 ? width : dvp],
     };
     // Rows padded to dkp or dvp (a copy by add_rows, as the two-thread backward makes it), or the operand's own.
     const rows = (offset: number, from: number, row: number, count: number, d: number) => {
@@ -287,13 +288,17 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         heap.copyWithin(p0 + place.lse, lseAt + (b * heads + h) * T, lseAt + (b * heads + h + 1) * T);
         module.row_dots(4 * (p0 + place.delta), 4 * dyn, 4 * wV, 4 * (outAt + b * T * wV + h * dv), 4 * wV, T, dv);  // rowsum(dy ∘ out)
         buffers.biases = biasArgsOfPair(biases, b * heads + h, heads);
+        const [gq, gk, gv] = [b0 + b * T * width + h * dk, b0 + b * S * width + wQ + h * dk, b0 + b * S * width + 2 * wQ + h * dv];
+        if (place.gradQ < 0) buffers.gradQ = gq;
+        if (place.gradK < 0) buffers.gradK = [gk, gk];
+        if (place.gradV < 0) buffers.gradV = [gv, gv];
         module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
         if (second) {
           module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
         }
-        intoG(module, b0 + b * T * width + h * dk, width, [buffers.gradQ, buffers.gradQ], dkp, T, dk);       // dQ into G
-        intoG(module, b0 + b * S * width + wQ + h * dk, width, buffers.gradK, dkp, S, dk);               // dK: its parts added
-        intoG(module, b0 + b * S * width + 2 * wQ + h * dv, width, buffers.gradV, dvp, S, dv);           // dV
+        if (place.gradQ >= 0) intoG(module, gq, width, [buffers.gradQ, buffers.gradQ], dkp, T, dk);  // dQ into G
+        if (place.gradK >= 0) intoG(module, gk, width, buffers.gradK, dkp, S, dk);                  // dK: its parts added
+        if (place.gradV >= 0) intoG(module, gv, width, buffers.gradV, dvp, S, dv);                  // dV
       }
     }
     projectionGradients(heapSpace(backend, module, b0 + work), args.inputs, {at: b0, width}, outputs);

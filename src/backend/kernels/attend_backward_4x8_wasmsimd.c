@@ -10,10 +10,11 @@
 #include "madd_wasmsimd.h"
 #include "scores_4x8_wasmsimd.h"
 
-// acc[j][c] += Σ_r w[4j + r]·x_r[c] for the `keys` rows j of acc (rows of `width` floats, a
-// multiple of 8) and the four rows x_0..x_3 (`width` floats apart): a rank-4 update, eight
-// columns at a time, with the rows' columns in registers (vxRx0123: row R, columns 0-3).
-static inline void update_rows_4x8(float* acc, uint32_t width, const float* w, uint32_t keys, const float* x) {
+// acc[j][c] += Σ_r w[4j + r]·x_r[c] for the `keys` rows j of acc (`width` floats, a multiple
+// of 8, of rows `acc_row` floats apart) and the four rows x_0..x_3 (`width` floats apart): a
+// rank-4 update, eight columns at a time, with the rows' columns in registers (vxRx0123: row R,
+// columns 0-3).
+static inline void update_rows_4x8(float* acc, uint32_t acc_row, uint32_t width, const float* w, uint32_t keys, const float* x) {
   for (uint32_t c = 0; c < width; c += 8) {
     const v128_t vx0x0123 = wasm_v128_load(x + c);
     const v128_t vx0x4567 = wasm_v128_load(x + c + 4);
@@ -43,19 +44,20 @@ static inline void update_rows_4x8(float* acc, uint32_t width, const float* w, u
       vacc4567 = madd_f32x4(vw3, vx3x4567, vacc4567);
       wasm_v128_store(ap, vacc0123);
       wasm_v128_store(ap + 4, vacc4567);
-      ap += width;
+      ap += acc_row;
     }
   }
 }
 
-// acc_r[c] += Σ_j w[4j + r]·y[j][c] for the tile's four rows acc_0..acc_3 and the `keys` rows
-// y[j] (both `width` floats per row, a multiple of 8): eight columns of the tile in eight
-// registers (vaccRx0123: row R, columns 0-3) while the keys go by.
-static inline void accumulate_4x8(float* acc, uint32_t width, const float* w, uint32_t keys, const float* y) {
+// acc_r[c] += Σ_j w[4j + r]·y[j][c] for the tile's four rows acc_0..acc_3 (`acc_row` floats
+// apart) and the `keys` rows y[j] (`width` floats apart; both `width` floats per row, a multiple
+// of 8): eight columns of the tile in eight registers (vaccRx0123: row R, columns 0-3) while
+// the keys go by.
+static inline void accumulate_4x8(float* acc, uint32_t acc_row, uint32_t width, const float* w, uint32_t keys, const float* y) {
   float* a0 = acc;
-  float* a1 = a0 + width;
-  float* a2 = a1 + width;
-  float* a3 = a2 + width;
+  float* a1 = a0 + acc_row;
+  float* a2 = a1 + acc_row;
+  float* a3 = a2 + acc_row;
   for (uint32_t c = 0; c < width; c += 8) {
     v128_t vacc0x0123 = wasm_v128_load(a0 + c);
     v128_t vacc0x4567 = wasm_v128_load(a0 + c + 4);
@@ -105,7 +107,9 @@ static inline void accumulate_4x8(float* acc, uint32_t width, const float* w, ui
 // - lse: each query's log-sum-exp of its scaled (masked) scores, as the forward found it,
 //   so that its weights are P[t][j] = exp(scale·score[t][j] - lse[t]); tiles·4 floats;
 // - delta: each query's Σ_c dout[t][c]·out[t][c] (FlashAttention's D), tiles·4 floats;
-// - grad_q [tiles·4][dkp], grad_k [s][dkp], grad_v [s][dvp]: the gradients, overwritten;
+// - grad_q [tiles·4][dkp], grad_k [s][dkp], grad_v [s][dvp]: the gradients, overwritten, their
+//   rows grad_q_stride, grad_k_stride and grad_v_stride bytes apart (dkp·4 and dvp·4 where they
+//   are rows of their own; wider where they are columns of a larger matrix);
 // - scratch: one tile's weights and their gradients for `block` keys, 8·block floats.
 // Per block of `block` keys (a multiple of 8) and tile of four queries:
 // 1. scores[j] = Σ_d Q[d][0..3]·K[j][d], masked as in attend_4x8 (causal, key_bias, bias), and the
@@ -119,7 +123,8 @@ static inline void accumulate_4x8(float* acc, uint32_t width, const float* w, ui
 // part: threads that split the tiles write their own and add them up after.
 void attend_backward_4x8(const float* q, const float* k, const float* v, const float* dout, const float* q_rows,
                          const float* k_rows, const float* dout_rows, const float* lse, const float* delta, float* grad_q,
-                         float* grad_k, float* grad_v, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
+                         float* grad_k, float* grad_v, uint32_t grad_q_stride, uint32_t grad_k_stride,
+                         uint32_t grad_v_stride, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
                          uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias, const float* bias,
                          uint32_t bias_stride, uint32_t bias_rows) {
   if (t == 0 || s == 0 || block == 0 || dk == 0 || dv == 0) return;
@@ -128,9 +133,16 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
   const uint32_t dvp = (dv + 7) & ~UINT32_C(7);
   const v128_t vzero = wasm_f32x4_const_splat(0.0f);
   const v128_t vscale = wasm_f32x4_splat(scale);
-  for (uint32_t i = 0; i < tiles * 4 * dkp; i += 4) wasm_v128_store(grad_q + i, vzero);
-  for (uint32_t i = 0; i < s * dkp; i += 4) wasm_v128_store(grad_k + i, vzero);
-  for (uint32_t i = 0; i < s * dvp; i += 4) wasm_v128_store(grad_v + i, vzero);
+  const uint32_t gq_row = grad_q_stride >> 2;  // the gradients' rows, in floats
+  const uint32_t gk_row = grad_k_stride >> 2;
+  const uint32_t gv_row = grad_v_stride >> 2;
+  for (uint32_t r = 0; r < tiles * 4; r++) {
+    for (uint32_t c = 0; c < dkp; c += 4) wasm_v128_store(grad_q + r * gq_row + c, vzero);
+  }
+  for (uint32_t j = 0; j < s; j++) {
+    for (uint32_t c = 0; c < dkp; c += 4) wasm_v128_store(grad_k + j * gk_row + c, vzero);
+    for (uint32_t c = 0; c < dvp; c += 4) wasm_v128_store(grad_v + j * gv_row + c, vzero);
+  }
   float* weights = scratch;                 // [block][4]: P, query in the lane
   float* grads = scratch + 4 * block;       // [block][4]: dP, then dS
 
@@ -176,9 +188,9 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
       }
 
       // 3. The three gradients.
-      update_rows_4x8(grad_v + j0 * dvp, dvp, weights, keys, dout_rows + r0 * dvp);
-      update_rows_4x8(grad_k + j0 * dkp, dkp, grads, keys, q_rows + r0 * dkp);
-      accumulate_4x8(grad_q + r0 * dkp, dkp, grads, keys, k_rows + j0 * dkp);
+      update_rows_4x8(grad_v + j0 * gv_row, gv_row, dvp, weights, keys, dout_rows + r0 * dvp);
+      update_rows_4x8(grad_k + j0 * gk_row, gk_row, dkp, grads, keys, q_rows + r0 * dkp);
+      accumulate_4x8(grad_q + r0 * gq_row, gq_row, dkp, grads, keys, k_rows + j0 * dkp);
     }
   }
 }

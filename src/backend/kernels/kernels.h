@@ -26,11 +26,13 @@ void attend_4x8(const float* q, const float* k, const float* v, uint32_t v_strid
 
 // The gradients dQ, dK and dV of attend_4x8's attention of one (batch, head) pair, from the
 // row log-sum-exp of its forward, by tiles of 4 queries and panels of 8 keys over blocks of
-// `block` keys (attend_backward_4x8_wasmsimd.c); `key_bias` and `bias` as attend_4x8's.
+// `block` keys (attend_backward_4x8_wasmsimd.c), each gradient's rows `grad_*_stride` bytes
+// apart; `key_bias` and `bias` as attend_4x8's.
 KERNEL_EXPORT(attend_backward_4x8)
 void attend_backward_4x8(const float* q, const float* k, const float* v, const float* dout, const float* q_rows,
                          const float* k_rows, const float* dout_rows, const float* lse, const float* delta, float* grad_q,
-                         float* grad_k, float* grad_v, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
+                         float* grad_k, float* grad_v, uint32_t grad_q_stride, uint32_t grad_k_stride,
+                         uint32_t grad_v_stride, float* scratch, uint32_t t, uint32_t s, uint32_t block, uint32_t dk,
                          uint32_t dv, float scale, uint32_t causal, int32_t q0, const float* key_bias, const float* bias,
                          uint32_t bias_stride, uint32_t bias_rows);
 
