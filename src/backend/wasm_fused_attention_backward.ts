@@ -288,44 +288,37 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const place = backwardLayoutOf({T, S, dk, dv}, first > 0);
   const {dkp, dvp, block} = place;
   const call = {T, S, dk, dv, dkp, dvp, block, ...attrs};
+  const pairSizes = {T, S, dk, dv};
   withHeapBuffer(backend, place.total, base => {
     const heap = heapFloats(backend);
     const b0 = base >>> 2;
     heap.fill(0, b0, b0 + place.total);  // the padding (rows past T, columns past d) stays zero
     for (let n = 0; n < P; n++) {
-      const [qn, kn, vn, dyn] = [at.q + n * T * dk, at.k + n * S * dk, at.v + n * S * dv, at.dy + n * T * dv];
-      module.pack_rows(4 * qn, 4 * dk, 4 * (b0 + place.q), T, dk, 4);                // [tiles][dk][4]
-      module.pack_rows(4 * kn, 4 * dk, 4 * (b0 + place.k), S, dk, 8);                // [panels][dk][8]
-      module.pack_rows(4 * dyn, 4 * dv, 4 * (b0 + place.dout), T, dv, 4);            // [tiles][dv][4]
-      module.pack_rows(4 * vn, 4 * dv, 4 * (b0 + place.v), S, dv, 8);                // [panels][dv][8]
-      // Rows padded to dkp or dvp columns and tiles·4 rows (a copy by add_rows), or the operand itself.
-      const rows = (offset: number, from: number, count: number, d: number, dp: number) => {
-        if (offset < 0) return from;
-        module.add_rows(...addRowsArgs(b0 + offset, dp, from, null, d, count, d));
-        return b0 + offset;
-      };
+      const dyn = pairRows(at.dy, n, T, dv, 1);
+      const operands = {q: pairRows(at.q, n, T, dk, 1), k: pairRows(at.k, n, S, dk, 1), v: pairRows(at.v, n, S, dv, 1), dy: dyn};
       heap.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), b0 + place.lse);
-      module.row_dots(4 * (b0 + place.delta), 4 * dyn, 4 * dv, 4 * (at.out + n * T * dv), 4 * dv, T, dv);  // rowsum(dy ∘ out)
+      const outn = pairRows(at.out, n, T, dv, 1);
+      module.row_dots(4 * (b0 + place.delta), 4 * dyn.from, 4 * dyn.stride, 4 * outn.from, 4 * outn.stride, T, dv);  // rowsum(dy ∘ out)
       const gq = place.gradQ < 0 ? at.gradQ + n * T * dk : b0 + place.gradQ;
       const gk = place.gradK < 0 ? at.gradK + n * S * dk : b0 + place.gradK;
       const gv = place.gradV < 0 ? at.gradV + n * S * dv : b0 + place.gradV;
       const buffers: PairBuffers = {
         q: b0 + place.q, k: b0 + place.k, v: b0 + place.v, dout: b0 + place.dout,
-        qRows: rows(place.qRows, qn, T, dk, place.dkp), kRows: rows(place.kRows, kn, S, dk, place.dkp),
-        doutRows: rows(place.doutRows, dyn, T, dv, place.dvp), lse: b0 + place.lse, delta: b0 + place.delta, gradQ: gq,
+        qRows: 0, kRows: 0, doutRows: 0, lse: b0 + place.lse, delta: b0 + place.delta, gradQ: gq,
         gradK: [gk, first > 0 ? b0 + place.gradKSecond : gk], gradV: [gv, first > 0 ? b0 + place.gradVSecond : gv],
         scratch: [b0 + place.scratch, b0 + place.scratch],
         biases: biasArgsOfPair(at.biases, n, heads),
       };
+      layPairOperands(place, b0, operands, pairSizes, module.pack_rows, module.add_rows, buffers);
       module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
       if (first > 0) {
         module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
-        module.add_rows(...addRowsArgs(gk, 0, gk, b0 + place.gradKSecond, 0, 1, S * dkp));  // dK, dV: the parts added
-        module.add_rows(...addRowsArgs(gv, 0, gv, b0 + place.gradVSecond, 0, 1, S * dvp));
       }
-      if (place.gradQ >= 0) copyRows(heap, at.gradQ + n * T * dk, dk, heap, gq, dkp, T, dk);
-      if (place.gradK >= 0) copyRows(heap, at.gradK + n * S * dk, dk, heap, gk, dkp, S, dk);
-      if (place.gradV >= 0) copyRows(heap, at.gradV + n * S * dv, dv, heap, gv, dvp, S, dv);
+      // Into the outputs' rows where the kernel did not write them there, dK and dV with their second parts added.
+      const [second, toQ, toK, toV] = [first > 0, at.gradQ + n * T * dk, at.gradK + n * S * dk, at.gradV + n * S * dv];
+      if (place.gradQ >= 0) module.add_rows(...addRowsArgs(toQ, dk, gq, null, dkp, T, dk));
+      if (place.gradK >= 0 || second) module.add_rows(...addRowsArgs(toK, dk, gk, second ? b0 + place.gradKSecond : null, dkp, S, dk));
+      if (place.gradV >= 0 || second) module.add_rows(...addRowsArgs(toV, dv, gv, second ? b0 + place.gradVSecond : null, dvp, S, dv));
     }
   });
   noteFusedCallThreads(1);
@@ -400,6 +393,61 @@ export function pairRows(base: number, n: number, rows: number, d: number, sideB
   return {from: base + (b * rows * sideBySide + h) * d, stride: sideBySide * d};
 }
 
+/** Where a pair's rows of an operand lie (pairRows): its first float and the floats between its rows. */
+export interface PairRows {
+  from: number;
+  stride: number;
+}
+
+/**
+ * Lays one pair's operands out for attend_backward_4x8 in the memory that holds them and its
+ * work buffers (backwardLayoutOf's `place`, from float p0): `pack` (pack_rows' signature) packs
+ * Q and dy by fours and K and V by eights; `addRows` (add_rows') copies the rows of Q, K and dy
+ * into rows of dkp or dvp floats where `place` does not read them in place. Both are the
+ * module's own on one thread, or put calls in a job's tables on two. Sets where the kernel finds
+ * those rows in `buffers`. The rows' padding is zeroRowPadding's.
+ */
+export function layPairOperands(
+    place: BackwardLayout, p0: number, operands: {q: PairRows; k: PairRows; v: PairRows; dy: PairRows}, {T, S, dk, dv}: PairSizes,
+    pack: KernelExports['pack_rows'], addRows: KernelExports['add_rows'], buffers: PairBuffers): void {
+  const {q, k, v, dy} = operands;
+  const {dkp, dvp} = place;
+  pack(4 * q.from, 4 * q.stride, 4 * (p0 + place.q), T, dk, 4);      // [tiles][dk][4]
+  pack(4 * k.from, 4 * k.stride, 4 * (p0 + place.k), S, dk, 8);      // [panels][dk][8]
+  pack(4 * dy.from, 4 * dy.stride, 4 * (p0 + place.dout), T, dv, 4);  // [tiles][dv][4]
+  pack(4 * v.from, 4 * v.stride, 4 * (p0 + place.v), S, dv, 8);      // [panels][dv][8]
+  buffers.qRows = operandRows(place.qRows, p0, q, T, dk, dkp, addRows);
+  buffers.kRows = operandRows(place.kRows, p0, k, S, dk, dkp, addRows);
+  buffers.doutRows = operandRows(place.doutRows, p0, dy, T, dv, dvp, addRows);
+}
+
+/**
+ * Where attend_backward_4x8 reads an operand's `count` rows of d floats as rows of dp: the
+ * operand's own (`offset` -1, its rows dp apart), or a copy by `addRows` at float p0 + offset.
+ */
+function operandRows(
+    offset: number, p0: number, operand: PairRows, count: number, d: number, dp: number, addRows: KernelExports['add_rows']): number {
+  if (offset < 0) {
+    if (operand.stride !== dp) throw new Error(`tfjs-attention: rows ${operand.stride} floats apart cannot be read in place as rows of ${dp}`);
+    return operand.from;
+  }
+  addRows(...(addRowsArgs(p0 + offset, dp, operand.from, null, operand.stride, count, d) as Parameters<KernelExports['add_rows']>));
+  return p0 + offset;
+}
+
+/**
+ * Zeroes the padding of a pair's rows of Q, K and dy in `mem` (columns past dk or dv, rows past
+ * T; `place` from float p0), which attend_backward_4x8 multiplies by zero weights; the rest of
+ * the buffers the packing, the rows' copies and the kernel overwrite for every pair.
+ */
+export function zeroRowPadding(mem: Float32Array, place: BackwardLayout, p0: number, {T, S, dk, dv}: PairSizes): void {
+  const {dkp, dvp} = place;
+  const tileRows = Math.ceil(T / 4) * 4;
+  if (dkp !== dk || tileRows !== T) mem.fill(0, p0 + place.qRows, p0 + place.qRows + tileRows * dkp);
+  if (dkp !== dk) mem.fill(0, p0 + place.kRows, p0 + place.kRows + S * dkp);
+  if (dvp !== dv || tileRows !== T) mem.fill(0, p0 + place.doutRows, p0 + place.doutRows + tileRows * dvp);
+}
+
 /**
  * The backward on two threads (see attention_threads.ts), in `mem`, a view of the shared memory
  * grown for the call: q, k, v and dy are copied in whole, as the heap holds them (`sideBySide`:
@@ -434,31 +482,24 @@ function backwardOnTwoThreads(
   mem.set(heap.subarray(at.v, at.v + P * S * dv), raw.v);
   mem.set(heap.subarray(at.dy, at.dy + P * T * dv), raw.dy);
   const [packs, rows]: number[][][] = [[], []];
+  const pairSizes = {T, S, dk, dv};
+  const packInTable = (...args: number[]) => void packs.push(args);
+  const copyInTable = (...args: number[]) => void rows.push(args);
   const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
   const pairs: PairBuffers[] = [];
   const tiles = Math.ceil(T / 4);
   for (let n = 0; n < P; n++) {
     const p0 = layout.first + n * layout.pair;
-    // The rows' padding (columns past dk or dv, rows past T) zero: the kernel multiplies it by zero weights. The rest of
-    // the pair's buffers the packing, the rows' copies and the kernel overwrite.
-    if (dkp !== dk || tiles * 4 !== T) mem.fill(0, p0 + place.qRows, p0 + place.qRows + tiles * 4 * dkp);
-    if (dkp !== dk) mem.fill(0, p0 + place.kRows, p0 + place.kRows + S * dkp);
-    if (dvp !== dv || tiles * 4 !== T) mem.fill(0, p0 + place.doutRows, p0 + place.doutRows + tiles * 4 * dvp);
-    const [qn, kn, vn, dyn] = [rowsOf(raw.q, n, T, dk), rowsOf(raw.k, n, S, dk), rowsOf(raw.v, n, S, dv), rowsOf(raw.dy, n, T, dv)];
-    const byte = (floats: number) => 4 * (p0 + floats);
-    packs.push(
-        [4 * qn.from, 4 * qn.stride, byte(place.q), T, dk, 4], [4 * kn.from, 4 * kn.stride, byte(place.k), S, dk, 8],  // [tiles][dk][4], [panels][dk][8]
-        [4 * dyn.from, 4 * dyn.stride, byte(place.dout), T, dv, 4], [4 * vn.from, 4 * vn.stride, byte(place.v), S, dv, 8]);
-    rows.push(                                                                 // rows of dkp or dvp (a copy)
-        addRowsArgs(p0 + place.qRows, dkp, qn.from, null, qn.stride, T, dk), addRowsArgs(p0 + place.kRows, dkp, kn.from, null, kn.stride, S, dk),
-        addRowsArgs(p0 + place.doutRows, dvp, dyn.from, null, dyn.stride, T, dv));
+    zeroRowPadding(mem, place, p0, pairSizes);
+    const operands = {q: rowsOf(raw.q, n, T, dk), k: rowsOf(raw.k, n, S, dk), v: rowsOf(raw.v, n, S, dv), dy: rowsOf(raw.dy, n, T, dv)};
     mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
     const buffers: PairBuffers = {
-      q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows, kRows: p0 + place.kRows,
-      doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,
+      q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: 0, kRows: 0, doutRows: 0,
+      lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,
       gradK: [p0 + place.gradK, p0 + place.gradKSecond], gradV: [p0 + place.gradV, p0 + place.gradVSecond],
       scratch: layout.scratch, biases: biasArgsOfPair(biases, n, heads),
     };
+    layPairOperands(place, p0, operands, pairSizes, packInTable, copyInTable, buffers);
     pairs.push(buffers);
   }
   // The worker makes each pair's first part, this thread the second: the split fixed ahead, so that each part's dK and

@@ -17,7 +17,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit, NOTHING_IN_PLACE,
+  attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit, layPairOperands, NOTHING_IN_PLACE,
+  pairRows, zeroRowPadding,
 } from './wasm_fused_attention_backward';
 import {SHARED_MAX_BYTES, tableEntries, tableStep} from './attention_threads';
 import type {JobStep, SecondThread} from './attention_threads';
@@ -248,46 +249,29 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const b0 = base >>> 2;
     const heap = heapFloats(backend);
     zeroUnwrittenG(heap, b0, n, width, {qRows: B * T, kvRows: B * S, wQ, wV});
-    // The rows' padding (columns past dk or dv, rows past T): zero, for the kernel multiplies it by zero weights. The
-    // rest of the pair's buffers the copies, the packing and the kernel overwrite for every pair.
-    const [p0, tiles] = [b0 + gFloats, Math.ceil(T / 4)];
-    if (dkp !== dk || tiles * 4 !== T) heap.fill(0, p0 + place.qRows, p0 + place.qRows + tiles * 4 * dkp);
-    if (dkp !== dk) heap.fill(0, p0 + place.kRows, p0 + place.kRows + S * dkp);
-    if (dvp !== dv || tiles * 4 !== T) heap.fill(0, p0 + place.doutRows, p0 + place.doutRows + tiles * 4 * dvp);
+    const [p0, pairSizes] = [b0 + gFloats, {T, S, dk, dv}];
+    zeroRowPadding(heap, place, p0, pairSizes);
     const [qAt, kAt, vAt, dyAt, outAt, lseAt] = [q, k, v, dy, out, lse].map(t => heapAddress(backend, t) >>> 2);
     const biases = heapBiases(backend, keyBias, maskBias);
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
     // Every pair's work buffers are the same; its rows (in place with one head) and its masks' rows its own.
     const second = first > 0;
     const buffers: PairBuffers = {
-      q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: p0 + place.qRows,
-      kRows: p0 + place.kRows, doutRows: p0 + place.doutRows, lse: p0 + place.lse, delta: p0 + place.delta,
-      gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
+      q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: 0, kRows: 0, doutRows: 0,  // rows: per pair
+      lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
       gradV: [p0 + place.gradV, p0 + (second ? place.gradVSecond : place.gradV)], scratch: [p0 + place.scratch, p0 + place.scratch],
       biases: [0, 0, 0, 0], gradRows: [place.gradQ < 0 ? width : dkp, place.gradK < 0 ? width : dkp, place.gradV < 0 ? width : dvp],
     };
-    // Rows padded to dkp or dvp (a copy by add_rows, as the two-thread backward makes it), or the operand's own.
-    const rows = (offset: number, from: number, row: number, count: number, d: number) => {
-      if (offset < 0) return from;
-      module.add_rows(...addRowsArgs(p0 + offset, roundUp(d, 8), from, null, row, count, d));
-      return p0 + offset;
-    };
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < heads; h++) {
-        const qn = qAt + b * T * wQ + h * dk;
-        const kn = kAt + b * S * wQ + h * dk;
-        const vn = vAt + b * S * wV + h * dv;
-        const dyn = dyAt + b * T * wV + h * dv;
-        module.pack_rows(4 * qn, 4 * wQ, 4 * (p0 + place.q), T, dk, 4);              // [tiles][dk][4]
-        module.pack_rows(4 * kn, 4 * wQ, 4 * (p0 + place.k), S, dk, 8);              // [panels][dk][8]
-        module.pack_rows(4 * dyn, 4 * wV, 4 * (p0 + place.dout), T, dv, 4);          // [tiles][dv][4]
-        module.pack_rows(4 * vn, 4 * wV, 4 * (p0 + place.v), S, dv, 8);              // [panels][dv][8]
-        buffers.qRows = rows(place.qRows, qn, wQ, T, dk);
-        buffers.kRows = rows(place.kRows, kn, wQ, S, dk);
-        buffers.doutRows = rows(place.doutRows, dyn, wV, T, dv);
-        heap.copyWithin(p0 + place.lse, lseAt + (b * heads + h) * T, lseAt + (b * heads + h + 1) * T);
-        module.row_dots(4 * (p0 + place.delta), 4 * dyn, 4 * wV, 4 * (outAt + b * T * wV + h * dv), 4 * wV, T, dv);  // rowsum(dy ∘ out)
-        buffers.biases = biasArgsOfPair(biases, b * heads + h, heads);
+        const n = b * heads + h;
+        const dyn = pairRows(dyAt, n, T, dv, heads);
+        const operands = {q: pairRows(qAt, n, T, dk, heads), k: pairRows(kAt, n, S, dk, heads), v: pairRows(vAt, n, S, dv, heads), dy: dyn};
+        layPairOperands(place, p0, operands, pairSizes, module.pack_rows, module.add_rows, buffers);
+        heap.copyWithin(p0 + place.lse, lseAt + n * T, lseAt + (n + 1) * T);
+        const outn = pairRows(outAt, n, T, dv, heads);
+        module.row_dots(4 * (p0 + place.delta), 4 * dyn.from, 4 * dyn.stride, 4 * outn.from, 4 * outn.stride, T, dv);  // rowsum(dy ∘ out)
+        buffers.biases = biasArgsOfPair(biases, n, heads);
         const [gq, gk, gv] = [b0 + b * T * width + h * dk, b0 + b * S * width + wQ + h * dk, b0 + b * S * width + 2 * wQ + h * dv];
         if (place.gradQ < 0) buffers.gradQ = gq;
         if (place.gradK < 0) buffers.gradK = [gk, gk];
@@ -519,6 +503,17 @@ function sharedSpace(backend: WasmBackendLike, mem: Float32Array, free: number):
 }
 
 /**
+ * Where the products read tensor `t` in the space's memory (a float index): its own place in the
+ * heap, or a copy at float `to` of the shared memory, made now.
+ */
+function operandIn(space: ProductSpace, t: tf.TensorInfo, to: number): number {
+  const at = heapAddress(space.backend, t) >>> 2;
+  if (space.inHeap) return at;
+  space.mem.set(heapFloats(space.backend).subarray(at, at + tf.util.sizeFromShape(t.shape)), to);
+  return to;
+}
+
+/**
  * to [rows, d] = G[:, from .. from + m]·[W1 | W2 | …]ᵀ, where the weights [d, wi] have
  * m = Σ wi columns: G's columns packed by fours, the weights transposed by pack_rows (their d
  * rows as one group, `transposedWidth`), one project_4x8, its output in place when it needs no
@@ -537,11 +532,7 @@ function inputGradient(space: ProductSpace, g: Gradients, from: number, rows: nu
   let column = 0;
   for (const w of weights) {                                             // Wᵀ: [m][width], W's row i in column i
     const wi = w.shape[1] as number;
-    let wAt = heapAddress(backend, w) >>> 2;
-    if (!space.inHeap) {                                                 // the weights into the space's memory
-      mem.set(heapFloats(backend).subarray(wAt, wAt + d * wi), copies + d * column);
-      wAt = copies + d * column;
-    }
+    const wAt = operandIn(space, w, copies + d * column);
     space.pack([4 * wAt, 4 * wi, 4 * (transposed + column * width), d, wi, width]);
     column += wi;
   }
@@ -572,12 +563,7 @@ function weightGradients(
   const mp = roundUp(m, 8);
   const work = space.take(weightGradientFloats(rows, d, withBias, m));
   const [packed, product, copy] = [work, work + tiles * 4 * rows, work + tiles * 4 * (rows + roundUp(m, 8))];
-  const heap = heapFloats(backend);
-  let inAt = heapAddress(backend, input) >>> 2;
-  if (!space.inHeap) {                                                     // the input into the space's memory
-    mem.set(heap.subarray(inAt, inAt + rows * d), copy);
-    inAt = copy;
-  }
+  const inAt = operandIn(space, input, copy);
   // inputᵀ packed by fours: [tiles][rows][4], feature f of row r at (⌊f/4⌋·rows + r)·4 + f % 4: each tile of four
   // features a copy of their columns (pack_rows by groups of one row).
   for (let tile = 0; tile < dTiles; tile++) {
