@@ -441,11 +441,12 @@ describe('without @tensorflow/tfjs-backend-wasm (an optional peer): a fresh `npm
     dir = path.join(tmp, 'fresh');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({name: 'fresh-consumer', version: '1.0.0', private: true}));
-    // --offline: from npm's local cache, which holds these packages; nothing is fetched.
-    const install = spawnSync('npm', ['install', '--offline', '--no-audit', '--no-fund', tarball, '@tensorflow/tfjs@4.22.0'], {
+    // --prefer-offline: from npm's local cache, which \`npm ci\` filled with these packages' tarballs; their registry
+    // entries, which it does not keep (a new machine's cache lacks them), from the registry.
+    const install = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, '@tensorflow/tfjs@4.22.0'], {
       cwd: dir, encoding: 'utf8', timeout: 240000, env: {...process.env, npm_config_loglevel: 'error'},
     });
-    if (install.status !== 0) throw new Error(`npm install --offline failed (status ${install.status}):\n${install.stderr}`);
+    if (install.status !== 0) throw new Error(`npm install --prefer-offline failed (status ${install.status}):\n${install.stderr}`);
   }, 300000);
 
   it('`npm ls` shows no tfjs-node (nor its download helper) and no tfjs-backend-wasm installed', () => {
