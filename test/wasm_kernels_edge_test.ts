@@ -172,27 +172,54 @@ describe('row_dots', () => {
 });
 
 describe('project_4x8', () => {
+  // x's three layouts: packed by fours (pack_rows), x's transpose read in place (its rows `ld` floats apart), and
+  // one input per row read again for every d (x_step 0: x's row r is its value d_in times).
+  const layouts = ['packed', 'transposed', 'repeated'] as const;
   const cases = [1, 2, 3].flatMap(tiles => [0, 1, 5, 8, 9].flatMap(dIn => [8, 16, 24].flatMap(dOut =>
-    [false, true].map(bias => ({tiles, dIn, dOut, bias})))));
-  it.each(cases)('tiles=$tiles, dIn=$dIn, dOut=$dOut, bias=$bias: x·w (+ b), nothing outside the output written', ({tiles, dIn, dOut, bias}) => {
+    [false, true].flatMap(bias => layouts.map(layout => ({tiles, dIn, dOut, bias, layout}))))));
+  it.each(cases)('tiles=$tiles, dIn=$dIn, dOut=$dOut, bias=$bias, x $layout: x·w (+ b), nothing outside the output written', ({tiles, dIn, dOut, bias, layout}) => {
     const {kernels, floats, alloc} = kernelMemory();
     const rows = 4 * tiles;
-    const [wStride, outStride] = [dOut + 8, dOut + 4];
-    const x = matrix(rows, dIn, 1);
+    const [wStride, outStride, ld] = [dOut + 8, dOut + 4, rows + 3];
+    const values = matrix(rows, Math.max(dIn, 1), 1);
+    const x = layout === 'repeated' ? values.map(row => new Array<number>(dIn).fill(row[0])) : values.map(row => row.slice(0, dIn));
     const w = matrix(dIn, dOut, 2);
     const b = (randomArray([dOut], 3) as number[]);
-    const xAt = alloc(rows * dIn);
+    const xAt = alloc(Math.max(rows * dIn, dIn * ld, rows));
     const wAt = alloc(dIn * wStride);
     const bAt = alloc(dOut);
     const outAt = alloc(rows * outStride);
     const f = floats();
-    if (dIn > 0) f.set(packed(x, 4), xAt / 4);
+    let [tileStride, step] = [16 * dIn, 16];
+    if (layout === 'packed' && dIn > 0) f.set(packed(x, 4), xAt / 4);
+    if (layout === 'transposed') {
+      if (dIn > 0) put(f, xAt, transpose(x), ld);                  // xᵀ [dIn, rows], rows ld floats apart
+      [tileStride, step] = [16, 4 * ld];
+    }
+    if (layout === 'repeated') {
+      f.set(values.map(row => row[0]), xAt / 4);                   // one float per row, side by side
+      [tileStride, step] = [16, 0];
+    }
     put(f, wAt, w, wStride);
     f.set(b, bAt / 4);
-    kernels.project_4x8(xAt, wAt, 4 * wStride, bias ? bAt : 0, outAt, 4 * outStride, tiles, dIn, dOut);
+    kernels.project_4x8(xAt, tileStride, step, wAt, 4 * wStride, bias ? bAt : 0, outAt, 4 * outStride, tiles, dIn, dOut);
     const expected = x.map((row, r) => Array.from({length: dOut}, (_, c) => (bias ? b[c] : 0) + row.reduce((s, v, k) => s + v * w[k][c], 0)));
     expect(maxDiff(get(floats(), outAt, rows, dOut, outStride), expected)).toBeLessThan(1e-5);
     expect(written(floats(), outAt, rows * outStride + 64, i => i < rows * outStride && i % outStride < dOut)).toBe(0);
+  });
+
+  it('gives the same bits for x packed and for its transpose read in place', () => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const [rows, dIn, dOut] = [12, 37, 16];
+    const x = matrix(rows, dIn, 4);
+    const w = matrix(dIn, dOut, 5);
+    const [packedAt, transposedAt, wAt, outA, outB] = [alloc(rows * dIn), alloc(rows * dIn), alloc(dIn * dOut), alloc(rows * dOut), alloc(rows * dOut)];
+    floats().set(packed(x, 4), packedAt / 4);
+    put(floats(), transposedAt, transpose(x), rows);
+    put(floats(), wAt, w, dOut);
+    kernels.project_4x8(packedAt, 16 * dIn, 16, wAt, 4 * dOut, 0, outA, 4 * dOut, rows / 4, dIn, dOut);
+    kernels.project_4x8(transposedAt, 16, 4 * rows, wAt, 4 * dOut, 0, outB, 4 * dOut, rows / 4, dIn, dOut);
+    expect(Array.from(floats().subarray(outB / 4, outB / 4 + rows * dOut))).toEqual(Array.from(floats().subarray(outA / 4, outA / 4 + rows * dOut)));
   });
 });
 

@@ -20,7 +20,7 @@ export function projectPacked(
   const dOutP = roundUp(dOut, 8);
   const [wAt, bAt] = [heapAddress(backend, w), b == null ? 0 : heapAddress(backend, b)];
   if (dOutP === dOut) {
-    module.project_4x8(x.packed, wAt, 4 * dOut, bAt, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+    module.project_4x8(x.packed, 16 * x.dIn, 16, wAt, 4 * dOut, bAt, out, 4 * outRow, x.tiles, x.dIn, dOutP);
     return;
   }
   withHeapBuffer(backend, x.dIn * dOutP + dOutP, padded => {           // w [dIn, dOutP], then b [dOutP]
@@ -29,7 +29,7 @@ export function projectPacked(
     heap.fill(0, to, to + x.dIn * dOutP + dOutP);
     copyRows(heap, to, dOutP, heap, wFrom, dOut, x.dIn, dOut);
     if (b != null) heap.copyWithin(to + x.dIn * dOutP, bAt >>> 2, (bAt >>> 2) + dOut);
-    module.project_4x8(x.packed, padded, 4 * dOutP, b == null ? 0 : padded + 4 * x.dIn * dOutP, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+    module.project_4x8(x.packed, 16 * x.dIn, 16, padded, 4 * dOutP, b == null ? 0 : padded + 4 * x.dIn * dOutP, out, 4 * outRow, x.tiles, x.dIn, dOutP);
   });
 }
 

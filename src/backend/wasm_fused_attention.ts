@@ -399,8 +399,8 @@ export function projectAndAttendOnTwoThreads(
       const out = place.copies.find(copy => copy.operand.at === product.tag)!.offset;
       for (const {first, count} of chunks[i]) {                            // rows 4·first .. 4·(first + count) - 1
         projectCalls.push([
-          4 * (packed + first * 4 * d), 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias, 4 * (out + first * 4 * product.width),
-          4 * product.width, count, d, product.width]);
+          4 * (packed + first * 4 * d), 16 * d, 16, 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias,
+          4 * (out + first * 4 * product.width), 4 * product.width, count, d, product.width]);
       }
     });
     // For training, Q, K and V gathered from the products' columns, each contiguous: copied out whole after the job.

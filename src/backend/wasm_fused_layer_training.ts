@@ -5,8 +5,8 @@
  * `attend_4x8`, keeping each query's log-sum-exp; and whose backward runs
  * `attend_backward_4x8` per head into one matrix G = [dQ | dK | dV] and then the
  * projections' gradients with `project_4x8` too: dx = G·[Wq | Wk | Wv]ᵀ and
- * [dWq | dWk | dWv] = xᵀ·G, the biases' gradients as one more row of that product (xᵀ with a
- * row of ones). At small shapes the layer's many tfjs ops (products, head splits, their
+ * [dWq | dWk | dWv] = xᵀ·G (xᵀ read in place), the biases' gradients as one more tile of that
+ * product (a row of ones). At small shapes the layer's many tfjs ops (products, head splits, their
  * gradients) cost more than the attention; here they are gone. Above `twoThreadsPay`'s size
  * both passes run on two threads in Node, in the worker's shared memory: the forward as the
  * layer's inference does (wasm_fused_attention.ts' `projectAndAttendOnTwoThreads`, keeping Q,
@@ -369,8 +369,10 @@ function inputGradientFloats(rows: number, m: number, d: number): number {
   return roundUp(tileRows * m + m * transposedWidth(d) + tileRows * roundUp(d, 8) + d * m, 16);  // G packed, Wᵀ, the product, W's copy
 }
 function weightGradientFloats(rows: number, d: number, withBias: boolean, m: number): number {
-  const tiles = Math.ceil(d / 4) + (withBias ? 1 : 0);
-  return roundUp(tiles * 4 * rows + tiles * 4 * roundUp(m, 8) + rows * d, 16);  // packed inputᵀ, product, the input's copy
+  const tiles = Math.ceil(d / 4);
+  // The product (and its bias tile), the bias tile's x, the input's copy, and inputᵀ packed: taken only where d is not a
+  // multiple of 4, but counted for every d, so that the callers' bounds from the larger of two widths hold.
+  return roundUp((tiles + (withBias ? 1 : 0)) * 4 * roundUp(m, 8) + 4 + roundUp(rows * d, 4) + tiles * 4 * rows, 16);
 }
 
 /**
@@ -431,7 +433,7 @@ function backwardOnTwoThreads(
       tableStep(thread, 4 * packTable, 'pack_rows', space.packs),         // G's columns and the inputs packed
       tableStep(thread, 4 * projectTable, 'project_4x8', space.calls),    // dx (and dc), dW (and db)
     ];
-    const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[6] * a[7] * a[8], 0);
+    const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[8] * a[9] * a[10], 0);
     return {steps, flops, finish: () => space.copies.forEach(copy => copy())};
   }, heads);
 }
@@ -493,9 +495,9 @@ function sharedSpace(backend: WasmBackendLike, mem: Float32Array, free: number):
       next += roundUp(floats, 16);
       return at;
     },
-    project: ([x, w, wStride, bias, out, outStride, tiles, dIn, dOut]) => {
-      for (const {first, count} of projectionChunks(tiles)) {  // x: [tiles][dIn][4]; out: rows outStride bytes apart
-        calls.push([x + 16 * first * dIn, w, wStride, bias, out + 4 * first * outStride, outStride, count, dIn, dOut]);
+    project: ([x, tileStride, step, w, wStride, bias, out, outStride, tiles, dIn, dOut]) => {
+      for (const {first, count} of projectionChunks(tiles)) {  // x: tiles tileStride bytes apart; out: rows outStride bytes apart
+        calls.push([x + first * tileStride, tileStride, step, w, wStride, bias, out + 4 * first * outStride, outStride, count, dIn, dOut]);
       }
     },
     then: copy => void copies.push(copy),
@@ -538,18 +540,21 @@ function inputGradient(space: ProductSpace, g: Gradients, from: number, rows: nu
   }
   const toAt = heapAddress(backend, to);
   if (space.inHeap && dp === d && tiles * 4 === rows) {
-    space.project([4 * work, 4 * transposed, 4 * width, 0, toAt, 4 * d, tiles, m, dp]);
+    space.project([4 * work, 16 * m, 16, 4 * transposed, 4 * width, 0, toAt, 4 * d, tiles, m, dp]);
     return;
   }
-  space.project([4 * work, 4 * transposed, 4 * width, 0, 4 * padded, 4 * dp, tiles, m, dp]);
+  space.project([4 * work, 16 * m, 16, 4 * transposed, 4 * width, 0, 4 * padded, 4 * dp, tiles, m, dp]);
   space.then(() => copyRows(heapFloats(backend), toAt >>> 2, d, mem, padded, dp, rows, d));
 }
 
 /**
  * The weights' gradients of the projections of `input` [N, d] (N rows, whose gradients are
  * G's columns from `from`, the outputs' side by side): [dW1 | dW2 | …] = inputᵀ·G[:, from ..]
- * as one project_4x8 over inputᵀ packed by fours, with a row of ones after its d rows when
- * the biases are asked for (their gradients, G's column sums, come out as that row).
+ * by project_4x8, whose tiles of four rows are four features: where d is a multiple of 4 it
+ * reads inputᵀ in place (a tile's rows side by side, one row of the input to the next), else
+ * inputᵀ packed by fours. In the heap each dWi is written into its tensor when it needs no
+ * padding. The biases' gradients, G's column sums, are one more tile, (1, 0, 0, 0) for every
+ * row (an x_step of 0).
  */
 function weightGradients(
     space: ProductSpace, input: tf.TensorInfo, g: Gradients, from: number, outputs: Array<[tf.TensorInfo, tf.TensorInfo|undefined]>): void {
@@ -558,40 +563,52 @@ function weightGradients(
   const rows = (input.shape[0] as number) * (input.shape[1] as number);
   const withBias = outputs[0][1] != null;
   const dTiles = Math.ceil(d / 4);
-  const tiles = dTiles + (withBias ? 1 : 0);
-  const m = outputs.reduce((sum, [w]) => sum + (w.shape[1] as number), 0);
+  const widths = outputs.map(([w]) => w.shape[1] as number);
+  const m = widths.reduce((sum, wi) => sum + wi, 0);
   const mp = roundUp(m, 8);
+  const inPlace = d % 4 === 0;
   const work = space.take(weightGradientFloats(rows, d, withBias, m));
-  const [packed, product, copy] = [work, work + tiles * 4 * rows, work + tiles * 4 * (rows + roundUp(m, 8))];
+  const ones = work + (dTiles + (withBias ? 1 : 0)) * 4 * mp;     // after the product [dTiles·4 (+ 4), mp]
+  const [product, copy] = [work, ones + 4];
   const inAt = operandIn(space, input, copy);
-  // inputᵀ packed by fours: [tiles][rows][4], feature f of row r at (⌊f/4⌋·rows + r)·4 + f % 4: each tile of four
-  // features a copy of their columns (pack_rows by groups of one row).
-  for (let tile = 0; tile < dTiles; tile++) {
-    const lanes = Math.min(4, d - 4 * tile);
-    const dst = packed + tile * rows * 4;
-    if (lanes === 4) {
-      space.pack([4 * (inAt + 4 * tile), 4 * d, 4 * dst, rows, 4, 1]);
-      continue;
+  let [x, tileStride, step] = [inAt, 16, 4 * d];                 // inputᵀ in place: features f .. f + 3 side by side
+  if (!inPlace) {
+    // inputᵀ packed by fours: [tiles][rows][4], feature f of row r at (⌊f/4⌋·rows + r)·4 + f % 4: each tile of four
+    // features a copy of their columns (pack_rows by groups of one row), the last tile's missing lanes zero.
+    const packed = copy + roundUp(rows * d, 4);
+    for (let tile = 0; tile < dTiles; tile++) {
+      const lanes = Math.min(4, d - 4 * tile);
+      const dst = packed + tile * rows * 4;
+      if (lanes === 4) {
+        space.pack([4 * (inAt + 4 * tile), 4 * d, 4 * dst, rows, 4, 1]);
+        continue;
+      }
+      for (let r = 0; r < rows; r++) {
+        const src = inAt + r * d + 4 * tile;
+        for (let lane = 0; lane < 4; lane++) mem[dst + 4 * r + lane] = lane < lanes ? mem[src + lane] : 0;
+      }
     }
-    for (let r = 0; r < rows; r++) {
-      const src = inAt + r * d + 4 * tile;
-      for (let lane = 0; lane < 4; lane++) mem[dst + 4 * r + lane] = lane < lanes ? mem[src + lane] : 0;
-    }
+    [x, tileStride, step] = [packed, 16 * rows, 16];
   }
+  const gAt = g.at + from;
+  const direct = space.inHeap && inPlace && widths.every(wi => wi % 8 === 0);
+  let column = 0;
+  for (const [w] of direct ? outputs : []) {                     // dWi [d, wi] into its tensor
+    const wi = w.shape[1] as number;
+    space.project([4 * x, tileStride, step, 4 * (gAt + column), 4 * g.width, 0, heapAddress(backend, w), 4 * wi, dTiles, rows, wi]);
+    column += wi;
+  }
+  if (!direct) space.project([4 * x, tileStride, step, 4 * gAt, 4 * g.width, 0, 4 * product, 4 * mp, dTiles, rows, mp]);
   if (withBias) {
-    const dst = packed + dTiles * rows * 4;
-    for (let r = 0; r < rows; r++) {
-      mem[dst + 4 * r] = 1;
-      mem.fill(0, dst + 4 * r + 1, dst + 4 * r + 4);
-    }
+    mem.set([1, 0, 0, 0], ones);
+    space.project([4 * ones, 16, 0, 4 * gAt, 4 * g.width, 0, 4 * (product + dTiles * 4 * mp), 4 * mp, 1, rows, mp]);
   }
-  space.project([4 * packed, 4 * (g.at + from), 4 * g.width, 0, 4 * product, 4 * mp, tiles, rows, mp]);
   space.then(() => {
     const to = heapFloats(backend);
     let column = 0;
     for (const [w, b] of outputs) {
       const wi = w.shape[1] as number;
-      copyRows(to, heapAddress(backend, w) >>> 2, wi, mem, product + column, mp, d, wi);
+      if (!direct) copyRows(to, heapAddress(backend, w) >>> 2, wi, mem, product + column, mp, d, wi);
       if (b != null) to.set(mem.subarray(product + dTiles * 4 * mp + column, product + dTiles * 4 * mp + column + wi), heapAddress(backend, b) >>> 2);
       column += wi;
     }

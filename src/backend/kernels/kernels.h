@@ -51,10 +51,12 @@ void add_rows(float* dst, uint32_t dst_stride, const float* a, const float* b, u
 KERNEL_EXPORT(row_dots)
 void row_dots(float* dst, const float* a, uint32_t a_stride, const float* b, uint32_t b_stride, uint32_t rows, uint32_t cols);
 
-// out = x·w (+ bias) for x packed by fours, 4 rows × 8 columns at a time (project_4x8_wasmsimd.c).
+// out = x·w (+ bias), 4 rows × 8 columns at a time, for x by tiles of four rows whose inputs
+// lie side by side, `x_step` bytes from one input to the next: packed by fours (pack_rows),
+// or a row-major matrix's transpose read in place (project_4x8_wasmsimd.c).
 KERNEL_EXPORT(project_4x8)
-void project_4x8(const float* x, const float* w, uint32_t w_stride, const float* bias, float* out, uint32_t out_stride,
-                 uint32_t tiles, uint32_t d_in, uint32_t d_out);
+void project_4x8(const float* x, uint32_t x_tile_stride, uint32_t x_step, const float* w, uint32_t w_stride,
+                 const float* bias, float* out, uint32_t out_stride, uint32_t tiles, uint32_t d_in, uint32_t d_out);
 
 // C[n] = scale·A[n]·B[n] for each of `batches` row-major products, 4×4 tiles of C
 // (batch_matmul_4x4_wasmsimd.c).
