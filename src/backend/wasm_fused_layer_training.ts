@@ -285,7 +285,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         if (place.gradV >= 0) intoG(module, gv, width, buffers.gradV, dvp, S, dv);                  // dV
       }
     }
-    projectionGradients(heapSpace(backend, module, b0 + work), args.inputs, {at: b0, width}, outputs);
+    projectionGradients(heapSpace(backend, module, b0 + work, b0 + backwardFloats(sizes, attrs)), args.inputs, {at: b0, width}, outputs);
   });
   noteFusedCallThreads(1);
   return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
@@ -468,10 +468,19 @@ interface ProductSpace {
   then(copy: () => void): void;
 }
 
-/** The heap's space: each product made at once, in the work buffer from float `work` (each reuses it). */
-function heapSpace(backend: WasmBackendLike, module: KernelExports, work: number): ProductSpace {
+/**
+ * The heap's space: each product made at once, in the work buffer from float `work` to `end`
+ * (each reuses it; one that would pass `end` throws rather than write over the heap).
+ */
+function heapSpace(backend: WasmBackendLike, module: KernelExports, work: number, end: number): ProductSpace {
   return {
-    backend, mem: heapFloats(backend), inHeap: true, take: () => work,
+    backend, mem: heapFloats(backend), inHeap: true,
+    take: floats => {
+      if (work + floats > end) {
+        throw new Error(`tfjs-attention: a gradient product of the layer needs ${floats} floats of work buffer, ${end - work} are left`);
+      }
+      return work;
+    },
     pack: args => module.pack_rows(...(args as Parameters<KernelExports['pack_rows']>)),
     project: args => module.project_4x8(...(args as Parameters<KernelExports['project_4x8']>)), then: copy => copy(),
   };
