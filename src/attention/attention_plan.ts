@@ -171,7 +171,7 @@ export function planAttention(call: AttentionCall): AttentionPlan {
   const flops = 2 * call.batch * call.heads * T * S * (call.dk + call.dv);
   const threads: 1|2 = (call.threads ?? 1) === 2 && twoThreadsPay(flops, T) ? 2 : 1;
   const withMask = call.mask ? ' with the explicit mask as a bias' : '';
-  const andMask = call.mask ? ', with the explicit mask as a bias' : '';  // after the layer's kernels' words
+  const andMask = withMask && `,${withMask}`;  // after the layer's kernels' words
   if (fused.kernel === 'gradient') {
     return {
       path: 'fused', blockSize: FUSED_KEY_BLOCK, threads, kernel: 'gradient',

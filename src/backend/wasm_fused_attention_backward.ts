@@ -292,7 +292,7 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   withHeapBuffer(backend, place.total, base => {
     const heap = heapFloats(backend);
     const b0 = base >>> 2;
-    heap.fill(0, b0, b0 + place.total);  // the padding (rows past T, columns past d) stays zero
+    zeroRowPadding(heap, place, b0, pairSizes);
     for (let n = 0; n < P; n++) {
       const dyn = pairRows(at.dy, n, T, dv, 1);
       const operands = {q: pairRows(at.q, n, T, dk, 1), k: pairRows(at.k, n, S, dk, 1), v: pairRows(at.v, n, S, dv, 1), dy: dyn};
@@ -431,7 +431,7 @@ function operandRows(
     if (operand.stride !== dp) throw new Error(`tfjs-attention: rows ${operand.stride} floats apart cannot be read in place as rows of ${dp}`);
     return operand.from;
   }
-  addRows(...(addRowsArgs(p0 + offset, dp, operand.from, null, operand.stride, count, d) as Parameters<KernelExports['add_rows']>));
+  addRows(...addRowsArgs(p0 + offset, dp, operand.from, null, operand.stride, count, d));
   return p0 + offset;
 }
 
@@ -487,7 +487,6 @@ function backwardOnTwoThreads(
   const copyInTable = (...args: number[]) => void rows.push(args);
   const sizes = {T, S, dk, dv, dkp, dvp, block, heads, scale: call.scale, causal: call.causal};
   const pairs: PairBuffers[] = [];
-  const tiles = Math.ceil(T / 4);
   for (let n = 0; n < P; n++) {
     const p0 = layout.first + n * layout.pair;
     zeroRowPadding(mem, place, p0, pairSizes);

@@ -370,9 +370,10 @@ function inputGradientFloats(rows: number, m: number, d: number): number {
 }
 function weightGradientFloats(rows: number, d: number, withBias: boolean, m: number): number {
   const tiles = Math.ceil(d / 4);
-  // The product (and its bias tile), the bias tile's x, the input's copy, and inputᵀ packed: taken only where d is not a
-  // multiple of 4, but counted for every d, so that the callers' bounds from the larger of two widths hold.
-  return roundUp((tiles + (withBias ? 1 : 0)) * 4 * roundUp(m, 8) + 4 + roundUp(rows * d, 4) + tiles * 4 * rows, 16);
+  // The product (and its bias tile), the bias tile's x, the input's copy, and the tile of its last d % 4 features:
+  // taken only where d is not a multiple of 4, but counted for every d, so that the callers' bounds from the larger of
+  // two widths hold.
+  return roundUp((tiles + (withBias ? 1 : 0)) * 4 * roundUp(m, 8) + 4 + roundUp(rows * d, 4) + 4 * rows, 16);
 }
 
 /**
@@ -380,7 +381,7 @@ function weightGradientFloats(rows: number, d: number, withBias: boolean, m: num
  * backward (`attendBackwardOnTwoThreads`, each (batch, head) pair's rows read where the heads lie
  * side by side), then the steps added here: G [max(B·T, B·S), gradientWidth] built in the shared
  * memory from each pair's dQ and its dK and dV parts (added as on one thread) into its head's
- * columns, G's columns and the inputs packed, and the projections' gradients as calls of
+ * columns, G's columns packed and the weights transposed, and the projections' gradients as calls of
  * project_4x8 by tiles of rows, shared between the threads; their results copied out to the heap
  * after the job. Returns false where the call stays on one thread.
  */
@@ -398,10 +399,10 @@ function backwardOnTwoThreads(
       inputGradientFloats(B * T, wQ, dq) + inputGradientFloats(B * S, wQ + wV, dc) + weightGradientFloats(B * T, dq, withBias, wQ) +
       weightGradientFloats(B * S, dc, withBias, wQ + wV);
   // Bounds of what the products take: their buffers (as inputGradient and weightGradients take them); at most one
-  // call per tile of rows, and one pack per product of G's columns, per weight (transposed) and per four features of
-  // an input; and G's three add_rows per pair.
+  // call per tile of rows, and one pack per product of G's columns and per weight (transposed); and G's three
+  // add_rows per pair.
   const calls = 2 * Math.ceil(n / 4) + 2 * (Math.ceil(Math.max(dq, dc) / 4) + 1);
-  const packs = 2 + 3 + 2 * Math.ceil(Math.max(dq, dc) / 4);
+  const packs = 2 + 3;
   const tables = roundUp(tableEntries('project_4x8') * calls, 16) + roundUp(tableEntries('pack_rows') * packs, 16) +
       roundUp(tableEntries('add_rows') * 3 * B * heads, 16);
   const gFloats = roundUp(n * width, 16);
@@ -430,7 +431,7 @@ function backwardOnTwoThreads(
     }
     const steps: JobStep[] = [
       tableStep(thread, 4 * intoGTable, 'add_rows', intoGCalls),          // G = [dQ | dK | dV]
-      tableStep(thread, 4 * packTable, 'pack_rows', space.packs),         // G's columns and the inputs packed
+      tableStep(thread, 4 * packTable, 'pack_rows', space.packs),         // G's columns packed, the weights transposed
       tableStep(thread, 4 * projectTable, 'project_4x8', space.calls),    // dx (and dc), dW (and db)
     ];
     const flops = space.calls.reduce((sum, a) => sum + 2 * 4 * a[8] * a[9] * a[10], 0);
@@ -559,11 +560,11 @@ function inputGradient(space: ProductSpace, g: Gradients, from: number, rows: nu
 /**
  * The weights' gradients of the projections of `input` [N, d] (N rows, whose gradients are
  * G's columns from `from`, the outputs' side by side): [dW1 | dW2 | …] = inputᵀ·G[:, from ..]
- * by project_4x8, whose tiles of four rows are four features: where d is a multiple of 4 it
- * reads inputᵀ in place (a tile's rows side by side, one row of the input to the next), else
- * inputᵀ packed by fours. In the heap each dWi is written into its tensor when it needs no
- * padding. The biases' gradients, G's column sums, are one more tile, (1, 0, 0, 0) for every
- * row (an x_step of 0).
+ * by project_4x8, whose tiles of four rows are four features, read in place (a tile's rows side
+ * by side, one row of the input to the next); the last d % 4 features, which in place would read
+ * past the input, copied into a tile with zero lanes. In the heap each dWi is written into its
+ * tensor when it needs no padding. The biases' gradients, G's column sums, are one more tile,
+ * (1, 0, 0, 0) for every row (an x_step of 0).
  */
 function weightGradients(
     space: ProductSpace, input: tf.TensorInfo, g: Gradients, from: number, outputs: Array<[tf.TensorInfo, tf.TensorInfo|undefined]>): void {
@@ -571,46 +572,37 @@ function weightGradients(
   const d = input.shape[2] as number;
   const rows = (input.shape[0] as number) * (input.shape[1] as number);
   const withBias = outputs[0][1] != null;
-  const dTiles = Math.ceil(d / 4);
+  const [inPlaceTiles, lastLanes] = [Math.floor(d / 4), d % 4];
+  const dTiles = inPlaceTiles + (lastLanes > 0 ? 1 : 0);
   const widths = outputs.map(([w]) => w.shape[1] as number);
   const m = widths.reduce((sum, wi) => sum + wi, 0);
   const mp = roundUp(m, 8);
-  const inPlace = d % 4 === 0;
   const work = space.take(weightGradientFloats(rows, d, withBias, m));
   const ones = work + (dTiles + (withBias ? 1 : 0)) * 4 * mp;     // after the product [dTiles·4 (+ 4), mp]
   const [product, copy] = [work, ones + 4];
   const inAt = operandIn(space, input, copy);
-  let [x, tileStride, step] = [inAt, 16, 4 * d];                 // inputᵀ in place: features f .. f + 3 side by side
-  if (!inPlace) {
-    // inputᵀ packed by fours: [tiles][rows][4], feature f of row r at (⌊f/4⌋·rows + r)·4 + f % 4: each tile of four
-    // features a copy of their columns (pack_rows by groups of one row), the last tile's missing lanes zero.
-    const packed = copy + roundUp(rows * d, 4);
-    for (let tile = 0; tile < dTiles; tile++) {
-      const lanes = Math.min(4, d - 4 * tile);
-      const dst = packed + tile * rows * 4;
-      if (lanes === 4) {
-        space.pack([4 * (inAt + 4 * tile), 4 * d, 4 * dst, rows, 4, 1]);
-        continue;
-      }
-      for (let r = 0; r < rows; r++) {
-        const src = inAt + r * d + 4 * tile;
-        for (let lane = 0; lane < 4; lane++) mem[dst + 4 * r + lane] = lane < lanes ? mem[src + lane] : 0;
-      }
-    }
-    [x, tileStride, step] = [packed, 16 * rows, 16];
-  }
   const gAt = g.at + from;
-  const direct = space.inHeap && inPlace && widths.every(wi => wi % 8 === 0);
+  const gradientsOf = (x: number, tileStride: number, step: number, tiles: number, firstTile: number) =>
+    space.project([4 * x, tileStride, step, 4 * gAt, 4 * g.width, 0, 4 * (product + firstTile * 4 * mp), 4 * mp, tiles, rows, mp]);
+  const direct = space.inHeap && lastLanes === 0 && widths.every(wi => wi % 8 === 0);
   let column = 0;
   for (const [w] of direct ? outputs : []) {                     // dWi [d, wi] into its tensor
     const wi = w.shape[1] as number;
-    space.project([4 * x, tileStride, step, 4 * (gAt + column), 4 * g.width, 0, heapAddress(backend, w), 4 * wi, dTiles, rows, wi]);
+    space.project([4 * inAt, 16, 4 * d, 4 * (gAt + column), 4 * g.width, 0, heapAddress(backend, w), 4 * wi, inPlaceTiles, rows, wi]);
     column += wi;
   }
-  if (!direct) space.project([4 * x, tileStride, step, 4 * gAt, 4 * g.width, 0, 4 * product, 4 * mp, dTiles, rows, mp]);
+  if (!direct && inPlaceTiles > 0) gradientsOf(inAt, 16, 4 * d, inPlaceTiles, 0);
+  if (lastLanes > 0) {                                           // [rows][4]: the last features, zero lanes past d
+    const last = copy + roundUp(rows * d, 4);
+    for (let r = 0; r < rows; r++) {
+      const src = inAt + r * d + 4 * inPlaceTiles;
+      for (let lane = 0; lane < 4; lane++) mem[last + 4 * r + lane] = lane < lastLanes ? mem[src + lane] : 0;
+    }
+    gradientsOf(last, 16 * rows, 16, 1, inPlaceTiles);
+  }
   if (withBias) {
     mem.set([1, 0, 0, 0], ones);
-    space.project([4 * ones, 16, 0, 4 * gAt, 4 * g.width, 0, 4 * (product + dTiles * 4 * mp), 4 * mp, 1, rows, mp]);
+    gradientsOf(ones, 16, 0, 1, dTiles);
   }
   space.then(() => {
     const to = heapFloats(backend);
