@@ -1,6 +1,7 @@
 /** Matrix products the fastest way per backend: explicit transposes where matMul's flags are slow, and a dense product for the layer's projections. */
 import * as tf from '@tensorflow/tfjs';
 import {denseFused, denseFusedFits} from '../backend/wasm_dense';
+import {denseTrainable} from '../backend/wasm_dense_training';
 
 /**
  * Backends on which matMul's transpose flags are slow. tfjs-backend-wasm 4.22 hands a
@@ -90,14 +91,21 @@ const denseExplicit = tf.customGrad((...args: Array<tf.Tensor|tf.GradSaveFunc>) 
   };
 });
 
-/** x [..., dIn] · w [dIn, dOut] (+ b [dOut]) -> [..., dOut], as one 2-D matMul. */
+/**
+ * x [..., dIn] · w [dIn, dOut] (+ b [dOut]) -> [..., dOut], as one 2-D product: on wasm the SIMD
+ * kernel (`denseTrainable` while tfjs records gradients, its backward in the kernel too;
+ * `denseFused` for inference) where w fits `denseFusedFits`, else `denseExplicit` while recording,
+ * else tfjs' matMul.
+ */
 export function dense(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor|null): tf.Tensor {
   const [dIn, dOut] = w.shape;
   const outShape = [...x.shape.slice(0, -1), dOut];
   const x2 = x.reshape([-1, dIn]) as tf.Tensor2D;  // [N, dIn]
   let y: tf.Tensor;
   // The custom gradient only while tfjs records gradients: its wrapper costs ~0.1 ms a call.
-  if (transposeFlagsAreSlow() && tf.engine().isTapeOn()) {
+  if (transposeFlagsAreSlow() && tf.engine().isTapeOn() && denseFusedFits(dIn, dOut)) {
+    y = b == null ? denseTrainable(x2, w as tf.Tensor2D) : denseTrainable(x2, w as tf.Tensor2D, b as tf.Tensor1D);  // [N, dOut]
+  } else if (transposeFlagsAreSlow() && tf.engine().isTapeOn()) {
     y = b == null ? denseExplicit(x2, w) : denseExplicit(x2, w, b);  // [N, dOut]
   } else if (!tf.engine().isTapeOn() && denseFusedFits(dIn, dOut)) {
     y = denseFused(x2, w, b);                                        // [N, dOut]

@@ -3,7 +3,8 @@
  * (names, shapes, order), call forms and masks, on the project's op `dotProductAttention` (so
  * the planner picks the fused wasm kernel, the standard or the memory-efficient path), or, where
  * the planner gives the layer's kernels (wasm, the key the value; masks as biases), on
- * ScaledDotProductAttention's fused layer kernels, inference and training. A port of
+ * ScaledDotProductAttention's fused layer kernels, inference and training (on wasm the output
+ * projection, and the projections of a key of its own, train in `dense`'s SIMD kernel). A port of
  * keras/src/layers/attention/multi_head_attention.py's semantics, not of its einsums.
  */
 import * as tf from '@tensorflow/tfjs';
