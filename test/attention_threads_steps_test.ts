@@ -34,7 +34,7 @@ function tripleJob(thread: SecondThread, workerCalls: Array<number|undefined>, b
   const row = 4 * COLS;
   const outside = 0x7ffffff0;  // past the shared memory's bytes: the call traps
   const calls = (step: number, from: number, plus: number, to: number) => Array.from({length: ROWS}, (_, r) => [
-    bad?.step === step && bad.call === r ? outside : to + r * row, row, from + r * row, plus + r * row, row, 1, COLS]);
+    bad?.step === step && bad.call === r ? outside : to + r * row, row, from + r * row, plus + r * row, 1, 0, row, 1, COLS]);
   writeTableCalls(thread, table, 'add_rows', calls(0, a, a, b));
   writeTableCalls(thread, table + 4 * ROWS * entries, 'add_rows', calls(1, b, a, c));
   const steps: JobStep[] = [0, 1].map(step => ({

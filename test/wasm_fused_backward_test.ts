@@ -16,7 +16,7 @@ import {planAttention} from '../src/attention/attention_plan';
 import * as training from '../src/backend/wasm_fused_attention_backward';
 import * as layerTraining from '../src/backend/wasm_fused_layer_training';
 import * as fusedForward from '../src/backend/wasm_fused_attention';
-import {backwardSplit, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
+import {backwardParts, FUSED_BACKWARD_KEY_BLOCK, fusedTrainingBytes, fusedTrainingSizesFit} from '../src/backend/wasm_fused_attention_backward';
 import {FUSED_KEY_BLOCK, FUSED_MAX_BYTES, fusedThreadsOfLastCall} from '../src/backend/wasm_fused_attention';
 import * as threadsModule from '../src/backend/attention_threads';
 import {getSecondThread, setAttentionThreads} from '../src/backend/attention_threads';
@@ -219,7 +219,7 @@ describe('the fused backward on two threads', () => {
 
   it.each([['no mask', false, false], ['causal', true, false], ['causal and key padding', true, true]])(
       '%s: the output and gradients on two threads are bit for bit those on one, and equal the standard path\'s', (_, causal, padded) => {
-        expect(backwardSplit({pairs: 2, T, S, dk, dv, causal: causal as boolean})).toBeGreaterThan(0);
+        expect(backwardParts({pairs: 2, T, S, dk, dv, causal: causal as boolean}).length).toBeGreaterThan(2);
         const start = tf.memory().numTensors;
         const q = tf.randomNormal([...lead, T, dk], 0, 1, 'float32', 51);
         const k = tf.randomNormal([...lead, S, dk], 0, 1, 'float32', 52);
@@ -1035,9 +1035,35 @@ describe('sizes', () => {
     }
   });
 
-  it('work buffers stay linear in T and S: twice the length, twice the bytes, and within FUSED_MAX_BYTES up to 64 Ki keys', () => {
+  it('backwardParts cuts each pair\'s query tiles into parts of shrinking work: enough for 8 calls in all, at most 8, one tile each at least, the extra parts\' dK and dV within 8 MiB; one part below the two-thread size', () => {
+    const partsOf = (pairs: number, T: number, S: number, causal = false, d = 64) => backwardParts({pairs, T, S, dk: d, dv: d, causal});
+    const sizesOf = (bounds: number[]) => bounds.slice(1).map((b, j) => b - bounds[j]);
+    expect(partsOf(1, 8, 8)).toEqual([0, 2]);                   // 16 KFLOP: one thread, one part
+    expect(sizesOf(partsOf(32, 128, 128))).toEqual([21, 11]);  // 2 parts for 64 calls, 2/3 and 1/3 of the tiles
+    expect(partsOf(2, 301, 310).length - 1).toBe(4);           // 4 parts of 2 pairs
+    expect(partsOf(1, 8192, 8192).length - 1).toBe(3);         // 4 MiB a part: 2 more at most
+    expect(partsOf(1, 16384, 16384).length - 1).toBe(2);       // 8 MiB a part: 2 all the same (the two threads)
+    expect(partsOf(1, 40, 1e5).length - 1).toBe(2);            // 10 tiles, S large
+    for (const causal of [false, true]) {
+      const bounds = partsOf(1, 1024, 1024, causal);
+      expect(bounds.length - 1).toBe(8);
+      expect(bounds[0]).toBe(0);
+      expect(bounds[8]).toBe(256);
+      const sizes = sizesOf(bounds);
+      expect(sizes.every(size => size >= 1)).toBe(true);
+      // The work of each part (tiles, or with causal the keys its tiles see) shrinks part by part, within a tile's work.
+      const work = (tile: number) => (causal ? Math.min(1024, 4 * tile + 4) : 1);
+      const partWork = sizes.map((_, j) => Array.from({length: sizes[j]}, (__, i) => work(bounds[j] + i)).reduce((a, b) => a + b, 0));
+      partWork.slice(1).forEach((w, j) => expect(w).toBeLessThanOrEqual(partWork[j] + work(bounds[j + 1])));
+      expect(partWork[7] / partWork.reduce((a, b) => a + b, 0)).toBeCloseTo(1 / 36, 2);  // shares 8, 7, …, 1 of 36
+    }
+    expect(partsOf(1, 12, 1e4)).toEqual([0, 2, 3]);              // 3 tiles: 2 parts, the first twice the second
+  });
+
+  it('work buffers stay linear in T and S: twice the length, at most twice the bytes (twice, once the parts\' dK and dV are capped), and within FUSED_MAX_BYTES up to 64 Ki keys', () => {
     const sizes = (L: number) => ({T: L, S: L, dk: 64, dv: 64});
-    expect(fusedTrainingBytes(sizes(8192)) / fusedTrainingBytes(sizes(4096))).toBeCloseTo(2, 1);
+    for (const L of [1024, 2048, 4096, 8192, 16384]) expect(fusedTrainingBytes(sizes(2 * L))).toBeLessThanOrEqual(2 * fusedTrainingBytes(sizes(L)));
+    expect(fusedTrainingBytes(sizes(32768)) / fusedTrainingBytes(sizes(16384))).toBeCloseTo(2, 1);
     expect(fusedTrainingSizesFit(sizes(8192))).toBe(true);
     expect(fusedTrainingBytes(sizes(8192))).toBeLessThan(FUSED_MAX_BYTES);
     expect(fusedTrainingSizesFit({T: 0, S: 4, dk: 4, dv: 4})).toBe(false);

@@ -101,20 +101,31 @@ describe('pack_rows', () => {
 });
 
 describe('add_rows', () => {
-  const cases = [0, 1, 3].flatMap(rows => [1, 3, 4, 5, 8, 13].flatMap(cols => [false, true].map(add => ({rows, cols, add}))));
-  it.each(cases)('rows=$rows, cols=$cols, add=$add: a + b (or a) between strides, rounded as Math.fround(a + b); nothing else written', ({rows, cols, add}) => {
+  // parts: 0 copies a; 1 adds b; 3 adds b and the two matrices after it, left to right.
+  const cases = [0, 1, 3].flatMap(rows => [1, 3, 4, 5, 8, 13].flatMap(cols => [0, 1, 3].map(parts => ({rows, cols, parts}))));
+  it.each(cases)('rows=$rows, cols=$cols, parts=$parts: ((a + b_0) + b_1) + … (or a) between strides, rounded as Math.fround at each step; nothing else written', ({rows, cols, parts}) => {
     const {kernels, floats, alloc} = kernelMemory();
     const [srcStride, dstStride] = [cols + 5, cols + 2];
+    const partFloats = rows * srcStride + 7;  // the parts' matrices apart, further than their rows
     const a = matrix(rows, cols, 11 + cols);
-    const b = matrix(rows, cols, 12 + cols).map(row => row.map(v => v * 1e-3));  // sums that must round
-    const [aAt, bAt, dst] = [alloc(rows * srcStride), alloc(rows * srcStride), alloc(rows * dstStride)];
+    const bs = Array.from({length: Math.max(parts, 1)}, (_, j) => matrix(rows, cols, 12 + cols + j).map(row => row.map(v => v * 1e-3 * (j + 1))));  // sums that must round
+    const [aAt, bAt, dst] = [alloc(rows * srcStride), alloc(bs.length * partFloats), alloc(rows * dstStride)];
     put(floats(), aAt, a, srcStride);
-    put(floats(), bAt, b, srcStride);
-    kernels.add_rows(dst, 4 * dstStride, aAt, add ? bAt : 0, 4 * srcStride, rows, cols);
+    bs.forEach((b, j) => put(floats(), bAt + 4 * j * partFloats, b, srcStride));
+    kernels.add_rows(dst, 4 * dstStride, aAt, parts > 0 ? bAt : 0, parts, 4 * partFloats, 4 * srcStride, rows, cols);
     const f = floats();
-    const expected = a.map((row, r) => row.map((v, c) => (add ? Math.fround(Math.fround(v) + Math.fround(b[r][c])) : Math.fround(v))));
+    const expected = a.map((row, r) => row.map((v, c) => bs.slice(0, parts).reduce((sum, b) => Math.fround(sum + Math.fround(b[r][c])), Math.fround(v))));
     expect(get(f, dst, rows, cols, dstStride)).toEqual(expected);
     expect(written(f, dst, rows * dstStride + 64, i => i < rows * dstStride && i % dstStride < cols)).toBe(0);
+  });
+
+  it('a null b copies a whatever the parts say', () => {
+    const {kernels, floats, alloc} = kernelMemory();
+    const a = [[1, 2, 3, 4, 5]];
+    const [aAt, dst] = [alloc(5), alloc(5)];
+    put(floats(), aAt, a, 5);
+    kernels.add_rows(dst, 20, aAt, 0, 3, 64, 20, 1, 5);
+    expect(get(floats(), dst, 1, 5, 5)).toEqual(a);
   });
 
   it('adds in place (dst = a) with NaN and ±∞ as IEEE 754 adds them', () => {
@@ -124,7 +135,7 @@ describe('add_rows', () => {
     const [aAt, bAt] = [alloc(6), alloc(6)];
     put(floats(), aAt, a, 6);
     put(floats(), bAt, b, 6);
-    kernels.add_rows(aAt, 24, aAt, bAt, 24, 1, 6);
+    kernels.add_rows(aAt, 24, aAt, bAt, 1, 0, 24, 1, 6);
     expect(get(floats(), aAt, 1, 6, 6)).toEqual([[3, NaN, NaN, -Infinity, Infinity, NaN]]);
   });
 });

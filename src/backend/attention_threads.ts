@@ -8,9 +8,10 @@
  * `add_rows`). For a large call the kernel copies the operands into that memory, and writes the
  * calls' arguments into tables there: a job of steps (`runStepsOnBothThreads`), each step's calls
  * made before the next starts. The calls of a step the two threads share (each takes the next call
- * left, so that a slower thread makes fewer), or split ahead (the backward's: the worker makes the
- * first part of each pair's query tiles and this thread the second, so that their dK and dV are
- * added in a fixed order); they meet again through Atomics. The worker is woken as the call
+ * left, so that a slower thread makes fewer: the backward's parts of each pair's query tiles write
+ * dK and dV apart, added in a fixed order after, so either thread may make any), or split ahead
+ * (JobStep's workerCalls: each thread's share known, as the tests of a failing share need);
+ * they meet again through Atomics. The worker is woken as the call
  * starts (`withWorkerAwake`), so that its wake-up overlaps the copies, and spins a little after
  * each job for the next. The Node entry
  * (src/node.ts) hands this file worker_threads; browsers, and runtimes without shared memory,

@@ -6,7 +6,7 @@
  * log-sum-exp, so neither pass forms a [T, S] matrix and memory stays linear in T and S.
  * A large call runs both passes on two threads in Node: the forward as the inference kernel
  * does (wasm_fused_attention.ts' attendPairsOnTwoThreads, which keeps the log-sum-exp too), the
- * backward with the worker taking the first query tiles of each pair; the same bits as on one.
+ * backward with the threads sharing the parts of each pair's query tiles; the same bits as on one.
  * The planner (attention_plan.ts) sends recorded calls on wasm here.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -61,8 +61,14 @@ export interface BackwardLayout {
   qRows: number; kRows: number; doutRows: number;
   lse: number; delta: number;
   gradQ: number; gradK: number; gradV: number;
-  /** The second part's dK and dV (see backwardSplit), or -1 when the tiles are not split. */
-  gradKSecond: number; gradVSecond: number;
+  /** The parts of the query tiles (backwardParts), each with its own dK and dV and its own scratch. */
+  parts: number;
+  /**
+   * Parts 1 .. parts - 1's dK and dV, one after another (partK = S·dkp and partV = S·dvp floats
+   * apart), besides part 0's (gradK, gradV); -1 with one part.
+   */
+  gradKParts: number; gradVParts: number; partK: number; partV: number;
+  /** Each part's scratch, 8·block floats apart. */
   scratch: number;
   total: number;
 }
@@ -71,12 +77,12 @@ export interface BackwardLayout {
 export const NOTHING_IN_PLACE = {rows: false, gradients: false};
 
 /**
- * `split`: room for a second part's dK and dV; `inPlace`: the operands' rows (`rows`) and the
- * gradients (`gradients`) that need no padding are used in place (their offsets -1), the
- * operand's or the output's own [T, d] rows.
+ * `parts`: room for that many parts' dK, dV and scratch (backwardParts); `inPlace`: the
+ * operands' rows (`rows`) and the gradients (`gradients`) that need no padding are used in place
+ * (their offsets -1), the operand's or the output's own [T, d] rows.
  */
 export function backwardLayoutOf(
-    {T, S, dk, dv}: PairSizes, split: boolean, inPlace: {rows: boolean; gradients: boolean} = {rows: true, gradients: true}): BackwardLayout {
+    {T, S, dk, dv}: PairSizes, parts: number, inPlace: {rows: boolean; gradients: boolean} = {rows: true, gradients: true}): BackwardLayout {
   const tiles = Math.ceil(T / 4);
   const panels = Math.ceil(S / 8);
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
@@ -102,31 +108,100 @@ export function backwardLayoutOf(
   const gradQ = take(tiles * 4 * dkp, gradients && rowsInPlace && dkp === dk);
   const gradK = take(S * dkp, gradients && dkp === dk);
   const gradV = take(S * dvp, gradients && dvp === dv);
-  const gradKSecond = split ? take(S * dkp) : -1;
-  const gradVSecond = split ? take(S * dvp) : -1;
-  const scratch = take(8 * block);
+  const gradKParts = parts > 1 ? take((parts - 1) * S * dkp) : -1;
+  const gradVParts = parts > 1 ? take((parts - 1) * S * dvp) : -1;
+  const scratch = take(parts * 8 * block);
   return {
-    tiles, dkp, dvp, block, q, k, dout, v, qRows, kRows, doutRows, lse, delta, gradQ, gradK, gradV, gradKSecond, gradVSecond,
-    scratch, total: next,
+    tiles, dkp, dvp, block, q, k, dout, v, qRows, kRows, doutRows, lse, delta, gradQ, gradK, gradV, parts, gradKParts, gradVParts,
+    partK: S * dkp, partV: S * dvp, scratch, total: next,
   };
 }
 
 /**
- * Of each pair's query tiles, how many the backward's first part takes, the rest going to a
- * second part with its own dK and dV, added to the first's after: 0 (one part) below
- * `twoThreadsPay`'s size (as the forward). On two threads the worker runs the first parts; on one, this thread
- * runs both, so that one and two threads give the same bits. Without causal, half the tiles;
- * with causal, tile i sees about i blocks of keys, so the first tiles/√2 hold half the work.
+ * Pair buffers' dK, dV and scratch of each part (PairBuffers) from `place` at float p0: part
+ * 0's dK and dV `gradK` and `gradV` (p0 + place's own by default), the others in place's parts.
  */
-export function backwardSplit(sizes: PairSizes&{pairs: number; causal: boolean}): number {
-  const {pairs, T, S, dk, dv, causal} = sizes;
+export function partBuffers(place: BackwardLayout, p0: number, gradK = p0 + place.gradK, gradV = p0 + place.gradV):
+    Pick<PairBuffers, 'gradK'|'gradV'|'scratch'|'partK'|'partV'> {
+  const {parts, block} = place;
+  return {
+    gradK: Array.from({length: parts}, (_, j) => (j === 0 ? gradK : p0 + place.gradKParts + (j - 1) * place.partK)),
+    gradV: Array.from({length: parts}, (_, j) => (j === 0 ? gradV : p0 + place.gradVParts + (j - 1) * place.partV)),
+    scratch: Array.from({length: parts}, (_, j) => p0 + place.scratch + j * 8 * block), partK: place.partK, partV: place.partV,
+  };
+}
+
+/**
+ * add_rows' arguments that put a gradient's parts, added left to right (`parts` of a pair's
+ * buffers: PairBuffers' gradK or gradV, parts 1 .. on `partFloats` apart: its partK or partV), into `rows` rows of
+ * `cols` floats at float `to`, `toRow` floats apart; the parts' rows are `srcRow` floats apart.
+ * One part is copied.
+ */
+export function partsSumArgs(to: number, toRow: number, parts: number[], partFloats: number, srcRow: number, rows: number, cols: number):
+    Parameters<KernelExports['add_rows']> {
+  return addRowsArgs(to, toRow, parts[0], parts.length > 1 ? parts[1] : null, srcRow, rows, cols, parts.length - 1, partFloats);
+}
+
+/** Most parts of a pair's query tiles in the backward (backwardParts). */
+const BACKWARD_MOST_PARTS = 8;
+/** Fewest calls of the backward's kernel on two threads (pairs × parts), where the parts allow. */
+const BACKWARD_LEAST_CALLS = 8;
+/** Most bytes of one pair's extra parts' dK and dV (parts 1 .. parts - 1), each S·(dkp + dvp) floats. */
+const BACKWARD_PARTS_MAX_BYTES = 8 * 2 ** 20;
+
+/**
+ * Most parts that backwardParts gives a pair of S keys, whatever the pairs and T: the work
+ * buffers' bounds take it. At least 2 (a pair's tiles on both threads), more while the extra
+ * parts' dK and dV stay within BACKWARD_PARTS_MAX_BYTES (8 at S <= 2048, d = 64; 3 at 8192).
+ */
+export function backwardMostParts(S: number, dk: number, dv: number): number {
+  const partBytes = 4 * S * (roundUp(dk, 8) + roundUp(dv, 8));
+  return Math.max(2, Math.min(BACKWARD_MOST_PARTS, 1 + Math.floor(BACKWARD_PARTS_MAX_BYTES / partBytes)));
+}
+
+/**
+ * Where the backward cuts each pair's query tiles into parts, each with its own dK and dV,
+ * added left to right after: [0, b_1, …, tiles], one part ([0, tiles]) below `twoThreadsPay`'s
+ * size (as the forward). On two threads the parts of all pairs are the calls of a shared step:
+ * each thread takes the next one left, so that a slower core (a contended one runs a third
+ * slower here) makes fewer and neither waits long for the other; on one thread this thread
+ * makes them all, so that one and two threads give the same bits. Enough parts for
+ * BACKWARD_LEAST_CALLS calls in all (2 at 4 pairs or more, 8 for one pair), within
+ * backwardMostParts and one tile per part at least; their work shrinks part by part (parts, …,
+ * 2, 1 shares: 2/3 and 1/3 of a pair's work for two parts), so that the last calls are short and
+ * the thread that ends first waits little for the other. The work of a tile is the keys it
+ * attends: one for all without causal; with causal, tile i sees about i + 1 blocks of keys.
+ */
+export function backwardParts(sizes: PairSizes&{pairs: number; causal: boolean}): number[] {
+  const {T, S, causal} = sizes;
   const tiles = Math.ceil(T / 4);
+  const parts = backwardPartCount(sizes);
+  if (parts === 1) return [0, tiles];
+  const work = (tile: number) => (causal ? Math.min(S, 4 * tile + 4) : 1);
+  const total = Array.from({length: tiles}, (_, i) => work(i)).reduce((a, b) => a + b, 0);
+  const bounds = [0];
+  let [tile, done, share] = [0, 0, 0];
+  for (let j = 1; j < parts; j++) {
+    // Part j - 1 takes (parts - j + 1) / (1 + 2 + … + parts) of the work: the first tile past the shares so far
+    // (rounded to the nearer cut), leaving a tile for each part after.
+    share += (parts - j + 1) / (parts * (parts + 1) / 2);
+    const target = share * total;
+    while (tile < tiles && done + work(tile) / 2 < target) done += work(tile++);
+    const cut = Math.min(Math.max(tile, bounds[j - 1] + 1), tiles - (parts - j));
+    while (tile < cut) done += work(tile++);
+    bounds.push(cut);
+  }
+  bounds.push(tiles);
+  return bounds;
+}
+
+/** How many parts backwardParts gives (whatever causal). */
+export function backwardPartCount({pairs, T, S, dk, dv}: PairSizes&{pairs: number}): number {
   // The forward's measure (2·P·T·S·(dk + dv)): the backward does 2.5 times its work, but copies
   // and packs more per pair too. (8, 4, 128, 16), 34 MFLOP so measured, ran 2.9 ms on two threads
   // against 2.5 ms on one.
-  if (!twoThreadsPay(2 * pairs * T * S * (dk + dv), T)) return 0;
-  const split = causal ? Math.round(tiles / Math.SQRT2) : tiles >> 1;
-  return Math.min(Math.max(split, 1), tiles - 1);
+  if (!twoThreadsPay(2 * pairs * T * S * (dk + dv), T)) return 1;
+  return Math.min(Math.ceil(T / 4), Math.max(2, Math.min(backwardMostParts(S, dk, dv), Math.ceil(BACKWARD_LEAST_CALLS / pairs))));
 }
 
 /** Where one pair's operands and gradients lie for attend_backward_4x8: float indices in its memory. */
@@ -135,8 +210,8 @@ export interface PairBuffers {
   qRows: number; kRows: number; doutRows: number;
   lse: number; delta: number;
   gradQ: number;
-  /** The first and the second part's (the same when the tiles are not split). */
-  gradK: [number, number]; gradV: [number, number]; scratch: [number, number];
+  /** Each part's (backwardParts; one with one part); parts 1 .. on partK and partV floats apart (BackwardLayout's). */
+  gradK: number[]; gradV: number[]; scratch: number[]; partK: number; partV: number;
   /** The kernel's key_bias, bias, bias_stride and bias_rows for this pair (attention_bias.ts' biasArgsOfPair). */
   biases: [number, number, number, number];
   /**
@@ -147,14 +222,13 @@ export interface PairBuffers {
 }
 
 /**
- * The arguments of attend_backward_4x8 (kernels.h) for `part` 0 (tiles 0 .. first - 1, or
- * all of them when first is 0) or 1 (tiles first ..) of a pair, in the declared order.
+ * The arguments of attend_backward_4x8 (kernels.h) for part `part` of a pair, its tiles
+ * bounds[part] .. bounds[part + 1] - 1 (backwardParts), in the declared order.
  */
 export function backwardArgs(
-    b: PairBuffers, part: 0|1, first: number, sizes: PairSizes&TrainingAttrs&{dkp: number; dvp: number; block: number}): number[] {
+    b: PairBuffers, part: number, bounds: number[], sizes: PairSizes&TrainingAttrs&{dkp: number; dvp: number; block: number}): number[] {
   const {T, S, dk, dv, dkp, dvp, block, scale, causal} = sizes;
-  const tiles = Math.ceil(T / 4);
-  const [lo, hi] = part === 0 ? [0, first === 0 ? tiles : first] : [first, tiles];
+  const [lo, hi] = [bounds[part], bounds[part + 1]];
   const at = BACKWARD_PARAM_AT;
   const args = new Array<number>(BACKWARD_ENTRIES);
   args[at.q] = 4 * (b.q + lo * dk * 4);
@@ -198,7 +272,7 @@ function forwardFloats({T, S, dk, dv}: PairSizes): number {
 
 /** Bytes of work buffers that the forward or the backward takes from the heap (the larger), besides their outputs. */
 export function fusedTrainingBytes(sizes: PairSizes): number {
-  return 4 * Math.max(forwardFloats(sizes), backwardLayoutOf(sizes, true).total);
+  return 4 * Math.max(forwardFloats(sizes), backwardLayoutOf(sizes, backwardMostParts(sizes.S, sizes.dk, sizes.dv)).total);
 }
 
 /** Whether sizes suit `fusedAttentionTraining`: non-empty, and at most FUSED_MAX_BYTES of work buffers. */
@@ -264,7 +338,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
  * operands are packed (and padded where their sizes need it), delta = rowsum(dy ∘ out) is
  * taken, and `attend_backward_4x8` writes the gradients: in the heap on one thread (in place
  * when their rows need no padding), or in the worker's shared memory on two
- * (`backwardOnTwoThreads`), each thread taking its part of the query tiles (`backwardSplit`).
+ * (`backwardOnTwoThreads`), the threads sharing the parts of the query tiles (`backwardParts`).
  */
 function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const backend = args.backend;
@@ -283,9 +357,9 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const out = (thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number) =>
     gradientsOut(backend, thread, mem, pairs, free, gradsAt, {T, S, dk, dv});
   if (attendBackwardOnTwoThreads(backend, inputs, attrs, gradientsOutFloats(P), out)) return [gradQ, gradK, gradV];
-  const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
+  const bounds = backwardParts({pairs: P, T, S, dk, dv, causal: attrs.causal});
   const at = {...heapOperands(backend, inputs), ...gradsAt};
-  const place = backwardLayoutOf({T, S, dk, dv}, first > 0);
+  const place = backwardLayoutOf({T, S, dk, dv}, bounds.length - 1);
   const {dkp, dvp, block} = place;
   const call = {T, S, dk, dv, dkp, dvp, block, ...attrs};
   const pairSizes = {T, S, dk, dv};
@@ -305,20 +379,17 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
       const buffers: PairBuffers = {
         q: b0 + place.q, k: b0 + place.k, v: b0 + place.v, dout: b0 + place.dout,
         qRows: 0, kRows: 0, doutRows: 0, lse: b0 + place.lse, delta: b0 + place.delta, gradQ: gq,
-        gradK: [gk, first > 0 ? b0 + place.gradKSecond : gk], gradV: [gv, first > 0 ? b0 + place.gradVSecond : gv],
-        scratch: [b0 + place.scratch, b0 + place.scratch],
-        biases: biasArgsOfPair(at.biases, n, heads),
+        ...partBuffers(place, b0, gk, gv), biases: biasArgsOfPair(at.biases, n, heads),
       };
       layPairOperands(place, b0, operands, pairSizes, module.pack_rows, module.add_rows, buffers);
-      module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
-      if (first > 0) {
-        module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+      for (let part = 0; part < place.parts; part++) {
+        module.attend_backward_4x8(...(backwardArgs(buffers, part, bounds, call) as Parameters<KernelExports['attend_backward_4x8']>));
       }
-      // Into the outputs' rows where the kernel did not write them there, dK and dV with their second parts added.
-      const [second, toQ, toK, toV] = [first > 0, at.gradQ + n * T * dk, at.gradK + n * S * dk, at.gradV + n * S * dv];
+      // Into the outputs' rows where the kernel did not write them there, dK and dV with their parts added.
+      const [parted, toQ, toK, toV] = [place.parts > 1, at.gradQ + n * T * dk, at.gradK + n * S * dk, at.gradV + n * S * dv];
       if (place.gradQ >= 0) module.add_rows(...addRowsArgs(toQ, dk, gq, null, dkp, T, dk));
-      if (place.gradK >= 0 || second) module.add_rows(...addRowsArgs(toK, dk, gk, second ? b0 + place.gradKSecond : null, dkp, S, dk));
-      if (place.gradV >= 0 || second) module.add_rows(...addRowsArgs(toV, dv, gv, second ? b0 + place.gradVSecond : null, dvp, S, dv));
+      if (place.gradK >= 0 || parted) module.add_rows(...partsSumArgs(toK, dk, buffers.gradK, buffers.partK, dkp, S, dk));
+      if (place.gradV >= 0 || parted) module.add_rows(...partsSumArgs(toV, dv, buffers.gradV, buffers.partV, dvp, S, dv));
     }
   });
   noteFusedCallThreads(1);
@@ -346,17 +417,16 @@ function heapOperands(backend: WasmBackendLike, inputs: BackwardInputs): HeapOpe
 
 /**
  * Where a two-thread backward puts things in the shared memory, in floats from its start: the
- * job's tables (BACKWARD_ENTRIES per pair for the kernel; each pair's operands packed and its
- * rows padded), the biases (as given), each thread's scratch, the operands q, k, v and dy as
- * the heap holds them (`raw`: copied in whole, the pairs' rows read from there), then per pair
- * (`pair` floats apart) the layout of backwardLayoutOf with nothing in place.
+ * job's tables (BACKWARD_ENTRIES per part of each pair for the kernel; each pair's operands
+ * packed and its rows padded), the biases (as given), the operands q, k, v and dy as the heap
+ * holds them (`raw`: copied in whole, the pairs' rows read from there), then per pair (`pair`
+ * floats apart) the layout of backwardLayoutOf with nothing in place, its parts' scratch included.
  */
 interface SharedBackwardLayout {
   table: number;
   packTable: number;
   rowsTable: number;
   bias: number;
-  scratch: [number, number];
   raw: {q: number; k: number; v: number; dy: number};
   first: number;
   pair: number;
@@ -364,22 +434,19 @@ interface SharedBackwardLayout {
   end: number;
 }
 
-function sharedBackwardLayoutOf({P, T, S, dk, dv}: PairSizes&{P: number}, biasSize: number): SharedBackwardLayout {
-  const place = backwardLayoutOf({T, S, dk, dv}, true, NOTHING_IN_PLACE);
-  const {block} = place;
+function sharedBackwardLayoutOf({P, T, S, dk, dv, parts}: PairSizes&{P: number; parts: number}, biasSize: number): SharedBackwardLayout {
+  const place = backwardLayoutOf({T, S, dk, dv}, parts, NOTHING_IN_PLACE);
   const table = SHARED_DATA_START >>> 2;
-  const packTable = roundUp(table + BACKWARD_ENTRIES * 2 * P, 16);  // each pair's first parts, then its second parts
+  const packTable = roundUp(table + BACKWARD_ENTRIES * parts * P, 16);  // each pair's parts
   const rowsTable = roundUp(packTable + tableEntries('pack_rows') * 4 * P, 16);  // each pair's Q, K, dy and V packed
   const bias = roundUp(rowsTable + tableEntries('add_rows') * 3 * P, 16);  // each pair's Q, K and dy rows padded
-  const scratch0 = roundUp(bias + biasSize, 16);
-  const scratch1 = scratch0 + 8 * block;
-  const q = scratch1 + 8 * block;
+  const q = roundUp(bias + biasSize, 16);
   const k = roundUp(q + P * T * dk, 16);
   const v = roundUp(k + P * S * dk, 16);
   const dy = roundUp(v + P * S * dv, 16);
   const first = roundUp(dy + P * T * dv, 16);
   const pair = roundUp(place.total, 16);
-  return {table, packTable, rowsTable, bias, scratch: [scratch0, scratch1], raw: {q, k, v, dy}, first, pair, place, end: first + P * pair};
+  return {table, packTable, rowsTable, bias, raw: {q, k, v, dy}, first, pair, place, end: first + P * pair};
 }
 
 /**
@@ -452,15 +519,15 @@ export function zeroRowPadding(mem: Float32Array, place: BackwardLayout, p0: num
  * The backward on two threads (see attention_threads.ts), in `mem`, a view of the shared memory
  * grown for the call: q, k, v and dy are copied in whole, as the heap holds them (`sideBySide`:
  * see pairRows), and each pair's delta computed where dy and out are; then one job: each pair's
- * operands packed and its rows padded on both threads, the worker running the first `first`
- * query tiles of every pair (their dK and dV apart), this thread the rest, and the steps that
- * `then` adds after them (which add the parts and copy the results out: StepsAfter).
+ * operands packed and its rows padded on both threads, the parts of every pair's query tiles
+ * (`bounds`: backwardParts; each part's dK and dV apart) shared between the threads, and the
+ * steps that `then` adds after them (which add the parts and copy the results out: StepsAfter).
  */
 function backwardOnTwoThreads(
     thread: SecondThread, mem: Float32Array, backend: WasmBackendLike, at: HeapOperands,
-    call: PairSizes&TrainingAttrs&{P: number; sideBySide: number; first: number; shared: SharedBackwardLayout},
+    call: PairSizes&TrainingAttrs&{P: number; sideBySide: number; bounds: number[]; shared: SharedBackwardLayout},
     then: (pairs: PairBuffers[]) => StepsAfter): void {
-  const {P, T, S, dk, dv, heads, sideBySide, first, shared: layout} = call;
+  const {P, T, S, dk, dv, heads, sideBySide, bounds, shared: layout} = call;
   const {place} = layout;
   const {dkp, dvp, block} = place;
   const started = twoThreadCallStart();
@@ -494,24 +561,23 @@ function backwardOnTwoThreads(
     mem.set(heap.subarray(at.lse + n * T, at.lse + (n + 1) * T), p0 + place.lse);
     const buffers: PairBuffers = {
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: 0, kRows: 0, doutRows: 0,
-      lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ,
-      gradK: [p0 + place.gradK, p0 + place.gradKSecond], gradV: [p0 + place.gradV, p0 + place.gradVSecond],
-      scratch: layout.scratch, biases: biasArgsOfPair(biases, n, heads),
+      lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ, ...partBuffers(place, p0),
+      biases: biasArgsOfPair(biases, n, heads),
     };
     layPairOperands(place, p0, operands, pairSizes, packInTable, copyInTable, buffers);
     pairs.push(buffers);
   }
-  // The worker makes each pair's first part, this thread the second: the split fixed ahead, so that each part's dK and
-  // dV are those of the one-thread backward, added in the same order.
-  const parts = [...pairs.map(buffers => backwardArgs(buffers, 0, first, sizes)), ...pairs.map(buffers => backwardArgs(buffers, 1, first, sizes))];
+  // The parts shared, pair by pair: each writes its own dK, dV and scratch, so either thread may make it, and each
+  // part's dK and dV are those of the one-thread backward, added in the same order after.
+  const parts = pairs.flatMap(buffers => Array.from({length: place.parts}, (_, part) => backwardArgs(buffers, part, bounds, sizes)));
   const steps: JobStep[] = [
     tableStep(thread, 4 * layout.packTable, 'pack_rows', packs),
     tableStep(thread, 4 * layout.rowsTable, 'add_rows', rows),
-    tableStep(thread, 4 * layout.table, 'attend_backward_4x8', parts, P),
+    tableStep(thread, 4 * layout.table, 'attend_backward_4x8', parts),
   ];
   const after = then(pairs);
   steps.push(...after.steps);
-  runStepsOnBothThreads(thread, steps, 2 * P * 4 * first * S * (3 * dk + 2 * dv) + after.flops);
+  runStepsOnBothThreads(thread, steps, 2 * P * T * S * (3 * dk + 2 * dv) + after.flops);
   after.finish();
   noteTwoThreadCall('attend_backward_4x8', started);
 }
@@ -528,16 +594,15 @@ export interface StepsAfter {
 }
 
 /**
- * The attention's own backward after the kernel: each pair's second part of dK and dV added
- * to its first (a step of add_rows calls, its table from float `free`), as on one thread; then
- * each pair's dQ, dK and dV copied out to the heap.
+ * The attention's own backward after the kernel: each pair's parts of dK and dV added into its
+ * first, left to right (a step of add_rows calls, its table from float `free`), as on one
+ * thread; then each pair's dQ, dK and dV copied out to the heap.
  */
 function gradientsOut(
     backend: WasmBackendLike, thread: SecondThread, mem: Float32Array, pairs: PairBuffers[], free: number,
     at: {gradQ: number; gradK: number; gradV: number}, {T, S, dk, dv}: PairSizes): StepsAfter {
   const [dkp, dvp] = [roundUp(dk, 8), roundUp(dv, 8)];
-  const sums = pairs.flatMap(b => [
-    addRowsArgs(b.gradK[0], 0, b.gradK[0], b.gradK[1], 0, 1, S * dkp), addRowsArgs(b.gradV[0], 0, b.gradV[0], b.gradV[1], 0, 1, S * dvp)]);
+  const sums = pairs.flatMap(b => [partsSumArgs(b.gradK[0], 0, b.gradK, b.partK, 0, 1, S * dkp), partsSumArgs(b.gradV[0], 0, b.gradV, b.partV, 0, 1, S * dvp)]);
   const finish = () => {
     const to = heapFloats(backend);
     pairs.forEach((b, n) => {
@@ -558,14 +623,14 @@ function gradientsOutFloats(P: number): number {
  * The backward (the inputs as `attendBackward` takes them, P = B·heads pairs; or, with
  * `sideBySide` H, q [B, T, H·dk], k [B, S, H·dk], v [B, S, H·dv], dy and out [B, T, H·dv] with
  * the heads side by side, P = B·H, as the layer keeps them: `pairRows`) on two threads, where
- * they pay (`backwardSplit`), as one job: each pair's operands packed, the kernel's two parts of
+ * they pay (`backwardParts`), as one job: each pair's operands packed, the kernel's parts of
  * the query tiles, then the steps that `then` adds (`StepsAfter`); `then` gets the shared memory
- * and each pair's buffers, whose dK and dV are in two parts (first + second), with `reserve`
+ * and each pair's buffers, whose dK and dV are in parts (PairBuffers), with `reserve`
  * floats free for its tables and buffers from float `free`. The attention's own kernel adds the
  * parts and copies the gradients out (`gradientsOut`); the layer's training
  * (wasm_fused_layer_training.ts) builds its G there instead and goes on to the projections'
  * gradients. Returns false, having done nothing, where the call stays on one thread: below
- * `backwardSplit`'s size, without a second thread, or too large for its memory.
+ * `backwardParts`' size, without a second thread, or too large for its memory.
  */
 export function attendBackwardOnTwoThreads(
     backend: WasmBackendLike, inputs: BackwardInputs, attrs: TrainingAttrs, reserve: number,
@@ -573,18 +638,18 @@ export function attendBackwardOnTwoThreads(
   const [B, T, wQ] = inputs.q.shape as [number, number, number];
   const [S, wV] = inputs.v.shape.slice(1) as [number, number];
   const [P, dk, dv] = [B * sideBySide, wQ / sideBySide, wV / sideBySide];
-  const first = backwardSplit({pairs: P, T, S, dk, dv, causal: attrs.causal});
-  if (first === 0) return false;
+  const bounds = backwardParts({pairs: P, T, S, dk, dv, causal: attrs.causal});
+  if (bounds.length === 2) return false;
   const at = heapOperands(backend, inputs);
   const sizes = {P, T, S, dk, dv, heads: attrs.heads, sideBySide};
-  const shared = sharedBackwardLayoutOf(sizes, placedBiasFloats(at.biases));
+  const shared = sharedBackwardLayoutOf({...sizes, parts: bounds.length - 1}, placedBiasFloats(at.biases));
   const free = roundUp(shared.end, 16);
   const thread = 4 * (free + reserve) <= SHARED_MAX_BYTES ? getSecondThread() : null;
   if (thread == null) return false;
   noteFusedCallThreads(2);
   withWorkerAwake(thread, () => {
     const mem = sharedFloats(thread, 4 * (free + reserve));
-    const call = {...sizes, ...attrs, first, shared};
+    const call = {...sizes, ...attrs, bounds, shared};
     backwardOnTwoThreads(thread, mem, backend, at, call, pairs => then(thread, mem, pairs, free));
   });
   return true;

@@ -17,8 +17,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardSplit, fusedTrainingSizesFit, layPairOperands, NOTHING_IN_PLACE,
-  pairRows, zeroRowPadding,
+  attendBackwardOnTwoThreads, backwardArgs, backwardLayoutOf, backwardPartCount, backwardParts, fusedTrainingSizesFit, layPairOperands,
+  NOTHING_IN_PLACE, pairRows, partBuffers, partsSumArgs, zeroRowPadding,
 } from './wasm_fused_attention_backward';
 import {SHARED_MAX_BYTES, tableEntries, tableStep} from './attention_threads';
 import type {JobStep, SecondThread} from './attention_threads';
@@ -32,7 +32,6 @@ import {heapSpace, inputGradient, inputGradientFloats, sharedSpace, weightGradie
 import type {Gradients, ProductSpace} from './wasm_projection_gradients';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
 import {biasArgsOfPair, heapBiases} from './attention_bias';
-import {addRowsArgs} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernelOutputs} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -82,14 +81,14 @@ function gradientWidth(heads: number, dk: number, dv: number): number {
 
 /**
  * Floats of the backward's work buffers on one thread: G [max(B·T, B·S), gradientWidth], one
- * pair's backward buffers (with a second part's dK and dV), and the largest of the
+ * pair's backward buffers (with its parts' dK and dV: backwardPartCount), and the largest of the
  * projections' products (G's columns packed with the transposed weights and the output, or an
  * input transposed and packed with the output), which reuse one buffer.
  */
 function backwardFloats({B, T, S, dq, dc}: CallSizes, {heads, dk, dv}: LayerAttrs): number {
   const n = Math.max(B * T, B * S);
   const width = gradientWidth(heads, dk, dv);
-  const pair = backwardLayoutOf({T, S, dk, dv}, true, NOTHING_IN_PLACE).total;
+  const pair = backwardLayoutOf({T, S, dk, dv}, backwardPartCount({pairs: B * heads, T, S, dk, dv}), NOTHING_IN_PLACE).total;
   const d = Math.max(dq, dc);
   const products = Math.max(inputGradientFloats(n, width, d), weightGradientFloats(n, d, true, width));
   return roundUp(n * width, 16) + roundUp(pair, 16) + products;
@@ -116,7 +115,8 @@ export function fusedLayerTrainingSharedBytes(sizes: FusedLayerSizes): number {
   const [n, d, width] = [roundUp(Math.max(B * T, B * S), 4), Math.max(dq, dc), gradientWidth(heads, dk, dv)];
   const tables = 64 * 1024;  // the jobs' tables and the calls' scratch, at most
   const forward = 2 * n * (2 * d + width) + d * width + P * (tiles * dk * 4 + panels * dk * 8 + S * dvp + tiles * 4 * dvp + tiles * 8);
-  const backward = P * (backwardLayoutOf({T, S, dk, dv}, true, NOTHING_IN_PLACE).total + (T + S) * (dk + dv)) + n * width +
+  const parts = backwardPartCount({pairs: P, T, S, dk, dv});
+  const backward = P * (backwardLayoutOf({T, S, dk, dv}, parts, NOTHING_IN_PLACE).total + (T + S) * (dk + dv)) + n * width +
       2 * (inputGradientFloats(n, width, d) + weightGradientFloats(n, d, true, width));
   return 4 * (Math.max(forward, backward) + tables);
 }
@@ -217,7 +217,7 @@ function forwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
 /**
  * The backward: the forward's inputs and outputs and dy [B, T, H·dv] -> dx (and dc), dwq,
  * dwk, dwv (and dbq, dbk, dbv). First per pair, attend_backward_4x8 into G's columns (above
- * `backwardSplit`'s size in two parts of the query tiles, whose dK and dV are added, as the
+ * `backwardParts`' size in parts of the query tiles, whose dK and dV are added, as the
  * attention's backward does on either thread count); then the projections' gradients from G
  * with project_4x8 (`inputGradient`, `weightGradients`). Above that size, on two threads
  * (`backwardOnTwoThreads`).
@@ -239,10 +239,10 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
   const gradB = attrs.bias ? [backend.makeOutput([wQ], 'float32'), backend.makeOutput([wQ], 'float32'), backend.makeOutput([wV], 'float32')] : [];
   const outputs = {gradX, gradC, gradW, gradB};
   if (backwardOnTwoThreads(backend, args.inputs, attrs, outputs)) return [gradX, ...(gradC == null ? [] : [gradC]), ...gradW, ...gradB];
-  const first = backwardSplit({pairs: B * heads, T, S, dk, dv, causal: attrs.causal});
+  const bounds = backwardParts({pairs: B * heads, T, S, dk, dv, causal: attrs.causal});
   // With one head a pair's rows of Q, K and dy are rows of the tensors, in place where they need no padding; with its
   // tiles in one part, the kernel writes dQ, dK and dV that need no padding into their columns of G.
-  const place = backwardLayoutOf({T, S, dk, dv}, first > 0, {rows: heads === 1, gradients: first === 0});
+  const place = backwardLayoutOf({T, S, dk, dv}, bounds.length - 1, {rows: heads === 1, gradients: bounds.length === 2});
   const {dkp, dvp, block} = place;
   const gFloats = roundUp(n * width, 16);
   const work = gFloats + roundUp(place.total, 16);
@@ -256,11 +256,9 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
     const biases = heapBiases(backend, keyBias, maskBias);
     const call = {T, S, dk, dv, dkp, dvp, block, heads, scale: attrs.scale, causal: attrs.causal};
     // Every pair's work buffers are the same; its rows (in place with one head) and its masks' rows its own.
-    const second = first > 0;
     const buffers: PairBuffers = {
       q: p0 + place.q, k: p0 + place.k, v: p0 + place.v, dout: p0 + place.dout, qRows: 0, kRows: 0, doutRows: 0,  // rows: per pair
-      lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ, gradK: [p0 + place.gradK, p0 + (second ? place.gradKSecond : place.gradK)],
-      gradV: [p0 + place.gradV, p0 + (second ? place.gradVSecond : place.gradV)], scratch: [p0 + place.scratch, p0 + place.scratch],
+      lse: p0 + place.lse, delta: p0 + place.delta, gradQ: p0 + place.gradQ, ...partBuffers(place, p0),
       biases: [0, 0, 0, 0], gradRows: [place.gradQ < 0 ? width : dkp, place.gradK < 0 ? width : dkp, place.gradV < 0 ? width : dvp],
     };
     for (let b = 0; b < B; b++) {
@@ -275,15 +273,14 @@ function backwardKernelFunc(args: WasmKernelArgs): tf.TensorInfo[] {
         buffers.biases = biasArgsOfPair(biases, n, heads);
         const [gq, gk, gv] = [b0 + b * T * width + h * dk, b0 + b * S * width + wQ + h * dk, b0 + b * S * width + 2 * wQ + h * dv];
         if (place.gradQ < 0) buffers.gradQ = gq;
-        if (place.gradK < 0) buffers.gradK = [gk, gk];
-        if (place.gradV < 0) buffers.gradV = [gv, gv];
-        module.attend_backward_4x8(...(backwardArgs(buffers, 0, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
-        if (second) {
-          module.attend_backward_4x8(...(backwardArgs(buffers, 1, first, call) as Parameters<KernelExports['attend_backward_4x8']>));
+        if (place.gradK < 0) buffers.gradK = [gk];  // (one part)
+        if (place.gradV < 0) buffers.gradV = [gv];
+        for (let part = 0; part < place.parts; part++) {
+          module.attend_backward_4x8(...(backwardArgs(buffers, part, bounds, call) as Parameters<KernelExports['attend_backward_4x8']>));
         }
-        if (place.gradQ >= 0) intoG(module, gq, width, [buffers.gradQ, buffers.gradQ], dkp, T, dk);  // dQ into G
-        if (place.gradK >= 0) intoG(module, gk, width, buffers.gradK, dkp, S, dk);                  // dK: its parts added
-        if (place.gradV >= 0) intoG(module, gv, width, buffers.gradV, dvp, S, dv);                  // dV
+        if (place.gradQ >= 0) intoG(module, gq, width, [buffers.gradQ], 0, dkp, T, dk);           // dQ into G
+        if (place.gradK >= 0) intoG(module, gk, width, buffers.gradK, buffers.partK, dkp, S, dk);  // dK: its parts added
+        if (place.gradV >= 0) intoG(module, gv, width, buffers.gradV, buffers.partV, dvp, S, dv);  // dV
       }
     }
     projectionGradients(heapSpace(backend, module, b0 + work, b0 + backwardFloats(sizes, attrs)), args.inputs, {at: b0, width}, outputs);
@@ -311,17 +308,11 @@ function zeroUnwrittenG(mem: Float32Array, at: number, n: number, width: number,
 
 /**
  * Into G's rows `row` floats apart from float `to`: `rows` rows of `width` floats of a pair's
- * gradient (rows `srcRow` floats apart), the sum of its two parts (`backwardSplit`) or, where
- * both are the same buffer, that one: add_rows, in the memory of `module`.
+ * gradient (rows `srcRow` floats apart), the sum of its parts left to right (`backwardParts`;
+ * parts 1 .. `partFloats` apart) or its one part: add_rows, in the memory of `module`.
  */
-function intoG(module: KernelExports, to: number, row: number, parts: [number, number], srcRow: number, rows: number, width: number): void {
-  module.add_rows(...(intoGArgs(to, row, parts, srcRow, rows, width) as Parameters<KernelExports['add_rows']>));
-}
-
-/** intoG's call of add_rows, its arguments. */
-function intoGArgs(to: number, row: number, parts: [number, number], srcRow: number, rows: number, width: number): number[] {
-  const [a, b] = parts;
-  return addRowsArgs(to, row, a, a === b ? null : b, srcRow, rows, width);
+function intoG(module: KernelExports, to: number, row: number, parts: number[], partFloats: number, srcRow: number, rows: number, width: number): void {
+  module.add_rows(...partsSumArgs(to, row, parts, partFloats, srcRow, rows, width));
 }
 
 /** The backward's outputs: dx (and dc), dWq, dWk, dWv (and the biases'). */
@@ -356,7 +347,7 @@ function projectionGradients(
 }
 
 /**
- * The layer's backward on two threads, above `backwardSplit`'s size, as one job: the attention's
+ * The layer's backward on two threads, above `backwardParts`' size, as one job: the attention's
  * backward (`attendBackwardOnTwoThreads`, each (batch, head) pair's rows read where the heads lie
  * side by side), then the steps added here: G [max(B·T, B·S), gradientWidth] built in the shared
  * memory from each pair's dQ and its dK and dV parts (added as on one thread) into its head's
@@ -394,9 +385,9 @@ function backwardOnTwoThreads(
     const intoGCalls = pairs.flatMap((pair, p) => {                                      // pair p: batch b, head h
       const [b, h] = [Math.floor(p / heads), p % heads];
       return [
-        intoGArgs(free + b * T * width + h * dk, width, [pair.gradQ, pair.gradQ], dkp, T, dk),  // dQ into G
-        intoGArgs(free + b * S * width + wQ + h * dk, width, pair.gradK, dkp, S, dk),           // dK: its parts added
-        intoGArgs(free + b * S * width + 2 * wQ + h * dv, width, pair.gradV, dvp, S, dv),       // dV
+        partsSumArgs(free + b * T * width + h * dk, width, [pair.gradQ], 0, dkp, T, dk),                // dQ into G
+        partsSumArgs(free + b * S * width + wQ + h * dk, width, pair.gradK, pair.partK, dkp, S, dk),      // dK: its parts added
+        partsSumArgs(free + b * S * width + 2 * wQ + h * dv, width, pair.gradV, pair.partV, dvp, S, dv),  // dV
       ];
     });
     const space = sharedSpace(backend, mem, free + gFloats);

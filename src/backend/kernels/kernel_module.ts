@@ -12,12 +12,14 @@ export {KERNEL_SIGNATURES, KERNELS_SHARED_MAX_PAGES} from './kernels_wasm.genera
 /**
  * add_rows' arguments (kernels.h), byte addresses and strides from float ones: dst's `rows` rows
  * of `cols` floats, `dstRow` floats apart, = a's rows + b's (b null: a copy of a's), theirs
- * `srcRow` floats apart. The one place that spells the kernel's argument order for its callers:
- * rows copied into padded rows, parts of a gradient added, heads' columns gathered.
+ * `srcRow` floats apart; with `parts` > 1, + the rows of parts - 1 more matrices after b's,
+ * `partFloats` apart, added left to right. The one place that spells the kernel's argument order
+ * for its callers: rows copied into padded rows, parts of a gradient added, heads' columns gathered.
  */
-export function addRowsArgs(dst: number, dstRow: number, a: number, b: number|null, srcRow: number, rows: number, cols: number):
-    Parameters<KernelExports['add_rows']> {
-  return [4 * dst, 4 * dstRow, 4 * a, b == null ? 0 : 4 * b, 4 * srcRow, rows, cols];
+export function addRowsArgs(
+    dst: number, dstRow: number, a: number, b: number|null, srcRow: number, rows: number, cols: number, parts = 1,
+    partFloats = 0): Parameters<KernelExports['add_rows']> {
+  return [4 * dst, 4 * dstRow, 4 * a, b == null ? 0 : 4 * b, b == null ? 0 : parts, 4 * partFloats, 4 * srcRow, rows, cols];
 }
 
 /** The bytes of a base64 string. */

@@ -41,10 +41,12 @@ void attend_backward_4x8(const float* q, const float* k, const float* v, const f
 KERNEL_EXPORT(pack_rows)
 void pack_rows(const float* src, uint32_t src_stride, float* dst, uint32_t rows, uint32_t cols, uint32_t group);
 
-// dst = a + b (b null: a copy of a) for `rows` rows of `cols` floats, a's and b's rows
-// `src_stride` bytes apart, dst's `dst_stride` (add_rows_wasmsimd.c).
+// dst = a + b_0 + … + b_{b_parts - 1}, left to right, b_j at b + j·b_part_stride (b null: a copy
+// of a) for `rows` rows of `cols` floats, a's and each b_j's rows `src_stride` bytes apart, dst's
+// `dst_stride` (add_rows_wasmsimd.c).
 KERNEL_EXPORT(add_rows)
-void add_rows(float* dst, uint32_t dst_stride, const float* a, const float* b, uint32_t src_stride, uint32_t rows, uint32_t cols);
+void add_rows(float* dst, uint32_t dst_stride, const float* a, const float* b, uint32_t b_parts, uint32_t b_part_stride,
+              uint32_t src_stride, uint32_t rows, uint32_t cols);
 
 // dst[r] = Σ_c a[r][c]·b[r][c] for `rows` rows of `cols` floats, a's rows `a_stride` bytes apart,
 // b's `b_stride`: the fused backward's delta = rowsum(dOut ∘ Out) (row_dots_wasmsimd.c).
