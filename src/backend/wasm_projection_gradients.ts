@@ -19,7 +19,7 @@ import type {WasmBackendLike} from './wasm_kernel_registry';
  * two): one group, so that the pack is their transpose, rows `transposedWidth(d)` floats apart,
  * zeros past d; at least 8, project_4x8 reading d rounded up to 8 columns.
  */
-export function transposedWidth(d: number): number {
+function transposedWidth(d: number): number {
   return Math.max(8, 2 ** Math.ceil(Math.log2(d)));
 }
 
