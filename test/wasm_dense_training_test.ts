@@ -102,6 +102,17 @@ describe('dense with its gradient on wasm: the edges', () => {
     wasm.forEach((values, i) => expectIeee(values as Matrix, cpu[i] as Matrix, 1e-4));
   });
 
+  it('no rows: y and dx empty, dw and db zeros (sums of nothing)', async () => {
+    const [x, w, b, r] = [tf.zeros([2, 0, 5]), tf.ones([5, 7]), tf.ones([7]), tf.zeros([2, 0, 7])];
+    expect(await kernelsOf(() => denseWithGradients(x, w, b, r).grads)).toContain(BACKWARD_KERNEL);
+    const {y, grads: [dx, dw, db]} = denseWithGradients(x, w, b, r);
+    expect(y.shape).toEqual([2, 0, 7]);
+    expect(dx.shape).toEqual([2, 0, 5]);
+    expect(dw.arraySync()).toEqual(new Array(5).fill(new Array(7).fill(0)));
+    expect(db.arraySync()).toEqual(new Array(7).fill(0));
+    disposeAll(x, w, b, r, y, dx, dw, db);
+  });
+
   it('above DENSE_FUSED_MAX_WEIGHT_BYTES the weights train through tfjs\' matMul: the same gradients', async () => {
     const [n, dIn, dOut] = [5, 256, 257];
     expect(denseFusedFits(dIn, dOut)).toBe(false);
