@@ -102,12 +102,13 @@ export function dense(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor|null): tf.Tensor
   const outShape = [...x.shape.slice(0, -1), dOut];
   const x2 = x.reshape([-1, dIn]) as tf.Tensor2D;  // [N, dIn]
   let y: tf.Tensor;
-  // The custom gradient only while tfjs records gradients: its wrapper costs ~0.1 ms a call.
-  if (transposeFlagsAreSlow() && tf.engine().isTapeOn() && denseFusedFits(dIn, dOut)) {
+  // The custom gradients only while tfjs records gradients: their wrappers cost ~0.1 ms a call.
+  const [recording, fused] = [tf.engine().isTapeOn(), denseFusedFits(dIn, dOut)];
+  if (recording && fused) {
     y = b == null ? denseTrainable(x2, w as tf.Tensor2D) : denseTrainable(x2, w as tf.Tensor2D, b as tf.Tensor1D);  // [N, dOut]
-  } else if (transposeFlagsAreSlow() && tf.engine().isTapeOn()) {
+  } else if (recording && transposeFlagsAreSlow()) {
     y = b == null ? denseExplicit(x2, w) : denseExplicit(x2, w, b);  // [N, dOut]
-  } else if (!tf.engine().isTapeOn() && denseFusedFits(dIn, dOut)) {
+  } else if (fused) {
     y = denseFused(x2, w, b);                                        // [N, dOut]
   } else {
     y = tf.matMul(x2, w as tf.Tensor2D);  // [N, dOut]

@@ -1,6 +1,7 @@
 /** A dense layer's product x·w + b for inference on wasm, as one kernel (`project_4x8`, src/backend/kernels/project_4x8_wasmsimd.c). */
 import * as tf from '@tensorflow/tfjs';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
+import {packedByFours} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -19,8 +20,10 @@ export function projectPacked(
   const dOut = w.shape[1] as number;
   const dOutP = roundUp(dOut, 8);
   const [wAt, bAt] = [heapAddress(backend, w), b == null ? 0 : heapAddress(backend, b)];
+  const project = (weights: number, bias: number) =>
+    module.project_4x8(x.packed, ...packedByFours(x.dIn), weights, 4 * dOutP, bias, out, 4 * outRow, x.tiles, x.dIn, dOutP);
   if (dOutP === dOut) {
-    module.project_4x8(x.packed, 16 * x.dIn, 16, wAt, 4 * dOut, bAt, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+    project(wAt, bAt);
     return;
   }
   withHeapBuffer(backend, x.dIn * dOutP + dOutP, padded => {           // w [dIn, dOutP], then b [dOutP]
@@ -29,7 +32,7 @@ export function projectPacked(
     heap.fill(0, to, to + x.dIn * dOutP + dOutP);
     copyRows(heap, to, dOutP, heap, wFrom, dOut, x.dIn, dOut);
     if (b != null) heap.copyWithin(to + x.dIn * dOutP, bAt >>> 2, (bAt >>> 2) + dOut);
-    module.project_4x8(x.packed, 16 * x.dIn, 16, padded, 4 * dOutP, b == null ? 0 : padded + 4 * x.dIn * dOutP, out, 4 * outRow, x.tiles, x.dIn, dOutP);
+    project(padded, b == null ? 0 : padded + 4 * x.dIn * dOutP);
   });
 }
 

@@ -17,7 +17,7 @@ import {biasAddressOfPair, copyBiases, heapBiases, maskRowArgs, placedBiasFloats
 import type {PlacedBiases} from './attention_bias';
 import {denseFusedSizesFit, packRows, projectPacked} from './wasm_dense';
 import {copyRows, heapAddress, heapFloats, heapModule, roundUp, withHeapBuffer} from './wasm_heap_module';
-import {addRowsArgs} from './kernels/kernel_module';
+import {addRowsArgs, packedByFours} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import {runWasmKernel} from './wasm_kernel_registry';
 import type {WasmBackendLike, WasmKernelArgs} from './wasm_kernel_registry';
@@ -399,7 +399,7 @@ export function projectAndAttendOnTwoThreads(
       const out = place.copies.find(copy => copy.operand.at === product.tag)!.offset;
       for (const {first, count} of chunks[i]) {                            // rows 4·first .. 4·(first + count) - 1
         projectCalls.push([
-          4 * (packed + first * 4 * d), 16 * d, 16, 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias,
+          4 * (packed + first * 4 * d), ...packedByFours(d), 4 * weights, 4 * product.width, bias < 0 ? 0 : 4 * bias,
           4 * (out + first * 4 * product.width), 4 * product.width, count, d, product.width]);
       }
     });

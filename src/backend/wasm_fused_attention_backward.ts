@@ -178,7 +178,8 @@ export function backwardParts(sizes: PairSizes&{pairs: number; causal: boolean})
   const parts = backwardPartCount(sizes);
   if (parts === 1) return [0, tiles];
   const work = (tile: number) => (causal ? Math.min(S, 4 * tile + 4) : 1);
-  const total = Array.from({length: tiles}, (_, i) => work(i)).reduce((a, b) => a + b, 0);
+  let total = 0;
+  for (let i = 0; i < tiles; i++) total += work(i);
   const bounds = [0];
   let [tile, done, share] = [0, 0, 0];
   for (let j = 1; j < parts; j++) {

@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {projectionChunks} from './wasm_fused_attention';
 import {copyRows, heapAddress, heapFloats, roundUp} from './wasm_heap_module';
+import {packedByFours, transposedInPlace} from './kernels/kernel_module';
 import type {KernelExports} from './kernels/kernel_module';
 import type {WasmBackendLike} from './wasm_kernel_registry';
 
@@ -146,12 +147,9 @@ export function inputGradient(space: ProductSpace, g: Gradients, from: number, r
     column += wi;
   }
   const toAt = heapAddress(backend, to);
-  if (space.inHeap && dp === d && tiles * 4 === rows) {
-    space.project([4 * work, 16 * m, 16, 4 * transposed, 4 * width, 0, toAt, 4 * d, tiles, m, dp]);
-    return;
-  }
-  space.project([4 * work, 16 * m, 16, 4 * transposed, 4 * width, 0, 4 * padded, 4 * dp, tiles, m, dp]);
-  space.then(() => copyRows(heapFloats(backend), toAt >>> 2, d, mem, padded, dp, rows, d));
+  const inPlace = space.inHeap && dp === d && tiles * 4 === rows;
+  space.project([4 * work, ...packedByFours(m), 4 * transposed, 4 * width, 0, inPlace ? toAt : 4 * padded, 4 * dp, tiles, m, dp]);
+  if (!inPlace) space.then(() => copyRows(heapFloats(backend), toAt >>> 2, d, mem, padded, dp, rows, d));
 }
 
 /**
@@ -185,21 +183,21 @@ export function weightGradients(
   let column = 0;
   for (const [w] of direct ? outputs : []) {                     // dWi [d, wi] into its tensor
     const wi = w.shape[1] as number;
-    space.project([4 * inAt, 16, 4 * d, 4 * (gAt + column), 4 * g.width, 0, heapAddress(backend, w), 4 * wi, inPlaceTiles, rows, wi]);
+    space.project([4 * inAt, ...transposedInPlace(d), 4 * (gAt + column), 4 * g.width, 0, heapAddress(backend, w), 4 * wi, inPlaceTiles, rows, wi]);
     column += wi;
   }
-  if (!direct && inPlaceTiles > 0) gradientsOf(inAt, 16, 4 * d, inPlaceTiles, 0);
+  if (!direct && inPlaceTiles > 0) gradientsOf(inAt, ...transposedInPlace(d), inPlaceTiles, 0);
   if (lastLanes > 0) {                                           // [rows][4]: the last features, zero lanes past d
     const last = copy + roundUp(rows * d, 4);
     for (let r = 0; r < rows; r++) {
       const src = inAt + r * d + 4 * inPlaceTiles;
       for (let lane = 0; lane < 4; lane++) mem[last + 4 * r + lane] = lane < lastLanes ? mem[src + lane] : 0;
     }
-    gradientsOf(last, 16 * rows, 16, 1, inPlaceTiles);
+    gradientsOf(last, ...packedByFours(rows), 1, inPlaceTiles);
   }
   if (withBias) {
     mem.set([1, 0, 0, 0], ones);
-    gradientsOf(ones, 16, 0, 1, dTiles);
+    gradientsOf(ones, ...transposedInPlace(0), 1, dTiles);  // one row read for every input
   }
   space.then(() => {
     const to = heapFloats(backend);

@@ -22,6 +22,22 @@ export function addRowsArgs(
   return [4 * dst, 4 * dstRow, 4 * a, b == null ? 0 : 4 * b, b == null ? 0 : parts, 4 * partFloats, 4 * srcRow, rows, cols];
 }
 
+/**
+ * project_4x8's x_tile_stride and x_step (bytes) for x packed by fours (pack_rows' group 4,
+ * [tiles][dIn][4]): a tile's dIn inputs of four rows side by side, one after another.
+ */
+export function packedByFours(dIn: number): [number, number] {
+  return [16 * dIn, 16];
+}
+
+/**
+ * project_4x8's x_tile_stride and x_step (bytes) for x the transpose of a row-major matrix with
+ * rows of `rowFloats` floats, read in place: a tile is four of its columns, one input the next row.
+ */
+export function transposedInPlace(rowFloats: number): [number, number] {
+  return [16, 4 * rowFloats];
+}
+
 /** The bytes of a base64 string. */
 function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   const chars = atob(text);
