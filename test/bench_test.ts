@@ -12,6 +12,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention, ValueError} from '../src';
 import {checkStandardPathMemory, planAttention, STANDARD_PATH_MAX_SCORE_BYTES} from '../src/attention/attention_plan';
 import {forwardFlops, matMulFlops, trainingFlops} from '../scripts/app/bench/flops';
+import {vectorJacobianCall} from '../scripts/app/bench/measure';
 import {naiveSelfAttention} from '../scripts/app/bench/naive_attention';
 import {parseBenchArgs} from '../scripts/app/bench/options';
 import {evaluateTargets, evaluateTrainingTargets, formatReport, formatTwoThreadTable, trainingRatios, writeJson} from '../scripts/app/bench/report';
@@ -122,6 +123,25 @@ describe('npm run bench --quick', () => {
   });
 });
 
+describe('forward+backward: the output and the gradients for a given output gradient', () => {
+  it('gives f\'s value and dx = dy·Wᵀ, dW = xᵀ·dy for y = x·W (plain-array products), leaking nothing', () => {
+    const [xs, ws, dys] = [[[1, 2, 3], [-1, 0.5, 4]], [[1, -2], [0.5, 3], [-1, 1]], [[2, -1], [0.25, 3]]];  // x [2, 3], W [3, 2], dy [2, 2]
+    const [x, w] = [tf.variable(tf.tensor2d(xs)), tf.variable(tf.tensor2d(ws))];
+    const dy = tf.tensor2d(dys);
+    const before = tf.memory().numTensors;
+    const out = vectorJacobianCall(() => tf.matMul(x, w), [x, w], dy)() as tf.Tensor[];
+    const product = (a: number[][], b: number[][]) => a.map(row => b[0].map((_, j) => row.reduce((sum, v, k) => sum + v * b[k][j], 0)));
+    const transpose = (a: number[][]) => a[0].map((_, j) => a.map(row => row[j]));
+    expect(out.map(t => t.shape)).toEqual([[2, 3], [3, 2], [2, 2]]);  // dx, dW, then the value
+    expect(out[0].arraySync()).toEqual(product(dys, transpose(ws)));
+    expect(out[1].arraySync()).toEqual(product(transpose(xs), dys));
+    expect(out[2].arraySync()).toEqual(product(xs, ws));
+    tf.dispose(out);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, w, dy]);
+  });
+});
+
 describe('forward+backward against forward', () => {
   let results: BenchResults;
 
@@ -129,23 +149,26 @@ describe('forward+backward against forward', () => {
     results = await runBench({backends: ['wasm'], quick: true, reps: 1});
   });
 
-  it('pairs each forward row with the forward+backward row of its point and path, and divides their medians', () => {
+  it('pairs each forward row with the forward+backward row of its point and path, and divides by the forward timed with it', () => {
     const backend = results.backends[0];
     const ratios = trainingRatios(backend);
     // QUICK_GRID: the default at T = 8, standard and memory-efficient at T = 40.
     expect(ratios.map(p => [p.forward.length, p.asked, p.forward.pass, p.training.pass])).toEqual([
       [8, 'default', 'forward', 'forward+backward'], [40, 'standard', 'forward', 'forward+backward'],
       [40, 'memory-efficient', 'forward', 'forward+backward']]);
-    for (const {forward, training, ratio, oneThreadRatio} of ratios) {
+    for (const {forward, training, forwardMs, ratio, oneThreadRatio} of ratios) {
       expect(forward.ranPath === 'memory-efficient').toBe(training.ranPath === 'memory-efficient');
-      expect(ratio).toBeCloseTo(training.medianMs! / forward.medianMs!, 12);
+      expect(forward.forwardMedianMs).toBeNull();
+      expect(training.forwardMedianMs).toBeGreaterThan(0);  // the forward, timed in the forward+backward row's rounds
+      expect(forwardMs).toBe(training.forwardMedianMs);
+      expect(ratio).toBeCloseTo(training.medianMs! / training.forwardMedianMs!, 12);
       expect(oneThreadRatio).toBeGreaterThan(0);  // the quick grid's calls are all on one thread
       if (forward.threads === 1 && training.threads === 1) expect(oneThreadRatio).toBe(ratio);
     }
     const report = formatReport(results);
     expect(report).toContain('| B, T, d, H | asked | forward: path | forward ms | forward+backward: path | forward+backward ms | × forward |');
     const line = report.split('\n').find(l => l.startsWith('| 2, 8, 16, 2 | default | fused'))!;
-    expect(line).toContain(`| ${ratios[0].ratio.toFixed(2)} |`);
+    expect(line).toContain(`| ${ratios[0].forwardMs.toFixed(2)} | fused | ${ratios[0].training.medianMs!.toFixed(2)} | ${ratios[0].ratio.toFixed(2)} |`);
   });
 
   it('gives every row its share of the one-thread matMul, forward+backward rows included', () => {
@@ -207,6 +230,10 @@ describe('targets', () => {
     expect(trainingRatios(forced).map(p => [p.asked, p.training.path])).toEqual([
       ['default', 'default'], ['default', 'default'], ['default', 'default'], ['default', 'memory-efficient']]);
     expect(evaluateTrainingTargets(forced)[1].status).toBe('met');
+    // A forward+backward row that timed its forward in its own rounds is divided by that forward, not the forward row's.
+    const interleaved = grid(3.6);
+    interleaved.rows = interleaved.rows.map(r => (r.pass === 'forward+backward' ? {...r, forwardMedianMs: 12} : r));
+    expect(evaluateTrainingTargets(interleaved)[1]).toMatchObject({status: 'met', detail: 'T=16: 3.00×, T=128: 3.00×, T=1024: 3.00×, T=4096: 3.00×'});
   });
 
   it('issue 13: forward+backward >= 100% of the one-thread matMul at T >= 1024 (7), two threads >= 1.8× one (9)', () => {
@@ -376,7 +403,7 @@ describe('the mask rows', () => {
       mask, blockSize: 512, pass, status: 'ok', note: null, reps: 5, medianMs: ms, gflops: 1, peakBytes: peak,
       naiveMedianMs: null, naivePeakBytes: null, speedupVsNaive: null, matMulGflops: 1, matMulSize: 1024,
       fractionOfMatMul: 1, threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
-      twoThreadParts: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, leakedTensors: 0,
+      twoThreadParts: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, forwardMedianMs: null, leakedTensors: 0,
     });
     const backend = (rows: BenchRow[]): BackendResults =>
       ({backend: 'wasm', memoryEfficientThreshold: 4096, settings: {reps: 5, largeReps: 5, warmup: 1, quick: false}, matMulGflops: 1, rows, notes: []});

@@ -9,8 +9,9 @@ Two modes:
   --export-onnx DIR   writes DIR/attention_B_T_d_H.onnx per grid point (torch.onnx.export, dynamo) and
                       DIR/manifest.json, for scripts/compare/compare_onnxruntime.mjs; times nothing.
   (default)           times forward (under torch.no_grad) and forward+backward (gradients for x, Wq, Wk,
-                      Wv of sum(output)) with torch.set_num_threads(n) for each n of --threads, the
-                      thread counts interleaved call by call; prints medians, writes JSON with --json.
+                      Wv for a given output gradient dy, out.backward(dy), as the bench: no loss) with
+                      torch.set_num_threads(n) for each n of --threads, the thread counts interleaved
+                      call by call; prints medians, writes JSON with --json.
 
 Usage: python scripts/compare/compare_attention.py [--points 32x16x64x1,...] [--threads 1,2]
            [--reps 15] [--large-reps 5] [--warmup 5] [--json FILE] [--export-onnx DIR]
@@ -92,6 +93,7 @@ def time_point(point, threads, reps, warmup):
     model = SelfAttention(d, H)
     x = torch.randn(B, T, d)
     x_grad = x.clone().requires_grad_(True)
+    dy = torch.randn(B, T, d)  # the output's gradient, as the bench's forward+backward takes one (no loss)
     weights = [x_grad, model.wq.weight, model.wk.weight, model.wv.weight]
 
     def forward():
@@ -99,8 +101,7 @@ def time_point(point, threads, reps, warmup):
             model(x)
 
     def forward_backward():
-        loss = model(x_grad).sum()
-        torch.autograd.grad(loss, weights)  # dx, dWq, dWk, dWv
+        torch.autograd.grad(model(x_grad), weights, grad_outputs=dy)  # dx, dWq, dWk, dWv
 
     calls = [(n, 'forward', forward) for n in threads] + [(n, 'forward+backward', forward_backward) for n in threads]
     times = {(n, p): [] for n, p, _ in calls}

@@ -26,6 +26,20 @@ export function timeOnce(call: BenchCall): number {
 }
 
 /**
+ * A forward+backward call: f's output and the gradients of `variables` for the output gradient
+ * `dy` (a vector-Jacobian product, as PyTorch's `out.backward(dy)`). No loss: a loss's own
+ * gradient is not the layer's work, and in tfjs it is not free (the gradient of a sum fills a
+ * tensor of ones in JavaScript and multiplies: 0.34 ms at (32, 16, 64, 1) on wasm, a tenth of the
+ * layer's step there).
+ */
+export function vectorJacobianCall(f: () => tf.Tensor, variables: tf.Variable[], dy: tf.Tensor): BenchCall {
+  return () => {
+    const {value, grads} = tf.valueAndGrads((..._variables: tf.Tensor[]) => f())(variables, dy);
+    return [...grads, value];
+  };
+}
+
+/**
  * Times several calls interleaved: after `warmup` untimed rounds, each of `reps` rounds
  * runs every call once, in order. Interleaving makes a slowdown of the shared machine hit
  * all the calls alike, so that their ratios stay meaningful. Returns each call's times.

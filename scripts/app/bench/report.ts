@@ -94,9 +94,14 @@ export interface TrainingRatio {
   training: BenchRow;
   /** 'default', or the path forced ('standard', 'memory-efficient'). */
   asked: string;
-  /** training.medianMs / forward.medianMs, each on the threads it ran on (the FLOP count is 3×). */
+  /**
+   * The forward's median that the ratio divides by: the forward timed interleaved with the
+   * forward+backward row (its forwardMedianMs), else (rows of an older run) the forward row's.
+   */
+  forwardMs: number;
+  /** training.medianMs / forwardMs, each on the threads it ran on (the FLOP count is 3×). */
   ratio: number;
-  /** The same with both calls on one thread (the one-thread twin where a row ran on two). */
+  /** The same with both calls on one thread (the one-thread twin where a row ran on two: the forward row's, timed apart). */
   oneThreadRatio: number;
 }
 
@@ -119,8 +124,10 @@ export function trainingRatios(results: BackendResults): TrainingRatio[] {
     for (const key of pairKeys(forward)) {
       const training = ok.find(r => r.pass === 'forward+backward' && pairKeys(r).includes(key));
       if (training == null || ratios.some(p => p.forward === forward && p.training === training)) continue;
-      const [f1, t1] = [oneThreadMs(forward), oneThreadMs(training)];
-      ratios.push({forward, training, asked: key.split(',')[4], ratio: training.medianMs! / forward.medianMs!,
+      const forwardMs = training.forwardMedianMs ?? forward.medianMs!;
+      // The forward on one thread: the one timed with the row where the forward runs on one thread, else its row's twin.
+      const [f1, t1] = [forward.threads === 2 ? forward.oneThreadMedianMs : forwardMs, oneThreadMs(training)];
+      ratios.push({forward, training, asked: key.split(',')[4], forwardMs, ratio: training.medianMs! / forwardMs,
         oneThreadRatio: f1 == null || t1 == null ? NaN : t1 / f1});
     }
   }
@@ -133,12 +140,13 @@ export function formatTrainingTable(results: BackendResults): string|null {
   if (ratios.length === 0) return null;
   const pathOf = (r: BenchRow) => (r.ranPath === 'memory-efficient' ? `memory-efficient (${r.blockSize})` : r.ranPath) +
       (r.threads === 2 ? ', 2 threads' : '');
-  return ['Forward+backward against forward (same run; the FLOP count is 3×):', '',
+  return ['Forward+backward against forward (the FLOP count is 3×). "forward ms": the forward timed interleaved with the ' +
+    'forward+backward row, in the same rounds, which "× forward" divides by; "× forward, 1 thread": the rows\' one-thread medians.', '',
     '| B, T, d, H | asked | forward: path | forward ms | forward+backward: path | forward+backward ms | × forward | × forward, 1 thread | forward+backward % of matMul | forward+backward % of matMul, 1 thread |',
     '| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
-    ...ratios.map(({forward: f, training: t, asked, ratio, oneThreadRatio}) =>
+    ...ratios.map(({forward: f, training: t, asked, forwardMs, ratio, oneThreadRatio}) =>
       `| ${f.batch}, ${f.length}, ${f.dModel}, ${f.heads} | ${asked}${f.mask == null ? '' : `, ${f.mask} mask`} | ` +
-      `${pathOf(f)} | ${fixed(f.medianMs, 2)} | ${pathOf(t)} | ${fixed(t.medianMs, 2)} | ${fixed(ratio, 2)} | ` +
+      `${pathOf(f)} | ${fixed(forwardMs, 2)} | ${pathOf(t)} | ${fixed(t.medianMs, 2)} | ${fixed(ratio, 2)} | ` +
       `${fixed(oneThreadRatio, 2)} | ${fixed((t.fractionOfMatMul ?? NaN) * 100, 0)} | ${fixed((t.oneThreadFractionOfMatMul ?? NaN) * 100, 0)} |`),
   ].join('\n');
 }

@@ -4,7 +4,7 @@ import * as os from 'os';
 import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, kernelVariant, memoryEfficientThreshold, planAttention, recordTwoThreadCalls, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
 import type {AttentionPath, AttentionPlan, BackendName, TwoThreadCallTimes} from '../tfjs_attention_node';
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
-import {BenchCall, median, peakBytes, timeInterleaved} from './measure';
+import {BenchCall, median, peakBytes, timeInterleaved, vectorJacobianCall} from './measure';
 import {naiveSelfAttention} from './naive_attention';
 
 /** A grid point (batch, T, dModel, heads) and the paths to time there. */
@@ -80,6 +80,11 @@ export interface BenchRow {
   /** On mask rows: the same call without the mask, timed interleaved, and its peak; else null. */
   unmaskedMedianMs: number|null;
   unmaskedPeakBytes: number|null;
+  /**
+   * On forward+backward rows, the layer's forward (layer.apply, nothing recorded) timed interleaved
+   * with the row's calls, which the row's ratio to forward divides by (report.ts' trainingRatios); else null.
+   */
+  forwardMedianMs: number|null;
   /** numTensors after all the row's calls minus before (0 = no leak). */
   leakedTensors: number;
 }
@@ -304,7 +309,7 @@ async function benchRow(
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
     naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null,
     threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null, twoThreadParts: null,
-    unmaskedMedianMs: null, unmaskedPeakBytes: null, leakedTensors: 0,
+    unmaskedMedianMs: null, unmaskedPeakBytes: null, forwardMedianMs: null, leakedTensors: 0,
   };
   const before = tf.memory().numTensors;
   const layer = new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize, causal: mask === 'causal'});
@@ -319,27 +324,25 @@ async function benchRow(
       for (const l of new Set([layer, unmaskedLayer ?? layer])) l.apply(tf.zeros([1, 1, d]));  // builds the weights
     });
     const training = pass === 'forward+backward';
-    // Gradients for x and every weight: x as a variable, next to the layer's kernels.
+    // Gradients for x and every weight: x as a variable, next to the layer's kernels; for the output gradient dy.
     const xVar = training ? tf.variable(x, true) : null;
+    const dy = training ? tf.randomNormal([B, T, d], 0, 1, 'float32', 4) : null;
     const variables = [...(xVar ? [xVar] : []), ...layer.trainableWeights.map(w => w.read() as tf.Variable)];
-    const withGrads = (f: () => tf.Tensor): BenchCall => () => {
-      const {value, grads} = tf.variableGrads(() => tf.sum(f()) as tf.Scalar, variables);
-      return [...Object.values(grads), value];
-    };
+    const withGrads = (f: () => tf.Tensor, vars = variables): BenchCall => vectorJacobianCall(f, vars, dy!);
     const input = xVar ?? x;
     const layerCall: BenchCall = training ?
         withGrads(() => layer.apply(input, masks) as tf.Tensor) : () => layer.apply(input, masks) as tf.Tensor;
+    // A forward+backward row also times the forward in its rounds, their ratio then untouched by the machine's drift from
+    // row to row; each after a 1024² matMul, as in its own row (after the step, warm, it runs 25-35% faster).
+    const forwardCall: BenchCall|null = training ? () => layer.apply(x, masks) as tf.Tensor : null;
     const unmaskedVariables = unmaskedLayer == null || unmaskedLayer === layer ? variables :
         [...(xVar ? [xVar] : []), ...unmaskedLayer.trainableWeights.map(w => w.read() as tf.Variable)];
     const unmaskedCall: BenchCall|null = unmaskedLayer == null ? null : training ?
-        () => {
-          const {value, grads} = tf.variableGrads(() => tf.sum(unmaskedLayer.apply(input) as tf.Tensor) as tf.Scalar, unmaskedVariables);
-          return [...Object.values(grads), value];
-        } :
-        () => unmaskedLayer.apply(input) as tf.Tensor;
+        withGrads(() => unmaskedLayer.apply(input) as tf.Tensor, unmaskedVariables) : () => unmaskedLayer.apply(input) as tf.Tensor;
     const naiveCall: BenchCall = training ?
         withGrads(() => naiveSelfAttention(layer, input)) : () => naiveSelfAttention(layer, input);
     const matMulCall: BenchCall = () => tf.matMul(a, b);
+    const matMulBeforeForward: BenchCall = () => tf.matMul(a, b);
     // The naive version has no masks: mask rows compare with the unmasked call instead.
     const naiveFits = mask == null && B * H * T * T <= NAIVE_MAX_SCORES[pass];
     const dHead = d / H;
@@ -367,16 +370,17 @@ async function benchRow(
     };
     try {
       const calls = [timedLayerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []),
-        ...(unmaskedCall ? [unmaskedCall] : []), matMulCall];
+        ...(unmaskedCall ? [unmaskedCall] : []), ...(forwardCall ? [matMulBeforeForward, forwardCall] : []), matMulCall];
       const times = timeInterleaved(calls, reps, warmup);
       const timesOf = (call: BenchCall) => times[calls.indexOf(call)];
       const flops = training ? trainingFlops(point) : forwardFlops(point);
       row.medianMs = median(times[0]);
       row.gflops = flops / row.medianMs / 1e6;
-      const matMulMs = median(times[times.length - 1]);
+      const matMulMs = median(timesOf(matMulCall));
       row.matMulGflops = matMulFlops(matMulSize) / matMulMs / 1e6;
       row.fractionOfMatMul = row.gflops / row.matMulGflops;
       row.oneThreadFractionOfMatMul = row.fractionOfMatMul;
+      if (forwardCall != null) row.forwardMedianMs = median(timesOf(forwardCall));
       if (unmaskedCall != null) {
         row.unmaskedMedianMs = median(timesOf(unmaskedCall));
         row.unmaskedPeakBytes = await peakBytes(unmaskedCall);
@@ -406,7 +410,7 @@ async function benchRow(
       row.status = 'refused';
       row.note = error.message;
     } finally {
-      xVar?.dispose();
+      tf.dispose([...(xVar ? [xVar] : []), ...(dy ? [dy] : [])]);
     }
   } finally {
     tf.dispose([x, a, b, ...Object.values(masks)]);
