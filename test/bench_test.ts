@@ -12,7 +12,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention, ValueError} from '../src';
 import {checkStandardPathMemory, planAttention, STANDARD_PATH_MAX_SCORE_BYTES} from '../src/attention/attention_plan';
 import {forwardFlops, matMulFlops, trainingFlops} from '../scripts/app/bench/flops';
-import {vectorJacobianCall} from '../scripts/app/bench/measure';
+import {timeInterleaved, vectorJacobianCall} from '../scripts/app/bench/measure';
 import {naiveSelfAttention} from '../scripts/app/bench/naive_attention';
 import {parseBenchArgs} from '../scripts/app/bench/options';
 import {evaluateTargets, evaluateTrainingTargets, formatReport, formatTwoThreadTable, trainingRatios, writeJson} from '../scripts/app/bench/report';
@@ -120,6 +120,30 @@ describe('npm run bench --quick', () => {
     expect(parsed.backends[0].rows).toHaveLength(results.backends[0].rows.length);
     expect(parsed.backends[0].rows[0].medianMs).toBe(results.backends[0].rows[0].medianMs);
     expect(parsed.backends[0].memoryEfficientThreshold).toBe(4096);  // wasm
+  });
+});
+
+describe('timing calls interleaved', () => {
+  it('runs each call alone until settleMs has passed, then the warm-up rounds and the timed rounds in order', () => {
+    let clock = 0;  // a fake clock: each call takes 10 ms
+    const now = jest.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      const ran: string[] = [];
+      const call = (name: string) => () => {
+        ran.push(name);
+        clock += 10;
+        return tf.scalar(0);
+      };
+      const times = timeInterleaved([call('a'), call('b')], 2, 1, 25);
+      // 25 ms alone: three calls of 10 ms each; then one warm-up round and two timed ones.
+      expect(ran.join('')).toBe('aaabbb' + 'ab' + 'abab');
+      expect(times).toEqual([[10, 10], [10, 10]]);
+      ran.length = 0;
+      timeInterleaved([call('a'), call('b')], 1, 0);  // no settling: each call once alone
+      expect(ran.join('')).toBe('ab' + 'ab');
+    } finally {
+      now.mockRestore();
+    }
   });
 });
 
@@ -406,7 +430,7 @@ describe('the mask rows', () => {
       twoThreadParts: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, forwardMedianMs: null, leakedTensors: 0,
     });
     const backend = (rows: BenchRow[]): BackendResults =>
-      ({backend: 'wasm', memoryEfficientThreshold: 4096, settings: {reps: 5, largeReps: 5, warmup: 1, quick: false}, matMulGflops: 1, rows, notes: []});
+      ({backend: 'wasm', memoryEfficientThreshold: 4096, settings: {reps: 5, largeReps: 5, warmup: 1, settleMs: 0, quick: false}, matMulGflops: 1, rows, notes: []});
     const good = (['padding', 'causal', 'explicit'] as MaskKind[]).flatMap(m =>
       [row(m, 'forward', 150, 1250), row(m, 'forward+backward', 80, 900)]);
     expect(evaluateTargets(backend(good))[5].met).toBe(true);

@@ -40,11 +40,18 @@ export function vectorJacobianCall(f: () => tf.Tensor, variables: tf.Variable[],
 }
 
 /**
- * Times several calls interleaved: after `warmup` untimed rounds, each of `reps` rounds
- * runs every call once, in order. Interleaving makes a slowdown of the shared machine hit
- * all the calls alike, so that their ratios stay meaningful. Returns each call's times.
+ * Times several calls interleaved: first each call alone, again and again for `settleMs` (at
+ * least once), so that V8 has optimised the JavaScript around its kernels (a row timed after a
+ * few rounds alone ran JIT-cold: the forward at (32, 16, 64, 1) 2.3-2.5 ms where 100 rounds gave
+ * 1.8); then, after `warmup` untimed rounds, each of `reps` rounds runs every call once, in order.
+ * Interleaving makes a slowdown of the shared machine hit all the calls alike, so that their
+ * ratios stay meaningful. Returns each call's times.
  */
-export function timeInterleaved(calls: BenchCall[], reps: number, warmup: number): number[][] {
+export function timeInterleaved(calls: BenchCall[], reps: number, warmup: number, settleMs = 0): number[][] {
+  for (const call of calls) {
+    const start = performance.now();
+    do timeOnce(call); while (performance.now() - start < settleMs);
+  }
   for (let i = 0; i < warmup; i++) calls.forEach(timeOnce);
   const times = calls.map(() => [] as number[]);
   for (let r = 0; r < reps; r++) calls.forEach((call, i) => times[i].push(timeOnce(call)));

@@ -38,10 +38,12 @@ export function formatReport(results: BenchResults): string {
   const parts: string[] = [];
   for (const backend of results.backends) {
     const n = backend.rows[0]?.matMulSize ?? 1024;
-    const {reps, largeReps, warmup} = backend.settings;
+    const {reps, largeReps, warmup, settleMs} = backend.settings;
     parts.push(`## ${backend.backend}: plain ${n}×${n} matMul ${fixed(backend.matMulGflops, 1)} GFLOP/s ` +
         `(median over the rows; each row's ratio uses the matMul timed with it)`, '',
-        `Medians of ${reps} timed calls (${largeReps} for T >= 4096) after ${warmup} warm-up rounds (1 for T >= 4096), ` +
+        `Medians of ${reps} timed calls (${largeReps} for T >= 4096) after ` +
+        (settleMs > 0 ? `each call alone for ${settleMs} ms (at least once; V8 optimises the JavaScript around the kernels) and ` : '') +
+        `${warmup} warm-up rounds (1 for T >= 4096), ` +
         'the layer, the naive version and the matMul interleaved, in a Node whose garbage collector runs on the calling ' +
         'thread (`npm run bench` passes `--single-threaded-gc`: V8\'s background collector took the second core from ' +
         'two-thread calls).' + (backend.backend === 'tensorflow' ? '' :

@@ -102,7 +102,7 @@ export interface BackendResults {
   /** Key length from which this backend takes the memory-efficient path by default; null: only past the memory budget. */
   memoryEfficientThreshold: number|null;
   /** Repetitions and warm-up used on this backend. */
-  settings: {reps: number; largeReps: number; warmup: number; quick: boolean};
+  settings: {reps: number; largeReps: number; warmup: number; settleMs: number; quick: boolean};
   /** Median over the rows of the interleaved 1024×1024 matMul, GFLOP/s. */
   matMulGflops: number;
   rows: BenchRow[];
@@ -135,6 +135,11 @@ export interface BenchOptions {
    * need a few calls to be optimised by V8; 2 on cpu, where calls take seconds), 1 for T >= 4096.
    */
   warmup?: number;
+  /**
+   * Before the warm-up rounds, each call of a row runs alone for this long (at least once), so that
+   * V8 has optimised the JavaScript around its kernels. Defaults to 300 ms (0 with `quick`).
+   */
+  settleMs?: number;
   /** The small grid of the tests. */
   quick?: boolean;
   /** Only the mask rows (MASK_GRID). */
@@ -203,7 +208,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     const reps = options.reps ?? (quick ? 1 : cpu ? 5 : 15);
     const largeReps = options.largeReps ?? (quick ? 1 : 5);
     const warmup = options.warmup ?? (quick ? 1 : cpu ? 2 : 5);
-    const settings = {reps, largeReps, warmup, quick};
+    const settleMs = options.settleMs ?? (quick ? 0 : 300);
+    const settings = {reps, largeReps, warmup, settleMs, quick};
     const lengths = options.lengths ?? [];
     const grid = (options.grid ?? (quick ? QUICK_GRID : options.masks ? MASK_GRID : FULL_GRID))
         .filter(point => lengths.length === 0 || lengths.includes(point.length));
@@ -220,7 +226,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
         for (const pass of ['forward', 'forward+backward'] as Pass[]) {
           if (path === 'default' && point.paths.some(other => other !== 'default' && samePath(point, other, pass))) continue;
           const row = await benchRow(
-              point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup,
+              point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup, settleMs,
               quick ? QUICK_MATMUL_SIZE : MATMUL_SIZE);
           log(`${backend} ${describeRow(row)}`);
           rows.push(row);
@@ -296,7 +302,7 @@ function blockSizeOf(point: GridPoint, path: PathName): number|null {
 
 /** Times one (point, path, pass): the layer, the naive version and the matMul, interleaved. */
 async function benchRow(
-    point: GridPoint, path: PathName, pass: Pass, reps: number, warmup: number, matMulSize: number): Promise<BenchRow> {
+    point: GridPoint, path: PathName, pass: Pass, reps: number, warmup: number, settleMs: number, matMulSize: number): Promise<BenchRow> {
   const {batch: B, length: T, dModel: d, heads: H} = point;
   const blockSize = blockSizeOf(point, path);
   const plan = planOf(point, path, pass);
@@ -371,7 +377,7 @@ async function benchRow(
     try {
       const calls = [timedLayerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []),
         ...(unmaskedCall ? [unmaskedCall] : []), ...(forwardCall ? [matMulBeforeForward, forwardCall] : []), matMulCall];
-      const times = timeInterleaved(calls, reps, warmup);
+      const times = timeInterleaved(calls, reps, warmup, settleMs);
       const timesOf = (call: BenchCall) => times[calls.indexOf(call)];
       const flops = training ? trainingFlops(point) : forwardFlops(point);
       row.medianMs = median(times[0]);
