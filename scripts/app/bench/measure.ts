@@ -40,8 +40,8 @@ export function vectorJacobianCall(f: () => tf.Tensor, variables: tf.Variable[],
 }
 
 /**
- * Times several calls interleaved: first each call alone, again and again for `settleMs` (at
- * least once), so that V8 has optimised the JavaScript around its kernels (a row timed after a
+ * Times several calls interleaved: first each call alone, again and again until `settleMs` has
+ * passed (none with 0), so that V8 has optimised the JavaScript around its kernels (a row timed after a
  * few rounds alone ran JIT-cold: the forward at (32, 16, 64, 1) 2.3-2.5 ms where 100 rounds gave
  * 1.8); then, after `warmup` untimed rounds, each of `reps` rounds runs every call once, in order.
  * Interleaving makes a slowdown of the shared machine hit all the calls alike, so that their
@@ -50,7 +50,7 @@ export function vectorJacobianCall(f: () => tf.Tensor, variables: tf.Variable[],
 export function timeInterleaved(calls: BenchCall[], reps: number, warmup: number, settleMs = 0): number[][] {
   for (const call of calls) {
     const start = performance.now();
-    do timeOnce(call); while (performance.now() - start < settleMs);
+    while (performance.now() - start < settleMs) timeOnce(call);
   }
   for (let i = 0; i < warmup; i++) calls.forEach(timeOnce);
   const times = calls.map(() => [] as number[]);

@@ -42,7 +42,7 @@ export function formatReport(results: BenchResults): string {
     parts.push(`## ${backend.backend}: plain ${n}×${n} matMul ${fixed(backend.matMulGflops, 1)} GFLOP/s ` +
         `(median over the rows; each row's ratio uses the matMul timed with it)`, '',
         `Medians of ${reps} timed calls (${largeReps} for T >= 4096) after ` +
-        (settleMs > 0 ? `each call alone for ${settleMs} ms (at least once; V8 optimises the JavaScript around the kernels) and ` : '') +
+        (settleMs > 0 ? `each call alone for ${settleMs} ms (T < 4096; V8 optimises the JavaScript around the kernels) and ` : '') +
         `${warmup} warm-up rounds (1 for T >= 4096), ` +
         'the layer, the naive version and the matMul interleaved, in a Node whose garbage collector runs on the calling ' +
         'thread (`npm run bench` passes `--single-threaded-gc`: V8\'s background collector took the second core from ' +

@@ -136,8 +136,9 @@ export interface BenchOptions {
    */
   warmup?: number;
   /**
-   * Before the warm-up rounds, each call of a row runs alone for this long (at least once), so that
-   * V8 has optimised the JavaScript around its kernels. Defaults to 300 ms (0 with `quick`).
+   * Before the warm-up rounds, each call of a row with T < 4096 runs alone for this long, so that
+   * V8 has optimised the JavaScript around its kernels (longer rows' calls take seconds: their warm-up
+   * round does it). Defaults to 300 ms (0 with `quick`).
    */
   settleMs?: number;
   /** The small grid of the tests. */
@@ -226,7 +227,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
         for (const pass of ['forward', 'forward+backward'] as Pass[]) {
           if (path === 'default' && point.paths.some(other => other !== 'default' && samePath(point, other, pass))) continue;
           const row = await benchRow(
-              point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup, settleMs,
+              point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup, large ? 0 : settleMs,
               quick ? QUICK_MATMUL_SIZE : MATMUL_SIZE);
           log(`${backend} ${describeRow(row)}`);
           rows.push(row);
