@@ -17,6 +17,7 @@ import {naiveSelfAttention} from '../scripts/app/bench/naive_attention';
 import {parseBenchArgs} from '../scripts/app/bench/options';
 import {evaluateTargets, evaluateTrainingTargets, formatReport, formatTwoThreadTable, trainingRatios, writeJson} from '../scripts/app/bench/report';
 import {BackendResults, BenchResults, BenchRow, MASK_GRID, MaskKind, QUICK_GRID, runBench, twoThreadParts} from '../scripts/app/bench/run_bench';
+import {CEILING_CALL, startCeilingCalls, twoThreadCeilingOf} from '../scripts/app/bench/two_thread_ceiling';
 import {UsageError} from '../scripts/app/cli/arguments';
 import {maxAbsDiff, runTestsOn} from './helpers/tensors';
 
@@ -300,8 +301,97 @@ describe('two threads: where a call\'s time goes', () => {
         workerMs: 5.9, waitMs: 0.4, afterMs: 0.1},
     } as unknown as BenchRow;
     const table = formatTwoThreadTable({backend: 'wasm', rows: [row]} as unknown as BackendResults);
-    expect(table).toContain('| 1, 1024, 64, 1 | forward | 7.76 | 11.29 | 1.45 | 1 | 1.50 | 0.30 | 5.50 | 5.90 | 0.040 | 0.40 | 0.10 |');
+    // No ceiling timed: its four cells are dashes.
+    expect(table).toContain('| 1, 1024, 64, 1 | forward | 7.76 | 11.29 | 1.45 | 1 | 1.50 | 0.30 | 5.50 | 5.90 | 0.040 | 0.40 | 0.10 | – | – | – | – |');
     expect(formatTwoThreadTable({backend: 'wasm', rows: [{...row, twoThreadParts: null}]} as unknown as BackendResults)).toBeNull();
+  });
+});
+
+describe('two threads on this machine, whatever the layer does (the ceiling of target 9)', () => {
+  it('is both threads\' calls per second over this thread\'s alone: aloneMs / togetherMs + aloneMs / workerMs (medians)', () => {
+    const ceiling = twoThreadCeilingOf([10, 12, 11], [11, 13, 11], [22, 20, 21]);
+    expect(ceiling).toEqual({aloneMs: 11, togetherMs: 11, workerMs: 21, ceiling: 1 + 11 / 21});
+    expect(twoThreadCeilingOf([10, 12], [10, 14], [12, 12]).ceiling).toBeCloseTo(11 / 12 + 11 / 12, 12);  // even counts: the mean of the middle two
+    expect(() => twoThreadCeilingOf([], [1], [1])).toThrow('twoThreadCeilingOf: alone needs positive times, received []');
+    expect(() => twoThreadCeilingOf([1], [1, 0], [1])).toThrow('together needs positive times, received [1, 0]');
+    expect(() => twoThreadCeilingOf([1], [1], [NaN])).toThrow('worker needs positive times, received [NaN]');
+  });
+
+  it('makes one attention call on each thread, the same bits on both, whose output sums to the plain-array attention\'s', async () => {
+    const calls = (await startCeilingCalls())!;
+    try {
+      expect(calls.alone()).toBeGreaterThan(0);
+      const aloneSum = calls.sums().mine;
+      expect(calls.together()).toBeGreaterThan(0);
+      expect(calls.together()).toBeGreaterThan(0);
+      expect(calls.workerTimes).toHaveLength(2);
+      expect(calls.workerTimes.every(ms => ms > 0)).toBe(true);
+      const {mine, worker} = calls.sums();
+      expect(worker).toBe(mine);
+      expect(mine).toBe(aloneSum);
+      // The reference: the memory's floats, sin(0.37·i)/2 from 1 MiB on, read as Q packed by fours, K by eights and V
+      // rows (their layouts in two_thread_ceiling.ts); the output's sum is Σ_t Σ_j softmax_j(Q[t]·K[j]/8)·(Σ_c V[j][c]).
+      const {queries: T, keys: S, depth: d} = CEILING_CALL;
+      const at = (mib: number, i: number) => Math.fround(Math.sin(0.37 * (mib * 262144 + i)) / 2);
+      const q = (t: number, c: number) => at(1, (t >> 2) * d * 4 + c * 4 + (t & 3));
+      const k = (j: number, c: number) => at(2, (j >> 3) * d * 8 + c * 8 + (j & 7));
+      const vRowSums = Array.from({length: S}, (_, j) => Array.from({length: d}, (_, c) => at(3, j * d + c)).reduce((a, b) => a + b, 0));
+      const keys = Array.from({length: S}, (_, j) => Float64Array.from({length: d}, (_, c) => k(j, c)));
+      let expected = 0;
+      const scores = new Float64Array(S);
+      for (let t = 0; t < T; t++) {
+        const row = Float64Array.from({length: d}, (_, c) => q(t, c));
+        let max = -Infinity;
+        for (let j = 0; j < S; j++) {
+          let dot = 0;
+          for (let c = 0; c < d; c++) dot += row[c] * keys[j][c];
+          scores[j] = dot / Math.sqrt(d);
+          max = Math.max(max, scores[j]);
+        }
+        let [total, weighted] = [0, 0];
+        for (let j = 0; j < S; j++) {
+          const p = Math.exp(scores[j] - max);
+          total += p;
+          weighted += p * vRowSums[j];
+        }
+        expected += weighted / total;
+      }
+      expect(Math.abs(mine - expected)).toBeLessThan(1e-3 * Math.max(1, Math.abs(expected)));
+    } finally {
+      await calls.close();
+    }
+  });
+
+  it('is timed in the rounds of each two-thread row, and the report shows it beside the row\'s own gain', async () => {
+    // (2, 256, 64, 1): 33.6 MFLOP, over twoThreadsPay's 16: both passes on two threads where Node gives a worker.
+    const results = await runBench({backends: ['wasm'], quick: true, grid: [{batch: 2, length: 256, dModel: 64, heads: 1, paths: ['default']}]});
+    const rows = results.backends[0].rows;
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      expect(row.threads).toBe(2);
+      const c = row.twoThreadCeiling!;
+      expect(c.aloneMs).toBeGreaterThan(0);
+      expect(c.ceiling).toBeCloseTo(c.aloneMs / c.togetherMs + c.aloneMs / c.workerMs, 12);
+      expect(row.leakedTensors).toBe(0);
+    }
+    const report = formatReport(results);
+    expect(report).toContain('| machine × | alone ms | together ms | worker ms |');
+    const line = report.split('\n').find(l => l.startsWith('| 2, 256, 64, 1 | forward |') && l.split('|').length > 18)!;
+    const cells = line.split(' | ');
+    expect(cells.slice(-4).join(' | ')).toBe(`${rows[0].twoThreadCeiling!.ceiling.toFixed(2)} | ${rows[0].twoThreadCeiling!.aloneMs.toFixed(2)} | ` +
+      `${rows[0].twoThreadCeiling!.togetherMs.toFixed(2)} | ${rows[0].twoThreadCeiling!.workerMs.toFixed(2)} |`);
+  });
+
+  it('target 9 names the machine\'s ceiling beside each two-thread row\'s gain', () => {
+    const twoThreadRow = (pass: 'forward'|'forward+backward', ceiling: number|null) => ({
+      batch: 1, length: 1024, dModel: 64, heads: 1, path: 'default', ranPath: 'fused', mask: null, pass, status: 'ok', isDefault: true,
+      medianMs: 10, threads: 2, oneThreadMedianMs: 16, speedupVsOneThread: 1.6, fractionOfMatMul: 1.1, oneThreadFractionOfMatMul: 1.1,
+      twoThreadParts: null, leakedTensors: 0,
+      twoThreadCeiling: ceiling == null ? null : {aloneMs: 20, togetherMs: 21, workerMs: 30, ceiling},
+    }) as unknown as BenchRow;
+    const backend = {backend: 'wasm', notes: [], rows: [twoThreadRow('forward', 1.62), twoThreadRow('forward+backward', null)]} as unknown as BackendResults;
+    expect(evaluateTrainingTargets(backend)[2]).toMatchObject({status: 'missed',
+      detail: 'T=1024 forward: 1.60× (machine 1.62×), T=1024 forward+backward: 1.60×'});
   });
 });
 
@@ -427,7 +517,8 @@ describe('the mask rows', () => {
       mask, blockSize: 512, pass, status: 'ok', note: null, reps: 5, medianMs: ms, gflops: 1, peakBytes: peak,
       naiveMedianMs: null, naivePeakBytes: null, speedupVsNaive: null, matMulGflops: 1, matMulSize: 1024,
       fractionOfMatMul: 1, threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
-      twoThreadParts: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, forwardMedianMs: null, leakedTensors: 0,
+      twoThreadParts: null, twoThreadCeiling: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, forwardMedianMs: null,
+      leakedTensors: 0,
     });
     const backend = (rows: BenchRow[]): BackendResults =>
       ({backend: 'wasm', memoryEfficientThreshold: 4096, settings: {reps: 5, largeReps: 5, warmup: 1, settleMs: 0, quick: false}, matMulGflops: 1, rows, notes: []});

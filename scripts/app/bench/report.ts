@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type {BackendResults, BenchResults, BenchRow} from './run_bench';
+import {CEILING_CALL} from './two_thread_ceiling';
 
 const MIB = 2 ** 20;
 
@@ -164,14 +165,20 @@ export function formatTwoThreadTable(results: BackendResults): string|null {
     '"outside": the call\'s time outside its two-thread kernel calls (projections, tfjs ops; one thread); "before"/"after": ' +
     'this thread alone, copying into the shared memory and packing / copying out and adding the threads\' parts; ' +
     '"wake-up": hand-over to the worker\'s start; "waiting": this thread idle after its share. Ideal: outside, before and ' +
-    'after near 0, the two shares equal, waiting near 0.', '',
-    '| B, T, d, H | pass | call ms | 1 thread ms | × | kernel calls | outside | before | this thread\'s share | worker\'s share | wake-up | waiting | after |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    'after near 0, the two shares equal, waiting near 0. "machine ×": what two threads gave on this machine in the ' +
+    `row's rounds, whatever the layer does: one kernel call (attend_4x8 of one ${CEILING_CALL.queries}×${CEILING_CALL.keys}×` +
+    `${CEILING_CALL.depth} pair, each thread its own memory) made on both threads at once, their calls per second over ` +
+    'this thread\'s alone ("alone ms", "together ms": this thread\'s; "worker ms": the other\'s, meanwhile). A row cannot ' +
+    'gain more than that from splitting its work.', '',
+    '| B, T, d, H | pass | call ms | 1 thread ms | × | kernel calls | outside | before | this thread\'s share | worker\'s share | wake-up | waiting | after | machine × | alone ms | together ms | worker ms |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows.map(r => {
       const p = r.twoThreadParts!;
+      const c = r.twoThreadCeiling;
       return `| ${r.batch}, ${r.length}, ${r.dModel}, ${r.heads} | ${r.pass} | ${fixed(r.medianMs, 2)} | ${fixed(r.oneThreadMedianMs, 2)} | ` +
         `${fixed(r.speedupVsOneThread, 2)} | ${p.kernelCalls} | ${fixed(p.outsideMs, 2)} | ${fixed(p.beforeMs, 2)} | ${fixed(p.mineMs, 2)} | ` +
-        `${fixed(p.workerMs, 2)} | ${fixed(p.wakeMs, 3)} | ${fixed(p.waitMs, 2)} | ${fixed(p.afterMs, 2)} |`;
+        `${fixed(p.workerMs, 2)} | ${fixed(p.wakeMs, 3)} | ${fixed(p.waitMs, 2)} | ${fixed(p.afterMs, 2)} | ` +
+        `${fixed(c?.ceiling ?? null, 2)} | ${fixed(c?.aloneMs ?? null, 2)} | ${fixed(c?.togetherMs ?? null, 2)} | ${fixed(c?.workerMs ?? null, 2)} |`;
     }),
   ].join('\n');
 }
@@ -349,7 +356,8 @@ export function evaluateTrainingTargets(results: BackendResults): TargetCheck[] 
       twoThreads.some(r => r.pass === 'forward') && twoThreads.some(r => r.pass === 'forward+backward'),
       twoThreads.every(r => r.status === 'ok' && r.threads === 2 && (r.speedupVsOneThread ?? 0) >= 1.8),
       twoThreads.length === 0 ? 'not run' : twoThreads.map(r => `T=${r.length} ${r.pass}: ` + (r.status !== 'ok' ? r.status :
-          r.threads === 2 ? `${fixed(r.speedupVsOneThread, 2)}×` : 'one thread')).join(', ')));
+          r.threads !== 2 ? 'one thread' : `${fixed(r.speedupVsOneThread, 2)}×` +
+          (r.twoThreadCeiling == null ? '' : ` (machine ${fixed(r.twoThreadCeiling.ceiling, 2)}×)`))).join(', ')));
   return checks;
 }
 

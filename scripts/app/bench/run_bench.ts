@@ -6,6 +6,8 @@ import type {AttentionPath, AttentionPlan, BackendName, TwoThreadCallTimes} from
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
 import {BenchCall, median, peakBytes, timeInterleaved, vectorJacobianCall} from './measure';
 import {naiveSelfAttention} from './naive_attention';
+import {startCeilingCalls, twoThreadCeilingOf} from './two_thread_ceiling';
+import type {CeilingCalls, TwoThreadCeiling} from './two_thread_ceiling';
 
 /** A grid point (batch, T, dModel, heads) and the paths to time there. */
 export interface GridPoint extends AttentionSize {
@@ -77,6 +79,11 @@ export interface BenchRow {
   oneThreadFractionOfMatMul: number|null;
   /** On two-thread rows, where a call's time went (medians over the timed calls); else null. */
   twoThreadParts: TwoThreadParts|null;
+  /**
+   * On two-thread rows, what two threads gave on this machine in the row's rounds, whatever the layer does: the same
+   * kernel call made alone and on both threads at once (two_thread_ceiling.ts); else null.
+   */
+  twoThreadCeiling: TwoThreadCeiling|null;
   /** On mask rows: the same call without the mask, timed interleaved, and its peak; else null. */
   unmaskedMedianMs: number|null;
   unmaskedPeakBytes: number|null;
@@ -203,43 +210,50 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
   const quick = options.quick ?? false;
   const names = options.backends == null || options.backends.length === 0 ? ['auto' as BackendName] : options.backends;
   const backends: BackendResults[] = [];
-  for (const name of names) {
-    const backend = await selectBackend(name);
-    const cpu = backend === 'cpu';
-    const reps = options.reps ?? (quick ? 1 : cpu ? 5 : 15);
-    const largeReps = options.largeReps ?? (quick ? 1 : 5);
-    const warmup = options.warmup ?? (quick ? 1 : cpu ? 2 : 5);
-    const settleMs = options.settleMs ?? (quick ? 0 : 300);
-    const settings = {reps, largeReps, warmup, settleMs, quick};
-    const lengths = options.lengths ?? [];
-    const grid = (options.grid ?? (quick ? QUICK_GRID : options.masks ? MASK_GRID : FULL_GRID))
-        .filter(point => lengths.length === 0 || lengths.includes(point.length));
-    const notes: string[] = [];
-    const rows: BenchRow[] = [];
-    for (const point of grid) {
-      if (cpu && point.length > CPU_MAX_LENGTH) {
-        notes.push(`(${point.batch}, ${point.length}, ${point.dModel}, ${point.heads}) skipped on cpu: ` +
-            `20 to 55 times slower than wasm, a single call at T=${point.length} would take minutes.`);
-        continue;
-      }
-      const large = point.length >= 4096;
-      for (const path of point.paths) {
-        for (const pass of ['forward', 'forward+backward'] as Pass[]) {
-          if (path === 'default' && point.paths.some(other => other !== 'default' && samePath(point, other, pass))) continue;
-          const row = await benchRow(
-              point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup, large ? 0 : settleMs,
-              quick ? QUICK_MATMUL_SIZE : MATMUL_SIZE);
-          log(`${backend} ${describeRow(row)}`);
-          rows.push(row);
+  // The two threads' ceiling calls, started at the first two-thread row (a worker thread), closed at the end.
+  const started: {calls: Promise<CeilingCalls|null>|null} = {calls: null};
+  const ceiling = () => (started.calls ??= startCeilingCalls());
+  try {
+    for (const name of names) {
+      const backend = await selectBackend(name);
+      const cpu = backend === 'cpu';
+      const reps = options.reps ?? (quick ? 1 : cpu ? 5 : 15);
+      const largeReps = options.largeReps ?? (quick ? 1 : 5);
+      const warmup = options.warmup ?? (quick ? 1 : cpu ? 2 : 5);
+      const settleMs = options.settleMs ?? (quick ? 0 : 300);
+      const settings = {reps, largeReps, warmup, settleMs, quick};
+      const lengths = options.lengths ?? [];
+      const grid = (options.grid ?? (quick ? QUICK_GRID : options.masks ? MASK_GRID : FULL_GRID))
+          .filter(point => lengths.length === 0 || lengths.includes(point.length));
+      const notes: string[] = [];
+      const rows: BenchRow[] = [];
+      for (const point of grid) {
+        if (cpu && point.length > CPU_MAX_LENGTH) {
+          notes.push(`(${point.batch}, ${point.length}, ${point.dModel}, ${point.heads}) skipped on cpu: ` +
+              `20 to 55 times slower than wasm, a single call at T=${point.length} would take minutes.`);
+          continue;
+        }
+        const large = point.length >= 4096;
+        for (const path of point.paths) {
+          for (const pass of ['forward', 'forward+backward'] as Pass[]) {
+            if (path === 'default' && point.paths.some(other => other !== 'default' && samePath(point, other, pass))) continue;
+            const row = await benchRow(
+                point, path, pass, large ? largeReps : reps, large ? Math.min(warmup, 1) : warmup, large ? 0 : settleMs,
+                quick ? QUICK_MATMUL_SIZE : MATMUL_SIZE, ceiling);
+            log(`${backend} ${describeRow(row)}`);
+            rows.push(row);
+          }
         }
       }
+      const matMuls = rows.map(r => r.matMulGflops).filter((g): g is number => g != null);
+      const threshold = memoryEfficientThreshold(backend);
+      backends.push({
+        backend, memoryEfficientThreshold: Number.isFinite(threshold) ? threshold : null, settings,
+        matMulGflops: matMuls.length > 0 ? median(matMuls) : NaN, rows, notes,
+      });
     }
-    const matMuls = rows.map(r => r.matMulGflops).filter((g): g is number => g != null);
-    const threshold = memoryEfficientThreshold(backend);
-    backends.push({
-      backend, memoryEfficientThreshold: Number.isFinite(threshold) ? threshold : null, settings,
-      matMulGflops: matMuls.length > 0 ? median(matMuls) : NaN, rows, notes,
-    });
+  } finally {
+    await (await started.calls)?.close();
   }
   return {date: new Date().toISOString(), node: process.version, cpus: cpuCount(), kernels: kernelVariant(), defaultBlockSize: DEFAULT_BLOCK_SIZE, backends};
 }
@@ -274,7 +288,9 @@ export function describeRow(row: BenchRow): string {
       (row.unmaskedMedianMs != null ? `, unmasked ${row.unmaskedMedianMs.toFixed(2)} ms` : '') +
       `, ${((row.fractionOfMatMul ?? NaN) * 100).toFixed(0)}% of matMul` +
       (row.threads === 2 ? ` (2 threads; 1 thread: ${row.oneThreadMedianMs!.toFixed(2)} ms, ` +
-          `${((row.oneThreadFractionOfMatMul ?? NaN) * 100).toFixed(0)}%)` : '') + `, leaked ${row.leakedTensors}`;
+          `${((row.oneThreadFractionOfMatMul ?? NaN) * 100).toFixed(0)}%` +
+          (row.twoThreadCeiling == null ? '' : `; machine ${row.twoThreadCeiling.ceiling.toFixed(2)}×`) + ')' : '') +
+      `, leaked ${row.leakedTensors}`;
 }
 
 /** The planner's answer for the layer's call of a (point, path, pass) on the active backend. */
@@ -301,9 +317,13 @@ function blockSizeOf(point: GridPoint, path: PathName): number|null {
   return null;
 }
 
-/** Times one (point, path, pass): the layer, the naive version and the matMul, interleaved. */
+/**
+ * Times one (point, path, pass): the layer, the naive version and the matMul, interleaved; on two threads also the
+ * same call on one thread, and the ceiling's calls (`ceiling`: two_thread_ceiling.ts).
+ */
 async function benchRow(
-    point: GridPoint, path: PathName, pass: Pass, reps: number, warmup: number, settleMs: number, matMulSize: number): Promise<BenchRow> {
+    point: GridPoint, path: PathName, pass: Pass, reps: number, warmup: number, settleMs: number, matMulSize: number,
+    ceiling: () => Promise<CeilingCalls|null>): Promise<BenchRow> {
   const {batch: B, length: T, dModel: d, heads: H} = point;
   const blockSize = blockSizeOf(point, path);
   const plan = planOf(point, path, pass);
@@ -315,7 +335,7 @@ async function benchRow(
     blockSize: ranPath === 'memory-efficient' ? plan.blockSize! : ranPath === 'standard' ? 0 : null,
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
     naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null,
-    threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null, twoThreadParts: null,
+    threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null, twoThreadParts: null, twoThreadCeiling: null,
     unmaskedMedianMs: null, unmaskedPeakBytes: null, forwardMedianMs: null, leakedTensors: 0,
   };
   const before = tf.memory().numTensors;
@@ -375,9 +395,17 @@ async function benchRow(
         recorded.push(recordTwoThreadCalls(false));
       }
     };
+    // On two threads, the same kernel call alone and on both threads at once: what the machine allows in these rounds.
+    const ceilingOfRow = row.threads === 2 ? await ceiling() : null;
+    const [alone, together]: number[][] = [[], []];
+    const ceilingCalls: BenchCall[] = ceilingOfRow == null ? [] : [
+      () => (alone.push(ceilingOfRow.alone()), []),
+      () => (together.push(ceilingOfRow.together()), []),
+    ];
     try {
       const calls = [timedLayerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []),
-        ...(unmaskedCall ? [unmaskedCall] : []), ...(forwardCall ? [matMulBeforeForward, forwardCall] : []), matMulCall];
+        ...(unmaskedCall ? [unmaskedCall] : []), ...(forwardCall ? [matMulBeforeForward, forwardCall] : []), matMulCall,
+        ...ceilingCalls];
       const times = timeInterleaved(calls, reps, warmup, settleMs);
       const timesOf = (call: BenchCall) => times[calls.indexOf(call)];
       const flops = training ? trainingFlops(point) : forwardFlops(point);
@@ -397,6 +425,9 @@ async function benchRow(
         row.oneThreadMedianMs = median(timesOf(oneThreadCall));
         row.speedupVsOneThread = row.oneThreadMedianMs / row.medianMs;
         row.oneThreadFractionOfMatMul = flops / row.oneThreadMedianMs / 1e6 / row.matMulGflops;
+      }
+      if (ceilingOfRow != null) {  // the timed rounds' calls (the last reps; settling and warm-up made more)
+        row.twoThreadCeiling = twoThreadCeilingOf(alone.slice(-reps), together.slice(-reps), ceilingOfRow.workerTimes.slice(-reps));
       }
       const heapWork = fusedAttentionLayerBytes({batch: B, T, S: T, dq: d, dc: d, heads: H, dk: dHead, dv: dHead, selfAttention: true});
       // The fused backward's work buffers (one pair's, freed after each call) when a gradient is recorded.
