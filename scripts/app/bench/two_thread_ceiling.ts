@@ -4,9 +4,9 @@
  * pair, made by this thread alone, and by this thread and a worker thread at once, each in
  * memory of its own, so that nothing is shared but the machine. Where two cores run side by
  * side at full speed, two calls at once take the time of one: 2×. On the 2-vCPU machines of
- * this project they often do not: pinned to one vCPU each, the same call took 14 ms on one and
- * 22 ms on the other at the same moment, so that both together made 1.6× the calls of the faster
- * alone; at other moments 2.0×. The bench times the two calls in the rounds of each two-thread
+ * this project they often do not: the same call took 14 ms on one thread and 22 ms on the other
+ * at the same moment, so that both together made 1.6× the calls of the faster alone; at other
+ * moments 2.0× (two processes pinned to one vCPU each alike). The bench times the two calls in the rounds of each two-thread
  * row, so that a row's speed-up can be read against what the machine allowed at the time.
  */
 import {Worker} from 'worker_threads';
