@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import {Worker} from 'worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {dotProductAttention, scaledDotProductAttention, ValueError} from '../src';
@@ -360,6 +361,17 @@ describe('two threads on this machine, whatever the layer does (the ceiling of t
     } finally {
       await calls.close();
     }
+  });
+
+  it('is not measured (null) where the worker does not start or cannot make the call', async () => {
+    expect(await startCeilingCalls(() => {
+      throw new Error('no threads here');
+    })).toBeNull();
+    // A worker that starts but says that it could not make the call.
+    const failing = `const {workerData} = require('worker_threads');
+      Atomics.store(workerData.control, 1, -1);
+      Atomics.notify(workerData.control, 1);`;
+    expect(await startCeilingCalls((_source, workerData) => new Worker(failing, {eval: true, workerData}))).toBeNull();
   });
 
   it('is timed in the rounds of each two-thread row, and the report shows it beside the row\'s own gain', async () => {

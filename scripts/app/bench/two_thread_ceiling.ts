@@ -69,12 +69,25 @@ const call = () => {
 };
 `;
 
-/** The worker: waits for a request (control[0] = 1), makes the call, records its time and sum, and answers. */
+/** The body of a function of (bytes, size) that returns the call. */
+const CALL_BODY = `${CALL_SOURCE}\nreturn call;`;
+
+/**
+ * The worker: says whether its call is ready (control[1]: 1, or -1 where it could not be made), then waits for a
+ * request (control[0] = 1), makes the call, records its time and sum, and answers (control[0] = 0); 2 ends it.
+ */
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
 const {bytes, size, control, results} = workerData;
-${CALL_SOURCE}
-for (;;) {
+let call = null;
+try {
+  call = new Function('bytes', 'size', ${JSON.stringify(CALL_BODY)})(bytes, size);
+  Atomics.store(control, 1, 1);
+} catch (error) {
+  Atomics.store(control, 1, -1);
+}
+Atomics.notify(control, 1);
+while (call != null) {
   Atomics.wait(control, 0, 0);
   if (Atomics.load(control, 0) === 2) break;
   const start = performance.now();
@@ -84,6 +97,9 @@ for (;;) {
   Atomics.notify(control, 0);
 }
 `;
+
+/** How long this thread waits for the worker to start, or to make one call, before it gives up. */
+const WORKER_WAIT_MS = 60_000;
 
 /** The two threads' calls: `alone()` and `together()` return this thread's ms; `close()` ends the worker. */
 export interface CeilingCalls {
@@ -98,20 +114,43 @@ export interface CeilingCalls {
   close(): Promise<void>;
 }
 
-/** Starts the worker and instantiates the call on this thread; null where Node has no wasm SIMD here. */
-export async function startCeilingCalls(): Promise<CeilingCalls|null> {
+/** The data a ceiling worker gets: the kernels' bytes, the call's size, and the control and result arrays. */
+export interface CeilingWorkerData {
+  bytes: Uint8Array;
+  size: typeof CEILING_CALL&{block: number};
+  control: Int32Array;
+  results: Float64Array;
+}
+
+/**
+ * Starts the worker and makes the call ready on both threads; null where they cannot run it here (no wasm SIMD, a
+ * worker that does not start or cannot make the call): the bench then shows no ceiling. `startWorker` (for the
+ * tests) starts the worker from its source and data.
+ */
+export async function startCeilingCalls(
+    startWorker = (source: string, workerData: CeilingWorkerData) => new Worker(source, {eval: true, workerData})): Promise<CeilingCalls|null> {
   const bytes = new Uint8Array(Buffer.from(KERNELS_WASM, 'base64'));
   if (!WebAssembly.validate(bytes)) return null;
   const size = {...CEILING_CALL, block: FUSED_KEY_BLOCK};
-  const call = new Function('bytes', 'size', `${CALL_SOURCE}\nreturn call;`)(bytes, size) as () => number;
-  const control = new Int32Array(new SharedArrayBuffer(4));
+  const call = new Function('bytes', 'size', CALL_BODY)(bytes, size) as () => number;
+  const control = new Int32Array(new SharedArrayBuffer(8));      // [request, ready]
   const results = new Float64Array(new SharedArrayBuffer(16));  // the worker's last ms and sum
-  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {bytes, size, control, results}});
-  await new Promise<void>((resolve, reject) => {
-    worker.once('online', () => resolve());
-    worker.once('error', reject);
-  });
+  let worker: Worker;
+  try {
+    worker = startWorker(WORKER_SOURCE, {bytes, size, control, results});
+    await new Promise<void>((resolve, reject) => {
+      worker.once('online', () => resolve());
+      worker.once('error', reject);
+    });
+  } catch {
+    return null;
+  }
   worker.unref();  // a bench that throws before close() still exits
+  Atomics.wait(control, 1, 0, WORKER_WAIT_MS);
+  if (Atomics.load(control, 1) !== 1) {
+    await worker.terminate();
+    return null;
+  }
   let mine = NaN;
   const workerTimes: number[] = [];
   const timed = () => {
@@ -125,7 +164,9 @@ export async function startCeilingCalls(): Promise<CeilingCalls|null> {
       Atomics.store(control, 0, 1);
       Atomics.notify(control, 0);
       const ms = timed();
-      Atomics.wait(control, 0, 1);  // until the worker's call is made
+      if (Atomics.wait(control, 0, 1, WORKER_WAIT_MS) === 'timed-out') {  // until the worker's call is made
+        throw new Error(`two_thread_ceiling: the worker did not make its call in ${WORKER_WAIT_MS / 1000} s`);
+      }
       workerTimes.push(results[0]);
       return ms;
     },
