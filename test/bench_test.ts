@@ -101,6 +101,10 @@ describe('npm run bench --quick', () => {
     expect(new Set(rows.map(r => r.ranPath))).toEqual(new Set(['fused', 'standard', 'memory-efficient']));
     expect(rows.filter(r => r.ranPath === 'fused').map(r => [r.path, r.pass])).toEqual([['default', 'forward'], ['default', 'forward+backward']]);
     expect(new Set(rows.map(r => r.pass))).toEqual(new Set(['forward', 'forward+backward']));
+    // The memory-efficient forward row times the standard call in its rounds (issue 5's time target); no other row does.
+    const withStandard = rows.filter(r => r.standardMedianMs != null);
+    expect(withStandard.map(r => [r.ranPath, r.pass])).toEqual([['memory-efficient', 'forward']]);
+    expect(withStandard[0].standardMedianMs).toBeGreaterThan(0);
   });
 
   it('prints a Markdown table and the targets, and writes valid JSON', () => {
@@ -226,6 +230,19 @@ describe('targets', () => {
     expect(evaluateTargets(half)[0]).toMatchObject({status: 'not run', met: false, detail: 'not run, 3.00×'});
     const met = {backend: 'wasm', rows: [row(32, 16, 2.5), row(8, 128, 3)], notes: []} as unknown as BackendResults;
     expect(evaluateTargets(met)[0]).toMatchObject({status: 'met', met: true});
+  });
+
+  it('issue 5: at T = 8192 the memory-efficient forward\'s time is divided by the standard call timed in its rounds (target 3)', () => {
+    const at8k = (path: 'standard'|'memory-efficient', medianMs: number, peakBytes: number, standardMedianMs: number|null = null) => ({
+      batch: 1, length: 8192, dModel: 64, heads: 1, path, ranPath: path, mask: null, pass: 'forward', status: 'ok', isDefault: false,
+      medianMs, peakBytes, standardMedianMs, leakedTensors: 0,
+    }) as unknown as BenchRow;
+    const target3 = (rows: BenchRow[]) => evaluateTargets({backend: 'wasm', rows, notes: []} as unknown as BackendResults)[2];
+    // Rows minutes apart: 140 against the standard row's 100 ms (1.40×, missed); in the same rounds the standard call took 120 (1.17×).
+    expect(target3([at8k('standard', 100, 800), at8k('memory-efficient', 140, 80)])).toMatchObject({status: 'missed',
+      detail: 'peak 10.0% of standard (0 vs 0 MiB), time 1.40×'});
+    expect(target3([at8k('standard', 100, 800), at8k('memory-efficient', 140, 80, 120)])).toMatchObject({status: 'met',
+      detail: 'peak 10.0% of standard (0 vs 0 MiB), time 1.17× (the standard call timed in the same rounds: 120 ms; its own row 100 ms)'});
   });
 
   /** A default row of issue 13's grid (d = 64) with what targets 7-9 read. */
@@ -529,7 +546,8 @@ describe('the mask rows', () => {
       mask, blockSize: 512, pass, status: 'ok', note: null, reps: 5, medianMs: ms, gflops: 1, peakBytes: peak,
       naiveMedianMs: null, naivePeakBytes: null, speedupVsNaive: null, matMulGflops: 1, matMulSize: 1024,
       fractionOfMatMul: 1, threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null,
-      twoThreadParts: null, twoThreadCeiling: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, forwardMedianMs: null,
+      twoThreadParts: null, twoThreadCeiling: null, unmaskedMedianMs: 100, unmaskedPeakBytes: 1000, standardMedianMs: null,
+      forwardMedianMs: null,
       leakedTensors: 0,
     });
     const backend = (rows: BenchRow[]): BackendResults =>

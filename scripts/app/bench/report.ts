@@ -287,13 +287,17 @@ export function evaluateTargets(results: BackendResults): TargetCheck[] {
   const me8k = find(rows, 8192, 1, 'forward', 'memory-efficient', 'memory-efficient');
   const ok8k = std8k?.status === 'ok' && me8k?.status === 'ok';
   const peakRatio = ok8k ? me8k!.peakBytes! / std8k!.peakBytes! : NaN;
-  const timeRatio = ok8k ? me8k!.medianMs! / std8k!.medianMs! : NaN;
+  // The standard call timed in the memory-efficient row's rounds where it was (runs before 2026-12-01: the row's).
+  const sameRounds = me8k?.standardMedianMs != null;
+  const timeRatio = ok8k ? me8k!.medianMs! / (sameRounds ? me8k!.standardMedianMs! : std8k!.medianMs!) : NaN;
   checks.push(check(
       '3. at T = 8192 memory-efficient peak <= 1/8 of standard and time <= 1.3× standard (forward)',
       std8k != null && me8k != null,
       ok8k && peakRatio <= 1 / 8 && timeRatio <= 1.3,
       ok8k ? `peak ${fixed(peakRatio * 100, 1)}% of standard (${fixed(me8k!.peakBytes! / MIB, 0)} vs ` +
-          `${fixed(std8k!.peakBytes! / MIB, 0)} MiB), time ${fixed(timeRatio, 2)}×` :
+          `${fixed(std8k!.peakBytes! / MIB, 0)} MiB), time ${fixed(timeRatio, 2)}×` +
+          (sameRounds ? ` (the standard call timed in the same rounds: ${fixed(me8k!.standardMedianMs!, 0)} ms; its own row ` +
+              `${fixed(std8k!.medianMs, 0)} ms)` : '') :
           std8k == null || me8k == null ? 'not run' : `standard: ${std8k.status}, memory-efficient: ${me8k.status}`));
   const me16k = find(rows, 16384, 1, 'forward+backward', 'memory-efficient', 'memory-efficient');
   const std16k = find(rows, 16384, 1, 'forward+backward', 'standard', 'standard');

@@ -86,6 +86,11 @@ export interface BenchRow {
   twoThreadCeiling: TwoThreadCeiling|null;
   /** On mask rows: the same call without the mask, timed interleaved, and its peak; else null. */
   unmaskedMedianMs: number|null;
+  /**
+   * On unmasked memory-efficient forward rows of points that also run the standard path: the same call on the
+   * standard path (blockSize 0), timed interleaved, which issue 5's time target divides by (report.ts); else null.
+   */
+  standardMedianMs: number|null;
   unmaskedPeakBytes: number|null;
   /**
    * On forward+backward rows, the layer's forward (layer.apply, nothing recorded) timed interleaved
@@ -286,6 +291,7 @@ export function describeRow(row: BenchRow): string {
   return `${point}: ${row.medianMs!.toFixed(2)} ms, ${row.gflops!.toFixed(1)} GFLOP/s` +
       (row.speedupVsNaive != null ? `, ${row.speedupVsNaive.toFixed(2)}× naive` : '') +
       (row.unmaskedMedianMs != null ? `, unmasked ${row.unmaskedMedianMs.toFixed(2)} ms` : '') +
+      (row.standardMedianMs != null ? `, standard path in the same rounds ${row.standardMedianMs.toFixed(2)} ms` : '') +
       `, ${((row.fractionOfMatMul ?? NaN) * 100).toFixed(0)}% of matMul` +
       (row.threads === 2 ? ` (2 threads; 1 thread: ${row.oneThreadMedianMs!.toFixed(2)} ms, ` +
           `${((row.oneThreadFractionOfMatMul ?? NaN) * 100).toFixed(0)}%` +
@@ -336,19 +342,23 @@ async function benchRow(
     pass, status: 'ok', note: null, reps, medianMs: null, gflops: null, peakBytes: null, naiveMedianMs: null,
     naivePeakBytes: null, speedupVsNaive: null, matMulGflops: null, matMulSize, fractionOfMatMul: null,
     threads: 1, oneThreadMedianMs: null, speedupVsOneThread: null, oneThreadFractionOfMatMul: null, twoThreadParts: null, twoThreadCeiling: null,
-    unmaskedMedianMs: null, unmaskedPeakBytes: null, forwardMedianMs: null, leakedTensors: 0,
+    unmaskedMedianMs: null, unmaskedPeakBytes: null, standardMedianMs: null, forwardMedianMs: null, leakedTensors: 0,
   };
   const before = tf.memory().numTensors;
   const layer = new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize, causal: mask === 'causal'});
   // Mask rows time the same layer without its mask (a second layer where the mask is `causal`).
   const unmaskedLayer = mask == null ? null : mask === 'causal' ? new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize}) : layer;
+  // A memory-efficient forward row also times the standard path in its rounds, where its point runs that path: their
+  // ratio then untouched by the machine's drift between the two rows (T = 8192's calls take seconds, minutes apart).
+  let standardLayer = pass === 'forward' && mask == null && ranPath === 'memory-efficient' && point.paths.includes('standard') ?
+      new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize: 0}) : null;
   const x = tf.randomNormal([B, T, d], 0, 1, 'float32', 1);
   const masks = maskArguments(mask, B, T);
   const a = tf.randomNormal([matMulSize, matMulSize], 0, 1, 'float32', 2) as tf.Tensor2D;
   const b = tf.randomNormal([matMulSize, matMulSize], 0, 1, 'float32', 3) as tf.Tensor2D;
   try {
     tf.tidy(() => {
-      for (const l of new Set([layer, unmaskedLayer ?? layer])) l.apply(tf.zeros([1, 1, d]));  // builds the weights
+      for (const l of new Set([layer, unmaskedLayer ?? layer, standardLayer ?? layer])) l.apply(tf.zeros([1, 1, d]));  // builds the weights
     });
     const training = pass === 'forward+backward';
     // Gradients for x and every weight: x as a variable, next to the layer's kernels; for the output gradient dy.
@@ -366,6 +376,15 @@ async function benchRow(
         [...(xVar ? [xVar] : []), ...unmaskedLayer.trainableWeights.map(w => w.read() as tf.Variable)];
     const unmaskedCall: BenchCall|null = unmaskedLayer == null ? null : training ?
         withGrads(() => unmaskedLayer.apply(input) as tf.Tensor, unmaskedVariables) : () => unmaskedLayer.apply(input) as tf.Tensor;
+    try {
+      if (standardLayer != null) tf.dispose(standardLayer.apply(x) as tf.Tensor);  // where the standard path refuses the size, none
+    } catch (error) {
+      if (!(error instanceof ValueError)) throw error;
+      standardLayer?.dispose();
+      standardLayer = null;
+    }
+    const standard = standardLayer;
+    const standardCall: BenchCall|null = standard == null ? null : () => standard.apply(x) as tf.Tensor;
     const naiveCall: BenchCall = training ?
         withGrads(() => naiveSelfAttention(layer, input)) : () => naiveSelfAttention(layer, input);
     const matMulCall: BenchCall = () => tf.matMul(a, b);
@@ -404,7 +423,8 @@ async function benchRow(
     ];
     try {
       const calls = [timedLayerCall, ...(naiveFits ? [naiveCall] : []), ...(row.threads === 2 ? [oneThreadCall] : []),
-        ...(unmaskedCall ? [unmaskedCall] : []), ...(forwardCall ? [matMulBeforeForward, forwardCall] : []), matMulCall,
+        ...(unmaskedCall ? [unmaskedCall] : []), ...(standardCall ? [standardCall] : []),
+        ...(forwardCall ? [matMulBeforeForward, forwardCall] : []), matMulCall,
         ...ceilingCalls];
       const times = timeInterleaved(calls, reps, warmup, settleMs);
       const timesOf = (call: BenchCall) => times[calls.indexOf(call)];
@@ -416,6 +436,7 @@ async function benchRow(
       row.fractionOfMatMul = row.gflops / row.matMulGflops;
       row.oneThreadFractionOfMatMul = row.fractionOfMatMul;
       if (forwardCall != null) row.forwardMedianMs = median(timesOf(forwardCall));
+      if (standardCall != null) row.standardMedianMs = median(timesOf(standardCall));
       if (unmaskedCall != null) {
         row.unmaskedMedianMs = median(timesOf(unmaskedCall));
         row.unmaskedPeakBytes = await peakBytes(unmaskedCall);
@@ -454,6 +475,7 @@ async function benchRow(
     tf.dispose([x, a, b, ...Object.values(masks)]);
     layer.dispose();
     if (unmaskedLayer != null && unmaskedLayer !== layer) unmaskedLayer.dispose();
+    standardLayer?.dispose();
   }
   row.leakedTensors = tf.memory().numTensors - before;
   return row;
