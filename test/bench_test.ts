@@ -391,6 +391,23 @@ describe('two threads on this machine, whatever the layer does (the ceiling of t
     expect(await startCeilingCalls((_source, workerData) => new Worker(failing, {eval: true, workerData}))).toBeNull();
   });
 
+  it('throws, naming the worker, where the worker\'s call throws (the bench stops instead of timing a call not made)', async () => {
+    const throwing = `const {workerData} = require('worker_threads');
+      Atomics.store(workerData.control, 1, 1);
+      Atomics.notify(workerData.control, 1);
+      Atomics.wait(workerData.control, 0, 0);
+      Atomics.store(workerData.control, 0, -1);
+      Atomics.notify(workerData.control, 0);`;
+    const calls = (await startCeilingCalls((_source, workerData) => new Worker(throwing, {eval: true, workerData})))!;
+    try {
+      expect(calls.alone()).toBeGreaterThan(0);
+      expect(() => calls.together()).toThrow('two_thread_ceiling: the worker\'s call threw');
+      expect(calls.workerTimes).toEqual([]);
+    } finally {
+      await calls.close();
+    }
+  });
+
   it('is timed in the rounds of each two-thread row, and the report shows it beside the row\'s own gain', async () => {
     // (2, 256, 64, 1): 33.6 MFLOP, over twoThreadsPay's 16: both passes on two threads where Node gives a worker.
     const results = await runBench({backends: ['wasm'], quick: true, grid: [{batch: 2, length: 256, dModel: 64, heads: 1, paths: ['default']}]});

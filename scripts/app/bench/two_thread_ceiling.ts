@@ -6,11 +6,13 @@
  * side at full speed, two calls at once take the time of one: 2×. On the 2-vCPU machines of
  * this project they often do not: the same call took 14 ms on one thread and 22 ms on the other
  * at the same moment, so that both together made 1.6× the calls of the faster alone; at other
- * moments 2.0× (two processes pinned to one vCPU each alike). The bench times the two calls in the rounds of each two-thread
- * row, so that a row's speed-up can be read against what the machine allowed at the time.
+ * moments 2.0× (two processes pinned to one vCPU each alike). The bench times the two calls in
+ * the rounds of each two-thread row, so that a row's speed-up can be read against what the
+ * machine allowed at the time.
  */
 import {Worker} from 'worker_threads';
 import {FUSED_KEY_BLOCK, KERNELS_WASM} from '../tfjs_attention';
+import {median} from './measure';
 
 /** The size of the call: queries, keys, and the head's width. */
 export const CEILING_CALL = {queries: 1024, keys: 1024, depth: 64};
@@ -37,20 +39,15 @@ export function twoThreadCeilingOf(alone: number[], together: number[], worker: 
       throw new Error(`twoThreadCeilingOf: ${name} needs positive times, received [${times.join(', ')}]`);
     }
   }
-  const [aloneMs, togetherMs, workerMs] = [alone, together, worker].map(middle);
+  const [aloneMs, togetherMs, workerMs] = [alone, together, worker].map(median);
   return {aloneMs, togetherMs, workerMs, ceiling: aloneMs / togetherMs + aloneMs / workerMs};
-}
-
-function middle(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /**
  * The call, as source that both threads run: instantiates the kernel module `bytes` on a memory
  * of its own, fills Q, K and V with the same values on either thread, and defines `call()`,
- * which makes attend_4x8 once and returns the sum of its output (the same bits on both threads).
+ * which makes attend_4x8 once and returns the sum of its output (the same bits on both threads;
+ * the sum, 64 Ki floats, is part of the timed call on both alike).
  */
 const CALL_SOURCE = `
 const {queries, keys, depth, block} = size;
@@ -74,7 +71,8 @@ const CALL_BODY = `${CALL_SOURCE}\nreturn call;`;
 
 /**
  * The worker: says whether its call is ready (control[1]: 1, or -1 where it could not be made), then waits for a
- * request (control[0] = 1), makes the call, records its time and sum, and answers (control[0] = 0); 2 ends it.
+ * request (control[0] = 1), makes the call, records its time and sum, and answers (control[0] = 0, or -1 where the
+ * call threw, and it stops); 2 ends it.
  */
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
@@ -90,11 +88,17 @@ Atomics.notify(control, 1);
 while (call != null) {
   Atomics.wait(control, 0, 0);
   if (Atomics.load(control, 0) === 2) break;
-  const start = performance.now();
-  results[1] = call();
-  results[0] = performance.now() - start;
-  Atomics.store(control, 0, 0);
+  let answer = 0;
+  try {
+    const start = performance.now();
+    results[1] = call();
+    results[0] = performance.now() - start;
+  } catch (error) {
+    answer = -1;
+  }
+  Atomics.store(control, 0, answer);
   Atomics.notify(control, 0);
+  if (answer !== 0) break;
 }
 `;
 
@@ -167,6 +171,7 @@ export async function startCeilingCalls(
       if (Atomics.wait(control, 0, 1, WORKER_WAIT_MS) === 'timed-out') {  // until the worker's call is made
         throw new Error(`two_thread_ceiling: the worker did not make its call in ${WORKER_WAIT_MS / 1000} s`);
       }
+      if (Atomics.load(control, 0) !== 0) throw new Error('two_thread_ceiling: the worker\'s call threw');
       workerTimes.push(results[0]);
       return ms;
     },
