@@ -10,7 +10,7 @@ export * from '../../src/index';
 
 // Internals, for the app only (not part of the package's API).
 export {checkPositiveFinite, checkPositiveInteger, formatValue, invalidArgument} from '../../src/errors';
-export {memoryEfficientThreshold} from '../../src/attention/attention_plan';
+export {checkStandardPathMemory, memoryEfficientThreshold} from '../../src/attention/attention_plan';
 export {FUSED_KEY_BLOCK, fusedAttentionLayerBytes, fusedKernelAvailable, fusedThreadsOfLastCall} from '../../src/backend/wasm_fused_attention';
 export {fusedTrainingBytes} from '../../src/backend/wasm_fused_attention_backward';
 export {fusedLayerTrainingBytes} from '../../src/backend/wasm_fused_layer_training';

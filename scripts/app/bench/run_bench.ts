@@ -1,7 +1,7 @@
 /** The benchmark itself: forward and forward+backward of the layer against the naive version and a plain matMul. */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {allowedAttentionThreads, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, kernelVariant, memoryEfficientThreshold, planAttention, recordTwoThreadCalls, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
+import {allowedAttentionThreads, checkStandardPathMemory, DEFAULT_BLOCK_SIZE, fusedAttentionLayerBytes, fusedKernelAvailable, fusedLayerTrainingBytes, fusedThreadsOfLastCall, fusedTrainingBytes, kernelVariant, memoryEfficientThreshold, planAttention, recordTwoThreadCalls, ScaledDotProductAttention, selectBackend, setAttentionThreads, ValueError} from '../tfjs_attention_node';
 import type {AttentionPath, AttentionPlan, BackendName, TwoThreadCallTimes} from '../tfjs_attention_node';
 import {AttentionSize, forwardFlops, matMulFlops, trainingFlops} from './flops';
 import {BenchCall, median, peakBytes, timeInterleaved, vectorJacobianCall} from './measure';
@@ -348,10 +348,11 @@ async function benchRow(
   const layer = new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize, causal: mask === 'causal'});
   // Mask rows time the same layer without its mask (a second layer where the mask is `causal`).
   const unmaskedLayer = mask == null ? null : mask === 'causal' ? new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize}) : layer;
-  // A memory-efficient forward row also times the standard path in its rounds, where its point runs that path: their
-  // ratio then untouched by the machine's drift between the two rows (T = 8192's calls take seconds, minutes apart).
-  let standardLayer = pass === 'forward' && mask == null && ranPath === 'memory-efficient' && point.paths.includes('standard') ?
-      new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize: 0}) : null;
+  // A memory-efficient forward row also times the standard path in its rounds, where its point runs that path and the
+  // path takes the size: their ratio then untouched by the machine's drift between the two rows (T = 8192's calls take
+  // seconds, minutes apart).
+  const standardLayer = pass === 'forward' && mask == null && ranPath === 'memory-efficient' && point.paths.includes('standard') &&
+      standardPathTakes(B, H, T) ? new ScaledDotProductAttention({numHeads: H, keyDim: d / H, blockSize: 0}) : null;
   const x = tf.randomNormal([B, T, d], 0, 1, 'float32', 1);
   const masks = maskArguments(mask, B, T);
   const a = tf.randomNormal([matMulSize, matMulSize], 0, 1, 'float32', 2) as tf.Tensor2D;
@@ -376,15 +377,7 @@ async function benchRow(
         [...(xVar ? [xVar] : []), ...unmaskedLayer.trainableWeights.map(w => w.read() as tf.Variable)];
     const unmaskedCall: BenchCall|null = unmaskedLayer == null ? null : training ?
         withGrads(() => unmaskedLayer.apply(input) as tf.Tensor, unmaskedVariables) : () => unmaskedLayer.apply(input) as tf.Tensor;
-    try {
-      if (standardLayer != null) tf.dispose(standardLayer.apply(x) as tf.Tensor);  // where the standard path refuses the size, none
-    } catch (error) {
-      if (!(error instanceof ValueError)) throw error;
-      standardLayer?.dispose();
-      standardLayer = null;
-    }
-    const standard = standardLayer;
-    const standardCall: BenchCall|null = standard == null ? null : () => standard.apply(x) as tf.Tensor;
+    const standardCall: BenchCall|null = standardLayer == null ? null : () => standardLayer.apply(x) as tf.Tensor;
     const naiveCall: BenchCall = training ?
         withGrads(() => naiveSelfAttention(layer, input)) : () => naiveSelfAttention(layer, input);
     const matMulCall: BenchCall = () => tf.matMul(a, b);
@@ -479,6 +472,17 @@ async function benchRow(
   }
   row.leakedTensors = tf.memory().numTensors - before;
   return row;
+}
+
+/** Whether the standard path takes self-attention of B×T with H heads: the layer's own check (it refuses the rest up front). */
+function standardPathTakes(B: number, H: number, T: number): boolean {
+  try {
+    checkStandardPathMemory([B, H, T, T], '');
+    return true;
+  } catch (error) {
+    if (error instanceof ValueError) return false;
+    throw error;
+  }
 }
 
 /** The call arguments of a mask row (see MaskKind): `mask` or `attentionMask`; none for causal. */
