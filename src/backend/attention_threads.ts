@@ -93,23 +93,28 @@ export function tableEntries(kernel: TableKernel): number {
   return KERNEL_SIGNATURES[kernel].length;
 }
 
+/** Per table kernel, which of its arguments are f32 (1) and which i32 (0), in the order of kernels.h. */
+const FLOAT_ARGUMENTS = Object.fromEntries(TABLE_KERNELS.map(kernel =>
+  [kernel, Uint8Array.from((KERNEL_SIGNATURES[kernel] as ReadonlyArray<readonly [string, string]>).map(([, type]) => type === 'f32' ? 1 : 0))])) as Record<TableKernel, Uint8Array>;
+
 /**
  * Writes the calls of a table job of `kernel` into its table at byte `table` of the shared
  * memory: each call's arguments in the order of kernels.h, an f32 as its bits.
  */
 export function writeTableCalls(thread: SecondThread, table: number, kernel: TableKernel, calls: number[][]): void {
-  const params = KERNEL_SIGNATURES[kernel];
-  const ints = new Int32Array(thread.memory.buffer, table, params.length * calls.length);
-  const floats = new Float32Array(thread.memory.buffer, table, params.length * calls.length);
-  calls.forEach((args, call) => {
-    if (args.length !== params.length) {
-      throw new Error(`tfjs-attention: ${kernel} takes ${params.length} arguments, not ${args.length}`);
+  const isFloat = FLOAT_ARGUMENTS[kernel];
+  const width = isFloat.length;
+  const ints = new Int32Array(thread.memory.buffer, table, width * calls.length);
+  const floats = new Float32Array(thread.memory.buffer, table, width * calls.length);
+  for (let call = 0; call < calls.length; call++) {
+    const args = calls[call];
+    if (args.length !== width) throw new Error(`tfjs-attention: ${kernel} takes ${width} arguments, not ${args.length}`);
+    const at = width * call;
+    for (let i = 0; i < width; i++) {
+      if (isFloat[i] === 1) floats[at + i] = args[i];
+      else ints[at + i] = args[i];
     }
-    params.forEach(([, type], i) => {
-      if (type === 'f32') floats[params.length * call + i] = args[i];
-      else ints[params.length * call + i] = args[i];
-    });
-  });
+  }
 }
 
 /**
@@ -383,14 +388,15 @@ export function runStepsOnBothThreads(thread: SecondThread, steps: JobStep[], fl
     for (let s = 0; s < steps.length && Atomics.load(h, SLOT.failed) === 0; s++) {
       const {kernel: name, calls, table, workerCalls} = steps[s];
       const e = STEP_ENTRIES * s;
-      const params = KERNEL_SIGNATURES[name];
-      const ints = new Int32Array(thread.memory.buffer, table, params.length * calls);
-      const floats = new Float32Array(thread.memory.buffer, table, params.length * calls);
+      const isFloat = FLOAT_ARGUMENTS[name];
+      const width = isFloat.length;
+      const ints = new Int32Array(thread.memory.buffer, table, width * calls);
+      const floats = new Float32Array(thread.memory.buffer, table, width * calls);
       const kernel = thread.module[name] as (...args: number[]) => void;
-      const args = new Array<number>(params.length);
+      const args = new Array<number>(width);
       const make = (p: number) => {
-        const at = params.length * p;
-        for (let j = 0; j < params.length; j++) args[j] = params[j][1] === 'f32' ? floats[at + j] : ints[at + j];
+        const at = width * p;
+        for (let j = 0; j < width; j++) args[j] = isFloat[j] === 1 ? floats[at + j] : ints[at + j];
         kernel(...args);
       };
       let made = 0;
