@@ -10,6 +10,7 @@ import {
   getSecondThread, MAX_STEPS, runStepsOnBothThreads, SHARED_DATA_START, sharedFloats, tableEntries, writeTableCalls,
 } from '../src/backend/attention_threads';
 import type {JobStep, SecondThread} from '../src/backend/attention_threads';
+import {KERNEL_SIGNATURES} from '../src/backend/kernels/kernel_module';
 
 const ROWS = 96;
 const COLS = 20;
@@ -64,6 +65,26 @@ describe('jobs of steps on two threads (runStepsOnBothThreads)', () => {
       job.run();
       expect(Array.from(job.result())).toEqual(Array.from(tripled(job.input)));
     }
+  });
+
+  it('writes a table\'s calls in the order of kernels.h, an f32 argument as its float bits and the rest as int32, and refuses a call of another length', () => {
+    const thread = getSecondThread()!;
+    const params = KERNEL_SIGNATURES.attend_4x8;
+    const scaleAt = params.findIndex(([name]) => name === 'scale');
+    expect(params[scaleAt][1]).toBe('f32');
+    const calls = [0, 1].map(call => params.map((_, i) => i === scaleAt ? 0.125 + call : 1000 * call + i));
+    writeTableCalls(thread, SHARED_DATA_START, 'attend_4x8', calls);
+    const ints = new Int32Array(thread.memory.buffer, SHARED_DATA_START, 2 * params.length);
+    const floats = new Float32Array(thread.memory.buffer, SHARED_DATA_START, 2 * params.length);
+    for (const call of [0, 1]) {
+      params.forEach((_, i) => {
+        const at = call * params.length + i;
+        if (i === scaleAt) expect(floats[at]).toBe(0.125 + call);
+        else expect(ints[at]).toBe(1000 * call + i);
+      });
+    }
+    expect(() => writeTableCalls(thread, SHARED_DATA_START, 'attend_4x8', [calls[0].slice(1)]))
+        .toThrow(`attend_4x8 takes ${params.length} arguments, not ${params.length - 1}`);
   });
 
   it(`refuses a job of no step or of more than ${MAX_STEPS}, and a split of more calls than the step has`, () => {
