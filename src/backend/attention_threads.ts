@@ -94,8 +94,10 @@ export function tableEntries(kernel: TableKernel): number {
 }
 
 /** Per table kernel, which of its arguments are f32 (1) and which i32 (0), in the order of kernels.h. */
-const FLOAT_ARGUMENTS = Object.fromEntries(TABLE_KERNELS.map(kernel =>
-  [kernel, Uint8Array.from((KERNEL_SIGNATURES[kernel] as ReadonlyArray<readonly [string, string]>).map(([, type]) => type === 'f32' ? 1 : 0))])) as Record<TableKernel, Uint8Array>;
+const FLOAT_ARGUMENTS = Object.fromEntries(TABLE_KERNELS.map(kernel => {
+  const params = KERNEL_SIGNATURES[kernel] as ReadonlyArray<readonly [string, string]>;
+  return [kernel, Uint8Array.from(params.map(([, type]) => type === 'f32' ? 1 : 0))];
+})) as Record<TableKernel, Uint8Array>;
 
 /**
  * Writes the calls of a table job of `kernel` into its table at byte `table` of the shared
@@ -135,14 +137,21 @@ export function tableStep(thread: SecondThread, table: number, kernel: TableKern
 const STEP_ENTRIES = 6;
 const STEP = {kernel: 0, calls: 1, table: 2, workerCalls: 3, next: 4, made: 5};
 
-/** The worker's call of each table kernel from its table entries: `t` the table as int32, `f` as float32, `e` the call's first entry. */
-const WORKER_CALLERS = `[${TABLE_KERNELS.map(kernel => {
-  const params = KERNEL_SIGNATURES[kernel];
-  return `(t, f, e) => kernels.${kernel}(${params.map(([, type], j) => `${type === 'f32' ? 'f' : 't'}[e + ${j}]`).join(', ')})`;
+/**
+ * Source of an array, in TABLE_KERNELS' order, of each table kernel's call from its table entries, of the kernels
+ * `host.module` (looked up at each call): `(t, f, e)`, `t` the table as int32, `f` as float32, `e` the call's first
+ * entry. Both threads evaluate it (the worker in its source, this one in getSecondThread), so that a table is read one way.
+ */
+const TABLE_CALLERS_SOURCE = `[${TABLE_KERNELS.map(kernel => {
+  const args = Array.from(FLOAT_ARGUMENTS[kernel], (isFloat, j) => `${isFloat === 1 ? 'f' : 't'}[e + ${j}]`);
+  return `(t, f, e) => host.module.${kernel}(${args.join(', ')})`;
 }).join(', ')}]`;
 
+/** A table kernel's call from its table's entries (TABLE_CALLERS_SOURCE). */
+type TableCaller = (t: Int32Array, f: Float32Array, e: number) => void;
+
 /** Int32 entries of one call of each table kernel, in TABLE_KERNELS' order. */
-const CALL_ENTRIES = TABLE_KERNELS.map(kernel => KERNEL_SIGNATURES[kernel].length);
+const CALL_ENTRIES = TABLE_KERNELS.map(kernel => FLOAT_ARGUMENTS[kernel].length);
 
 /** Most steps of one job (the header holds their list). */
 export const MAX_STEPS = Math.floor((TIMES_BYTE - STEPS_BYTE) / (4 * STEP_ENTRIES));
@@ -196,7 +205,8 @@ try {
   Atomics.store(h, ${SLOT.ready}, -1);
 }
 Atomics.notify(h, ${SLOT.ready});
-const callers = ${WORKER_CALLERS};
+const host = {module: kernels};
+const callers = ${TABLE_CALLERS_SOURCE};
 const entries = ${JSON.stringify(CALL_ENTRIES)};
 ${WORKER_STEP_MADE}
 let lingerUntil = 0;
@@ -254,6 +264,8 @@ export interface SecondThread {
   module: KernelExports;
   /** Int32 view of the header. */
   header: Int32Array;
+  /** This thread's calls of the table kernels (of `module`), in TABLE_KERNELS' order (TABLE_CALLERS_SOURCE). */
+  callers: TableCaller[];
   /** The header's clock readings (TIME), float64. */
   times: Float64Array;
 }
@@ -331,10 +343,9 @@ export function getSecondThread(): SecondThread|null {
     // Wait (once, some 50 ms) until the worker runs, so that no job ever waits on a worker that failed to start.
     Atomics.wait(header, SLOT.ready, 0, WORKER_START_TIMEOUT_MS);
     if (Atomics.load(header, SLOT.ready) !== 1) return null;
-    secondThread = {
-      memory, module: kernels, header,
-      times: new Float64Array(memory.buffer, TIMES_BYTE, 3),
-    };
+    const thread: SecondThread = {memory, module: kernels, header, callers: [], times: new Float64Array(memory.buffer, TIMES_BYTE, 3)};
+    thread.callers = new Function('host', `return ${TABLE_CALLERS_SOURCE};`)(thread) as TableCaller[];
+    secondThread = thread;
   } catch {
     secondThread = null;
   }
@@ -388,17 +399,11 @@ export function runStepsOnBothThreads(thread: SecondThread, steps: JobStep[], fl
     for (let s = 0; s < steps.length && Atomics.load(h, SLOT.failed) === 0; s++) {
       const {kernel: name, calls, table, workerCalls} = steps[s];
       const e = STEP_ENTRIES * s;
-      const isFloat = FLOAT_ARGUMENTS[name];
-      const width = isFloat.length;
+      const kind = TABLE_KERNELS.indexOf(name);
+      const [call, width] = [thread.callers[kind], CALL_ENTRIES[kind]];
       const ints = new Int32Array(thread.memory.buffer, table, width * calls);
       const floats = new Float32Array(thread.memory.buffer, table, width * calls);
-      const kernel = thread.module[name] as (...args: number[]) => void;
-      const args = new Array<number>(width);
-      const make = (p: number) => {
-        const at = width * p;
-        for (let j = 0; j < width; j++) args[j] = isFloat[j] === 1 ? floats[at + j] : ints[at + j];
-        kernel(...args);
-      };
+      const make = (p: number) => call(ints, floats, width * p);
       let made = 0;
       if (workerCalls == null) {
         for (let p = Atomics.add(list, e + STEP.next, 1); p < calls; p = Atomics.add(list, e + STEP.next, 1), made++) make(p);
